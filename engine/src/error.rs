@@ -1,0 +1,36 @@
+//! The engine's one error type.
+
+use std::io;
+
+/// Everything that can go wrong in the engine. Expected failures (bad input, a full device,
+/// I/O errors, corruption) are variants here; a broken invariant panics instead.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum Error {
+    #[error("key of {len} bytes is outside the limit of 1 to {max} bytes")]
+    KeySize { len: usize, max: usize },
+    #[error("record of {len} bytes exceeds the {max}-byte limit")]
+    RecordTooLarge { len: usize, max: usize },
+    #[error("device full: {free_bytes} bytes free is under the floor of {floor_bytes} bytes; writes resume when space is reclaimed")]
+    DeviceFull { free_bytes: u64, floor_bytes: u64 },
+    #[error("the store refuses writes after an earlier I/O failure: {0}")]
+    Failed(String),
+    #[error("the store is closed")]
+    Closed,
+    #[error("invalid configuration: {0}")]
+    Config(String),
+    #[error("generation mismatch: expected {expected}, found {found}")]
+    GenerationMismatch { expected: u32, found: u32 },
+    #[error("record already exists")]
+    AlreadyExists,
+    #[error("record not found")]
+    NotFound,
+    #[error(transparent)]
+    Wal(#[from] quiver_wal::Error),
+    #[error("I/O error: {0}")]
+    Io(#[from] io::Error),
+    #[error(transparent)]
+    Feature(#[from] crate::feature::FeatureError),
+}
+
+pub type Result<T, E = Error> = std::result::Result<T, E>;

@@ -1,0 +1,1 @@
+//! The typed feature store on top of the engine.
