@@ -49,8 +49,8 @@ impl Index {
                 .expect("locked above")
         };
 
-        for i in 0..n {
-            prefetch(table(i).head_addr(parts[i].lo));
+        for (i, p) in parts[..n].iter().enumerate() {
+            prefetch(table(i).head_addr(p.lo));
         }
         let mut cursor = [NIL; BATCH];
         for i in 0..n {

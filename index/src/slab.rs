@@ -102,7 +102,7 @@ impl Slab {
     }
 
     fn push(&mut self, slot: Slot) -> u32 {
-        let needs_chunk = self.chunks.last().is_none_or(|c| c.len() == CHUNK_SLOTS);
+        let needs_chunk = self.chunks.last().map_or(true, |c| c.len() == CHUNK_SLOTS);
         if needs_chunk {
             let used = self.chunks.len() * CHUNK_SLOTS;
             assert!(

@@ -17,7 +17,12 @@ fn loc(block: u32, offset_units: u32) -> Location {
 }
 
 fn entry(l: Location) -> Entry {
-    Entry { loc: l, generation: 1, expiry_s: 0, last_update_s: 0 }
+    Entry {
+        loc: l,
+        generation: 1,
+        expiry_s: 0,
+        last_update_s: 0,
+    }
 }
 
 /// What thread-owned key `n` holds at the end of `disjoint_keys`, if anything.
@@ -54,8 +59,10 @@ fn disjoint_keys() {
         }
     });
     let all = 0..THREADS * PER_THREAD;
-    let expected: HashMap<Digest, Entry> =
-        all.clone().filter_map(|n| disjoint_final(n).map(|e| (identity(key(n)), e))).collect();
+    let expected: HashMap<Digest, Entry> = all
+        .clone()
+        .filter_map(|n| disjoint_final(n).map(|e| (identity(key(n)), e)))
+        .collect();
     for n in all {
         assert_eq!(index.get(key(n)), disjoint_final(n), "key {n}");
     }
@@ -96,7 +103,11 @@ fn shared_keys_with_compare_and_set_and_batch_readers() {
         writing.store(false, Ordering::Relaxed);
     });
     for n in 0..KEYS {
-        assert_eq!(index.get(key(n)), Some(entry(loc(n, THREADS * STEPS))), "key {n}");
+        assert_eq!(
+            index.get(key(n)),
+            Some(entry(loc(n, THREADS * STEPS))),
+            "key {n}"
+        );
     }
     assert_eq!(index.len(), KEYS as usize);
 }
@@ -104,7 +115,10 @@ fn shared_keys_with_compare_and_set_and_batch_readers() {
 /// Moves key `n` one unit forward with compare-and-set, retrying until it wins.
 fn advance(index: &Index, n: u32) {
     loop {
-        let current = index.get(key(n)).expect("shared keys are never removed").loc;
+        let current = index
+            .get(key(n))
+            .expect("shared keys are never removed")
+            .loc;
         let next = loc(current.block, current.offset_units + 1);
         if index.relocate(key(n), current, next) {
             return;
@@ -122,7 +136,10 @@ fn read_until_done(index: &Index, writing: &AtomicBool, keys: u32) {
         for (n, got) in out.iter().enumerate() {
             let got = got.expect("shared keys are never removed").loc;
             assert_eq!(got.block, n as u32);
-            assert!(got.offset_units >= last_offset[n], "key {n} moved backwards");
+            assert!(
+                got.offset_units >= last_offset[n],
+                "key {n} moved backwards"
+            );
             last_offset[n] = got.offset_units;
         }
     }

@@ -32,9 +32,18 @@ fn location_strategy() -> impl Strategy<Value = Location> {
 }
 
 fn entry_strategy() -> impl Strategy<Value = Entry> {
-    (location_strategy(), any::<u16>(), any::<u32>(), any::<u32>()).prop_map(
-        |(loc, generation, expiry_s, last_update_s)| Entry { loc, generation, expiry_s, last_update_s },
+    (
+        location_strategy(),
+        any::<u16>(),
+        any::<u32>(),
+        any::<u32>(),
     )
+        .prop_map(|(loc, generation, expiry_s, last_update_s)| Entry {
+            loc,
+            generation,
+            expiry_s,
+            last_update_s,
+        })
 }
 
 fn op_strategy() -> impl Strategy<Value = Op> {
@@ -60,14 +69,21 @@ fn apply(index: &Index, model: &mut HashMap<Digest, Entry>, op: &Op) {
         }
         Op::RemoveIfAt(d, at) => {
             let hit = model.get(&identity(d)).is_some_and(|e| e.loc == at);
-            let expected = if hit { model.remove(&identity(d)) } else { None };
+            let expected = if hit {
+                model.remove(&identity(d))
+            } else {
+                None
+            };
             assert_eq!(index.remove_if_at(d, at), expected);
         }
         Op::Get(d) => assert_eq!(index.get(d), model.get(&identity(d)).copied()),
         Op::GetMany(ref ds) => {
             let mut out = Vec::new();
             index.get_many(ds, &mut out);
-            let expected: Vec<_> = ds.iter().map(|d| model.get(&identity(*d)).copied()).collect();
+            let expected: Vec<_> = ds
+                .iter()
+                .map(|d| model.get(&identity(*d)).copied())
+                .collect();
             assert_eq!(out, expected);
         }
     }
