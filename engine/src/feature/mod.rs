@@ -15,6 +15,7 @@ pub mod limits;
 pub mod merge;
 mod name;
 pub mod options;
+pub mod read;
 pub mod registry;
 pub mod row;
 pub mod schema;

@@ -78,6 +78,44 @@ impl GroupSpec {
 }
 
 /// A group as the registry holds it. `version` starts at 1 and grows by one on every change.
+///
+/// ## Format
+///
+/// Stored under engine group 0, key `group/<id>` (ASCII, `<id>` in decimal), written with
+/// `Durability::Sync`. Integers little-endian; "varint" is unsigned LEB128; "str" is a varint
+/// byte length followed by that many UTF-8 bytes. The engine checksums the record, so the
+/// format has a version byte and no checksum of its own.
+///
+/// | size | field |
+/// | --- | --- |
+/// | 1 | format version, `1` |
+/// | 4 | group id, u32 |
+/// | 4 | schema version, u32 (1 at creation, +1 per change) |
+/// | str | group name (1..=63 bytes of `[a-z0-9_]`, starting with a letter) |
+/// | 1 | key type: 1 = string, 2 = i64, 3 = bytes |
+/// | 1 | flags: bit 0 = NaN/infinity allowed, bit 1 = a TTL is set; other bits 0 |
+/// | 4 | TTL / max age in seconds, u32 (0 when flag bit 1 is clear) |
+/// | 1 | compression: 0 = none, 1 = zstd |
+/// | 4 | zstd level, i32 (0 when compression is none) |
+/// | str | description (at most 1024 bytes) |
+/// | str | owner (at most 255 bytes) |
+/// | varint | tag count T (at most 32), then T × str tag (1..=63 bytes of printable ASCII) |
+/// | varint | feature count F (at most 4096), then F features |
+///
+/// A feature (its id is its position, 0-based: features are never removed, only deprecated,
+/// so ids are never reused):
+///
+/// | size | field |
+/// | --- | --- |
+/// | str | feature name (same rule as group names, unique within the group) |
+/// | 1 | type tag: 1 bool, 2 i64, 3 f32, 4 f64, 5 string, 6 bytes, 7 f32[N], 8 list<i64>, 9 list<f32>, 10 list<string> |
+/// | 4 | only for tag 7: dimension N, u32, 1..=65536 |
+/// | 1 | flags: bit 0 = deprecated; other bits 0 |
+/// | str | description (at most 1024 bytes) |
+/// | str | owner (at most 255 bytes) |
+/// | varint | tag count T (at most 32), then T × str tag |
+///
+/// Nothing follows the last feature.
 #[derive(Debug, Clone, PartialEq)]
 pub struct GroupSchema {
     pub id: u32,
