@@ -1,0 +1,189 @@
+//! One TCP connection: framing, buffered writes, timeouts, the handshake.
+
+use super::{ClientConfig, ClientError, Result};
+use crate::protocol::{
+    decode_response, encode_request, FrameHeader, HandshakeInfo, Request, Response, HEADER_LEN,
+    PROTOCOL_VERSION,
+};
+use std::io::{ErrorKind, Read, Write};
+use std::net::{TcpStream, ToSocketAddrs};
+use std::time::Duration;
+
+/// Requests are written once this many bytes are queued.
+const WRITE_BATCH_BYTES: usize = 64 * 1024;
+/// Frame limit assumed while reading the handshake response.
+const HANDSHAKE_MAX_BODY: u32 = 1 << 20;
+
+pub struct Connection {
+    addr: String,
+    stream: TcpStream,
+    wbuf: Vec<u8>,
+    rbuf: Vec<u8>,
+    rpos: usize,
+    max_body: u32,
+    io_timeout: Option<Duration>,
+}
+
+fn io_err(
+    addr: &str,
+    what: &'static str,
+    timeout: Option<Duration>,
+    e: std::io::Error,
+) -> ClientError {
+    match e.kind() {
+        ErrorKind::WouldBlock | ErrorKind::TimedOut => ClientError::Timeout {
+            what,
+            timeout_ms: timeout.map_or(0, |t| t.as_millis() as u64),
+        },
+        ErrorKind::UnexpectedEof | ErrorKind::ConnectionReset | ErrorKind::BrokenPipe => {
+            ClientError::Disconnected
+        }
+        _ => ClientError::Io {
+            addr: addr.to_owned(),
+            source: e,
+        },
+    }
+}
+
+impl Connection {
+    pub fn open_with_retries(
+        addr: &str,
+        config: &ClientConfig,
+    ) -> Result<(Connection, HandshakeInfo)> {
+        let attempts = config.reconnect_attempts.max(1);
+        let mut backoff = config.reconnect_backoff;
+        let mut last = String::new();
+        for attempt in 0..attempts {
+            match Connection::open(addr, config) {
+                Ok(pair) => return Ok(pair),
+                // A refused handshake will be refused again: do not retry it.
+                Err(e @ ClientError::Server { .. }) => return Err(e),
+                Err(e) => last = e.to_string(),
+            }
+            if attempt + 1 < attempts {
+                std::thread::sleep(backoff);
+                backoff = backoff.saturating_mul(2);
+            }
+        }
+        Err(ClientError::Connect {
+            addr: addr.to_owned(),
+            attempts,
+            last,
+        })
+    }
+
+    fn open(addr: &str, config: &ClientConfig) -> Result<(Connection, HandshakeInfo)> {
+        let sock = addr
+            .to_socket_addrs()
+            .map_err(|e| ClientError::Io {
+                addr: addr.to_owned(),
+                source: e,
+            })?
+            .next()
+            .ok_or_else(|| ClientError::Io {
+                addr: addr.to_owned(),
+                source: ErrorKind::NotFound.into(),
+            })?;
+        let stream = TcpStream::connect_timeout(&sock, config.connect_timeout)
+            .map_err(|e| io_err(addr, "connect", Some(config.connect_timeout), e))?;
+        let setup = |s: &TcpStream| -> std::io::Result<()> {
+            s.set_nodelay(true)?;
+            s.set_read_timeout(config.io_timeout)?;
+            s.set_write_timeout(config.io_timeout)
+        };
+        setup(&stream).map_err(|e| io_err(addr, "socket setup", None, e))?;
+        let mut conn = Connection {
+            addr: addr.to_owned(),
+            stream,
+            wbuf: Vec::with_capacity(WRITE_BATCH_BYTES),
+            rbuf: Vec::with_capacity(64 * 1024),
+            rpos: 0,
+            max_body: HANDSHAKE_MAX_BODY,
+            io_timeout: config.io_timeout,
+        };
+        let token = config.auth_token.clone().unwrap_or_default();
+        conn.queue(
+            0,
+            &Request::Handshake {
+                version: PROTOCOL_VERSION.into(),
+                token,
+            },
+            HANDSHAKE_MAX_BODY,
+        )?;
+        conn.flush()?;
+        let info = match conn.read_response()? {
+            (_, Response::Handshake(info)) => info,
+            (_, Response::Error { status, message }) => {
+                return Err(ClientError::Server { status, message })
+            }
+            (id, _) => {
+                return Err(ClientError::UnexpectedResponse {
+                    request_id: id,
+                    expected: 1,
+                    got: 0,
+                })
+            }
+        };
+        conn.max_body = info.max_frame_bytes;
+        Ok((conn, info))
+    }
+
+    pub fn queue(&mut self, id: u64, request: &Request, max_body: u32) -> Result<()> {
+        let start = self.wbuf.len();
+        encode_request(id, request, &mut self.wbuf);
+        let len = self.wbuf.len() - start - HEADER_LEN;
+        if len > max_body as usize {
+            self.wbuf.truncate(start);
+            return Err(ClientError::RequestTooLarge { len, max: max_body });
+        }
+        if self.wbuf.len() >= WRITE_BATCH_BYTES {
+            self.flush()?;
+        }
+        Ok(())
+    }
+
+    pub fn flush(&mut self) -> Result<()> {
+        if self.wbuf.is_empty() {
+            return Ok(());
+        }
+        let r = self.stream.write_all(&self.wbuf);
+        self.wbuf.clear();
+        r.map_err(|e| io_err(&self.addr, "write", self.io_timeout, e))
+    }
+
+    fn fill(&mut self, need: usize) -> Result<()> {
+        if self.rpos > 0 && self.rbuf.len() - self.rpos < need {
+            self.rbuf.drain(..self.rpos);
+            self.rpos = 0;
+        }
+        let mut chunk = [0u8; 64 * 1024];
+        while self.rbuf.len() - self.rpos < need {
+            match self.stream.read(&mut chunk) {
+                Ok(0) => return Err(ClientError::Disconnected),
+                Ok(n) => self.rbuf.extend_from_slice(&chunk[..n]),
+                Err(e) if e.kind() == ErrorKind::Interrupted => {}
+                Err(e) => return Err(io_err(&self.addr, "a response", self.io_timeout, e)),
+            }
+        }
+        Ok(())
+    }
+
+    /// Reads one response frame.
+    pub fn read_response(&mut self) -> Result<(u64, Response)> {
+        self.fill(HEADER_LEN)?;
+        let head: [u8; HEADER_LEN] = self.rbuf[self.rpos..self.rpos + HEADER_LEN]
+            .try_into()
+            .expect("fill() made HEADER_LEN bytes available");
+        let header = FrameHeader::decode(&head, self.max_body)?;
+        let total = HEADER_LEN + header.body_len as usize;
+        self.fill(total)?;
+        let body = &self.rbuf[self.rpos + HEADER_LEN..self.rpos + total];
+        let response = decode_response(&header, body)?;
+        self.rpos += total;
+        if self.rpos == self.rbuf.len() {
+            self.rbuf.clear();
+            self.rpos = 0;
+        }
+        Ok((header.request_id, response))
+    }
+}

@@ -1,0 +1,378 @@
+//! A blocking Rust client for `quiverd`, with pipelining.
+//!
+//! ```no_run
+//! use quiver_server::client::{Client, ClientConfig};
+//! use quiver_server::protocol::Request;
+//! let mut c = Client::connect("127.0.0.1:7878", ClientConfig::default())?;
+//! // Pipelined: send many requests, then collect each response by its id.
+//! let ids: Vec<u64> = (0..16).map(|_| c.send(&Request::Ping { payload: vec![] })).collect::<Result<_, _>>()?;
+//! for id in ids {
+//!     c.wait(id)?;
+//! }
+//! # Ok::<(), quiver_server::client::ClientError>(())
+//! ```
+//!
+//! A transport error marks the connection broken; the next call reconnects (with the
+//! handshake) up to `reconnect_attempts` times. The failed call itself is not retried: the
+//! caller decides whether its request is safe to repeat.
+
+mod connection;
+mod error;
+
+pub use error::{ClientError, Result};
+
+use crate::protocol::{HandshakeInfo, Opcode, Request, Response, ScanRequest, StatusCode};
+use connection::Connection;
+use quiver_engine::feature::{
+    Alter, EntityKey, FeatureRef, FeatureValue, GroupSchema, GroupSpec, PutOptions, PutResult,
+    ScanItem, Value,
+};
+use quiver_engine::{Durability, ScanCursor};
+use std::collections::{HashMap, VecDeque};
+use std::time::Duration;
+
+/// How the client connects and how long it waits.
+#[derive(Debug, Clone)]
+pub struct ClientConfig {
+    /// Token presented in the handshake.
+    pub auth_token: Option<Vec<u8>>,
+    pub connect_timeout: Duration,
+    /// Longest wait for a response or a write; `None` waits forever.
+    pub io_timeout: Option<Duration>,
+    /// Connection attempts made by `connect` and by a reconnect.
+    pub reconnect_attempts: u32,
+    /// Pause between attempts, doubled after each.
+    pub reconnect_backoff: Duration,
+}
+
+impl Default for ClientConfig {
+    fn default() -> Self {
+        ClientConfig {
+            auth_token: None,
+            connect_timeout: Duration::from_secs(5),
+            io_timeout: Some(Duration::from_secs(30)),
+            reconnect_attempts: 3,
+            reconnect_backoff: Duration::from_millis(50),
+        }
+    }
+}
+
+/// One connection to a server, with pipelining: [`Client::send`] queues a request and
+/// returns its id; [`Client::wait`] returns the response to an id, keeping responses to other
+/// ids for later (the server may answer out of order).
+pub struct Client {
+    addr: String,
+    config: ClientConfig,
+    conn: Option<Connection>,
+    info: HandshakeInfo,
+    next_id: u64,
+    /// Ids sent and not fully answered (a scan is answered by its last frame).
+    outstanding: HashMap<u64, Opcode>,
+    /// Responses read while looking for another id.
+    stash: HashMap<u64, VecDeque<Response>>,
+}
+
+impl Client {
+    /// Connects and performs the handshake (retrying the connection per the config).
+    pub fn connect(addr: &str, config: ClientConfig) -> Result<Client> {
+        let (conn, info) = Connection::open_with_retries(addr, &config)?;
+        Ok(Client {
+            addr: addr.to_owned(),
+            config,
+            conn: Some(conn),
+            info,
+            next_id: 1,
+            outstanding: HashMap::new(),
+            stash: HashMap::new(),
+        })
+    }
+
+    /// What the server said in the handshake (its limits).
+    pub fn server_info(&self) -> &HandshakeInfo {
+        &self.info
+    }
+
+    /// Drops the current connection (abandoning outstanding requests) and opens a new one.
+    pub fn reconnect(&mut self) -> Result<()> {
+        self.conn = None;
+        self.outstanding.clear();
+        self.stash.clear();
+        let (conn, info) = Connection::open_with_retries(&self.addr, &self.config)?;
+        self.conn = Some(conn);
+        self.info = info;
+        Ok(())
+    }
+
+    fn connection(&mut self) -> Result<&mut Connection> {
+        if self.conn.is_none() {
+            self.reconnect()?;
+        }
+        Ok(self.conn.as_mut().expect("connected above"))
+    }
+
+    /// Marks the connection broken after a transport error so the next call reconnects.
+    fn check<T>(&mut self, r: Result<T>) -> Result<T> {
+        if let Err(
+            ClientError::Io { .. }
+            | ClientError::Disconnected
+            | ClientError::Timeout { .. }
+            | ClientError::Protocol(_),
+        ) = &r
+        {
+            self.conn = None;
+            self.outstanding.clear();
+            self.stash.clear();
+        }
+        r
+    }
+
+    /// Number of requests sent and not yet fully answered.
+    pub fn outstanding(&self) -> usize {
+        self.outstanding.len()
+    }
+
+    /// Queues a request and returns its id. Requests are buffered and written when the
+    /// buffer fills or a response is awaited. When the server's in-flight limit is reached,
+    /// responses are read (and kept) first, so a deep pipeline can never deadlock.
+    pub fn send(&mut self, request: &Request) -> Result<u64> {
+        let limit = self.info.max_inflight_per_connection.max(1) as usize;
+        while self.outstanding.len() >= limit {
+            let r = self.read_one();
+            self.check(r)?;
+        }
+        let id = self.next_id;
+        self.next_id += 1;
+        let max = self.info.max_frame_bytes;
+        let r = self.connection().and_then(|c| c.queue(id, request, max));
+        self.check(r)?;
+        self.outstanding.insert(id, request.opcode());
+        Ok(id)
+    }
+
+    /// Writes every queued request.
+    pub fn flush(&mut self) -> Result<()> {
+        let r = self.connection().and_then(Connection::flush);
+        self.check(r)
+    }
+
+    /// Reads one frame and files it under its id.
+    fn read_one(&mut self) -> Result<()> {
+        let conn = self.conn.as_mut().ok_or(ClientError::Disconnected)?;
+        conn.flush()?;
+        let (id, response) = conn.read_response()?;
+        let last = !matches!(response, Response::ScanChunk { more: true, .. });
+        if last {
+            self.outstanding.remove(&id);
+        }
+        self.stash.entry(id).or_default().push_back(response);
+        Ok(())
+    }
+
+    /// The next response frame for `id` (a scan has several), as sent by the server:
+    /// an error status comes back as `Response::Error`.
+    pub fn wait_raw(&mut self, id: u64) -> Result<Response> {
+        loop {
+            if let Some(r) = self.stash.get_mut(&id).and_then(VecDeque::pop_front) {
+                if self.stash.get(&id).is_some_and(VecDeque::is_empty) {
+                    self.stash.remove(&id);
+                }
+                return Ok(r);
+            }
+            if !self.outstanding.contains_key(&id) {
+                return Err(ClientError::Disconnected);
+            }
+            let r = self.read_one();
+            self.check(r)?;
+        }
+    }
+
+    /// The response to `id`, with a server error turned into [`ClientError::Server`].
+    pub fn wait(&mut self, id: u64) -> Result<Response> {
+        match self.wait_raw(id)? {
+            Response::Error { status, message } => Err(ClientError::Server { status, message }),
+            r => Ok(r),
+        }
+    }
+
+    /// Any next response, whichever id it answers.
+    pub fn recv(&mut self) -> Result<(u64, Response)> {
+        loop {
+            if let Some(&id) = self.stash.keys().next() {
+                return self.wait_raw(id).map(|r| (id, r));
+            }
+            if self.outstanding.is_empty() {
+                return Err(ClientError::Disconnected);
+            }
+            let r = self.read_one();
+            self.check(r)?;
+        }
+    }
+
+    /// Sends one request and waits for its response.
+    pub fn call(&mut self, request: &Request) -> Result<Response> {
+        let id = self.send(request)?;
+        self.wait(id)
+    }
+
+    pub fn ping(&mut self) -> Result<()> {
+        self.call(&Request::Ping {
+            payload: Vec::new(),
+        })
+        .map(drop)
+    }
+
+    pub fn put(
+        &mut self,
+        group: &str,
+        key: EntityKey,
+        event_time_ms: u64,
+        values: Vec<(String, Value)>,
+        options: PutOptions,
+    ) -> Result<PutResult> {
+        let req = Request::Put {
+            group: group.into(),
+            key,
+            event_time_ms,
+            options,
+            values,
+        };
+        match self.call(&req)? {
+            Response::Put(r) => Ok(r),
+            other => Err(unexpected(Opcode::Put, &other)),
+        }
+    }
+
+    pub fn get(&mut self, key: EntityKey, features: Vec<FeatureRef>) -> Result<Vec<FeatureValue>> {
+        match self.call(&Request::Get { key, features })? {
+            Response::Get(v) => Ok(v),
+            other => Err(unexpected(Opcode::Get, &other)),
+        }
+    }
+
+    /// One result per key: the values, or that key's own error.
+    pub fn get_many(
+        &mut self,
+        keys: Vec<EntityKey>,
+        features: Vec<FeatureRef>,
+    ) -> Result<Vec<Result<Vec<FeatureValue>>>> {
+        match self.call(&Request::GetMany { keys, features })? {
+            Response::GetMany(items) => Ok(items
+                .into_iter()
+                .map(|i| i.map_err(|(status, message)| ClientError::Server { status, message }))
+                .collect()),
+            other => Err(unexpected(Opcode::GetMany, &other)),
+        }
+    }
+
+    pub fn delete(
+        &mut self,
+        group: &str,
+        key: EntityKey,
+        durability: Option<Durability>,
+    ) -> Result<bool> {
+        match self.call(&Request::Delete {
+            group: group.into(),
+            key,
+            durability,
+        })? {
+            Response::Delete { existed } => Ok(existed),
+            other => Err(unexpected(Opcode::Delete, &other)),
+        }
+    }
+
+    fn group_call(&mut self, request: &Request) -> Result<GroupSchema> {
+        match self.call(request)? {
+            Response::Group(g) => Ok(g),
+            other => Err(unexpected(request.opcode(), &other)),
+        }
+    }
+
+    pub fn create_group(&mut self, spec: GroupSpec) -> Result<GroupSchema> {
+        self.group_call(&Request::GroupCreate(spec))
+    }
+
+    pub fn describe_group(&mut self, name: &str) -> Result<GroupSchema> {
+        self.group_call(&Request::GroupDescribe { name: name.into() })
+    }
+
+    pub fn alter_group(&mut self, name: &str, alter: Alter) -> Result<GroupSchema> {
+        self.group_call(&Request::GroupAlter {
+            name: name.into(),
+            alter,
+        })
+    }
+
+    pub fn list_groups(&mut self, tag: Option<&str>) -> Result<Vec<GroupSchema>> {
+        match self.call(&Request::GroupList {
+            tag: tag.map(str::to_owned),
+        })? {
+            Response::GroupList(g) => Ok(g),
+            other => Err(unexpected(Opcode::GroupList, &other)),
+        }
+    }
+
+    pub fn drop_group(&mut self, name: &str) -> Result<()> {
+        match self.call(&Request::GroupDrop { name: name.into() })? {
+            Response::GroupDropped => Ok(()),
+            other => Err(unexpected(Opcode::GroupDrop, &other)),
+        }
+    }
+
+    /// One SCAN request: up to `max_chunks` frames of up to `chunk_items` entities each.
+    /// Returns the entities and the cursor to resume from (`None` at the end of the group).
+    pub fn scan_page(
+        &mut self,
+        group: &str,
+        cursor: Option<ScanCursor>,
+        chunk_items: u32,
+        max_chunks: u32,
+    ) -> Result<(Vec<ScanItem>, Option<ScanCursor>)> {
+        let id = self.send(&Request::Scan(ScanRequest {
+            group: group.into(),
+            cursor,
+            chunk_items,
+            max_chunks,
+        }))?;
+        let mut all = Vec::new();
+        loop {
+            match self.wait(id)? {
+                Response::ScanChunk { items, next, more } => {
+                    all.extend(items);
+                    if !more {
+                        return Ok((all, next));
+                    }
+                }
+                other => return Err(unexpected(Opcode::Scan, &other)),
+            }
+        }
+    }
+
+    /// Every entity of a group, page by page.
+    pub fn scan_all(&mut self, group: &str, chunk_items: u32) -> Result<Vec<ScanItem>> {
+        let mut all = Vec::new();
+        let mut cursor = None;
+        loop {
+            let (items, next) = self.scan_page(group, cursor, chunk_items, 16)?;
+            all.extend(items);
+            match next {
+                Some(c) => cursor = Some(c),
+                None => return Ok(all),
+            }
+        }
+    }
+
+    /// The server's STATS document (JSON).
+    pub fn stats(&mut self) -> Result<String> {
+        match self.call(&Request::Stats)? {
+            Response::Stats { json } => Ok(json),
+            other => Err(unexpected(Opcode::Stats, &other)),
+        }
+    }
+}
+
+fn unexpected(expected: Opcode, got: &Response) -> ClientError {
+    ClientError::Server {
+        status: StatusCode::Internal,
+        message: format!("unexpected response to {}: {got:?}", expected.name()),
+    }
+}

@@ -1,0 +1,492 @@
+//! Typed requests and responses and their frame encodings.
+
+use super::types::*;
+use super::wire::{put_bytes, put_len, put_str, put_u16, put_u32, put_u64, WireReader};
+use super::{DecodeError, FrameHeader, Opcode, StatusCode, FLAG_MORE, HEADER_LEN};
+use quiver_engine::feature::{
+    Alter, EntityKey, FeatureRef, FeatureValue, GroupSchema, GroupSpec, PutOptions, PutResult,
+    ScanItem, Value,
+};
+use quiver_engine::{Durability, ScanCursor};
+
+/// Parameters of a scan request; see `docs/PROTOCOL.md`, "SCAN".
+#[derive(Debug, Clone)]
+pub struct ScanRequest {
+    pub group: String,
+    /// `None`: from the start of the group; `Some`: resume where a previous chunk stopped.
+    pub cursor: Option<ScanCursor>,
+    /// Items per response frame.
+    pub chunk_items: u32,
+    /// Response frames the server sends before it stops and hands back a cursor.
+    pub max_chunks: u32,
+}
+
+/// One request, as a client sends it.
+#[derive(Debug, Clone)]
+pub enum Request {
+    Handshake {
+        version: u16,
+        token: Vec<u8>,
+    },
+    Ping {
+        payload: Vec<u8>,
+    },
+    Put {
+        group: String,
+        key: EntityKey,
+        event_time_ms: u64,
+        options: PutOptions,
+        values: Vec<(String, Value)>,
+    },
+    Get {
+        key: EntityKey,
+        features: Vec<FeatureRef>,
+    },
+    GetMany {
+        keys: Vec<EntityKey>,
+        features: Vec<FeatureRef>,
+    },
+    Delete {
+        group: String,
+        key: EntityKey,
+        durability: Option<Durability>,
+    },
+    GroupCreate(GroupSpec),
+    GroupDescribe {
+        name: String,
+    },
+    GroupList {
+        tag: Option<String>,
+    },
+    GroupAlter {
+        name: String,
+        alter: Alter,
+    },
+    GroupDrop {
+        name: String,
+    },
+    Scan(ScanRequest),
+    Stats,
+}
+
+/// What the server tells a client in its handshake response.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct HandshakeInfo {
+    pub version: u16,
+    pub max_frame_bytes: u32,
+    pub max_batch_keys: u32,
+    pub max_inflight_per_connection: u32,
+    pub server: String,
+}
+
+/// The outcome for one entity of a batch get.
+pub type GetManyItem = Result<Vec<FeatureValue>, (StatusCode, String)>;
+
+/// One response frame's meaning. `Error` is any frame whose status is not OK.
+#[derive(Debug, Clone)]
+pub enum Response {
+    Handshake(HandshakeInfo),
+    Pong {
+        payload: Vec<u8>,
+    },
+    Put(PutResult),
+    Get(Vec<FeatureValue>),
+    GetMany(Vec<GetManyItem>),
+    Delete {
+        existed: bool,
+    },
+    /// Answer to GROUP_CREATE, GROUP_DESCRIBE and GROUP_ALTER.
+    Group(GroupSchema),
+    GroupList(Vec<GroupSchema>),
+    GroupDropped,
+    /// One frame of a scan; `more` mirrors the header's MORE flag.
+    ScanChunk {
+        items: Vec<ScanItem>,
+        next: Option<ScanCursor>,
+        more: bool,
+    },
+    Stats {
+        json: String,
+    },
+    Error {
+        status: StatusCode,
+        message: String,
+    },
+}
+
+impl Request {
+    pub fn opcode(&self) -> Opcode {
+        match self {
+            Request::Handshake { .. } => Opcode::Handshake,
+            Request::Ping { .. } => Opcode::Ping,
+            Request::Put { .. } => Opcode::Put,
+            Request::Get { .. } => Opcode::Get,
+            Request::GetMany { .. } => Opcode::GetMany,
+            Request::Delete { .. } => Opcode::Delete,
+            Request::GroupCreate(_) => Opcode::GroupCreate,
+            Request::GroupDescribe { .. } => Opcode::GroupDescribe,
+            Request::GroupList { .. } => Opcode::GroupList,
+            Request::GroupAlter { .. } => Opcode::GroupAlter,
+            Request::GroupDrop { .. } => Opcode::GroupDrop,
+            Request::Scan(_) => Opcode::Scan,
+            Request::Stats => Opcode::Stats,
+        }
+    }
+}
+
+/// Writes a header with a placeholder length, runs `body`, then patches the length in.
+pub fn frame_bytes(
+    out: &mut Vec<u8>,
+    opcode: u8,
+    flags: u16,
+    status: u16,
+    request_id: u64,
+    body: impl FnOnce(&mut Vec<u8>),
+) {
+    let start = out.len();
+    FrameHeader {
+        opcode,
+        flags,
+        status,
+        body_len: 0,
+        request_id,
+    }
+    .encode(out);
+    body(out);
+    let body_len = (out.len() - start - HEADER_LEN) as u32;
+    out[start + 8..start + 12].copy_from_slice(&body_len.to_le_bytes());
+}
+
+/// Appends one complete request frame to `out`.
+pub fn encode_request(request_id: u64, request: &Request, out: &mut Vec<u8>) {
+    frame_bytes(out, request.opcode() as u8, 0, 0, request_id, |b| {
+        encode_request_body(request, b)
+    });
+}
+
+fn encode_request_body(request: &Request, b: &mut Vec<u8>) {
+    match request {
+        Request::Handshake { version, token } => {
+            put_u16(b, *version);
+            put_bytes(b, token);
+        }
+        Request::Ping { payload } => b.extend_from_slice(payload),
+        Request::Put {
+            group,
+            key,
+            event_time_ms,
+            options,
+            values,
+        } => {
+            put_str(b, group);
+            put_key(b, key);
+            put_u64(b, *event_time_ms);
+            put_put_options(b, options);
+            put_len(b, values.len());
+            for (name, value) in values {
+                put_str(b, name);
+                put_value(b, value);
+            }
+        }
+        Request::Get { key, features } => {
+            put_key(b, key);
+            put_refs(b, features);
+        }
+        Request::GetMany { keys, features } => {
+            put_len(b, keys.len());
+            for k in keys {
+                put_key(b, k);
+            }
+            put_refs(b, features);
+        }
+        Request::Delete {
+            group,
+            key,
+            durability,
+        } => {
+            put_str(b, group);
+            put_key(b, key);
+            put_durability(b, *durability);
+        }
+        Request::GroupCreate(spec) => put_group_spec(b, spec),
+        Request::GroupDescribe { name } | Request::GroupDrop { name } => put_str(b, name),
+        Request::GroupList { tag } => {
+            b.push(tag.is_some() as u8);
+            put_str(b, tag.as_deref().unwrap_or(""));
+        }
+        Request::GroupAlter { name, alter } => {
+            put_str(b, name);
+            put_alter(b, alter);
+        }
+        Request::Scan(s) => {
+            put_str(b, &s.group);
+            b.push(s.cursor.is_some() as u8);
+            put_u64(b, s.cursor.map_or(0, |c| c.0));
+            put_u32(b, s.chunk_items);
+            put_u32(b, s.max_chunks);
+        }
+        Request::Stats => {}
+    }
+}
+
+/// Splits a GET body into its key and the raw bytes of its reference list: the server
+/// batches GETs whose reference bytes are equal and decodes those bytes once per batch.
+pub fn split_get_body(body: &[u8]) -> Result<(EntityKey, &[u8]), DecodeError> {
+    let mut r = WireReader::new(body);
+    let key = get_key(&mut r)?;
+    Ok((key, &body[r.position()..]))
+}
+
+/// Decodes the reference list of a GET body (the second half of [`split_get_body`]).
+pub fn decode_refs(raw: &[u8]) -> Result<Vec<FeatureRef>, DecodeError> {
+    let mut r = WireReader::new(raw);
+    let refs = get_refs(&mut r)?;
+    r.finish("GET")?;
+    Ok(refs)
+}
+
+/// Decodes a request body whose header already passed [`FrameHeader::check_request`].
+pub fn decode_request(opcode: Opcode, body: &[u8]) -> Result<Request, DecodeError> {
+    let mut r = WireReader::new(body);
+    let request = match opcode {
+        Opcode::Handshake => Request::Handshake {
+            version: r.u16("handshake version")?,
+            token: r.bytes("auth token")?.to_vec(),
+        },
+        Opcode::Ping => Request::Ping {
+            payload: r.take(body.len(), "ping payload")?.to_vec(),
+        },
+        Opcode::Put => decode_put(&mut r)?,
+        Opcode::Get => Request::Get {
+            key: get_key(&mut r)?,
+            features: get_refs(&mut r)?,
+        },
+        Opcode::GetMany => {
+            let n = r.count("batch keys", 5)?;
+            let keys = (0..n).map(|_| get_key(&mut r)).collect::<Result<_, _>>()?;
+            Request::GetMany {
+                keys,
+                features: get_refs(&mut r)?,
+            }
+        }
+        Opcode::Delete => Request::Delete {
+            group: r.string("group name")?,
+            key: get_key(&mut r)?,
+            durability: get_durability(&mut r)?,
+        },
+        Opcode::GroupCreate => Request::GroupCreate(get_group_spec(&mut r)?),
+        Opcode::GroupDescribe => Request::GroupDescribe {
+            name: r.string("group name")?,
+        },
+        Opcode::GroupList => {
+            let has_tag = r.bool("tag present")?;
+            let tag = r.string("tag")?;
+            Request::GroupList {
+                tag: has_tag.then_some(tag),
+            }
+        }
+        Opcode::GroupAlter => Request::GroupAlter {
+            name: r.string("group name")?,
+            alter: get_alter(&mut r)?,
+        },
+        Opcode::GroupDrop => Request::GroupDrop {
+            name: r.string("group name")?,
+        },
+        Opcode::Scan => decode_scan(&mut r)?,
+        Opcode::Stats => Request::Stats,
+    };
+    r.finish(opcode.name())?;
+    Ok(request)
+}
+
+fn decode_put(r: &mut WireReader<'_>) -> Result<Request, DecodeError> {
+    let group = r.string("group name")?;
+    let key = get_key(r)?;
+    let event_time_ms = r.u64("event time")?;
+    let options = get_put_options(r)?;
+    let n = r.count("put values", 5)?;
+    let mut values = Vec::with_capacity(n);
+    for _ in 0..n {
+        let name = r.string("feature name")?;
+        values.push((name, get_value(r)?));
+    }
+    Ok(Request::Put {
+        group,
+        key,
+        event_time_ms,
+        options,
+        values,
+    })
+}
+
+fn decode_scan(r: &mut WireReader<'_>) -> Result<Request, DecodeError> {
+    let group = r.string("group name")?;
+    let resume = r.bool("scan resume flag")?;
+    let cursor = r.u64("scan cursor")?;
+    Ok(Request::Scan(ScanRequest {
+        group,
+        cursor: resume.then_some(ScanCursor(cursor)),
+        chunk_items: r.u32("scan chunk items")?,
+        max_chunks: r.u32("scan max chunks")?,
+    }))
+}
+
+/// Appends an error response frame: the status and a UTF-8 message as the whole body.
+pub fn encode_error(
+    out: &mut Vec<u8>,
+    opcode: u8,
+    request_id: u64,
+    status: StatusCode,
+    message: &str,
+) {
+    frame_bytes(out, opcode, 0, status as u16, request_id, |b| {
+        b.extend_from_slice(message.as_bytes())
+    });
+}
+
+/// Appends one complete response frame for a request of `opcode`.
+pub fn encode_response(out: &mut Vec<u8>, opcode: Opcode, request_id: u64, response: &Response) {
+    if let Response::Error { status, message } = response {
+        return encode_error(out, opcode as u8, request_id, *status, message);
+    }
+    let flags = match response {
+        Response::ScanChunk { more: true, .. } => FLAG_MORE,
+        _ => 0,
+    };
+    frame_bytes(out, opcode as u8, flags, 0, request_id, |b| {
+        encode_response_body(response, b)
+    });
+}
+
+fn encode_response_body(response: &Response, b: &mut Vec<u8>) {
+    match response {
+        Response::Handshake(h) => {
+            put_u16(b, h.version);
+            put_u32(b, h.max_frame_bytes);
+            put_u32(b, h.max_batch_keys);
+            put_u32(b, h.max_inflight_per_connection);
+            put_str(b, &h.server);
+        }
+        Response::Pong { payload } => b.extend_from_slice(payload),
+        Response::Put(p) => put_put_result(b, p),
+        Response::Get(values) => put_feature_values(b, values),
+        Response::GetMany(items) => {
+            put_len(b, items.len());
+            for item in items {
+                put_get_many_item(b, item);
+            }
+        }
+        Response::Delete { existed } => b.push(*existed as u8),
+        Response::Group(g) => put_group_schema(b, g),
+        Response::GroupList(groups) => {
+            put_len(b, groups.len());
+            for g in groups {
+                put_group_schema(b, g);
+            }
+        }
+        Response::GroupDropped => {}
+        Response::ScanChunk { items, next, .. } => put_scan_chunk(b, items, *next),
+        Response::Stats { json } => b.extend_from_slice(json.as_bytes()),
+        Response::Error { message, .. } => b.extend_from_slice(message.as_bytes()),
+    }
+}
+
+fn put_get_many_item(b: &mut Vec<u8>, item: &GetManyItem) {
+    match item {
+        Ok(values) => {
+            put_u16(b, StatusCode::Ok as u16);
+            put_feature_values(b, values);
+        }
+        Err((status, message)) => {
+            put_u16(b, *status as u16);
+            put_str(b, message);
+        }
+    }
+}
+
+pub fn put_scan_chunk(b: &mut Vec<u8>, items: &[ScanItem], next: Option<ScanCursor>) {
+    put_len(b, items.len());
+    for item in items {
+        put_scan_item(b, item);
+    }
+    b.push(next.is_some() as u8);
+    put_u64(b, next.map_or(0, |c| c.0));
+}
+
+/// Decodes a response frame's body; `header` must have passed [`FrameHeader::check_response`].
+pub fn decode_response(header: &FrameHeader, body: &[u8]) -> Result<Response, DecodeError> {
+    let opcode = header.check_response()?;
+    if header.status != StatusCode::Ok as u16 {
+        let status = StatusCode::from_u16(header.status).ok_or(DecodeError::UnknownStatus {
+            code: header.status,
+        })?;
+        let message = String::from_utf8_lossy(body).into_owned();
+        return Ok(Response::Error { status, message });
+    }
+    let mut r = WireReader::new(body);
+    let response = match opcode {
+        Opcode::Handshake => Response::Handshake(HandshakeInfo {
+            version: r.u16("handshake version")?,
+            max_frame_bytes: r.u32("max_frame_bytes")?,
+            max_batch_keys: r.u32("max_batch_keys")?,
+            max_inflight_per_connection: r.u32("max_inflight_per_connection")?,
+            server: r.string("server version")?,
+        }),
+        Opcode::Ping => Response::Pong {
+            payload: body.to_vec(),
+        },
+        Opcode::Put => Response::Put(get_put_result(&mut r)?),
+        Opcode::Get => Response::Get(get_feature_values(&mut r)?),
+        Opcode::GetMany => decode_get_many(&mut r)?,
+        Opcode::Delete => Response::Delete {
+            existed: r.bool("existed")?,
+        },
+        Opcode::GroupCreate | Opcode::GroupDescribe | Opcode::GroupAlter => {
+            Response::Group(get_group_schema(&mut r)?)
+        }
+        Opcode::GroupList => {
+            let n = r.count("groups", 40)?;
+            Response::GroupList(
+                (0..n)
+                    .map(|_| get_group_schema(&mut r))
+                    .collect::<Result<_, _>>()?,
+            )
+        }
+        Opcode::GroupDrop => Response::GroupDropped,
+        Opcode::Scan => decode_scan_chunk(&mut r, header.flags & FLAG_MORE != 0)?,
+        Opcode::Stats => Response::Stats {
+            json: String::from_utf8(body.to_vec())
+                .map_err(|_| DecodeError::BadUtf8 { what: "stats" })?,
+        },
+    };
+    if !matches!(opcode, Opcode::Ping | Opcode::Stats) {
+        r.finish(opcode.name())?;
+    }
+    Ok(response)
+}
+
+fn decode_get_many(r: &mut WireReader<'_>) -> Result<Response, DecodeError> {
+    let n = r.count("batch items", 6)?;
+    let mut items = Vec::with_capacity(n);
+    for _ in 0..n {
+        let code = r.u16("item status")?;
+        let status = StatusCode::from_u16(code).ok_or(DecodeError::UnknownStatus { code })?;
+        items.push(match status {
+            StatusCode::Ok => Ok(get_feature_values(r)?),
+            status => Err((status, r.string("item error message")?)),
+        });
+    }
+    Ok(Response::GetMany(items))
+}
+
+fn decode_scan_chunk(r: &mut WireReader<'_>, more: bool) -> Result<Response, DecodeError> {
+    let n = r.count("scan items", 5)?;
+    let items = (0..n).map(|_| get_scan_item(r)).collect::<Result<_, _>>()?;
+    let has_next = r.bool("scan has_next")?;
+    let next = r.u64("scan next cursor")?;
+    Ok(Response::ScanChunk {
+        items,
+        next: has_next.then_some(ScanCursor(next)),
+        more,
+    })
+}

@@ -1,0 +1,21 @@
+//! The wire protocol: frame header, opcodes, status codes and the typed message codec.
+//!
+//! The byte-exact description lives in `docs/PROTOCOL.md`; this module is its implementation
+//! and a test keeps the document's worked example equal to what [`encode_request`] writes.
+
+mod error;
+mod header;
+mod message;
+mod status;
+mod types;
+mod wire;
+
+pub use error::DecodeError;
+pub use header::{FrameHeader, Opcode, FLAG_MORE, HEADER_LEN, MAGIC, PROTOCOL_VERSION};
+pub use message::{
+    decode_refs, decode_request, decode_response, encode_error, encode_request, encode_response,
+    frame_bytes, put_scan_chunk, split_get_body, GetManyItem, HandshakeInfo, Request, Response,
+    ScanRequest,
+};
+pub use status::StatusCode;
+pub use wire::WireReader;

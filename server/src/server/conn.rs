@@ -1,0 +1,137 @@
+//! One client connection: its buffers, flow-control state and deadlines.
+
+use crate::protocol::{encode_error, DecodeError, FrameHeader, StatusCode, HEADER_LEN};
+use mio::net::TcpStream;
+use std::io::{ErrorKind, Read, Write};
+use std::time::Instant;
+
+/// The result of looking at the front of a read buffer.
+pub enum NextFrame {
+    /// A whole frame: its header, and the end of its body in the buffer.
+    Complete(FrameHeader, usize),
+    /// More bytes are needed.
+    Incomplete,
+    /// The stream can no longer be split into frames; the request id is a best guess.
+    Broken(DecodeError, u64),
+}
+
+/// Splits the next frame off `buf` (which starts at a frame boundary).
+pub fn next_frame(buf: &[u8], max_body: u32) -> NextFrame {
+    let Some(head) = buf.first_chunk::<HEADER_LEN>() else {
+        return NextFrame::Incomplete;
+    };
+    match FrameHeader::decode(head, max_body) {
+        Ok(h) => {
+            let end = HEADER_LEN + h.body_len as usize;
+            if buf.len() >= end {
+                NextFrame::Complete(h, end)
+            } else {
+                NextFrame::Incomplete
+            }
+        }
+        Err(e) => {
+            let mut id = [0u8; 8];
+            id.copy_from_slice(&head[12..20]);
+            NextFrame::Broken(e, u64::from_le_bytes(id))
+        }
+    }
+}
+
+pub struct Conn {
+    pub stream: TcpStream,
+    /// Received bytes not yet parsed; always starts at a frame boundary.
+    pub rbuf: Vec<u8>,
+    /// Response bytes; `wbuf[wpos..]` is still to be written.
+    pub wbuf: Vec<u8>,
+    pub wpos: usize,
+    /// Requests handed to the engine pool and not yet answered.
+    pub inflight: u32,
+    pub handshaken: bool,
+    /// Stop reading and close once the queued responses are written and nothing is in flight.
+    pub closing: bool,
+    /// Reading stopped at a flow-control limit (in-flight requests or queued output).
+    pub paused: bool,
+    pub last_activity: Instant,
+    /// When the first byte of the frame now being received arrived.
+    pub frame_started: Option<Instant>,
+}
+
+/// What a write pass found.
+#[derive(Debug, PartialEq, Eq)]
+pub enum WriteState {
+    Drained,
+    Blocked,
+}
+
+impl Conn {
+    pub fn new(stream: TcpStream, now: Instant) -> Conn {
+        Conn {
+            stream,
+            rbuf: Vec::new(),
+            wbuf: Vec::new(),
+            wpos: 0,
+            inflight: 0,
+            handshaken: false,
+            closing: false,
+            paused: false,
+            last_activity: now,
+            frame_started: None,
+        }
+    }
+
+    pub fn queued_output(&self) -> usize {
+        self.wbuf.len() - self.wpos
+    }
+
+    pub fn push_error(&mut self, opcode: u8, request_id: u64, status: StatusCode, message: &str) {
+        encode_error(&mut self.wbuf, opcode, request_id, status, message);
+    }
+
+    /// Reads what the socket has, up to `budget` bytes, into `rbuf` through `scratch`.
+    /// Returns (bytes read, peer closed, would block).
+    pub fn read_some(
+        &mut self,
+        scratch: &mut [u8],
+        budget: usize,
+    ) -> std::io::Result<(usize, bool, bool)> {
+        let mut total = 0;
+        while total < budget {
+            match self.stream.read(scratch) {
+                Ok(0) => return Ok((total, true, false)),
+                Ok(n) => {
+                    self.rbuf.extend_from_slice(&scratch[..n]);
+                    total += n;
+                }
+                Err(e) if e.kind() == ErrorKind::WouldBlock => return Ok((total, false, true)),
+                Err(e) if e.kind() == ErrorKind::Interrupted => continue,
+                Err(e) => return Err(e),
+            }
+        }
+        Ok((total, false, false))
+    }
+
+    /// Writes queued responses until the socket would block or the queue is empty.
+    pub fn write_some(&mut self) -> std::io::Result<WriteState> {
+        while self.wpos < self.wbuf.len() {
+            match self.stream.write(&self.wbuf[self.wpos..]) {
+                Ok(0) => return Err(ErrorKind::WriteZero.into()),
+                Ok(n) => self.wpos += n,
+                Err(e) if e.kind() == ErrorKind::WouldBlock => return Ok(WriteState::Blocked),
+                Err(e) if e.kind() == ErrorKind::Interrupted => continue,
+                Err(e) => return Err(e),
+            }
+        }
+        self.wbuf.clear();
+        self.wpos = 0;
+        // Give back the memory of a burst of large responses.
+        if self.wbuf.capacity() > 1 << 20 {
+            self.wbuf = Vec::new();
+        }
+        Ok(WriteState::Drained)
+    }
+
+    /// True once a closing connection has nothing left to deliver.
+    pub fn finished(&self) -> bool {
+        self.closing && self.inflight == 0 && self.queued_output() == 0
+    }
+}

@@ -1,0 +1,299 @@
+//! Turning one received frame into an inline answer, a queued GET or an engine job.
+
+use super::auth::token_matches;
+use super::conn::Conn;
+use super::executor::{submit, Envelope};
+use super::job::{GetItem, Job, Target};
+use super::Shared;
+use crate::config::Limits;
+use crate::protocol::{
+    decode_refs, decode_request, encode_response, split_get_body, DecodeError, FrameHeader,
+    HandshakeInfo, Opcode, Request, Response, StatusCode, PROTOCOL_VERSION,
+};
+use crossbeam::channel::Sender;
+use quiver_engine::feature::FeatureRef;
+use std::collections::HashMap;
+use std::sync::atomic::Ordering::Relaxed;
+use std::sync::Arc;
+use std::time::Instant;
+
+/// GETs with identical reference bytes, waiting for the end of the event pass.
+pub struct PendingGets {
+    pub features: Vec<FeatureRef>,
+    pub items: Vec<GetItem>,
+}
+
+/// A worker's per-pass state for routing requests.
+pub struct Dispatch {
+    pub worker: usize,
+    pub shared: Arc<Shared>,
+    pub pool: Sender<Envelope>,
+    pub pending: HashMap<Vec<u8>, PendingGets>,
+}
+
+/// The status a decoding error is answered with.
+pub fn decode_status(e: &DecodeError) -> StatusCode {
+    match e {
+        DecodeError::UnsupportedVersion { .. } => StatusCode::UnsupportedVersion,
+        DecodeError::FrameTooLarge { .. } => StatusCode::LimitExceeded,
+        DecodeError::UnknownOpcode { .. } => StatusCode::UnknownOpcode,
+        _ => StatusCode::BadFrame,
+    }
+}
+
+/// Limits that depend on configuration, checked after decoding.
+fn check_limits(request: &Request, limits: &Limits) -> Result<(), String> {
+    let over = |what: &str, n: usize, name: &str, max: u32| {
+        (n > max as usize).then(|| format!("{what} of {n} exceeds the {name} limit of {max}"))
+    };
+    let problem = match request {
+        Request::GetMany { keys, features } => {
+            over("batch", keys.len(), "max_batch_keys", limits.max_batch_keys).or_else(|| {
+                over(
+                    "feature list",
+                    features.len(),
+                    "max_features_per_request",
+                    limits.max_features_per_request,
+                )
+            })
+        }
+        Request::Get { features, .. } => over(
+            "feature list",
+            features.len(),
+            "max_features_per_request",
+            limits.max_features_per_request,
+        ),
+        Request::Put { values, .. } => over(
+            "value list",
+            values.len(),
+            "max_features_per_request",
+            limits.max_features_per_request,
+        ),
+        Request::Scan(s) if s.chunk_items == 0 || s.max_chunks == 0 => {
+            Some("scan chunk_items and max_chunks must be at least 1".to_string())
+        }
+        Request::Scan(s) => over(
+            "scan chunk",
+            s.chunk_items as usize,
+            "max_batch_keys",
+            limits.max_batch_keys,
+        )
+        .or_else(|| {
+            over(
+                "scan",
+                s.max_chunks as usize,
+                "max_scan_chunks",
+                limits.max_scan_chunks,
+            )
+        }),
+        _ => None,
+    };
+    problem.map_or(Ok(()), Err)
+}
+
+fn elapsed_us(start: Instant) -> u64 {
+    start.elapsed().as_micros() as u64
+}
+
+impl Dispatch {
+    fn reply_error(
+        &self,
+        conn: &mut Conn,
+        op: Opcode,
+        id: u64,
+        start: Instant,
+        status: StatusCode,
+        msg: &str,
+    ) {
+        conn.push_error(op as u8, id, status, msg);
+        self.shared.metrics.record(op, &[(elapsed_us(start), true)]);
+    }
+
+    fn reply(&self, conn: &mut Conn, op: Opcode, id: u64, start: Instant, response: &Response) {
+        encode_response(&mut conn.wbuf, op, id, response);
+        self.shared
+            .metrics
+            .record(op, &[(elapsed_us(start), false)]);
+    }
+
+    /// Handles one complete frame of connection `conn_id`.
+    pub fn on_frame(&mut self, conn_id: u64, conn: &mut Conn, h: FrameHeader, body: &[u8]) {
+        let start = Instant::now();
+        let opcode = match h.check_request() {
+            Ok(op) => op,
+            Err(e) => {
+                self.shared.metrics.frames_malformed.fetch_add(1, Relaxed);
+                return conn.push_error(h.opcode, h.request_id, decode_status(&e), &e.to_string());
+            }
+        };
+        if opcode != Opcode::Handshake && !conn.handshaken {
+            conn.closing = true;
+            let msg = format!(
+                "{} before HANDSHAKE: the first request on a connection must be HANDSHAKE",
+                opcode.name()
+            );
+            return self.reply_error(
+                conn,
+                opcode,
+                h.request_id,
+                start,
+                StatusCode::HandshakeRequired,
+                &msg,
+            );
+        }
+        match opcode {
+            Opcode::Handshake => self.handshake(conn, h.request_id, body, start),
+            Opcode::Ping => self.reply(
+                conn,
+                opcode,
+                h.request_id,
+                start,
+                &Response::Pong {
+                    payload: body.to_vec(),
+                },
+            ),
+            Opcode::Get => self.queue_get(conn_id, conn, h.request_id, body, start),
+            _ => self.submit_single(conn_id, conn, opcode, h.request_id, body, start),
+        }
+    }
+
+    fn handshake(&mut self, conn: &mut Conn, id: u64, body: &[u8], start: Instant) {
+        let op = Opcode::Handshake;
+        let (version, token) = match decode_request(op, body) {
+            Ok(Request::Handshake { version, token }) => (version, token),
+            Ok(_) => unreachable!("decode_request(Handshake) yields a handshake"),
+            Err(e) => {
+                conn.closing = true;
+                return self.reply_error(conn, op, id, start, StatusCode::BadFrame, &e.to_string());
+            }
+        };
+        if version != u16::from(PROTOCOL_VERSION) {
+            conn.closing = true;
+            let msg = format!(
+                "client speaks protocol version {version}, this server speaks {PROTOCOL_VERSION}"
+            );
+            return self.reply_error(conn, op, id, start, StatusCode::UnsupportedVersion, &msg);
+        }
+        if let Some(expected) = &self.shared.config.auth_token {
+            if !token_matches(expected, &token) {
+                conn.closing = true;
+                let peer = conn.stream.peer_addr().ok();
+                tracing::warn!(
+                    ?peer,
+                    presented_len = token.len(),
+                    "handshake refused: wrong auth token"
+                );
+                return self.reply_error(
+                    conn,
+                    op,
+                    id,
+                    start,
+                    StatusCode::AuthFailed,
+                    "auth token refused",
+                );
+            }
+        }
+        conn.handshaken = true;
+        let limits = &self.shared.config.limits;
+        let info = HandshakeInfo {
+            version: PROTOCOL_VERSION.into(),
+            max_frame_bytes: limits.max_frame_bytes,
+            max_batch_keys: limits.max_batch_keys,
+            max_inflight_per_connection: limits.max_inflight_per_connection,
+            server: format!("quiverd {}", env!("CARGO_PKG_VERSION")),
+        };
+        self.reply(conn, op, id, start, &Response::Handshake(info));
+    }
+
+    fn queue_get(&mut self, conn_id: u64, conn: &mut Conn, id: u64, body: &[u8], start: Instant) {
+        let op = Opcode::Get;
+        let (key, raw_refs) = match split_get_body(body) {
+            Ok(parts) => parts,
+            Err(e) => {
+                return self.reply_error(conn, op, id, start, StatusCode::BadFrame, &e.to_string())
+            }
+        };
+        if !self.pending.contains_key(raw_refs) {
+            let features = match decode_refs(raw_refs) {
+                Ok(f) => f,
+                Err(e) => {
+                    return self.reply_error(
+                        conn,
+                        op,
+                        id,
+                        start,
+                        StatusCode::BadFrame,
+                        &e.to_string(),
+                    )
+                }
+            };
+            let max = self.shared.config.limits.max_features_per_request;
+            if features.len() > max as usize {
+                let msg = format!(
+                    "feature list of {} exceeds the max_features_per_request limit of {max}",
+                    features.len()
+                );
+                return self.reply_error(conn, op, id, start, StatusCode::LimitExceeded, &msg);
+            }
+            self.pending.insert(
+                raw_refs.to_vec(),
+                PendingGets {
+                    features,
+                    items: Vec::new(),
+                },
+            );
+        }
+        let target = Target {
+            conn: conn_id,
+            request_id: id,
+            opcode: op,
+            start,
+        };
+        if let Some(p) = self.pending.get_mut(raw_refs) {
+            p.items.push(GetItem { target, key });
+            conn.inflight += 1;
+        }
+    }
+
+    fn submit_single(
+        &mut self,
+        conn_id: u64,
+        conn: &mut Conn,
+        op: Opcode,
+        id: u64,
+        body: &[u8],
+        start: Instant,
+    ) {
+        let request = match decode_request(op, body) {
+            Ok(r) => r,
+            Err(e) => {
+                self.shared.metrics.frames_malformed.fetch_add(1, Relaxed);
+                return self.reply_error(conn, op, id, start, StatusCode::BadFrame, &e.to_string());
+            }
+        };
+        if let Err(msg) = check_limits(&request, &self.shared.config.limits) {
+            return self.reply_error(conn, op, id, start, StatusCode::LimitExceeded, &msg);
+        }
+        let target = Target {
+            conn: conn_id,
+            request_id: id,
+            opcode: op,
+            start,
+        };
+        let env = Envelope {
+            worker: self.worker,
+            job: Job::Single { target, request },
+        };
+        match submit(&self.pool, env) {
+            Ok(()) => conn.inflight += 1,
+            Err(_) => {
+                self.shared.metrics.busy_rejections.fetch_add(1, Relaxed);
+                let msg = format!(
+                    "engine queue full ({} jobs); retry later",
+                    self.shared.config.engine_queue
+                );
+                self.reply_error(conn, op, id, start, StatusCode::Busy, &msg);
+            }
+        }
+    }
+}

@@ -1,0 +1,100 @@
+//! The bounded pool of engine threads. Workers never call the store themselves: a device
+//! read must not stall the other connections of a worker. Jobs go in through a bounded
+//! queue; results come back to the owning worker through its mailbox and `mio::Waker`.
+
+use super::job::{execute, Job};
+use super::Shared;
+use crossbeam::channel::{bounded, Receiver, Sender, TrySendError};
+use mio::Waker;
+use std::panic::{catch_unwind, AssertUnwindSafe};
+use std::sync::Arc;
+use std::thread::JoinHandle;
+use std::time::Instant;
+
+/// Response bytes for one connection, and the requests they finish.
+pub struct Completion {
+    pub conn: u64,
+    pub out: Vec<u8>,
+    /// Finished requests: opcode index, start time, failed.
+    pub finished: Vec<(crate::protocol::Opcode, Instant, bool)>,
+}
+
+/// Where a worker receives completions.
+pub struct Mailbox {
+    pub tx: Sender<Completion>,
+    pub waker: Arc<Waker>,
+}
+
+/// A job and the worker it belongs to.
+pub struct Envelope {
+    pub worker: usize,
+    pub job: Job,
+}
+
+pub struct EnginePool {
+    tx: Option<Sender<Envelope>>,
+    threads: Vec<JoinHandle<()>>,
+}
+
+impl EnginePool {
+    pub fn start(shared: Arc<Shared>, mailboxes: Arc<Vec<Mailbox>>) -> std::io::Result<EnginePool> {
+        let (tx, rx) = bounded::<Envelope>(shared.config.engine_queue);
+        let mut threads = Vec::with_capacity(shared.config.engine_threads);
+        for i in 0..shared.config.engine_threads {
+            let (rx, shared, mailboxes) = (rx.clone(), shared.clone(), mailboxes.clone());
+            threads.push(
+                std::thread::Builder::new()
+                    .name(format!("quiver-engine-{i}"))
+                    .spawn(move || run(rx, &shared, &mailboxes))?,
+            );
+        }
+        Ok(EnginePool {
+            tx: Some(tx),
+            threads,
+        })
+    }
+
+    pub fn sender(&self) -> Sender<Envelope> {
+        self.tx.clone().expect("the pool's sender lives until stop")
+    }
+
+    /// Lets the threads finish every queued job, then joins them.
+    pub fn stop(mut self) {
+        self.tx = None;
+        for t in self.threads.drain(..) {
+            let _ = t.join();
+        }
+    }
+}
+
+/// Queues a job; when the queue is full the job comes back so the worker can answer BUSY.
+pub fn submit(tx: &Sender<Envelope>, env: Envelope) -> Result<(), Envelope> {
+    tx.try_send(env).map_err(|e| match e {
+        TrySendError::Full(env) | TrySendError::Disconnected(env) => env,
+    })
+}
+
+fn run(rx: Receiver<Envelope>, shared: &Shared, mailboxes: &[Mailbox]) {
+    while let Ok(Envelope { worker, job }) = rx.recv() {
+        let targets = job.targets();
+        let completions = match catch_unwind(AssertUnwindSafe(|| execute(shared, job))) {
+            Ok(c) => c,
+            Err(panic) => {
+                let what = panic
+                    .downcast_ref::<&str>()
+                    .map(|s| s.to_string())
+                    .or_else(|| panic.downcast_ref::<String>().cloned())
+                    .unwrap_or_else(|| "unknown panic".into());
+                tracing::error!(panic = %what, "engine call panicked; answering INTERNAL");
+                super::job::internal_error_completions(&targets, &what)
+            }
+        };
+        let mailbox = &mailboxes[worker];
+        for c in completions {
+            if mailbox.tx.send(c).is_err() {
+                return;
+            }
+        }
+        let _ = mailbox.waker.wake();
+    }
+}
