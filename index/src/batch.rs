@@ -2,7 +2,8 @@
 //!
 //! A lone lookup is a chain of dependent loads (bucket head, then slot, then the next slot);
 //! each one that misses the cache costs a DRAM round trip. A batch works on up to [`BATCH`]
-//! digests at once in rounds: prefetch every bucket head, then read the heads and prefetch every
+//! digests at once in rounds: prefetch every partition's lock, lock them, prefetch every bucket
+//! head (and chunk table), then read the heads and prefetch every
 //! first slot, then walk the chains one step per round, prefetching each next slot. The loads of
 //! one round are independent, so the memory system overlaps them.
 //!
@@ -41,6 +42,10 @@ impl Index {
         );
         let parts: [DigestParts; BATCH] =
             std::array::from_fn(|i| DigestParts::of(ds[i.min(n - 1)]));
+        for p in &parts[..n] {
+            // The locks are taken one after the other; bring their lines in together first.
+            prefetch(&self.partitions[p.partition]);
+        }
         let mut guards: [Option<RwLockReadGuard<'_, Table>>; BATCH] = std::array::from_fn(|_| None);
         let table_of = self.lock_in_order(&parts[..n], &mut guards);
         let table = |i: usize| {
@@ -50,7 +55,7 @@ impl Index {
         };
 
         for (i, p) in parts[..n].iter().enumerate() {
-            prefetch(table(i).head_addr(p.lo));
+            table(i).prefetch_probe(p.lo);
         }
         let mut cursor = [NIL; BATCH];
         for i in 0..n {
