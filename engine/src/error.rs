@@ -23,6 +23,8 @@ pub enum Error {
     GenerationMismatch { expected: u32, found: u32 },
     #[error("record already exists")]
     AlreadyExists,
+    #[error("group {0} was dropped; its id is never reused")]
+    GroupDropped(u32),
     #[error("record not found")]
     NotFound,
     #[error(transparent)]

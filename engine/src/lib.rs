@@ -1,6 +1,20 @@
 //! Quiver's embeddable storage engine.
+//!
+//! A primary hash index in RAM (`quiver-index`) points at records written log-structured into
+//! large write blocks on a device (`quiver-wal`). This crate ties them together: the write
+//! path with named durability, reads that cost at most one device I/O, recovery, background
+//! defragmentation, expiry and checkpoints, and on top the typed feature model. It must never
+//! return a record whose checksum fails, lose an acknowledged `sync` write, or bring back a
+//! deleted or expired record.
+
+pub mod config;
+pub mod engine;
 pub mod error;
 pub mod feature;
+pub mod inspect;
 pub mod store;
 
+pub use config::{Config, DeviceConfig, Durability, WriteOptions};
+pub use engine::{Engine, Modify, Record, RecoveryReport, ScanChunk, ScanCursor, Stats, MAX_KEY_BYTES};
 pub use error::{Error, Result};
+pub use store::Store;

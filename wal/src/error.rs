@@ -47,6 +47,10 @@ pub enum Error {
     },
     #[error("invalid configuration: {0}")]
     Config(String),
+    #[error("no free write block")]
+    NoFreeBlock,
+    #[error("the log refuses writes after an earlier I/O failure: {0}")]
+    WriterFailed(String),
     #[error("injected fault: {0}")]
     Injected(String),
 }

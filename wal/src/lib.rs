@@ -10,7 +10,9 @@ pub mod device;
 pub mod error;
 pub mod format;
 pub mod scan;
+pub mod writer;
 
 pub use buf::{AlignedBuf, IO_ALIGN};
 pub use device::{Device, FileOptions, IoBackend, MemoryDevice, ReadOp, WriteOp};
 pub use error::{Error, Result};
+pub use writer::{Appended, BlockSource, LogWriter, Pos};

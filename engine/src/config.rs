@@ -1,0 +1,180 @@
+//! How a store is opened.
+
+use std::path::PathBuf;
+
+use quiver_wal::format::{MAX_WRITE_BLOCK_BYTES, MIN_WRITE_BLOCK_BYTES};
+
+use crate::error::{Error, Result};
+
+/// Durability of a write, named (never a bare bool).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Default)]
+pub enum Durability {
+    /// Acknowledged from memory; on the device within `flush_interval_ms`.
+    #[default]
+    Buffered,
+    /// Acknowledged once on the device and flushed; concurrent writers share one flush.
+    Sync,
+}
+
+impl std::str::FromStr for Durability {
+    type Err = Error;
+    fn from_str(s: &str) -> Result<Durability> {
+        match s {
+            "buffered" => Ok(Durability::Buffered),
+            "sync" => Ok(Durability::Sync),
+            other => Err(Error::Config(format!("durability '{other}' is neither 'sync' nor 'buffered'"))),
+        }
+    }
+}
+
+/// Where the store lives.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum DeviceConfig {
+    /// A preallocated file, created with `size_bytes` when missing.
+    File { path: PathBuf, size_bytes: u64 },
+    /// A raw block device (the whole device is the store's).
+    BlockDevice { path: PathBuf },
+    /// RAM only: nothing survives the process.
+    Memory { size_bytes: u64 },
+}
+
+/// Store configuration. Build with the constructors or `..Config::default()`.
+#[derive(Clone, Debug)]
+pub struct Config {
+    pub device: DeviceConfig,
+    /// Write block size: 128 KiB to 8 MiB, a power of two.
+    pub write_block_bytes: u32,
+    /// Largest value accepted, in bytes.
+    pub max_record_bytes: u32,
+    pub durability: Durability,
+    /// Upper bound on how long a buffered write stays only in memory.
+    pub flush_interval_ms: u64,
+    /// Recently written blocks kept in RAM to serve reads without a device I/O.
+    pub post_write_cache_bytes: u64,
+    /// Blocks whose live bytes fall under this percentage of the block are defragmented.
+    pub defrag_lwm_pct: u8,
+    /// Pause between two defragmented blocks (throttle).
+    pub defrag_pause_ms: u64,
+    /// Writes fail with "device full" while free space is under this percentage.
+    pub min_free_pct: u8,
+    /// Index checkpoint period; 0 = only on clean shutdown.
+    pub checkpoint_interval_s: u64,
+    /// Where the index checkpoint lives; `None` = next to a file device (`<path>.ckpt`), none
+    /// for block devices and memory.
+    pub checkpoint_path: Option<PathBuf>,
+    /// Period of the background sweep that drops expired records from the index.
+    pub expiry_sweep_interval_s: u64,
+    /// Use io_uring (falls back to pread/pwrite when the kernel refuses it).
+    pub io_uring: bool,
+    /// O_DIRECT on files and devices.
+    pub direct_io: bool,
+    /// Expected record count, to presize the index.
+    pub expected_records: usize,
+    /// Start the background threads (flusher, defragmentation, expiry, checkpoint).
+    pub background: bool,
+}
+
+impl Default for Config {
+    fn default() -> Config {
+        Config {
+            device: DeviceConfig::Memory { size_bytes: 64 << 20 },
+            write_block_bytes: 1 << 20,
+            max_record_bytes: 1 << 20,
+            durability: Durability::Buffered,
+            flush_interval_ms: 1000,
+            post_write_cache_bytes: 64 << 20,
+            defrag_lwm_pct: 50,
+            defrag_pause_ms: 1,
+            min_free_pct: 5,
+            checkpoint_interval_s: 300,
+            checkpoint_path: None,
+            expiry_sweep_interval_s: 10,
+            io_uring: true,
+            direct_io: true,
+            expected_records: 0,
+            background: true,
+        }
+    }
+}
+
+impl Config {
+    /// A store in a file, created with `size_bytes` when missing.
+    pub fn file(path: impl Into<PathBuf>, size_bytes: u64) -> Config {
+        Config {
+            device: DeviceConfig::File {
+                path: path.into(),
+                size_bytes,
+            },
+            ..Config::default()
+        }
+    }
+
+    /// A store on a raw block device.
+    pub fn block_device(path: impl Into<PathBuf>) -> Config {
+        Config {
+            device: DeviceConfig::BlockDevice { path: path.into() },
+            ..Config::default()
+        }
+    }
+
+    /// A store in RAM.
+    pub fn memory(size_bytes: u64) -> Config {
+        Config {
+            device: DeviceConfig::Memory { size_bytes },
+            ..Config::default()
+        }
+    }
+
+    /// Checks every field against its limit.
+    pub fn validate(&self) -> Result<()> {
+        let b = self.write_block_bytes;
+        if !(MIN_WRITE_BLOCK_BYTES..=MAX_WRITE_BLOCK_BYTES).contains(&b) || !b.is_power_of_two() {
+            return Err(Error::Config(format!(
+                "write_block_bytes {b} must be a power of two from {MIN_WRITE_BLOCK_BYTES} to {MAX_WRITE_BLOCK_BYTES}"
+            )));
+        }
+        let max_value = quiver_wal::format::MAX_RECORD_FRAME_BYTES;
+        if self.max_record_bytes == 0 || self.max_record_bytes as usize > max_value {
+            return Err(Error::Config(format!(
+                "max_record_bytes {} must be from 1 to {max_value}",
+                self.max_record_bytes
+            )));
+        }
+        if !(1..=99).contains(&self.defrag_lwm_pct) {
+            return Err(Error::Config(format!("defrag_lwm_pct {} must be from 1 to 99", self.defrag_lwm_pct)));
+        }
+        if self.min_free_pct > 50 {
+            return Err(Error::Config(format!("min_free_pct {} must be at most 50", self.min_free_pct)));
+        }
+        if !(1..=60_000).contains(&self.flush_interval_ms) {
+            return Err(Error::Config(format!(
+                "flush_interval_ms {} must be from 1 to 60000",
+                self.flush_interval_ms
+            )));
+        }
+        Ok(())
+    }
+
+    pub(crate) fn checkpoint_file(&self) -> Option<PathBuf> {
+        if let Some(p) = &self.checkpoint_path {
+            return Some(p.clone());
+        }
+        match &self.device {
+            DeviceConfig::File { path, .. } => {
+                let mut s = path.clone().into_os_string();
+                s.push(".ckpt");
+                Some(PathBuf::from(s))
+            }
+            _ => None,
+        }
+    }
+}
+
+/// Options of one write.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct WriteOptions {
+    /// `None`: the store's durability.
+    pub durability: Option<Durability>,
+    /// Time to live in seconds; `None` or 0 = never expires.
+    pub ttl_s: Option<u32>,
+}

@@ -1,0 +1,229 @@
+//! The block table: the state and live-byte count of every write block, the free list, and
+//! the post-write cache of recently sealed blocks.
+
+use std::collections::{HashMap, VecDeque};
+use std::sync::atomic::{AtomicI64, AtomicU64, AtomicU8, Ordering};
+use std::sync::Arc;
+
+use parking_lot::Mutex;
+use quiver_wal::format::BlockKind;
+use quiver_wal::{AlignedBuf, BlockSource};
+
+/// Block states, stored as u8.
+pub(crate) const FREE: u8 = 0;
+pub(crate) const OPEN: u8 = 1;
+pub(crate) const SEALED: u8 = 2;
+/// Block 0: the superblock.
+pub(crate) const RESERVED: u8 = 3;
+/// Being defragmented: not a candidate again, not free yet.
+pub(crate) const DEFRAG: u8 = 4;
+
+pub(crate) struct BlockMeta {
+    pub state: AtomicU8,
+    pub kind: AtomicU8,
+    pub seq: AtomicU64,
+    /// Bytes of frames the index points at (current records).
+    pub live_bytes: AtomicI64,
+    /// Bytes of frames written (the block's fill), header included.
+    pub used_bytes: AtomicU64,
+    /// Smallest LSN of any frame in the block (u64::MAX when none).
+    pub min_lsn: AtomicU64,
+}
+
+pub(crate) struct Blocks {
+    pub block_bytes: u64,
+    pub meta: Vec<BlockMeta>,
+    free: Mutex<VecDeque<u32>>,
+    /// Foreground writers may not take the last `floor_blocks` free blocks.
+    pub floor_blocks: usize,
+    cache: Mutex<Cache>,
+}
+
+struct Cache {
+    max_bytes: u64,
+    bytes: u64,
+    order: VecDeque<u32>,
+    map: HashMap<u32, Arc<AlignedBuf>>,
+}
+
+impl Blocks {
+    pub fn new(count: usize, block_bytes: u64, floor_blocks: usize, cache_bytes: u64) -> Blocks {
+        let meta = (0..count)
+            .map(|i| BlockMeta {
+                state: AtomicU8::new(if i == 0 { RESERVED } else { FREE }),
+                kind: AtomicU8::new(0),
+                seq: AtomicU64::new(0),
+                live_bytes: AtomicI64::new(0),
+                used_bytes: AtomicU64::new(0),
+                min_lsn: AtomicU64::new(u64::MAX),
+            })
+            .collect();
+        Blocks {
+            block_bytes,
+            meta,
+            free: Mutex::new(VecDeque::new()),
+            floor_blocks,
+            cache: Mutex::new(Cache {
+                max_bytes: cache_bytes,
+                bytes: 0,
+                order: VecDeque::new(),
+                map: HashMap::new(),
+            }),
+        }
+    }
+
+    pub fn count(&self) -> usize {
+        self.meta.len()
+    }
+
+    /// Rebuilds the free list from the states (after recovery).
+    pub fn rebuild_free_list(&self) {
+        let mut free = self.free.lock();
+        free.clear();
+        free.extend(
+            (1..self.meta.len() as u32).filter(|&b| self.meta[b as usize].state.load(Ordering::Acquire) == FREE),
+        );
+    }
+
+    pub fn free_count(&self) -> usize {
+        self.free.lock().len()
+    }
+
+    /// Returns a block to the free list (its header is already erased on the device).
+    pub fn release(&self, block: u32) {
+        let m = &self.meta[block as usize];
+        m.live_bytes.store(0, Ordering::Release);
+        m.used_bytes.store(0, Ordering::Release);
+        m.min_lsn.store(u64::MAX, Ordering::Release);
+        m.seq.store(0, Ordering::Release);
+        m.state.store(FREE, Ordering::Release);
+        self.cache_remove(block);
+        self.free.lock().push_back(block);
+    }
+
+    pub fn add_live(&self, block: u32, bytes: u32) {
+        self.meta[block as usize].live_bytes.fetch_add(bytes as i64, Ordering::AcqRel);
+    }
+
+    pub fn sub_live(&self, block: u32, bytes: u32) {
+        self.meta[block as usize].live_bytes.fetch_sub(bytes as i64, Ordering::AcqRel);
+    }
+
+    pub fn note_lsn(&self, block: u32, lsn: u64) {
+        self.meta[block as usize].min_lsn.fetch_min(lsn, Ordering::AcqRel);
+    }
+
+    pub fn seq(&self, block: u32) -> u64 {
+        self.meta[block as usize].seq.load(Ordering::Acquire)
+    }
+
+    pub fn state(&self, block: u32) -> u8 {
+        self.meta[block as usize].state.load(Ordering::Acquire)
+    }
+
+    pub fn cached(&self, block: u32) -> Option<Arc<AlignedBuf>> {
+        self.cache.lock().map.get(&block).cloned()
+    }
+
+    fn cache_remove(&self, block: u32) {
+        let mut c = self.cache.lock();
+        if let Some(buf) = c.map.remove(&block) {
+            c.bytes -= buf.len() as u64;
+            c.order.retain(|&b| b != block);
+        }
+    }
+
+    fn cache_insert(&self, block: u32, buf: Arc<AlignedBuf>) {
+        let mut c = self.cache.lock();
+        if c.max_bytes < buf.len() as u64 {
+            return;
+        }
+        c.bytes += buf.len() as u64;
+        if let Some(old) = c.map.insert(block, buf) {
+            c.bytes -= old.len() as u64;
+            c.order.retain(|&b| b != block);
+        }
+        c.order.push_back(block);
+        while c.bytes > c.max_bytes {
+            let Some(victim) = c.order.pop_front() else { break };
+            if let Some(buf) = c.map.remove(&victim) {
+                c.bytes -= buf.len() as u64;
+            }
+        }
+    }
+
+    /// Smallest `min_lsn` over blocks in use other than `except`: no older frame exists.
+    pub fn oldest_lsn_except(&self, except: u32) -> u64 {
+        self.meta
+            .iter()
+            .enumerate()
+            .filter(|&(i, m)| i as u32 != except && matches!(m.state.load(Ordering::Acquire), OPEN | SEALED | DEFRAG))
+            .map(|(_, m)| m.min_lsn.load(Ordering::Acquire))
+            .min()
+            .unwrap_or(u64::MAX)
+    }
+
+    /// Sealed blocks whose live bytes are under `lwm_pct` of a block, emptiest first.
+    pub fn defrag_candidates(&self, lwm_pct: u8, max: usize) -> Vec<u32> {
+        let limit = self.block_bytes as i64 * lwm_pct as i64 / 100;
+        let mut c: Vec<(i64, u32)> = self
+            .meta
+            .iter()
+            .enumerate()
+            .filter(|(_, m)| m.state.load(Ordering::Acquire) == SEALED)
+            .map(|(i, m)| (m.live_bytes.load(Ordering::Acquire), i as u32))
+            .filter(|&(live, _)| live < limit)
+            .collect();
+        c.sort_unstable();
+        c.into_iter().take(max).map(|(_, b)| b).collect()
+    }
+
+    pub fn used_blocks(&self) -> usize {
+        self.meta
+            .iter()
+            .filter(|m| matches!(m.state.load(Ordering::Acquire), OPEN | SEALED | DEFRAG))
+            .count()
+    }
+
+    pub fn live_bytes(&self) -> u64 {
+        self.meta
+            .iter()
+            .map(|m| m.live_bytes.load(Ordering::Acquire).max(0) as u64)
+            .sum()
+    }
+}
+
+impl BlockSource for Blocks {
+    fn take_free(&self, kind: BlockKind) -> Option<u32> {
+        let mut free = self.free.lock();
+        let reserve = match kind {
+            BlockKind::Foreground => self.floor_blocks,
+            BlockKind::Defrag => 0,
+        };
+        if free.len() <= reserve {
+            return None;
+        }
+        let b = free.pop_front()?;
+        self.meta[b as usize].state.store(OPEN, Ordering::Release);
+        Some(b)
+    }
+
+    fn opened(&self, block: u32, seq: u64, kind: BlockKind) {
+        let m = &self.meta[block as usize];
+        m.seq.store(seq, Ordering::Release);
+        m.kind.store(kind as u8, Ordering::Release);
+        m.min_lsn.store(u64::MAX, Ordering::Release);
+        m.used_bytes.store(quiver_wal::format::BLOCK_HEADER_BYTES as u64, Ordering::Release);
+        m.state.store(OPEN, Ordering::Release);
+    }
+
+    fn sealed(&self, block: u32, seq: u64, used_bytes: u32, bytes: Arc<AlignedBuf>) {
+        let m = &self.meta[block as usize];
+        if m.seq.load(Ordering::Acquire) != seq {
+            return;
+        }
+        m.used_bytes.store(used_bytes as u64, Ordering::Release);
+        self.cache_insert(block, bytes);
+        let _ = m.state.compare_exchange(OPEN, SEALED, Ordering::AcqRel, Ordering::Acquire);
+    }
+}

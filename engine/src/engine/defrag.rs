@@ -1,0 +1,230 @@
+//! Background space reclaim: defragmentation of mostly-dead blocks, the expiry sweep, and
+//! the reclaim of dropped groups.
+//!
+//! Hazards, and the order that prevents each:
+//! - A block is freed before the copies of its live records are durable: the defrag writer
+//!   is flushed (written and fdatasynced) before the block's header is erased.
+//! - A freed block's old frames are replayed by a full scan: the header is erased and the
+//!   erasure flushed before the block goes back on the free list; a reused block gets a new
+//!   sequence number, and frames of an earlier use carry the old one and are ignored.
+//! - A deleted or expired key comes back because its tombstone went away while an older
+//!   version still sits in another block: when a block holding a dead marker (a tombstone,
+//!   or the newest version of a key that expired or was deleted) is defragmented, a tombstone
+//!   with the same LSN is written again unless every other block in use only holds frames
+//!   with a higher LSN (then no older version can exist anywhere).
+//! - A foreground write races with a copy: the copy is made under the key's stripe lock and
+//!   only if the index still points at the old frame; the index is switched with a
+//!   compare-and-set on the location.
+
+use std::sync::atomic::Ordering;
+use std::time::Duration;
+
+use quiver_index::{digest, identity, Location};
+use quiver_wal::format::{RecordInput, RecordView, FLAG_RELOCATED, FLAG_TOMBSTONE, UNIT_BYTES};
+use quiver_wal::scan::{BlockScanner, ScanItem};
+use quiver_wal::{AlignedBuf, IO_ALIGN};
+
+use super::blocks::{DEFRAG, OPEN, SEALED};
+use super::{now_s, Inner};
+use crate::error::Result;
+
+impl Inner {
+    /// Defragments blocks under the threshold, emptiest first, pausing between blocks.
+    pub fn defrag_pass(&self, max_blocks: usize) -> Result<usize> {
+        let mut freed = 0;
+        while freed < max_blocks && !self.shutdown.load(Ordering::Acquire) {
+            let Some(b) = self.blocks.defrag_candidates(self.config.defrag_lwm_pct, 1).first().copied() else {
+                break;
+            };
+            let m = &self.blocks.meta[b as usize];
+            if m.state.compare_exchange(SEALED, DEFRAG, Ordering::AcqRel, Ordering::Acquire).is_err() {
+                continue;
+            }
+            if let Err(e) = self.defrag_block(b) {
+                m.state.store(SEALED, Ordering::Release);
+                return Err(e);
+            }
+            freed += 1;
+            if self.config.defrag_pause_ms > 0 && self.sleep(Duration::from_millis(self.config.defrag_pause_ms)) {
+                break;
+            }
+        }
+        Ok(freed)
+    }
+
+    /// Whole bytes of a block: from a writer, the post-write cache, or the device.
+    pub fn block_bytes_of(&self, b: u32) -> Result<Vec<u8>> {
+        let bb = self.blocks.block_bytes as u32;
+        let mut v = Vec::new();
+        if self.fg.read_pending(b, 0, bb, &mut v) || self.dw.read_pending(b, 0, bb, &mut v) {
+            return Ok(v);
+        }
+        if let Some(buf) = self.blocks.cached(b) {
+            return Ok(buf.to_vec());
+        }
+        let mut buf = AlignedBuf::new(bb as usize);
+        self.device.read_at(&mut buf, b as u64 * bb as u64)?;
+        Ok(buf.to_vec())
+    }
+
+    fn defrag_block(&self, b: u32) -> Result<()> {
+        let bytes = self.block_bytes_of(b)?;
+        let seq = self.blocks.seq(b);
+        let oldest_elsewhere = self.blocks.oldest_lsn_except(b);
+        let now = now_s();
+        for item in BlockScanner::new(&bytes, b, seq) {
+            let ScanItem::Record { offset, record } = item else {
+                continue;
+            };
+            self.defrag_record(b, offset, &record, oldest_elsewhere, now)?;
+        }
+        // Copies durable first; then the old block's header goes, durably; then reuse.
+        self.dw.flush().map_err(|e| self.failed(e))?;
+        let zeros = AlignedBuf::new(IO_ALIGN);
+        self.device.write_at(&zeros, b as u64 * self.blocks.block_bytes)?;
+        self.device.sync()?;
+        self.blocks.release(b);
+        self.counters.defrag_blocks_freed.fetch_add(1, Ordering::Relaxed);
+        Ok(())
+    }
+
+    fn defrag_record(&self, b: u32, offset: u32, r: &RecordView<'_>, oldest_elsewhere: u64, now: u32) -> Result<()> {
+        let h = r.header;
+        let d = digest(h.group, r.key);
+        let loc = Location {
+            block: b,
+            offset_units: offset / UNIT_BYTES as u32,
+            len_units: h.padded_len() as u32 / UNIT_BYTES as u32,
+        };
+        let _key_lock = self.stripe(d).lock();
+        match self.index.get(d) {
+            Some(e) if e.loc == loc => {
+                let dead = Self::is_expired(&e, now) || self.is_dropped(h.group);
+                if dead {
+                    if self.index.remove_if_at(d, loc).is_some() {
+                        self.blocks.sub_live(b, loc.len_units * UNIT_BYTES as u32);
+                    }
+                    return self.keep_marker(r, oldest_elsewhere);
+                }
+                let copy = RecordInput {
+                    lsn: h.lsn,
+                    group: h.group,
+                    key: r.key,
+                    value: r.value,
+                    flags: h.flags | FLAG_RELOCATED,
+                    generation: h.generation,
+                    expiry_s: h.expiry_s,
+                    last_update_s: h.last_update_s,
+                };
+                let (placed, ()) = self.dw.append(&copy, |_| ()).map_err(|e| self.defrag_error(e))?;
+                self.blocks.note_lsn(placed.block, h.lsn);
+                let new_loc = Location {
+                    block: placed.block,
+                    offset_units: placed.offset / UNIT_BYTES as u32,
+                    len_units: placed.padded_len / UNIT_BYTES as u32,
+                };
+                let moved = self.index.relocate(d, loc, new_loc);
+                assert!(moved, "index moved under the key lock during defragmentation");
+                self.blocks.add_live(placed.block, placed.padded_len);
+                self.blocks.sub_live(b, loc.len_units * UNIT_BYTES as u32);
+                self.counters.defrag_records_moved.fetch_add(1, Ordering::Relaxed);
+                self.counters.defrag_bytes_moved.fetch_add(placed.padded_len as u64, Ordering::Relaxed);
+                Ok(())
+            }
+            // A newer version lives elsewhere: this frame is garbage.
+            Some(_) => Ok(()),
+            // Maybe the newest version of a deleted or expired key.
+            None => self.keep_marker(r, oldest_elsewhere),
+        }
+    }
+
+    /// Rewrites a dead marker as a tombstone unless no older frame can exist anywhere.
+    fn keep_marker(&self, r: &RecordView<'_>, oldest_elsewhere: u64) -> Result<()> {
+        let h = r.header;
+        if oldest_elsewhere > h.lsn || h.group == super::SYSTEM_GROUP {
+            self.counters.tombstones_dropped.fetch_add(1, Ordering::Relaxed);
+            return Ok(());
+        }
+        let marker = RecordInput {
+            lsn: h.lsn,
+            group: h.group,
+            key: r.key,
+            value: &[],
+            flags: FLAG_TOMBSTONE | FLAG_RELOCATED,
+            generation: h.generation,
+            expiry_s: 0,
+            last_update_s: h.last_update_s,
+        };
+        let (placed, ()) = self.dw.append(&marker, |_| ()).map_err(|e| self.defrag_error(e))?;
+        self.blocks.note_lsn(placed.block, h.lsn);
+        self.counters.tombstones_kept.fetch_add(1, Ordering::Relaxed);
+        Ok(())
+    }
+
+    fn defrag_error(&self, e: quiver_wal::Error) -> crate::Error {
+        match e {
+            quiver_wal::Error::NoFreeBlock => crate::Error::DeviceFull {
+                free_bytes: 0,
+                floor_bytes: 0,
+            },
+            other => self.failed(other),
+        }
+    }
+
+    /// Drops expired records from the index (their space then counts as dead).
+    pub fn sweep_expired(&self) -> usize {
+        let now = now_s();
+        let mut expired = Vec::new();
+        self.index.for_each(|d, e| {
+            if Self::is_expired(&e, now) {
+                expired.push((d, e.loc));
+            }
+        });
+        let mut n = 0;
+        for (d, loc) in expired {
+            // The stripe is chosen by the digest's low bits, which the index keeps.
+            let _key_lock = self.stripe(d).lock();
+            if self.index.remove_if_at(d, loc).is_some() {
+                self.blocks.sub_live(loc.block, loc.len_units * UNIT_BYTES as u32);
+                n += 1;
+            }
+        }
+        self.counters.expired_swept.fetch_add(n as u64, Ordering::Relaxed);
+        n
+    }
+
+    /// Removes the index entries of dropped groups by walking the blocks in use.
+    pub fn reclaim_dropped_groups(&self) {
+        let groups: Vec<u32> = std::mem::take(&mut *self.reclaim_pending.lock());
+        if groups.is_empty() {
+            return;
+        }
+        for b in 1..self.blocks.count() as u32 {
+            if !matches!(self.blocks.state(b), OPEN | SEALED | DEFRAG) {
+                continue;
+            }
+            let Ok(bytes) = self.block_bytes_of(b) else {
+                self.reclaim_pending.lock().extend(&groups);
+                return;
+            };
+            let seq = self.blocks.seq(b);
+            for item in BlockScanner::new(&bytes, b, seq) {
+                let ScanItem::Record { offset, record } = item else { continue };
+                if !groups.contains(&record.header.group) {
+                    continue;
+                }
+                let d = identity(digest(record.header.group, record.key));
+                let loc = Location {
+                    block: b,
+                    offset_units: offset / UNIT_BYTES as u32,
+                    len_units: record.header.padded_len() as u32 / UNIT_BYTES as u32,
+                };
+                let _key_lock = self.stripe(d).lock();
+                if self.index.remove_if_at(d, loc).is_some() {
+                    self.blocks.sub_live(b, loc.len_units * UNIT_BYTES as u32);
+                }
+            }
+        }
+        self.counters.groups_reclaimed.fetch_add(groups.len() as u64, Ordering::Relaxed);
+    }
+}

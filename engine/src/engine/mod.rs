@@ -1,0 +1,244 @@
+//! The store: index + log + background work, behind one embeddable type.
+
+mod blocks;
+mod checkpoint;
+mod defrag;
+mod open;
+mod read;
+mod recovery;
+mod scan;
+mod stats;
+mod write;
+
+use std::collections::HashSet;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::Arc;
+use std::thread::JoinHandle;
+
+use parking_lot::{Condvar, Mutex, RwLock};
+use quiver_index::{Digest, Entry, Index};
+use quiver_wal::{Device, LogWriter};
+
+pub use scan::{ScanChunk, ScanCursor};
+pub use stats::{RecoveryReport, Stats};
+
+use crate::config::Config;
+use crate::error::{Error, Result};
+
+pub(crate) use blocks::Blocks;
+
+/// Largest entity key, in bytes.
+pub const MAX_KEY_BYTES: usize = quiver_wal::format::MAX_KEY_BYTES;
+/// Group id of the engine's own records (the set of dropped groups). Never a user group.
+pub(crate) const SYSTEM_GROUP: u32 = u32::MAX;
+const DROPPED_GROUPS_KEY: &[u8] = b"dropped-groups";
+/// Key locks: a read-modify-write of one key holds its stripe.
+const STRIPES: usize = 4096;
+
+/// A record as read back.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Record {
+    pub key: Vec<u8>,
+    pub value: Vec<u8>,
+    pub generation: u16,
+    /// Unix seconds; 0 = never expires.
+    pub expiry_s: u32,
+    /// Unix seconds of the write.
+    pub last_update_s: u32,
+}
+
+/// What a [`Engine::modify`] callback decides.
+pub enum Modify<T> {
+    Put { value: Vec<u8>, ttl_s: Option<u32>, out: T },
+    Delete { out: T },
+    Keep { out: T },
+}
+
+/// An embedded Quiver store. `Send + Sync`: share it behind an `Arc`.
+pub struct Engine {
+    pub(crate) inner: Arc<Inner>,
+    workers: Mutex<Vec<JoinHandle<()>>>,
+}
+
+pub(crate) struct Inner {
+    pub config: Config,
+    pub device: Arc<dyn Device>,
+    pub index: Index,
+    pub blocks: Arc<Blocks>,
+    /// Foreground writes.
+    pub fg: LogWriter,
+    /// Defragmentation copies, kept apart from fresh writes.
+    pub dw: LogWriter,
+    pub next_lsn: AtomicU64,
+    pub stripes: Vec<Mutex<()>>,
+    pub store_id: u128,
+    pub dropped: RwLock<HashSet<u32>>,
+    /// Groups dropped whose records still occupy the index and blocks.
+    pub reclaim_pending: Mutex<Vec<u32>>,
+    pub counters: stats::Counters,
+    pub recovery: RecoveryReport,
+    pub shutdown: AtomicBool,
+    pub wake: (Mutex<()>, Condvar),
+    pub checkpoint_lock: Mutex<()>,
+}
+
+impl Inner {
+    pub fn stripe(&self, d: Digest) -> &Mutex<()> {
+        &self.stripes[(d as usize) % STRIPES]
+    }
+
+    pub fn is_expired(e: &Entry, now_s: u32) -> bool {
+        e.expiry_s != 0 && e.expiry_s <= now_s
+    }
+
+    pub fn check_key(key: &[u8]) -> Result<()> {
+        if key.is_empty() || key.len() > MAX_KEY_BYTES {
+            return Err(Error::KeySize {
+                len: key.len(),
+                max: MAX_KEY_BYTES,
+            });
+        }
+        Ok(())
+    }
+
+    pub fn check_group(&self, group: u32) -> Result<()> {
+        if group == SYSTEM_GROUP {
+            return Err(Error::Config(format!("group id {SYSTEM_GROUP} is reserved for the engine")));
+        }
+        Ok(())
+    }
+
+    pub fn is_dropped(&self, group: u32) -> bool {
+        self.dropped.read().contains(&group)
+    }
+}
+
+pub(crate) fn now_s() -> u32 {
+    (quiver_wal::writer::now_ms() / 1000) as u32
+}
+
+impl Engine {
+    /// Opens (creating or recovering) a store.
+    pub fn open(config: Config) -> Result<Engine> {
+        open::open(config)
+    }
+
+    /// Reads the current record of `key` in `group`: `None` when absent, deleted or expired.
+    pub fn get(&self, group: u32, key: &[u8]) -> Result<Option<Record>> {
+        self.inner.get(group, key)
+    }
+
+    /// Reads many records with all their device reads in flight together.
+    pub fn get_many(&self, keys: &[(u32, &[u8])]) -> Result<Vec<Option<Record>>> {
+        self.inner.get_many(keys)
+    }
+
+    /// Writes `value` as the current record of `key`; returns its new generation.
+    pub fn put(&self, group: u32, key: &[u8], value: &[u8], opts: &crate::WriteOptions) -> Result<u16> {
+        let ((), generation) = self.inner.modify_inner(group, key, opts, |_| {
+            Ok(Modify::Put {
+                value: value.to_vec(),
+                ttl_s: opts.ttl_s,
+                out: (),
+            })
+        })?;
+        Ok(generation)
+    }
+
+    /// Deletes `key`; returns whether it existed. The delete survives restarts (a tombstone is
+    /// kept on the device while any older version might still be there).
+    pub fn delete(&self, group: u32, key: &[u8], opts: &crate::WriteOptions) -> Result<bool> {
+        self.inner.modify(group, key, opts, |cur| {
+            Ok(match cur {
+                Some(_) => Modify::Delete { out: true },
+                None => Modify::Keep { out: false },
+            })
+        })
+    }
+
+    /// Atomic read-modify-write of one key: `f` sees the current record under the key's lock.
+    pub fn modify<T>(
+        &self,
+        group: u32,
+        key: &[u8],
+        opts: &crate::WriteOptions,
+        f: impl FnOnce(Option<&Record>) -> Result<Modify<T>>,
+    ) -> Result<T> {
+        self.inner.modify(group, key, opts, f)
+    }
+
+    /// Current records of `group` in device order, `max_records` at a time.
+    pub fn scan(&self, group: u32, cursor: ScanCursor, max_records: usize) -> Result<ScanChunk> {
+        self.inner.scan(group, cursor, max_records)
+    }
+
+    /// Makes every record of `group` unreachable now; their space is reclaimed in the
+    /// background. Durable before it returns.
+    pub fn drop_group(&self, group: u32) -> Result<()> {
+        self.inner.drop_group(group)
+    }
+
+    /// Writes every buffered record to the device and flushes it.
+    pub fn flush(&self) -> Result<()> {
+        self.inner.fg.flush()?;
+        self.inner.dw.flush()?;
+        Ok(())
+    }
+
+    /// Writes an index checkpoint so that the next open skips the full device scan.
+    pub fn checkpoint(&self) -> Result<()> {
+        self.inner.checkpoint()
+    }
+
+    /// Runs defragmentation passes until no block is under the threshold (or `max_blocks`
+    /// were done); returns how many blocks were freed. The background worker does the same.
+    pub fn defragment(&self, max_blocks: usize) -> Result<usize> {
+        self.inner.defrag_pass(max_blocks)
+    }
+
+    /// Drops expired records from the index now (the background sweep does it periodically).
+    pub fn sweep_expired(&self) -> usize {
+        self.inner.sweep_expired()
+    }
+
+    pub fn stats(&self) -> Stats {
+        self.inner.stats()
+    }
+
+    /// What the last open found.
+    pub fn recovery_report(&self) -> &RecoveryReport {
+        &self.inner.recovery
+    }
+
+    /// Flushes, checkpoints and stops the background threads.
+    pub fn close(self) -> Result<()> {
+        self.shutdown_threads();
+        let flushed = self.flush();
+        let ckpt = if self.inner.fg.is_failed().is_none() {
+            self.inner.checkpoint()
+        } else {
+            Ok(())
+        };
+        flushed.and(ckpt)
+    }
+
+    fn shutdown_threads(&self) {
+        self.inner.shutdown.store(true, Ordering::SeqCst);
+        {
+            let _g = self.inner.wake.0.lock();
+            self.inner.wake.1.notify_all();
+        }
+        for h in self.workers.lock().drain(..) {
+            let _ = h.join();
+        }
+    }
+}
+
+impl Drop for Engine {
+    fn drop(&mut self) {
+        if !self.workers.lock().is_empty() {
+            self.shutdown_threads();
+            let _ = self.flush();
+        }
+    }
+}

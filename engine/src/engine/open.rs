@@ -1,0 +1,242 @@
+//! Opening a store: the device, the superblock (formatting a new device), recovery, and the
+//! background threads.
+
+use std::collections::HashSet;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use parking_lot::{Condvar, Mutex, RwLock};
+use quiver_index::Index;
+use quiver_wal::device::{open_path, FileOptions, IoBackend};
+use quiver_wal::format::{BlockKind, Superblock};
+use quiver_wal::{AlignedBuf, Device, LogWriter, MemoryDevice, IO_ALIGN};
+
+use super::stats::Counters;
+use super::{Blocks, Engine, Inner, STRIPES};
+use crate::config::{Config, DeviceConfig};
+use crate::error::{Error, Result};
+
+/// Fewest data blocks a device must hold: two for writers, two for defragmentation headroom.
+const MIN_DATA_BLOCKS: u64 = 4;
+
+pub(crate) fn open(config: Config) -> Result<Engine> {
+    config.validate()?;
+    let device = open_device(&config)?;
+    let sb = read_or_format(device.as_ref(), &config)?;
+    let block_bytes = sb.write_block_bytes as u64;
+    let count = sb.device_bytes / block_bytes;
+    let floor = ((count - 1) * config.min_free_pct as u64 / 100).max(2) as usize;
+    let blocks = Arc::new(Blocks::new(count as usize, block_bytes, floor, config.post_write_cache_bytes));
+    let index = Index::with_capacity(config.expected_records);
+    let rec = super::recovery::recover(&config, device.as_ref(), &sb, &blocks, &index)?;
+    blocks.rebuild_free_list();
+    let next_seq = Arc::new(AtomicU64::new(rec.next_seq));
+    let writer = |kind| {
+        LogWriter::new(
+            Arc::clone(&device),
+            Arc::clone(&blocks) as Arc<dyn quiver_wal::BlockSource>,
+            sb.write_block_bytes,
+            sb.store_id as u64,
+            kind,
+            Arc::clone(&next_seq),
+        )
+    };
+    let inner = Arc::new(Inner {
+        fg: writer(BlockKind::Foreground),
+        dw: writer(BlockKind::Defrag),
+        config: Config {
+            write_block_bytes: sb.write_block_bytes,
+            ..config
+        },
+        device,
+        index,
+        blocks,
+        next_lsn: AtomicU64::new(rec.next_lsn),
+        stripes: (0..STRIPES).map(|_| Mutex::new(())).collect(),
+        store_id: sb.store_id,
+        dropped: RwLock::new(rec.dropped.iter().copied().collect::<HashSet<u32>>()),
+        reclaim_pending: Mutex::new(rec.dropped_with_records),
+        counters: Counters::default(),
+        recovery: rec.report,
+        shutdown: AtomicBool::new(false),
+        wake: (Mutex::new(()), Condvar::new()),
+        checkpoint_lock: Mutex::new(()),
+    });
+    let engine = Engine {
+        workers: Mutex::new(Vec::new()),
+        inner,
+    };
+    if engine.inner.config.background {
+        engine.start_workers();
+    }
+    Ok(engine)
+}
+
+fn open_device(config: &Config) -> Result<Arc<dyn Device>> {
+    let backend = if config.io_uring { IoBackend::Uring } else { IoBackend::Psync };
+    match &config.device {
+        DeviceConfig::Memory { size_bytes } => Ok(Arc::new(MemoryDevice::new(*size_bytes / IO_ALIGN as u64 * IO_ALIGN as u64))),
+        DeviceConfig::File { path, size_bytes } => Ok(open_path(
+            path,
+            &FileOptions {
+                create_bytes: Some(*size_bytes),
+                backend,
+                direct: config.direct_io,
+            },
+        )?),
+        DeviceConfig::BlockDevice { path } => Ok(open_path(
+            path,
+            &FileOptions {
+                create_bytes: None,
+                backend,
+                direct: config.direct_io,
+            },
+        )?),
+    }
+}
+
+/// Reads the superblock, or formats a device whose first 4 KiB are zeros. A device holding
+/// anything else is refused: it is not ours to overwrite.
+fn read_or_format(device: &dyn Device, config: &Config) -> Result<Superblock> {
+    let mut first = AlignedBuf::new(IO_ALIGN);
+    device.read_at(&mut first, 0)?;
+    match Superblock::decode(&first) {
+        Ok(sb) => {
+            if sb.device_bytes > device.capacity() {
+                return Err(Error::Wal(quiver_wal::Error::NotOurs(format!(
+                    "superblock says {} bytes but the device has {}",
+                    sb.device_bytes,
+                    device.capacity()
+                ))));
+            }
+            if sb.write_block_bytes != config.write_block_bytes {
+                tracing::info!(
+                    configured = config.write_block_bytes,
+                    on_device = sb.write_block_bytes,
+                    "using the write block size the device was formatted with"
+                );
+            }
+            Ok(sb)
+        }
+        Err(quiver_wal::Error::NotOurs(why)) => {
+            if first.iter().any(|&b| b != 0) {
+                return Err(Error::Wal(quiver_wal::Error::NotOurs(format!(
+                    "{why}; the device holds other data and is left untouched"
+                ))));
+            }
+            format(device, config)
+        }
+        Err(e) => Err(e.into()),
+    }
+}
+
+fn format(device: &dyn Device, config: &Config) -> Result<Superblock> {
+    let block_bytes = config.write_block_bytes as u64;
+    let blocks = device.capacity() / block_bytes;
+    if blocks < MIN_DATA_BLOCKS + 1 {
+        return Err(Error::Wal(quiver_wal::Error::DeviceTooSmall {
+            bytes: device.capacity(),
+            min: (MIN_DATA_BLOCKS + 1) * block_bytes,
+            blocks: MIN_DATA_BLOCKS + 1,
+            block_bytes: config.write_block_bytes,
+        }));
+    }
+    let sb = Superblock {
+        write_block_bytes: config.write_block_bytes,
+        device_bytes: blocks * block_bytes,
+        store_id: random_id(),
+        created_ms: quiver_wal::writer::now_ms(),
+    };
+    let mut buf = AlignedBuf::new(IO_ALIGN);
+    sb.encode(&mut buf);
+    device.write_at(&buf, 0)?;
+    device.sync()?;
+    tracing::info!(bytes = sb.device_bytes, block_bytes, "formatted a new store");
+    Ok(sb)
+}
+
+fn random_id() -> u128 {
+    let mut bytes = [0u8; 16];
+    // SAFETY: getrandom writes at most `len` bytes into the valid buffer.
+    let n = unsafe { libc::getrandom(bytes.as_mut_ptr().cast(), bytes.len(), 0) };
+    if n != bytes.len() as isize {
+        let t = quiver_wal::writer::now_ms() as u128;
+        return xxhash_rust::xxh3::xxh3_128(&[t.to_le_bytes(), (std::process::id() as u128).to_le_bytes()].concat());
+    }
+    u128::from_le_bytes(bytes)
+}
+
+impl Engine {
+    fn start_workers(&self) {
+        let flusher = Arc::clone(&self.inner);
+        let maint = Arc::clone(&self.inner);
+        let mut w = self.workers.lock();
+        w.push(
+            std::thread::Builder::new()
+                .name("quiver-flush".into())
+                .spawn(move || flusher.flush_loop())
+                .expect("spawn flusher"),
+        );
+        w.push(
+            std::thread::Builder::new()
+                .name("quiver-maint".into())
+                .spawn(move || maint.maintenance_loop())
+                .expect("spawn maintenance"),
+        );
+    }
+}
+
+impl Inner {
+    /// Puts buffered writes on the device at least every `flush_interval_ms`.
+    fn flush_loop(&self) {
+        let interval = Duration::from_millis(self.config.flush_interval_ms);
+        while !self.sleep(interval) {
+            for w in [&self.fg, &self.dw] {
+                if let Err(e) = w.flush() {
+                    tracing::error!(error = %e, "background flush failed; the store refuses writes");
+                }
+            }
+        }
+    }
+
+    /// Defragmentation, expiry, dropped-group reclaim and periodic checkpoints.
+    fn maintenance_loop(&self) {
+        let mut last_sweep = Instant::now();
+        let mut last_ckpt = Instant::now();
+        let tick = Duration::from_millis(self.config.defrag_pause_ms.clamp(1, 1000).max(50));
+        loop {
+            if self.sleep(tick) {
+                return;
+            }
+            if self.fg.is_failed().is_some() {
+                continue;
+            }
+            self.reclaim_dropped_groups();
+            if last_sweep.elapsed() >= Duration::from_secs(self.config.expiry_sweep_interval_s.max(1)) {
+                self.sweep_expired();
+                last_sweep = Instant::now();
+            }
+            if let Err(e) = self.defrag_pass(usize::MAX) {
+                tracing::warn!(error = %e, "defragmentation pass stopped");
+            }
+            let every = self.config.checkpoint_interval_s;
+            if every > 0 && last_ckpt.elapsed() >= Duration::from_secs(every) {
+                if let Err(e) = self.checkpoint() {
+                    tracing::warn!(error = %e, "periodic checkpoint failed");
+                }
+                last_ckpt = Instant::now();
+            }
+        }
+    }
+
+    /// Sleeps up to `d`; returns true when the store is shutting down.
+    pub fn sleep(&self, d: Duration) -> bool {
+        let mut g = self.wake.0.lock();
+        if self.shutdown.load(Ordering::Acquire) {
+            return true;
+        }
+        self.wake.1.wait_for(&mut g, d);
+        self.shutdown.load(Ordering::Acquire)
+    }
+}

@@ -1,0 +1,202 @@
+//! The write path: put, delete and read-modify-write under the key's stripe lock.
+
+use std::sync::atomic::Ordering;
+
+use quiver_index::{digest, Digest, Entry, Location};
+use quiver_wal::format::{RecordInput, FLAG_TOMBSTONE, UNIT_BYTES};
+use quiver_wal::Pos;
+
+use super::{now_s, Inner, Modify, Record, SYSTEM_GROUP};
+use crate::config::{Durability, WriteOptions};
+use crate::error::{Error, Result};
+
+impl Inner {
+    pub fn modify<T>(
+        &self,
+        group: u32,
+        key: &[u8],
+        opts: &WriteOptions,
+        f: impl FnOnce(Option<&Record>) -> Result<Modify<T>>,
+    ) -> Result<T> {
+        self.modify_inner(group, key, opts, f).map(|(out, _)| out)
+    }
+
+    /// As `modify`; also returns the generation of the key after the call (0 when absent).
+    pub fn modify_inner<T>(
+        &self,
+        group: u32,
+        key: &[u8],
+        opts: &WriteOptions,
+        f: impl FnOnce(Option<&Record>) -> Result<Modify<T>>,
+    ) -> Result<(T, u16)> {
+        Self::check_key(key)?;
+        self.check_group(group)?;
+        self.check_writable()?;
+        if self.is_dropped(group) {
+            return Err(Error::GroupDropped(group));
+        }
+        let d = digest(group, key);
+        let (out, generation, pos) = {
+            let _key_lock = self.stripe(d).lock();
+            let old = self.index.get(d);
+            let current = match old {
+                Some(e) if !Self::is_expired(&e, now_s()) && !self.is_dropped(group) => self.load(group, key, d, e)?,
+                _ => None,
+            };
+            match f(current.as_ref())? {
+                Modify::Put { value, ttl_s, out } => {
+                    self.check_value(key, &value)?;
+                    let (generation, pos) = self.append(group, key, d, &value, 0, ttl_s, old)?;
+                    self.counters.puts.fetch_add(1, Ordering::Relaxed);
+                    (out, generation, Some(pos))
+                }
+                Modify::Delete { out } => match old {
+                    Some(e) => {
+                        let (_, pos) = self.append(group, key, d, &[], FLAG_TOMBSTONE, None, Some(e))?;
+                        self.counters.deletes.fetch_add(1, Ordering::Relaxed);
+                        (out, 0, Some(pos))
+                    }
+                    None => (out, 0, None),
+                },
+                Modify::Keep { out } => (out, current.map_or(0, |r| r.generation), None),
+            }
+        };
+        if let Some(pos) = pos {
+            if opts.durability.unwrap_or(self.config.durability) == Durability::Sync {
+                self.fg.wait_durable(pos).map_err(|e| self.failed(e))?;
+            }
+        }
+        Ok((out, generation))
+    }
+
+    /// A value must be within `max_record_bytes`, and its frame must fit in a write block.
+    fn check_value(&self, key: &[u8], value: &[u8]) -> Result<()> {
+        let frame_room = self.fg.max_frame_bytes() - quiver_wal::format::RECORD_HEADER_BYTES - key.len();
+        let max = (self.config.max_record_bytes as usize).min(frame_room / 16 * 16);
+        if value.len() > max {
+            return Err(Error::RecordTooLarge { len: value.len(), max });
+        }
+        Ok(())
+    }
+
+    pub fn check_writable(&self) -> Result<()> {
+        if self.shutdown.load(Ordering::Acquire) {
+            return Err(Error::Closed);
+        }
+        if let Some(why) = self.fg.is_failed().or_else(|| self.dw.is_failed()) {
+            return Err(Error::Failed(why));
+        }
+        Ok(())
+    }
+
+    pub fn failed(&self, e: quiver_wal::Error) -> Error {
+        match e {
+            quiver_wal::Error::WriterFailed(why) => Error::Failed(why),
+            other => Error::Failed(other.to_string()),
+        }
+    }
+
+    /// Appends a frame for `key` (the caller holds its stripe lock) and points the index at
+    /// it (or removes the key for a tombstone), keeping live bytes exact.
+    #[allow(clippy::too_many_arguments)]
+    fn append(
+        &self,
+        group: u32,
+        key: &[u8],
+        d: Digest,
+        value: &[u8],
+        flags: u8,
+        ttl_s: Option<u32>,
+        old: Option<Entry>,
+    ) -> Result<(u16, Pos)> {
+        let now = now_s();
+        let generation = old.map_or(1, |e| e.generation.wrapping_add(1));
+        let expiry_s = match ttl_s {
+            Some(t) if t > 0 => now.saturating_add(t),
+            _ => 0,
+        };
+        let lsn = self.next_lsn.fetch_add(1, Ordering::SeqCst);
+        let rec = RecordInput {
+            lsn,
+            group,
+            key,
+            value,
+            flags,
+            generation,
+            expiry_s,
+            last_update_s: now,
+        };
+        let (placed, ()) = self.fg.append(&rec, |_| ()).map_err(|e| self.write_error(e))?;
+        self.blocks.note_lsn(placed.block, lsn);
+        let tombstone = flags & FLAG_TOMBSTONE != 0;
+        if tombstone {
+            self.index.remove(d);
+        } else {
+            let loc = Location {
+                block: placed.block,
+                offset_units: placed.offset / UNIT_BYTES as u32,
+                len_units: placed.padded_len / UNIT_BYTES as u32,
+            };
+            let entry = Entry {
+                loc,
+                generation,
+                expiry_s,
+                last_update_s: now,
+            };
+            self.index.insert(d, entry);
+            self.blocks.add_live(placed.block, placed.padded_len);
+        }
+        if let Some(o) = old {
+            self.blocks.sub_live(o.loc.block, o.loc.len_units * UNIT_BYTES as u32);
+        }
+        self.counters.bytes_appended.fetch_add(placed.padded_len as u64, Ordering::Relaxed);
+        Ok((generation, placed.pos))
+    }
+
+    fn write_error(&self, e: quiver_wal::Error) -> Error {
+        match e {
+            quiver_wal::Error::NoFreeBlock => Error::DeviceFull {
+                free_bytes: self.blocks.free_count() as u64 * self.blocks.block_bytes,
+                floor_bytes: self.blocks.floor_blocks as u64 * self.blocks.block_bytes,
+            },
+            quiver_wal::Error::WriterFailed(why) => Error::Failed(why),
+            other => Error::Wal(other),
+        }
+    }
+
+    /// Records a dropped group durably, hides its records at once, and queues the reclaim.
+    pub fn drop_group(&self, group: u32) -> Result<()> {
+        self.check_group(group)?;
+        let list: Vec<u32> = {
+            let mut dropped = self.dropped.write();
+            if !dropped.insert(group) {
+                return Ok(());
+            }
+            let mut v: Vec<u32> = dropped.iter().copied().collect();
+            v.sort_unstable();
+            v
+        };
+        let value: Vec<u8> = list.iter().flat_map(|g| g.to_le_bytes()).collect();
+        self.write_system(super::DROPPED_GROUPS_KEY, &value)?;
+        self.reclaim_pending.lock().push(group);
+        self.wake_workers();
+        Ok(())
+    }
+
+    /// Writes one of the engine's own records, durably.
+    fn write_system(&self, key: &[u8], value: &[u8]) -> Result<()> {
+        self.check_writable()?;
+        let d = digest(SYSTEM_GROUP, key);
+        let pos = {
+            let _key_lock = self.stripe(d).lock();
+            let old = self.index.get(d);
+            self.append(SYSTEM_GROUP, key, d, value, 0, None, old)?.1
+        };
+        self.fg.wait_durable(pos).map_err(|e| self.failed(e))
+    }
+
+    pub fn wake_workers(&self) {
+        let _g = self.wake.0.lock();
+        self.wake.1.notify_all();
+    }
+}

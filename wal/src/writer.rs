@@ -1,0 +1,408 @@
+//! The log writer: appends record frames into an open write block in memory and makes them
+//! durable, one device write and one flush shared by every writer waiting (group commit).
+//!
+//! Durability levels:
+//! - `Buffered`: [`LogWriter::append`] returns once the frame is in the open block in memory;
+//!   a background flush (every `flush_interval_ms`) puts it on the device and flushes the device
+//!   cache. A crash loses at most the writes of the last interval, never an older one.
+//! - `Sync`: the caller also waits in [`LogWriter::wait_durable`]. The first waiter to find no
+//!   flush running becomes the leader and writes everything appended so far (its own frame and
+//!   everybody else's) with one write per dirty range and one fdatasync; the others wait for that
+//!   flush and return together.
+//!
+//! After a failed write or flush the writer refuses every further append (the device state
+//! is unknown), and every waiter gets the error.
+
+use std::collections::VecDeque;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
+
+use parking_lot::{Condvar, Mutex};
+
+use crate::buf::{align_down, align_up, AlignedBuf, IO_ALIGN};
+use crate::device::{Device, WriteOp};
+use crate::error::{Error, Result};
+use crate::format::{padded_frame_len, BlockHeader, BlockKind, RecordInput, BLOCK_HEADER_BYTES};
+
+/// Where the writer gets blocks from, and whom it tells about them.
+pub trait BlockSource: Send + Sync {
+    /// A free block to open, or `None` when there is none for this kind of writer.
+    fn take_free(&self, kind: BlockKind) -> Option<u32>;
+    /// A block was opened with sequence `seq`.
+    fn opened(&self, block: u32, seq: u64, kind: BlockKind);
+    /// A sealed block is now completely on the device; its final bytes are handed over (the
+    /// engine keeps recent ones as its post-write cache).
+    fn sealed(&self, block: u32, seq: u64, used_bytes: u32, bytes: Arc<AlignedBuf>);
+}
+
+/// A position in the log: (block sequence, byte offset). Totally ordered.
+pub type Pos = (u64, u32);
+
+/// Where an appended frame went.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Appended {
+    pub block: u32,
+    pub seq: u64,
+    pub offset: u32,
+    pub padded_len: u32,
+    pub pos: Pos,
+}
+
+struct OpenBlock {
+    block: u32,
+    seq: u64,
+    buf: AlignedBuf,
+    fill: usize,
+    /// Bytes before this are on the device (a multiple of IO_ALIGN).
+    written: usize,
+}
+
+struct SealedBlock {
+    block: u32,
+    seq: u64,
+    buf: Arc<AlignedBuf>,
+    fill: usize,
+    written: usize,
+}
+
+struct State {
+    open: Option<OpenBlock>,
+    sealed: VecDeque<SealedBlock>,
+    appended: Pos,
+    durable: Pos,
+    failed: Option<String>,
+}
+
+/// Counters of one writer.
+#[derive(Clone, Copy, Debug, Default)]
+pub struct WriterStats {
+    pub flushes: u64,
+    pub bytes_written: u64,
+    pub frames: u64,
+}
+
+pub struct LogWriter {
+    device: Arc<dyn Device>,
+    source: Arc<dyn BlockSource>,
+    block_bytes: usize,
+    store_id_lo: u64,
+    kind: BlockKind,
+    next_seq: Arc<AtomicU64>,
+    state: Mutex<State>,
+    flushed: Condvar,
+    io: Mutex<()>,
+    flushes: AtomicU64,
+    bytes_written: AtomicU64,
+    frames: AtomicU64,
+}
+
+impl LogWriter {
+    pub fn new(
+        device: Arc<dyn Device>,
+        source: Arc<dyn BlockSource>,
+        block_bytes: u32,
+        store_id_lo: u64,
+        kind: BlockKind,
+        next_seq: Arc<AtomicU64>,
+    ) -> LogWriter {
+        LogWriter {
+            device,
+            source,
+            block_bytes: block_bytes as usize,
+            store_id_lo,
+            kind,
+            next_seq,
+            state: Mutex::new(State {
+                open: None,
+                sealed: VecDeque::new(),
+                appended: (0, 0),
+                durable: (0, 0),
+                failed: None,
+            }),
+            flushed: Condvar::new(),
+            io: Mutex::new(()),
+            flushes: AtomicU64::new(0),
+            bytes_written: AtomicU64::new(0),
+            frames: AtomicU64::new(0),
+        }
+    }
+
+    /// The largest frame (padded) that fits in one block.
+    pub fn max_frame_bytes(&self) -> usize {
+        self.block_bytes - BLOCK_HEADER_BYTES
+    }
+
+    /// Appends one frame to the open block (opening a new block when it does not fit).
+    /// `on_placed` runs under the writer's lock with the frame's place, before any reader can
+    /// be served the block from the device: the engine updates its index there.
+    pub fn append<T>(&self, rec: &RecordInput<'_>, on_placed: impl FnOnce(&Appended) -> T) -> Result<(Appended, T)> {
+        let padded = padded_frame_len(rec.frame_len());
+        if padded > self.max_frame_bytes() {
+            return Err(Error::Config(format!(
+                "frame of {padded} bytes does not fit in a {}-byte write block",
+                self.block_bytes
+            )));
+        }
+        let mut st = self.state.lock();
+        if let Some(why) = &st.failed {
+            return Err(Error::WriterFailed(why.clone()));
+        }
+        let needs_new = st.open.as_ref().is_none_or(|o| o.fill + padded > self.block_bytes);
+        if needs_new {
+            self.roll(&mut st)?;
+        }
+        let open = st.open.as_mut().expect("a block is open after roll");
+        rec.encode(open.seq, &mut open.buf[open.fill..open.fill + padded]);
+        let placed = Appended {
+            block: open.block,
+            seq: open.seq,
+            offset: open.fill as u32,
+            padded_len: padded as u32,
+            pos: (open.seq, (open.fill + padded) as u32),
+        };
+        open.fill += padded;
+        st.appended = placed.pos;
+        self.frames.fetch_add(1, Ordering::Relaxed);
+        let out = on_placed(&placed);
+        Ok((placed, out))
+    }
+
+    /// Seals the open block (if any) and opens a fresh one.
+    fn roll(&self, st: &mut State) -> Result<()> {
+        let block = self.source.take_free(self.kind).ok_or(Error::NoFreeBlock)?;
+        if let Some(old) = st.open.take() {
+            st.sealed.push_back(SealedBlock {
+                block: old.block,
+                seq: old.seq,
+                buf: Arc::new(old.buf),
+                fill: old.fill,
+                written: old.written,
+            });
+        }
+        let seq = self.next_seq.fetch_add(1, Ordering::SeqCst);
+        let mut buf = AlignedBuf::new(self.block_bytes);
+        BlockHeader {
+            block,
+            seq,
+            store_id_lo: self.store_id_lo,
+            kind: self.kind,
+            created_ms: now_ms(),
+        }
+        .encode(&mut buf);
+        self.source.opened(block, seq, self.kind);
+        st.open = Some(OpenBlock {
+            block,
+            seq,
+            buf,
+            fill: BLOCK_HEADER_BYTES,
+            written: 0,
+        });
+        Ok(())
+    }
+
+    /// Copies `len` bytes at `offset` of `block` if the block is still in the writer's hands
+    /// (open, or sealed and not yet fully written).
+    pub fn read_pending(&self, block: u32, offset: u32, len: u32, out: &mut Vec<u8>) -> bool {
+        let st = self.state.lock();
+        let range = offset as usize..(offset + len) as usize;
+        if let Some(o) = st.open.as_ref().filter(|o| o.block == block) {
+            out.extend_from_slice(&o.buf[range]);
+            return true;
+        }
+        if let Some(s) = st.sealed.iter().find(|s| s.block == block) {
+            out.extend_from_slice(&s.buf[range]);
+            return true;
+        }
+        false
+    }
+
+    /// The blocks the writer holds (open or sealed-unwritten), with their sequence numbers.
+    pub fn pending_blocks(&self) -> Vec<(u32, u64)> {
+        let st = self.state.lock();
+        st.open
+            .iter()
+            .map(|o| (o.block, o.seq))
+            .chain(st.sealed.iter().map(|s| (s.block, s.seq)))
+            .collect()
+    }
+
+    /// Sequence of the open block, if one is open.
+    pub fn open_seq(&self) -> Option<u64> {
+        self.state.lock().open.as_ref().map(|o| o.seq)
+    }
+
+    /// Seals the open block so that a following flush hands it to the block source.
+    pub fn seal(&self) {
+        let mut st = self.state.lock();
+        if let Some(old) = st.open.take() {
+            st.sealed.push_back(SealedBlock {
+                block: old.block,
+                seq: old.seq,
+                buf: Arc::new(old.buf),
+                fill: old.fill,
+                written: old.written,
+            });
+        }
+    }
+
+    pub fn appended(&self) -> Pos {
+        self.state.lock().appended
+    }
+
+    pub fn is_failed(&self) -> Option<String> {
+        self.state.lock().failed.clone()
+    }
+
+    /// Blocks until everything up to `pos` is durable, leading a flush if none is running.
+    pub fn wait_durable(&self, pos: Pos) -> Result<()> {
+        let mut st = self.state.lock();
+        loop {
+            if let Some(why) = &st.failed {
+                return Err(Error::WriterFailed(why.clone()));
+            }
+            if st.durable >= pos {
+                return Ok(());
+            }
+            if let Some(io) = self.io.try_lock() {
+                drop(st);
+                self.flush_locked(&io)?;
+                st = self.state.lock();
+                continue;
+            }
+            self.flushed.wait(&mut st);
+        }
+    }
+
+    /// Writes everything appended so far and flushes the device.
+    pub fn flush(&self) -> Result<()> {
+        let io = self.io.lock();
+        self.flush_locked(&io)
+    }
+
+    fn flush_locked(&self, _io: &parking_lot::MutexGuard<'_, ()>) -> Result<()> {
+        let (jobs, target) = self.capture();
+        let result = self.write_jobs(&jobs);
+        let mut st = self.state.lock();
+        match result {
+            Ok(()) => {
+                st.durable = st.durable.max(target);
+                let mut done = Vec::new();
+                for job in &jobs {
+                    match job.sealed.as_ref() {
+                        Some(buf) => {
+                            if let Some(i) = st.sealed.iter().position(|s| s.seq == job.seq) {
+                                let s = st.sealed.remove(i).expect("index in range");
+                                done.push((s.block, s.seq, s.fill as u32, Arc::clone(buf)));
+                            }
+                        }
+                        None => {
+                            if let Some(o) = st.open.as_mut().filter(|o| o.seq == job.seq) {
+                                o.written = o.written.max(align_down(job.fill, IO_ALIGN));
+                            } else if let Some(s) = st.sealed.iter_mut().find(|s| s.seq == job.seq) {
+                                s.written = s.written.max(align_down(job.fill, IO_ALIGN));
+                            }
+                        }
+                    }
+                }
+                drop(st);
+                for (block, seq, fill, buf) in done {
+                    self.source.sealed(block, seq, fill, buf);
+                }
+                self.flushes.fetch_add(1, Ordering::Relaxed);
+                self.flushed.notify_all();
+                Ok(())
+            }
+            Err(e) => {
+                st.failed = Some(e.to_string());
+                drop(st);
+                self.flushed.notify_all();
+                Err(e)
+            }
+        }
+    }
+
+    /// Takes what must be written: the unwritten tails of sealed blocks (shared buffers) and a
+    /// copy of the open block's dirty pages (it keeps changing under later appends).
+    fn capture(&self) -> (Vec<Job>, Pos) {
+        let st = self.state.lock();
+        let mut jobs = Vec::new();
+        for s in &st.sealed {
+            jobs.push(Job {
+                block: s.block,
+                seq: s.seq,
+                from: s.written,
+                to: align_up(s.fill, IO_ALIGN),
+                fill: s.fill,
+                sealed: Some(Arc::clone(&s.buf)),
+                copy: None,
+            });
+        }
+        if let Some(o) = st.open.as_ref().filter(|o| o.fill > o.written) {
+            let to = align_up(o.fill, IO_ALIGN);
+            let mut copy = AlignedBuf::new(to - o.written);
+            copy.copy_from_slice(&o.buf[o.written..to]);
+            jobs.push(Job {
+                block: o.block,
+                seq: o.seq,
+                from: o.written,
+                to,
+                fill: o.fill,
+                sealed: None,
+                copy: Some(copy),
+            });
+        }
+        (jobs, st.appended)
+    }
+
+    fn write_jobs(&self, jobs: &[Job]) -> Result<()> {
+        let mut ops = Vec::with_capacity(jobs.len());
+        let mut bytes = 0u64;
+        for job in jobs {
+            if job.to <= job.from {
+                continue;
+            }
+            let base = job.block as u64 * self.block_bytes as u64;
+            let buf: &[u8] = match (&job.sealed, &job.copy) {
+                (Some(b), _) => &b[job.from..job.to],
+                (None, Some(c)) => &c[..],
+                (None, None) => unreachable!("a job carries bytes"),
+            };
+            bytes += buf.len() as u64;
+            ops.push(WriteOp {
+                offset: base + job.from as u64,
+                buf,
+            });
+        }
+        if !ops.is_empty() {
+            self.device.write_many(&ops)?;
+        }
+        self.device.sync()?;
+        self.bytes_written.fetch_add(bytes, Ordering::Relaxed);
+        Ok(())
+    }
+
+    pub fn stats(&self) -> WriterStats {
+        WriterStats {
+            flushes: self.flushes.load(Ordering::Relaxed),
+            bytes_written: self.bytes_written.load(Ordering::Relaxed),
+            frames: self.frames.load(Ordering::Relaxed),
+        }
+    }
+}
+
+struct Job {
+    block: u32,
+    seq: u64,
+    from: usize,
+    to: usize,
+    fill: usize,
+    sealed: Option<Arc<AlignedBuf>>,
+    copy: Option<AlignedBuf>,
+}
+
+pub fn now_ms() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_millis() as u64)
+        .unwrap_or(0)
+}
