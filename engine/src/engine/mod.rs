@@ -123,6 +123,11 @@ impl Engine {
         open::open(config)
     }
 
+    /// Opens a store on a device built by the caller, e.g. a fault-injecting one in tests.
+    pub fn open_on_device(config: Config, device: Arc<dyn Device>) -> Result<Engine> {
+        open::open_on(config, device)
+    }
+
     /// Reads the current record of `key` in `group`: `None` when absent, deleted or expired.
     pub fn get(&self, group: u32, key: &[u8]) -> Result<Option<Record>> {
         self.inner.get(group, key)

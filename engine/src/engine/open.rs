@@ -23,6 +23,13 @@ const MIN_DATA_BLOCKS: u64 = 4;
 pub(crate) fn open(config: Config) -> Result<Engine> {
     config.validate()?;
     let device = open_device(&config)?;
+    open_on(config, device)
+}
+
+/// Opens a store on a device the caller built (a fault injector in tests, say). The
+/// checkpoint path, if any, still comes from the configuration.
+pub(crate) fn open_on(config: Config, device: Arc<dyn Device>) -> Result<Engine> {
+    config.validate()?;
     let sb = read_or_format(device.as_ref(), &config)?;
     let block_bytes = sb.write_block_bytes as u64;
     let count = sb.device_bytes / block_bytes;
