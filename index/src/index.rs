@@ -67,6 +67,7 @@ impl Index {
         Index { partitions }
     }
 
+    /// The entry for `d`, if any. Takes the partition's read lock for one probe.
     #[inline]
     pub fn get(&self, d: Digest) -> Option<Entry> {
         let p = DigestParts::of(d);
@@ -78,6 +79,7 @@ impl Index {
         self.write(d, |table, p| table.insert(p, e))
     }
 
+    /// Removes the entry for `d`; returns it.
     pub fn remove(&self, d: Digest) -> Option<Entry> {
         self.write(d, |table, p| table.remove(p))
     }
@@ -93,6 +95,7 @@ impl Index {
         self.write(d, |table, p| table.remove_if_at(p, expected))
     }
 
+    /// Number of entries. Read without locks: exact when no writer runs at the same time.
     pub fn len(&self) -> usize {
         self.partitions
             .iter()
@@ -100,6 +103,7 @@ impl Index {
             .sum()
     }
 
+    /// Whether [`Index::len`] is 0.
     pub fn is_empty(&self) -> bool {
         self.len() == 0
     }
