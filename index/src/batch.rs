@@ -2,10 +2,10 @@
 //!
 //! A lone lookup is a chain of dependent loads (bucket head, then slot, then the next slot);
 //! each one that misses the cache costs a DRAM round trip. A batch works on up to [`BATCH`]
-//! digests at once in rounds: prefetch every partition's lock, lock them, prefetch every bucket
-//! head (and chunk table), then read the heads and prefetch every
-//! first slot, then walk the chains one step per round, prefetching each next slot. The loads of
-//! one round are independent, so the memory system overlaps them.
+//! digests at once in rounds: prefetch every partition's lock and take the locks; prefetch
+//! every bucket head and chunk table; read the heads and prefetch every first slot; then walk
+//! the chains one step per round, prefetching each next slot. The loads of one round are
+//! independent, so the memory system overlaps them.
 //!
 //! The batch holds the read locks of all its partitions while it runs. They are taken in
 //! ascending partition order, each once: writers hold a single lock and readers climb in one
