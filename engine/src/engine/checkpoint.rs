@@ -63,7 +63,7 @@ impl Inner {
             .chain(self.fg.pending_blocks().into_iter().map(|(_, s)| s))
             .chain(self.dw.pending_blocks().into_iter().map(|(_, s)| s))
             .min()
-            .unwrap_or(u64::MAX);
+            .unwrap_or_else(|| self.next_seq.load(Ordering::SeqCst));
         let blocks = self.block_records();
         let dropped: Vec<u32> = self.dropped.read().iter().copied().collect();
         let tmp = tmp_path(&path);

@@ -4,6 +4,9 @@
 //! Hazards, and the order that prevents each:
 //! - A block is freed before the copies of its live records are durable: the defrag writer
 //!   is flushed (written and fdatasynced) before the block's header is erased.
+//! - A block is freed while the write that superseded one of its frames (a newer version or
+//!   a tombstone, appended but still buffered) is not yet durable: a crash would then lose
+//!   both. The foreground log is made durable up to the scan before the header is erased.
 //! - A freed block's old frames are replayed by a full scan: the header is erased and the
 //!   erasure flushed before the block goes back on the free list; a reused block gets a new
 //!   sequence number, and frames of an earlier use carry the old one and are ignored.
@@ -78,7 +81,11 @@ impl Inner {
             };
             self.defrag_record(b, offset, &record, oldest_elsewhere, now)?;
         }
-        // Copies durable first; then the old block's header goes, durably; then reuse.
+        // Whatever made this block's other frames dead (newer versions, tombstones) must be
+        // durable before they are the only trace, and so must the copies; then the old
+        // block's header goes, durably; then reuse.
+        let superseded_by = self.fg.appended();
+        self.fg.wait_durable(superseded_by).map_err(|e| self.failed(e))?;
         self.dw.flush().map_err(|e| self.failed(e))?;
         let zeros = AlignedBuf::new(IO_ALIGN);
         self.device.write_at(&zeros, b as u64 * self.blocks.block_bytes)?;

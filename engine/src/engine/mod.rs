@@ -70,6 +70,8 @@ pub(crate) struct Inner {
     /// Defragmentation copies, kept apart from fresh writes.
     pub dw: LogWriter,
     pub next_lsn: AtomicU64,
+    /// Sequence number the next opened block gets (shared with both writers).
+    pub next_seq: Arc<AtomicU64>,
     pub stripes: Vec<Mutex<()>>,
     pub store_id: u128,
     pub dropped: RwLock<HashSet<u32>>,

@@ -60,6 +60,7 @@ pub(crate) fn open_on(config: Config, device: Arc<dyn Device>) -> Result<Engine>
         index,
         blocks,
         next_lsn: AtomicU64::new(rec.next_lsn),
+        next_seq: Arc::clone(&next_seq),
         stripes: (0..STRIPES).map(|_| Mutex::new(())).collect(),
         store_id: sb.store_id,
         dropped: RwLock::new(rec.dropped.iter().copied().collect::<HashSet<u32>>()),
