@@ -1,7 +1,7 @@
 //! Walks the record frames of one write block, verifying each; stops cleanly at the end of
 //! the block's data or at a torn tail.
 
-use crate::format::{decode_record, RecordHeader, RecordView, BLOCK_HEADER_BYTES};
+use crate::format::{decode_record, RecordHeader, RecordView, BLOCK_HEADER_BYTES, UNIT_BYTES};
 
 /// One step of a block scan.
 #[derive(Debug)]
@@ -70,13 +70,33 @@ impl<'a> Iterator for BlockScanner<'a> {
             return None;
         }
         let rest = self.bytes.get(self.offset..).unwrap_or(&[]);
-        let Some(header) = RecordHeader::decode(rest) else {
-            return self.finish();
-        };
-        if header.block_seq != self.seq || header.padded_len() > rest.len() {
-            // A frame left by an earlier use of this block, or one cut off: the data ends here.
-            return self.finish();
+        let valid = |h: &RecordHeader, room: usize| h.block_seq == self.seq && h.padded_len() <= room;
+        match RecordHeader::decode(rest) {
+            Some(h) if valid(&h, rest.len()) => {}
+            _ => {
+                // No frame of this block starts here. Zeros: the data ends. Anything else is a
+                // damaged header or a torn tail: look for a later frame of this block to
+                // resynchronise on, so that one bad header does not hide what follows.
+                if rest.iter().take(64).all(|&b| b == 0) {
+                    return self.finish();
+                }
+                let found = (UNIT_BYTES..rest.len()).step_by(UNIT_BYTES).find(|&skip| {
+                    RecordHeader::decode(&rest[skip..]).is_some_and(|h| valid(&h, rest.len() - skip))
+                });
+                return match found {
+                    Some(skip) => {
+                        let offset = self.offset as u32;
+                        self.offset += skip;
+                        Some(ScanItem::Corrupt {
+                            offset,
+                            detail: format!("damaged frame header; {skip} bytes skipped to the next valid frame"),
+                        })
+                    }
+                    None => self.finish(),
+                };
+            }
         }
+        let header = RecordHeader::decode(rest).expect("checked above");
         let offset = self.offset as u32;
         self.offset += header.padded_len();
         Some(match decode_record(rest, self.block, offset, self.seq) {
@@ -142,12 +162,25 @@ mod tests {
     }
 
     #[test]
-    fn torn_header_stops_the_scan() {
+    fn torn_last_header_ends_the_scan_as_torn() {
         let (mut b, offs) = block_with(&[(b"a", b"1111"), (b"b", b"2222")], 5);
         b[offs[1] + 3] ^= 0xff;
         let mut s = BlockScanner::new(&b, 2, 5);
         assert_eq!(s.by_ref().count(), 1);
         assert!(matches!(s.end(), Some(ScanEnd::Torn { .. })));
+    }
+
+    #[test]
+    fn damaged_header_in_the_middle_resynchronises() {
+        let (mut b, offs) = block_with(&[(b"a", b"1111"), (b"b", &[9u8; 500]), (b"c", b"3333")], 5);
+        b[offs[1] + 20] ^= 0xff;
+        let items: Vec<_> = BlockScanner::new(&b, 2, 5).collect();
+        assert_eq!(items.len(), 3);
+        assert!(matches!(items[1], ScanItem::Corrupt { .. }));
+        match &items[2] {
+            ScanItem::Record { record, .. } => assert_eq!(record.key, b"c"),
+            other => panic!("expected the record after the damage, got {other:?}"),
+        }
     }
 
     #[test]

@@ -3,6 +3,7 @@
 mod blocks;
 mod checkpoint;
 mod defrag;
+pub(crate) mod inspect_support;
 mod open;
 mod read;
 mod recovery;
