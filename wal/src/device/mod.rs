@@ -1,11 +1,13 @@
 //! Devices: where write blocks live. One trait, interchangeable back ends: io_uring with
 //! O_DIRECT, plain pread/pwrite, and memory.
 
+mod fault;
 mod file;
 mod memory;
 mod psync;
 mod uring;
 
+pub use fault::{CrashMode, FaultDevice, FaultEffect, FaultOp, FaultPlan, FaultRule, FaultStats, FaultWhen, SplitMix64};
 pub use file::{open_path, FileOptions, IoBackend};
 pub use memory::MemoryDevice;
 pub use psync::PsyncDevice;
