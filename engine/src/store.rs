@@ -1,1 +1,415 @@
-//! The typed feature store on top of the engine.
+//! The typed feature store on top of the engine: feature groups, their registry, and
+//! entity-keyed multi-feature put/get/scan.
+//!
+//! Every group is one engine group (ids from 1, never reused); every (group, entity) is one
+//! engine record holding a [`Row`]. The registry lives under the reserved engine group 0 and is
+//! written with `Durability::Sync` before a change becomes visible.
+
+use std::borrow::Cow;
+use std::sync::Arc;
+use std::time::{SystemTime, UNIX_EPOCH};
+
+use parking_lot::{Mutex, RwLock};
+
+use crate::config::{Config, Durability, WriteOptions};
+use crate::engine::{Engine, Modify, Record, ScanCursor, Stats};
+use crate::error::{Error, Result};
+use crate::feature::limits::{
+    MAX_ENTITIES_PER_GET, MAX_FEATURES_PER_GROUP, MAX_SCAN_ITEMS, MAX_SCHEMA_BYTES,
+};
+use crate::feature::read::{decode_row, ReadPlan};
+use crate::feature::registry::{schema_key, GroupEntry, Registry, REGISTRY_GROUP, REGISTRY_KEY};
+use crate::feature::schema::check_ttl;
+use crate::feature::{
+    check_value, merge_row, Alter, EncodedCells, EntityKey, FeatureError, FeatureRef, FeatureValue,
+    GroupSchema, GroupSpec, PutOptions, PutResult, RegistryIndex, ScanItem, Value,
+};
+
+/// A feature store. `Send + Sync`: share it behind an `Arc`.
+pub struct Store {
+    engine: Engine,
+    /// Puts hold the read side for their whole write, so a drop (which takes the write side)
+    /// never races a put into the group it is dropping.
+    registry: RwLock<Registry>,
+    /// Serializes registry changes (create, alter, drop) with each other.
+    registry_writer: Mutex<()>,
+}
+
+fn now_ms() -> u64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0, |d| d.as_millis() as u64)
+}
+
+fn sync() -> WriteOptions {
+    WriteOptions {
+        durability: Some(Durability::Sync),
+        ..WriteOptions::default()
+    }
+}
+
+fn check_key_type(entry: &GroupEntry, key: &EntityKey) -> Result<(), FeatureError> {
+    if entry.schema.key_type != key.key_type() {
+        return Err(FeatureError::KeyTypeMismatch {
+            group: entry.schema.name.clone(),
+            expected: entry.schema.key_type,
+            got: key.key_type(),
+        });
+    }
+    Ok(())
+}
+
+impl Store {
+    /// Opens the engine and loads the registry with point reads (no device scan), then finishes
+    /// any group drop a crash interrupted.
+    pub fn open(config: Config) -> Result<Store> {
+        let engine = Engine::open(config)?;
+        let registry = load_registry(&engine)?;
+        let store = Store {
+            engine,
+            registry: RwLock::new(registry),
+            registry_writer: Mutex::new(()),
+        };
+        let _writer = store.registry_writer.lock();
+        let pending = store.registry.read().index().dropping.clone();
+        for id in pending {
+            store.finish_drop(id)?;
+        }
+        drop(_writer);
+        Ok(store)
+    }
+
+    pub fn engine(&self) -> &Engine {
+        &self.engine
+    }
+
+    pub fn create_group(&self, spec: GroupSpec) -> Result<Arc<GroupSchema>> {
+        let _writer = self.registry_writer.lock();
+        let (schema, index) = self.registry.read().plan_create(spec)?;
+        self.write_schema(&schema)?;
+        self.engine
+            .put(REGISTRY_GROUP, REGISTRY_KEY, &index.encode(), &sync())?;
+        Ok(self.registry.write().commit_schema(schema, Some(index)))
+    }
+
+    pub fn describe_group(&self, name: &str) -> Result<Arc<GroupSchema>> {
+        Ok(self.registry.read().group(name)?.schema.clone())
+    }
+
+    /// Live groups by id; only those carrying `tag` when one is given.
+    pub fn list_groups(&self, tag: Option<&str>) -> Vec<Arc<GroupSchema>> {
+        self.registry.read().list(tag)
+    }
+
+    /// Applies one change; the new schema version is durable before it is visible. No stored
+    /// row is rewritten.
+    pub fn alter_group(&self, name: &str, alter: Alter) -> Result<Arc<GroupSchema>> {
+        let _writer = self.registry_writer.lock();
+        let schema = self.registry.read().plan_alter(name, alter)?;
+        self.write_schema(&schema)?;
+        Ok(self.registry.write().commit_schema(schema, None))
+    }
+
+    /// Drops a group: its records become unreachable at once and their space is reclaimed in
+    /// the background. Its id is never reused.
+    pub fn drop_group(&self, name: &str) -> Result<()> {
+        let _writer = self.registry_writer.lock();
+        let id = {
+            let mut registry = self.registry.write();
+            let (id, index) = registry.plan_drop(name)?;
+            self.engine
+                .put(REGISTRY_GROUP, REGISTRY_KEY, &index.encode(), &sync())?;
+            registry.commit_drop(name, index);
+            id
+        };
+        self.finish_drop(id)
+    }
+
+    /// Reclaims a group listed as dropping, then removes it from the list. Idempotent, so a
+    /// crash anywhere in here is finished by the next open.
+    fn finish_drop(&self, id: u32) -> Result<()> {
+        self.engine.drop_group(id)?;
+        self.engine
+            .delete(REGISTRY_GROUP, &schema_key(id), &sync())?;
+        let index = self.registry.read().plan_dropped(id);
+        self.engine
+            .put(REGISTRY_GROUP, REGISTRY_KEY, &index.encode(), &sync())?;
+        self.registry.write().commit_index(index);
+        Ok(())
+    }
+
+    fn write_schema(&self, schema: &GroupSchema) -> Result<()> {
+        let bytes = schema.encode();
+        if bytes.len() > MAX_SCHEMA_BYTES {
+            return Err(FeatureError::SchemaTooLarge {
+                group: schema.name.clone(),
+                len: bytes.len(),
+                max: MAX_SCHEMA_BYTES,
+            }
+            .into());
+        }
+        self.engine
+            .put(REGISTRY_GROUP, &schema_key(schema.id), &bytes, &sync())?;
+        Ok(())
+    }
+
+    /// Writes any subset of a group's features for one entity, all with `event_time_ms`.
+    /// Everything is checked before the write; a refused put writes nothing.
+    pub fn put(
+        &self,
+        group: &str,
+        key: &EntityKey,
+        event_time_ms: u64,
+        values: &[(&str, Value)],
+        opts: &PutOptions,
+    ) -> Result<PutResult> {
+        let registry = self.registry.read();
+        let entry = registry.group(group)?;
+        let schema = &entry.schema;
+        check_key_type(entry, key)?;
+        let key_bytes = key.to_key_bytes()?;
+        check_ttl(opts.ttl_s)?;
+        let cells = encode_values(entry, event_time_ms, values)?;
+        let ttl_s = opts.ttl_s.or(schema.ttl_s);
+        let write = WriteOptions {
+            durability: opts.durability,
+            ttl_s,
+        };
+        let (result, generation) =
+            self.engine
+                .inner
+                .modify_inner(schema.id, &key_bytes, &write, |current| {
+                    check_generation(opts.expected_generation, current)?;
+                    let row = current.map(|r| r.value.as_slice());
+                    let outcome =
+                        merge_row(&schema.name, row, &cells, opts.mode, schema.compression)?;
+                    let out = PutResult {
+                        written: outcome.written,
+                        skipped_stale: outcome.skipped_stale,
+                        generation: 0,
+                    };
+                    Ok(match outcome.row {
+                        Some(value) => Modify::Put { value, ttl_s, out },
+                        None => Modify::Keep { out },
+                    })
+                })?;
+        Ok(PutResult {
+            generation,
+            ..result
+        })
+    }
+
+    /// Reads features of one entity across any number of groups (one engine read per group,
+    /// all in flight together). Answers come in the order of `features`.
+    pub fn get(&self, key: &EntityKey, features: &[FeatureRef]) -> Result<Vec<FeatureValue>> {
+        let mut out = self.get_many(std::slice::from_ref(key), features)?;
+        Ok(out.pop().expect("one answer per entity"))
+    }
+
+    /// Reads the same features for many entities in ONE engine `get_many` of every
+    /// (entity, group) pair. All keys must share the groups' key type.
+    pub fn get_many(
+        &self,
+        keys: &[EntityKey],
+        features: &[FeatureRef],
+    ) -> Result<Vec<Vec<FeatureValue>>> {
+        if keys.len() > MAX_ENTITIES_PER_GET {
+            return Err(FeatureError::TooManyItems {
+                what: "entities in one get",
+                count: keys.len(),
+                max: MAX_ENTITIES_PER_GET,
+            }
+            .into());
+        }
+        let Some(first) = keys.first() else {
+            return Ok(Vec::new());
+        };
+        let plan = ReadPlan::new(&self.registry.read(), first.key_type(), features)?;
+        let key_bytes = keys
+            .iter()
+            .map(|k| self.checked_key(&plan, k))
+            .collect::<Result<Vec<Cow<'_, [u8]>>>>()?;
+        let groups = plan.groups();
+        let pairs: Vec<(u32, &[u8])> = key_bytes
+            .iter()
+            .flat_map(|k| groups.iter().map(move |g| (g.id, k.as_ref())))
+            .collect();
+        let records = if pairs.is_empty() {
+            Vec::new()
+        } else {
+            self.engine.get_many(&pairs)?
+        };
+        let now = now_ms();
+        let rows: Vec<Option<&[u8]>> = records
+            .iter()
+            .map(|r| r.as_ref().map(|r| r.value.as_slice()))
+            .collect();
+        if groups.is_empty() {
+            return Ok(vec![Vec::new(); keys.len()]);
+        }
+        rows.chunks(groups.len())
+            .map(|chunk| plan.decode(chunk, now).map_err(Error::from))
+            .collect()
+    }
+
+    fn checked_key<'k>(&self, plan: &ReadPlan, key: &'k EntityKey) -> Result<Cow<'k, [u8]>> {
+        if let Some(group) = plan.groups().iter().find(|g| g.key_type != key.key_type()) {
+            return Err(FeatureError::KeyTypeMismatch {
+                group: group.name.clone(),
+                expected: group.key_type,
+                got: key.key_type(),
+            }
+            .into());
+        }
+        Ok(key.to_key_bytes()?)
+    }
+
+    /// Deletes one entity's row of a group; returns whether it existed.
+    pub fn delete(
+        &self,
+        group: &str,
+        key: &EntityKey,
+        durability: Option<Durability>,
+    ) -> Result<bool> {
+        let registry = self.registry.read();
+        let entry = registry.group(group)?;
+        check_key_type(entry, key)?;
+        let opts = WriteOptions {
+            durability,
+            ..WriteOptions::default()
+        };
+        self.engine
+            .delete(entry.schema.id, &key.to_key_bytes()?, &opts)
+    }
+
+    /// Up to `max_items` rows of a group, decoded; pass the returned cursor to continue.
+    pub fn scan(
+        &self,
+        group: &str,
+        cursor: ScanCursor,
+        max_items: usize,
+    ) -> Result<(Vec<ScanItem>, Option<ScanCursor>)> {
+        if max_items == 0 || max_items > MAX_SCAN_ITEMS {
+            return Err(FeatureError::TooManyItems {
+                what: "items in one scan (1 or more)",
+                count: max_items,
+                max: MAX_SCAN_ITEMS,
+            }
+            .into());
+        }
+        let schema = self.describe_group(group)?;
+        let chunk = self.engine.scan(schema.id, cursor, max_items)?;
+        let now = now_ms();
+        let items = chunk
+            .records
+            .iter()
+            .map(|(_, rec)| {
+                let key = EntityKey::from_key_bytes(schema.key_type, &rec.key)?;
+                Ok(ScanItem {
+                    key,
+                    values: decode_row(&schema, &rec.value, now)?,
+                })
+            })
+            .collect::<Result<Vec<_>, FeatureError>>()?;
+        Ok((items, chunk.next))
+    }
+
+    pub fn flush(&self) -> Result<()> {
+        self.engine.flush()
+    }
+
+    pub fn close(self) -> Result<()> {
+        self.engine.close()
+    }
+
+    pub fn stats(&self) -> Stats {
+        self.engine.stats()
+    }
+}
+
+fn check_generation(expected: Option<u16>, current: Option<&Record>) -> Result<()> {
+    let found = current.map_or(0, |r| r.generation);
+    match expected {
+        Some(expected) if expected != found => Err(Error::GenerationMismatch {
+            expected: expected as u32,
+            found: found as u32,
+        }),
+        _ => Ok(()),
+    }
+}
+
+/// Resolves, checks and encodes a put's values: every feature known, not deprecated, named
+/// once, and its value of the right type and within limits.
+fn encode_values(
+    entry: &GroupEntry,
+    event_time_ms: u64,
+    values: &[(&str, Value)],
+) -> Result<EncodedCells, FeatureError> {
+    let schema = &entry.schema;
+    if values.is_empty() {
+        return Err(FeatureError::NoValues {
+            group: schema.name.clone(),
+        });
+    }
+    if values.len() > MAX_FEATURES_PER_GROUP {
+        return Err(FeatureError::TooManyItems {
+            what: "values in one put",
+            count: values.len(),
+            max: MAX_FEATURES_PER_GROUP,
+        });
+    }
+    let mut seen = vec![false; schema.features.len()];
+    let mut resolved = Vec::with_capacity(values.len());
+    for (name, value) in values {
+        let feature = entry.feature(name)?;
+        if feature.deprecated {
+            return Err(FeatureError::FeatureDeprecated {
+                group: schema.name.clone(),
+                feature: feature.name.clone(),
+            });
+        }
+        if std::mem::replace(&mut seen[feature.id as usize], true) {
+            return Err(FeatureError::DuplicateFeature {
+                group: schema.name.clone(),
+                feature: feature.name.clone(),
+            });
+        }
+        check_value(schema, feature, value)?;
+        resolved.push((feature.id, value));
+    }
+    Ok(EncodedCells::new(event_time_ms, resolved))
+}
+
+/// Loads the registry index and every live group's schema, by key: no device scan.
+fn load_registry(engine: &Engine) -> Result<Registry> {
+    let Some(record) = engine.get(REGISTRY_GROUP, REGISTRY_KEY)? else {
+        return Ok(Registry::default());
+    };
+    let index = RegistryIndex::decode(&record.value)?;
+    let keys: Vec<Vec<u8>> = index.live.iter().map(|&id| schema_key(id)).collect();
+    let pairs: Vec<(u32, &[u8])> = keys
+        .iter()
+        .map(|k| (REGISTRY_GROUP, k.as_slice()))
+        .collect();
+    let records = if pairs.is_empty() {
+        Vec::new()
+    } else {
+        engine.get_many(&pairs)?
+    };
+    let mut schemas = Vec::with_capacity(records.len());
+    for (&id, record) in index.live.iter().zip(records) {
+        let record = record.ok_or_else(|| {
+            FeatureError::corrupt("registry", format!("schema of group {id} is missing"))
+        })?;
+        let schema = GroupSchema::decode(&record.value)?;
+        if schema.id != id {
+            return Err(FeatureError::corrupt(
+                "registry",
+                format!("key group/{id} holds the schema of group {}", schema.id),
+            )
+            .into());
+        }
+        schemas.push(schema);
+    }
+    Ok(Registry::from_parts(index, schemas)?)
+}

@@ -28,7 +28,11 @@ pub(crate) struct Reader<'a> {
 impl<'a> Reader<'a> {
     /// `what` names the structure being decoded, for error messages ("row", "group schema").
     pub(crate) fn new(bytes: &'a [u8], what: &'static str) -> Reader<'a> {
-        Reader { bytes, pos: 0, what }
+        Reader {
+            bytes,
+            pos: 0,
+            what,
+        }
     }
 
     pub(crate) fn is_empty(&self) -> bool {
@@ -68,15 +72,21 @@ impl<'a> Reader<'a> {
     }
 
     pub(crate) fn u32(&mut self) -> Result<u32, FeatureError> {
-        Ok(u32::from_le_bytes(self.take(4)?.try_into().expect("4 bytes")))
+        Ok(u32::from_le_bytes(
+            self.take(4)?.try_into().expect("4 bytes"),
+        ))
     }
 
     pub(crate) fn i32(&mut self) -> Result<i32, FeatureError> {
-        Ok(i32::from_le_bytes(self.take(4)?.try_into().expect("4 bytes")))
+        Ok(i32::from_le_bytes(
+            self.take(4)?.try_into().expect("4 bytes"),
+        ))
     }
 
     pub(crate) fn u64(&mut self) -> Result<u64, FeatureError> {
-        Ok(u64::from_le_bytes(self.take(8)?.try_into().expect("8 bytes")))
+        Ok(u64::from_le_bytes(
+            self.take(8)?.try_into().expect("8 bytes"),
+        ))
     }
 
     pub(crate) fn varint(&mut self) -> Result<u64, FeatureError> {
@@ -134,6 +144,11 @@ mod tests {
     fn bad_varints_are_errors() {
         assert!(Reader::new(&[0x80], "test").varint().is_err());
         assert!(Reader::new(&[0xff; 11], "test").varint().is_err());
-        assert!(Reader::new(&[0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0x02], "test").varint().is_err());
+        assert!(Reader::new(
+            &[0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0x02],
+            "test"
+        )
+        .varint()
+        .is_err());
     }
 }

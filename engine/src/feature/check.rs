@@ -7,7 +7,11 @@ use super::types::{FeatureType, Value};
 
 /// Checks that `value` may be written to `feature` of `group`: matching type, vector dimension,
 /// finite numbers unless the group allows otherwise, sizes and lengths within their limits.
-pub fn check_value(group: &GroupSchema, feature: &Feature, value: &Value) -> Result<(), FeatureError> {
+pub fn check_value(
+    group: &GroupSchema,
+    feature: &Feature,
+    value: &Value,
+) -> Result<(), FeatureError> {
     let mismatch = || FeatureError::TypeMismatch {
         group: group.name.clone(),
         feature: feature.name.clone(),
@@ -119,7 +123,10 @@ mod tests {
     fn type_mismatch_names_everything() {
         let g = group(false);
         let err = check_value(&g, &g.features[0], &Value::String("x".into())).unwrap_err();
-        assert_eq!(err.to_string(), "feature 'ctr_7d' of group 'user' expects f32, got string");
+        assert_eq!(
+            err.to_string(),
+            "feature 'ctr_7d' of group 'user' expects f32, got string"
+        );
     }
 
     #[test]
@@ -128,19 +135,32 @@ mod tests {
         assert!(check_value(&g, &g.features[1], &Value::Vector(vec![1.0, 2.0, 3.0])).is_ok());
         assert!(matches!(
             check_value(&g, &g.features[1], &Value::Vector(vec![1.0])),
-            Err(FeatureError::VectorDimension { expected: 3, got: 1, .. })
+            Err(FeatureError::VectorDimension {
+                expected: 3,
+                got: 1,
+                ..
+            })
         ));
         assert!(matches!(
             check_value(&g, &g.features[1], &Value::Vector(vec![1.0, f32::NAN, 3.0])),
             Err(FeatureError::NonFinite { .. })
         ));
-        assert!(matches!(check_value(&g, &g.features[0], &Value::F32(f32::INFINITY)), Err(FeatureError::NonFinite { .. })));
+        assert!(matches!(
+            check_value(&g, &g.features[0], &Value::F32(f32::INFINITY)),
+            Err(FeatureError::NonFinite { .. })
+        ));
         let lenient = group(true);
         assert!(check_value(&lenient, &lenient.features[0], &Value::F32(f32::NAN)).is_ok());
         let big = vec!["x".repeat(MAX_VALUE_BYTES + 1)];
-        assert!(matches!(check_value(&g, &g.features[2], &Value::ListString(big)), Err(FeatureError::ValueTooLarge { .. })));
+        assert!(matches!(
+            check_value(&g, &g.features[2], &Value::ListString(big)),
+            Err(FeatureError::ValueTooLarge { .. })
+        ));
         let long = vec![String::new(); MAX_LIST_LEN + 1];
-        assert!(matches!(check_value(&g, &g.features[2], &Value::ListString(long)), Err(FeatureError::ListTooLong { .. })));
+        assert!(matches!(
+            check_value(&g, &g.features[2], &Value::ListString(long)),
+            Err(FeatureError::ListTooLong { .. })
+        ));
         assert!(check_value(&g, &g.features[2], &Value::Null).is_ok());
     }
 }

@@ -18,41 +18,104 @@ pub enum FeatureError {
     #[error("feature '{feature}' appears more than once in one request to group '{group}'")]
     DuplicateFeature { group: String, feature: String },
     #[error("invalid {what} name '{name}': {reason}")]
-    InvalidName { what: &'static str, name: String, reason: String },
+    InvalidName {
+        what: &'static str,
+        name: String,
+        reason: String,
+    },
     #[error("invalid tag '{tag}': {reason}")]
     InvalidTag { tag: String, reason: String },
     #[error("{what} has {count} tags, over the limit of {max}")]
-    TooManyTags { what: String, count: usize, max: usize },
+    TooManyTags {
+        what: String,
+        count: usize,
+        max: usize,
+    },
     #[error("{what} is {len} bytes, over the limit of {max}")]
-    TextTooLong { what: String, len: usize, max: usize },
+    TextTooLong {
+        what: String,
+        len: usize,
+        max: usize,
+    },
     #[error("feature '{feature}' of group '{group}' expects {expected}, got {got}")]
-    TypeMismatch { group: String, feature: String, expected: FeatureType, got: String },
+    TypeMismatch {
+        group: String,
+        feature: String,
+        expected: FeatureType,
+        got: String,
+    },
     #[error("feature '{feature}' of group '{group}' expects a vector of dimension {expected}, got {got}")]
-    VectorDimension { group: String, feature: String, expected: u32, got: usize },
+    VectorDimension {
+        group: String,
+        feature: String,
+        expected: u32,
+        got: usize,
+    },
     #[error("invalid vector dimension {dim}: must be 1..={max}")]
     InvalidVectorDim { dim: u64, max: u32 },
     #[error("feature '{feature}' of group '{group}' got a non-finite number ({value}); the group does not allow NaN or infinity")]
-    NonFinite { group: String, feature: String, value: String },
-    #[error("value of feature '{feature}' of group '{group}' is {len} bytes, over the limit of {max}")]
-    ValueTooLarge { group: String, feature: String, len: usize, max: usize },
+    NonFinite {
+        group: String,
+        feature: String,
+        value: String,
+    },
+    #[error(
+        "value of feature '{feature}' of group '{group}' is {len} bytes, over the limit of {max}"
+    )]
+    ValueTooLarge {
+        group: String,
+        feature: String,
+        len: usize,
+        max: usize,
+    },
     #[error("list of feature '{feature}' of group '{group}' has {len} elements, over the limit of {max}")]
-    ListTooLong { group: String, feature: String, len: usize, max: usize },
+    ListTooLong {
+        group: String,
+        feature: String,
+        len: usize,
+        max: usize,
+    },
     #[error("group '{group}' would have {count} features, over the limit of {max}")]
-    TooManyFeatures { group: String, count: usize, max: usize },
+    TooManyFeatures {
+        group: String,
+        count: usize,
+        max: usize,
+    },
     #[error("the store would have {count} feature groups, over the limit of {max}")]
     TooManyGroups { count: usize, max: usize },
     #[error("{what}: {count} given, over the limit of {max}")]
-    TooManyItems { what: &'static str, count: usize, max: usize },
+    TooManyItems {
+        what: &'static str,
+        count: usize,
+        max: usize,
+    },
     #[error("row of group '{group}' is {len} bytes, over the limit of {max}")]
-    RowTooLarge { group: String, len: usize, max: usize },
+    RowTooLarge {
+        group: String,
+        len: usize,
+        max: usize,
+    },
     #[error("schema of group '{group}' is {len} bytes, over the limit of {max}")]
-    SchemaTooLarge { group: String, len: usize, max: usize },
+    SchemaTooLarge {
+        group: String,
+        len: usize,
+        max: usize,
+    },
     #[error("feature '{feature}' of group '{group}' is {from}; its type cannot change to {to}: add a new feature instead")]
-    TypeChangeRefused { group: String, feature: String, from: FeatureType, to: FeatureType },
+    TypeChangeRefused {
+        group: String,
+        feature: String,
+        from: FeatureType,
+        to: FeatureType,
+    },
     #[error("feature '{feature}' of group '{group}' is deprecated and accepts no writes")]
     FeatureDeprecated { group: String, feature: String },
     #[error("entity key of type {got} given for group '{group}', whose key type is {expected}")]
-    KeyTypeMismatch { group: String, expected: KeyType, got: KeyType },
+    KeyTypeMismatch {
+        group: String,
+        expected: KeyType,
+        got: KeyType,
+    },
     #[error("entity key of {len} bytes is outside the limit of {min} to {max} bytes")]
     KeySize { len: usize, min: usize, max: usize },
     #[error("invalid feature reference '{text}': expected 'group:feature'")]
@@ -75,6 +138,9 @@ pub enum FeatureError {
 
 impl FeatureError {
     pub(crate) fn corrupt(what: &'static str, detail: impl Into<String>) -> FeatureError {
-        FeatureError::Corrupt { what, detail: detail.into() }
+        FeatureError::Corrupt {
+            what,
+            detail: detail.into(),
+        }
     }
 }

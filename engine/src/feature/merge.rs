@@ -49,20 +49,41 @@ pub fn merge_row(
     let new: Vec<RawCell<'_>> = incoming.cells().collect();
     let Some(row) = existing else {
         let row = encode_checked(group, &new, compression)?;
-        return Ok(MergeOutcome { row: Some(row), written: new.len() as u32, skipped_stale: 0 });
+        return Ok(MergeOutcome {
+            row: Some(row),
+            written: new.len() as u32,
+            skipped_stale: 0,
+        });
     };
     let body = Row::body(row)?;
     let old = Row::cells(&body)?;
     let (cells, written, skipped_stale) = merge_cells(&old, &new);
-    let row = if written == 0 { None } else { Some(encode_checked(group, &cells, compression)?) };
-    Ok(MergeOutcome { row, written, skipped_stale })
+    let row = if written == 0 {
+        None
+    } else {
+        Some(encode_checked(group, &cells, compression)?)
+    };
+    Ok(MergeOutcome {
+        row,
+        written,
+        skipped_stale,
+    })
 }
 
-fn encode_checked(group: &str, cells: &[RawCell<'_>], compression: Compression) -> Result<Vec<u8>, Error> {
+fn encode_checked(
+    group: &str,
+    cells: &[RawCell<'_>],
+    compression: Compression,
+) -> Result<Vec<u8>, Error> {
     let row = Row::encode(cells, compression);
     let body_len = Row::body_len(&row);
     if body_len > MAX_ROW_BYTES {
-        return Err(FeatureError::RowTooLarge { group: group.to_string(), len: body_len, max: MAX_ROW_BYTES }.into());
+        return Err(FeatureError::RowTooLarge {
+            group: group.to_string(),
+            len: body_len,
+            max: MAX_ROW_BYTES,
+        }
+        .into());
     }
     Ok(row)
 }
@@ -102,7 +123,12 @@ mod tests {
     use super::*;
     use crate::feature::types::{FeatureType, Value};
 
-    fn put(existing: Option<&[u8]>, time: u64, values: &[(u32, i64)], mode: WriteMode) -> Result<MergeOutcome, Error> {
+    fn put(
+        existing: Option<&[u8]>,
+        time: u64,
+        values: &[(u32, i64)],
+        mode: WriteMode,
+    ) -> Result<MergeOutcome, Error> {
         let values: Vec<(u32, Value)> = values.iter().map(|&(id, v)| (id, Value::I64(v))).collect();
         let enc = EncodedCells::new(time, values.iter().map(|(id, v)| (*id, v)));
         merge_row("g", existing, &enc, mode, Compression::None)
@@ -130,19 +156,35 @@ mod tests {
         let row2 = r2.row.unwrap();
         assert_eq!(read(&row2), vec![(0, 1, 100), (1, 1, 100), (2, 2, 50)]);
         let r3 = put(Some(&row2), 100, &[(1, 3)], WriteMode::Merge).unwrap();
-        assert_eq!(read(&r3.row.unwrap()), vec![(0, 1, 100), (1, 3, 100), (2, 2, 50)], "equal time: incoming wins");
+        assert_eq!(
+            read(&r3.row.unwrap()),
+            vec![(0, 1, 100), (1, 3, 100), (2, 2, 50)],
+            "equal time: incoming wins"
+        );
         let r4 = put(Some(&row2), 10, &[(0, 9), (1, 9)], WriteMode::Merge).unwrap();
         assert_eq!((r4.row, r4.written, r4.skipped_stale), (None, 0, 2));
     }
 
     #[test]
     fn modes() {
-        let row = put(None, 100, &[(0, 1), (1, 1)], WriteMode::Merge).unwrap().row.unwrap();
+        let row = put(None, 100, &[(0, 1), (1, 1)], WriteMode::Merge)
+            .unwrap()
+            .row
+            .unwrap();
         let replaced = put(Some(&row), 5, &[(3, 7)], WriteMode::ReplaceRow).unwrap();
         assert_eq!(read(&replaced.row.unwrap()), vec![(3, 7, 5)]);
-        assert!(matches!(put(Some(&row), 5, &[(3, 7)], WriteMode::CreateOnly), Err(Error::AlreadyExists)));
-        assert!(put(None, 5, &[(3, 7)], WriteMode::CreateOnly).unwrap().row.is_some());
-        assert!(matches!(put(None, 5, &[(3, 7)], WriteMode::UpdateOnly), Err(Error::NotFound)));
+        assert!(matches!(
+            put(Some(&row), 5, &[(3, 7)], WriteMode::CreateOnly),
+            Err(Error::AlreadyExists)
+        ));
+        assert!(put(None, 5, &[(3, 7)], WriteMode::CreateOnly)
+            .unwrap()
+            .row
+            .is_some());
+        assert!(matches!(
+            put(None, 5, &[(3, 7)], WriteMode::UpdateOnly),
+            Err(Error::NotFound)
+        ));
         let updated = put(Some(&row), 5, &[(0, 7), (3, 7)], WriteMode::UpdateOnly).unwrap();
         assert_eq!((updated.written, updated.skipped_stale), (1, 1));
     }

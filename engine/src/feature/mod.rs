@@ -27,7 +27,7 @@ pub use error::FeatureError;
 pub use limits::*;
 pub use merge::{merge_row, MergeOutcome, WriteMode};
 pub use name::check_name;
-pub use options::{PutResult, ScanItem};
+pub use options::{PutOptions, PutResult, ScanItem};
 pub use row::{EncodedCells, RawCell, Row};
 pub use schema::{Alter, Compression, Feature, FeatureSpec, GroupSchema, GroupSpec};
 pub use schema_codec::RegistryIndex;

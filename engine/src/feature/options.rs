@@ -2,6 +2,7 @@
 
 pub use super::merge::WriteMode;
 use super::types::{EntityKey, FeatureValue};
+use crate::config::Durability;
 
 /// Result of one put.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -19,4 +20,17 @@ pub struct PutResult {
 pub struct ScanItem {
     pub key: EntityKey,
     pub values: Vec<(String, FeatureValue)>,
+}
+
+/// Options of one put. `Default`: merge, no generation check, the group's TTL, the store's
+/// durability.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct PutOptions {
+    pub mode: WriteMode,
+    /// Compare-and-set: the put fails with `Error::GenerationMismatch` unless the row's current
+    /// generation is this (0 for an absent row).
+    pub expected_generation: Option<u16>,
+    /// Record TTL for this write; `None`: the group's TTL.
+    pub ttl_s: Option<u32>,
+    pub durability: Option<Durability>,
 }

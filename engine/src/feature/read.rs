@@ -30,15 +30,31 @@ pub struct ReadPlan {
 impl ReadPlan {
     /// Resolves `features` for an entity key of `key_type`. Every group must exist and use
     /// that key type; every feature must exist (deprecated ones may still be read).
-    pub fn new(registry: &Registry, key_type: KeyType, features: &[FeatureRef]) -> Result<ReadPlan, FeatureError> {
+    pub fn new(
+        registry: &Registry,
+        key_type: KeyType,
+        features: &[FeatureRef],
+    ) -> Result<ReadPlan, FeatureError> {
         if features.len() > MAX_FEATURE_REFS {
-            return Err(FeatureError::TooManyItems { what: "feature references in one get", count: features.len(), max: MAX_FEATURE_REFS });
+            return Err(FeatureError::TooManyItems {
+                what: "feature references in one get",
+                count: features.len(),
+                max: MAX_FEATURE_REFS,
+            });
         }
-        let mut plan = ReadPlan { groups: Vec::new(), wanted: Vec::new(), slots: features.len() };
+        let mut plan = ReadPlan {
+            groups: Vec::new(),
+            wanted: Vec::new(),
+            slots: features.len(),
+        };
         for (slot, r) in features.iter().enumerate() {
             let entry = registry.group(&r.group)?;
             if entry.schema.key_type != key_type {
-                return Err(FeatureError::KeyTypeMismatch { group: r.group.clone(), expected: entry.schema.key_type, got: key_type });
+                return Err(FeatureError::KeyTypeMismatch {
+                    group: r.group.clone(),
+                    expected: entry.schema.key_type,
+                    got: key_type,
+                });
             }
             let feature = entry.feature(&r.feature)?;
             let index = match plan.groups.iter().position(|g| g.id == entry.schema.id) {
@@ -49,7 +65,11 @@ impl ReadPlan {
                     plan.groups.len() - 1
                 }
             };
-            plan.wanted[index].push(Wanted { slot, id: feature.id, ty: feature.ty });
+            plan.wanted[index].push(Wanted {
+                slot,
+                id: feature.id,
+                ty: feature.ty,
+            });
         }
         plan.wanted.iter_mut().for_each(|w| w.sort_by_key(|x| x.id));
         Ok(plan)
@@ -61,7 +81,11 @@ impl ReadPlan {
     }
 
     /// Answers the request from one row per group (`None`: no row), at wall time `now_ms`.
-    pub fn decode(&self, rows: &[Option<&[u8]>], now_ms: u64) -> Result<Vec<FeatureValue>, FeatureError> {
+    pub fn decode(
+        &self,
+        rows: &[Option<&[u8]>],
+        now_ms: u64,
+    ) -> Result<Vec<FeatureValue>, FeatureError> {
         assert_eq!(rows.len(), self.groups.len(), "one row per planned group");
         let mut out = vec![FeatureValue::not_found(); self.slots];
         for ((group, wanted), row) in self.groups.iter().zip(&self.wanted).zip(rows) {
@@ -85,8 +109,14 @@ impl ReadPlan {
 
 /// A stored cell as a get reports it: EXPIRED when older than the group's max age,
 /// NULL for a stored null, PRESENT otherwise.
-pub fn feature_value(cell: &RawCell<'_>, ty: FeatureType, ttl_s: Option<u32>, now_ms: u64) -> Result<FeatureValue, FeatureError> {
-    let expired = ttl_s.is_some_and(|ttl| now_ms.saturating_sub(cell.event_time_ms) > ttl as u64 * 1000);
+pub fn feature_value(
+    cell: &RawCell<'_>,
+    ty: FeatureType,
+    ttl_s: Option<u32>,
+    now_ms: u64,
+) -> Result<FeatureValue, FeatureError> {
+    let expired =
+        ttl_s.is_some_and(|ttl| now_ms.saturating_sub(cell.event_time_ms) > ttl as u64 * 1000);
     let (status, value) = if expired {
         (Status::Expired, super::types::Value::Null)
     } else if cell.kind == KIND_NULL {
@@ -94,18 +124,29 @@ pub fn feature_value(cell: &RawCell<'_>, ty: FeatureType, ttl_s: Option<u32>, no
     } else {
         (Status::Present, cell.value(ty)?)
     };
-    Ok(FeatureValue { status, value, event_time_ms: cell.event_time_ms })
+    Ok(FeatureValue {
+        status,
+        value,
+        event_time_ms: cell.event_time_ms,
+    })
 }
 
 /// Every value a row holds for features `schema` knows, by feature name, in id order.
 /// Cells of ids the schema does not know (none, unless corrupt) are skipped.
-pub fn decode_row(schema: &GroupSchema, row: &[u8], now_ms: u64) -> Result<Vec<(String, FeatureValue)>, FeatureError> {
+pub fn decode_row(
+    schema: &GroupSchema,
+    row: &[u8],
+    now_ms: u64,
+) -> Result<Vec<(String, FeatureValue)>, FeatureError> {
     let body = Row::body(row)?;
     let mut out = Vec::new();
     for cell in Cells::new(&body)? {
         let cell = cell?;
         if let Some(feature) = schema.feature_by_id(cell.id) {
-            out.push((feature.name.clone(), feature_value(&cell, feature.ty, schema.ttl_s, now_ms)?));
+            out.push((
+                feature.name.clone(),
+                feature_value(&cell, feature.ty, schema.ttl_s, now_ms)?,
+            ));
         }
     }
     Ok(out)
@@ -123,10 +164,22 @@ mod tests {
         let mut user = GroupSpec::new(
             "user",
             KeyType::String,
-            vec![FeatureSpec::new("a", FeatureType::I64), FeatureSpec::new("b", FeatureType::F32), FeatureSpec::new("c", FeatureType::Bool)],
+            vec![
+                FeatureSpec::new("a", FeatureType::I64),
+                FeatureSpec::new("b", FeatureType::F32),
+                FeatureSpec::new("c", FeatureType::Bool),
+            ],
         );
         user.ttl_s = Some(10);
-        for spec in [user, GroupSpec::new("item", KeyType::I64, vec![]), GroupSpec::new("ctx", KeyType::String, vec![FeatureSpec::new("z", FeatureType::I64)])] {
+        for spec in [
+            user,
+            GroupSpec::new("item", KeyType::I64, vec![]),
+            GroupSpec::new(
+                "ctx",
+                KeyType::String,
+                vec![FeatureSpec::new("z", FeatureType::I64)],
+            ),
+        ] {
             let (schema, index) = reg.plan_create(spec).unwrap();
             reg.commit_schema(schema, Some(index));
         }
@@ -140,8 +193,19 @@ mod tests {
     #[test]
     fn statuses() {
         let reg = registry();
-        let plan = ReadPlan::new(&reg, KeyType::String, &refs(&["user:c", "ctx:z", "user:a", "user:b", "user:a"])).unwrap();
-        assert_eq!(plan.groups().iter().map(|g| g.name.as_str()).collect::<Vec<_>>(), ["user", "ctx"]);
+        let plan = ReadPlan::new(
+            &reg,
+            KeyType::String,
+            &refs(&["user:c", "ctx:z", "user:a", "user:b", "user:a"]),
+        )
+        .unwrap();
+        assert_eq!(
+            plan.groups()
+                .iter()
+                .map(|g| g.name.as_str())
+                .collect::<Vec<_>>(),
+            ["user", "ctx"]
+        );
         let (a, b) = (Value::I64(5), Value::Null);
         let fresh = EncodedCells::new(100_000, [(0, &a), (1, &b)]);
         let old = EncodedCells::new(1_000, [(2, &Value::Bool(true))]);
@@ -149,7 +213,16 @@ mod tests {
         let row = Row::encode(&cells, Compression::None);
         let got = plan.decode(&[Some(&row), None], 105_000).unwrap();
         let statuses: Vec<Status> = got.iter().map(|v| v.status).collect();
-        assert_eq!(statuses, [Status::Expired, Status::NotFound, Status::Present, Status::Null, Status::Present]);
+        assert_eq!(
+            statuses,
+            [
+                Status::Expired,
+                Status::NotFound,
+                Status::Present,
+                Status::Null,
+                Status::Present
+            ]
+        );
         assert_eq!(got[2].value, Value::I64(5));
         assert_eq!(got[2].event_time_ms, 100_000);
         assert_eq!(got[0].event_time_ms, 1_000);
@@ -158,11 +231,21 @@ mod tests {
     #[test]
     fn bad_references() {
         let reg = registry();
-        assert!(matches!(ReadPlan::new(&reg, KeyType::String, &refs(&["nope:a"])), Err(FeatureError::UnknownGroup { .. })));
-        assert!(matches!(ReadPlan::new(&reg, KeyType::String, &refs(&["user:nope"])), Err(FeatureError::UnknownFeature { .. })));
+        assert!(matches!(
+            ReadPlan::new(&reg, KeyType::String, &refs(&["nope:a"])),
+            Err(FeatureError::UnknownGroup { .. })
+        ));
+        assert!(matches!(
+            ReadPlan::new(&reg, KeyType::String, &refs(&["user:nope"])),
+            Err(FeatureError::UnknownFeature { .. })
+        ));
         assert!(matches!(
             ReadPlan::new(&reg, KeyType::String, &refs(&["user:a", "item:x"])),
-            Err(FeatureError::KeyTypeMismatch { expected: KeyType::I64, got: KeyType::String, .. })
+            Err(FeatureError::KeyTypeMismatch {
+                expected: KeyType::I64,
+                got: KeyType::String,
+                ..
+            })
         ));
     }
 }

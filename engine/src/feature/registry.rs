@@ -29,15 +29,26 @@ pub struct GroupEntry {
 
 impl GroupEntry {
     pub fn new(schema: GroupSchema) -> GroupEntry {
-        let by_name = schema.features.iter().map(|f| (f.name.clone(), f.id)).collect();
-        GroupEntry { schema: Arc::new(schema), by_name }
+        let by_name = schema
+            .features
+            .iter()
+            .map(|f| (f.name.clone(), f.id))
+            .collect();
+        GroupEntry {
+            schema: Arc::new(schema),
+            by_name,
+        }
     }
 
     /// The feature named `name`, deprecated or not.
     pub fn feature(&self, name: &str) -> Result<&Feature, FeatureError> {
-        self.by_name.get(name).map(|&id| &self.schema.features[id as usize]).ok_or_else(|| {
-            FeatureError::UnknownFeature { group: self.schema.name.clone(), feature: name.to_string() }
-        })
+        self.by_name
+            .get(name)
+            .map(|&id| &self.schema.features[id as usize])
+            .ok_or_else(|| FeatureError::UnknownFeature {
+                group: self.schema.name.clone(),
+                feature: name.to_string(),
+            })
     }
 }
 
@@ -50,19 +61,34 @@ pub struct Registry {
 
 impl Registry {
     /// Builds the registry from its loaded index and the schemas of its live groups.
-    pub fn from_parts(index: RegistryIndex, schemas: Vec<GroupSchema>) -> Result<Registry, FeatureError> {
+    pub fn from_parts(
+        index: RegistryIndex,
+        schemas: Vec<GroupSchema>,
+    ) -> Result<Registry, FeatureError> {
         let mut groups = HashMap::with_capacity(schemas.len());
         for schema in schemas {
             if !index.live.contains(&schema.id) {
-                return Err(FeatureError::corrupt("registry", format!("schema of group {} is not listed", schema.id)));
+                return Err(FeatureError::corrupt(
+                    "registry",
+                    format!("schema of group {} is not listed", schema.id),
+                ));
             }
             let name = schema.name.clone();
-            if groups.insert(name.clone(), GroupEntry::new(schema)).is_some() {
-                return Err(FeatureError::corrupt("registry", format!("two groups are named '{name}'")));
+            if groups
+                .insert(name.clone(), GroupEntry::new(schema))
+                .is_some()
+            {
+                return Err(FeatureError::corrupt(
+                    "registry",
+                    format!("two groups are named '{name}'"),
+                ));
             }
         }
         if groups.len() != index.live.len() {
-            return Err(FeatureError::corrupt("registry", "a listed group has no schema"));
+            return Err(FeatureError::corrupt(
+                "registry",
+                "a listed group has no schema",
+            ));
         }
         Ok(Registry { index, groups })
     }
@@ -72,7 +98,11 @@ impl Registry {
     }
 
     pub fn group(&self, name: &str) -> Result<&GroupEntry, FeatureError> {
-        self.groups.get(name).ok_or_else(|| FeatureError::UnknownGroup { group: name.to_string() })
+        self.groups
+            .get(name)
+            .ok_or_else(|| FeatureError::UnknownGroup {
+                group: name.to_string(),
+            })
     }
 
     /// Live groups, by id, those carrying `tag` only when it is given.
@@ -80,7 +110,10 @@ impl Registry {
         let mut out: Vec<Arc<GroupSchema>> = self
             .groups
             .values()
-            .filter(|g| tag.map_or(true, |t| g.schema.tags.iter().any(|x| x == t)))
+            .filter(|g| match tag {
+                Some(t) => g.schema.tags.iter().any(|x| x == t),
+                None => true,
+            })
             .map(|g| g.schema.clone())
             .collect();
         out.sort_by_key(|s| s.id);
@@ -88,15 +121,24 @@ impl Registry {
     }
 
     /// The schema and index a create would write.
-    pub fn plan_create(&self, spec: GroupSpec) -> Result<(GroupSchema, RegistryIndex), FeatureError> {
+    pub fn plan_create(
+        &self,
+        spec: GroupSpec,
+    ) -> Result<(GroupSchema, RegistryIndex), FeatureError> {
         if self.groups.contains_key(&spec.name) {
             return Err(FeatureError::GroupExists { group: spec.name });
         }
         if self.groups.len() >= MAX_GROUPS {
-            return Err(FeatureError::TooManyGroups { count: self.groups.len() + 1, max: MAX_GROUPS });
+            return Err(FeatureError::TooManyGroups {
+                count: self.groups.len() + 1,
+                max: MAX_GROUPS,
+            });
         }
         let id = self.index.next_group_id;
-        let next = id.checked_add(1).ok_or(FeatureError::TooManyGroups { count: id as usize, max: MAX_GROUPS })?;
+        let next = id.checked_add(1).ok_or(FeatureError::TooManyGroups {
+            count: id as usize,
+            max: MAX_GROUPS,
+        })?;
         let schema = GroupSchema::from_spec(id, spec)?;
         let mut index = self.index.clone();
         index.next_group_id = next;
@@ -120,7 +162,11 @@ impl Registry {
     }
 
     /// Makes a written create or alter visible.
-    pub fn commit_schema(&mut self, schema: GroupSchema, index: Option<RegistryIndex>) -> Arc<GroupSchema> {
+    pub fn commit_schema(
+        &mut self,
+        schema: GroupSchema,
+        index: Option<RegistryIndex>,
+    ) -> Arc<GroupSchema> {
         if let Some(index) = index {
             self.index = index;
         }
@@ -155,7 +201,11 @@ mod tests {
     use crate::feature::types::{FeatureType, KeyType};
 
     fn create(reg: &mut Registry, name: &str, tags: &[&str]) -> Arc<GroupSchema> {
-        let mut spec = GroupSpec::new(name, KeyType::String, vec![FeatureSpec::new("x", FeatureType::I64)]);
+        let mut spec = GroupSpec::new(
+            name,
+            KeyType::String,
+            vec![FeatureSpec::new("x", FeatureType::I64)],
+        );
         spec.tags = tags.iter().map(|t| t.to_string()).collect();
         let (schema, index) = reg.plan_create(spec).unwrap();
         reg.commit_schema(schema, Some(index))
@@ -173,7 +223,10 @@ mod tests {
         reg.commit_index(index);
         assert_eq!(create(&mut reg, "b", &[]).id, 3);
         assert_eq!(reg.index().live, vec![1, 3]);
-        assert!(matches!(reg.plan_create(GroupSpec::new("a", KeyType::I64, vec![])), Err(FeatureError::GroupExists { .. })));
+        assert!(matches!(
+            reg.plan_create(GroupSpec::new("a", KeyType::I64, vec![])),
+            Err(FeatureError::GroupExists { .. })
+        ));
     }
 
     #[test]

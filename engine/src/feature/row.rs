@@ -1,11 +1,15 @@
 //! The row codec: how one entity's values in one group are laid out in an engine record.
 
 use std::borrow::Cow;
+use std::cell::RefCell;
 use std::ops::Range;
 
 use super::bytes::{put_bytes, put_varint, Reader};
 use super::error::FeatureError;
-use super::limits::{MAX_FEATURES_PER_GROUP, MAX_LIST_LEN, MAX_ROW_BYTES, MAX_VALUE_BYTES, MAX_VECTOR_DIM, MIN_COMPRESS_BYTES};
+use super::limits::{
+    MAX_FEATURES_PER_GROUP, MAX_LIST_LEN, MAX_ROW_BYTES, MAX_VALUE_BYTES, MAX_VECTOR_DIM,
+    MIN_COMPRESS_BYTES,
+};
 use super::schema::Compression;
 use super::types::{FeatureType, Value};
 
@@ -36,12 +40,21 @@ impl RawCell<'_> {
             return Ok(Value::Null);
         }
         if self.kind != ty.tag() {
-            return Err(FeatureError::corrupt(ROW, format!("feature id {} holds kind {}, its type is {ty}", self.id, self.kind)));
+            return Err(FeatureError::corrupt(
+                ROW,
+                format!(
+                    "feature id {} holds kind {}, its type is {ty}",
+                    self.id, self.kind
+                ),
+            ));
         }
         let value = decode_payload(self.kind, self.payload)?;
         if let (FeatureType::Vector(dim), Value::Vector(v)) = (ty, &value) {
             if v.len() != dim as usize {
-                return Err(FeatureError::corrupt(ROW, format!("vector of {} elements for f32[{dim}]", v.len())));
+                return Err(FeatureError::corrupt(
+                    ROW,
+                    format!("vector of {} elements for f32[{dim}]", v.len()),
+                ));
             }
         }
         Ok(value)
@@ -102,7 +115,10 @@ impl Row {
         row.extend_from_slice(&base.to_le_bytes());
         let mut last_id = None;
         for cell in cells {
-            assert!(last_id < Some(cell.id), "row cells must have strictly ascending ids");
+            assert!(
+                last_id < Some(cell.id),
+                "row cells must have strictly ascending ids"
+            );
             last_id = Some(cell.id);
             put_varint(&mut row, cell.id as u64);
             row.push(cell.kind);
@@ -110,7 +126,9 @@ impl Row {
             row.extend_from_slice(cell.payload);
         }
         match compression {
-            Compression::Zstd { level } if row.len() - HEADER_BYTES >= MIN_COMPRESS_BYTES => compress(row, level),
+            Compression::Zstd { level } if row.len() - HEADER_BYTES >= MIN_COMPRESS_BYTES => {
+                compress(row, level)
+            }
             _ => row,
         }
     }
@@ -127,12 +145,16 @@ impl Row {
             FLAG_ZSTD => {
                 let raw_len = r.u32()? as usize;
                 if raw_len > MAX_ROW_BYTES {
-                    return Err(r.err(format!("body of {raw_len} bytes exceeds the {MAX_ROW_BYTES}-byte limit")));
+                    return Err(r.err(format!(
+                        "body of {raw_len} bytes exceeds the {MAX_ROW_BYTES}-byte limit"
+                    )));
                 }
-                let body = zstd::bulk::decompress(r.rest(), raw_len)
-                    .map_err(|e| FeatureError::corrupt(ROW, format!("zstd: {e}")))?;
+                let body = decompress(r.rest(), raw_len)?;
                 if body.len() != raw_len {
-                    return Err(FeatureError::corrupt(ROW, format!("body is {} bytes, header says {raw_len}", body.len())));
+                    return Err(FeatureError::corrupt(
+                        ROW,
+                        format!("body is {} bytes, header says {raw_len}", body.len()),
+                    ));
                 }
                 Ok(Cow::Owned(body))
             }
@@ -143,7 +165,9 @@ impl Row {
     /// Length of a row's uncompressed body, read from its header.
     pub fn body_len(row: &[u8]) -> usize {
         match row.get(2..6) {
-            Some(len) if Row::is_compressed(row) => u32::from_le_bytes(len.try_into().expect("4 bytes")) as usize,
+            Some(len) if Row::is_compressed(row) => {
+                u32::from_le_bytes(len.try_into().expect("4 bytes")) as usize
+            }
             _ => row.len().saturating_sub(HEADER_BYTES),
         }
     }
@@ -159,10 +183,43 @@ impl Row {
     }
 }
 
+type CachedCompressor = RefCell<Option<(i32, zstd::bulk::Compressor<'static>)>>;
+
+thread_local! {
+    /// zstd contexts are costly to build (hundreds of KiB each): one per thread, reused.
+    static COMPRESSOR: CachedCompressor = const { RefCell::new(None) };
+    static DECOMPRESSOR: RefCell<Option<zstd::bulk::Decompressor<'static>>> = const { RefCell::new(None) };
+}
+
+fn zstd_compress(body: &[u8], level: i32) -> std::io::Result<Vec<u8>> {
+    COMPRESSOR.with(|cell| {
+        let mut slot = cell.borrow_mut();
+        if !matches!(slot.as_ref(), Some((l, _)) if *l == level) {
+            *slot = Some((level, zstd::bulk::Compressor::new(level)?));
+        }
+        slot.as_mut().expect("just set").1.compress(body)
+    })
+}
+
+fn decompress(packed: &[u8], raw_len: usize) -> Result<Vec<u8>, FeatureError> {
+    DECOMPRESSOR.with(|cell| {
+        let mut slot = cell.borrow_mut();
+        if slot.is_none() {
+            *slot = Some(
+                zstd::bulk::Decompressor::new()
+                    .map_err(|e| FeatureError::corrupt(ROW, format!("zstd: {e}")))?,
+            );
+        }
+        let d = slot.as_mut().expect("just set");
+        d.decompress(packed, raw_len)
+            .map_err(|e| FeatureError::corrupt(ROW, format!("zstd: {e}")))
+    })
+}
+
 fn compress(row: Vec<u8>, level: i32) -> Vec<u8> {
     let body = &row[HEADER_BYTES..];
     // A zstd failure (it has none for in-memory buffers of this size) just keeps the row plain.
-    match zstd::bulk::compress(body, level) {
+    match zstd_compress(body, level) {
         Ok(packed) if packed.len() + 4 < body.len() => {
             let mut out = Vec::with_capacity(HEADER_BYTES + 4 + packed.len());
             out.extend_from_slice(&[ROW_FORMAT_VERSION, FLAG_ZSTD]);
@@ -187,25 +244,39 @@ impl<'a> Cells<'a> {
         let mut r = Reader::new(body, ROW);
         let left = r.varint_max(MAX_FEATURES_PER_GROUP, "cell count")?;
         let base = r.u64()?;
-        Ok(Cells { r, left, base, last_id: None })
+        Ok(Cells {
+            r,
+            left,
+            base,
+            last_id: None,
+        })
     }
 
     fn next_cell(&mut self) -> Result<RawCell<'a>, FeatureError> {
-        let id = self.r.varint_max(MAX_FEATURES_PER_GROUP - 1, "feature id")? as u32;
+        let id = self
+            .r
+            .varint_max(MAX_FEATURES_PER_GROUP - 1, "feature id")? as u32;
         if self.last_id >= Some(id) {
             return Err(self.r.err(format!("feature id {id} out of order")));
         }
         self.last_id = Some(id);
         let kind = self.r.u8()?;
         let delta = self.r.varint()?;
-        let event_time_ms =
-            self.base.checked_add(delta).ok_or_else(|| self.r.err("event time overflows u64"))?;
+        let event_time_ms = self
+            .base
+            .checked_add(delta)
+            .ok_or_else(|| self.r.err("event time overflows u64"))?;
         let payload = payload_slice(&mut self.r, kind)?;
         self.left -= 1;
         if self.left == 0 && !self.r.is_empty() {
             return Err(self.r.err("trailing bytes after the last cell"));
         }
-        Ok(RawCell { id, kind, event_time_ms, payload })
+        Ok(RawCell {
+            id,
+            kind,
+            event_time_ms,
+            payload,
+        })
     }
 }
 
@@ -260,17 +331,25 @@ fn consumed(probe: &Reader<'_>, r: &Reader<'_>) -> usize {
 }
 
 fn f32s(bytes: &[u8]) -> Vec<f32> {
-    bytes.chunks_exact(4).map(|c| f32::from_le_bytes(c.try_into().expect("4 bytes"))).collect()
+    bytes
+        .chunks_exact(4)
+        .map(|c| f32::from_le_bytes(c.try_into().expect("4 bytes")))
+        .collect()
 }
 
 fn i64s(bytes: &[u8]) -> Vec<i64> {
-    bytes.chunks_exact(8).map(|c| i64::from_le_bytes(c.try_into().expect("8 bytes"))).collect()
+    bytes
+        .chunks_exact(8)
+        .map(|c| i64::from_le_bytes(c.try_into().expect("8 bytes")))
+        .collect()
 }
 
 /// Decodes a payload whose extent [`payload_slice`] already checked.
 fn decode_payload(kind: u8, payload: &[u8]) -> Result<Value, FeatureError> {
     let mut r = Reader::new(payload, ROW);
-    let utf8 = |b: &[u8]| String::from_utf8(b.to_vec()).map_err(|_| FeatureError::corrupt(ROW, "string is not UTF-8"));
+    let utf8 = |b: &[u8]| {
+        String::from_utf8(b.to_vec()).map_err(|_| FeatureError::corrupt(ROW, "string is not UTF-8"))
+    };
     let value = match kind {
         1 => match r.u8()? {
             0 => Value::Bool(false),
@@ -296,7 +375,9 @@ fn decode_payload(kind: u8, payload: &[u8]) -> Result<Value, FeatureError> {
         }
         10 => {
             let n = r.varint_max(MAX_LIST_LEN, "list length")?;
-            let items = (0..n).map(|_| utf8(r.bytes(MAX_VALUE_BYTES, "string length")?)).collect::<Result<_, _>>()?;
+            let items = (0..n)
+                .map(|_| utf8(r.bytes(MAX_VALUE_BYTES, "string length")?))
+                .collect::<Result<_, _>>()?;
             Value::ListString(items)
         }
         _ => return Err(r.err(format!("unknown value kind {kind}"))),
@@ -339,7 +420,8 @@ pub fn encode_payload(value: &Value, out: &mut Vec<u8>) -> u8 {
         }
         Value::ListI64(v) => {
             put_varint(out, v.len() as u64);
-            v.iter().for_each(|x| out.extend_from_slice(&x.to_le_bytes()));
+            v.iter()
+                .for_each(|x| out.extend_from_slice(&x.to_le_bytes()));
             FeatureType::ListI64
         }
         Value::ListF32(v) => {
@@ -358,7 +440,9 @@ pub fn encode_payload(value: &Value, out: &mut Vec<u8>) -> u8 {
 fn put_f32s(out: &mut Vec<u8>, values: &[f32]) {
     put_varint(out, values.len() as u64);
     out.reserve(values.len() * 4);
-    values.iter().for_each(|x| out.extend_from_slice(&x.to_le_bytes()));
+    values
+        .iter()
+        .for_each(|x| out.extend_from_slice(&x.to_le_bytes()));
 }
 
 /// Values of one put, encoded once into one buffer, sorted by feature id.
@@ -371,15 +455,24 @@ pub struct EncodedCells {
 
 impl EncodedCells {
     /// Encodes `(feature id, value)` pairs, all with one event time. Ids must be distinct.
-    pub fn new<'v>(event_time_ms: u64, values: impl IntoIterator<Item = (u32, &'v Value)>) -> EncodedCells {
-        let mut out = EncodedCells { event_time_ms, ..EncodedCells::default() };
+    pub fn new<'v>(
+        event_time_ms: u64,
+        values: impl IntoIterator<Item = (u32, &'v Value)>,
+    ) -> EncodedCells {
+        let mut out = EncodedCells {
+            event_time_ms,
+            ..EncodedCells::default()
+        };
         for (id, value) in values {
             let start = out.buf.len();
             let kind = encode_payload(value, &mut out.buf);
             out.cells.push((id, kind, start..out.buf.len()));
         }
         out.cells.sort_unstable_by_key(|c| c.0);
-        assert!(out.cells.windows(2).all(|w| w[0].0 < w[1].0), "feature ids of one put are distinct");
+        assert!(
+            out.cells.windows(2).all(|w| w[0].0 < w[1].0),
+            "feature ids of one put are distinct"
+        );
         out
     }
 
@@ -416,14 +509,31 @@ mod tests {
             (6, Value::Vector(vec![0.5; 16])),
             (7, Value::ListI64(vec![1, -2, 3])),
             (8, Value::ListF32(vec![])),
-            (9, Value::ListString(vec!["a".into(), String::new(), "ccc".into()])),
+            (
+                9,
+                Value::ListString(vec!["a".into(), String::new(), "ccc".into()]),
+            ),
             (12, Value::Null),
         ]
     }
 
     fn types() -> Vec<FeatureType> {
         use FeatureType::*;
-        vec![Bool, I64, F32, F64, String, Bytes, Vector(16), ListI64, ListF32, ListString, Bool, Bool, F32]
+        vec![
+            Bool,
+            I64,
+            F32,
+            F64,
+            String,
+            Bytes,
+            Vector(16),
+            ListI64,
+            ListF32,
+            ListString,
+            Bool,
+            Bool,
+            F32,
+        ]
     }
 
     fn round_trip(compression: Compression) -> Vec<u8> {
@@ -446,7 +556,10 @@ mod tests {
         let plain = round_trip(Compression::None);
         assert!(!Row::is_compressed(&plain));
         let packed = round_trip(Compression::Zstd { level: 3 });
-        assert!(Row::is_compressed(&packed), "a repetitive vector compresses");
+        assert!(
+            Row::is_compressed(&packed),
+            "a repetitive vector compresses"
+        );
         assert!(packed.len() < plain.len());
     }
 
@@ -467,7 +580,11 @@ mod tests {
         let e2 = EncodedCells::new(90, [(3, &b)]);
         let cells: Vec<_> = e1.cells().chain(e2.cells()).collect();
         let row = Row::encode(&cells, Compression::None);
-        let times: Vec<u64> = Row::cells(&Row::body(&row).unwrap()).unwrap().iter().map(|c| c.event_time_ms).collect();
+        let times: Vec<u64> = Row::cells(&Row::body(&row).unwrap())
+            .unwrap()
+            .iter()
+            .map(|c| c.event_time_ms)
+            .collect();
         assert_eq!(times, vec![100, 90]);
     }
 
@@ -491,6 +608,9 @@ mod tests {
         let v = Value::I64(1);
         let enc = EncodedCells::new(5, [(0, &v)]);
         let cell = enc.cells().next().unwrap();
-        assert!(matches!(cell.value(FeatureType::F64), Err(FeatureError::Corrupt { .. })));
+        assert!(matches!(
+            cell.value(FeatureType::F64),
+            Err(FeatureError::Corrupt { .. })
+        ));
     }
 }

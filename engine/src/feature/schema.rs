@@ -17,7 +17,13 @@ pub struct FeatureSpec {
 
 impl FeatureSpec {
     pub fn new(name: impl Into<String>, ty: FeatureType) -> FeatureSpec {
-        FeatureSpec { name: name.into(), ty, description: String::new(), owner: String::new(), tags: Vec::new() }
+        FeatureSpec {
+            name: name.into(),
+            ty,
+            description: String::new(),
+            owner: String::new(),
+            tags: Vec::new(),
+        }
     }
 }
 
@@ -62,7 +68,11 @@ pub struct GroupSpec {
 }
 
 impl GroupSpec {
-    pub fn new(name: impl Into<String>, key_type: KeyType, features: Vec<FeatureSpec>) -> GroupSpec {
+    pub fn new(
+        name: impl Into<String>,
+        key_type: KeyType,
+        features: Vec<FeatureSpec>,
+    ) -> GroupSpec {
         GroupSpec {
             name: name.into(),
             key_type,
@@ -146,7 +156,10 @@ pub enum Alter {
 
 pub(crate) fn check_ttl(ttl_s: Option<u32>) -> Result<(), FeatureError> {
     match ttl_s {
-        Some(t) if t == 0 || t > MAX_TTL_S => Err(FeatureError::InvalidTtl { ttl_s: t, max: MAX_TTL_S }),
+        Some(t) if t == 0 || t > MAX_TTL_S => Err(FeatureError::InvalidTtl {
+            ttl_s: t,
+            max: MAX_TTL_S,
+        }),
         _ => Ok(()),
     }
 }
@@ -154,7 +167,11 @@ pub(crate) fn check_ttl(ttl_s: Option<u32>) -> Result<(), FeatureError> {
 fn check_compression(compression: Compression) -> Result<(), FeatureError> {
     match compression {
         Compression::Zstd { level } if !(MIN_ZSTD_LEVEL..=MAX_ZSTD_LEVEL).contains(&level) => {
-            Err(FeatureError::InvalidCompressionLevel { level, min: MIN_ZSTD_LEVEL, max: MAX_ZSTD_LEVEL })
+            Err(FeatureError::InvalidCompressionLevel {
+                level,
+                min: MIN_ZSTD_LEVEL,
+                max: MAX_ZSTD_LEVEL,
+            })
         }
         _ => Ok(()),
     }
@@ -209,13 +226,19 @@ impl GroupSchema {
     }
 
     fn unknown_feature(&self, name: &str) -> FeatureError {
-        FeatureError::UnknownFeature { group: self.name.clone(), feature: name.to_string() }
+        FeatureError::UnknownFeature {
+            group: self.name.clone(),
+            feature: name.to_string(),
+        }
     }
 
     fn push_feature(&mut self, spec: FeatureSpec) -> Result<(), FeatureError> {
         check_feature_spec(&self.name, &spec)?;
         if self.feature(&spec.name).is_some() {
-            return Err(FeatureError::FeatureExists { group: self.name.clone(), feature: spec.name });
+            return Err(FeatureError::FeatureExists {
+                group: self.name.clone(),
+                feature: spec.name,
+            });
         }
         if self.features.len() >= MAX_FEATURES_PER_GROUP {
             return Err(FeatureError::TooManyFeatures {
@@ -240,15 +263,25 @@ impl GroupSchema {
     /// Stored rows are never touched: a new feature simply reads NOT_FOUND in older rows.
     pub fn altered(&self, alter: Alter) -> Result<GroupSchema, FeatureError> {
         let mut next = self.clone();
-        next.version =
-            self.version.checked_add(1).ok_or_else(|| FeatureError::VersionLimit { group: self.name.clone() })?;
+        next.version = self
+            .version
+            .checked_add(1)
+            .ok_or_else(|| FeatureError::VersionLimit {
+                group: self.name.clone(),
+            })?;
         let what = format!("group '{}'", self.name);
         match alter {
             Alter::AddFeature(spec) => next.push_feature(spec)?,
             Alter::DeprecateFeature(name) => {
-                let index = self.feature(&name).ok_or_else(|| self.unknown_feature(&name))?.id as usize;
+                let index = self
+                    .feature(&name)
+                    .ok_or_else(|| self.unknown_feature(&name))?
+                    .id as usize;
                 if next.features[index].deprecated {
-                    return Err(FeatureError::FeatureDeprecated { group: self.name.clone(), feature: name });
+                    return Err(FeatureError::FeatureDeprecated {
+                        group: self.name.clone(),
+                        feature: name,
+                    });
                 }
                 next.features[index].deprecated = true;
             }
@@ -269,7 +302,9 @@ impl GroupSchema {
                 next.tags = tags;
             }
             Alter::ChangeFeatureType(name, to) => {
-                let feature = self.feature(&name).ok_or_else(|| self.unknown_feature(&name))?;
+                let feature = self
+                    .feature(&name)
+                    .ok_or_else(|| self.unknown_feature(&name))?;
                 return Err(FeatureError::TypeChangeRefused {
                     group: self.name.clone(),
                     feature: name,
@@ -290,7 +325,10 @@ mod tests {
         GroupSpec::new(
             "user",
             KeyType::String,
-            vec![FeatureSpec::new("age", FeatureType::I64), FeatureSpec::new("emb", FeatureType::Vector(4))],
+            vec![
+                FeatureSpec::new("age", FeatureType::I64),
+                FeatureSpec::new("emb", FeatureType::Vector(4)),
+            ],
         )
     }
 
@@ -299,7 +337,9 @@ mod tests {
         let s = GroupSchema::from_spec(7, spec()).unwrap();
         assert_eq!((s.id, s.version), (7, 1));
         assert_eq!(s.feature("emb").unwrap().id, 1);
-        let s2 = s.altered(Alter::AddFeature(FeatureSpec::new("ctr", FeatureType::F32))).unwrap();
+        let s2 = s
+            .altered(Alter::AddFeature(FeatureSpec::new("ctr", FeatureType::F32)))
+            .unwrap();
         assert_eq!((s2.version, s2.feature("ctr").unwrap().id), (2, 2));
         let s3 = s2.altered(Alter::DeprecateFeature("age".into())).unwrap();
         assert!(s3.feature("age").unwrap().deprecated);
@@ -313,24 +353,50 @@ mod tests {
     #[test]
     fn type_change_is_refused() {
         let s = GroupSchema::from_spec(1, spec()).unwrap();
-        let err = s.altered(Alter::ChangeFeatureType("age".into(), FeatureType::F64)).unwrap_err();
-        assert!(err.to_string().contains("add a new feature instead"), "{err}");
-        assert!(matches!(err, FeatureError::TypeChangeRefused { from: FeatureType::I64, to: FeatureType::F64, .. }));
+        let err = s
+            .altered(Alter::ChangeFeatureType("age".into(), FeatureType::F64))
+            .unwrap_err();
+        assert!(
+            err.to_string().contains("add a new feature instead"),
+            "{err}"
+        );
+        assert!(matches!(
+            err,
+            FeatureError::TypeChangeRefused {
+                from: FeatureType::I64,
+                to: FeatureType::F64,
+                ..
+            }
+        ));
     }
 
     #[test]
     fn bad_specs_are_refused() {
         let mut s = spec();
         s.features.push(FeatureSpec::new("age", FeatureType::Bool));
-        assert!(matches!(GroupSchema::from_spec(1, s), Err(FeatureError::FeatureExists { .. })));
+        assert!(matches!(
+            GroupSchema::from_spec(1, s),
+            Err(FeatureError::FeatureExists { .. })
+        ));
         let mut s = spec();
         s.ttl_s = Some(0);
-        assert!(matches!(GroupSchema::from_spec(1, s), Err(FeatureError::InvalidTtl { .. })));
+        assert!(matches!(
+            GroupSchema::from_spec(1, s),
+            Err(FeatureError::InvalidTtl { .. })
+        ));
         let mut s = spec();
         s.compression = Compression::Zstd { level: 99 };
-        assert!(matches!(GroupSchema::from_spec(1, s), Err(FeatureError::InvalidCompressionLevel { .. })));
+        assert!(matches!(
+            GroupSchema::from_spec(1, s),
+            Err(FeatureError::InvalidCompressionLevel { .. })
+        ));
         let mut s = spec();
-        s.features = (0..=MAX_FEATURES_PER_GROUP).map(|i| FeatureSpec::new(format!("f{i}"), FeatureType::Bool)).collect();
-        assert!(matches!(GroupSchema::from_spec(1, s), Err(FeatureError::TooManyFeatures { count: 4097, .. })));
+        s.features = (0..=MAX_FEATURES_PER_GROUP)
+            .map(|i| FeatureSpec::new(format!("f{i}"), FeatureType::Bool))
+            .collect();
+        assert!(matches!(
+            GroupSchema::from_spec(1, s),
+            Err(FeatureError::TooManyFeatures { count: 4097, .. })
+        ));
     }
 }

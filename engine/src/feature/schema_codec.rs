@@ -6,7 +6,8 @@
 use super::bytes::{put_bytes, put_varint, Reader};
 use super::error::FeatureError;
 use super::limits::{
-    MAX_DESCRIPTION_BYTES, MAX_FEATURES_PER_GROUP, MAX_GROUPS, MAX_NAME_BYTES, MAX_OWNER_BYTES, MAX_TAGS,
+    MAX_DESCRIPTION_BYTES, MAX_FEATURES_PER_GROUP, MAX_GROUPS, MAX_NAME_BYTES, MAX_OWNER_BYTES,
+    MAX_TAGS,
 };
 use super::name::{check_name, check_tags};
 use super::schema::{Compression, Feature, GroupSchema};
@@ -26,7 +27,9 @@ fn put_tags(out: &mut Vec<u8>, tags: &[String]) {
 
 fn read_tags(r: &mut Reader<'_>) -> Result<Vec<String>, FeatureError> {
     let count = r.varint_max(MAX_TAGS, "tag count")?;
-    let tags = (0..count).map(|_| r.string(MAX_NAME_BYTES, "tag")).collect::<Result<Vec<_>, _>>()?;
+    let tags = (0..count)
+        .map(|_| r.string(MAX_NAME_BYTES, "tag"))
+        .collect::<Result<Vec<_>, _>>()?;
     check_tags("stored schema", &tags).map_err(|e| FeatureError::corrupt(SCHEMA, e.to_string()))?;
     Ok(tags)
 }
@@ -144,7 +147,9 @@ impl GroupSchema {
         let owner = r.string(MAX_OWNER_BYTES, "owner")?;
         let tags = read_tags(&mut r)?;
         let count = r.varint_max(MAX_FEATURES_PER_GROUP, "feature count")?;
-        let features = (0..count as u32).map(|id| read_feature(&mut r, id)).collect::<Result<Vec<_>, _>>()?;
+        let features = (0..count as u32)
+            .map(|id| read_feature(&mut r, id))
+            .collect::<Result<Vec<_>, _>>()?;
         if !r.is_empty() {
             return Err(r.err("trailing bytes"));
         }
@@ -169,7 +174,10 @@ impl GroupSchema {
         let mut names: Vec<&str> = self.features.iter().map(|f| f.name.as_str()).collect();
         names.sort_unstable();
         match names.windows(2).find(|w| w[0] == w[1]) {
-            Some(w) => Err(FeatureError::corrupt(SCHEMA, format!("feature '{}' appears twice", w[0]))),
+            Some(w) => Err(FeatureError::corrupt(
+                SCHEMA,
+                format!("feature '{}' appears twice", w[0]),
+            )),
             None => Ok(()),
         }
     }
@@ -200,7 +208,11 @@ pub struct RegistryIndex {
 
 impl Default for RegistryIndex {
     fn default() -> RegistryIndex {
-        RegistryIndex { next_group_id: 1, live: Vec::new(), dropping: Vec::new() }
+        RegistryIndex {
+            next_group_id: 1,
+            live: Vec::new(),
+            dropping: Vec::new(),
+        }
     }
 }
 
@@ -211,7 +223,8 @@ impl RegistryIndex {
         out.extend_from_slice(&self.next_group_id.to_le_bytes());
         for ids in [&self.live, &self.dropping] {
             put_varint(&mut out, ids.len() as u64);
-            ids.iter().for_each(|id| out.extend_from_slice(&id.to_le_bytes()));
+            ids.iter()
+                .for_each(|id| out.extend_from_slice(&id.to_le_bytes()));
         }
         out
     }
@@ -238,7 +251,11 @@ impl RegistryIndex {
             return Err(r.err("trailing bytes"));
         }
         let [live, dropping] = lists;
-        Ok(RegistryIndex { next_group_id, live, dropping })
+        Ok(RegistryIndex {
+            next_group_id,
+            live,
+            dropping,
+        })
     }
 }
 
@@ -267,14 +284,18 @@ mod tests {
         spec.allow_non_finite = true;
         spec.description = "users".into();
         spec.tags = vec!["core".into(), "team:ads".into()];
-        GroupSchema::from_spec(5, spec).unwrap().altered(Alter::DeprecateFeature("age".into())).unwrap()
+        GroupSchema::from_spec(5, spec)
+            .unwrap()
+            .altered(Alter::DeprecateFeature("age".into()))
+            .unwrap()
     }
 
     #[test]
     fn schema_round_trips() {
         let s = schema();
         assert_eq!(GroupSchema::decode(&s.encode()).unwrap(), s);
-        let mut plain = GroupSchema::from_spec(1, GroupSpec::new("g", KeyType::Bytes, vec![])).unwrap();
+        let mut plain =
+            GroupSchema::from_spec(1, GroupSpec::new("g", KeyType::Bytes, vec![])).unwrap();
         plain.ttl_s = None;
         assert_eq!(GroupSchema::decode(&plain.encode()).unwrap(), plain);
     }
@@ -292,11 +313,23 @@ mod tests {
 
     #[test]
     fn registry_round_trips_and_checks_order() {
-        let idx = RegistryIndex { next_group_id: 9, live: vec![1, 4, 8], dropping: vec![2] };
+        let idx = RegistryIndex {
+            next_group_id: 9,
+            live: vec![1, 4, 8],
+            dropping: vec![2],
+        };
         assert_eq!(RegistryIndex::decode(&idx.encode()).unwrap(), idx);
-        let bad = RegistryIndex { next_group_id: 9, live: vec![4, 1], dropping: vec![] };
+        let bad = RegistryIndex {
+            next_group_id: 9,
+            live: vec![4, 1],
+            dropping: vec![],
+        };
         assert!(RegistryIndex::decode(&bad.encode()).is_err());
-        let bad = RegistryIndex { next_group_id: 4, live: vec![4], dropping: vec![] };
+        let bad = RegistryIndex {
+            next_group_id: 4,
+            live: vec![4],
+            dropping: vec![],
+        };
         assert!(RegistryIndex::decode(&bad.encode()).is_err());
     }
 }

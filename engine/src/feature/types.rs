@@ -51,7 +51,9 @@ impl FromStr for KeyType {
             "string" => Ok(KeyType::String),
             "i64" => Ok(KeyType::I64),
             "bytes" => Ok(KeyType::Bytes),
-            _ => Err(FeatureError::InvalidKeyType { text: text.to_string() }),
+            _ => Err(FeatureError::InvalidKeyType {
+                text: text.to_string(),
+            }),
         }
     }
 }
@@ -82,7 +84,11 @@ impl EntityKey {
             EntityKey::Bytes(b) => Cow::Borrowed(b.as_slice()),
         };
         if !(MIN_KEY_BYTES..=MAX_KEY_BYTES).contains(&bytes.len()) {
-            return Err(FeatureError::KeySize { len: bytes.len(), min: MIN_KEY_BYTES, max: MAX_KEY_BYTES });
+            return Err(FeatureError::KeySize {
+                len: bytes.len(),
+                min: MIN_KEY_BYTES,
+                max: MAX_KEY_BYTES,
+            });
         }
         Ok(bytes)
     }
@@ -95,7 +101,12 @@ impl EntityKey {
                 .map_err(|_| FeatureError::corrupt("entity key", "string key is not UTF-8")),
             KeyType::I64 => <[u8; 8]>::try_from(bytes)
                 .map(|b| EntityKey::I64(i64::from_le_bytes(b)))
-                .map_err(|_| FeatureError::corrupt("entity key", format!("i64 key of {} bytes, expected 8", bytes.len()))),
+                .map_err(|_| {
+                    FeatureError::corrupt(
+                        "entity key",
+                        format!("i64 key of {} bytes, expected 8", bytes.len()),
+                    )
+                }),
             KeyType::Bytes => Ok(EntityKey::Bytes(bytes.to_vec())),
         }
     }
@@ -148,7 +159,10 @@ impl FeatureType {
     pub fn validate(self) -> Result<(), FeatureError> {
         match self {
             FeatureType::Vector(dim) if dim == 0 || dim > MAX_VECTOR_DIM => {
-                Err(FeatureError::InvalidVectorDim { dim: dim as u64, max: MAX_VECTOR_DIM })
+                Err(FeatureError::InvalidVectorDim {
+                    dim: dim as u64,
+                    max: MAX_VECTOR_DIM,
+                })
             }
             _ => Ok(()),
         }
@@ -192,14 +206,22 @@ impl FromStr for FeatureType {
 }
 
 fn parse_vector_type(text: &str) -> Result<FeatureType, FeatureError> {
-    let invalid = || FeatureError::InvalidType { text: text.to_string() };
-    let digits = text.strip_prefix("f32[").and_then(|t| t.strip_suffix(']')).ok_or_else(invalid)?;
+    let invalid = || FeatureError::InvalidType {
+        text: text.to_string(),
+    };
+    let digits = text
+        .strip_prefix("f32[")
+        .and_then(|t| t.strip_suffix(']'))
+        .ok_or_else(invalid)?;
     if digits.is_empty() || digits.len() > 10 || !digits.bytes().all(|b| b.is_ascii_digit()) {
         return Err(invalid());
     }
     let dim: u64 = digits.parse().map_err(|_| invalid())?;
     if dim == 0 || dim > MAX_VECTOR_DIM as u64 {
-        return Err(FeatureError::InvalidVectorDim { dim, max: MAX_VECTOR_DIM });
+        return Err(FeatureError::InvalidVectorDim {
+            dim,
+            max: MAX_VECTOR_DIM,
+        });
     }
     Ok(FeatureType::Vector(dim as u32))
 }
@@ -297,7 +319,10 @@ pub struct FeatureRef {
 
 impl FeatureRef {
     pub fn new(group: impl Into<String>, feature: impl Into<String>) -> FeatureRef {
-        FeatureRef { group: group.into(), feature: feature.into() }
+        FeatureRef {
+            group: group.into(),
+            feature: feature.into(),
+        }
     }
 }
 
@@ -305,8 +330,12 @@ impl FromStr for FeatureRef {
     type Err = FeatureError;
     fn from_str(text: &str) -> Result<FeatureRef, FeatureError> {
         match text.split_once(':') {
-            Some((g, f)) if !g.is_empty() && !f.is_empty() && !f.contains(':') => Ok(FeatureRef::new(g, f)),
-            _ => Err(FeatureError::InvalidFeatureRef { text: text.to_string() }),
+            Some((g, f)) if !g.is_empty() && !f.is_empty() && !f.contains(':') => {
+                Ok(FeatureRef::new(g, f))
+            }
+            _ => Err(FeatureError::InvalidFeatureRef {
+                text: text.to_string(),
+            }),
         }
     }
 }
@@ -328,7 +357,11 @@ pub struct FeatureValue {
 
 impl FeatureValue {
     pub fn not_found() -> FeatureValue {
-        FeatureValue { status: Status::NotFound, value: Value::Null, event_time_ms: 0 }
+        FeatureValue {
+            status: Status::NotFound,
+            value: Value::Null,
+            event_time_ms: 0,
+        }
     }
 }
 
@@ -357,19 +390,34 @@ mod tests {
 
     #[test]
     fn bad_types_are_refused() {
-        for text in ["f32[0]", "f32[]", "f32[-1]", "f32[65537]", "f32[99999999999]", "F32", "list<bool>", ""] {
+        for text in [
+            "f32[0]",
+            "f32[]",
+            "f32[-1]",
+            "f32[65537]",
+            "f32[99999999999]",
+            "F32",
+            "list<bool>",
+            "",
+        ] {
             assert!(text.parse::<FeatureType>().is_err(), "{text}");
         }
         assert!(matches!(
             "f32[65537]".parse::<FeatureType>(),
             Err(FeatureError::InvalidVectorDim { dim: 65537, .. })
         ));
-        assert_eq!("f32[65536]".parse::<FeatureType>().unwrap(), FeatureType::Vector(65536));
+        assert_eq!(
+            "f32[65536]".parse::<FeatureType>().unwrap(),
+            FeatureType::Vector(65536)
+        );
     }
 
     #[test]
     fn feature_refs_parse() {
-        assert_eq!("user:ctr_7d".parse::<FeatureRef>().unwrap(), FeatureRef::new("user", "ctr_7d"));
+        assert_eq!(
+            "user:ctr_7d".parse::<FeatureRef>().unwrap(),
+            FeatureRef::new("user", "ctr_7d")
+        );
         for text in ["user", ":x", "x:", "a:b:c", ""] {
             assert!(text.parse::<FeatureRef>().is_err(), "{text}");
         }
@@ -377,11 +425,21 @@ mod tests {
 
     #[test]
     fn entity_keys_round_trip() {
-        for key in [EntityKey::String("u1".into()), EntityKey::I64(-5), EntityKey::Bytes(vec![0, 1, 2])] {
+        for key in [
+            EntityKey::String("u1".into()),
+            EntityKey::I64(-5),
+            EntityKey::Bytes(vec![0, 1, 2]),
+        ] {
             let bytes = key.to_key_bytes().unwrap().into_owned();
-            assert_eq!(EntityKey::from_key_bytes(key.key_type(), &bytes).unwrap(), key);
+            assert_eq!(
+                EntityKey::from_key_bytes(key.key_type(), &bytes).unwrap(),
+                key
+            );
         }
-        assert_eq!(EntityKey::I64(1).to_key_bytes().unwrap().as_ref(), &[1, 0, 0, 0, 0, 0, 0, 0]);
+        assert_eq!(
+            EntityKey::I64(1).to_key_bytes().unwrap().as_ref(),
+            &[1, 0, 0, 0, 0, 0, 0, 0]
+        );
         assert!(EntityKey::String(String::new()).to_key_bytes().is_err());
         assert!(EntityKey::Bytes(vec![0; 1025]).to_key_bytes().is_err());
         assert!(EntityKey::from_key_bytes(KeyType::I64, &[1, 2]).is_err());
