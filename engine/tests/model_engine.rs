@@ -1,0 +1,618 @@
+//! Model test: random sequences of puts (buffered and sync, with and without TTL), deletes,
+//! gets, scans, flushes, checkpoints, defragmentation, clean reopens and crashes (plain and
+//! in the middle of a flush, on a fault-injecting device) against a plain `HashMap` that
+//! knows which writes were acknowledged under which durability. proptest shrinks a failure to
+//! a minimal sequence; the device's seed replays its faults exactly.
+//!
+//! What is checked:
+//! - while running, `get`, `get_many` and `scan` return exactly the last value written;
+//! - after a clean reopen, everything is there exactly;
+//! - after a crash, each key holds its last durable value or one of the values written after
+//!   it (never anything else: no lost acknowledged write, no resurrected delete, no value that
+//!   was never written).
+//!
+//! `PROPTEST_CASES` raises the case count for long runs.
+
+use std::collections::HashMap;
+use std::path::PathBuf;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
+
+use proptest::prelude::*;
+use quiver_engine::{Config, Durability, Engine, Error, ScanCursor, WriteOptions};
+use quiver_wal::device::{CrashMode, FaultDevice, FaultEffect, FaultOp, FaultPlan, FaultRule};
+
+const GROUP: u32 = 1;
+const KEYS: u8 = 16;
+/// Small enough that bursts of overwrites fill it, so defragmentation frees blocks and the
+/// writers reuse them within one case (31 data blocks of 128 KiB).
+const DEVICE_BYTES: u64 = 4 << 20;
+const BLOCK_BYTES: u32 = 128 << 10;
+const FAR_TTL_S: u32 = 3600;
+const SHORT_TTL_S: u32 = 1;
+
+#[derive(Clone, Copy, Debug)]
+enum Ttl {
+    None,
+    Far,
+    Short,
+}
+
+#[derive(Clone, Debug)]
+enum Op {
+    Put {
+        key: u8,
+        len: u16,
+        sync: bool,
+        ttl: Ttl,
+    },
+    Delete {
+        key: u8,
+        sync: bool,
+    },
+    Get {
+        key: u8,
+    },
+    GetMany,
+    Scan,
+    /// Overwrites `n` hot keys with large values, buffered.
+    Burst {
+        first: u8,
+        n: u8,
+        len: u16,
+    },
+    Flush,
+    Checkpoint,
+    Defrag,
+    Sweep,
+    /// Close and reopen.
+    Reopen,
+    /// Power loss now; `drop_checkpoint` also deletes the checkpoint file (a full scan).
+    Crash {
+        drop_checkpoint: bool,
+    },
+    /// The power fails during the `nth` device write of the next flush; unsynced writes land
+    /// at random (from the device's seed).
+    CrashMidFlush {
+        nth: u8,
+        drop_checkpoint: bool,
+    },
+}
+
+fn op() -> impl Strategy<Value = Op> {
+    let key = 0..KEYS;
+    let ttl = prop_oneof![6 => Just(Ttl::None), 1 => Just(Ttl::Far), 1 => Just(Ttl::Short)];
+    prop_oneof![
+        30 => (key.clone(), 8u16..3000, any::<bool>(), ttl)
+            .prop_map(|(key, len, sync, ttl)| Op::Put { key, len, sync, ttl }),
+        8 => (key.clone(), any::<bool>()).prop_map(|(key, sync)| Op::Delete { key, sync }),
+        8 => key.clone().prop_map(|key| Op::Get { key }),
+        2 => Just(Op::GetMany),
+        2 => Just(Op::Scan),
+        8 => (key, 1u8..40, 2000u16..12000).prop_map(|(first, n, len)| Op::Burst { first, n, len }),
+        4 => Just(Op::Flush),
+        3 => Just(Op::Checkpoint),
+        6 => Just(Op::Defrag),
+        1 => Just(Op::Sweep),
+        2 => Just(Op::Reopen),
+        4 => any::<bool>().prop_map(|drop_checkpoint| Op::Crash { drop_checkpoint }),
+        3 => (0u8..3, any::<bool>()).prop_map(|(nth, drop_checkpoint)| Op::CrashMidFlush { nth, drop_checkpoint }),
+    ]
+}
+
+/// One written value: its serial (unique per write), length and expiry window.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+struct Val {
+    serial: u64,
+    len: usize,
+    /// Earliest and latest unix second the engine may have set as expiry.
+    expiry: Option<(u32, u32)>,
+}
+
+fn now_s() -> u32 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .expect("clock after 1970")
+        .as_secs() as u32
+}
+
+fn key_bytes(k: u8) -> Vec<u8> {
+    format!("key-{k:02}").into_bytes()
+}
+
+/// The bytes of write `serial` to key `k`: the serial first, so any value read back names
+/// the write it came from.
+fn value_bytes(k: u8, serial: u64, len: usize) -> Vec<u8> {
+    let mut v = serial.to_le_bytes().to_vec();
+    v.push(k);
+    let fill = (serial as u8).wrapping_mul(31).wrapping_add(k);
+    v.extend((0..len.saturating_sub(9)).map(|i| fill.wrapping_add(i as u8)));
+    v.truncate(len.max(9));
+    v
+}
+
+/// What a read may legitimately see of `v` at a time in `now`: (may be present, may be absent).
+fn visibility(v: &Option<Val>, now: (u32, u32)) -> (bool, bool) {
+    match v {
+        None => (false, true),
+        Some(Val { expiry: None, .. }) => (true, false),
+        Some(Val {
+            expiry: Some((lo, hi)),
+            ..
+        }) => (now.0 < *hi, now.1 >= *lo),
+    }
+}
+
+#[derive(Clone, Debug, Default)]
+struct KeyModel {
+    /// The last value written (acknowledged or not).
+    current: Option<Val>,
+    /// The last value known durable.
+    durable: Option<Val>,
+    /// Values written after `durable`, not known durable.
+    since: Vec<Option<Val>>,
+}
+
+struct Harness {
+    dir: tempfile::TempDir,
+    seed: u64,
+    cache: bool,
+    device: Arc<FaultDevice>,
+    engine: Option<Engine>,
+    model: HashMap<u8, KeyModel>,
+    serial: u64,
+    crashes: u64,
+    /// Blocks freed by defragmentation, over every open of this harness.
+    freed: u64,
+}
+
+impl Harness {
+    fn new(seed: u64, cache: bool) -> Harness {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let device = Arc::new(FaultDevice::new(DEVICE_BYTES, seed));
+        let mut h = Harness {
+            dir,
+            seed,
+            cache,
+            device,
+            engine: None,
+            model: (0..KEYS).map(|k| (k, KeyModel::default())).collect(),
+            serial: 0,
+            crashes: 0,
+            freed: 0,
+        };
+        h.open();
+        h
+    }
+
+    fn checkpoint_path(&self) -> PathBuf {
+        self.dir.path().join("store.ckpt")
+    }
+
+    fn config(&self) -> Config {
+        Config {
+            write_block_bytes: BLOCK_BYTES,
+            durability: Durability::Buffered,
+            flush_interval_ms: 60_000,
+            post_write_cache_bytes: if self.cache { 1 << 20 } else { 0 },
+            defrag_pause_ms: 0,
+            checkpoint_interval_s: 0,
+            checkpoint_path: Some(self.checkpoint_path()),
+            background: false,
+            ..Config::memory(DEVICE_BYTES)
+        }
+    }
+
+    fn open(&mut self) {
+        let dev: Arc<dyn quiver_wal::Device> = self.device.clone();
+        let e = Engine::open_on_device(self.config(), dev).expect("open");
+        self.engine = Some(e);
+    }
+
+    fn e(&self) -> &Engine {
+        self.engine.as_ref().expect("engine open")
+    }
+
+    fn mark_all_durable(&mut self) {
+        for m in self.model.values_mut() {
+            m.durable = m.current;
+            m.since.clear();
+        }
+    }
+
+    fn write(&mut self, k: u8, v: Option<Val>) {
+        let m = self.model.get_mut(&k).expect("key in model");
+        m.current = v;
+        m.since.push(v);
+    }
+
+    fn apply(&mut self, op: &Op) {
+        match *op {
+            Op::Put {
+                key,
+                len,
+                sync,
+                ttl,
+            } => self.put(key, len as usize, sync, ttl),
+            Op::Delete { key, sync } => self.delete(key, sync),
+            Op::Get { key } => self.check_get(key),
+            Op::GetMany => self.check_get_many(),
+            Op::Scan => self.check_scan(),
+            Op::Burst { first, n, len } => {
+                for i in 0..n {
+                    self.put((first + i) % KEYS, len as usize, false, Ttl::None);
+                }
+            }
+            Op::Flush => {
+                self.e().flush().expect("flush");
+                self.mark_all_durable();
+            }
+            Op::Checkpoint => {
+                self.e().checkpoint().expect("checkpoint");
+                self.mark_all_durable();
+            }
+            Op::Defrag => {
+                self.e().defragment(usize::MAX).expect("defragment");
+                self.check_all_exact();
+            }
+            Op::Sweep => {
+                self.e().sweep_expired();
+            }
+            Op::Reopen => self.reopen(),
+            Op::Crash { drop_checkpoint } => self.crash(CrashMode::DropUnsynced, drop_checkpoint),
+            Op::CrashMidFlush {
+                nth,
+                drop_checkpoint,
+            } => {
+                let cut = FaultRule::once_after(FaultOp::Write, nth as u64, FaultEffect::PowerCut);
+                self.device
+                    .set_plan(FaultPlan::new(self.seed ^ self.crashes).with(cut));
+                if self.e().flush().is_ok() {
+                    self.mark_all_durable();
+                } else {
+                    let refused =
+                        self.e()
+                            .put(GROUP, b"after-power-cut", b"x", &WriteOptions::default());
+                    assert!(
+                        matches!(refused, Err(Error::Failed(_))),
+                        "a store that lost power took a write: {refused:?}"
+                    );
+                }
+                self.crash(CrashMode::Random, drop_checkpoint);
+            }
+        }
+    }
+
+    fn put(&mut self, k: u8, len: usize, sync: bool, ttl: Ttl) {
+        self.serial += 1;
+        let serial = self.serial;
+        let bytes = value_bytes(k, serial, len);
+        let ttl_s = match ttl {
+            Ttl::None => None,
+            Ttl::Far => Some(FAR_TTL_S),
+            Ttl::Short => Some(SHORT_TTL_S),
+        };
+        let opts = WriteOptions {
+            durability: Some(if sync {
+                Durability::Sync
+            } else {
+                Durability::Buffered
+            }),
+            ttl_s,
+        };
+        let t0 = now_s();
+        let mut result = self.e().put(GROUP, &key_bytes(k), &bytes, &opts);
+        if matches!(result, Err(Error::DeviceFull { .. })) {
+            // What the background worker would do: make room, then retry.
+            self.e().flush().expect("flush to make room");
+            self.mark_all_durable();
+            self.e()
+                .defragment(usize::MAX)
+                .expect("defragment to make room");
+            result = self.e().put(GROUP, &key_bytes(k), &bytes, &opts);
+        }
+        let t1 = now_s();
+        let val = Val {
+            serial,
+            len: bytes.len(),
+            expiry: ttl_s.map(|t| (t0 + t, t1 + t)),
+        };
+        match result {
+            Ok(_) => {
+                self.write(k, Some(val));
+                if sync {
+                    self.mark_all_durable();
+                }
+            }
+            Err(Error::DeviceFull { .. }) => {}
+            Err(e) => panic!("put of key {k} failed: {e:?}"),
+        }
+    }
+
+    fn delete(&mut self, k: u8, sync: bool) {
+        let opts = WriteOptions {
+            durability: Some(if sync {
+                Durability::Sync
+            } else {
+                Durability::Buffered
+            }),
+            ttl_s: None,
+        };
+        let t0 = now_s();
+        let result = self.e().delete(GROUP, &key_bytes(k), &opts);
+        let t1 = now_s();
+        let existed = match result {
+            Ok(existed) => existed,
+            Err(Error::DeviceFull { .. }) => return,
+            Err(e) => panic!("delete of key {k} failed: {e:?}"),
+        };
+        let (may_exist, may_not) = visibility(&self.model[&k].current, (t0, t1));
+        assert!(
+            (existed && may_exist) || (!existed && may_not),
+            "delete of key {k} said existed = {existed}; model {:?}",
+            self.model[&k]
+        );
+        self.write(k, None);
+        // Deleting an absent key writes nothing, so it waits for nothing either.
+        if sync && existed {
+            self.mark_all_durable();
+        }
+    }
+
+    /// Checks one read of key `k` against the values it may legitimately show.
+    fn judge(
+        &self,
+        k: u8,
+        got: Option<&[u8]>,
+        allowed: &[Option<Val>],
+        now: (u32, u32),
+    ) -> Option<Val> {
+        match got {
+            None => {
+                let ok = allowed.iter().any(|v| visibility(v, now).1);
+                assert!(ok, "key {k} is missing; allowed {allowed:?}");
+                None
+            }
+            Some(bytes) => {
+                assert!(
+                    bytes.len() >= 9,
+                    "key {k} read back {} bytes, shorter than any write",
+                    bytes.len()
+                );
+                let serial = u64::from_le_bytes(bytes[..8].try_into().expect("8 bytes"));
+                let v = allowed.iter().flatten().find(|v| v.serial == serial);
+                let v = v.unwrap_or_else(|| {
+                    panic!("key {k} read back write #{serial}; allowed {allowed:?}")
+                });
+                assert!(
+                    visibility(&Some(*v), now).0,
+                    "key {k} returned expired write #{serial}"
+                );
+                assert_eq!(
+                    bytes,
+                    value_bytes(k, serial, v.len),
+                    "key {k} write #{serial} came back damaged"
+                );
+                Some(*v)
+            }
+        }
+    }
+
+    fn check_get(&self, k: u8) {
+        let t0 = now_s();
+        let got = self.e().get(GROUP, &key_bytes(k)).expect("get");
+        let t1 = now_s();
+        self.judge(
+            k,
+            got.as_ref().map(|r| &r.value[..]),
+            &[self.model[&k].current],
+            (t0, t1),
+        );
+    }
+
+    fn check_all_exact(&self) {
+        for k in 0..KEYS {
+            self.check_get(k);
+        }
+    }
+
+    fn check_get_many(&self) {
+        let keys: Vec<Vec<u8>> = (0..KEYS).map(key_bytes).collect();
+        let req: Vec<(u32, &[u8])> = keys.iter().map(|k| (GROUP, &k[..])).collect();
+        let t0 = now_s();
+        let got = self.e().get_many(&req).expect("get_many");
+        let t1 = now_s();
+        for (k, r) in (0..KEYS).zip(&got) {
+            self.judge(
+                k,
+                r.as_ref().map(|r| &r.value[..]),
+                &[self.model[&k].current],
+                (t0, t1),
+            );
+        }
+    }
+
+    fn check_scan(&self) {
+        let t0 = now_s();
+        let mut seen: HashMap<Vec<u8>, Vec<u8>> = HashMap::new();
+        let mut cursor = ScanCursor::START;
+        loop {
+            let chunk = self.e().scan(GROUP, cursor, 5).expect("scan");
+            for (_, r) in chunk.records {
+                assert!(
+                    seen.insert(r.key.clone(), r.value).is_none(),
+                    "scan returned a key twice"
+                );
+            }
+            match chunk.next {
+                Some(c) => cursor = c,
+                None => break,
+            }
+        }
+        let t1 = now_s();
+        for k in 0..KEYS {
+            let got = seen.remove(&key_bytes(k));
+            self.judge(k, got.as_deref(), &[self.model[&k].current], (t0, t1));
+        }
+        assert!(
+            seen.is_empty(),
+            "scan returned keys never written: {:?}",
+            seen.keys()
+        );
+    }
+
+    fn count_before_close(&mut self) {
+        self.freed += self.e().stats().defrag_blocks_freed;
+    }
+
+    fn reopen(&mut self) {
+        self.count_before_close();
+        self.engine
+            .take()
+            .expect("engine open")
+            .close()
+            .expect("close");
+        self.mark_all_durable();
+        // Everything must now be durable: reopen on exactly the synced image.
+        let image = self.device.crash(CrashMode::DropUnsynced);
+        self.device = Arc::new(FaultDevice::from_image(image, self.seed));
+        self.open();
+        self.check_all_exact();
+    }
+
+    fn crash(&mut self, mode: CrashMode, drop_checkpoint: bool) {
+        self.crashes += 1;
+        self.count_before_close();
+        FIGURES
+            .power_cuts
+            .fetch_add(self.device.stats().power_cuts, Ordering::Relaxed);
+        FIGURES.crashes.fetch_add(1, Ordering::Relaxed);
+        let image = self.device.crash(mode);
+        // Dropped without close: nothing more reaches the device (no background threads).
+        drop(self.engine.take());
+        if drop_checkpoint {
+            let _ = std::fs::remove_file(self.checkpoint_path());
+        }
+        self.device = Arc::new(FaultDevice::from_image(
+            image,
+            self.seed.wrapping_add(self.crashes),
+        ));
+        self.open();
+        let t0 = now_s();
+        let got: Vec<Option<Vec<u8>>> = (0..KEYS)
+            .map(|k| {
+                self.e()
+                    .get(GROUP, &key_bytes(k))
+                    .expect("get after crash")
+                    .map(|r| r.value)
+            })
+            .collect();
+        let t1 = now_s();
+        for (k, got) in (0..KEYS).zip(got) {
+            let m = &self.model[&k];
+            let mut allowed = vec![m.durable];
+            allowed.extend(m.since.iter().copied());
+            let seen = self.judge(k, got.as_deref(), &allowed, (t0, t1));
+            let m = self.model.get_mut(&k).expect("key in model");
+            *m = KeyModel {
+                current: seen,
+                durable: seen,
+                since: Vec::new(),
+            };
+        }
+    }
+}
+
+/// Totals over every case of this process, printed for the reliability figures.
+struct Figures {
+    cases: AtomicU64,
+    ops: AtomicU64,
+    crashes: AtomicU64,
+    power_cuts: AtomicU64,
+    blocks_freed: AtomicU64,
+}
+
+static FIGURES: Figures = Figures {
+    cases: AtomicU64::new(0),
+    ops: AtomicU64::new(0),
+    crashes: AtomicU64::new(0),
+    power_cuts: AtomicU64::new(0),
+    blocks_freed: AtomicU64::new(0),
+};
+
+fn run(seed: u64, cache: bool, ops: &[Op]) -> Harness {
+    let mut h = Harness::new(seed, cache);
+    for op in ops {
+        h.apply(op);
+    }
+    h.crash(CrashMode::DropUnsynced, false);
+    h.reopen();
+    let f = &FIGURES;
+    f.cases.fetch_add(1, Ordering::Relaxed);
+    f.ops.fetch_add(ops.len() as u64, Ordering::Relaxed);
+    f.blocks_freed.fetch_add(h.freed, Ordering::Relaxed);
+    eprintln!(
+        "model figures: cases {} ops {} crashes {} power cuts {} blocks freed by defrag {}",
+        f.cases.load(Ordering::Relaxed),
+        f.ops.load(Ordering::Relaxed),
+        f.crashes.load(Ordering::Relaxed),
+        f.power_cuts.load(Ordering::Relaxed),
+        f.blocks_freed.load(Ordering::Relaxed)
+    );
+    h
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig {
+        cases: 64,
+        max_shrink_iters: 2000,
+        ..ProptestConfig::default()
+    })]
+
+    #[test]
+    fn engine_matches_model(seed in any::<u64>(), cache in any::<bool>(), ops in prop::collection::vec(op(), 1..120)) {
+        run(seed, cache, &ops);
+    }
+}
+
+/// Overwrite-heavy: many bursts over few keys, with defragmentation and crashes among them,
+/// so that blocks are freed and reused many times.
+#[test]
+fn overwrite_heavy_sequence_with_block_reuse() {
+    let mut ops = Vec::new();
+    for round in 0..40u8 {
+        ops.push(Op::Burst {
+            first: round % KEYS,
+            n: 30,
+            len: 9000,
+        });
+        ops.push(Op::Put {
+            key: round % KEYS,
+            len: 100,
+            sync: round % 3 == 0,
+            ttl: Ttl::None,
+        });
+        ops.push(Op::Delete {
+            key: (round + 5) % KEYS,
+            sync: round % 4 == 0,
+        });
+        ops.push(match round % 5 {
+            0 => Op::Defrag,
+            1 => Op::Crash {
+                drop_checkpoint: round % 2 == 0,
+            },
+            2 => Op::Checkpoint,
+            3 => Op::CrashMidFlush {
+                nth: round % 3,
+                drop_checkpoint: false,
+            },
+            _ => Op::Scan,
+        });
+    }
+    let h = run(0x5eed, false, &ops);
+    assert!(
+        h.freed > 10,
+        "only {} blocks were freed: the sequence did not reuse blocks",
+        h.freed
+    );
+}
