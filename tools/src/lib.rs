@@ -4,3 +4,4 @@
 //! implementation. It must never reach into the engine's internals: it talks to Quiver only
 //! through `quiver_engine::Store` and the `quiver_server` client, like any other user.
 pub mod bench;
+pub mod cli;

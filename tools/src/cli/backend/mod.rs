@@ -1,0 +1,63 @@
+//! Where commands send their requests: a store opened in-process (`--data PATH`) or a quiverd
+//! server over TCP (`--addr`). Both implement [`Backend`], so every command works on both.
+
+mod embedded;
+mod remote;
+mod stats_json;
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use quiver_engine::feature::{
+    Alter, EntityKey, FeatureRef, FeatureValue, GroupSchema, GroupSpec, PutOptions, PutResult,
+    ScanItem, Value,
+};
+use quiver_engine::ScanCursor;
+
+pub use embedded::Embedded;
+pub use remote::Remote;
+
+use super::error::CliResult;
+
+/// One entity's values to write.
+#[derive(Debug, Clone)]
+pub struct PutRow {
+    pub key: EntityKey,
+    pub event_time_ms: u64,
+    pub values: Vec<(String, Value)>,
+}
+
+/// The operations the CLI needs from a store, local or remote.
+pub trait Backend {
+    /// Where requests go, for messages: "quiverd at 127.0.0.1:7878" or "store ./demo.db".
+    fn target(&self) -> String;
+    fn ping(&mut self) -> CliResult<Duration>;
+    fn create_group(&mut self, spec: GroupSpec) -> CliResult<Arc<GroupSchema>>;
+    fn describe_group(&mut self, name: &str) -> CliResult<Arc<GroupSchema>>;
+    fn list_groups(&mut self, tag: Option<&str>) -> CliResult<Vec<Arc<GroupSchema>>>;
+    fn alter_group(&mut self, name: &str, alter: Alter) -> CliResult<Arc<GroupSchema>>;
+    fn drop_group(&mut self, name: &str) -> CliResult<()>;
+    fn put(&mut self, group: &str, row: &PutRow, opts: &PutOptions) -> CliResult<PutResult>;
+    /// Writes many rows with many requests in flight; one outcome per row, in order. The outer
+    /// error is for failures of the whole batch (a lost connection), not for a refused row.
+    fn put_batch(
+        &mut self,
+        group: &str,
+        rows: Vec<PutRow>,
+        opts: &PutOptions,
+    ) -> CliResult<Vec<CliResult<PutResult>>>;
+    fn get(&mut self, key: &EntityKey, refs: &[FeatureRef]) -> CliResult<Vec<FeatureValue>>;
+    fn delete(&mut self, group: &str, key: &EntityKey) -> CliResult<bool>;
+    /// One chunk of a group's rows, from the start (`None`) or a returned cursor; `None` as the
+    /// returned cursor means the scan is complete.
+    fn scan(
+        &mut self,
+        group: &str,
+        cursor: Option<ScanCursor>,
+        max_items: usize,
+    ) -> CliResult<(Vec<ScanItem>, Option<ScanCursor>)>;
+    /// Store or server statistics as a JSON object.
+    fn stats(&mut self) -> CliResult<serde_json::Value>;
+    /// Flushes and closes; for a local store this makes every write durable.
+    fn close(self: Box<Self>) -> CliResult<()>;
+}

@@ -1,0 +1,251 @@
+//! quiverd over TCP, through `quiver_server::client`.
+
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use quiver_engine::feature::{
+    Alter, EntityKey, FeatureRef, FeatureValue, GroupSchema, GroupSpec, PutOptions, PutResult,
+    ScanItem,
+};
+use quiver_engine::ScanCursor;
+use quiver_server::client::{Client, ClientConfig, ClientError};
+use quiver_server::protocol::{Request, Response, StatusCode};
+
+use super::{Backend, PutRow};
+use crate::cli::error::{CliError, CliResult};
+
+/// How long a connection attempt may take.
+const CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
+/// Longest wait for any one response.
+const IO_TIMEOUT: Duration = Duration::from_secs(60);
+/// Scan frames asked for per scan request.
+const SCAN_MAX_CHUNKS: u32 = 4;
+
+pub struct Remote {
+    client: Client,
+    addr: String,
+}
+
+impl Remote {
+    /// Connects once (no retries: a person is waiting) and performs the handshake.
+    pub fn connect(addr: &str, auth_token: Option<&str>) -> CliResult<Remote> {
+        let config = ClientConfig {
+            auth_token: auth_token.map(|t| t.as_bytes().to_vec()),
+            connect_timeout: CONNECT_TIMEOUT,
+            io_timeout: Some(IO_TIMEOUT),
+            reconnect_attempts: 1,
+            ..ClientConfig::default()
+        };
+        let client = Client::connect(addr, config).map_err(|e| map_connect_error(addr, e))?;
+        Ok(Remote {
+            client,
+            addr: addr.to_string(),
+        })
+    }
+
+    fn err(&self, err: ClientError) -> CliError {
+        map_error(&self.addr, err)
+    }
+}
+
+fn map_connect_error(addr: &str, err: ClientError) -> CliError {
+    match err {
+        ClientError::Connect { last, .. } => CliError::Connect {
+            addr: addr.to_string(),
+            reason: connect_reason(addr, &last),
+        },
+        other => map_error(addr, other),
+    }
+}
+
+/// "I/O error talking to A: Connection refused (os error 111)" -> "connection refused".
+fn connect_reason(addr: &str, last: &str) -> String {
+    let prefix = format!("I/O error talking to {addr}: ");
+    let text = last.strip_prefix(&prefix).unwrap_or(last);
+    let text = match text.rfind(" (os error ") {
+        Some(at) if text.ends_with(')') => &text[..at],
+        _ => text,
+    };
+    let mut chars = text.chars();
+    match chars.next() {
+        Some(first) => first.to_lowercase().chain(chars).collect(),
+        None => "unknown reason".to_string(),
+    }
+}
+
+/// Maps the server's status codes onto the CLI's exit codes.
+pub fn map_error(addr: &str, err: ClientError) -> CliError {
+    let lost = |reason: String| CliError::ConnectionLost {
+        addr: addr.to_string(),
+        reason,
+    };
+    match err {
+        ClientError::Server { status, message } => match status {
+            StatusCode::UnknownGroup | StatusCode::UnknownFeature => CliError::NotFound(message),
+            StatusCode::AuthFailed | StatusCode::HandshakeRequired => CliError::Auth {
+                addr: addr.to_string(),
+                reason: message,
+            },
+            StatusCode::LimitExceeded
+            | StatusCode::TypeMismatch
+            | StatusCode::GroupExists
+            | StatusCode::InvalidArgument
+            | StatusCode::GenerationMismatch
+            | StatusCode::AlreadyExists
+            | StatusCode::NotFound => CliError::Rejected(message),
+            other => CliError::Store(format!("quiverd at {addr}: {} ({message})", other.name())),
+        },
+        ClientError::Connect { last, .. } => CliError::Connect {
+            addr: addr.to_string(),
+            reason: connect_reason(addr, &last),
+        },
+        ClientError::RequestTooLarge { .. } => CliError::Rejected(err.to_string()),
+        other => lost(other.to_string()),
+    }
+}
+
+impl Backend for Remote {
+    fn target(&self) -> String {
+        format!("quiverd at {}", self.addr)
+    }
+
+    fn ping(&mut self) -> CliResult<Duration> {
+        let start = Instant::now();
+        self.client.ping().map_err(|e| self.err(e))?;
+        Ok(start.elapsed())
+    }
+
+    fn create_group(&mut self, spec: GroupSpec) -> CliResult<Arc<GroupSchema>> {
+        self.client
+            .create_group(spec)
+            .map(Arc::new)
+            .map_err(|e| self.err(e))
+    }
+
+    fn describe_group(&mut self, name: &str) -> CliResult<Arc<GroupSchema>> {
+        self.client
+            .describe_group(name)
+            .map(Arc::new)
+            .map_err(|e| self.err(e))
+    }
+
+    fn list_groups(&mut self, tag: Option<&str>) -> CliResult<Vec<Arc<GroupSchema>>> {
+        let groups = self.client.list_groups(tag).map_err(|e| self.err(e))?;
+        Ok(groups.into_iter().map(Arc::new).collect())
+    }
+
+    fn alter_group(&mut self, name: &str, alter: Alter) -> CliResult<Arc<GroupSchema>> {
+        self.client
+            .alter_group(name, alter)
+            .map(Arc::new)
+            .map_err(|e| self.err(e))
+    }
+
+    fn drop_group(&mut self, name: &str) -> CliResult<()> {
+        self.client.drop_group(name).map_err(|e| self.err(e))
+    }
+
+    fn put(&mut self, group: &str, row: &PutRow, opts: &PutOptions) -> CliResult<PutResult> {
+        let values = row.values.clone();
+        self.client
+            .put(group, row.key.clone(), row.event_time_ms, values, *opts)
+            .map_err(|e| self.err(e))
+    }
+
+    /// Sends every put before reading any answer (the client reads early only when the
+    /// server's in-flight limit is reached), then collects the answers in order.
+    fn put_batch(
+        &mut self,
+        group: &str,
+        rows: Vec<PutRow>,
+        opts: &PutOptions,
+    ) -> CliResult<Vec<CliResult<PutResult>>> {
+        let mut ids = Vec::with_capacity(rows.len());
+        for row in rows {
+            let request = Request::Put {
+                group: group.to_string(),
+                key: row.key,
+                event_time_ms: row.event_time_ms,
+                options: *opts,
+                values: row.values,
+            };
+            match self.client.send(&request) {
+                Ok(id) => ids.push(Ok(id)),
+                Err(e @ ClientError::RequestTooLarge { .. }) => ids.push(Err(self.err(e))),
+                Err(e) => return Err(self.err(e)),
+            }
+        }
+        self.client.flush().map_err(|e| self.err(e))?;
+        let mut outcomes = Vec::with_capacity(ids.len());
+        for id in ids {
+            let outcome = match id {
+                Ok(id) => match self.client.wait(id) {
+                    Ok(Response::Put(result)) => Ok(result),
+                    Ok(other) => Err(CliError::Internal(format!(
+                        "unexpected answer to a put: {other:?}"
+                    ))),
+                    Err(e @ ClientError::Server { .. }) => Err(self.err(e)),
+                    Err(e) => return Err(self.err(e)),
+                },
+                Err(e) => Err(e),
+            };
+            outcomes.push(outcome);
+        }
+        Ok(outcomes)
+    }
+
+    fn get(&mut self, key: &EntityKey, refs: &[FeatureRef]) -> CliResult<Vec<FeatureValue>> {
+        self.client
+            .get(key.clone(), refs.to_vec())
+            .map_err(|e| self.err(e))
+    }
+
+    fn delete(&mut self, group: &str, key: &EntityKey) -> CliResult<bool> {
+        self.client
+            .delete(group, key.clone(), None)
+            .map_err(|e| self.err(e))
+    }
+
+    fn scan(
+        &mut self,
+        group: &str,
+        cursor: Option<ScanCursor>,
+        max_items: usize,
+    ) -> CliResult<(Vec<ScanItem>, Option<ScanCursor>)> {
+        let chunk_items = u32::try_from(max_items.div_ceil(SCAN_MAX_CHUNKS as usize))
+            .unwrap_or(u32::MAX)
+            .max(1);
+        self.client
+            .scan_page(group, cursor, chunk_items, SCAN_MAX_CHUNKS)
+            .map_err(|e| self.err(e))
+    }
+
+    fn stats(&mut self) -> CliResult<serde_json::Value> {
+        let text = self.client.stats().map_err(|e| self.err(e))?;
+        serde_json::from_str(&text).map_err(|e| {
+            CliError::Store(format!(
+                "quiverd at {} sent stats that are not JSON: {e}",
+                self.addr
+            ))
+        })
+    }
+
+    fn close(self: Box<Self>) -> CliResult<()> {
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::connect_reason;
+
+    #[test]
+    fn connect_reasons_read_plainly() {
+        let last = "I/O error talking to 127.0.0.1:7878: Connection refused (os error 111)";
+        assert_eq!(connect_reason("127.0.0.1:7878", last), "connection refused");
+        assert_eq!(
+            connect_reason("h:1", "timed out after 5000 ms waiting for connect"),
+            "timed out after 5000 ms waiting for connect"
+        );
+    }
+}

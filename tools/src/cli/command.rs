@@ -1,0 +1,299 @@
+//! The command line, as clap parses it.
+
+use std::path::PathBuf;
+
+use clap::{Args, Parser, Subcommand, ValueEnum};
+use quiver_engine::feature::{FeatureSpec, KeyType};
+
+use super::error::EXIT_CODES_HELP;
+use super::parse;
+
+/// The server address used when neither `--addr` nor `--data` is given.
+pub const DEFAULT_ADDR: &str = "127.0.0.1:7878";
+/// Most rows a load sends per pipelined batch.
+pub const MAX_BATCH_ROWS: usize = 100_000;
+/// Most entities the demo writes.
+pub const MAX_DEMO_ENTITIES: u64 = 10_000_000;
+
+const ABOUT: &str = "quiver: talk to a Quiver feature store (quiverd, or a local data file)";
+
+const LONG_ABOUT: &str = "\
+quiver: talk to a Quiver feature store.
+
+By default every command goes to quiverd at 127.0.0.1:7878 (--addr). With --data PATH the
+command opens the store in this process over a data file instead (created, 1GiB by default, if
+missing): no server needed. Try:
+
+    quiver --data ./quiver-data/demo.db demo
+
+Values on the command line are typed by the group's schema: 31, 0.5, true, text, null,
+[0.1,0.2] for vectors and lists, hex for bytes. Durations: 45s, 30m, 12h, 7d. Sizes: 4GiB.";
+
+#[derive(Debug, Parser)]
+#[command(name = "quiver", version, about = ABOUT, long_about = LONG_ABOUT, after_long_help = EXIT_CODES_HELP)]
+pub struct Cli {
+    /// quiverd address, host:port [default: 127.0.0.1:7878]
+    #[arg(long, global = true, value_name = "HOST:PORT", conflicts_with = "data")]
+    pub addr: Option<String>,
+    /// Open the store in-process over this data file instead of talking to quiverd
+    #[arg(long, global = true, value_name = "PATH")]
+    pub data: Option<PathBuf>,
+    /// Size of the data file when --data creates it
+    #[arg(long, global = true, value_name = "SIZE", default_value = "1GiB", value_parser = parse::parse_size_bytes)]
+    pub data_size: u64,
+    /// Machine-readable output: one JSON document on stdout, no progress bars
+    #[arg(long, global = true)]
+    pub json: bool,
+    /// Token for quiverd's handshake
+    #[arg(
+        long,
+        global = true,
+        env = "QUIVER_AUTH_TOKEN",
+        hide_env_values = true,
+        value_name = "TOKEN"
+    )]
+    pub auth_token: Option<String>,
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Check that quiverd answers, and how fast
+    Ping,
+    /// Store and server statistics
+    Stats,
+    /// Create, describe, list, alter and drop feature groups
+    #[command(subcommand)]
+    Group(GroupCommand),
+    /// Write feature values of one entity: put GROUP KEY NAME=VALUE ...
+    Put(PutArgs),
+    /// Read features: get GROUP KEY [NAME ...], or get --entity KEY GROUP:FEATURE ...
+    Get(GetArgs),
+    /// Delete one entity's row of a group
+    Delete(DeleteArgs),
+    /// Bulk-load a CSV, JSON Lines or Parquet file into a group
+    Load(LoadArgs),
+    /// Write every row of a group to a JSON Lines or Parquet file
+    Export(ExportArgs),
+    /// Create a demo group, write synthetic users, read some back (works best with --data)
+    Demo(DemoArgs),
+    /// Latency-SLO benchmark harness: open-loop load at a fixed rate, HdrHistogram percentiles
+    /// (see `quiver bench --help`; its flags follow `bench`)
+    #[command(disable_help_flag = true)]
+    Bench(BenchPlaceholder),
+}
+
+/// `quiver bench` is parsed by its own parser (see [`parse_bench`]): its flags (`--json PATH`,
+/// `--auth-token`) differ from the global ones. This variant only lists it in `quiver --help`.
+#[derive(Debug, Args)]
+pub struct BenchPlaceholder {
+    #[arg(trailing_var_arg = true, allow_hyphen_values = true, hide = true)]
+    pub rest: Vec<String>,
+}
+
+/// The command line of `quiver bench ...`.
+#[derive(Debug, Parser)]
+#[command(
+    name = "quiver bench",
+    bin_name = "quiver bench",
+    about = "Latency-SLO benchmark harness"
+)]
+pub struct BenchCli {
+    #[command(flatten)]
+    pub args: crate::bench::BenchArgs,
+}
+
+/// `Some` when the command line is `quiver bench ...`: the benchmark's own flags follow.
+pub fn parse_bench(argv: &[std::ffi::OsString]) -> Option<BenchCli> {
+    if argv.get(1).and_then(|a| a.to_str()) != Some("bench") {
+        return None;
+    }
+    Some(BenchCli::parse_from(argv.iter().skip(1)))
+}
+
+#[derive(Debug, Subcommand)]
+pub enum GroupCommand {
+    /// Create a feature group
+    Create(GroupCreateArgs),
+    /// Show a group's schema
+    Describe { name: String },
+    /// List groups
+    List {
+        /// Only groups carrying this tag
+        #[arg(long)]
+        tag: Option<String>,
+    },
+    /// Change a group: add or deprecate features, set its TTL, description or owner
+    Alter(GroupAlterArgs),
+    /// Drop a group and all its data
+    Drop { name: String },
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum KeyTypeArg {
+    String,
+    I64,
+    Bytes,
+}
+
+impl From<KeyTypeArg> for KeyType {
+    fn from(arg: KeyTypeArg) -> KeyType {
+        match arg {
+            KeyTypeArg::String => KeyType::String,
+            KeyTypeArg::I64 => KeyType::I64,
+            KeyTypeArg::Bytes => KeyType::Bytes,
+        }
+    }
+}
+
+#[derive(Debug, Args)]
+pub struct GroupCreateArgs {
+    pub name: String,
+    /// Type of the entity key
+    #[arg(long, value_enum)]
+    pub key_type: KeyTypeArg,
+    /// A feature, NAME:TYPE (bool, i64, f32, f64, string, bytes, f32[N], list<i64>, list<f32>, list<string>)
+    #[arg(long = "feature", value_name = "NAME:TYPE", required = true, value_parser = parse::parse_feature_spec)]
+    pub features: Vec<FeatureSpec>,
+    /// Max age of values (7d, 12h, 30m, 45s); none by default
+    #[arg(long, value_name = "DURATION", value_parser = parse::parse_duration_s)]
+    pub ttl: Option<u32>,
+    /// none, zstd (level 3) or zstd:LEVEL
+    #[arg(long, default_value = "none")]
+    pub compression: String,
+    #[arg(long, default_value = "")]
+    pub description: String,
+    #[arg(long, default_value = "")]
+    pub owner: String,
+    /// A tag (repeatable)
+    #[arg(long = "tag")]
+    pub tags: Vec<String>,
+    /// Accept NaN and infinities in float features
+    #[arg(long)]
+    pub allow_non_finite: bool,
+}
+
+#[derive(Debug, Args)]
+#[command(group(clap::ArgGroup::new("change").required(true).multiple(true)))]
+pub struct GroupAlterArgs {
+    pub name: String,
+    /// Add a feature, NAME:TYPE (repeatable)
+    #[arg(long = "add-feature", value_name = "NAME:TYPE", group = "change", value_parser = parse::parse_feature_spec)]
+    pub add_features: Vec<FeatureSpec>,
+    /// Deprecate a feature: it keeps its data but accepts no writes (repeatable)
+    #[arg(long = "deprecate", value_name = "NAME", group = "change")]
+    pub deprecate: Vec<String>,
+    /// New max age (7d, 12h, ...) or none
+    #[arg(long, value_name = "DURATION|none", group = "change", value_parser = parse_ttl_arg)]
+    pub ttl: Option<TtlArg>,
+    #[arg(long, group = "change")]
+    pub description: Option<String>,
+    #[arg(long, group = "change")]
+    pub owner: Option<String>,
+}
+
+/// A TTL or `none` (a newtype: clap reads `Option<Option<_>>` as "flag with optional value").
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct TtlArg(pub Option<u32>);
+
+fn parse_ttl_arg(text: &str) -> Result<TtlArg, String> {
+    parse::parse_ttl(text).map(TtlArg)
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum ModeArg {
+    /// Per feature, the newest event time wins
+    Merge,
+    /// The row becomes exactly these values
+    Replace,
+    /// Only if the entity has no row yet
+    Create,
+    /// Only if the entity already has a row
+    Update,
+}
+
+#[derive(Debug, Args)]
+pub struct PutArgs {
+    pub group: String,
+    pub key: String,
+    /// NAME=VALUE pairs
+    #[arg(required = true, value_name = "NAME=VALUE")]
+    pub values: Vec<String>,
+    /// Event time of the values, ms since the Unix epoch [default: now]
+    #[arg(long, value_name = "UNIX_MS")]
+    pub ts: Option<u64>,
+    #[arg(long, value_enum, default_value = "merge")]
+    pub mode: ModeArg,
+    /// Acknowledge only once durable
+    #[arg(long)]
+    pub sync: bool,
+}
+
+#[derive(Debug, Args)]
+pub struct GetArgs {
+    /// Read across groups: the entity key; the arguments are then GROUP:FEATURE references
+    #[arg(long, value_name = "KEY")]
+    pub entity: Option<String>,
+    /// GROUP KEY [NAME ...], or GROUP:FEATURE ... with --entity
+    #[arg(required = true, value_name = "ARGS")]
+    pub args: Vec<String>,
+}
+
+#[derive(Debug, Args)]
+pub struct DeleteArgs {
+    pub group: String,
+    pub key: String,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum FormatArg {
+    Csv,
+    Jsonl,
+    Parquet,
+}
+
+#[derive(Debug, Args)]
+pub struct LoadArgs {
+    pub group: String,
+    pub file: PathBuf,
+    /// File format [default: from the extension: .csv, .jsonl/.ndjson, .parquet]
+    #[arg(long, value_enum)]
+    pub format: Option<FormatArg>,
+    /// Column holding the entity key [default: "entity", else "key"]
+    #[arg(long, value_name = "NAME")]
+    pub key_column: Option<String>,
+    /// Column holding the event time (ms since the epoch, or RFC 3339); rows without one use the load's start time
+    #[arg(long, value_name = "NAME", default_value = "event_time")]
+    pub ts_column: String,
+    /// Rejected rows tolerated; one more aborts the load (exit 8)
+    #[arg(long, value_name = "N", default_value_t = 100)]
+    pub max_errors: u64,
+    /// Rows per pipelined batch
+    #[arg(long, value_name = "N", default_value_t = 2000, value_parser = clap::value_parser!(u64).range(1..=MAX_BATCH_ROWS as u64))]
+    pub batch_rows: u64,
+    #[arg(long, value_enum, default_value = "merge")]
+    pub mode: ModeArg,
+}
+
+#[derive(Debug, Args)]
+pub struct ExportArgs {
+    pub group: String,
+    pub file: PathBuf,
+    /// jsonl or parquet [default: from the extension]
+    #[arg(long, value_enum)]
+    pub format: Option<FormatArg>,
+    /// Overwrite FILE if it exists
+    #[arg(long)]
+    pub force: bool,
+}
+
+#[derive(Debug, Args)]
+pub struct DemoArgs {
+    /// Synthetic users to write
+    #[arg(long, default_value_t = 5000, value_parser = clap::value_parser!(u64).range(1..=MAX_DEMO_ENTITIES))]
+    pub entities: u64,
+    /// Name of the demo group
+    #[arg(long, default_value = "demo_users")]
+    pub group: String,
+}

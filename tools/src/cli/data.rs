@@ -1,0 +1,217 @@
+//! `quiver ping|stats|put|get|delete`.
+
+use quiver_engine::feature::{EntityKey, FeatureRef, GroupSchema, PutOptions, Value, WriteMode};
+use quiver_engine::Durability;
+use serde_json::json;
+
+use super::backend::{Backend, PutRow};
+use super::command::{DeleteArgs, GetArgs, ModeArg, PutArgs};
+use super::error::{CliError, CliResult};
+use super::json::{feature_value_to_json, key_to_json};
+use super::output::{print_json_tree, print_values, Out};
+use super::parse::{parse_assignment, parse_key, parse_value};
+
+pub fn ping(backend: &mut dyn Backend, out: Out) -> CliResult<()> {
+    let rtt = backend.ping()?;
+    let us = rtt.as_micros() as u64;
+    out.emit(
+        json!({ "ok": true, "target": backend.target(), "rtt_us": us }),
+        || println!("pong from {} in {us} us", backend.target()),
+    );
+    Ok(())
+}
+
+pub fn stats(backend: &mut dyn Backend, out: Out) -> CliResult<()> {
+    let stats = backend.stats()?;
+    out.emit(stats.clone(), || {
+        println!("stats of {}", backend.target());
+        print_json_tree(&stats, 2);
+    });
+    Ok(())
+}
+
+pub fn write_mode(mode: ModeArg) -> WriteMode {
+    match mode {
+        ModeArg::Merge => WriteMode::Merge,
+        ModeArg::Replace => WriteMode::ReplaceRow,
+        ModeArg::Create => WriteMode::CreateOnly,
+        ModeArg::Update => WriteMode::UpdateOnly,
+    }
+}
+
+pub fn put(args: &PutArgs, backend: &mut dyn Backend, out: Out) -> CliResult<()> {
+    let schema = backend.describe_group(&args.group)?;
+    let key = parse_key(schema.key_type, &args.key).map_err(CliError::Usage)?;
+    let values = args
+        .values
+        .iter()
+        .map(|text| typed_assignment(&schema, text))
+        .collect::<CliResult<Vec<_>>>()?;
+    let row = PutRow {
+        key,
+        event_time_ms: args.ts.unwrap_or_else(super::now_ms),
+        values,
+    };
+    let mut opts = PutOptions {
+        mode: write_mode(args.mode),
+        ..PutOptions::default()
+    };
+    if args.sync {
+        opts.durability = Some(Durability::Sync);
+    }
+    let result = backend.put(&args.group, &row, &opts)?;
+    let doc = json!({
+        "group": args.group, "key": key_to_json(&row.key), "written": result.written,
+        "skipped_stale": result.skipped_stale, "generation": result.generation,
+    });
+    out.emit(doc, || {
+        print!("put {}/{}: {} written", args.group, row.key, result.written);
+        if result.skipped_stale > 0 {
+            print!(
+                ", {} skipped (the store holds newer values)",
+                result.skipped_stale
+            );
+        }
+        println!(", generation {}", result.generation);
+    });
+    Ok(())
+}
+
+/// `NAME=VALUE` typed by the schema's feature NAME.
+fn typed_assignment(schema: &GroupSchema, text: &str) -> CliResult<(String, Value)> {
+    let (name, raw) = parse_assignment(text).map_err(CliError::Usage)?;
+    let feature = schema
+        .feature(&name)
+        .ok_or_else(|| unknown_feature(schema, &name))?;
+    let value = parse_value(feature.ty, &raw).map_err(|reason| {
+        CliError::Rejected(format!(
+            "feature '{name}' of group '{}': {reason}",
+            schema.name
+        ))
+    })?;
+    Ok((name, value))
+}
+
+pub fn unknown_feature(schema: &GroupSchema, name: &str) -> CliError {
+    let known: Vec<&str> = schema
+        .features
+        .iter()
+        .filter(|f| !f.deprecated)
+        .map(|f| f.name.as_str())
+        .collect();
+    CliError::NotFound(format!(
+        "unknown feature '{name}' in group '{}' (its features: {})",
+        schema.name,
+        known.join(", ")
+    ))
+}
+
+pub fn get(args: &GetArgs, backend: &mut dyn Backend, out: Out) -> CliResult<()> {
+    let (key, refs, title) = match &args.entity {
+        Some(key_text) => cross_group_request(key_text, &args.args, backend)?,
+        None => group_request(&args.args, backend)?,
+    };
+    let values = backend.get(&key, &refs)?;
+    let single_group = args.entity.is_none();
+    let rows: Vec<(String, _)> = refs
+        .iter()
+        .zip(values)
+        .map(|(r, fv)| {
+            (
+                if single_group {
+                    r.feature.clone()
+                } else {
+                    r.to_string()
+                },
+                fv,
+            )
+        })
+        .collect();
+    let doc = json!({
+        "key": key_to_json(&key),
+        "features": rows.iter().map(|(name, fv)| feature_value_to_json(name, fv)).collect::<Vec<_>>(),
+    });
+    out.emit(doc, || print_values(&title, &rows));
+    Ok(())
+}
+
+type GetRequest = (EntityKey, Vec<FeatureRef>, String);
+
+/// `GROUP KEY [NAME ...]`: all live features of the group when none are named.
+fn group_request(args: &[String], backend: &mut dyn Backend) -> CliResult<GetRequest> {
+    let [group, key_text, names @ ..] = args else {
+        return Err(CliError::usage(
+            "get needs GROUP KEY [NAME ...], or --entity KEY GROUP:FEATURE ...",
+        ));
+    };
+    let schema = backend.describe_group(group)?;
+    let key = parse_key(schema.key_type, key_text).map_err(CliError::Usage)?;
+    let refs: Vec<FeatureRef> = if names.is_empty() {
+        schema
+            .features
+            .iter()
+            .filter(|f| !f.deprecated)
+            .map(|f| FeatureRef::new(group, &f.name))
+            .collect()
+    } else {
+        for name in names {
+            schema
+                .feature(name)
+                .ok_or_else(|| unknown_feature(&schema, name))?;
+        }
+        names.iter().map(|n| FeatureRef::new(group, n)).collect()
+    };
+    let title = format!("{group} / {key}");
+    Ok((key, refs, title))
+}
+
+/// `--entity KEY GROUP:FEATURE ...`: every named group must share one key type.
+fn cross_group_request(
+    key_text: &str,
+    args: &[String],
+    backend: &mut dyn Backend,
+) -> CliResult<GetRequest> {
+    let refs = args
+        .iter()
+        .map(|text| {
+            text.parse::<FeatureRef>()
+                .map_err(|e| CliError::Usage(e.to_string()))
+        })
+        .collect::<CliResult<Vec<_>>>()?;
+    let mut key_type = None;
+    for r in &refs {
+        let schema = backend.describe_group(&r.group)?;
+        match key_type {
+            None => key_type = Some((schema.key_type, r.group.clone())),
+            Some((kt, ref first)) if kt != schema.key_type => {
+                return Err(CliError::usage(format!(
+                    "groups '{first}' ({kt} keys) and '{}' ({} keys) cannot share one entity key",
+                    r.group, schema.key_type
+                )))
+            }
+            Some(_) => {}
+        }
+    }
+    let (key_type, _) =
+        key_type.ok_or_else(|| CliError::usage("get --entity needs at least one GROUP:FEATURE"))?;
+    let key = parse_key(key_type, key_text).map_err(CliError::Usage)?;
+    let title = format!("entity {key}");
+    Ok((key, refs, title))
+}
+
+pub fn delete(args: &DeleteArgs, backend: &mut dyn Backend, out: Out) -> CliResult<()> {
+    let schema = backend.describe_group(&args.group)?;
+    let key = parse_key(schema.key_type, &args.key).map_err(CliError::Usage)?;
+    let existed = backend.delete(&args.group, &key)?;
+    out.emit(
+        json!({ "group": args.group, "key": key_to_json(&key), "existed": existed }),
+        || {
+            if existed {
+                println!("deleted {}/{key}", args.group);
+            } else {
+                println!("{}/{key} did not exist", args.group);
+            }
+        },
+    );
+    Ok(())
+}

@@ -1,0 +1,104 @@
+//! `quiver group create|describe|list|alter|drop`.
+
+use quiver_engine::feature::{Alter, Compression, GroupSpec};
+use serde_json::json;
+
+use super::backend::Backend;
+use super::command::{GroupAlterArgs, GroupCommand, GroupCreateArgs};
+use super::error::{CliError, CliResult};
+use super::json::schema_to_json;
+use super::output::{print_group_list, print_schema, Out};
+
+/// zstd level used by `--compression zstd`.
+pub const DEFAULT_ZSTD_LEVEL: i32 = 3;
+
+pub fn run(cmd: &GroupCommand, backend: &mut dyn Backend, out: Out) -> CliResult<()> {
+    match cmd {
+        GroupCommand::Create(args) => {
+            let schema = backend.create_group(group_spec(args)?)?;
+            out.emit(schema_to_json(&schema), || {
+                println!("created feature group '{}'", schema.name);
+                print_schema(&schema);
+            });
+        }
+        GroupCommand::Describe { name } => {
+            let schema = backend.describe_group(name)?;
+            out.emit(schema_to_json(&schema), || print_schema(&schema));
+        }
+        GroupCommand::List { tag } => {
+            let groups = backend.list_groups(tag.as_deref())?;
+            let doc =
+                json!({ "groups": groups.iter().map(|g| schema_to_json(g)).collect::<Vec<_>>() });
+            out.emit(doc, || print_group_list(&groups));
+        }
+        GroupCommand::Alter(args) => alter(args, backend, out)?,
+        GroupCommand::Drop { name } => {
+            backend.drop_group(name)?;
+            out.emit(json!({ "dropped": name }), || {
+                println!("dropped feature group '{name}'")
+            });
+        }
+    }
+    Ok(())
+}
+
+fn group_spec(args: &GroupCreateArgs) -> CliResult<GroupSpec> {
+    let mut spec = GroupSpec::new(
+        args.name.clone(),
+        args.key_type.into(),
+        args.features.clone(),
+    );
+    spec.ttl_s = args.ttl;
+    spec.compression = parse_compression(&args.compression)?;
+    spec.allow_non_finite = args.allow_non_finite;
+    spec.description = args.description.clone();
+    spec.owner = args.owner.clone();
+    spec.tags = args.tags.clone();
+    Ok(spec)
+}
+
+/// `none`, `zstd` or `zstd:LEVEL`.
+pub fn parse_compression(text: &str) -> CliResult<Compression> {
+    let bad = || {
+        CliError::usage(format!(
+            "invalid compression '{text}': expected none, zstd or zstd:LEVEL"
+        ))
+    };
+    match text {
+        "none" => Ok(Compression::None),
+        "zstd" => Ok(Compression::Zstd {
+            level: DEFAULT_ZSTD_LEVEL,
+        }),
+        _ => {
+            let level = text.strip_prefix("zstd:").ok_or_else(bad)?;
+            let level: i32 = level.parse().map_err(|_| bad())?;
+            Ok(Compression::Zstd { level })
+        }
+    }
+}
+
+/// Applies each requested change in turn; the printed schema is the one after the last.
+fn alter(args: &GroupAlterArgs, backend: &mut dyn Backend, out: Out) -> CliResult<()> {
+    let mut changes: Vec<Alter> = Vec::new();
+    changes.extend(args.add_features.iter().cloned().map(Alter::AddFeature));
+    changes.extend(args.deprecate.iter().cloned().map(Alter::DeprecateFeature));
+    if let Some(ttl) = args.ttl {
+        changes.push(Alter::SetTtl(ttl.0));
+    }
+    if let Some(description) = &args.description {
+        changes.push(Alter::SetDescription(description.clone()));
+    }
+    if let Some(owner) = &args.owner {
+        changes.push(Alter::SetOwner(owner.clone()));
+    }
+    let mut schema = None;
+    for change in changes {
+        schema = Some(backend.alter_group(&args.name, change)?);
+    }
+    let schema = schema.ok_or_else(|| CliError::usage("group alter needs at least one change"))?;
+    out.emit(schema_to_json(&schema), || {
+        println!("altered feature group '{}'", schema.name);
+        print_schema(&schema);
+    });
+    Ok(())
+}

@@ -1,0 +1,180 @@
+//! What every file reader produces: typed rows or rejections, and the column plan shared by
+//! the readers that have a header (CSV, Parquet).
+
+use quiver_engine::feature::{EntityKey, FeatureType, GroupSchema};
+
+use crate::cli::backend::PutRow;
+use crate::cli::error::{CliError, CliResult};
+
+/// Rows per batch read ahead of the writer.
+pub const READ_AHEAD_BATCHES: usize = 4;
+
+/// A row the file, the schema or the store refused.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Rejection {
+    /// Line of a text file (1-based), or row number of a Parquet file (1-based).
+    pub line: u64,
+    /// The column at fault; empty when the row as a whole was refused.
+    pub column: String,
+    pub reason: String,
+}
+
+impl Rejection {
+    pub fn new(line: u64, column: impl Into<String>, reason: impl Into<String>) -> Rejection {
+        Rejection {
+            line,
+            column: column.into(),
+            reason: reason.into(),
+        }
+    }
+}
+
+/// One row read from a file.
+pub type ReadRow = Result<(u64, PutRow), Rejection>;
+
+/// A slice of the file: its rows and how far into the file (bytes or rows) it reaches.
+pub struct Batch {
+    pub rows: Vec<ReadRow>,
+    pub position: u64,
+}
+
+/// A reader of one file format. Fatal problems (I/O errors, a file that is not of its format)
+/// are errors; a bad row is a [`Rejection`] inside the batch.
+pub trait RowSource {
+    /// Progress total, in the unit of [`Batch::position`].
+    fn total(&self) -> u64;
+    /// True when [`Batch::position`] counts bytes, false when it counts rows.
+    fn counts_bytes(&self) -> bool;
+    fn next_batch(&mut self, max_rows: usize) -> CliResult<Option<Batch>>;
+}
+
+/// Which column holds what, for readers with a header.
+#[derive(Debug, Clone)]
+pub struct ColumnPlan {
+    pub key: usize,
+    pub ts: Option<usize>,
+    /// (column index, feature name, feature type)
+    pub features: Vec<(usize, String, FeatureType)>,
+}
+
+/// The settings of a load that readers need.
+#[derive(Debug, Clone)]
+pub struct LoadSpec {
+    pub schema: std::sync::Arc<GroupSchema>,
+    pub key_column: Option<String>,
+    pub ts_column: String,
+    pub default_ts_ms: u64,
+}
+
+impl LoadSpec {
+    /// The key column among `names`: `--key-column`, else "entity", else "key".
+    pub fn key_column_in<'a>(&'a self, names: &[&str]) -> Option<&'a str> {
+        match &self.key_column {
+            Some(name) => names.contains(&name.as_str()).then_some(name.as_str()),
+            None => ["entity", "key"].into_iter().find(|c| names.contains(c)),
+        }
+    }
+
+    /// Maps a header onto the schema. Every column must be the key, the event time, or a live
+    /// feature of the group: an unknown column would fail on every row, so it fails the load.
+    pub fn plan(&self, header: &[&str], file: &str) -> CliResult<ColumnPlan> {
+        check_duplicates(header, file)?;
+        let key_name = self
+            .key_column_in(header)
+            .ok_or_else(|| self.no_key_column(file))?;
+        let key = header
+            .iter()
+            .position(|c| *c == key_name)
+            .expect("key column is in the header");
+        let ts = header.iter().position(|c| *c == self.ts_column);
+        let mut features = Vec::new();
+        for (index, name) in header.iter().enumerate() {
+            if index == key || Some(index) == ts {
+                continue;
+            }
+            let feature = self.schema.feature(name).ok_or_else(|| {
+                CliError::NotFound(format!(
+                    "{file}: column '{name}' is not a feature of group '{}' (features: {})",
+                    self.schema.name,
+                    live_features(&self.schema).join(", ")
+                ))
+            })?;
+            if feature.deprecated {
+                return Err(CliError::Rejected(format!(
+                    "{file}: column '{name}' is a deprecated feature of group '{}', which accepts no writes",
+                    self.schema.name
+                )));
+            }
+            features.push((index, feature.name.clone(), feature.ty));
+        }
+        Ok(ColumnPlan { key, ts, features })
+    }
+
+    pub fn no_key_column(&self, file: &str) -> CliError {
+        let wanted = match &self.key_column {
+            Some(name) => format!("'{name}'"),
+            None => "'entity' or 'key' (choose another with --key-column)".to_string(),
+        };
+        CliError::File {
+            path: file.to_string(),
+            reason: format!("no key column: expected a column named {wanted}"),
+        }
+    }
+
+    pub fn key_from_text(&self, text: &str) -> Result<EntityKey, String> {
+        crate::cli::parse::parse_key(self.schema.key_type, text)
+    }
+}
+
+fn check_duplicates(header: &[&str], file: &str) -> CliResult<()> {
+    for (i, name) in header.iter().enumerate() {
+        if header[..i].contains(name) {
+            return Err(CliError::File {
+                path: file.to_string(),
+                reason: format!("column '{name}' appears twice in the header"),
+            });
+        }
+    }
+    Ok(())
+}
+
+pub fn live_features(schema: &GroupSchema) -> Vec<&str> {
+    schema
+        .features
+        .iter()
+        .filter(|f| !f.deprecated)
+        .map(|f| f.name.as_str())
+        .collect()
+}
+
+/// An event time from text: ms since the epoch, or RFC 3339 (`2026-01-02T03:04:05Z`).
+pub fn parse_event_time(text: &str) -> Result<u64, String> {
+    if !text.is_empty() && text.bytes().all(|b| b.is_ascii_digit()) {
+        return text
+            .parse()
+            .map_err(|_| format!("event time '{text}' is out of range"));
+    }
+    let time = chrono::DateTime::parse_from_rfc3339(text).map_err(|_| {
+        format!(
+            "invalid event time '{}': expected ms since the epoch or RFC 3339",
+            crate::cli::parse::clip(text)
+        )
+    })?;
+    u64::try_from(time.timestamp_millis())
+        .map_err(|_| format!("event time '{text}' is before 1970"))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn event_times_parse() {
+        assert_eq!(parse_event_time("1700000000000"), Ok(1_700_000_000_000));
+        assert_eq!(parse_event_time("1970-01-01T00:00:01Z"), Ok(1000));
+        assert_eq!(parse_event_time("1970-01-01T01:00:01+01:00"), Ok(1000));
+        assert!(parse_event_time("yesterday").is_err());
+        assert!(parse_event_time("-5").is_err());
+        assert!(parse_event_time("1969-12-31T23:59:59Z").is_err());
+    }
+}

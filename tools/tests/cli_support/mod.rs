@@ -1,0 +1,156 @@
+//! Helpers shared by the CLI tests: run the real `quiver` binary against a store in a temp dir.
+#![allow(dead_code)]
+
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output};
+
+use serde_json::Value as Json;
+use tempfile::TempDir;
+
+/// Size of the data files the tests create.
+pub const TEST_DATA_SIZE: &str = "64MiB";
+
+pub fn quiver_bin() -> &'static str {
+    env!("CARGO_BIN_EXE_quiver")
+}
+
+/// Where `quiver` is pointed: a data file (embedded) or a server address.
+pub enum Target {
+    Data(PathBuf),
+    Addr(String),
+}
+
+/// A `quiver` runner over one store.
+pub struct Quiver {
+    pub dir: TempDir,
+    pub target: Target,
+}
+
+impl Quiver {
+    /// An embedded store in a fresh temp dir.
+    pub fn embedded() -> Quiver {
+        let dir = tempfile::tempdir().expect("temp dir");
+        let data = dir.path().join("store").join("test.db");
+        Quiver {
+            dir,
+            target: Target::Data(data),
+        }
+    }
+
+    pub fn remote(addr: &str) -> Quiver {
+        let dir = tempfile::tempdir().expect("temp dir");
+        Quiver {
+            dir,
+            target: Target::Addr(addr.to_string()),
+        }
+    }
+
+    pub fn path(&self, name: &str) -> PathBuf {
+        self.dir.path().join(name)
+    }
+
+    pub fn write(&self, name: &str, text: &str) -> PathBuf {
+        let path = self.path(name);
+        std::fs::write(&path, text).expect("write test file");
+        path
+    }
+
+    pub fn run(&self, args: &[&str]) -> Output {
+        let mut cmd = Command::new(quiver_bin());
+        match &self.target {
+            Target::Data(path) => cmd
+                .arg("--data")
+                .arg(path)
+                .args(["--data-size", TEST_DATA_SIZE]),
+            Target::Addr(addr) => cmd.args(["--addr", addr]),
+        };
+        cmd.args(args)
+            .env_remove("QUIVER_AUTH_TOKEN")
+            .output()
+            .expect("run quiver")
+    }
+
+    /// Runs and requires exit code 0; returns stdout.
+    pub fn ok(&self, args: &[&str]) -> String {
+        let out = self.run(args);
+        assert!(
+            out.status.success(),
+            "quiver {args:?} failed ({:?}):\n{}",
+            out.status.code(),
+            describe(&out)
+        );
+        String::from_utf8(out.stdout).expect("stdout is UTF-8")
+    }
+
+    /// Runs with `--json`, requires success, parses stdout.
+    pub fn json(&self, args: &[&str]) -> Json {
+        let mut all = vec!["--json"];
+        all.extend_from_slice(args);
+        let text = self.ok(&all);
+        serde_json::from_str(&text)
+            .unwrap_or_else(|e| panic!("stdout of {args:?} is not JSON ({e}): {text}"))
+    }
+
+    /// Runs, requires exit code `code`; returns stderr.
+    pub fn fails(&self, args: &[&str], code: i32) -> String {
+        let out = self.run(args);
+        assert_eq!(
+            out.status.code(),
+            Some(code),
+            "quiver {args:?}:\n{}",
+            describe(&out)
+        );
+        String::from_utf8_lossy(&out.stderr).into_owned()
+    }
+
+    /// Creates the group used by most tests: string keys, one feature of every type.
+    pub fn create_all_types_group(&self, name: &str) {
+        self.ok(&[
+            "group",
+            "create",
+            name,
+            "--key-type",
+            "string",
+            "--feature",
+            "flag:bool",
+            "--feature",
+            "count:i64",
+            "--feature",
+            "ctr:f32",
+            "--feature",
+            "ltv:f64",
+            "--feature",
+            "country:string",
+            "--feature",
+            "blob:bytes",
+            "--feature",
+            "emb:f32[3]",
+            "--feature",
+            "items:list<i64>",
+            "--feature",
+            "weights:list<f32>",
+            "--feature",
+            "tags:list<string>",
+        ]);
+    }
+}
+
+pub fn describe(out: &Output) -> String {
+    format!(
+        "stdout:\n{}\nstderr:\n{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    )
+}
+
+/// The `value` of feature `name` in a `get --json` document.
+pub fn feature<'a>(doc: &'a Json, name: &str) -> &'a Json {
+    doc["features"]
+        .as_array()
+        .and_then(|fs| fs.iter().find(|f| f["feature"] == name))
+        .unwrap_or_else(|| panic!("feature {name} missing in {doc}"))
+}
+
+pub fn exists(path: &Path) -> bool {
+    path.exists()
+}
