@@ -118,9 +118,12 @@ pub struct BenchArgs {
     /// Embedded targets: device size in bytes (0 = three times the data, at least 256 MiB).
     #[arg(long, default_value_t = 0)]
     pub device_bytes: u64,
-    /// Embedded targets: writes wait until durable (durability sync) instead of buffered.
+    /// Quiver targets: writes wait until durable (durability sync) instead of buffered.
     #[arg(long)]
     pub sync: bool,
+    /// quiverd: the token presented in the handshake.
+    #[arg(long, env = "QUIVER_AUTH_TOKEN", hide_env_values = true)]
+    pub auth_token: Option<String>,
     /// Network targets: longest wait to connect.
     #[arg(long, default_value = "5s", value_parser = duration_arg)]
     pub connect_timeout: Duration,
@@ -264,6 +267,7 @@ fn target_options(args: &BenchArgs) -> TargetOptions {
         sync_writes: args.sync,
         connect_timeout: args.connect_timeout,
         request_timeout: args.request_timeout,
+        auth_token: args.auth_token.clone(),
     }
 }
 

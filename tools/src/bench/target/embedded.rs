@@ -2,20 +2,14 @@
 //! shared store for every connection (a "connection" is a caller thread's handle).
 use std::path::Path;
 use std::sync::Arc;
-use std::time::{SystemTime, UNIX_EPOCH};
 
-use quiver_engine::feature::{
-    EntityKey, FeatureError, FeatureRef, FeatureSpec, FeatureType, FeatureValue, GroupSpec,
-    KeyType, PutOptions, Status, Value,
-};
+use quiver_engine::feature::{EntityKey, FeatureError, FeatureRef, PutOptions, Value};
 use quiver_engine::{Config, Durability, Store};
 
+use super::group::{self, GROUP};
 use super::{Connection, Op, Outcome, Target, TargetOptions};
 use crate::bench::error::TargetError;
 use crate::bench::workload::RecordShape;
-
-/// The feature group the benchmark reads and writes.
-pub const GROUP: &str = "bench";
 /// Smallest device the harness creates.
 const MIN_DEVICE_BYTES: u64 = 256 << 20;
 /// Device bytes per record beyond its payload: row header, per-feature cells, key.
@@ -64,13 +58,7 @@ impl EmbeddedTarget {
         let store = Store::open(config).map_err(|e| fail(e.to_string()))?;
         ensure_group(&store, &opts.shape).map_err(fail)?;
         let names = opts.shape.feature_names();
-        let refs = names
-            .iter()
-            .map(|feature| FeatureRef {
-                group: GROUP.to_string(),
-                feature: feature.clone(),
-            })
-            .collect();
+        let refs = group::feature_refs(&opts.shape);
         let durability = if opts.sync_writes {
             Durability::Sync
         } else {
@@ -105,43 +93,13 @@ fn device_bytes(opts: &TargetOptions) -> u64 {
 
 /// Creates the benchmark group, or checks that an existing one has the benchmark's shape.
 fn ensure_group(store: &Store, shape: &RecordShape) -> Result<(), String> {
-    let wanted: Vec<(String, FeatureType)> = shape
-        .feature_names()
-        .into_iter()
-        .map(|name| {
-            let ty = if name == "embedding" {
-                FeatureType::Vector(shape.vector_dim)
-            } else {
-                FeatureType::F32
-            };
-            (name, ty)
-        })
-        .collect();
     match store.describe_group(GROUP) {
-        Ok(schema) => {
-            for (name, ty) in &wanted {
-                let found = schema.features.iter().find(|f| &f.name == name);
-                if found.map(|f| &f.ty) != Some(ty) {
-                    return Err(format!(
-                        "group '{GROUP}' exists with another shape: feature '{name}' is not {ty}; \
-                         use a fresh file or the same --scalars/--vector-dim"
-                    ));
-                }
-            }
-            Ok(())
-        }
-        Err(quiver_engine::Error::Feature(FeatureError::UnknownGroup { .. })) => {
-            let features = wanted
-                .into_iter()
-                .map(|(name, ty)| FeatureSpec::new(name, ty))
-                .collect();
-            let spec = GroupSpec::new(GROUP, KeyType::I64, features);
-            store
-                .create_group(spec)
-                .map(|_| ())
-                .map_err(|e| e.to_string())
-        }
-        Err(e) => Err(e.to_string()),
+        Ok(schema) => group::check_schema(&schema, shape),
+        Err(quiver_engine::Error::Feature(FeatureError::UnknownGroup { .. })) => store
+            .create_group(group::spec(shape))
+            .map(|_| ())
+            .map_err(|e| format!("cannot create group '{GROUP}': {e}")),
+        Err(e) => Err(format!("cannot describe group '{GROUP}': {e}")),
     }
 }
 
@@ -184,7 +142,7 @@ impl EmbeddedConnection {
     fn read(&self, key: u64) -> Outcome {
         let entity = EntityKey::I64(key as i64);
         match self.store.get(&entity, &self.shared.refs) {
-            Ok(values) => values_outcome(&values),
+            Ok(values) => group::values_outcome(&values),
             Err(e) => Outcome::Error(e.to_string()),
         }
     }
@@ -194,7 +152,7 @@ impl EmbeddedConnection {
         match self.store.get_many(&entities, &self.shared.refs) {
             Ok(rows) => rows
                 .iter()
-                .map(|row| values_outcome(row))
+                .map(|row| group::values_outcome(row))
                 .find(|o| *o != Outcome::Ok)
                 .unwrap_or(Outcome::Ok),
             Err(e) => Outcome::Error(e.to_string()),
@@ -212,9 +170,7 @@ impl EmbeddedConnection {
         if shared.shape.vector_dim > 0 {
             values.push(("embedding", Value::Vector(shared.vector.clone())));
         }
-        let now_ms = SystemTime::now()
-            .duration_since(UNIX_EPOCH)
-            .map_or(0, |d| d.as_millis() as u64);
+        let now_ms = group::now_ms();
         let entity = EntityKey::I64(key as i64);
         match self
             .store
@@ -235,14 +191,6 @@ impl EmbeddedConnection {
             },
             Op::BatchRead(keys) => self.batch_read(keys),
         }
-    }
-}
-
-fn values_outcome(values: &[FeatureValue]) -> Outcome {
-    if values.iter().all(|v| v.status == Status::Present) {
-        Outcome::Ok
-    } else {
-        Outcome::NotFound
     }
 }
 

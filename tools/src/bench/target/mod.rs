@@ -8,7 +8,9 @@ use std::time::Duration;
 use super::error::TargetError;
 use super::workload::RecordShape;
 
-// pub mod embedded; (enabled when quiver_engine::Store lands)
+pub mod embedded;
+pub mod group;
+pub mod quiverd;
 pub mod redis;
 pub mod resp;
 
@@ -114,20 +116,19 @@ pub struct TargetOptions {
     pub connect_timeout: Duration,
     /// Longest wait for one reply on a network connection.
     pub request_timeout: Duration,
+    /// quiverd: the token presented in the handshake.
+    pub auth_token: Option<String>,
 }
 
 /// Opens the target named by `spec`.
 pub fn open(spec: &TargetSpec, opts: &TargetOptions) -> Result<Box<dyn Target>, TargetError> {
     match spec {
         TargetSpec::Redis(addr) => Ok(Box::new(redis::RedisTarget::open(addr, opts)?)),
-        TargetSpec::Embedded(_) | TargetSpec::EmbeddedMemory => Err(TargetError::Spec {
-            spec: spec.to_string(),
-            reason: "EMBEDDED-PENDING".to_string(),
-        }),
-        TargetSpec::Quiverd(addr) => Err(TargetError::Spec {
-            spec: spec.to_string(),
-            reason: format!("the quiverd client is not in this build (address {addr})"),
-        }),
+        TargetSpec::Embedded(path) => {
+            Ok(Box::new(embedded::EmbeddedTarget::open_file(path, opts)?))
+        }
+        TargetSpec::EmbeddedMemory => Ok(Box::new(embedded::EmbeddedTarget::open_memory(opts)?)),
+        TargetSpec::Quiverd(addr) => Ok(Box::new(quiverd::QuiverdTarget::open(addr, opts)?)),
     }
 }
 
