@@ -562,10 +562,20 @@ fn run(seed: u64, cache: bool, ops: &[Op]) -> Harness {
     h
 }
 
+/// The case generator's seed: fixed so that CI runs the same cases every time (a failure there
+/// is a regression, never luck); `QUIVER_MODEL_SEED=<u64>` explores other sequences.
+fn rng_seed() -> u64 {
+    std::env::var("QUIVER_MODEL_SEED")
+        .ok()
+        .and_then(|s| s.parse().ok())
+        .unwrap_or(0x5157_4d44)
+}
+
 proptest! {
     #![proptest_config(ProptestConfig {
         cases: 64,
         max_shrink_iters: 2000,
+        rng_seed: proptest::test_runner::RngSeed::Fixed(rng_seed()),
         ..ProptestConfig::default()
     })]
 
@@ -573,6 +583,49 @@ proptest! {
     fn engine_matches_model(seed in any::<u64>(), cache in any::<bool>(), ops in prop::collection::vec(op(), 1..120)) {
         run(seed, cache, &ops);
     }
+}
+
+/// Found by model testing (minimal sequence as proptest shrank it). A deleted key comes back
+/// after a clean close and reopen: defragmentation relocated the key's live frame into a
+/// defragmentation block opened after the foreground block that later received the key's
+/// tombstone. The checkpoint written at close replays only blocks at or after the oldest open
+/// block (the defragmentation block), so the tombstone's block is not replayed; the relocated
+/// copy in the tail finds no index entry for the key and wins.
+#[test]
+#[ignore = "engine bug: checkpoint tail replay resurrects a deleted key from a relocated copy"]
+fn deleted_key_stays_deleted_after_defrag_and_checkpoint_reopen() {
+    let ops = [
+        Op::Put {
+            key: 14,
+            len: 8,
+            sync: false,
+            ttl: Ttl::None,
+        },
+        Op::Put {
+            key: 0,
+            len: 8,
+            sync: false,
+            ttl: Ttl::None,
+        },
+        Op::Reopen,
+        Op::Burst {
+            first: 0,
+            n: 5,
+            len: 6331,
+        },
+        Op::Defrag,
+        Op::Delete {
+            key: 14,
+            sync: false,
+        },
+        Op::Burst {
+            first: 15,
+            n: 11,
+            len: 8907,
+        },
+        Op::Reopen,
+    ];
+    run(0, false, &ops);
 }
 
 /// Overwrite-heavy: many bursts over few keys, with defragmentation and crashes among them,
