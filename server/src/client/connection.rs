@@ -142,6 +142,24 @@ impl Connection {
         Ok(())
     }
 
+    /// True when the server has closed the connection (e.g. the idle timeout) and nothing is
+    /// left to read: a cheap check before reusing a quiet connection.
+    pub fn closed_by_peer(&self) -> bool {
+        use std::os::fd::AsRawFd;
+        let mut byte = 0u8;
+        // SAFETY: recv writes at most 1 byte into `byte`, which outlives the call; MSG_PEEK
+        // leaves the socket's data in place and MSG_DONTWAIT never blocks.
+        let n = unsafe {
+            libc::recv(
+                self.stream.as_raw_fd(),
+                (&mut byte as *mut u8).cast(),
+                1,
+                libc::MSG_PEEK | libc::MSG_DONTWAIT,
+            )
+        };
+        n == 0 && self.rpos == self.rbuf.len()
+    }
+
     pub fn flush(&mut self) -> Result<()> {
         if self.wbuf.is_empty() {
             return Ok(());

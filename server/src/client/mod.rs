@@ -104,6 +104,10 @@ impl Client {
     }
 
     fn connection(&mut self) -> Result<&mut Connection> {
+        let quiet = self.outstanding.is_empty() && self.stash.is_empty();
+        if quiet && self.conn.as_ref().is_some_and(Connection::closed_by_peer) {
+            self.conn = None;
+        }
         if self.conn.is_none() {
             self.reconnect()?;
         }
@@ -160,6 +164,16 @@ impl Client {
         let conn = self.conn.as_mut().ok_or(ClientError::Disconnected)?;
         conn.flush()?;
         let (id, response) = conn.read_response()?;
+        if let Response::Error { status, message } = &response {
+            if !self.outstanding.contains_key(&id) {
+                // A connection-level error (framing, deadline, connection limit): the server
+                // closes the connection after it.
+                return Err(ClientError::Server {
+                    status: *status,
+                    message: message.clone(),
+                });
+            }
+        }
         let last = !matches!(response, Response::ScanChunk { more: true, .. });
         if last {
             self.outstanding.remove(&id);

@@ -156,11 +156,17 @@ impl FrameHeader {
         Opcode::from_u8(self.opcode)
     }
 
-    /// Checks the flags of a response header.
-    pub fn check_response(&self) -> Result<Opcode, DecodeError> {
+    /// Checks that a response sets no reserved flag bit.
+    pub fn check_flags(&self) -> Result<(), DecodeError> {
         if self.flags & !KNOWN_RESPONSE_FLAGS != 0 {
             return Err(DecodeError::ReservedFlags { flags: self.flags });
         }
+        Ok(())
+    }
+
+    /// Checks the flags and opcode of a successful response's header.
+    pub fn check_response(&self) -> Result<Opcode, DecodeError> {
+        self.check_flags()?;
         Opcode::from_u8(self.opcode)
     }
 }

@@ -413,16 +413,19 @@ pub fn put_scan_chunk(b: &mut Vec<u8>, items: &[ScanItem], next: Option<ScanCurs
     put_u64(b, next.map_or(0, |c| c.0));
 }
 
-/// Decodes a response frame's body; `header` must have passed [`FrameHeader::check_response`].
+/// Decodes a response frame's body.
 pub fn decode_response(header: &FrameHeader, body: &[u8]) -> Result<Response, DecodeError> {
-    let opcode = header.check_response()?;
+    // Error frames may carry an opcode this side does not know (an echoed unknown opcode, or
+    // 0x00 for a connection-level error), so the status is looked at first.
     if header.status != StatusCode::Ok as u16 {
+        header.check_flags()?;
         let status = StatusCode::from_u16(header.status).ok_or(DecodeError::UnknownStatus {
             code: header.status,
         })?;
         let message = String::from_utf8_lossy(body).into_owned();
         return Ok(Response::Error { status, message });
     }
+    let opcode = header.check_response()?;
     let mut r = WireReader::new(body);
     let response = match opcode {
         Opcode::Handshake => Response::Handshake(HandshakeInfo {

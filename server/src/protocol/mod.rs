@@ -19,3 +19,6 @@ pub use message::{
 };
 pub use status::StatusCode;
 pub use wire::WireReader;
+
+#[cfg(test)]
+mod tests;

@@ -53,9 +53,24 @@ fn spawn(name: String, f: impl FnOnce() + Send + 'static) -> std::io::Result<Joi
     std::thread::Builder::new().name(name).spawn(f)
 }
 
+/// The standard library listens with a backlog of 128; a burst of connections beyond it would
+/// wait for SYN retransmits (a second or more). Linux lets `listen` be called again to raise it
+/// (the kernel caps it at `net.core.somaxconn`).
+const LISTEN_BACKLOG: i32 = 4096;
+
+fn widen_backlog(listener: &std::net::TcpListener) {
+    use std::os::fd::AsRawFd;
+    // SAFETY: listen(2) on a socket we own and that is already bound and listening.
+    let rc = unsafe { libc::listen(listener.as_raw_fd(), LISTEN_BACKLOG) };
+    if rc != 0 {
+        tracing::warn!(error = %std::io::Error::last_os_error(), "could not raise the listen backlog");
+    }
+}
+
 /// Binds the listener (and the metrics endpoint, if configured) and starts every thread.
 pub fn start(config: ServerConfig, store: Arc<Store>) -> std::io::Result<ServerHandle> {
     let std_listener = std::net::TcpListener::bind(config.listen)?;
+    widen_backlog(&std_listener);
     std_listener.set_nonblocking(true)?;
     let local_addr = std_listener.local_addr()?;
     let listener = mio::net::TcpListener::from_std(std_listener);

@@ -1,0 +1,357 @@
+//! Codec round trips (proptest) and hostile-input checks: decoding never panics, and every
+//! strict prefix of a valid body is refused.
+
+use super::*;
+use proptest::prelude::*;
+use quiver_engine::feature::{
+    Alter, Compression, EntityKey, FeatureRef, FeatureSpec, FeatureType, FeatureValue, GroupSpec,
+    KeyType, PutOptions, PutResult, ScanItem, Status, Value, WriteMode,
+};
+use quiver_engine::{Durability, ScanCursor};
+
+fn key() -> impl Strategy<Value = EntityKey> {
+    prop_oneof![
+        "[a-z0-9]{1,12}".prop_map(EntityKey::String),
+        any::<i64>().prop_map(EntityKey::I64),
+        proptest::collection::vec(any::<u8>(), 1..16).prop_map(EntityKey::Bytes),
+    ]
+}
+
+fn value() -> impl Strategy<Value = Value> {
+    prop_oneof![
+        Just(Value::Null),
+        any::<bool>().prop_map(Value::Bool),
+        any::<i64>().prop_map(Value::I64),
+        any::<f32>().prop_map(Value::F32),
+        any::<f64>().prop_map(Value::F64),
+        ".{0,8}".prop_map(Value::String),
+        proptest::collection::vec(any::<u8>(), 0..8).prop_map(Value::Bytes),
+        proptest::collection::vec(any::<f32>(), 0..8).prop_map(Value::Vector),
+        proptest::collection::vec(any::<i64>(), 0..4).prop_map(Value::ListI64),
+        proptest::collection::vec(any::<f32>(), 0..4).prop_map(Value::ListF32),
+        proptest::collection::vec(".{0,4}", 0..4).prop_map(Value::ListString),
+    ]
+}
+
+fn feature_type() -> impl Strategy<Value = FeatureType> {
+    prop_oneof![
+        Just(FeatureType::Bool),
+        Just(FeatureType::I64),
+        Just(FeatureType::F32),
+        Just(FeatureType::F64),
+        Just(FeatureType::String),
+        Just(FeatureType::Bytes),
+        (1u32..4096).prop_map(FeatureType::Vector),
+        Just(FeatureType::ListI64),
+        Just(FeatureType::ListF32),
+        Just(FeatureType::ListString),
+    ]
+}
+
+fn refs() -> impl Strategy<Value = Vec<FeatureRef>> {
+    proptest::collection::vec(
+        ("[a-z]{1,6}", "[a-z_0-9]{1,6}").prop_map(|(group, feature)| FeatureRef { group, feature }),
+        0..5,
+    )
+}
+
+fn spec() -> impl Strategy<Value = FeatureSpec> {
+    (
+        "[a-z]{1,8}",
+        feature_type(),
+        ".{0,6}",
+        proptest::collection::vec("[a-z]{1,4}", 0..3),
+    )
+        .prop_map(|(name, ty, description, tags)| FeatureSpec {
+            name,
+            ty,
+            description,
+            owner: "o".into(),
+            tags,
+        })
+}
+
+fn put_options() -> impl Strategy<Value = PutOptions> {
+    (0u8..4, any::<Option<u16>>(), any::<Option<u32>>(), 0u8..3).prop_map(|(m, g, t, d)| {
+        PutOptions {
+            mode: [
+                WriteMode::Merge,
+                WriteMode::ReplaceRow,
+                WriteMode::CreateOnly,
+                WriteMode::UpdateOnly,
+            ][m as usize],
+            expected_generation: g,
+            ttl_s: t,
+            durability: [None, Some(Durability::Buffered), Some(Durability::Sync)][d as usize],
+        }
+    })
+}
+
+fn group_spec() -> impl Strategy<Value = GroupSpec> {
+    (
+        "[a-z]{1,8}",
+        proptest::collection::vec(spec(), 0..4),
+        any::<Option<u32>>(),
+        any::<bool>(),
+        -5i32..20,
+    )
+        .prop_map(
+            |(name, features, ttl_s, allow_non_finite, level)| GroupSpec {
+                name,
+                key_type: KeyType::I64,
+                features,
+                ttl_s,
+                compression: if level < 0 {
+                    Compression::None
+                } else {
+                    Compression::Zstd { level }
+                },
+                allow_non_finite,
+                description: "d".into(),
+                owner: String::new(),
+                tags: vec!["t".into()],
+            },
+        )
+}
+
+fn alter() -> impl Strategy<Value = Alter> {
+    prop_oneof![
+        spec().prop_map(Alter::AddFeature),
+        "[a-z]{1,5}".prop_map(Alter::DeprecateFeature),
+        any::<Option<u32>>().prop_map(Alter::SetTtl),
+        ".{0,5}".prop_map(Alter::SetDescription),
+        ".{0,5}".prop_map(Alter::SetOwner),
+        proptest::collection::vec("[a-z]{1,4}", 0..3).prop_map(Alter::SetTags),
+        ("[a-z]{1,5}", feature_type()).prop_map(|(n, t)| Alter::ChangeFeatureType(n, t)),
+    ]
+}
+
+fn request() -> impl Strategy<Value = Request> {
+    prop_oneof![
+        (any::<u16>(), proptest::collection::vec(any::<u8>(), 0..16))
+            .prop_map(|(version, token)| Request::Handshake { version, token }),
+        proptest::collection::vec(any::<u8>(), 0..16).prop_map(|payload| Request::Ping { payload }),
+        (
+            "[a-z]{1,6}",
+            key(),
+            any::<u64>(),
+            put_options(),
+            proptest::collection::vec(("[a-z]{1,5}", value()), 0..5)
+        )
+            .prop_map(
+                |(group, key, event_time_ms, options, values)| Request::Put {
+                    group,
+                    key,
+                    event_time_ms,
+                    options,
+                    values
+                }
+            ),
+        (key(), refs()).prop_map(|(key, features)| Request::Get { key, features }),
+        (proptest::collection::vec(key(), 0..6), refs())
+            .prop_map(|(keys, features)| Request::GetMany { keys, features }),
+        ("[a-z]{1,6}", key(), 0u8..3).prop_map(|(group, key, d)| Request::Delete {
+            group,
+            key,
+            durability: [None, Some(Durability::Buffered), Some(Durability::Sync)][d as usize],
+        }),
+        group_spec().prop_map(Request::GroupCreate),
+        "[a-z]{1,6}".prop_map(|name| Request::GroupDescribe { name }),
+        proptest::option::of("[a-z]{1,6}").prop_map(|tag| Request::GroupList { tag }),
+        ("[a-z]{1,6}", alter()).prop_map(|(name, alter)| Request::GroupAlter { name, alter }),
+        "[a-z]{1,6}".prop_map(|name| Request::GroupDrop { name }),
+        (
+            "[a-z]{1,6}",
+            any::<Option<u64>>(),
+            any::<u32>(),
+            any::<u32>()
+        )
+            .prop_map(|(group, c, chunk_items, max_chunks)| {
+                Request::Scan(ScanRequest {
+                    group,
+                    cursor: c.map(ScanCursor),
+                    chunk_items,
+                    max_chunks,
+                })
+            }),
+        Just(Request::Stats),
+    ]
+}
+
+fn feature_value() -> impl Strategy<Value = FeatureValue> {
+    (0u8..4, any::<u64>(), value()).prop_map(|(s, event_time_ms, value)| FeatureValue {
+        status: [
+            Status::Present,
+            Status::Null,
+            Status::NotFound,
+            Status::Expired,
+        ][s as usize],
+        value,
+        event_time_ms,
+    })
+}
+
+fn response() -> impl Strategy<Value = (Opcode, Response)> {
+    prop_oneof![
+        proptest::collection::vec(feature_value(), 0..6)
+            .prop_map(|v| (Opcode::Get, Response::Get(v))),
+        proptest::collection::vec(
+            prop_oneof![
+                proptest::collection::vec(feature_value(), 0..3).prop_map(Ok),
+                ".{0,10}".prop_map(|m| Err((StatusCode::TypeMismatch, m))),
+            ],
+            0..4
+        )
+        .prop_map(|items| (Opcode::GetMany, Response::GetMany(items))),
+        (any::<u32>(), any::<u32>(), any::<u16>()).prop_map(
+            |(written, skipped_stale, generation)| {
+                (
+                    Opcode::Put,
+                    Response::Put(PutResult {
+                        written,
+                        skipped_stale,
+                        generation,
+                    }),
+                )
+            }
+        ),
+        (
+            proptest::collection::vec(
+                (
+                    key(),
+                    proptest::collection::vec(("[a-z]{1,4}", feature_value()), 0..3)
+                ),
+                0..3
+            ),
+            any::<Option<u64>>(),
+            any::<bool>()
+        )
+            .prop_map(|(items, next, more)| {
+                let items = items
+                    .into_iter()
+                    .map(|(key, values)| ScanItem { key, values })
+                    .collect();
+                (
+                    Opcode::Scan,
+                    Response::ScanChunk {
+                        items,
+                        next: next.map(ScanCursor),
+                        more,
+                    },
+                )
+            }),
+        any::<bool>().prop_map(|existed| (Opcode::Delete, Response::Delete { existed })),
+        ".{0,20}".prop_map(|m| (
+            Opcode::Put,
+            Response::Error {
+                status: StatusCode::DeviceFull,
+                message: m
+            }
+        )),
+    ]
+}
+
+fn split(frame: &[u8]) -> (FrameHeader, &[u8]) {
+    let head: &[u8; HEADER_LEN] = frame[..HEADER_LEN].try_into().unwrap();
+    let h = FrameHeader::decode(head, u32::MAX).unwrap();
+    assert_eq!(frame.len(), HEADER_LEN + h.body_len as usize);
+    (h, &frame[HEADER_LEN..])
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig { cases: 512, ..ProptestConfig::default() })]
+
+    #[test]
+    fn requests_round_trip(id in any::<u64>(), req in request()) {
+        let mut frame = Vec::new();
+        encode_request(id, &req, &mut frame);
+        let (h, body) = split(&frame);
+        prop_assert_eq!(h.request_id, id);
+        let op = h.check_request().unwrap();
+        let back = decode_request(op, body).unwrap();
+        let mut again = Vec::new();
+        encode_request(id, &back, &mut again);
+        prop_assert_eq!(&frame, &again);
+        // Every strict prefix of a body with a fixed shape must be refused, never accepted.
+        if !matches!(req, Request::Ping { .. } | Request::Stats) {
+            for cut in 0..body.len() {
+                prop_assert!(decode_request(op, &body[..cut]).is_err(), "prefix {} of {:?} accepted", cut, req);
+            }
+        }
+    }
+
+    #[test]
+    fn responses_round_trip(id in any::<u64>(), (op, resp) in response()) {
+        let mut frame = Vec::new();
+        encode_response(&mut frame, op, id, &resp);
+        let (h, body) = split(&frame);
+        let back = decode_response(&h, body).unwrap();
+        let mut again = Vec::new();
+        encode_response(&mut again, op, id, &back);
+        prop_assert_eq!(&frame, &again);
+    }
+
+    #[test]
+    fn garbage_never_panics(op in proptest::sample::select(Opcode::ALL.to_vec()), body in proptest::collection::vec(any::<u8>(), 0..64)) {
+        let _ = decode_request(op, &body);
+        let h = FrameHeader { opcode: op as u8, flags: 0, status: 0, body_len: body.len() as u32, request_id: 1 };
+        let _ = decode_response(&h, &body);
+    }
+
+    #[test]
+    fn headers_round_trip(opcode in any::<u8>(), flags in any::<u16>(), status in any::<u16>(), body_len in any::<u32>(), request_id in any::<u64>()) {
+        let h = FrameHeader { opcode, flags, status, body_len, request_id };
+        let mut out = Vec::new();
+        h.encode(&mut out);
+        prop_assert_eq!(out.len(), HEADER_LEN);
+        let back = FrameHeader::decode(out[..].try_into().unwrap(), u32::MAX).unwrap();
+        prop_assert_eq!(h, back);
+        if body_len > 0 {
+            let too_big = FrameHeader::decode(out[..].try_into().unwrap(), body_len - 1);
+            prop_assert!(matches!(too_big, Err(DecodeError::FrameTooLarge { .. })), "limit not enforced");
+        }
+    }
+}
+
+#[test]
+fn huge_counts_are_refused_without_allocating() {
+    // "4 billion keys" in a 5-byte body.
+    let mut body = u32::MAX.to_le_bytes().to_vec();
+    body.push(0);
+    let err = decode_request(Opcode::GetMany, &body).unwrap_err();
+    assert!(
+        matches!(
+            err,
+            DecodeError::Truncated {
+                what: "batch keys",
+                ..
+            }
+        ),
+        "{err}"
+    );
+}
+
+#[test]
+fn bad_magic_and_version_are_framing_errors() {
+    let mut out = Vec::new();
+    FrameHeader {
+        opcode: 2,
+        flags: 0,
+        status: 0,
+        body_len: 0,
+        request_id: 1,
+    }
+    .encode(&mut out);
+    let mut bad = out.clone();
+    bad[0] = b'X';
+    assert!(matches!(
+        FrameHeader::decode(bad[..].try_into().unwrap(), 16),
+        Err(DecodeError::BadMagic { .. })
+    ));
+    bad = out.clone();
+    bad[2] = 2;
+    assert!(matches!(
+        FrameHeader::decode(bad[..].try_into().unwrap(), 16),
+        Err(DecodeError::UnsupportedVersion { got: 2, .. })
+    ));
+}

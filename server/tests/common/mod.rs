@@ -1,0 +1,136 @@
+//! A real `quiverd` process on an ephemeral loopback port, and helpers shared by the tests.
+#![allow(dead_code)]
+
+use quiver_engine::feature::{Compression, FeatureSpec, FeatureType, GroupSpec, KeyType};
+use quiver_server::client::{Client, ClientConfig};
+use std::io::{BufRead, BufReader};
+use std::path::Path;
+use std::process::{Child, Command, Stdio};
+use std::time::Duration;
+
+pub struct Quiverd {
+    pub child: Child,
+    pub addr: String,
+}
+
+impl Quiverd {
+    /// Starts quiverd with `--listen 127.0.0.1:0` plus `args`, and reads the bound address
+    /// from the first line of its stdout.
+    pub fn start(args: &[&str]) -> Quiverd {
+        Self::start_with_env(args, &[])
+    }
+
+    pub fn start_with_env(args: &[&str], env: &[(&str, &str)]) -> Quiverd {
+        let mut cmd = Command::new(env!("CARGO_BIN_EXE_quiverd"));
+        cmd.args(["--listen", "127.0.0.1:0"]).args(args);
+        cmd.env_remove("QUIVER_AUTH_TOKEN")
+            .env("QUIVER_LOG", "warn");
+        for (k, v) in env {
+            cmd.env(k, v);
+        }
+        let mut child = cmd
+            .stdout(Stdio::piped())
+            .stderr(Stdio::inherit())
+            .spawn()
+            .expect("spawn quiverd");
+        let stdout = child.stdout.take().expect("piped stdout");
+        let mut line = String::new();
+        BufReader::new(stdout)
+            .read_line(&mut line)
+            .expect("read quiverd stdout");
+        let addr = line
+            .trim()
+            .strip_prefix("listening on ")
+            .unwrap_or_else(|| panic!("unexpected first line {line:?}"))
+            .to_owned();
+        Quiverd { child, addr }
+    }
+
+    pub fn memory(extra: &[&str]) -> Quiverd {
+        let mut args = vec![
+            "--memory",
+            "--size",
+            "256MiB",
+            "--workers",
+            "2",
+            "--engine-threads",
+            "4",
+        ];
+        args.extend_from_slice(extra);
+        Self::start(&args)
+    }
+
+    pub fn file(path: &Path, extra: &[&str]) -> Quiverd {
+        let p = path.to_str().expect("utf-8 path");
+        let mut args = vec![
+            "--data",
+            p,
+            "--size",
+            "256MiB",
+            "--workers",
+            "2",
+            "--engine-threads",
+            "4",
+        ];
+        args.extend_from_slice(extra);
+        Self::start(&args)
+    }
+
+    pub fn client(&self) -> Client {
+        Client::connect(&self.addr, test_config()).expect("connect")
+    }
+
+    /// SIGTERM, then waits (bounded) for the exit status.
+    pub fn terminate(mut self) -> std::process::ExitStatus {
+        // SAFETY: kill(2) with a pid we spawned and still own (not yet reaped).
+        unsafe { libc::kill(self.child.id() as i32, libc::SIGTERM) };
+        for _ in 0..600 {
+            if let Some(status) = self.child.try_wait().expect("wait quiverd") {
+                return status;
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        panic!("quiverd did not exit within 30 s of SIGTERM");
+    }
+}
+
+impl Drop for Quiverd {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+pub fn test_config() -> ClientConfig {
+    ClientConfig {
+        io_timeout: Some(Duration::from_secs(20)),
+        ..ClientConfig::default()
+    }
+}
+
+pub fn feature(name: &str, ty: FeatureType) -> FeatureSpec {
+    FeatureSpec {
+        name: name.into(),
+        ty,
+        description: String::new(),
+        owner: String::new(),
+        tags: vec![],
+    }
+}
+
+/// A group `name` keyed by string with `n` f32 features f0..f{n-1}.
+pub fn f32_group(name: &str, n: usize) -> GroupSpec {
+    GroupSpec {
+        name: name.into(),
+        key_type: KeyType::String,
+        features: (0..n)
+            .map(|i| feature(&format!("f{i}"), FeatureType::F32))
+            .collect(),
+        ttl_s: None,
+        compression: Compression::None,
+        allow_non_finite: false,
+        description: String::new(),
+        owner: String::new(),
+        tags: vec![],
+    }
+}

@@ -1,0 +1,109 @@
+//! docs/PROTOCOL.md's worked example is what the encoder writes, byte for byte.
+
+use quiver_engine::feature::{EntityKey, FeatureRef, FeatureValue, Status, Value};
+use quiver_server::protocol::{encode_request, encode_response, Opcode, Request, Response};
+
+fn doc() -> String {
+    let path = concat!(env!("CARGO_MANIFEST_DIR"), "/../docs/PROTOCOL.md");
+    std::fs::read_to_string(path).expect("docs/PROTOCOL.md")
+}
+
+/// The hex bytes of the fenced block that follows `<!-- hex:NAME -->`.
+fn hex_block(doc: &str, name: &str) -> Vec<u8> {
+    let marker = format!("<!-- hex:{name} -->");
+    let start = doc
+        .find(&marker)
+        .unwrap_or_else(|| panic!("marker {marker} missing"));
+    let rest = &doc[start + marker.len()..];
+    let open = rest.find("```").expect("opening fence") + 3;
+    let body = &rest[open..];
+    let body = &body[body.find('\n').expect("fence line") + 1..];
+    let close = body.find("```").expect("closing fence");
+    body[..close]
+        .split_whitespace()
+        .map(|b| u8::from_str_radix(b, 16).unwrap_or_else(|_| panic!("bad hex byte {b:?}")))
+        .collect()
+}
+
+fn hex(bytes: &[u8]) -> String {
+    bytes
+        .chunks(16)
+        .map(|c| {
+            c.iter()
+                .map(|b| format!("{b:02x}"))
+                .collect::<Vec<_>>()
+                .join(" ")
+        })
+        .collect::<Vec<_>>()
+        .join("\n")
+}
+
+fn example_request() -> Vec<u8> {
+    let req = Request::Get {
+        key: EntityKey::String("u1".into()),
+        features: vec![
+            FeatureRef {
+                group: "user".into(),
+                feature: "ctr".into(),
+            },
+            FeatureRef {
+                group: "user".into(),
+                feature: "emb".into(),
+            },
+        ],
+    };
+    let mut out = Vec::new();
+    encode_request(7, &req, &mut out);
+    out
+}
+
+fn example_response() -> Vec<u8> {
+    let t = 1_700_000_000_000;
+    let resp = Response::Get(vec![
+        FeatureValue {
+            status: Status::Present,
+            value: Value::F32(0.5),
+            event_time_ms: t,
+        },
+        FeatureValue {
+            status: Status::Present,
+            value: Value::Vector(vec![1.0, -2.0]),
+            event_time_ms: t,
+        },
+    ]);
+    let mut out = Vec::new();
+    encode_response(&mut out, Opcode::Get, 7, &resp);
+    out
+}
+
+#[test]
+fn worked_example_matches_the_encoder() {
+    let doc = doc();
+    let req = example_request();
+    assert_eq!(
+        hex_block(&doc, "get-request"),
+        req,
+        "expected in the doc:\n{}",
+        hex(&req)
+    );
+    let resp = example_response();
+    assert_eq!(
+        hex_block(&doc, "get-response"),
+        resp,
+        "expected in the doc:\n{}",
+        hex(&resp)
+    );
+}
+
+#[test]
+fn every_opcode_and_status_is_documented() {
+    let doc = doc();
+    for op in Opcode::ALL {
+        let row = format!("| 0x{:02x} | {} |", op as u8, op.name().to_uppercase());
+        assert!(doc.contains(&row), "opcode row {row:?} missing");
+    }
+    for s in quiver_server::protocol::StatusCode::ALL {
+        let row = format!("| {} | {} |", s as u16, s.name());
+        assert!(doc.contains(&row), "status row {row:?} missing");
+    }
+}
