@@ -112,6 +112,11 @@ fn write_file(
     let mut rows = 0u64;
     loop {
         let (items, next) = backend.scan(&schema.name, cursor, SCAN_CHUNK_ITEMS)?;
+        // A row whose values have all expired has nothing to export (and would not load back).
+        let items: Vec<ScanItem> = items
+            .into_iter()
+            .filter(|item| row_has_values(item))
+            .collect();
         rows += items.len() as u64;
         sink.write(&items)?;
         match next {
@@ -121,6 +126,12 @@ fn write_file(
     }
     sink.finish()?;
     Ok(rows)
+}
+
+fn row_has_values(item: &ScanItem) -> bool {
+    item.values
+        .iter()
+        .any(|(_, fv)| matches!(fv.status, Status::Present | Status::Null))
 }
 
 /// The newest event time among a row's stored values (0 when it holds none).
