@@ -45,10 +45,17 @@ pub fn record_frame(data: &[u8]) {
     let Ok(view) = decode_record(frame, 3, 64, seq) else {
         return;
     };
-    assert_eq!(header, Some(view.header), "decode_record accepted a header RecordHeader refuses");
+    assert_eq!(
+        header,
+        Some(view.header),
+        "decode_record accepted a header RecordHeader refuses"
+    );
     let h = view.header;
     assert!(!view.key.is_empty() && view.key.len() <= quiver_wal::format::MAX_KEY_BYTES);
-    assert_eq!(h.total_len as usize, RECORD_HEADER_BYTES + view.key.len() + view.value.len());
+    assert_eq!(
+        h.total_len as usize,
+        RECORD_HEADER_BYTES + view.key.len() + view.value.len()
+    );
     let input = RecordInput {
         lsn: h.lsn,
         group: h.group,
@@ -77,22 +84,31 @@ pub fn block_scanner(data: &[u8]) {
     let mut items = 0usize;
     for item in scanner.by_ref() {
         items += 1;
-        assert!(items <= block.len() / 16 + 1, "scanner yields more items than 16-byte units");
+        assert!(
+            items <= block.len() / 16 + 1,
+            "scanner yields more items than 16-byte units"
+        );
         let offset = match item {
             ScanItem::Record { offset, record } => {
                 let end = offset as usize + record.header.padded_len();
                 assert!(end <= block.len(), "record runs past the block");
-                let again = decode_record(&block[offset as usize..], 2, offset, seq).expect("a yielded record verifies");
+                let again = decode_record(&block[offset as usize..], 2, offset, seq)
+                    .expect("a yielded record verifies");
                 assert_eq!(again.key, record.key);
                 offset
             }
             ScanItem::Corrupt { offset, .. } => offset,
         };
-        assert!(offset as usize >= BLOCK_HEADER_BYTES && offset >= last, "scan went backwards");
+        assert!(
+            offset as usize >= BLOCK_HEADER_BYTES && offset >= last,
+            "scan went backwards"
+        );
         last = offset + 1;
     }
     match scanner.end() {
-        Some(ScanEnd::Clean { offset }) | Some(ScanEnd::Torn { offset }) => assert!(offset as usize <= block.len().max(BLOCK_HEADER_BYTES)),
+        Some(ScanEnd::Clean { offset }) | Some(ScanEnd::Torn { offset }) => {
+            assert!(offset as usize <= block.len().max(BLOCK_HEADER_BYTES))
+        }
         Some(ScanEnd::Full) => {}
         None => panic!("an exhausted scanner reports no end"),
     }
@@ -107,14 +123,21 @@ pub fn disk_headers(data: &[u8]) {
     if let Ok(sb) = Superblock::decode(&sector) {
         let mut again = vec![0u8; 4096];
         sb.encode(&mut again);
-        assert_eq!(Superblock::decode(&again).expect("re-encoded superblock"), sb);
+        assert_eq!(
+            Superblock::decode(&again).expect("re-encoded superblock"),
+            sb
+        );
     }
     let store = u64::from_le_bytes(sector[24..32].try_into().expect("8 bytes"));
     let block = u32::from_le_bytes(sector[12..16].try_into().expect("4 bytes"));
     if let Some(h) = BlockHeader::decode(&sector, block, store) {
         let mut again = vec![0u8; 64];
         h.encode(&mut again);
-        assert_eq!(BlockHeader::decode(&again, block, store), Some(h), "a re-encoded block header decodes differently");
+        assert_eq!(
+            BlockHeader::decode(&again, block, store),
+            Some(h),
+            "a re-encoded block header decodes differently"
+        );
     }
 }
 
@@ -143,7 +166,10 @@ fn recovery_config() -> Config {
 
 fn recovery_value(key: u32, round: u32) -> Vec<u8> {
     let mut v = format!("key-{key}-round-{round}-").into_bytes();
-    v.resize(200 + (key as usize * 37 + round as usize * 101) % 3000, (key + round) as u8);
+    v.resize(
+        200 + (key as usize * 37 + round as usize * 101) % 3000,
+        (key + round) as u8,
+    );
     v
 }
 
@@ -161,11 +187,13 @@ pub fn base_image() -> &'static BaseImage {
         for round in 0..4 {
             for key in 0..RECOVERY_KEYS {
                 let v = recovery_value(key, round);
-                e.put(1, format!("key-{key}").as_bytes(), &v, &w).expect("put");
+                e.put(1, format!("key-{key}").as_bytes(), &v, &w)
+                    .expect("put");
                 written.insert(v);
             }
             for key in (round..RECOVERY_KEYS).step_by(7) {
-                e.delete(1, format!("key-{key}").as_bytes(), &w).expect("delete");
+                e.delete(1, format!("key-{key}").as_bytes(), &w)
+                    .expect("delete");
             }
             e.flush().expect("flush");
             e.defragment(usize::MAX).expect("defragment");
@@ -187,7 +215,8 @@ pub fn recovery_image(data: &[u8]) {
     let mut image = base.image.clone();
     let mut rest = data;
     while rest.len() >= 5 {
-        let offset = u32::from_le_bytes(rest[..4].try_into().expect("4 bytes")) as usize % image.len();
+        let offset =
+            u32::from_le_bytes(rest[..4].try_into().expect("4 bytes")) as usize % image.len();
         let len = (rest[4] as usize).min(rest.len() - 5);
         let end = (offset + len).min(image.len());
         image[offset..end].copy_from_slice(&rest[5..5 + (end - offset)]);
@@ -199,12 +228,18 @@ pub fn recovery_image(data: &[u8]) {
     };
     for key in 0..RECOVERY_KEYS {
         if let Ok(Some(r)) = e.get(1, format!("key-{key}").as_bytes()) {
-            assert!(base.written.contains(&r.value), "key-{key} read back a value never written");
+            assert!(
+                base.written.contains(&r.value),
+                "key-{key} read back a value never written"
+            );
         }
     }
     if let Ok(chunk) = e.scan(1, ScanCursor::START, 1000) {
         for (_, r) in chunk.records {
-            assert!(base.written.contains(&r.value), "scan returned a value never written");
+            assert!(
+                base.written.contains(&r.value),
+                "scan returned a value never written"
+            );
         }
     }
     let w = WriteOptions::default();
@@ -215,7 +250,9 @@ pub fn recovery_image(data: &[u8]) {
 
 /// The server's frame header and message decoders, for requests and responses.
 pub fn protocol_frame(data: &[u8]) {
-    use quiver_server::protocol::{decode_refs, decode_request, decode_response, split_get_body, FrameHeader, HEADER_LEN};
+    use quiver_server::protocol::{
+        decode_refs, decode_request, decode_response, split_get_body, FrameHeader, HEADER_LEN,
+    };
     if data.len() < HEADER_LEN {
         return;
     }
@@ -252,7 +289,8 @@ pub fn feature_codec(data: &[u8]) {
         }
         1 => {
             if let Ok(r) = RegistryIndex::decode(bytes) {
-                let _ = RegistryIndex::decode(&r.encode()).expect("a re-encoded registry index decodes");
+                let _ = RegistryIndex::decode(&r.encode())
+                    .expect("a re-encoded registry index decodes");
             }
         }
         _ => {
@@ -278,8 +316,13 @@ fn every_type_schema() -> &'static GroupSchemaRef {
             FeatureType::ListF32,
             FeatureType::ListString,
         ];
-        let features = types.iter().enumerate().map(|(i, &t)| FeatureSpec::new(format!("f{i}"), t)).collect();
-        GroupSchema::from_spec(7, GroupSpec::new("fuzzed", KeyType::String, features)).expect("a valid schema")
+        let features = types
+            .iter()
+            .enumerate()
+            .map(|(i, &t)| FeatureSpec::new(format!("f{i}"), t))
+            .collect();
+        GroupSchema::from_spec(7, GroupSpec::new("fuzzed", KeyType::String, features))
+            .expect("a valid schema")
     })
 }
 
@@ -300,7 +343,11 @@ pub fn seeds(target: &str) -> Vec<Vec<u8>> {
     match target {
         "record_frame" => {
             let mut out = Vec::new();
-            for (k, v) in [(&b"k"[..], &b""[..]), (b"user:1", b"hello world"), (b"key-77", &[9u8; 300])] {
+            for (k, v) in [
+                (&b"k"[..], &b""[..]),
+                (b"user:1", b"hello world"),
+                (b"key-77", &[9u8; 300]),
+            ] {
                 let r = RecordInput {
                     lsn: 5,
                     group: 1,
@@ -379,7 +426,13 @@ pub fn seeds(target: &str) -> Vec<Vec<u8>> {
             flip.extend_from_slice(&[1, 0xff]);
             let mut header = (RECOVERY_BLOCK_BYTES * 2 + 16).to_le_bytes().to_vec();
             header.extend_from_slice(&[8, 1, 2, 3, 4, 5, 6, 7, 8]);
-            let unchanged = (data_at as u32).to_le_bytes().iter().copied().chain([4]).chain(base.image[data_at..data_at + 4].iter().copied()).collect();
+            let unchanged = (data_at as u32)
+                .to_le_bytes()
+                .iter()
+                .copied()
+                .chain([4])
+                .chain(base.image[data_at..data_at + 4].iter().copied())
+                .collect();
             vec![Vec::new(), flip, header, unchanged]
         }
         "protocol_frame" => protocol_seeds(),
@@ -388,7 +441,17 @@ pub fn seeds(target: &str) -> Vec<Vec<u8>> {
             schema.extend(every_type_schema().encode());
             vec![schema, vec![1, 0, 0, 0, 0], vec![2, 0, 0]]
         }
-        "config_size" => ["8GiB", "512 MiB", "1k", "0", "18446744073709551615", "4096B"].iter().map(|s| s.as_bytes().to_vec()).collect(),
+        "config_size" => [
+            "8GiB",
+            "512 MiB",
+            "1k",
+            "0",
+            "18446744073709551615",
+            "4096B",
+        ]
+        .iter()
+        .map(|s| s.as_bytes().to_vec())
+        .collect(),
         _ => Vec::new(),
     }
 }
@@ -397,7 +460,9 @@ fn protocol_seeds() -> Vec<Vec<u8>> {
     use quiver_engine::feature::{EntityKey, FeatureRef, PutOptions, Value};
     use quiver_server::protocol::{encode_request, Request};
     let requests = [
-        Request::Ping { payload: b"hello".to_vec() },
+        Request::Ping {
+            payload: b"hello".to_vec(),
+        },
         Request::Stats,
         Request::Get {
             key: EntityKey::String("user:1".into()),

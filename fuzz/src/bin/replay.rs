@@ -17,7 +17,9 @@ const MAX_INPUT_BYTES: usize = 1 << 20;
 const MAX_MUTATIONS: u64 = 1_000_000;
 
 fn corpus_dir(target: &str) -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).join("corpus").join(target)
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("corpus")
+        .join(target)
 }
 
 /// splitmix64: the mutations replay exactly from `--seed`.
@@ -53,7 +55,9 @@ fn mutate(input: &[u8], state: &mut u64) -> Vec<u8> {
 }
 
 fn save_artifact(target: &str, input: &[u8]) -> PathBuf {
-    let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("artifacts").join(target);
+    let dir = Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("artifacts")
+        .join(target);
     let _ = std::fs::create_dir_all(&dir);
     let path = dir.join(format!("crash-{:016x}", xxh(input)));
     let _ = std::fs::write(&path, input);
@@ -61,13 +65,18 @@ fn save_artifact(target: &str, input: &[u8]) -> PathBuf {
 }
 
 fn xxh(b: &[u8]) -> u64 {
-    b.iter().fold(0xcbf2_9ce4_8422_2325u64, |h, &x| (h ^ x as u64).wrapping_mul(0x100_0000_01b3))
+    b.iter().fold(0xcbf2_9ce4_8422_2325u64, |h, &x| {
+        (h ^ x as u64).wrapping_mul(0x100_0000_01b3)
+    })
 }
 
 fn run_one(name: &str, f: fn(&[u8]), input: &[u8]) -> bool {
     let ok = std::panic::catch_unwind(|| f(input)).is_ok();
     if !ok {
-        eprintln!("{name}: CRASH, input saved to {}", save_artifact(name, input).display());
+        eprintln!(
+            "{name}: CRASH, input saved to {}",
+            save_artifact(name, input).display()
+        );
     }
     ok
 }
@@ -127,7 +136,11 @@ fn main() -> ExitCode {
             for p in paths {
                 match std::fs::read(&p) {
                     Ok(b) if b.len() <= MAX_INPUT_BYTES => inputs.push(b),
-                    Ok(b) => eprintln!("{name}: skipping {} ({} bytes > {MAX_INPUT_BYTES})", p.display(), b.len()),
+                    Ok(b) => eprintln!(
+                        "{name}: skipping {} ({} bytes > {MAX_INPUT_BYTES})",
+                        p.display(),
+                        b.len()
+                    ),
                     Err(e) => eprintln!("{name}: cannot read {}: {e}", p.display()),
                 }
             }
@@ -147,7 +160,10 @@ fn main() -> ExitCode {
                 crashes += u64::from(!run_one(name, *f, &m));
             }
         }
-        println!("{name}: {} corpus inputs, {runs} executions, {crashes} crashes", inputs.len());
+        println!(
+            "{name}: {} corpus inputs, {runs} executions, {crashes} crashes",
+            inputs.len()
+        );
         failed += crashes;
     }
     if failed > 0 {
