@@ -86,6 +86,7 @@ fn options() -> TargetOptions {
         sync_writes: false,
         connect_timeout: Duration::from_secs(2),
         request_timeout: Duration::from_secs(5),
+        auth_token: None,
     }
 }
 

@@ -338,7 +338,7 @@ fn build_report(
         let targets = slo.check(&m.latency);
         let failed_ops = m.errors + m.not_issued;
         SloReport {
-            held: failed_ops == 0 && m.latency.len() > 0 && targets.iter().all(|t| t.held),
+            held: failed_ops == 0 && !m.latency.is_empty() && targets.iter().all(|t| t.held),
             targets,
             failed_ops,
         }

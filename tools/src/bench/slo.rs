@@ -127,7 +127,7 @@ fn parse_latency_ns(value: &str) -> Result<u64, String> {
         .parse()
         .map_err(|_| format!("latency '{value}' does not start with a number"))?;
     let ns = amount * scale_ns;
-    if !(ns >= 1.0 && ns <= 3600e9) {
+    if !(1.0..=3600e9).contains(&ns) {
         return Err(format!("latency '{value}' must be between 1 ns and 1 hour"));
     }
     Ok(ns.round() as u64)
