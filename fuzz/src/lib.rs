@@ -19,7 +19,10 @@ use quiver_wal::scan::{BlockScanner, ScanEnd, ScanItem};
 use quiver_wal::Device;
 
 /// Every target, by name, in the order `run-short.sh` runs them.
-pub const TARGETS: &[(&str, fn(&[u8]))] = &[
+/// A fuzz target: any bytes in, a panic on a violated property.
+pub type Target = fn(&[u8]);
+
+pub const TARGETS: &[(&str, Target)] = &[
     ("record_frame", record_frame),
     ("block_scanner", block_scanner),
     ("disk_headers", disk_headers),

@@ -38,7 +38,7 @@ fn mutate(input: &[u8], state: &mut u64) -> Vec<u8> {
         match r % 5 {
             0 | 1 if !v.is_empty() => {
                 let i = (next(state) % v.len() as u64) as usize;
-                v[i] ^= 1 << (r >> 8) % 8;
+                v[i] ^= 1 << ((r >> 8) % 8);
             }
             2 if !v.is_empty() => {
                 let i = (next(state) % v.len() as u64) as usize;
