@@ -26,8 +26,10 @@ use crate::format::{padded_frame_len, BlockHeader, BlockKind, RecordInput, BLOCK
 
 /// Where the writer gets blocks from, and whom it tells about them.
 pub trait BlockSource: Send + Sync {
-    /// A free block to open, or `None` when there is none for this kind of writer.
-    fn take_free(&self, kind: BlockKind) -> Option<u32>;
+    /// A free block to open, or `None` when there is none for this kind of writer. A
+    /// tombstone (`freeing`) may dig deeper into the reserve than other foreground writes,
+    /// since deletes are how space comes back.
+    fn take_free(&self, kind: BlockKind, freeing: bool) -> Option<u32>;
     /// A block was opened with sequence `seq`.
     fn opened(&self, block: u32, seq: u64, kind: BlockKind);
     /// A sealed block is now completely on the device; its final bytes are handed over (the
@@ -149,7 +151,7 @@ impl LogWriter {
         }
         let needs_new = st.open.as_ref().is_none_or(|o| o.fill + padded > self.block_bytes);
         if needs_new {
-            self.roll(&mut st)?;
+            self.roll(&mut st, rec.flags & crate::format::FLAG_TOMBSTONE != 0)?;
         }
         let open = st.open.as_mut().expect("a block is open after roll");
         rec.encode(open.seq, &mut open.buf[open.fill..open.fill + padded]);
@@ -168,8 +170,8 @@ impl LogWriter {
     }
 
     /// Seals the open block (if any) and opens a fresh one.
-    fn roll(&self, st: &mut State) -> Result<()> {
-        let block = self.source.take_free(self.kind).ok_or(Error::NoFreeBlock)?;
+    fn roll(&self, st: &mut State, freeing: bool) -> Result<()> {
+        let block = self.source.take_free(self.kind, freeing).ok_or(Error::NoFreeBlock)?;
         if let Some(old) = st.open.take() {
             st.sealed.push_back(SealedBlock {
                 block: old.block,
@@ -224,6 +226,12 @@ impl LogWriter {
             .map(|o| (o.block, o.seq))
             .chain(st.sealed.iter().map(|s| (s.block, s.seq)))
             .collect()
+    }
+
+    /// Whether sealed blocks wait for their final write (they become defragmentation
+    /// candidates only after it).
+    pub fn has_sealed(&self) -> bool {
+        !self.state.lock().sealed.is_empty()
     }
 
     /// Sequence of the open block, if one is open.

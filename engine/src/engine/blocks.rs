@@ -18,12 +18,18 @@ pub(crate) const RESERVED: u8 = 3;
 /// Being defragmented: not a candidate again, not free yet.
 pub(crate) const DEFRAG: u8 = 4;
 
+/// Free blocks only defragmentation may take: it always has somewhere to copy to.
+pub(crate) const DEFRAG_RESERVE_BLOCKS: usize = 2;
+
 pub(crate) struct BlockMeta {
     pub state: AtomicU8,
     pub kind: AtomicU8,
     pub seq: AtomicU64,
     /// Bytes of frames the index points at (current records).
     pub live_bytes: AtomicI64,
+    /// Bytes of tombstones kept by defragmentation (still needed, so not worth moving again
+    /// until the block's other frames die). Not persisted: a restart re-evaluates them once.
+    pub marker_bytes: AtomicI64,
     /// Bytes of frames written (the block's fill), header included.
     pub used_bytes: AtomicU64,
     /// Smallest LSN of any frame in the block (u64::MAX when none).
@@ -54,6 +60,7 @@ impl Blocks {
                 kind: AtomicU8::new(0),
                 seq: AtomicU64::new(0),
                 live_bytes: AtomicI64::new(0),
+                marker_bytes: AtomicI64::new(0),
                 used_bytes: AtomicU64::new(0),
                 min_lsn: AtomicU64::new(u64::MAX),
             })
@@ -93,6 +100,7 @@ impl Blocks {
     pub fn release(&self, block: u32) {
         let m = &self.meta[block as usize];
         m.live_bytes.store(0, Ordering::Release);
+        m.marker_bytes.store(0, Ordering::Release);
         m.used_bytes.store(0, Ordering::Release);
         m.min_lsn.store(u64::MAX, Ordering::Release);
         m.seq.store(0, Ordering::Release);
@@ -107,6 +115,10 @@ impl Blocks {
 
     pub fn sub_live(&self, block: u32, bytes: u32) {
         self.meta[block as usize].live_bytes.fetch_sub(bytes as i64, Ordering::AcqRel);
+    }
+
+    pub fn add_marker(&self, block: u32, bytes: u32) {
+        self.meta[block as usize].marker_bytes.fetch_add(bytes as i64, Ordering::AcqRel);
     }
 
     pub fn note_lsn(&self, block: u32, lsn: u64) {
@@ -171,7 +183,10 @@ impl Blocks {
             .iter()
             .enumerate()
             .filter(|(_, m)| m.state.load(Ordering::Acquire) == SEALED)
-            .map(|(i, m)| (m.live_bytes.load(Ordering::Acquire), i as u32))
+            .map(|(i, m)| {
+                let kept = m.live_bytes.load(Ordering::Acquire) + m.marker_bytes.load(Ordering::Acquire);
+                (kept, i as u32)
+            })
             .filter(|&(live, _)| live < limit)
             .collect();
         c.sort_unstable();
@@ -194,11 +209,12 @@ impl Blocks {
 }
 
 impl BlockSource for Blocks {
-    fn take_free(&self, kind: BlockKind) -> Option<u32> {
+    fn take_free(&self, kind: BlockKind, freeing: bool) -> Option<u32> {
         let mut free = self.free.lock();
-        let reserve = match kind {
-            BlockKind::Foreground => self.floor_blocks,
-            BlockKind::Defrag => 0,
+        let reserve = match (kind, freeing) {
+            (BlockKind::Foreground, false) => self.floor_blocks,
+            (BlockKind::Foreground, true) => DEFRAG_RESERVE_BLOCKS,
+            (BlockKind::Defrag, _) => 0,
         };
         if free.len() <= reserve {
             return None;

@@ -34,11 +34,17 @@ use crate::error::Result;
 impl Inner {
     /// Defragments blocks under the threshold, emptiest first, pausing between blocks.
     pub fn defrag_pass(&self, max_blocks: usize) -> Result<usize> {
+        // Sealed blocks still in the writer's hands are not candidates yet: hand them over.
+        if self.fg.has_sealed() {
+            self.fg.flush().map_err(|e| self.failed(e))?;
+        }
+        // Only the blocks that qualify now: blocks this pass writes wait for the next one.
+        let candidates = self.blocks.defrag_candidates(self.config.defrag_lwm_pct, max_blocks);
         let mut freed = 0;
-        while freed < max_blocks && !self.shutdown.load(Ordering::Acquire) {
-            let Some(b) = self.blocks.defrag_candidates(self.config.defrag_lwm_pct, 1).first().copied() else {
+        for b in candidates {
+            if self.shutdown.load(Ordering::Acquire) {
                 break;
-            };
+            }
             let m = &self.blocks.meta[b as usize];
             if m.state.compare_exchange(SEALED, DEFRAG, Ordering::AcqRel, Ordering::Acquire).is_err() {
                 continue;
@@ -164,6 +170,7 @@ impl Inner {
         };
         let (placed, ()) = self.dw.append(&marker, |_| ()).map_err(|e| self.defrag_error(e))?;
         self.blocks.note_lsn(placed.block, h.lsn);
+        self.blocks.add_marker(placed.block, placed.padded_len);
         self.counters.tombstones_kept.fetch_add(1, Ordering::Relaxed);
         Ok(())
     }

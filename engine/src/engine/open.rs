@@ -18,7 +18,7 @@ use crate::config::{Config, DeviceConfig};
 use crate::error::{Error, Result};
 
 /// Fewest data blocks a device must hold: two for writers, two for defragmentation headroom.
-const MIN_DATA_BLOCKS: u64 = 4;
+const MIN_DATA_BLOCKS: u64 = 6;
 
 pub(crate) fn open(config: Config) -> Result<Engine> {
     config.validate()?;
@@ -33,7 +33,7 @@ pub(crate) fn open_on(config: Config, device: Arc<dyn Device>) -> Result<Engine>
     let sb = read_or_format(device.as_ref(), &config)?;
     let block_bytes = sb.write_block_bytes as u64;
     let count = sb.device_bytes / block_bytes;
-    let floor = ((count - 1) * config.min_free_pct as u64 / 100).max(2) as usize;
+    let floor = ((count - 1) * config.min_free_pct as u64 / 100).max(super::blocks::DEFRAG_RESERVE_BLOCKS as u64 + 1) as usize;
     let blocks = Arc::new(Blocks::new(count as usize, block_bytes, floor, config.post_write_cache_bytes));
     let index = Index::with_capacity(config.expected_records);
     let rec = super::recovery::recover(&config, device.as_ref(), &sb, &blocks, &index)?;
