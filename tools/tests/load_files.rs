@@ -208,17 +208,17 @@ const PARQUET_SCHEMA: &str = "message users {
   optional group emb (LIST) { repeated group list { required float element; } }
 }";
 
+/// One test row: key, event time, age, score, embedding.
+type TestRow<'a> = (
+    &'a str,
+    Option<i64>,
+    Option<i64>,
+    Option<f64>,
+    Option<Vec<f32>>,
+);
+
 /// Writes rows of (key, event time, age, score, embedding) with the parquet crate's writer.
-fn write_parquet(
-    path: &Path,
-    rows: &[(
-        &str,
-        Option<i64>,
-        Option<i64>,
-        Option<f64>,
-        Option<Vec<f32>>,
-    )],
-) {
+fn write_parquet(path: &Path, rows: &[TestRow<'_>]) {
     let schema = Arc::new(parse_message_type(PARQUET_SCHEMA).unwrap());
     let file = std::fs::File::create(path).unwrap();
     let mut writer =

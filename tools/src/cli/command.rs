@@ -76,6 +76,8 @@ pub enum Command {
     Load(LoadArgs),
     /// Write every row of a group to a JSON Lines or Parquet file
     Export(ExportArgs),
+    /// Check a data file or device directly (with the server stopped)
+    Inspect(InspectArgs),
     /// Create a demo group, write synthetic users, read some back (works best with --data)
     Demo(DemoArgs),
     /// Latency-SLO benchmark harness: open-loop load at a fixed rate, HdrHistogram percentiles
@@ -286,6 +288,12 @@ pub struct ExportArgs {
     /// Overwrite FILE if it exists
     #[arg(long)]
     pub force: bool,
+}
+
+#[derive(Debug, Args)]
+pub struct InspectArgs {
+    /// Data file or block device
+    pub path: PathBuf,
 }
 
 #[derive(Debug, Args)]

@@ -11,6 +11,7 @@ mod demo;
 pub mod error;
 mod export;
 mod group;
+mod inspect;
 pub mod json;
 pub mod load;
 pub mod output;
@@ -55,6 +56,7 @@ pub fn run_bench(bench: &command::BenchCli) -> u8 {
 
 fn dispatch(cli: &Cli, out: Out) -> CliResult<()> {
     match &cli.command {
+        Command::Inspect(args) => return inspect::run(args, out),
         Command::Bench(_) => {
             return Err(CliError::usage("write `quiver bench` first, then its flags: global flags do not apply to it"))
         }
@@ -82,7 +84,9 @@ fn run_command(command: &Command, backend: &mut dyn Backend, out: Out) -> CliRes
         Command::Load(args) => load::run(args, backend, out),
         Command::Export(args) => export::run(args, backend, out),
         Command::Demo(args) => demo::run(args, backend, out),
-        Command::Bench(_) => unreachable!("dispatched before a backend is opened"),
+        Command::Inspect(_) | Command::Bench(_) => {
+            unreachable!("dispatched before a backend is opened")
+        }
     }
 }
 

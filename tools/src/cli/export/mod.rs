@@ -113,10 +113,7 @@ fn write_file(
     loop {
         let (items, next) = backend.scan(&schema.name, cursor, SCAN_CHUNK_ITEMS)?;
         // A row whose values have all expired has nothing to export (and would not load back).
-        let items: Vec<ScanItem> = items
-            .into_iter()
-            .filter(|item| row_has_values(item))
-            .collect();
+        let items: Vec<ScanItem> = items.into_iter().filter(row_has_values).collect();
         rows += items.len() as u64;
         sink.write(&items)?;
         match next {

@@ -213,7 +213,7 @@ fn scalar<T: Clone>(
     let mut values = Vec::with_capacity(cells.len());
     let defs = cells
         .iter()
-        .map(|cell| match cell.and_then(|v| pick(v)) {
+        .map(|cell| match cell.and_then(&pick) {
             Some(v) => {
                 values.push(v);
                 1
@@ -231,7 +231,7 @@ fn list<T: Clone>(
 ) -> (Vec<T>, Vec<i16>, Vec<i16>) {
     let (mut values, mut defs, mut reps) = (Vec::new(), Vec::new(), Vec::new());
     for cell in cells {
-        match cell.and_then(|v| pick(v)) {
+        match cell.and_then(&pick) {
             None => {
                 defs.push(0);
                 reps.push(0);
