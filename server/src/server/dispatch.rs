@@ -282,7 +282,10 @@ impl Dispatch {
         };
         let env = Envelope {
             worker: self.worker,
-            job: Job::Single { target, request },
+            job: Job::Single {
+                target,
+                request: Box::new(request),
+            },
         };
         match submit(&self.pool, env) {
             Ok(()) => conn.inflight += 1,

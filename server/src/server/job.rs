@@ -34,7 +34,7 @@ pub enum Job {
     },
     Single {
         target: Target,
-        request: Request,
+        request: Box<Request>,
     },
 }
 
@@ -100,7 +100,7 @@ pub fn execute(shared: &Shared, job: Job) -> Vec<Completion> {
     let mut replies = Replies::default();
     match job {
         Job::Gets { features, items } => execute_gets(shared, &features, items, &mut replies),
-        Job::Single { target, request } => execute_single(shared, &target, request, &mut replies),
+        Job::Single { target, request } => execute_single(shared, &target, *request, &mut replies),
     }
     replies.list
 }
@@ -236,7 +236,7 @@ fn execute_scan(shared: &Shared, t: &Target, scan: &ScanRequest, replies: &mut R
             max_body,
         ) {
             Ok(b) => b,
-            Err(response) => return replies.respond(t, &response),
+            Err((status, message)) => return replies.fail(t, status, &message),
         };
         let last = body.1.is_none() || chunk + 1 == scan.max_chunks;
         let slot = replies.slot(t.conn);
@@ -267,24 +267,22 @@ fn scan_chunk_body(
     cursor: ScanCursor,
     mut max_items: usize,
     max_body: usize,
-) -> Result<(Vec<u8>, Option<ScanCursor>), Response> {
+) -> Result<(Vec<u8>, Option<ScanCursor>), (StatusCode, String)> {
     loop {
         let (items, next) = store
             .scan(group, cursor, max_items)
-            .map_err(|e| error_response(&e))?;
+            .map_err(|e| engine_error(&e))?;
         let mut body = Vec::new();
         crate::protocol::put_scan_chunk(&mut body, &items, next);
         if body.len() <= max_body {
             return Ok((body, next));
         }
         if max_items <= 1 {
-            return Err(Response::Error {
-                status: StatusCode::LimitExceeded,
-                message: format!(
-                    "one scanned entity encodes to {} bytes, over the {max_body}-byte frame limit",
-                    body.len()
-                ),
-            });
+            let message = format!(
+                "one scanned entity encodes to {} bytes, over the {max_body}-byte frame limit",
+                body.len()
+            );
+            return Err((StatusCode::LimitExceeded, message));
         }
         max_items /= 2;
     }
