@@ -402,7 +402,6 @@ fn transient_read_flips_and_eio_are_errors_and_pass() {
 /// After a failed write the store is failed; a later flush must not report success (the
 /// device state is unknown, and after a failed fsync the kernel may have dropped the pages).
 #[test]
-#[ignore = "engine bug: Engine::flush and close retry the write and return Ok on a failed store"]
 fn flush_after_a_failed_write_reports_the_failure() {
     let dev = Arc::new(FaultDevice::new(DEVICE_BYTES, 15));
     let e = open(&dev);

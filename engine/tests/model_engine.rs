@@ -592,7 +592,6 @@ proptest! {
 /// block (the defragmentation block), so the tombstone's block is not replayed; the relocated
 /// copy in the tail finds no index entry for the key and wins.
 #[test]
-#[ignore = "engine bug: checkpoint tail replay resurrects a deleted key from a relocated copy"]
 fn deleted_key_stays_deleted_after_defrag_and_checkpoint_reopen() {
     let ops = [
         Op::Put {

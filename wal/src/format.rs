@@ -105,7 +105,7 @@ impl Superblock {
     /// Decodes and checks a superblock. A device that never held one (all zeros or foreign
     /// bytes) is [`Error::NotOurs`].
     pub fn decode(b: &[u8]) -> Result<Superblock> {
-        if b[0..8] != SUPER_MAGIC {
+        if b.len() < SUPERBLOCK_BYTES || b[0..8] != SUPER_MAGIC {
             return Err(Error::NotOurs("no Quiver superblock (wrong magic)".into()));
         }
         let version = u32_at(b, 8);
@@ -166,7 +166,7 @@ impl BlockHeader {
     /// Decodes a block header; `None` for a block that holds no valid header of this store
     /// (never written, freed, or foreign), which recovery treats as free.
     pub fn decode(b: &[u8], block: u32, store_id_lo: u64) -> Option<BlockHeader> {
-        if b[0..8] != BLOCK_MAGIC || u32_at(b, 8) != FORMAT_VERSION {
+        if b.len() < BLOCK_HEADER_BYTES || b[0..8] != BLOCK_MAGIC || u32_at(b, 8) != FORMAT_VERSION {
             return None;
         }
         if xxh3_64(&b[0..56]) != u64_at(b, 56) {

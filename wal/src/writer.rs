@@ -288,6 +288,9 @@ impl LogWriter {
     }
 
     fn flush_locked(&self, _io: &parking_lot::MutexGuard<'_, ()>) -> Result<()> {
+        if let Some(why) = self.is_failed() {
+            return Err(Error::WriterFailed(why));
+        }
         let (jobs, target) = self.capture();
         let result = self.write_jobs(&jobs);
         let mut st = self.state.lock();

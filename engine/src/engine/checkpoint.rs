@@ -3,9 +3,9 @@
 //! ## Format
 //! Little-endian; the file is written to `<path>.tmp`, fsynced and renamed over `<path>`.
 //! ```text
-//! header (64 bytes)
+//! header (72 bytes)
 //!   0  8  magic "QVRCKPT1"
-//!   8  4  format version (1)
+//!   8  4  format version (2)
 //!  12  4  write_block_bytes
 //!  16 16  store id
 //!  32  8  next LSN
@@ -13,6 +13,7 @@
 //!  48  4  block records
 //!  52  4  dropped groups
 //!  56  8  index entries
+//!  64  8  walk LSN: every key current with an LSN below it is in the file
 //! block records (25 bytes each): block u32, seq u64, kind u8, used_bytes u32, min_lsn u64
 //! dropped groups: u32 each
 //! index entries (34 bytes each): digest identity u128, location u64 (block 24 bits |
@@ -45,8 +46,8 @@ use super::{now_s, Inner};
 use crate::error::{Error, Result};
 
 const MAGIC: &[u8; 8] = b"QVRCKPT1";
-const VERSION: u32 = 1;
-const HEADER_BYTES: usize = 64;
+const VERSION: u32 = 2;
+const HEADER_BYTES: usize = 72;
 const BLOCK_RECORD_BYTES: usize = 25;
 const ENTRY_BYTES: usize = 34;
 
@@ -64,6 +65,12 @@ impl Inner {
             .chain(self.dw.pending_blocks().into_iter().map(|(_, s)| s))
             .min()
             .unwrap_or_else(|| self.next_seq.load(Ordering::SeqCst));
+        // Every write that took its LSN before `walk_lsn` has reached the index once each
+        // stripe lock has been taken and released (LSN and index update happen under it).
+        let walk_lsn = self.next_lsn.load(Ordering::SeqCst);
+        for stripe in &self.stripes {
+            drop(stripe.lock());
+        }
         let blocks = self.block_records();
         let dropped: Vec<u32> = self.dropped.read().iter().copied().collect();
         let tmp = tmp_path(&path);
@@ -97,7 +104,7 @@ impl Inner {
         self.fg.flush().map_err(|e| self.failed(e))?;
         self.dw.flush().map_err(|e| self.failed(e))?;
         let mut file = w.into_inner().map_err(|e| io_err(&tmp, e.into_error()))?;
-        let head = self.encode_head(replay_from, next_lsn, &blocks, &dropped, count);
+        let head = self.encode_head([replay_from, next_lsn, walk_lsn], &blocks, &dropped, count);
         rewrite_head_and_seal(&mut file, &head, &tmp)?;
         std::fs::rename(&tmp, &path).map_err(|e| io_err(&path, e))?;
         if let Some(dir) = path.parent().filter(|p| !p.as_os_str().is_empty()) {
@@ -126,7 +133,7 @@ impl Inner {
             .collect()
     }
 
-    fn encode_head(&self, replay_from: u64, next_lsn: u64, blocks: &[(u32, u64, u8, u32, u64)], dropped: &[u32], count: u64) -> Vec<u8> {
+    fn encode_head(&self, [replay_from, next_lsn, walk_lsn]: [u64; 3], blocks: &[(u32, u64, u8, u32, u64)], dropped: &[u32], count: u64) -> Vec<u8> {
         let mut h = Vec::with_capacity(HEADER_BYTES + blocks.len() * BLOCK_RECORD_BYTES);
         h.extend_from_slice(MAGIC);
         h.extend_from_slice(&VERSION.to_le_bytes());
@@ -137,6 +144,7 @@ impl Inner {
         h.extend_from_slice(&(blocks.len() as u32).to_le_bytes());
         h.extend_from_slice(&(dropped.len() as u32).to_le_bytes());
         h.extend_from_slice(&count.to_le_bytes());
+        h.extend_from_slice(&walk_lsn.to_le_bytes());
         for &(b, seq, kind, used, min_lsn) in blocks {
             h.extend_from_slice(&b.to_le_bytes());
             h.extend_from_slice(&seq.to_le_bytes());
@@ -205,6 +213,8 @@ fn io_err(path: &Path, e: std::io::Error) -> Error {
 /// A checkpoint's decoded head.
 struct Head {
     next_lsn: u64,
+    /// Every key current with an LSN below this is in the checkpoint.
+    walk_lsn: u64,
     replay_from: u64,
     blocks: HashMap<u32, (u64, u8, u32, u64)>,
     dropped: Vec<u32>,
@@ -246,6 +256,7 @@ fn decode_head(bytes: &[u8], sb: &Superblock) -> std::result::Result<Head, Strin
     let dropped = (0..ndropped).map(|i| u32_at(dropped_at + i * 4)).collect();
     Ok(Head {
         next_lsn: u64_at(32),
+        walk_lsn: u64_at(64),
         replay_from: u64_at(40),
         blocks,
         dropped,
@@ -367,7 +378,9 @@ fn apply_tail(
 ) -> Result<()> {
     for (&d, v) in &state.versions {
         let wins = match index.get(d) {
-            None => true,
+            // Absent from the checkpoint: a fresh write wins; an older copy is of a key that
+            // was deleted or expired before the walk.
+            None => !v.is_relocated() || v.lsn >= head.walk_lsn,
             Some(e) if e.loc == v.loc => true,
             Some(e) if blocks.seq(e.loc.block) >= head.replay_from => true,
             // A fresh write in the tail is newer than anything older than the tail.

@@ -42,7 +42,9 @@ impl Inner {
         let candidates = self.blocks.defrag_candidates(self.config.defrag_lwm_pct, max_blocks);
         let mut freed = 0;
         for b in candidates {
-            if self.shutdown.load(Ordering::Acquire) {
+            let lease = self.scan_lease_ms.load(Ordering::Acquire);
+            let scanning = quiver_wal::writer::now_ms().saturating_sub(lease) < super::scan::SCAN_LEASE_MS;
+            if self.shutdown.load(Ordering::Acquire) || scanning {
                 break;
             }
             let m = &self.blocks.meta[b as usize];
@@ -77,6 +79,7 @@ impl Inner {
     }
 
     fn defrag_block(&self, b: u32) -> Result<()> {
+        let _no_scan_chunk = self.scan_guard.write();
         let bytes = self.block_bytes_of(b)?;
         let seq = self.blocks.seq(b);
         let oldest_elsewhere = self.blocks.oldest_lsn_except(b);

@@ -83,6 +83,11 @@ pub(crate) struct Inner {
     pub shutdown: AtomicBool,
     pub wake: (Mutex<()>, Condvar),
     pub checkpoint_lock: Mutex<()>,
+    /// Scan chunks hold it shared, a block's defragmentation exclusively: records never move
+    /// under a chunk.
+    pub scan_guard: RwLock<()>,
+    /// Unix ms of the last scan chunk; defragmentation waits while scans are active.
+    pub scan_lease_ms: AtomicU64,
 }
 
 impl Inner {
@@ -188,8 +193,8 @@ impl Engine {
 
     /// Writes every buffered record to the device and flushes it.
     pub fn flush(&self) -> Result<()> {
-        self.inner.fg.flush()?;
-        self.inner.dw.flush()?;
+        self.inner.fg.flush().map_err(|e| self.inner.failed(e))?;
+        self.inner.dw.flush().map_err(|e| self.inner.failed(e))?;
         Ok(())
     }
 

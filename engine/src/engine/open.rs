@@ -70,6 +70,8 @@ pub(crate) fn open_on(config: Config, device: Arc<dyn Device>) -> Result<Engine>
         shutdown: AtomicBool::new(false),
         wake: (Mutex::new(()), Condvar::new()),
         checkpoint_lock: Mutex::new(()),
+        scan_guard: RwLock::new(()),
+        scan_lease_ms: AtomicU64::new(0),
     });
     let engine = Engine {
         workers: Mutex::new(Vec::new()),

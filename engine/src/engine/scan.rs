@@ -1,9 +1,11 @@
 //! Scanning the current records of one group, in device order.
 //!
 //! A scan walks the blocks in use and returns each frame of the group that the index still
-//! points at. It holds no lock across chunks: a record written, deleted or moved by
-//! defragmentation while a scan runs may be returned once, twice or not at all; a record
-//! untouched during the scan is returned exactly once.
+//! points at. Defragmentation never moves records under a chunk, and it pauses while scans are
+//! active (a chunk within the last `SCAN_LEASE_MS`), so a record that no one writes during the
+//! scan is returned exactly once. A record written or deleted while a scan runs may be returned
+//! in its old state, its new state, both, or not at all; so may any record when a scan pauses
+//! longer than the lease between chunks.
 
 use quiver_index::{digest, Location};
 use quiver_wal::format::{BLOCK_HEADER_BYTES, UNIT_BYTES};
@@ -28,6 +30,9 @@ pub struct ScanChunk {
     pub next: Option<ScanCursor>,
 }
 
+/// How long after a scan chunk defragmentation stays paused.
+pub const SCAN_LEASE_MS: u64 = 10_000;
+
 /// Most records one chunk may carry.
 pub const MAX_SCAN_CHUNK: usize = 100_000;
 
@@ -35,6 +40,8 @@ impl Inner {
     pub fn scan(&self, group: u32, cursor: ScanCursor, max_records: usize) -> Result<ScanChunk> {
         self.check_group(group)?;
         let max = max_records.clamp(1, MAX_SCAN_CHUNK);
+        let _no_moves = self.scan_guard.read();
+        self.scan_lease_ms.store(quiver_wal::writer::now_ms(), std::sync::atomic::Ordering::Release);
         let mut records = Vec::new();
         let start_block = ((cursor.0 >> 32) as u32).max(1);
         let mut start_offset = (cursor.0 as u32).max(BLOCK_HEADER_BYTES as u32);
