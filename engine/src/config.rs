@@ -22,7 +22,9 @@ impl std::str::FromStr for Durability {
         match s {
             "buffered" => Ok(Durability::Buffered),
             "sync" => Ok(Durability::Sync),
-            other => Err(Error::Config(format!("durability '{other}' is neither 'sync' nor 'buffered'"))),
+            other => Err(Error::Config(format!(
+                "durability '{other}' is neither 'sync' nor 'buffered'"
+            ))),
         }
     }
 }
@@ -77,7 +79,9 @@ pub struct Config {
 impl Default for Config {
     fn default() -> Config {
         Config {
-            device: DeviceConfig::Memory { size_bytes: 64 << 20 },
+            device: DeviceConfig::Memory {
+                size_bytes: 64 << 20,
+            },
             write_block_bytes: 1 << 20,
             max_record_bytes: 1 << 20,
             durability: Durability::Buffered,
@@ -141,10 +145,16 @@ impl Config {
             )));
         }
         if !(1..=99).contains(&self.defrag_lwm_pct) {
-            return Err(Error::Config(format!("defrag_lwm_pct {} must be from 1 to 99", self.defrag_lwm_pct)));
+            return Err(Error::Config(format!(
+                "defrag_lwm_pct {} must be from 1 to 99",
+                self.defrag_lwm_pct
+            )));
         }
         if self.min_free_pct > 50 {
-            return Err(Error::Config(format!("min_free_pct {} must be at most 50", self.min_free_pct)));
+            return Err(Error::Config(format!(
+                "min_free_pct {} must be at most 50",
+                self.min_free_pct
+            )));
         }
         if !(1..=60_000).contains(&self.flush_interval_ms) {
             return Err(Error::Config(format!(

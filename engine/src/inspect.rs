@@ -58,7 +58,10 @@ impl InspectReport {
     /// Live fraction of every block in use, 0.0 to 1.0.
     pub fn live_fractions(&self) -> Vec<f64> {
         let bb = self.write_block_bytes as f64;
-        self.blocks.iter().map(|b| b.live_bytes as f64 / bb).collect()
+        self.blocks
+            .iter()
+            .map(|b| b.live_bytes as f64 / bb)
+            .collect()
     }
 }
 
@@ -88,7 +91,11 @@ pub fn inspect(path: &Path) -> Result<InspectReport> {
     };
     let last_open = last_open_blocks(&scanned.blocks);
     for (block, offset, what) in scanned.report.damage {
-        let d = Damage { block, offset, what };
+        let d = Damage {
+            block,
+            offset,
+            what,
+        };
         if d.what.starts_with("torn tail") && last_open.contains(&block) {
             report.crash_tails.push(d);
         } else {
@@ -114,6 +121,12 @@ pub fn inspect(path: &Path) -> Result<InspectReport> {
 fn last_open_blocks(blocks: &[ScannedBlock]) -> Vec<u32> {
     [0u8, 1]
         .iter()
-        .filter_map(|&k| blocks.iter().filter(|b| b.kind == k).max_by_key(|b| b.seq).map(|b| b.block))
+        .filter_map(|&k| {
+            blocks
+                .iter()
+                .filter(|b| b.kind == k)
+                .max_by_key(|b| b.seq)
+                .map(|b| b.block)
+        })
         .collect()
 }

@@ -15,6 +15,8 @@ pub mod inspect;
 pub mod store;
 
 pub use config::{Config, DeviceConfig, Durability, WriteOptions};
-pub use engine::{Engine, Modify, Record, RecoveryReport, ScanChunk, ScanCursor, Stats, MAX_KEY_BYTES};
+pub use engine::{
+    Engine, Modify, Record, RecoveryReport, ScanChunk, ScanCursor, Stats, MAX_KEY_BYTES,
+};
 pub use error::{Error, Result};
 pub use store::Store;

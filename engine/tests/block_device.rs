@@ -23,16 +23,24 @@ fn attach(file: &std::path::Path) -> Result<LoopDevice, String> {
         .output()
         .map_err(|e| format!("losetup unavailable: {e}"))?;
     if !out.status.success() {
-        return Err(format!("losetup failed: {}", String::from_utf8_lossy(&out.stderr)));
+        return Err(format!(
+            "losetup failed: {}",
+            String::from_utf8_lossy(&out.stderr)
+        ));
     }
-    Ok(LoopDevice(String::from_utf8_lossy(&out.stdout).trim().to_string()))
+    Ok(LoopDevice(
+        String::from_utf8_lossy(&out.stdout).trim().to_string(),
+    ))
 }
 
 #[test]
 fn loop_device_round_trip_and_recovery() {
     let dir = tempfile::tempdir().unwrap();
     let file = dir.path().join("backing.img");
-    std::fs::File::create(&file).unwrap().set_len(32 << 20).unwrap();
+    std::fs::File::create(&file)
+        .unwrap()
+        .set_len(32 << 20)
+        .unwrap();
     let dev = match attach(&file) {
         Ok(d) => d,
         Err(why) => {
@@ -78,5 +86,12 @@ fn loop_device_round_trip_and_recovery() {
     std::fs::write(&other, vec![7u8; 8 << 20]).unwrap();
     let dev2 = attach(&other).unwrap();
     let refused = Engine::open(Config::block_device(&dev2.0));
-    assert!(matches!(refused, Err(quiver_engine::Error::Wal(quiver_wal::Error::NotOurs(_)))), "{:?}", refused.err());
+    assert!(
+        matches!(
+            refused,
+            Err(quiver_engine::Error::Wal(quiver_wal::Error::NotOurs(_)))
+        ),
+        "{:?}",
+        refused.err()
+    );
 }

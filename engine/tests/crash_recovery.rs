@@ -25,18 +25,17 @@ enum Op {
 /// The deterministic operation sequence of one writer thread in one cycle.
 fn ops(cycle: u64, thread: u64, n: usize) -> impl Iterator<Item = Op> {
     let mut rng = StdRng::seed_from_u64(cycle * 1000 + thread);
-    (0..n)
-        .map(move |i| {
-            let key = thread * KEYS_PER_THREAD + rng.gen_range(0..KEYS_PER_THREAD);
-            if rng.gen_bool(0.2) {
-                Op::Delete(key)
-            } else {
-                let len = rng.gen_range(16..3000);
-                let mut v = format!("c{cycle}t{thread}i{i}:").into_bytes();
-                v.resize(len, (i % 251) as u8);
-                Op::Put(key, v)
-            }
-        })
+    (0..n).map(move |i| {
+        let key = thread * KEYS_PER_THREAD + rng.gen_range(0..KEYS_PER_THREAD);
+        if rng.gen_bool(0.2) {
+            Op::Delete(key)
+        } else {
+            let len = rng.gen_range(16..3000);
+            let mut v = format!("c{cycle}t{thread}i{i}:").into_bytes();
+            v.resize(len, (i % 251) as u8);
+            Op::Put(key, v)
+        }
+    })
 }
 
 fn config(path: &std::path::Path) -> Config {
@@ -57,7 +56,10 @@ fn crash_child() {
     let Ok(path) = std::env::var("QUIVER_CRASH_CHILD") else {
         return;
     };
-    let cycle: u64 = std::env::var("QUIVER_CRASH_CYCLE").unwrap().parse().unwrap();
+    let cycle: u64 = std::env::var("QUIVER_CRASH_CYCLE")
+        .unwrap()
+        .parse()
+        .unwrap();
     let engine = std::sync::Arc::new(Engine::open(config(path.as_ref())).unwrap());
     let handles: Vec<_> = (0..THREADS)
         .map(|t| {
@@ -120,7 +122,12 @@ fn apply(model: &mut HashMap<u64, Option<Vec<u8>>>, op: &Op) {
     };
 }
 
-fn verify_thread(e: &Engine, model: &mut HashMap<u64, Option<Vec<u8>>>, t: u64, in_flight: Option<Op>) {
+fn verify_thread(
+    e: &Engine,
+    model: &mut HashMap<u64, Option<Vec<u8>>>,
+    t: u64,
+    in_flight: Option<Op>,
+) {
     for k in t * KEYS_PER_THREAD..(t + 1) * KEYS_PER_THREAD {
         let got = e.get(GROUP, &k.to_le_bytes()).unwrap().map(|r| r.value);
         let want = model.get(&k).cloned().flatten();
@@ -138,8 +145,10 @@ fn verify_thread(e: &Engine, model: &mut HashMap<u64, Option<Vec<u8>>>, t: u64, 
             }
             _ => panic!(
                 "key {k}: got {:?}, expected {:?} (in flight: {:?}); recovery {:?}",
-                got.as_ref().map(|v| String::from_utf8_lossy(&v[..v.len().min(24)]).to_string()),
-                want.as_ref().map(|v| String::from_utf8_lossy(&v[..v.len().min(24)]).to_string()),
+                got.as_ref()
+                    .map(|v| String::from_utf8_lossy(&v[..v.len().min(24)]).to_string()),
+                want.as_ref()
+                    .map(|v| String::from_utf8_lossy(&v[..v.len().min(24)]).to_string()),
                 in_flight.is_some(),
                 e.recovery_report()
             ),
@@ -150,7 +159,13 @@ fn verify_thread(e: &Engine, model: &mut HashMap<u64, Option<Vec<u8>>>, t: u64, 
 /// Runs the writer, kills it after `after_ms`, and returns each thread's acknowledged count.
 fn run_child_and_kill(path: &std::path::Path, cycle: u64, after_ms: u64) -> Vec<usize> {
     let mut child = Command::new(std::env::current_exe().unwrap())
-        .args(["--exact", "crash_child", "--nocapture", "--test-threads", "1"])
+        .args([
+            "--exact",
+            "crash_child",
+            "--nocapture",
+            "--test-threads",
+            "1",
+        ])
         .env("QUIVER_CRASH_CHILD", path)
         .env("QUIVER_CRASH_CYCLE", cycle.to_string())
         .stdout(Stdio::piped())
@@ -166,7 +181,9 @@ fn run_child_and_kill(path: &std::path::Path, cycle: u64, after_ms: u64) -> Vec<
             if parts.next() != Some("ack") {
                 continue;
             }
-            let (Some(t), Some(i)) = (parts.next(), parts.next()) else { continue };
+            let (Some(t), Some(i)) = (parts.next(), parts.next()) else {
+                continue;
+            };
             let (t, i): (usize, usize) = (t.parse().unwrap(), i.parse().unwrap());
             acked[t] = acked[t].max(i + 1);
         }

@@ -30,8 +30,9 @@ fn concurrent_writers_and_defrag_agree_with_the_model() {
     let engine = Arc::new(Engine::open(config(&dir)).unwrap());
     const THREADS: u32 = 4;
     const KEYS: u32 = 500;
-    let models: Vec<Arc<Mutex<HashMap<u32, Option<Vec<u8>>>>>> =
-        (0..THREADS).map(|_| Arc::new(Mutex::new(HashMap::new()))).collect();
+    let models: Vec<Arc<Mutex<HashMap<u32, Option<Vec<u8>>>>>> = (0..THREADS)
+        .map(|_| Arc::new(Mutex::new(HashMap::new())))
+        .collect();
     let writers: Vec<_> = (0..THREADS)
         .map(|t| {
             let e = engine.clone();
@@ -62,7 +63,11 @@ fn concurrent_writers_and_defrag_agree_with_the_model() {
                     if version % 50 == 0 {
                         let probe = t * KEYS + rng.gen_range(0..KEYS);
                         let got = e.get(1, &probe.to_le_bytes()).unwrap().map(|r| r.value);
-                        assert_eq!(got, model.lock().get(&probe).cloned().flatten(), "key {probe}");
+                        assert_eq!(
+                            got,
+                            model.lock().get(&probe).cloned().flatten(),
+                            "key {probe}"
+                        );
                     }
                 }
             })
@@ -87,7 +92,10 @@ fn concurrent_writers_and_defrag_agree_with_the_model() {
     done.store(true, std::sync::atomic::Ordering::Release);
     let freed = defragger.join().unwrap();
     let stats = engine.stats();
-    assert!(freed + stats.defrag_blocks_freed as usize > 0, "defragmentation never freed a block");
+    assert!(
+        freed + stats.defrag_blocks_freed as usize > 0,
+        "defragmentation never freed a block"
+    );
     let check = |e: &Engine| {
         for m in &models {
             for (k, want) in m.lock().iter() {
@@ -103,7 +111,11 @@ fn concurrent_writers_and_defrag_agree_with_the_model() {
     engine.close().unwrap();
     let e = Engine::open(config(&dir)).unwrap();
     check(&e);
-    assert_eq!(e.stats().live_bytes, live_before, "live bytes rebuilt on recovery differ");
+    assert_eq!(
+        e.stats().live_bytes,
+        live_before,
+        "live bytes rebuilt on recovery differ"
+    );
     std::fs::remove_file(dir.path().join("d.db.ckpt")).unwrap();
     drop(e);
     let e = Engine::open(config(&dir)).unwrap();
@@ -130,10 +142,16 @@ fn device_full_refuses_writes_keeps_reads_and_recovers_after_deletes() {
         }
         assert!(written < 100_000, "the device never filled");
     };
-    assert!(matches!(err, quiver_engine::Error::DeviceFull { .. }), "{err}");
+    assert!(
+        matches!(err, quiver_engine::Error::DeviceFull { .. }),
+        "{err}"
+    );
     assert!(err.to_string().contains("device full"));
     for i in (0..written).step_by(97) {
-        assert_eq!(e.get(1, &i.to_le_bytes()).unwrap().unwrap().value, vec![1u8; 1000]);
+        assert_eq!(
+            e.get(1, &i.to_le_bytes()).unwrap().unwrap().value,
+            vec![1u8; 1000]
+        );
     }
     // Deletes are writes too, but they free space: delete most keys, defragment, write again.
     // Tombstones may dig into the reserve; when even that runs out, defragmenting the blocks
@@ -150,9 +168,14 @@ fn device_full_refuses_writes_keeps_reads_and_recovers_after_deletes() {
     freed += e.defragment(usize::MAX).unwrap();
     assert!(freed > 0);
     for i in (0..written).step_by(10) {
-        assert_eq!(e.get(1, &i.to_le_bytes()).unwrap().unwrap().value, vec![1u8; 1000], "survivor {i}");
+        assert_eq!(
+            e.get(1, &i.to_le_bytes()).unwrap().unwrap().value,
+            vec![1u8; 1000],
+            "survivor {i}"
+        );
     }
-    e.put(2, b"after", &[2u8; 1000], &w).expect("writes resume once space is reclaimed");
+    e.put(2, b"after", &[2u8; 1000], &w)
+        .expect("writes resume once space is reclaimed");
     assert_eq!(e.get(2, b"after").unwrap().unwrap().value, vec![2u8; 1000]);
 }
 
@@ -165,20 +188,29 @@ fn expired_records_are_swept_and_their_space_reclaimed() {
         ..Config::file(dir.path().join("e.db"), 8 << 20)
     };
     let e = Engine::open(cfg).unwrap();
-    let w = WriteOptions { ttl_s: Some(1), ..WriteOptions::default() };
+    let w = WriteOptions {
+        ttl_s: Some(1),
+        ..WriteOptions::default()
+    };
     for i in 0..600u32 {
         e.put(1, &i.to_le_bytes(), &[3u8; 700], &w).unwrap();
     }
-    e.put(1, b"keep", b"forever", &WriteOptions::default()).unwrap();
+    e.put(1, b"keep", b"forever", &WriteOptions::default())
+        .unwrap();
     e.flush().unwrap();
     let live = e.stats().live_bytes;
     std::thread::sleep(std::time::Duration::from_millis(2100));
-    assert_eq!(e.get(1, &5u32.to_le_bytes()).unwrap(), None, "expired record visible");
+    assert_eq!(
+        e.get(1, &5u32.to_le_bytes()).unwrap(),
+        None,
+        "expired record visible"
+    );
     assert_eq!(e.sweep_expired(), 600);
     assert!(e.stats().live_bytes < live / 10);
     // Fill past the open block so the expired blocks are sealed, then reclaim them.
     for i in 0..300u32 {
-        e.put(3, &i.to_le_bytes(), &[4u8; 700], &WriteOptions::default()).unwrap();
+        e.put(3, &i.to_le_bytes(), &[4u8; 700], &WriteOptions::default())
+            .unwrap();
     }
     e.flush().unwrap();
     assert!(e.defragment(usize::MAX).unwrap() > 0);
@@ -194,21 +226,34 @@ fn corrupt_or_torn_checkpoint_falls_back_to_a_scan() {
     };
     let e = Engine::open(cfg()).unwrap();
     for i in 0..1000u32 {
-        e.put(1, &i.to_le_bytes(), &i.to_le_bytes(), &WriteOptions::default()).unwrap();
+        e.put(
+            1,
+            &i.to_le_bytes(),
+            &i.to_le_bytes(),
+            &WriteOptions::default(),
+        )
+        .unwrap();
     }
     e.close().unwrap();
     let ckpt = dir.path().join("c.db.ckpt");
     let good = std::fs::read(&ckpt).unwrap();
     let mut flipped = good.clone();
     flipped[good.len() / 2] ^= 1;
-    for (what, bytes) in [("flipped", flipped), ("torn", good[..good.len() / 3].to_vec()), ("empty", vec![])] {
+    for (what, bytes) in [
+        ("flipped", flipped),
+        ("torn", good[..good.len() / 3].to_vec()),
+        ("empty", vec![]),
+    ] {
         std::fs::write(&ckpt, &bytes).unwrap();
         let e = Engine::open(cfg()).unwrap();
         let r = e.recovery_report().clone();
         assert_eq!(r.mode, "scan", "{what} checkpoint was used");
         assert!(r.checkpoint_fallback.is_some(), "{what}: no reason given");
         for i in 0..1000u32 {
-            assert_eq!(e.get(1, &i.to_le_bytes()).unwrap().unwrap().value, i.to_le_bytes());
+            assert_eq!(
+                e.get(1, &i.to_le_bytes()).unwrap().unwrap().value,
+                i.to_le_bytes()
+            );
         }
         e.close().unwrap();
     }

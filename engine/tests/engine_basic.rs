@@ -20,7 +20,11 @@ fn put_get_delete_memory() {
     let r = e.get(1, b"k").unwrap().unwrap();
     assert_eq!(r.value, b"v2");
     assert_eq!(r.generation, g2);
-    assert_eq!(e.get(2, b"k").unwrap(), None, "groups are separate key spaces");
+    assert_eq!(
+        e.get(2, b"k").unwrap(),
+        None,
+        "groups are separate key spaces"
+    );
     assert!(e.delete(1, b"k", &w).unwrap());
     assert!(!e.delete(1, b"k", &w).unwrap());
     assert_eq!(e.get(1, b"k").unwrap(), None);
@@ -31,11 +35,27 @@ fn put_get_delete_memory() {
 fn bad_input_is_a_typed_error() {
     let e = Engine::open(Config::memory(16 << 20)).unwrap();
     let w = WriteOptions::default();
-    assert!(matches!(e.put(1, b"", b"v", &w), Err(Error::KeySize { .. })));
-    assert!(matches!(e.put(1, &[0u8; 1025], b"v", &w), Err(Error::KeySize { len: 1025, max: 1024 })));
+    assert!(matches!(
+        e.put(1, b"", b"v", &w),
+        Err(Error::KeySize { .. })
+    ));
+    assert!(matches!(
+        e.put(1, &[0u8; 1025], b"v", &w),
+        Err(Error::KeySize {
+            len: 1025,
+            max: 1024
+        })
+    ));
     let big = vec![0u8; (1 << 20) + 1];
-    assert!(matches!(e.put(1, b"k", &big, &w), Err(Error::RecordTooLarge { .. })));
-    assert_eq!(e.get(1, b"k").unwrap(), None, "a rejected put writes nothing");
+    assert!(matches!(
+        e.put(1, b"k", &big, &w),
+        Err(Error::RecordTooLarge { .. })
+    ));
+    assert_eq!(
+        e.get(1, b"k").unwrap(),
+        None,
+        "a rejected put writes nothing"
+    );
     let bad = Config {
         write_block_bytes: 3 << 20,
         ..Config::memory(64 << 20)
@@ -57,7 +77,13 @@ fn reopen_file_finds_everything_by_scan_and_checkpoint() {
     {
         let e = Engine::open(small_file(&dir)).unwrap();
         for i in 0..3000u32 {
-            e.put(7, format!("key{i}").as_bytes(), &i.to_le_bytes().repeat(20), &w).unwrap();
+            e.put(
+                7,
+                format!("key{i}").as_bytes(),
+                &i.to_le_bytes().repeat(20),
+                &w,
+            )
+            .unwrap();
         }
         for i in (0..3000u32).step_by(3) {
             e.delete(7, format!("key{i}").as_bytes(), &w).unwrap();
@@ -122,8 +148,26 @@ fn ttl_expires_and_stays_expired_after_restart() {
     let w = WriteOptions::default();
     {
         let e = Engine::open(small_file(&dir)).unwrap();
-        e.put(1, b"short", b"x", &WriteOptions { ttl_s: Some(1), ..w }).unwrap();
-        e.put(1, b"long", b"y", &WriteOptions { ttl_s: Some(3600), ..w }).unwrap();
+        e.put(
+            1,
+            b"short",
+            b"x",
+            &WriteOptions {
+                ttl_s: Some(1),
+                ..w
+            },
+        )
+        .unwrap();
+        e.put(
+            1,
+            b"long",
+            b"y",
+            &WriteOptions {
+                ttl_s: Some(3600),
+                ..w
+            },
+        )
+        .unwrap();
         assert!(e.get(1, b"short").unwrap().is_some());
         e.close().unwrap();
     }
@@ -169,7 +213,10 @@ fn dropped_group_is_unreachable_and_stays_dropped() {
         e.put(6, b"a", b"2", &w).unwrap();
         e.drop_group(5).unwrap();
         assert_eq!(e.get(5, b"a").unwrap(), None);
-        assert!(matches!(e.put(5, b"b", b"1", &w), Err(Error::GroupDropped(5))));
+        assert!(matches!(
+            e.put(5, b"b", b"1", &w),
+            Err(Error::GroupDropped(5))
+        ));
         e.close().unwrap();
     }
     std::fs::remove_file(dir.path().join("q.db.ckpt")).unwrap();

@@ -21,20 +21,33 @@ fn flipped_bits_are_found_and_never_served() {
     let w = WriteOptions::default();
     let e = Engine::open(config(&path)).unwrap();
     for i in 0..400u32 {
-        e.put(1, &i.to_le_bytes(), &vec![(i % 200) as u8 + 1; 700], &w).unwrap();
+        e.put(1, &i.to_le_bytes(), &vec![(i % 200) as u8 + 1; 700], &w)
+            .unwrap();
     }
     e.close().unwrap();
     std::fs::remove_file(path.with_extension("no-ckpt")).ok();
 
     let clean = inspect(&path).unwrap();
-    assert!(!clean.is_damaged(), "fresh image reported damage: {:?}", clean.damage);
+    assert!(
+        !clean.is_damaged(),
+        "fresh image reported damage: {:?}",
+        clean.damage
+    );
     assert_eq!(clean.records_live, 400);
 
     // Damage the value bytes of a few records in the first data block.
     let block = 128u64 << 10;
-    let f = std::fs::OpenOptions::new().read(true).write(true).open(&path).unwrap();
+    let f = std::fs::OpenOptions::new()
+        .read(true)
+        .write(true)
+        .open(&path)
+        .unwrap();
     let mut flipped = Vec::new();
-    for at in [block + 64 + 200, block + 64 + 800 * 5 + 300, block + 64 + 800 * 20 + 400] {
+    for at in [
+        block + 64 + 200,
+        block + 64 + 800 * 5 + 300,
+        block + 64 + 800 * 20 + 400,
+    ] {
         let mut b = [0u8; 1];
         f.read_exact_at(&mut b, at).unwrap();
         b[0] ^= 0x5a;
@@ -55,7 +68,11 @@ fn flipped_bits_are_found_and_never_served() {
     let mut missing = 0;
     for i in 0..400u32 {
         match e.get(1, &i.to_le_bytes()).unwrap() {
-            Some(r) => assert_eq!(r.value, vec![(i % 200) as u8 + 1; 700], "damaged data served for {i}"),
+            Some(r) => assert_eq!(
+                r.value,
+                vec![(i % 200) as u8 + 1; 700],
+                "damaged data served for {i}"
+            ),
             None => missing += 1,
         }
     }

@@ -26,7 +26,11 @@ pub enum Error {
         align: usize,
     },
     #[error("range {offset}+{len} is beyond the end of the {capacity}-byte device")]
-    OutOfRange { offset: u64, len: usize, capacity: u64 },
+    OutOfRange {
+        offset: u64,
+        len: usize,
+        capacity: u64,
+    },
     #[error("not a Quiver device: {0}")]
     NotOurs(String),
     #[error("device format version {found} is newer than this build supports ({supported})")]

@@ -166,7 +166,8 @@ impl BlockHeader {
     /// Decodes a block header; `None` for a block that holds no valid header of this store
     /// (never written, freed, or foreign), which recovery treats as free.
     pub fn decode(b: &[u8], block: u32, store_id_lo: u64) -> Option<BlockHeader> {
-        if b.len() < BLOCK_HEADER_BYTES || b[0..8] != BLOCK_MAGIC || u32_at(b, 8) != FORMAT_VERSION {
+        if b.len() < BLOCK_HEADER_BYTES || b[0..8] != BLOCK_MAGIC || u32_at(b, 8) != FORMAT_VERSION
+        {
             return None;
         }
         if xxh3_64(&b[0..56]) != u64_at(b, 56) {
@@ -205,7 +206,7 @@ pub struct RecordHeader {
 }
 
 const _: () = assert!(RECORD_HEADER_BYTES == 64);
-const _: () = assert!(BLOCK_HEADER_BYTES % UNIT_BYTES == 0);
+const _: () = assert!(BLOCK_HEADER_BYTES.is_multiple_of(UNIT_BYTES));
 
 impl RecordHeader {
     pub fn is_tombstone(&self) -> bool {
@@ -264,7 +265,8 @@ impl RecordHeader {
         };
         let consistent = h.key_len as usize >= 1
             && h.key_len as usize <= MAX_KEY_BYTES
-            && h.total_len as usize == RECORD_HEADER_BYTES + h.key_len as usize + h.value_len as usize
+            && h.total_len as usize
+                == RECORD_HEADER_BYTES + h.key_len as usize + h.value_len as usize
             && h.total_len as usize <= MAX_RECORD_FRAME_BYTES;
         consistent.then_some(h)
     }
@@ -337,7 +339,8 @@ pub fn decode_record(b: &[u8], block: u32, offset: u32, block_seq: u64) -> Resul
         offset,
         detail,
     };
-    let header = RecordHeader::decode(b).ok_or_else(|| corrupt("header checksum or fields invalid".into()))?;
+    let header = RecordHeader::decode(b)
+        .ok_or_else(|| corrupt("header checksum or fields invalid".into()))?;
     if header.block_seq != block_seq {
         return Err(corrupt(format!(
             "frame belongs to block sequence {}, block is at {}",
@@ -346,7 +349,10 @@ pub fn decode_record(b: &[u8], block: u32, offset: u32, block_seq: u64) -> Resul
     }
     let total = header.total_len as usize;
     if b.len() < total {
-        return Err(corrupt(format!("frame of {total} bytes runs past the {} bytes read", b.len())));
+        return Err(corrupt(format!(
+            "frame of {total} bytes runs past the {} bytes read",
+            b.len()
+        )));
     }
     let key = &b[RECORD_HEADER_BYTES..RECORD_HEADER_BYTES + header.key_len as usize];
     let value = &b[RECORD_HEADER_BYTES + header.key_len as usize..total];
@@ -397,9 +403,15 @@ mod tests {
         for i in 0..r.frame_len() {
             let mut bad = buf.clone();
             bad[i] ^= 0x10;
-            assert!(decode_record(&bad, 1, 64, 9).is_err(), "flip at byte {i} undetected");
+            assert!(
+                decode_record(&bad, 1, 64, 9).is_err(),
+                "flip at byte {i} undetected"
+            );
         }
-        assert!(decode_record(&buf, 1, 64, 10).is_err(), "stale block sequence accepted");
+        assert!(
+            decode_record(&buf, 1, 64, 10).is_err(),
+            "stale block sequence accepted"
+        );
     }
 
     #[test]
@@ -415,7 +427,10 @@ mod tests {
         assert_eq!(Superblock::decode(&b).unwrap(), sb);
         b[20] ^= 1;
         assert!(matches!(Superblock::decode(&b), Err(Error::Corrupt { .. })));
-        assert!(matches!(Superblock::decode(&[0u8; 64]), Err(Error::NotOurs(_))));
+        assert!(matches!(
+            Superblock::decode(&[0u8; 64]),
+            Err(Error::NotOurs(_))
+        ));
 
         let h = BlockHeader {
             block: 3,

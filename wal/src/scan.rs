@@ -70,7 +70,8 @@ impl<'a> Iterator for BlockScanner<'a> {
             return None;
         }
         let rest = self.bytes.get(self.offset..).unwrap_or(&[]);
-        let valid = |h: &RecordHeader, room: usize| h.block_seq == self.seq && h.padded_len() <= room;
+        let valid =
+            |h: &RecordHeader, room: usize| h.block_seq == self.seq && h.padded_len() <= room;
         match RecordHeader::decode(rest) {
             Some(h) if valid(&h, rest.len()) => {}
             _ => {
@@ -81,7 +82,8 @@ impl<'a> Iterator for BlockScanner<'a> {
                     return self.finish();
                 }
                 let found = (UNIT_BYTES..rest.len()).step_by(UNIT_BYTES).find(|&skip| {
-                    RecordHeader::decode(&rest[skip..]).is_some_and(|h| valid(&h, rest.len() - skip))
+                    RecordHeader::decode(&rest[skip..])
+                        .is_some_and(|h| valid(&h, rest.len() - skip))
                 });
                 return match found {
                     Some(skip) => {

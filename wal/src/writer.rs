@@ -137,7 +137,11 @@ impl LogWriter {
     /// Appends one frame to the open block (opening a new block when it does not fit).
     /// `on_placed` runs under the writer's lock with the frame's place, before any reader can
     /// be served the block from the device: the engine updates its index there.
-    pub fn append<T>(&self, rec: &RecordInput<'_>, on_placed: impl FnOnce(&Appended) -> T) -> Result<(Appended, T)> {
+    pub fn append<T>(
+        &self,
+        rec: &RecordInput<'_>,
+        on_placed: impl FnOnce(&Appended) -> T,
+    ) -> Result<(Appended, T)> {
         let padded = padded_frame_len(rec.frame_len());
         if padded > self.max_frame_bytes() {
             return Err(Error::Config(format!(
@@ -149,7 +153,10 @@ impl LogWriter {
         if let Some(why) = &st.failed {
             return Err(Error::WriterFailed(why.clone()));
         }
-        let needs_new = st.open.as_ref().is_none_or(|o| o.fill + padded > self.block_bytes);
+        let needs_new = st
+            .open
+            .as_ref()
+            .is_none_or(|o| o.fill + padded > self.block_bytes);
         if needs_new {
             self.roll(&mut st, rec.flags & crate::format::FLAG_TOMBSTONE != 0)?;
         }
@@ -171,7 +178,10 @@ impl LogWriter {
 
     /// Seals the open block (if any) and opens a fresh one.
     fn roll(&self, st: &mut State, freeing: bool) -> Result<()> {
-        let block = self.source.take_free(self.kind, freeing).ok_or(Error::NoFreeBlock)?;
+        let block = self
+            .source
+            .take_free(self.kind, freeing)
+            .ok_or(Error::NoFreeBlock)?;
         if let Some(old) = st.open.take() {
             st.sealed.push_back(SealedBlock {
                 block: old.block,
@@ -309,7 +319,8 @@ impl LogWriter {
                         None => {
                             if let Some(o) = st.open.as_mut().filter(|o| o.seq == job.seq) {
                                 o.written = o.written.max(align_down(job.fill, IO_ALIGN));
-                            } else if let Some(s) = st.sealed.iter_mut().find(|s| s.seq == job.seq) {
+                            } else if let Some(s) = st.sealed.iter_mut().find(|s| s.seq == job.seq)
+                            {
                                 s.written = s.written.max(align_down(job.fill, IO_ALIGN));
                             }
                         }

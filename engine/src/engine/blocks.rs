@@ -88,7 +88,8 @@ impl Blocks {
         let mut free = self.free.lock();
         free.clear();
         free.extend(
-            (1..self.meta.len() as u32).filter(|&b| self.meta[b as usize].state.load(Ordering::Acquire) == FREE),
+            (1..self.meta.len() as u32)
+                .filter(|&b| self.meta[b as usize].state.load(Ordering::Acquire) == FREE),
         );
     }
 
@@ -110,19 +111,27 @@ impl Blocks {
     }
 
     pub fn add_live(&self, block: u32, bytes: u32) {
-        self.meta[block as usize].live_bytes.fetch_add(bytes as i64, Ordering::AcqRel);
+        self.meta[block as usize]
+            .live_bytes
+            .fetch_add(bytes as i64, Ordering::AcqRel);
     }
 
     pub fn sub_live(&self, block: u32, bytes: u32) {
-        self.meta[block as usize].live_bytes.fetch_sub(bytes as i64, Ordering::AcqRel);
+        self.meta[block as usize]
+            .live_bytes
+            .fetch_sub(bytes as i64, Ordering::AcqRel);
     }
 
     pub fn add_marker(&self, block: u32, bytes: u32) {
-        self.meta[block as usize].marker_bytes.fetch_add(bytes as i64, Ordering::AcqRel);
+        self.meta[block as usize]
+            .marker_bytes
+            .fetch_add(bytes as i64, Ordering::AcqRel);
     }
 
     pub fn note_lsn(&self, block: u32, lsn: u64) {
-        self.meta[block as usize].min_lsn.fetch_min(lsn, Ordering::AcqRel);
+        self.meta[block as usize]
+            .min_lsn
+            .fetch_min(lsn, Ordering::AcqRel);
     }
 
     pub fn seq(&self, block: u32) -> u64 {
@@ -157,7 +166,9 @@ impl Blocks {
         }
         c.order.push_back(block);
         while c.bytes > c.max_bytes {
-            let Some(victim) = c.order.pop_front() else { break };
+            let Some(victim) = c.order.pop_front() else {
+                break;
+            };
             if let Some(buf) = c.map.remove(&victim) {
                 c.bytes -= buf.len() as u64;
             }
@@ -169,7 +180,10 @@ impl Blocks {
         self.meta
             .iter()
             .enumerate()
-            .filter(|&(i, m)| i as u32 != except && matches!(m.state.load(Ordering::Acquire), OPEN | SEALED | DEFRAG))
+            .filter(|&(i, m)| {
+                i as u32 != except
+                    && matches!(m.state.load(Ordering::Acquire), OPEN | SEALED | DEFRAG)
+            })
             .map(|(_, m)| m.min_lsn.load(Ordering::Acquire))
             .min()
             .unwrap_or(u64::MAX)
@@ -184,7 +198,8 @@ impl Blocks {
             .enumerate()
             .filter(|(_, m)| m.state.load(Ordering::Acquire) == SEALED)
             .map(|(i, m)| {
-                let kept = m.live_bytes.load(Ordering::Acquire) + m.marker_bytes.load(Ordering::Acquire);
+                let kept =
+                    m.live_bytes.load(Ordering::Acquire) + m.marker_bytes.load(Ordering::Acquire);
                 (kept, i as u32)
             })
             .filter(|&(live, _)| live < limit)
@@ -229,7 +244,10 @@ impl BlockSource for Blocks {
         m.seq.store(seq, Ordering::Release);
         m.kind.store(kind as u8, Ordering::Release);
         m.min_lsn.store(u64::MAX, Ordering::Release);
-        m.used_bytes.store(quiver_wal::format::BLOCK_HEADER_BYTES as u64, Ordering::Release);
+        m.used_bytes.store(
+            quiver_wal::format::BLOCK_HEADER_BYTES as u64,
+            Ordering::Release,
+        );
         m.state.store(OPEN, Ordering::Release);
     }
 
@@ -240,6 +258,8 @@ impl BlockSource for Blocks {
         }
         m.used_bytes.store(used_bytes as u64, Ordering::Release);
         self.cache_insert(block, bytes);
-        let _ = m.state.compare_exchange(OPEN, SEALED, Ordering::AcqRel, Ordering::Acquire);
+        let _ = m
+            .state
+            .compare_exchange(OPEN, SEALED, Ordering::AcqRel, Ordering::Acquire);
     }
 }

@@ -40,7 +40,9 @@ use quiver_wal::{AlignedBuf, Device, ReadOp, IO_ALIGN};
 use xxhash_rust::xxh3::Xxh3Default;
 
 use super::blocks::{Blocks, DEFRAG, OPEN, SEALED};
-use super::recovery::{read_dropped_at, recompute_live, scan_blocks, Recovered, ScanState, Version};
+use super::recovery::{
+    read_dropped_at, recompute_live, scan_blocks, Recovered, ScanState, Version,
+};
 use super::stats::RecoveryReport;
 use super::{now_s, Inner};
 use crate::error::{Error, Result};
@@ -83,7 +85,8 @@ impl Inner {
             .map_err(|e| io_err(&tmp, e))?;
         let mut w = BufWriter::with_capacity(1 << 20, file);
         let entries_at = HEADER_BYTES + blocks.len() * BLOCK_RECORD_BYTES + dropped.len() * 4;
-        w.write_all(&vec![0u8; entries_at]).map_err(|e| io_err(&tmp, e))?;
+        w.write_all(&vec![0u8; entries_at])
+            .map_err(|e| io_err(&tmp, e))?;
         let mut count = 0u64;
         let mut failed = None;
         let mut rec = [0u8; ENTRY_BYTES];
@@ -108,7 +111,9 @@ impl Inner {
         rewrite_head_and_seal(&mut file, &head, &tmp)?;
         std::fs::rename(&tmp, &path).map_err(|e| io_err(&path, e))?;
         if let Some(dir) = path.parent().filter(|p| !p.as_os_str().is_empty()) {
-            File::open(dir).and_then(|d| d.sync_all()).map_err(|e| io_err(dir, e))?;
+            File::open(dir)
+                .and_then(|d| d.sync_all())
+                .map_err(|e| io_err(dir, e))?;
         }
         self.counters.checkpoints.fetch_add(1, Ordering::Relaxed);
         tracing::debug!(entries = count, replay_from, "checkpoint written");
@@ -133,7 +138,13 @@ impl Inner {
             .collect()
     }
 
-    fn encode_head(&self, [replay_from, next_lsn, walk_lsn]: [u64; 3], blocks: &[(u32, u64, u8, u32, u64)], dropped: &[u32], count: u64) -> Vec<u8> {
+    fn encode_head(
+        &self,
+        [replay_from, next_lsn, walk_lsn]: [u64; 3],
+        blocks: &[(u32, u64, u8, u32, u64)],
+        dropped: &[u32],
+        count: u64,
+    ) -> Vec<u8> {
         let mut h = Vec::with_capacity(HEADER_BYTES + blocks.len() * BLOCK_RECORD_BYTES);
         h.extend_from_slice(MAGIC);
         h.extend_from_slice(&VERSION.to_le_bytes());
@@ -196,7 +207,8 @@ fn rewrite_head_and_seal(file: &mut File, head: &[u8], path: &Path) -> Result<()
         sum.update(&buf[..n]);
     }
     file.seek(SeekFrom::End(0)).map_err(|e| io_err(path, e))?;
-    file.write_all(&sum.digest().to_le_bytes()).map_err(|e| io_err(path, e))?;
+    file.write_all(&sum.digest().to_le_bytes())
+        .map_err(|e| io_err(path, e))?;
     file.sync_all().map_err(|e| io_err(path, e))
 }
 
@@ -207,7 +219,10 @@ fn tmp_path(path: &Path) -> PathBuf {
 }
 
 fn io_err(path: &Path, e: std::io::Error) -> Error {
-    Error::Io(std::io::Error::new(e.kind(), format!("checkpoint {}: {e}", path.display())))
+    Error::Io(std::io::Error::new(
+        e.kind(),
+        format!("checkpoint {}: {e}", path.display()),
+    ))
 }
 
 /// A checkpoint's decoded head.
@@ -230,14 +245,18 @@ fn decode_head(bytes: &[u8], sb: &Superblock) -> std::result::Result<Head, Strin
     let want = u64::from_le_bytes(trailer.try_into().expect("8 bytes"));
     let got = xxhash_rust::xxh3::xxh3_64(body);
     if got != want {
-        return Err(format!("checksum mismatch (got {got:#018x}, expected {want:#018x}): torn or corrupt"));
+        return Err(format!(
+            "checksum mismatch (got {got:#018x}, expected {want:#018x}): torn or corrupt"
+        ));
     }
     let u32_at = |at: usize| u32::from_le_bytes(body[at..at + 4].try_into().expect("4 bytes"));
     let u64_at = |at: usize| u64::from_le_bytes(body[at..at + 8].try_into().expect("8 bytes"));
     if u32_at(8) != VERSION {
         return Err(format!("format version {} is not {VERSION}", u32_at(8)));
     }
-    if u32_at(12) != sb.write_block_bytes || u128::from_le_bytes(body[16..32].try_into().expect("16")) != sb.store_id {
+    if u32_at(12) != sb.write_block_bytes
+        || u128::from_le_bytes(body[16..32].try_into().expect("16")) != sb.store_id
+    {
         return Err("belongs to another store".into());
     }
     let nblocks = u32_at(48) as usize;
@@ -250,7 +269,15 @@ fn decode_head(bytes: &[u8], sb: &Superblock) -> std::result::Result<Head, Strin
     let mut blocks = HashMap::with_capacity(nblocks);
     for i in 0..nblocks {
         let at = HEADER_BYTES + i * BLOCK_RECORD_BYTES;
-        blocks.insert(u32_at(at), (u64_at(at + 4), body[at + 12], u32_at(at + 13), u64_at(at + 17)));
+        blocks.insert(
+            u32_at(at),
+            (
+                u64_at(at + 4),
+                body[at + 12],
+                u32_at(at + 13),
+                u64_at(at + 17),
+            ),
+        );
     }
     let dropped_at = HEADER_BYTES + nblocks * BLOCK_RECORD_BYTES;
     let dropped = (0..ndropped).map(|i| u32_at(dropped_at + i * 4)).collect();
@@ -276,7 +303,9 @@ pub(crate) fn load(
 ) -> std::result::Result<Option<Recovered>, String> {
     let mut bytes = Vec::new();
     match OpenOptions::new().read(true).open(path) {
-        Ok(mut f) => f.read_to_end(&mut bytes).map_err(|e| format!("read failed: {e}"))?,
+        Ok(mut f) => f
+            .read_to_end(&mut bytes)
+            .map_err(|e| format!("read failed: {e}"))?,
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
         Err(e) => return Err(format!("open failed: {e}")),
     };
@@ -301,13 +330,17 @@ pub(crate) fn load(
     if let Some((_, loc)) = state.dropped_loc {
         dropped = read_dropped_at(device, sb, blocks, loc).map_err(|e| e.to_string())?;
     }
-    apply_tail(device, sb, blocks, index, &state, &head, &dropped, now).map_err(|e| e.to_string())?;
+    apply_tail(device, sb, blocks, index, &state, &head, &dropped, now)
+        .map_err(|e| e.to_string())?;
     drop_stale(index, blocks, &dropped);
     recompute_live(index, blocks);
     report.records_recovered = index.len() as u64;
     Ok(Some(Recovered {
         next_lsn: head.next_lsn.max(state.max_lsn + 1),
-        next_seq: head.replay_from.max(state.max_seq + 1).max(max_seq(blocks) + 1),
+        next_seq: head
+            .replay_from
+            .max(state.max_seq + 1)
+            .max(max_seq(blocks) + 1),
         dropped_with_records: dropped.clone(),
         dropped,
         report,
@@ -315,12 +348,22 @@ pub(crate) fn load(
 }
 
 fn max_seq(blocks: &Blocks) -> u64 {
-    blocks.meta.iter().map(|m| m.seq.load(Ordering::Acquire)).max().unwrap_or(0)
+    blocks
+        .meta
+        .iter()
+        .map(|m| m.seq.load(Ordering::Acquire))
+        .max()
+        .unwrap_or(0)
 }
 
 /// Reads every block header: blocks older than the checkpoint take its record of them; blocks
 /// at or after its replay point are returned to be scanned.
-fn classify_blocks(device: &dyn Device, sb: &Superblock, blocks: &Blocks, head: &Head) -> Result<Vec<u32>> {
+fn classify_blocks(
+    device: &dyn Device,
+    sb: &Superblock,
+    blocks: &Blocks,
+    head: &Head,
+) -> Result<Vec<u32>> {
     let bb = sb.write_block_bytes as u64;
     let all: Vec<u32> = (1..blocks.count() as u32).collect();
     let mut tail = Vec::new();
@@ -406,7 +449,9 @@ fn apply(index: &Index, d: u128, v: &Version, now: u32, dropped: &[u32]) {
 fn lsn_at(device: &dyn Device, sb: &Superblock, blocks: &Blocks, loc: Location) -> Option<u64> {
     let (buf, start) = super::recovery::read_frame(device, sb, loc).ok()?;
     let offset = loc.offset_units * UNIT_BYTES as u32;
-    decode_record(&buf[start..], loc.block, offset, blocks.seq(loc.block)).ok().map(|v| v.header.lsn)
+    decode_record(&buf[start..], loc.block, offset, blocks.seq(loc.block))
+        .ok()
+        .map(|v| v.header.lsn)
 }
 
 /// Drops entries that point into blocks no longer in use (freed after the checkpoint).

@@ -39,16 +39,22 @@ impl Inner {
             self.fg.flush().map_err(|e| self.failed(e))?;
         }
         // Only the blocks that qualify now: blocks this pass writes wait for the next one.
-        let candidates = self.blocks.defrag_candidates(self.config.defrag_lwm_pct, max_blocks);
+        let candidates = self
+            .blocks
+            .defrag_candidates(self.config.defrag_lwm_pct, max_blocks);
         let mut freed = 0;
         for b in candidates {
             let lease = self.scan_lease_ms.load(Ordering::Acquire);
-            let scanning = quiver_wal::writer::now_ms().saturating_sub(lease) < super::scan::SCAN_LEASE_MS;
+            let scanning =
+                quiver_wal::writer::now_ms().saturating_sub(lease) < super::scan::SCAN_LEASE_MS;
             if self.shutdown.load(Ordering::Acquire) || scanning {
                 break;
             }
             let m = &self.blocks.meta[b as usize];
-            if m.state.compare_exchange(SEALED, DEFRAG, Ordering::AcqRel, Ordering::Acquire).is_err() {
+            if m.state
+                .compare_exchange(SEALED, DEFRAG, Ordering::AcqRel, Ordering::Acquire)
+                .is_err()
+            {
                 continue;
             }
             if let Err(e) = self.defrag_block(b) {
@@ -56,7 +62,9 @@ impl Inner {
                 return Err(e);
             }
             freed += 1;
-            if self.config.defrag_pause_ms > 0 && self.sleep(Duration::from_millis(self.config.defrag_pause_ms)) {
+            if self.config.defrag_pause_ms > 0
+                && self.sleep(Duration::from_millis(self.config.defrag_pause_ms))
+            {
                 break;
             }
         }
@@ -94,17 +102,29 @@ impl Inner {
         // durable before they are the only trace, and so must the copies; then the old
         // block's header goes, durably; then reuse.
         let superseded_by = self.fg.appended();
-        self.fg.wait_durable(superseded_by).map_err(|e| self.failed(e))?;
+        self.fg
+            .wait_durable(superseded_by)
+            .map_err(|e| self.failed(e))?;
         self.dw.flush().map_err(|e| self.failed(e))?;
         let zeros = AlignedBuf::new(IO_ALIGN);
-        self.device.write_at(&zeros, b as u64 * self.blocks.block_bytes)?;
+        self.device
+            .write_at(&zeros, b as u64 * self.blocks.block_bytes)?;
         self.device.sync()?;
         self.blocks.release(b);
-        self.counters.defrag_blocks_freed.fetch_add(1, Ordering::Relaxed);
+        self.counters
+            .defrag_blocks_freed
+            .fetch_add(1, Ordering::Relaxed);
         Ok(())
     }
 
-    fn defrag_record(&self, b: u32, offset: u32, r: &RecordView<'_>, oldest_elsewhere: u64, now: u32) -> Result<()> {
+    fn defrag_record(
+        &self,
+        b: u32,
+        offset: u32,
+        r: &RecordView<'_>,
+        oldest_elsewhere: u64,
+        now: u32,
+    ) -> Result<()> {
         let h = r.header;
         let d = digest(h.group, r.key);
         let loc = Location {
@@ -132,7 +152,10 @@ impl Inner {
                     expiry_s: h.expiry_s,
                     last_update_s: h.last_update_s,
                 };
-                let (placed, ()) = self.dw.append(&copy, |_| ()).map_err(|e| self.defrag_error(e))?;
+                let (placed, ()) = self
+                    .dw
+                    .append(&copy, |_| ())
+                    .map_err(|e| self.defrag_error(e))?;
                 self.blocks.note_lsn(placed.block, h.lsn);
                 let new_loc = Location {
                     block: placed.block,
@@ -140,11 +163,18 @@ impl Inner {
                     len_units: placed.padded_len / UNIT_BYTES as u32,
                 };
                 let moved = self.index.relocate(d, loc, new_loc);
-                assert!(moved, "index moved under the key lock during defragmentation");
+                assert!(
+                    moved,
+                    "index moved under the key lock during defragmentation"
+                );
                 self.blocks.add_live(placed.block, placed.padded_len);
                 self.blocks.sub_live(b, loc.len_units * UNIT_BYTES as u32);
-                self.counters.defrag_records_moved.fetch_add(1, Ordering::Relaxed);
-                self.counters.defrag_bytes_moved.fetch_add(placed.padded_len as u64, Ordering::Relaxed);
+                self.counters
+                    .defrag_records_moved
+                    .fetch_add(1, Ordering::Relaxed);
+                self.counters
+                    .defrag_bytes_moved
+                    .fetch_add(placed.padded_len as u64, Ordering::Relaxed);
                 Ok(())
             }
             // A newer version lives elsewhere: this frame is garbage.
@@ -158,7 +188,9 @@ impl Inner {
     fn keep_marker(&self, r: &RecordView<'_>, oldest_elsewhere: u64) -> Result<()> {
         let h = r.header;
         if oldest_elsewhere > h.lsn || h.group == super::SYSTEM_GROUP {
-            self.counters.tombstones_dropped.fetch_add(1, Ordering::Relaxed);
+            self.counters
+                .tombstones_dropped
+                .fetch_add(1, Ordering::Relaxed);
             return Ok(());
         }
         let marker = RecordInput {
@@ -171,10 +203,15 @@ impl Inner {
             expiry_s: 0,
             last_update_s: h.last_update_s,
         };
-        let (placed, ()) = self.dw.append(&marker, |_| ()).map_err(|e| self.defrag_error(e))?;
+        let (placed, ()) = self
+            .dw
+            .append(&marker, |_| ())
+            .map_err(|e| self.defrag_error(e))?;
         self.blocks.note_lsn(placed.block, h.lsn);
         self.blocks.add_marker(placed.block, placed.padded_len);
-        self.counters.tombstones_kept.fetch_add(1, Ordering::Relaxed);
+        self.counters
+            .tombstones_kept
+            .fetch_add(1, Ordering::Relaxed);
         Ok(())
     }
 
@@ -202,11 +239,14 @@ impl Inner {
             // The stripe is chosen by the digest's low bits, which the index keeps.
             let _key_lock = self.stripe(d).lock();
             if self.index.remove_if_at(d, loc).is_some() {
-                self.blocks.sub_live(loc.block, loc.len_units * UNIT_BYTES as u32);
+                self.blocks
+                    .sub_live(loc.block, loc.len_units * UNIT_BYTES as u32);
                 n += 1;
             }
         }
-        self.counters.expired_swept.fetch_add(n as u64, Ordering::Relaxed);
+        self.counters
+            .expired_swept
+            .fetch_add(n as u64, Ordering::Relaxed);
         n
     }
 
@@ -226,7 +266,9 @@ impl Inner {
             };
             let seq = self.blocks.seq(b);
             for item in BlockScanner::new(&bytes, b, seq) {
-                let ScanItem::Record { offset, record } = item else { continue };
+                let ScanItem::Record { offset, record } = item else {
+                    continue;
+                };
                 if !groups.contains(&record.header.group) {
                     continue;
                 }
@@ -242,6 +284,8 @@ impl Inner {
                 }
             }
         }
-        self.counters.groups_reclaimed.fetch_add(groups.len() as u64, Ordering::Relaxed);
+        self.counters
+            .groups_reclaimed
+            .fetch_add(groups.len() as u64, Ordering::Relaxed);
     }
 }

@@ -7,9 +7,9 @@ use quiver_wal::format::Superblock;
 use quiver_wal::Device;
 
 use super::blocks::{Blocks, SEALED};
+use super::now_s;
 use super::recovery::{read_dropped, recompute_live, scan_blocks, ScanState};
 use super::stats::RecoveryReport;
-use super::now_s;
 use crate::error::Result;
 
 pub(crate) struct ScannedBlock {

@@ -50,9 +50,17 @@ pub struct Record {
 
 /// What a [`Engine::modify`] callback decides.
 pub enum Modify<T> {
-    Put { value: Vec<u8>, ttl_s: Option<u32>, out: T },
-    Delete { out: T },
-    Keep { out: T },
+    Put {
+        value: Vec<u8>,
+        ttl_s: Option<u32>,
+        out: T,
+    },
+    Delete {
+        out: T,
+    },
+    Keep {
+        out: T,
+    },
 }
 
 /// An embedded Quiver store. `Send + Sync`: share it behind an `Arc`.
@@ -111,7 +119,9 @@ impl Inner {
 
     pub fn check_group(&self, group: u32) -> Result<()> {
         if group == SYSTEM_GROUP {
-            return Err(Error::Config(format!("group id {SYSTEM_GROUP} is reserved for the engine")));
+            return Err(Error::Config(format!(
+                "group id {SYSTEM_GROUP} is reserved for the engine"
+            )));
         }
         Ok(())
     }
@@ -147,7 +157,13 @@ impl Engine {
     }
 
     /// Writes `value` as the current record of `key`; returns its new generation.
-    pub fn put(&self, group: u32, key: &[u8], value: &[u8], opts: &crate::WriteOptions) -> Result<u16> {
+    pub fn put(
+        &self,
+        group: u32,
+        key: &[u8],
+        value: &[u8],
+        opts: &crate::WriteOptions,
+    ) -> Result<u16> {
         let ((), generation) = self.inner.modify_inner(group, key, opts, |_| {
             Ok(Modify::Put {
                 value: value.to_vec(),

@@ -33,8 +33,14 @@ pub(crate) fn open_on(config: Config, device: Arc<dyn Device>) -> Result<Engine>
     let sb = read_or_format(device.as_ref(), &config)?;
     let block_bytes = sb.write_block_bytes as u64;
     let count = sb.device_bytes / block_bytes;
-    let floor = ((count - 1) * config.min_free_pct as u64 / 100).max(super::blocks::DEFRAG_RESERVE_BLOCKS as u64 + 1) as usize;
-    let blocks = Arc::new(Blocks::new(count as usize, block_bytes, floor, config.post_write_cache_bytes));
+    let floor = ((count - 1) * config.min_free_pct as u64 / 100)
+        .max(super::blocks::DEFRAG_RESERVE_BLOCKS as u64 + 1) as usize;
+    let blocks = Arc::new(Blocks::new(
+        count as usize,
+        block_bytes,
+        floor,
+        config.post_write_cache_bytes,
+    ));
     let index = Index::with_capacity(config.expected_records);
     let rec = super::recovery::recover(&config, device.as_ref(), &sb, &blocks, &index)?;
     blocks.rebuild_free_list();
@@ -84,9 +90,15 @@ pub(crate) fn open_on(config: Config, device: Arc<dyn Device>) -> Result<Engine>
 }
 
 fn open_device(config: &Config) -> Result<Arc<dyn Device>> {
-    let backend = if config.io_uring { IoBackend::Uring } else { IoBackend::Psync };
+    let backend = if config.io_uring {
+        IoBackend::Uring
+    } else {
+        IoBackend::Psync
+    };
     match &config.device {
-        DeviceConfig::Memory { size_bytes } => Ok(Arc::new(MemoryDevice::new(*size_bytes / IO_ALIGN as u64 * IO_ALIGN as u64))),
+        DeviceConfig::Memory { size_bytes } => Ok(Arc::new(MemoryDevice::new(
+            *size_bytes / IO_ALIGN as u64 * IO_ALIGN as u64,
+        ))),
         DeviceConfig::File { path, size_bytes } => Ok(open_path(
             path,
             &FileOptions {
@@ -162,7 +174,11 @@ fn format(device: &dyn Device, config: &Config) -> Result<Superblock> {
     sb.encode(&mut buf);
     device.write_at(&buf, 0)?;
     device.sync()?;
-    tracing::info!(bytes = sb.device_bytes, block_bytes, "formatted a new store");
+    tracing::info!(
+        bytes = sb.device_bytes,
+        block_bytes,
+        "formatted a new store"
+    );
     Ok(sb)
 }
 
@@ -172,7 +188,9 @@ fn random_id() -> u128 {
     let n = unsafe { libc::getrandom(bytes.as_mut_ptr().cast(), bytes.len(), 0) };
     if n != bytes.len() as isize {
         let t = quiver_wal::writer::now_ms() as u128;
-        return xxhash_rust::xxh3::xxh3_128(&[t.to_le_bytes(), (std::process::id() as u128).to_le_bytes()].concat());
+        return xxhash_rust::xxh3::xxh3_128(
+            &[t.to_le_bytes(), (std::process::id() as u128).to_le_bytes()].concat(),
+        );
     }
     u128::from_le_bytes(bytes)
 }
@@ -223,7 +241,9 @@ impl Inner {
                 continue;
             }
             self.reclaim_dropped_groups();
-            if last_sweep.elapsed() >= Duration::from_secs(self.config.expiry_sweep_interval_s.max(1)) {
+            if last_sweep.elapsed()
+                >= Duration::from_secs(self.config.expiry_sweep_interval_s.max(1))
+            {
                 self.sweep_expired();
                 last_sweep = Instant::now();
             }

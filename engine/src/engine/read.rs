@@ -52,7 +52,9 @@ impl Inner {
     /// (defragmentation freed its block), follows the index again.
     pub fn load(&self, group: u32, key: &[u8], d: Digest, mut e: Entry) -> Result<Option<Record>> {
         for _ in 0..MOVED_RETRIES {
-            let frame = self.read_frame_from_memory(e.loc).map_or_else(|| self.read_frame_from_device(e.loc), Ok);
+            let frame = self
+                .read_frame_from_memory(e.loc)
+                .map_or_else(|| self.read_frame_from_device(e.loc), Ok);
             let verdict = frame.and_then(|f| self.verify(group, key, e, f.bytes()));
             match verdict {
                 Ok(Some(rec)) => return Ok(Some(rec)),
@@ -76,9 +78,10 @@ impl Inner {
     fn verify(&self, group: u32, key: &[u8], e: Entry, bytes: &[u8]) -> Result<Option<Record>> {
         let offset = e.loc.offset_units * UNIT_BYTES as u32;
         let seq = self.blocks.seq(e.loc.block);
-        let view: RecordView<'_> = decode_record(bytes, e.loc.block, offset, seq).inspect_err(|_| {
-            self.counters.corrupt_reads.fetch_add(1, Ordering::Relaxed);
-        })?;
+        let view: RecordView<'_> =
+            decode_record(bytes, e.loc.block, offset, seq).inspect_err(|_| {
+                self.counters.corrupt_reads.fetch_add(1, Ordering::Relaxed);
+            })?;
         if view.header.group != group || view.key != key || view.header.is_tombstone() {
             return Ok(None);
         }
@@ -95,7 +98,9 @@ impl Inner {
         let offset = loc.offset_units * UNIT_BYTES as u32;
         let len = loc.len_units * UNIT_BYTES as u32;
         let mut v = Vec::new();
-        if self.fg.read_pending(loc.block, offset, len, &mut v) || self.dw.read_pending(loc.block, offset, len, &mut v) {
+        if self.fg.read_pending(loc.block, offset, len, &mut v)
+            || self.dw.read_pending(loc.block, offset, len, &mut v)
+        {
             self.counters.memory_reads.fetch_add(1, Ordering::Relaxed);
             return Some(Frame {
                 bytes: FrameBytes::Heap(v),
@@ -113,7 +118,8 @@ impl Inner {
 
     /// The aligned device range holding a frame: (device offset, length, frame start in it).
     fn device_range(&self, loc: Location) -> (u64, usize, usize) {
-        let abs = loc.block as u64 * self.blocks.block_bytes + (loc.offset_units as u64 * UNIT_BYTES as u64);
+        let abs = loc.block as u64 * self.blocks.block_bytes
+            + (loc.offset_units as u64 * UNIT_BYTES as u64);
         let len = loc.len_units as usize * UNIT_BYTES;
         let start = align_down(abs as usize, IO_ALIGN) as u64;
         let end = align_up(abs as usize + len, IO_ALIGN) as u64;
@@ -137,7 +143,9 @@ impl Inner {
         for (_, key) in keys {
             Self::check_key(key)?;
         }
-        self.counters.gets.fetch_add(keys.len() as u64, Ordering::Relaxed);
+        self.counters
+            .gets
+            .fetch_add(keys.len() as u64, Ordering::Relaxed);
         let digests: Vec<Digest> = keys.iter().map(|&(g, k)| digest(g, k)).collect();
         let mut entries = Vec::with_capacity(keys.len());
         self.index.get_many(&digests, &mut entries);
@@ -145,7 +153,8 @@ impl Inner {
         let mut out: Vec<Option<Record>> = vec![None; keys.len()];
         let mut pending: Vec<(usize, Entry, AlignedBuf, u64, usize)> = Vec::new();
         for (i, (&(group, key), entry)) in keys.iter().zip(&entries).enumerate() {
-            let Some(e) = entry.filter(|e| !Self::is_expired(e, now) && !self.is_dropped(group)) else {
+            let Some(e) = entry.filter(|e| !Self::is_expired(e, now) && !self.is_dropped(group))
+            else {
                 continue;
             };
             match self.read_frame_from_memory(e.loc) {
@@ -169,19 +178,29 @@ impl Inner {
                 .collect();
             self.device.read_many(&mut ops)
         };
-        self.counters.device_reads.fetch_add(pending.len() as u64, Ordering::Relaxed);
+        self.counters
+            .device_reads
+            .fetch_add(pending.len() as u64, Ordering::Relaxed);
         for ((i, e, buf, _, start), res) in pending.into_iter().zip(results) {
             let (group, key) = keys[i];
             let frame = res.map(|()| Frame {
                 bytes: FrameBytes::Aligned(buf),
                 start,
             });
-            out[i] = self.verify_or_reload(group, key, digests[i], e, frame.map_err(Error::from))?;
+            out[i] =
+                self.verify_or_reload(group, key, digests[i], e, frame.map_err(Error::from))?;
         }
         Ok(out)
     }
 
-    fn verify_or_reload(&self, group: u32, key: &[u8], d: Digest, e: Entry, frame: Result<Frame>) -> Result<Option<Record>> {
+    fn verify_or_reload(
+        &self,
+        group: u32,
+        key: &[u8],
+        d: Digest,
+        e: Entry,
+        frame: Result<Frame>,
+    ) -> Result<Option<Record>> {
         match frame.and_then(|f| self.verify(group, key, e, f.bytes())) {
             Ok(Some(r)) => Ok(Some(r)),
             _ => self.load(group, key, d, e),

@@ -15,7 +15,7 @@ use std::sync::atomic::Ordering;
 use std::time::Instant;
 
 use quiver_index::{digest, identity, Digest, Entry, Index, Location};
-use quiver_wal::format::{BlockHeader, BlockKind, Superblock, FLAG_RELOCATED, UNIT_BYTES};
+use quiver_wal::format::{BlockHeader, Superblock, FLAG_RELOCATED, UNIT_BYTES};
 use quiver_wal::scan::{BlockScanner, ScanEnd, ScanItem};
 use quiver_wal::{AlignedBuf, Device, ReadOp};
 
@@ -111,8 +111,7 @@ pub(crate) fn recover(
 }
 
 pub(crate) fn reset_blocks(blocks: &Blocks) {
-    for (i, m) in blocks.meta.iter().enumerate().skip(1) {
-        let _ = i;
+    for m in blocks.meta.iter().skip(1) {
         m.state.store(super::blocks::FREE, Ordering::Release);
         m.live_bytes.store(0, Ordering::Release);
         m.min_lsn.store(u64::MAX, Ordering::Release);
@@ -120,7 +119,12 @@ pub(crate) fn reset_blocks(blocks: &Blocks) {
     }
 }
 
-fn full_scan(device: &dyn Device, sb: &Superblock, blocks: &Blocks, index: &Index) -> Result<Recovered> {
+fn full_scan(
+    device: &dyn Device,
+    sb: &Superblock,
+    blocks: &Blocks,
+    index: &Index,
+) -> Result<Recovered> {
     let mut report = RecoveryReport {
         mode: "scan".into(),
         ..RecoveryReport::default()
@@ -160,7 +164,9 @@ pub(crate) fn scan_blocks(
     report: &mut RecoveryReport,
 ) -> Result<()> {
     let bb = sb.write_block_bytes as usize;
-    let mut bufs: Vec<AlignedBuf> = (0..READ_AHEAD_BLOCKS).map(|_| AlignedBuf::new(bb)).collect();
+    let mut bufs: Vec<AlignedBuf> = (0..READ_AHEAD_BLOCKS)
+        .map(|_| AlignedBuf::new(bb))
+        .collect();
     for chunk in which.chunks(READ_AHEAD_BLOCKS) {
         let results = {
             let mut ops: Vec<ReadOp<'_>> = chunk
@@ -182,7 +188,14 @@ pub(crate) fn scan_blocks(
     Ok(())
 }
 
-fn scan_one(b: u32, buf: &[u8], sb: &Superblock, blocks: &Blocks, state: &mut ScanState, report: &mut RecoveryReport) {
+fn scan_one(
+    b: u32,
+    buf: &[u8],
+    sb: &Superblock,
+    blocks: &Blocks,
+    state: &mut ScanState,
+    report: &mut RecoveryReport,
+) {
     let Some(h) = BlockHeader::decode(buf, b, sb.store_id as u64) else {
         return;
     };
@@ -218,12 +231,16 @@ fn scan_one(b: u32, buf: &[u8], sb: &Superblock, blocks: &Blocks, state: &mut Sc
                     flags: hd.flags,
                 };
                 let d = identity(digest(hd.group, record.key));
-                if hd.group == SYSTEM_GROUP && record.key == DROPPED_GROUPS_KEY {
-                    if state.dropped_loc.is_none_or(|(lsn, _)| lsn < hd.lsn) {
-                        state.dropped_loc = Some((hd.lsn, v.loc));
-                    }
+                if hd.group == SYSTEM_GROUP
+                    && record.key == DROPPED_GROUPS_KEY
+                    && state.dropped_loc.is_none_or(|(lsn, _)| lsn < hd.lsn)
+                {
+                    state.dropped_loc = Some((hd.lsn, v.loc));
                 }
-                let newer = state.versions.get(&d).is_none_or(|old| old.lsn < v.lsn || (old.lsn == v.lsn && !v.is_relocated()));
+                let newer = state
+                    .versions
+                    .get(&d)
+                    .is_none_or(|old| old.lsn < v.lsn || (old.lsn == v.lsn && !v.is_relocated()));
                 if newer {
                     state.versions.insert(d, v);
                 }
@@ -240,25 +257,43 @@ fn scan_one(b: u32, buf: &[u8], sb: &Superblock, blocks: &Blocks, state: &mut Sc
     };
     if let Some(ScanEnd::Torn { offset }) = scanner.end() {
         report.torn_tails += 1;
-        report.damage.push((b, offset, "torn tail: bytes after the last valid frame".into()));
+        report.damage.push((
+            b,
+            offset,
+            "torn tail: bytes after the last valid frame".into(),
+        ));
     }
     m.used_bytes.store(end, Ordering::Release);
     m.min_lsn.store(min_lsn, Ordering::Release);
-    let _ = BlockKind::Foreground;
 }
 
 /// The dropped-group list, read from the newest dropped-groups record found.
-pub(crate) fn read_dropped(device: &dyn Device, sb: &Superblock, blocks: &Blocks, state: &ScanState) -> Result<Vec<u32>> {
+pub(crate) fn read_dropped(
+    device: &dyn Device,
+    sb: &Superblock,
+    blocks: &Blocks,
+    state: &ScanState,
+) -> Result<Vec<u32>> {
     let Some((_, loc)) = state.dropped_loc else {
         return Ok(Vec::new());
     };
     read_dropped_at(device, sb, blocks, loc)
 }
 
-pub(crate) fn read_dropped_at(device: &dyn Device, sb: &Superblock, blocks: &Blocks, loc: Location) -> Result<Vec<u32>> {
+pub(crate) fn read_dropped_at(
+    device: &dyn Device,
+    sb: &Superblock,
+    blocks: &Blocks,
+    loc: Location,
+) -> Result<Vec<u32>> {
     let bytes = read_frame(device, sb, loc)?;
     let offset = loc.offset_units * UNIT_BYTES as u32;
-    let view = quiver_wal::format::decode_record(&bytes.0[bytes.1..], loc.block, offset, blocks.seq(loc.block))?;
+    let view = quiver_wal::format::decode_record(
+        &bytes.0[bytes.1..],
+        loc.block,
+        offset,
+        blocks.seq(loc.block),
+    )?;
     Ok(view
         .value
         .chunks_exact(4)
@@ -267,9 +302,14 @@ pub(crate) fn read_dropped_at(device: &dyn Device, sb: &Superblock, blocks: &Blo
 }
 
 /// Reads one frame's aligned range: (buffer, frame start within it).
-pub(crate) fn read_frame(device: &dyn Device, sb: &Superblock, loc: Location) -> Result<(AlignedBuf, usize)> {
+pub(crate) fn read_frame(
+    device: &dyn Device,
+    sb: &Superblock,
+    loc: Location,
+) -> Result<(AlignedBuf, usize)> {
     use quiver_wal::buf::{align_down, align_up};
-    let abs = loc.block as u64 * sb.write_block_bytes as u64 + loc.offset_units as u64 * UNIT_BYTES as u64;
+    let abs = loc.block as u64 * sb.write_block_bytes as u64
+        + loc.offset_units as u64 * UNIT_BYTES as u64;
     let len = loc.len_units as usize * UNIT_BYTES;
     let start = align_down(abs as usize, quiver_wal::IO_ALIGN);
     let end = align_up(abs as usize + len, quiver_wal::IO_ALIGN);

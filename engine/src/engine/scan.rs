@@ -41,12 +41,18 @@ impl Inner {
         self.check_group(group)?;
         let max = max_records.clamp(1, MAX_SCAN_CHUNK);
         let _no_moves = self.scan_guard.read();
-        self.scan_lease_ms.store(quiver_wal::writer::now_ms(), std::sync::atomic::Ordering::Release);
+        self.scan_lease_ms.store(
+            quiver_wal::writer::now_ms(),
+            std::sync::atomic::Ordering::Release,
+        );
         let mut records = Vec::new();
         let start_block = ((cursor.0 >> 32) as u32).max(1);
         let mut start_offset = (cursor.0 as u32).max(BLOCK_HEADER_BYTES as u32);
         if self.is_dropped(group) {
-            return Ok(ScanChunk { records, next: None });
+            return Ok(ScanChunk {
+                records,
+                next: None,
+            });
         }
         let now = now_s();
         for b in start_block..self.blocks.count() as u32 {
@@ -57,8 +63,13 @@ impl Inner {
             let bytes = self.block_bytes_of(b)?;
             let seq = self.blocks.seq(b);
             for item in BlockScanner::new(&bytes, b, seq) {
-                let ScanItem::Record { offset, record } = item else { continue };
-                if offset < start_offset || record.header.group != group || record.header.is_tombstone() {
+                let ScanItem::Record { offset, record } = item else {
+                    continue;
+                };
+                if offset < start_offset
+                    || record.header.group != group
+                    || record.header.is_tombstone()
+                {
                     continue;
                 }
                 if records.len() == max {
@@ -91,6 +102,9 @@ impl Inner {
             }
             start_offset = BLOCK_HEADER_BYTES as u32;
         }
-        Ok(ScanChunk { records, next: None })
+        Ok(ScanChunk {
+            records,
+            next: None,
+        })
     }
 }

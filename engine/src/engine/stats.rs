@@ -114,7 +114,10 @@ impl Inner {
             defrag_blocks_freed: get(&c.defrag_blocks_freed),
             defrag_records_moved: get(&c.defrag_records_moved),
             defrag_bytes_moved: get(&c.defrag_bytes_moved),
-            defrag_queue: self.blocks.defrag_candidates(self.config.defrag_lwm_pct, usize::MAX).len() as u64,
+            defrag_queue: self
+                .blocks
+                .defrag_candidates(self.config.defrag_lwm_pct, usize::MAX)
+                .len() as u64,
             tombstones_kept: get(&c.tombstones_kept),
             tombstones_dropped: get(&c.tombstones_dropped),
             expired_swept: get(&c.expired_swept),

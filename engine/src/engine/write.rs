@@ -40,7 +40,9 @@ impl Inner {
             let _key_lock = self.stripe(d).lock();
             let old = self.index.get(d);
             let current = match old {
-                Some(e) if !Self::is_expired(&e, now_s()) && !self.is_dropped(group) => self.load(group, key, d, e)?,
+                Some(e) if !Self::is_expired(&e, now_s()) && !self.is_dropped(group) => {
+                    self.load(group, key, d, e)?
+                }
                 _ => None,
             };
             match f(current.as_ref())? {
@@ -52,7 +54,8 @@ impl Inner {
                 }
                 Modify::Delete { out } => match old {
                     Some(e) => {
-                        let (_, pos) = self.append(group, key, d, &[], FLAG_TOMBSTONE, None, Some(e))?;
+                        let (_, pos) =
+                            self.append(group, key, d, &[], FLAG_TOMBSTONE, None, Some(e))?;
                         self.counters.deletes.fetch_add(1, Ordering::Relaxed);
                         (out, 0, Some(pos))
                     }
@@ -71,10 +74,14 @@ impl Inner {
 
     /// A value must be within `max_record_bytes`, and its frame must fit in a write block.
     fn check_value(&self, key: &[u8], value: &[u8]) -> Result<()> {
-        let frame_room = self.fg.max_frame_bytes() - quiver_wal::format::RECORD_HEADER_BYTES - key.len();
+        let frame_room =
+            self.fg.max_frame_bytes() - quiver_wal::format::RECORD_HEADER_BYTES - key.len();
         let max = (self.config.max_record_bytes as usize).min(frame_room / 16 * 16);
         if value.len() > max {
-            return Err(Error::RecordTooLarge { len: value.len(), max });
+            return Err(Error::RecordTooLarge {
+                len: value.len(),
+                max,
+            });
         }
         Ok(())
     }
@@ -126,7 +133,10 @@ impl Inner {
             expiry_s,
             last_update_s: now,
         };
-        let (placed, ()) = self.fg.append(&rec, |_| ()).map_err(|e| self.write_error(e))?;
+        let (placed, ()) = self
+            .fg
+            .append(&rec, |_| ())
+            .map_err(|e| self.write_error(e))?;
         self.blocks.note_lsn(placed.block, lsn);
         let tombstone = flags & FLAG_TOMBSTONE != 0;
         if tombstone {
@@ -147,9 +157,12 @@ impl Inner {
             self.blocks.add_live(placed.block, placed.padded_len);
         }
         if let Some(o) = old {
-            self.blocks.sub_live(o.loc.block, o.loc.len_units * UNIT_BYTES as u32);
+            self.blocks
+                .sub_live(o.loc.block, o.loc.len_units * UNIT_BYTES as u32);
         }
-        self.counters.bytes_appended.fetch_add(placed.padded_len as u64, Ordering::Relaxed);
+        self.counters
+            .bytes_appended
+            .fetch_add(placed.padded_len as u64, Ordering::Relaxed);
         Ok((generation, placed.pos))
     }
 

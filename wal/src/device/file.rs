@@ -43,17 +43,28 @@ pub fn open_path(path: &Path, opts: &FileOptions) -> Result<Arc<dyn Device>> {
     let exists = path.exists();
     if !exists {
         let bytes = opts.create_bytes.ok_or_else(|| {
-            Error::Config(format!("{} does not exist and no size was given to create it", path.display()))
+            Error::Config(format!(
+                "{} does not exist and no size was given to create it",
+                path.display()
+            ))
         })?;
         create_file(path, bytes)?;
     }
-    let meta = std::fs::metadata(path).map_err(|e| Error::io(format!("stat {}", path.display()), e))?;
+    let meta =
+        std::fs::metadata(path).map_err(|e| Error::io(format!("stat {}", path.display()), e))?;
     let is_block = meta.file_type().is_block_device();
     if !is_block && !meta.is_file() {
-        return Err(Error::Config(format!("{} is neither a regular file nor a block device", path.display())));
+        return Err(Error::Config(format!(
+            "{} is neither a regular file nor a block device",
+            path.display()
+        )));
     }
     let file = open_file(path, opts.direct)?;
-    let capacity = if is_block { block_device_bytes(&file, path)? } else { meta.len() };
+    let capacity = if is_block {
+        block_device_bytes(&file, path)?
+    } else {
+        meta.len()
+    };
     let capacity = capacity / IO_ALIGN as u64 * IO_ALIGN as u64;
     let device: Arc<dyn Device> = match opts.backend {
         IoBackend::Uring => match uring_available() {
@@ -70,7 +81,8 @@ pub fn open_path(path: &Path, opts: &FileOptions) -> Result<Arc<dyn Device>> {
 
 fn create_file(path: &Path, bytes: u64) -> Result<()> {
     if let Some(parent) = path.parent().filter(|p| !p.as_os_str().is_empty()) {
-        std::fs::create_dir_all(parent).map_err(|e| Error::io(format!("create {}", parent.display()), e))?;
+        std::fs::create_dir_all(parent)
+            .map_err(|e| Error::io(format!("create {}", parent.display()), e))?;
     }
     let file = OpenOptions::new()
         .read(true)
@@ -87,11 +99,16 @@ fn create_file(path: &Path, bytes: u64) -> Result<()> {
         let err = std::io::Error::last_os_error();
         if err.raw_os_error() != Some(libc::EOPNOTSUPP) {
             let _ = std::fs::remove_file(path);
-            return Err(Error::io(format!("preallocate {bytes} bytes for {}", path.display()), err));
+            return Err(Error::io(
+                format!("preallocate {bytes} bytes for {}", path.display()),
+                err,
+            ));
         }
-        file.set_len(bytes).map_err(|e| Error::io(format!("size {}", path.display()), e))?;
+        file.set_len(bytes)
+            .map_err(|e| Error::io(format!("size {}", path.display()), e))?;
     }
-    file.sync_all().map_err(|e| Error::io(format!("sync {}", path.display()), e))?;
+    file.sync_all()
+        .map_err(|e| Error::io(format!("sync {}", path.display()), e))?;
     if let Some(parent) = path.parent().filter(|p| !p.as_os_str().is_empty()) {
         if let Ok(dir) = File::open(parent) {
             let _ = dir.sync_all();
@@ -101,7 +118,13 @@ fn create_file(path: &Path, bytes: u64) -> Result<()> {
 }
 
 fn open_file(path: &Path, direct: bool) -> Result<File> {
-    let open = |flags: i32| OpenOptions::new().read(true).write(true).custom_flags(flags).open(path);
+    let open = |flags: i32| {
+        OpenOptions::new()
+            .read(true)
+            .write(true)
+            .custom_flags(flags)
+            .open(path)
+    };
     if direct {
         match open(libc::O_DIRECT) {
             Ok(f) => return Ok(f),
@@ -121,7 +144,10 @@ fn block_device_bytes(file: &File, path: &Path) -> Result<u64> {
     // SAFETY: BLKGETSIZE64 writes one u64 through the pointer, which is valid and aligned.
     let rc = unsafe { libc::ioctl(file.as_raw_fd(), BLKGETSIZE64 as _, &mut bytes as *mut u64) };
     if rc != 0 {
-        return Err(Error::io(format!("size of block device {}", path.display()), std::io::Error::last_os_error()));
+        return Err(Error::io(
+            format!("size of block device {}", path.display()),
+            std::io::Error::last_os_error(),
+        ));
     }
     Ok(bytes)
 }

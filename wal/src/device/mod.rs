@@ -7,7 +7,10 @@ mod memory;
 mod psync;
 mod uring;
 
-pub use fault::{CrashMode, FaultDevice, FaultEffect, FaultOp, FaultPlan, FaultRule, FaultStats, FaultWhen, SplitMix64};
+pub use fault::{
+    CrashMode, FaultDevice, FaultEffect, FaultOp, FaultPlan, FaultRule, FaultStats, FaultWhen,
+    SplitMix64,
+};
 pub use file::{open_path, FileOptions, IoBackend};
 pub use memory::MemoryDevice;
 pub use psync::PsyncDevice;
@@ -58,21 +61,24 @@ pub trait Device: Send + Sync {
 
 /// Checks one I/O's alignment and range.
 pub(crate) fn check_io(ptr: *const u8, len: usize, offset: u64, capacity: u64) -> Result<()> {
-    if offset % IO_ALIGN as u64 != 0 {
+    if !offset.is_multiple_of(IO_ALIGN as u64) {
         return Err(Error::Misaligned {
             what: "offset",
             offset,
             align: IO_ALIGN,
         });
     }
-    if len % IO_ALIGN != 0 || ptr as usize % IO_ALIGN != 0 {
+    if !len.is_multiple_of(IO_ALIGN) || !(ptr as usize).is_multiple_of(IO_ALIGN) {
         return Err(Error::Misaligned {
             what: "buffer",
             offset,
             align: IO_ALIGN,
         });
     }
-    if offset.checked_add(len as u64).is_none_or(|end| end > capacity) {
+    if offset
+        .checked_add(len as u64)
+        .is_none_or(|end| end > capacity)
+    {
         return Err(Error::OutOfRange {
             offset,
             len,

@@ -44,9 +44,7 @@ impl Device for PsyncDevice {
     }
 
     fn sync(&self) -> Result<()> {
-        self.file
-            .sync_data()
-            .map_err(|e| Error::io("fdatasync", e))
+        self.file.sync_data().map_err(|e| Error::io("fdatasync", e))
     }
 
     fn backend(&self) -> &'static str {

@@ -71,12 +71,21 @@ fn drive(ring: &mut IoUring, entries: &[squeue::Entry]) -> io::Result<Vec<i32>> 
         loop {
             match ring.submit_and_wait(1) {
                 Ok(_) => break,
-                Err(e) if matches!(e.raw_os_error(), Some(libc::EINTR) | Some(libc::EBUSY) | Some(libc::EAGAIN)) => continue,
+                Err(e)
+                    if matches!(
+                        e.raw_os_error(),
+                        Some(libc::EINTR) | Some(libc::EBUSY) | Some(libc::EAGAIN)
+                    ) =>
+                {
+                    continue
+                }
                 Err(e) => {
                     if in_flight > 0 && next > 0 {
                         // Some operations may already be in the kernel's hands with our
                         // buffers: returning would let those buffers be freed under it.
-                        eprintln!("quiver: io_uring submit failed with I/O in flight: {e}; aborting");
+                        eprintln!(
+                            "quiver: io_uring submit failed with I/O in flight: {e}; aborting"
+                        );
                         std::process::abort();
                     }
                     return Err(e);
@@ -140,7 +149,10 @@ impl Device for UringDevice {
             }
             Err(e) => {
                 for &i in &index {
-                    checks[i] = Err(Error::io("io_uring submit", io::Error::new(e.kind(), e.to_string())));
+                    checks[i] = Err(Error::io(
+                        "io_uring submit",
+                        io::Error::new(e.kind(), e.to_string()),
+                    ));
                 }
             }
         }
@@ -159,7 +171,9 @@ impl Device for UringDevice {
                     .user_data(i as u64),
             );
         }
-        let results = self.run(&entries).map_err(|e| Error::io("io_uring submit", e))?;
+        let results = self
+            .run(&entries)
+            .map_err(|e| Error::io("io_uring submit", e))?;
         for (op, res) in ops.iter().zip(results) {
             check_result("write", res, op.offset, op.buf.len())?;
         }
