@@ -332,7 +332,7 @@ pub(crate) fn load(
     }
     apply_tail(device, sb, blocks, index, &state, &head, &dropped, now)
         .map_err(|e| e.to_string())?;
-    drop_stale(index, blocks, &dropped);
+    drop_stale(index, blocks, &state, head.replay_from);
     recompute_live(index, blocks);
     report.records_recovered = index.len() as u64;
     Ok(Some(Recovered {
@@ -454,12 +454,18 @@ fn lsn_at(device: &dyn Device, sb: &Superblock, blocks: &Blocks, loc: Location) 
         .map(|v| v.header.lsn)
 }
 
-/// Drops entries that point into blocks no longer in use (freed after the checkpoint).
-fn drop_stale(index: &Index, blocks: &Blocks, dropped: &[u32]) {
-    let _ = dropped;
+/// Drops entries the device no longer backs: those pointing into blocks freed since the
+/// checkpoint, and those pointing into a block reused since (its sequence is now in the tail)
+/// at a frame the tail scan did not find for that key. Such a key was deleted or expired and
+/// its tombstone legitimately dropped once no older frame remained on the device.
+fn drop_stale(index: &Index, blocks: &Blocks, state: &ScanState, replay_from: u64) {
     let mut stale = Vec::new();
     index.for_each(|d, e| {
-        if !matches!(blocks.state(e.loc.block), SEALED | OPEN | DEFRAG) {
+        let in_use = matches!(blocks.state(e.loc.block), SEALED | OPEN | DEFRAG);
+        let backed = in_use
+            && (blocks.seq(e.loc.block) < replay_from
+                || state.versions.get(&d).is_some_and(|v| v.loc == e.loc));
+        if !backed {
             stale.push((d, e.loc));
         }
     });
