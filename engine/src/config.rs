@@ -59,6 +59,9 @@ pub struct Config {
     pub defrag_pause_ms: u64,
     /// Writes fail with "device full" while free space is under this percentage.
     pub min_free_pct: u8,
+    /// Eviction: above this percentage of blocks in use, the records closest to expiry (only
+    /// records with a TTL) are deleted early until use is back under it. 0 = off (default).
+    pub evict_high_water_pct: u8,
     /// Index checkpoint period; 0 = only on clean shutdown.
     pub checkpoint_interval_s: u64,
     /// Where the index checkpoint lives; `None` = next to a file device (`<path>.ckpt`), none
@@ -90,6 +93,7 @@ impl Default for Config {
             defrag_lwm_pct: 50,
             defrag_pause_ms: 1,
             min_free_pct: 5,
+            evict_high_water_pct: 0,
             checkpoint_interval_s: 300,
             checkpoint_path: None,
             expiry_sweep_interval_s: 10,
@@ -154,6 +158,12 @@ impl Config {
             return Err(Error::Config(format!(
                 "min_free_pct {} must be at most 50",
                 self.min_free_pct
+            )));
+        }
+        if self.evict_high_water_pct > 99 {
+            return Err(Error::Config(format!(
+                "evict_high_water_pct {} must be from 0 (off) to 99",
+                self.evict_high_water_pct
             )));
         }
         if !(1..=60_000).contains(&self.flush_interval_ms) {

@@ -258,3 +258,51 @@ fn corrupt_or_torn_checkpoint_falls_back_to_a_scan() {
         e.close().unwrap();
     }
 }
+
+#[test]
+fn eviction_above_the_high_water_mark_deletes_the_soonest_to_expire() {
+    let dir = tempfile::tempdir().unwrap();
+    let cfg = || Config {
+        write_block_bytes: 128 << 10,
+        background: false,
+        evict_high_water_pct: 40,
+        ..Config::file(dir.path().join("v.db"), 8 << 20)
+    };
+    let e = Engine::open(cfg()).unwrap();
+    for i in 0..4000u32 {
+        // Keys with a larger i expire later; every 5th has no TTL and is never evicted.
+        let ttl = (i % 5 != 0).then_some(3600 + i);
+        let w = WriteOptions {
+            ttl_s: ttl,
+            ..WriteOptions::default()
+        };
+        e.put(1, &i.to_le_bytes(), &[5u8; 1000], &w).unwrap();
+    }
+    e.flush().unwrap();
+    let evicted = e.evict().unwrap();
+    assert!(evicted > 0, "nothing evicted above the high-water mark");
+    assert_eq!(e.stats().evicted, evicted as u64);
+    let gone: Vec<u32> = (0..4000u32)
+        .filter(|i| e.get(1, &i.to_le_bytes()).unwrap().is_none())
+        .collect();
+    assert_eq!(gone.len(), evicted);
+    assert!(
+        gone.iter().all(|i| i % 5 != 0),
+        "a record without TTL was evicted"
+    );
+    let latest_gone = *gone.iter().max().unwrap();
+    assert!(
+        (0..latest_gone)
+            .filter(|i| i % 5 != 0)
+            .all(|i| gone.contains(&i)),
+        "eviction skipped a record closer to expiry"
+    );
+    e.close().unwrap();
+    std::fs::remove_file(dir.path().join("v.db.ckpt")).unwrap();
+    let e = Engine::open(cfg()).unwrap();
+    assert!(
+        gone.iter()
+            .all(|i| e.get(1, &i.to_le_bytes()).unwrap().is_none()),
+        "an evicted record came back"
+    );
+}

@@ -289,3 +289,66 @@ impl Inner {
             .fetch_add(groups.len() as u64, Ordering::Relaxed);
     }
 }
+
+/// Most records one eviction round deletes.
+const MAX_EVICT_PER_ROUND: usize = 100_000;
+
+impl Inner {
+    /// Above the high-water mark, deletes the records closest to expiry (tombstones, so they
+    /// stay gone after a restart) until the live bytes drop by the excess. Returns how many.
+    pub fn evict_if_needed(&self) -> Result<usize> {
+        let hwm = self.config.evict_high_water_pct as u64;
+        let total = self.blocks.count() as u64 - 1;
+        let used = self.blocks.used_blocks() as u64;
+        if hwm == 0 || used * 100 <= total * hwm {
+            return Ok(0);
+        }
+        let excess = (used * 100 - total * hwm) * self.blocks.block_bytes / 100;
+        let mut candidates: Vec<(u32, u128, Location)> = Vec::new();
+        self.index.for_each(|d, e| {
+            if e.expiry_s != 0 {
+                candidates.push((e.expiry_s, d, e.loc));
+            }
+        });
+        candidates.sort_unstable_by_key(|c| c.0);
+        let mut freed = 0u64;
+        let mut evicted = 0;
+        for (_, _, loc) in candidates.into_iter().take(MAX_EVICT_PER_ROUND) {
+            if freed >= excess {
+                break;
+            }
+            let frame = match self.read_frame_from_memory(loc) {
+                Some(f) => f,
+                None => self.read_frame_from_device(loc)?,
+            };
+            let offset = loc.offset_units * UNIT_BYTES as u32;
+            let Ok(view) = quiver_wal::format::decode_record(
+                frame.bytes(),
+                loc.block,
+                offset,
+                self.blocks.seq(loc.block),
+            ) else {
+                continue;
+            };
+            let existed = self.modify(
+                view.header.group,
+                view.key,
+                &crate::WriteOptions::default(),
+                |cur| {
+                    Ok(match cur {
+                        Some(_) => super::Modify::Delete { out: true },
+                        None => super::Modify::Keep { out: false },
+                    })
+                },
+            )?;
+            if existed {
+                freed += loc.len_units as u64 * UNIT_BYTES as u64;
+                evicted += 1;
+            }
+        }
+        self.counters
+            .evicted
+            .fetch_add(evicted as u64, Ordering::Relaxed);
+        Ok(evicted)
+    }
+}

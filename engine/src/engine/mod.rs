@@ -225,6 +225,12 @@ impl Engine {
         self.inner.defrag_pass(max_blocks)
     }
 
+    /// Deletes the records closest to expiry while use is above `evict_high_water_pct` (the
+    /// background worker does the same); returns how many.
+    pub fn evict(&self) -> Result<usize> {
+        self.inner.evict_if_needed()
+    }
+
     /// Drops expired records from the index now (the background sweep does it periodically).
     pub fn sweep_expired(&self) -> usize {
         self.inner.sweep_expired()

@@ -232,7 +232,7 @@ impl Inner {
     fn maintenance_loop(&self) {
         let mut last_sweep = Instant::now();
         let mut last_ckpt = Instant::now();
-        let tick = Duration::from_millis(self.config.defrag_pause_ms.clamp(1, 1000).max(50));
+        let tick = Duration::from_millis(50);
         loop {
             if self.sleep(tick) {
                 return;
@@ -249,6 +249,11 @@ impl Inner {
             }
             if let Err(e) = self.defrag_pass(usize::MAX) {
                 tracing::warn!(error = %e, "defragmentation pass stopped");
+            }
+            match self.evict_if_needed() {
+                Ok(0) => {}
+                Ok(n) => tracing::info!(records = n, "evicted the records closest to expiry"),
+                Err(e) => tracing::warn!(error = %e, "eviction stopped"),
             }
             let every = self.config.checkpoint_interval_s;
             if every > 0 && last_ckpt.elapsed() >= Duration::from_secs(every) {

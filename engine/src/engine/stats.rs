@@ -19,6 +19,7 @@ pub(crate) struct Counters {
     pub tombstones_kept: AtomicU64,
     pub tombstones_dropped: AtomicU64,
     pub expired_swept: AtomicU64,
+    pub evicted: AtomicU64,
     pub checkpoints: AtomicU64,
     pub groups_reclaimed: AtomicU64,
 }
@@ -76,6 +77,8 @@ pub struct Stats {
     pub tombstones_kept: u64,
     pub tombstones_dropped: u64,
     pub expired_swept: u64,
+    /// Records deleted early by eviction above the high-water mark.
+    pub evicted: u64,
     pub checkpoints: u64,
     pub failed: Option<String>,
 }
@@ -121,6 +124,7 @@ impl Inner {
             tombstones_kept: get(&c.tombstones_kept),
             tombstones_dropped: get(&c.tombstones_dropped),
             expired_swept: get(&c.expired_swept),
+            evicted: get(&c.evicted),
             checkpoints: get(&c.checkpoints),
             failed: self.fg.is_failed().or_else(|| self.dw.is_failed()),
         }
