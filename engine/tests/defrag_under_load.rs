@@ -18,6 +18,9 @@ fn config(dir: &tempfile::TempDir) -> Config {
     }
 }
 
+/// Each writer's record of what it wrote last per key (`None`: deleted).
+type Model = Mutex<HashMap<u32, Option<Vec<u8>>>>;
+
 fn value(key: u32, version: u32) -> Vec<u8> {
     let mut v = format!("{key}:{version}:").into_bytes();
     v.resize(200 + (key as usize * 7) % 900, (version % 251) as u8);
@@ -30,7 +33,7 @@ fn concurrent_writers_and_defrag_agree_with_the_model() {
     let engine = Arc::new(Engine::open(config(&dir)).unwrap());
     const THREADS: u32 = 4;
     const KEYS: u32 = 500;
-    let models: Vec<Arc<Mutex<HashMap<u32, Option<Vec<u8>>>>>> = (0..THREADS)
+    let models: Vec<Arc<Model>> = (0..THREADS)
         .map(|_| Arc::new(Mutex::new(HashMap::new())))
         .collect();
     let writers: Vec<_> = (0..THREADS)
