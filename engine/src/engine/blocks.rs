@@ -5,7 +5,7 @@ use std::collections::{HashMap, VecDeque};
 use std::sync::atomic::{AtomicI64, AtomicU64, AtomicU8, Ordering};
 use std::sync::Arc;
 
-use parking_lot::Mutex;
+use parking_lot::{Mutex, RwLock};
 use quiver_wal::format::BlockKind;
 use quiver_wal::{AlignedBuf, BlockSource};
 
@@ -42,7 +42,7 @@ pub(crate) struct Blocks {
     free: Mutex<VecDeque<u32>>,
     /// Foreground writers may not take the last `floor_blocks` free blocks.
     pub floor_blocks: usize,
-    cache: Mutex<Cache>,
+    cache: RwLock<Cache>,
 }
 
 struct Cache {
@@ -70,7 +70,7 @@ impl Blocks {
             meta,
             free: Mutex::new(VecDeque::new()),
             floor_blocks,
-            cache: Mutex::new(Cache {
+            cache: RwLock::new(Cache {
                 max_bytes: cache_bytes,
                 bytes: 0,
                 order: VecDeque::new(),
@@ -143,11 +143,11 @@ impl Blocks {
     }
 
     pub fn cached(&self, block: u32) -> Option<Arc<AlignedBuf>> {
-        self.cache.lock().map.get(&block).cloned()
+        self.cache.read().map.get(&block).cloned()
     }
 
     fn cache_remove(&self, block: u32) {
-        let mut c = self.cache.lock();
+        let mut c = self.cache.write();
         if let Some(buf) = c.map.remove(&block) {
             c.bytes -= buf.len() as u64;
             c.order.retain(|&b| b != block);
@@ -155,7 +155,7 @@ impl Blocks {
     }
 
     fn cache_insert(&self, block: u32, buf: Arc<AlignedBuf>) {
-        let mut c = self.cache.lock();
+        let mut c = self.cache.write();
         if c.max_bytes < buf.len() as u64 {
             return;
         }

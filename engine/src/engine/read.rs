@@ -98,8 +98,12 @@ impl Inner {
         let offset = loc.offset_units * UNIT_BYTES as u32;
         let len = loc.len_units * UNIT_BYTES as u32;
         let mut v = Vec::new();
-        if self.fg.read_pending(loc.block, offset, len, &mut v)
-            || self.dw.read_pending(loc.block, offset, len, &mut v)
+        // Only an open block (or one sealed but not yet fully written, which stays OPEN until
+        // then) can be in a writer's hands: other reads skip the writers' locks.
+        let in_writer = self.blocks.state(loc.block) == super::blocks::OPEN;
+        if in_writer
+            && (self.fg.read_pending(loc.block, offset, len, &mut v)
+                || self.dw.read_pending(loc.block, offset, len, &mut v))
         {
             self.counters.memory_reads.fetch_add(1, Ordering::Relaxed);
             return Some(Frame {
