@@ -271,3 +271,41 @@ fn scan_during_background_defragmentation_returns_each_record_once() {
     }
     assert_eq!(seen.len(), 4000);
 }
+
+#[test]
+fn a_newer_format_or_damaged_superblock_is_refused_untouched() {
+    use std::os::unix::fs::FileExt;
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("q.db");
+    Engine::open(small_file(&dir)).unwrap().close().unwrap();
+    let f = std::fs::OpenOptions::new()
+        .read(true)
+        .write(true)
+        .open(&path)
+        .unwrap();
+    let mut sb = [0u8; 56];
+    f.read_exact_at(&mut sb, 0).unwrap();
+    // Format version 2, with a checksum that holds.
+    sb[8..12].copy_from_slice(&2u32.to_le_bytes());
+    let sum = xxhash_rust::xxh3::xxh3_64(&sb[0..48]);
+    sb[48..56].copy_from_slice(&sum.to_le_bytes());
+    f.write_all_at(&sb, 0).unwrap();
+    let err = Engine::open(small_file(&dir))
+        .err()
+        .expect("newer format opened");
+    assert!(
+        err.to_string().contains("newer than this build supports"),
+        "{err}"
+    );
+    // A flipped bit in the superblock is corruption, reported as such.
+    sb[8..12].copy_from_slice(&1u32.to_le_bytes());
+    sb[20] ^= 1;
+    f.write_all_at(&sb, 0).unwrap();
+    let err = Engine::open(small_file(&dir))
+        .err()
+        .expect("damaged superblock opened");
+    assert!(err.to_string().contains("corrupt superblock"), "{err}");
+    let mut after = [0u8; 56];
+    f.read_exact_at(&mut after, 0).unwrap();
+    assert_eq!(after, sb, "a refused device was written to");
+}
