@@ -67,6 +67,21 @@ struct SealedBlock {
     written: usize,
 }
 
+impl State {
+    /// Moves the open block, if any, to the sealed blocks awaiting their final write.
+    fn seal_open(&mut self) {
+        if let Some(old) = self.open.take() {
+            self.sealed.push_back(SealedBlock {
+                block: old.block,
+                seq: old.seq,
+                buf: Arc::new(old.buf),
+                fill: old.fill,
+                written: old.written,
+            });
+        }
+    }
+}
+
 struct State {
     open: Option<OpenBlock>,
     sealed: VecDeque<SealedBlock>,
@@ -182,15 +197,7 @@ impl LogWriter {
             .source
             .take_free(self.kind, freeing)
             .ok_or(Error::NoFreeBlock)?;
-        if let Some(old) = st.open.take() {
-            st.sealed.push_back(SealedBlock {
-                block: old.block,
-                seq: old.seq,
-                buf: Arc::new(old.buf),
-                fill: old.fill,
-                written: old.written,
-            });
-        }
+        st.seal_open();
         let seq = self.next_seq.fetch_add(1, Ordering::SeqCst);
         let mut buf = AlignedBuf::new(self.block_bytes);
         BlockHeader {
@@ -252,15 +259,7 @@ impl LogWriter {
     /// Seals the open block so that a following flush hands it to the block source.
     pub fn seal(&self) {
         let mut st = self.state.lock();
-        if let Some(old) = st.open.take() {
-            st.sealed.push_back(SealedBlock {
-                block: old.block,
-                seq: old.seq,
-                buf: Arc::new(old.buf),
-                fill: old.fill,
-                written: old.written,
-            });
-        }
+        st.seal_open();
     }
 
     pub fn appended(&self) -> Pos {

@@ -127,11 +127,7 @@ impl Inner {
     ) -> Result<()> {
         let h = r.header;
         let d = digest(h.group, r.key);
-        let loc = Location {
-            block: b,
-            offset_units: offset / UNIT_BYTES as u32,
-            len_units: h.padded_len() as u32 / UNIT_BYTES as u32,
-        };
+        let loc = super::frame_location(b, offset, h.padded_len() as u32);
         let _key_lock = self.stripe(d).lock();
         match self.index.get(d) {
             Some(e) if e.loc == loc => {
@@ -157,11 +153,7 @@ impl Inner {
                     .append(&copy, |_| ())
                     .map_err(|e| self.defrag_error(e))?;
                 self.blocks.note_lsn(placed.block, h.lsn);
-                let new_loc = Location {
-                    block: placed.block,
-                    offset_units: placed.offset / UNIT_BYTES as u32,
-                    len_units: placed.padded_len / UNIT_BYTES as u32,
-                };
+                let new_loc = super::frame_location(placed.block, placed.offset, placed.padded_len);
                 let moved = self.index.relocate(d, loc, new_loc);
                 assert!(
                     moved,
@@ -273,11 +265,7 @@ impl Inner {
                     continue;
                 }
                 let d = identity(digest(record.header.group, record.key));
-                let loc = Location {
-                    block: b,
-                    offset_units: offset / UNIT_BYTES as u32,
-                    len_units: record.header.padded_len() as u32 / UNIT_BYTES as u32,
-                };
+                let loc = super::frame_location(b, offset, record.header.padded_len() as u32);
                 let _key_lock = self.stripe(d).lock();
                 if self.index.remove_if_at(d, loc).is_some() {
                     self.blocks.sub_live(b, loc.len_units * UNIT_BYTES as u32);

@@ -131,6 +131,16 @@ impl Inner {
     }
 }
 
+/// The index location of a frame at byte `offset` of `block`, `padded_len` bytes long.
+pub(crate) fn frame_location(block: u32, offset: u32, padded_len: u32) -> quiver_index::Location {
+    let unit = quiver_wal::format::UNIT_BYTES as u32;
+    quiver_index::Location {
+        block,
+        offset_units: offset / unit,
+        len_units: padded_len / unit,
+    }
+}
+
 pub(crate) fn now_s() -> u32 {
     (quiver_wal::writer::now_ms() / 1000) as u32
 }

@@ -219,11 +219,7 @@ fn scan_one(
                 }
                 let v = Version {
                     lsn: hd.lsn,
-                    loc: Location {
-                        block: b,
-                        offset_units: offset / UNIT_BYTES as u32,
-                        len_units: hd.padded_len() as u32 / UNIT_BYTES as u32,
-                    },
+                    loc: super::frame_location(b, offset, hd.padded_len() as u32),
                     group: hd.group,
                     generation: hd.generation,
                     expiry_s: hd.expiry_s,

@@ -7,8 +7,8 @@
 //! in its old state, its new state, both, or not at all; so may any record when a scan pauses
 //! longer than the lease between chunks.
 
-use quiver_index::{digest, Location};
-use quiver_wal::format::{BLOCK_HEADER_BYTES, UNIT_BYTES};
+use quiver_index::digest;
+use quiver_wal::format::BLOCK_HEADER_BYTES;
 use quiver_wal::scan::{BlockScanner, ScanItem};
 
 use super::blocks::{DEFRAG, OPEN, SEALED};
@@ -78,11 +78,7 @@ impl Inner {
                         next: Some(ScanCursor((b as u64) << 32 | offset as u64)),
                     });
                 }
-                let loc = Location {
-                    block: b,
-                    offset_units: offset / UNIT_BYTES as u32,
-                    len_units: record.header.padded_len() as u32 / UNIT_BYTES as u32,
-                };
+                let loc = super::frame_location(b, offset, record.header.padded_len() as u32);
                 let current = self
                     .index
                     .get(digest(group, record.key))

@@ -2,7 +2,7 @@
 
 use std::sync::atomic::Ordering;
 
-use quiver_index::{digest, Digest, Entry, Location};
+use quiver_index::{digest, Digest, Entry};
 use quiver_wal::format::{RecordInput, FLAG_TOMBSTONE, UNIT_BYTES};
 use quiver_wal::Pos;
 
@@ -142,11 +142,7 @@ impl Inner {
         if tombstone {
             self.index.remove(d);
         } else {
-            let loc = Location {
-                block: placed.block,
-                offset_units: placed.offset / UNIT_BYTES as u32,
-                len_units: placed.padded_len / UNIT_BYTES as u32,
-            };
+            let loc = super::frame_location(placed.block, placed.offset, placed.padded_len);
             let entry = Entry {
                 loc,
                 generation,
