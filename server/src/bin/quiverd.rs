@@ -56,8 +56,17 @@ fn engine_config(config: &ServerConfig) -> Result<Config, String> {
                 .map(|m| m.file_type().is_block_device())
                 .unwrap_or(false);
             if is_block {
+                // The index checkpoint cannot live next to a device node: keep it in
+                // ./quiver-data/, named after the device.
+                let name = path
+                    .file_name()
+                    .map_or("device".into(), |n| n.to_string_lossy());
+                let checkpoint = std::path::Path::new("quiver-data").join(format!("{name}.ckpt"));
+                std::fs::create_dir_all("quiver-data")
+                    .map_err(|e| format!("cannot create ./quiver-data for the checkpoint: {e}"))?;
                 Config {
                     device: DeviceConfig::BlockDevice { path: path.clone() },
+                    checkpoint_path: Some(checkpoint),
                     ..Config::default()
                 }
             } else {
