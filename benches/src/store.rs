@@ -192,7 +192,7 @@ pub fn load(engine: &Engine, records: u64, value_bytes: usize, threads: usize) -
                         workload::value(i, 0, value_bytes, &mut v);
                         put_waiting(engine, &workload::key(i), &v, &WriteOptions::default())?;
                         let done = progress.fetch_add(1, Ordering::Relaxed) + 1;
-                        if done % 1_000_000 == 0 {
+                        if done.is_multiple_of(1_000_000) {
                             eprintln!(
                                 "  loaded {done} of {records} in {:.1} s",
                                 t0.elapsed().as_secs_f64()
