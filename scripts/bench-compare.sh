@@ -3,7 +3,7 @@
 # PRODUCT.md. See docs/BENCHMARKS.md.
 #
 #   scripts/bench-compare.sh [--quick | --full] [--with-10m] [--dir DIR] [--results DIR]
-#                            [--rounds N] [--skip fio,rocksdb,redis,micro,defrag,restart]
+#                            [--rounds N] [--skip get,batch,put,fio,rocksdb,redis,defrag,restart]
 #
 # --quick (default): 1M records, 3 s phases, 3 alternating rounds: about 15 minutes, plus the
 #   one-time RocksDB build (10-15 minutes on 2 cores) on the first run.
@@ -12,7 +12,7 @@
 #   and ~1.2 GB of disk; opt-in).
 # --micro: also the criterion microbenchmarks (cargo bench -p quiver-benches), ~5 minutes.
 # Every store file lives in --dir (default /var/tmp/quiver-bench); fio measures the same
-# files and directory. Raw reports go to --results (default bench-results/<timestamp>).
+# files and directory. Raw reports go to --results (default /var/tmp/quiver-bench-results/<timestamp>).
 set -euo pipefail
 
 ROOT=$(cd "$(dirname "$0")/.." && pwd)
@@ -43,13 +43,13 @@ while [ $# -gt 0 ]; do
 done
 
 if [ "$MODE" = quick ]; then
-    RECORDS=1000000; SECS=3; R=${ROUNDS:-3}; PUT_SECS=3; DEFRAG_MIB=512; OVERWRITE_X=2; NET_SECS=5s
+    RECORDS=1000000; SECS=3; R=${ROUNDS:-3}; PUT_SECS=3; DEFRAG_MIB=512; OVERWRITE_X=2; OVERWRITE_SECS=30; NET_SECS=5s
 else
-    RECORDS=2000000; SECS=10; R=${ROUNDS:-5}; PUT_SECS=8; DEFRAG_MIB=2048; OVERWRITE_X=3; NET_SECS=20s
+    RECORDS=2000000; SECS=10; R=${ROUNDS:-5}; PUT_SECS=8; DEFRAG_MIB=2048; OVERWRITE_X=3; OVERWRITE_SECS=120; NET_SECS=20s
 fi
 case "$R" in ''|*[!0-9]*) echo "bench-compare: --rounds must be a number from 1 to 20" >&2; exit 2 ;; esac
 if [ "$R" -lt 1 ] || [ "$R" -gt 20 ]; then echo "bench-compare: --rounds $R is outside 1 to 20" >&2; exit 2; fi
-RESULTS=${RESULTS:-$ROOT/bench-results/$(date +%Y%m%d-%H%M%S)}
+RESULTS=${RESULTS:-/var/tmp/quiver-bench-results/$(date +%Y%m%d-%H%M%S)}
 mkdir -p "$RESULTS" "$DIR"
 skip() { case ",$SKIP," in *",$1,"*) return 0 ;; *) return 1 ;; esac; }
 log() { echo "== $*" >&2; }
@@ -98,10 +98,13 @@ fi
 } > "$RESULTS/machine.txt"
 cat "$RESULTS/machine.txt" >&2
 
-COMMON=(--dir "$DIR" --out "$RESULTS" --records "$RECORDS" --value-bytes 600 --secs "$SECS" --rounds 1)
+# fio's random reads cover only the written part of quiver.db (688-byte frames): the rest of
+# the preallocated file is unwritten extents, which ext4 answers with zeros and no device I/O.
+WRITTEN_MIB=$((RECORDS * 688 / 1048576 * 95 / 100))
+COMMON=(--dir "$DIR" --out "$RESULTS" --records "$RECORDS" --value-bytes 600)
 
 # fio NAME FILE ARGS...: one fio job, JSON into results/fio-NAME-<n>.json
-fio_n=0
+fio_n=$(ls "$RESULTS"/fio-*.json 2>/dev/null | wc -l) # a resumed run keeps numbering
 fio_job() {
     local name=$1 file=$2; shift 2
     fio_n=$((fio_n + 1))
@@ -110,27 +113,35 @@ fio_job() {
 }
 
 # ---------------------------------------------------------------- point reads, alternating
+if ! skip get; then
 log "point reads: quiver-perf get | fio randread qd1, qd32 | rocksdb-perf get (x$R)"
-"$PERF" get "${COMMON[@]}" --secs 0.2 >/dev/null 2>&1 || true # create + load the store once
+"$PERF" get --dir "$DIR" --records "$RECORDS" --value-bytes 600 --rounds 1 --secs 0.2 >/dev/null # create + load the store once (not reported)
 for i in $(seq "$R"); do
-    "$PERF" get "${COMMON[@]}" --seed "$i" >/dev/null
+    "$PERF" get "${COMMON[@]}" --secs "$SECS" --rounds 1 --seed "$i" >/dev/null
     if ! skip fio; then
-        fio_job randread-qd1 "$DIR/quiver.db" --rw=randread --bs=4k --ioengine=io_uring --iodepth=1 --runtime="$SECS"
-        fio_job randread-qd32 "$DIR/quiver.db" --rw=randread --bs=4k --ioengine=io_uring --iodepth=32 --runtime="$SECS"
+        fio_job randread-qd1 "$DIR/quiver.db" --rw=randread --bs=4k --size="${WRITTEN_MIB}m" --ioengine=io_uring --iodepth=1 --runtime="$SECS"
+        fio_job randread-qd32 "$DIR/quiver.db" --rw=randread --bs=4k --size="${WRITTEN_MIB}m" --ioengine=io_uring --iodepth=32 --runtime="$SECS"
     fi
-    skip rocksdb || "$ROCKS" get "${COMMON[@]}" --seed "$i" >/dev/null
+    skip rocksdb || "$ROCKS" get "${COMMON[@]}" --secs "$SECS" --rounds 1 --seed "$i" >/dev/null
 done
 
+fi
+
+if ! skip batch; then
 log "batch get of 100 against a single get"
-"$PERF" batch "${COMMON[@]}" --rounds "$R" >/dev/null
+"$PERF" batch "${COMMON[@]}" --secs "$SECS" --rounds "$R" >/dev/null
+
+fi
 
 # ---------------------------------------------------------------- puts, alternating
+if ! skip put; then
 log "puts: quiver-perf put | rocksdb-perf put | fio fsync (x$R)"
 for i in $(seq "$R"); do
-    "$PERF" put "${COMMON[@]}" --secs "$PUT_SECS" --fsync-secs 2 >/dev/null
-    skip rocksdb || "$ROCKS" put "${COMMON[@]}" --secs "$PUT_SECS" >/dev/null
-    skip fio || fio_job fsync "$DIR/fio-fsync.dat" --rw=write --bs=4k --size=64m --ioengine=sync --fdatasync=1 --direct=0 --runtime=2
+    "$PERF" put "${COMMON[@]}" --rounds 1 --secs "$PUT_SECS" --fsync-secs 2 >/dev/null
+    skip rocksdb || "$ROCKS" put "${COMMON[@]}" --rounds 1 --secs "$PUT_SECS" >/dev/null
+    skip fio || fio_job fsync "$DIR/fio-fsync.dat" --rw=write --bs=4k --size=64m --ioengine=sync --fdatasync=1 --direct=0 --overwrite=1 --runtime=2
 done
+fi
 
 # ---------------------------------------------------------------- sequential device speed
 if ! skip fio; then
@@ -163,7 +174,7 @@ fi
 if ! skip defrag; then
     log "defragmentation: write amplification at 50% and 80% fill, get p99 during defrag"
     "$PERF" defrag --dir "$DIR" --out "$RESULTS" --value-bytes 600 --device-mib "$DEFRAG_MIB" \
-        --overwrite-x "$OVERWRITE_X" --secs "$SECS" --rounds "$R" >/dev/null
+        --overwrite-x "$OVERWRITE_X" --max-overwrite-secs "$OVERWRITE_SECS" --secs "$SECS" --rounds "$R" >/dev/null
 fi
 rm -f "$DIR/quiver.db" "$DIR/quiver.db.ckpt"
 
@@ -281,6 +292,8 @@ for n in sorted({int(r) for r in rows.get(("quiver", "restart", "records"), [])}
     restart_rows(n)
 row("write amplification, 50% fill", q("quiver","defrag","fill50_write_amp"), None, "", "<= 2.5", "value<=2.5")
 row("write amplification, 80% fill", q("quiver","defrag","fill80_write_amp"), None, "", "(<= 2.5)", "value<=2.5")
+if q("quiver", "defrag", "fill80_defrag_blocks_freed") == 0:
+    table[-1] = table[-1][:5] + ("MISSED: no block reached the threshold; writers stalled on a full device",)
 row("get p99 during defrag vs without", q("quiver","defrag","get_during_defrag_p99_us"), q("quiver","defrag","get_no_defrag_p99_us"), "us", "<= 1.5 x", "ratio<=1.5")
 row("quiverd ops/s vs Redis HMGET (50 conn, depth 16)", net("quiverd", lambda j: j["ops_per_s"]), net("redis", lambda j: j["ops_per_s"]), "Redis", ">= 1.5 x", "ratio>=1.5")
 row("quiverd p99 vs Redis p99", net("quiverd", lambda j: j["latency_us"]["p99"]), net("redis", lambda j: j["latency_us"]["p99"]), "us Redis", "<= 1 x", "ratio<=1")
