@@ -14,8 +14,9 @@
 //! is unknown), and every waiter gets the error.
 
 use std::collections::VecDeque;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::Arc;
+use std::time::{Duration, Instant};
 
 use parking_lot::{Condvar, Mutex};
 
@@ -111,7 +112,12 @@ pub struct LogWriter {
     flushes: AtomicU64,
     bytes_written: AtomicU64,
     frames: AtomicU64,
+    /// Threads inside `wait_durable`.
+    waiting: AtomicUsize,
 }
+
+/// Longest a group-commit leader waits for other writers to append before it flushes.
+const GATHER_WINDOW: Duration = Duration::from_micros(200);
 
 impl LogWriter {
     pub fn new(
@@ -141,6 +147,7 @@ impl LogWriter {
             flushes: AtomicU64::new(0),
             bytes_written: AtomicU64::new(0),
             frames: AtomicU64::new(0),
+            waiting: AtomicUsize::new(0),
         }
     }
 
@@ -272,6 +279,13 @@ impl LogWriter {
 
     /// Blocks until everything up to `pos` is durable, leading a flush if none is running.
     pub fn wait_durable(&self, pos: Pos) -> Result<()> {
+        self.waiting.fetch_add(1, Ordering::AcqRel);
+        let result = self.wait_durable_inner(pos);
+        self.waiting.fetch_sub(1, Ordering::AcqRel);
+        result
+    }
+
+    fn wait_durable_inner(&self, pos: Pos) -> Result<()> {
         let mut st = self.state.lock();
         loop {
             if let Some(why) = &st.failed {
@@ -282,11 +296,31 @@ impl LogWriter {
             }
             if let Some(io) = self.io.try_lock() {
                 drop(st);
+                self.gather();
                 self.flush_locked(&io)?;
                 st = self.state.lock();
                 continue;
             }
             self.flushed.wait(&mut st);
+        }
+    }
+
+    /// A leader with company lets the other writers (often just woken by the previous flush)
+    /// append before it captures, so that one flush carries many writes: it yields the CPU
+    /// until appends stop arriving or the window closes.
+    fn gather(&self) {
+        if self.waiting.load(Ordering::Acquire) <= 1 {
+            return;
+        }
+        let deadline = Instant::now() + GATHER_WINDOW;
+        let mut last = self.appended();
+        loop {
+            std::thread::yield_now();
+            let now = self.appended();
+            if now == last || Instant::now() >= deadline {
+                return;
+            }
+            last = now;
         }
     }
 

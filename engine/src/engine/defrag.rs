@@ -25,14 +25,20 @@ use std::time::Duration;
 use quiver_index::{digest, identity, Location};
 use quiver_wal::format::{RecordInput, RecordView, FLAG_RELOCATED, FLAG_TOMBSTONE, UNIT_BYTES};
 use quiver_wal::scan::{BlockScanner, ScanItem};
-use quiver_wal::{AlignedBuf, IO_ALIGN};
+use quiver_wal::{AlignedBuf, WriteOp, IO_ALIGN};
 
 use super::blocks::{DEFRAG, OPEN, SEALED};
+
+/// Blocks defragmented between two rounds of flushes.
+const DEFRAG_BATCH_BLOCKS: usize = 8;
+/// Threshold used while free space is low.
+const LOW_SPACE_LWM_PCT: u8 = 90;
 use super::{now_s, Inner};
 use crate::error::Result;
 
 impl Inner {
-    /// Defragments blocks under the threshold, emptiest first, pausing between blocks.
+    /// Defragments blocks under the threshold, emptiest first, a batch at a time (one set of
+    /// flushes per batch), pausing between batches.
     pub fn defrag_pass(&self, max_blocks: usize) -> Result<usize> {
         // Sealed blocks still in the writer's hands are not candidates yet: hand them over.
         if self.fg.has_sealed() {
@@ -41,27 +47,38 @@ impl Inner {
         // Only the blocks that qualify now: blocks this pass writes wait for the next one.
         let candidates = self
             .blocks
-            .defrag_candidates(self.config.defrag_lwm_pct, max_blocks);
+            .defrag_candidates(self.effective_lwm_pct(), max_blocks);
         let mut freed = 0;
-        for b in candidates {
+        for batch in candidates.chunks(DEFRAG_BATCH_BLOCKS) {
             let lease = self.scan_lease_ms.load(Ordering::Acquire);
             let scanning =
                 quiver_wal::writer::now_ms().saturating_sub(lease) < super::scan::SCAN_LEASE_MS;
             if self.shutdown.load(Ordering::Acquire) || scanning {
                 break;
             }
-            let m = &self.blocks.meta[b as usize];
-            if m.state
-                .compare_exchange(SEALED, DEFRAG, Ordering::AcqRel, Ordering::Acquire)
-                .is_err()
-            {
-                continue;
-            }
-            if let Err(e) = self.defrag_block(b) {
-                m.state.store(SEALED, Ordering::Release);
+            let claimed: Vec<u32> = batch
+                .iter()
+                .copied()
+                .filter(|&b| {
+                    self.blocks.meta[b as usize]
+                        .state
+                        .compare_exchange(SEALED, DEFRAG, Ordering::AcqRel, Ordering::Acquire)
+                        .is_ok()
+                })
+                .collect();
+            if let Err(e) = self.defrag_blocks(&claimed) {
+                for &b in &claimed {
+                    let m = &self.blocks.meta[b as usize];
+                    let _ = m.state.compare_exchange(
+                        DEFRAG,
+                        SEALED,
+                        Ordering::AcqRel,
+                        Ordering::Acquire,
+                    );
+                }
                 return Err(e);
             }
-            freed += 1;
+            freed += claimed.len();
             if self.config.defrag_pause_ms > 0
                 && self.sleep(Duration::from_millis(self.config.defrag_pause_ms))
             {
@@ -69,6 +86,18 @@ impl Inner {
             }
         }
         Ok(freed)
+    }
+
+    /// The threshold in force: the configured one while space is plentiful; when free blocks
+    /// run low, any block that frees something qualifies (emptiest first), so that a store
+    /// filled past the threshold's reach still reclaims space.
+    fn effective_lwm_pct(&self) -> u8 {
+        let low_water = (self.blocks.floor_blocks * 2).max(self.blocks.count() / 10);
+        if self.blocks.free_count() < low_water {
+            self.config.defrag_lwm_pct.max(LOW_SPACE_LWM_PCT)
+        } else {
+            self.config.defrag_lwm_pct
+        }
     }
 
     /// Whole bytes of a block: from a writer, the post-write cache, or the device.
@@ -86,34 +115,49 @@ impl Inner {
         Ok(buf.to_vec())
     }
 
-    fn defrag_block(&self, b: u32) -> Result<()> {
-        let _no_scan_chunk = self.scan_guard.write();
-        let bytes = self.block_bytes_of(b)?;
-        let seq = self.blocks.seq(b);
-        let oldest_elsewhere = self.blocks.oldest_lsn_except(b);
-        let now = now_s();
-        for item in BlockScanner::new(&bytes, b, seq) {
-            let ScanItem::Record { offset, record } = item else {
-                continue;
-            };
-            self.defrag_record(b, offset, &record, oldest_elsewhere, now)?;
+    fn defrag_blocks(&self, blocks: &[u32]) -> Result<()> {
+        if blocks.is_empty() {
+            return Ok(());
         }
-        // Whatever made this block's other frames dead (newer versions, tombstones) must be
+        {
+            let _no_scan_chunk = self.scan_guard.write();
+            let now = now_s();
+            for &b in blocks {
+                let bytes = self.block_bytes_of(b)?;
+                let seq = self.blocks.seq(b);
+                let oldest_elsewhere = self.blocks.oldest_lsn_except(b);
+                for item in BlockScanner::new(&bytes, b, seq) {
+                    let ScanItem::Record { offset, record } = item else {
+                        continue;
+                    };
+                    self.defrag_record(b, offset, &record, oldest_elsewhere, now)?;
+                }
+            }
+        }
+        // Whatever made these blocks' other frames dead (newer versions, tombstones) must be
         // durable before they are the only trace, and so must the copies; then the old
-        // block's header goes, durably; then reuse.
+        // blocks' headers go, durably; then reuse.
         let superseded_by = self.fg.appended();
         self.fg
             .wait_durable(superseded_by)
             .map_err(|e| self.failed(e))?;
         self.dw.flush().map_err(|e| self.failed(e))?;
         let zeros = AlignedBuf::new(IO_ALIGN);
-        self.device
-            .write_at(&zeros, b as u64 * self.blocks.block_bytes)?;
+        let erase: Vec<WriteOp<'_>> = blocks
+            .iter()
+            .map(|&b| WriteOp {
+                offset: b as u64 * self.blocks.block_bytes,
+                buf: &zeros,
+            })
+            .collect();
+        self.device.write_many(&erase)?;
         self.device.sync()?;
-        self.blocks.release(b);
+        for &b in blocks {
+            self.blocks.release(b);
+        }
         self.counters
             .defrag_blocks_freed
-            .fetch_add(1, Ordering::Relaxed);
+            .fetch_add(blocks.len() as u64, Ordering::Relaxed);
         Ok(())
     }
 

@@ -70,10 +70,32 @@ impl Version {
     }
 }
 
+/// Digests are already uniform hashes: the map uses their low bits instead of hashing again.
+#[derive(Default, Clone, Copy)]
+pub(crate) struct DigestHasher(u64);
+
+impl std::hash::Hasher for DigestHasher {
+    fn finish(&self) -> u64 {
+        self.0
+    }
+    fn write(&mut self, bytes: &[u8]) {
+        for chunk in bytes.chunks(8) {
+            let mut b = [0u8; 8];
+            b[..chunk.len()].copy_from_slice(chunk);
+            self.0 ^= u64::from_le_bytes(b);
+        }
+    }
+    fn write_u128(&mut self, v: u128) {
+        self.0 ^= v as u64 ^ (v >> 64) as u64;
+    }
+}
+
+pub(crate) type DigestMap<V> = HashMap<Digest, V, std::hash::BuildHasherDefault<DigestHasher>>;
+
 /// What scanning some blocks found.
 #[derive(Default)]
 pub(crate) struct ScanState {
-    pub versions: HashMap<Digest, Version>,
+    pub versions: DigestMap<Version>,
     pub max_lsn: u64,
     pub max_seq: u64,
     /// Location of the newest dropped-groups record.

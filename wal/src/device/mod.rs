@@ -20,7 +20,7 @@ use crate::buf::IO_ALIGN;
 use crate::error::{Error, Result};
 
 /// Upper bound on operations one device call keeps in flight.
-pub const MAX_IN_FLIGHT: usize = 64;
+pub const MAX_IN_FLIGHT: usize = 128;
 
 /// One read of a batch: fills `buf` from `offset`.
 pub struct ReadOp<'a> {
