@@ -13,7 +13,8 @@ use quiver_engine::feature::{
     Compression, EntityKey, FeatureRef, FeatureType, FeatureValue, GroupSpec, KeyType, PutOptions,
     Status, Value,
 };
-use quiver_server::client::Client;
+use quiver_server::client::{Client, ClientError, Result};
+use quiver_server::protocol::StatusCode;
 use std::path::Path;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
@@ -100,6 +101,8 @@ struct Load {
     acked_writes: u64,
     reads_checked: u64,
     reconnects: u64,
+    /// Writes refused with DEVICE_FULL (defragmentation behind the load): not applied.
+    device_full: u64,
 }
 
 impl Load {
@@ -112,6 +115,7 @@ impl Load {
             acked_writes: 0,
             reads_checked: 0,
             reconnects: 0,
+            device_full: 0,
         }
     }
 
@@ -139,15 +143,15 @@ impl Load {
                     ("seq".to_string(), Value::I64(seq as i64)),
                     ("payload".to_string(), Value::Bytes(payload(seq))),
                 ];
-                c.put(GROUP, key(self.id, i), seq, values, PutOptions::default())
-                    .expect("put");
-                self.state[i] = Some(seq);
-                self.acked_writes += 1;
+                let r = c.put(GROUP, key(self.id, i), seq, values, PutOptions::default());
+                if self.applied(r) {
+                    self.state[i] = Some(seq);
+                }
             }
             60..=69 => {
-                c.delete(GROUP, key(self.id, i), None).expect("delete");
-                self.state[i] = None;
-                self.acked_writes += 1;
+                if self.applied(c.delete(GROUP, key(self.id, i), None)) {
+                    self.state[i] = None;
+                }
             }
             70..=84 => {
                 let row = c.get(key(self.id, i), refs()).expect("get");
@@ -166,6 +170,26 @@ impl Load {
                     self.reads_checked += 1;
                 }
             }
+        }
+    }
+
+    /// True when the write was acknowledged; a DEVICE_FULL refusal (the store's documented
+    /// back-pressure while defragmentation catches up) did not happen and is waited out.
+    fn applied<T>(&mut self, r: Result<T>) -> bool {
+        match r {
+            Ok(_) => {
+                self.acked_writes += 1;
+                true
+            }
+            Err(ClientError::Server {
+                status: StatusCode::DeviceFull,
+                ..
+            }) => {
+                self.device_full += 1;
+                std::thread::sleep(Duration::from_millis(20));
+                false
+            }
+            Err(e) => panic!("write failed: {e}"),
         }
     }
 
@@ -281,6 +305,7 @@ fn memory_stays_flat_and_nothing_is_lost_under_mixed_load_with_defrag() {
     let writes: u64 = loads.iter().map(|l| l.acked_writes).sum();
     let reads: u64 = loads.iter().map(|l| l.reads_checked).sum();
     let reconnects: u64 = loads.iter().map(|l| l.reconnects).sum();
+    let full: u64 = loads.iter().map(|l| l.device_full).sum();
     let rss: Vec<String> = samples
         .iter()
         .map(|(t, kib)| format!("{t:.0}s:{}MiB", kib >> 10))
@@ -288,7 +313,7 @@ fn memory_stays_flat_and_nothing_is_lost_under_mixed_load_with_defrag() {
     println!(
         "soak {secs} s: {writes} acknowledged writes, final state of {} entities verified \
          live and after a restart, {reads} reads checked, {reconnects} reconnects, \
-         {freed} blocks defragmented; RSS {}",
+         {freed} blocks defragmented, {full} writes refused with DEVICE_FULL; RSS {}",
         CLIENTS as usize * ENTITIES_PER_CLIENT,
         rss.join(" ")
     );
