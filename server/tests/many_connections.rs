@@ -353,7 +353,6 @@ impl Drop for StopOnDrop<'_> {
 /// forever (here: until the 30 s read timeout). Seen in about 1 run in 10 of the drain in
 /// this test's first form; each round below is one more chance.
 #[test]
-#[ignore = "bug: a paused connection whose output drains within the pass that paused it again is never resumed (worker.rs process_dirty)"]
 fn paused_connection_resumes_when_its_client_reads() {
     let q = Quiverd::memory(&[
         "--max-frame-bytes",

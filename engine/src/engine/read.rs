@@ -64,7 +64,13 @@ impl Inner {
                         continue;
                     }
                     None => return Ok(None),
-                    Some(_) => return verdict,
+                    Some(_) => {
+                        // Still where it was read from: not a move racing the read, damage.
+                        if verdict.is_err() {
+                            self.counters.corrupt_reads.fetch_add(1, Ordering::Relaxed);
+                        }
+                        return verdict;
+                    }
                 },
             }
         }
@@ -78,10 +84,7 @@ impl Inner {
     fn verify(&self, group: u32, key: &[u8], e: Entry, bytes: &[u8]) -> Result<Option<Record>> {
         let offset = e.loc.offset_units * UNIT_BYTES as u32;
         let seq = self.blocks.seq(e.loc.block);
-        let view: RecordView<'_> =
-            decode_record(bytes, e.loc.block, offset, seq).inspect_err(|_| {
-                self.counters.corrupt_reads.fetch_add(1, Ordering::Relaxed);
-            })?;
+        let view: RecordView<'_> = decode_record(bytes, e.loc.block, offset, seq)?;
         if view.header.group != group || view.key != key || view.header.is_tombstone() {
             return Ok(None);
         }

@@ -200,6 +200,7 @@ impl Worker {
 
     fn process_dirty(&mut self) {
         let mut resumed = std::collections::HashSet::new();
+        let mut again = Vec::new();
         while let Some(id) = self.dirty.pop() {
             let Some(conn) = self.conns.get_mut(&id) else {
                 continue;
@@ -212,13 +213,21 @@ impl Worker {
             // waiting in the socket that no new event will announce: resume it here, once
             // per pass, when it is under its limits again.
             let conn = &self.conns[&id];
-            if conn.paused && !conn.closing && !self.over_limits(conn) && resumed.insert(id) {
+            if conn.paused && !conn.closing && !self.over_limits(conn) {
+                if !resumed.insert(id) {
+                    // Already resumed in this pass and paused again: come back to it in the
+                    // next pass, or nothing may ever wake it (its frames are buffered).
+                    again.push(id);
+                    continue;
+                }
                 if let Some(conn) = self.conns.get_mut(&id) {
                     conn.paused = false;
                 }
                 self.drive_read(id);
             }
         }
+        again.dedup();
+        self.dirty.extend(again);
     }
 
     /// Parses buffered frames and reads more until the socket would block, the connection
