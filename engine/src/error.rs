@@ -23,6 +23,8 @@ pub enum Error {
     GenerationMismatch { expected: u32, found: u32 },
     #[error("record already exists")]
     AlreadyExists,
+    #[error("the record kept moving (defragmentation) during {attempts} read attempts; retry")]
+    Moved { attempts: usize },
     #[error("group {0} was dropped; its id is never reused")]
     GroupDropped(u32),
     #[error("record not found")]

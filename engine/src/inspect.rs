@@ -5,7 +5,7 @@ use std::path::Path;
 use std::sync::atomic::Ordering;
 
 use quiver_wal::device::{open_path, FileOptions, IoBackend};
-use quiver_wal::format::{Superblock, UNIT_BYTES};
+use quiver_wal::format::Superblock;
 use quiver_wal::{AlignedBuf, IO_ALIGN};
 
 use crate::engine::inspect_support::{scan_all, ScannedBlock};
@@ -113,7 +113,6 @@ pub fn inspect(path: &Path) -> Result<InspectReport> {
             records: b.records,
         });
     }
-    let _ = UNIT_BYTES;
     Ok(report)
 }
 

@@ -74,9 +74,9 @@ impl Inner {
                 },
             }
         }
-        Err(Error::Config(format!(
-            "record kept moving during {MOVED_RETRIES} read attempts"
-        )))
+        Err(Error::Moved {
+            attempts: MOVED_RETRIES,
+        })
     }
 
     /// Checks a frame: checksums, enclosing block, and that it is this key's record (a
