@@ -144,7 +144,7 @@ pub fn disk_headers(data: &[u8]) {
     }
 }
 
-const RECOVERY_DEVICE_BYTES: u64 = 6 * RECOVERY_BLOCK_BYTES as u64;
+const RECOVERY_DEVICE_BYTES: u64 = 8 * RECOVERY_BLOCK_BYTES as u64;
 const RECOVERY_BLOCK_BYTES: u32 = 128 << 10;
 const RECOVERY_KEYS: u32 = 64;
 
