@@ -362,17 +362,8 @@ impl Inner {
             ) else {
                 continue;
             };
-            let existed = self.modify(
-                view.header.group,
-                view.key,
-                &crate::WriteOptions::default(),
-                |cur| {
-                    Ok(match cur {
-                        Some(_) => super::Modify::Delete { out: true },
-                        None => super::Modify::Keep { out: false },
-                    })
-                },
-            )?;
+            let existed =
+                self.delete(view.header.group, view.key, &crate::WriteOptions::default())?;
             if existed {
                 freed += loc.len_units as u64 * UNIT_BYTES as u64;
                 evicted += 1;

@@ -174,25 +174,13 @@ impl Engine {
         value: &[u8],
         opts: &crate::WriteOptions,
     ) -> Result<u16> {
-        let ((), generation) = self.inner.modify_inner(group, key, opts, |_| {
-            Ok(Modify::Put {
-                value: value.to_vec(),
-                ttl_s: opts.ttl_s,
-                out: (),
-            })
-        })?;
-        Ok(generation)
+        self.inner.put(group, key, value, opts)
     }
 
     /// Deletes `key`; returns whether it existed. The delete survives restarts (a tombstone is
     /// kept on the device while any older version might still be there).
     pub fn delete(&self, group: u32, key: &[u8], opts: &crate::WriteOptions) -> Result<bool> {
-        self.inner.modify(group, key, opts, |cur| {
-            Ok(match cur {
-                Some(_) => Modify::Delete { out: true },
-                None => Modify::Keep { out: false },
-            })
-        })
+        self.inner.delete(group, key, opts)
     }
 
     /// Atomic read-modify-write of one key: `f` sees the current record under the key's lock.

@@ -29,12 +29,7 @@ impl Inner {
         opts: &WriteOptions,
         f: impl FnOnce(Option<&Record>) -> Result<Modify<T>>,
     ) -> Result<(T, u16)> {
-        Self::check_key(key)?;
-        self.check_group(group)?;
-        self.check_writable()?;
-        if self.is_dropped(group) {
-            return Err(Error::GroupDropped(group));
-        }
+        self.check_write(group, key)?;
         let d = digest(group, key);
         let (out, generation, pos) = {
             let _key_lock = self.stripe(d).lock();
@@ -64,12 +59,66 @@ impl Inner {
                 Modify::Keep { out } => (out, current.map_or(0, |r| r.generation), None),
             }
         };
-        if let Some(pos) = pos {
-            if opts.durability.unwrap_or(self.config.durability) == Durability::Sync {
-                self.fg.wait_durable(pos).map_err(|e| self.failed(e))?;
-            }
-        }
+        self.wait_if_sync(opts, pos)?;
         Ok((out, generation))
+    }
+
+    /// A blind write: unlike `modify`, it never reads the current record (an overwrite costs
+    /// no device read). Returns the new generation.
+    pub fn put(&self, group: u32, key: &[u8], value: &[u8], opts: &WriteOptions) -> Result<u16> {
+        self.check_write(group, key)?;
+        self.check_value(key, value)?;
+        let d = digest(group, key);
+        let (generation, pos) = {
+            let _key_lock = self.stripe(d).lock();
+            let old = self.index.get(d);
+            self.append(group, key, d, value, 0, opts.ttl_s, old)?
+        };
+        self.counters.puts.fetch_add(1, Ordering::Relaxed);
+        self.wait_if_sync(opts, Some(pos))?;
+        Ok(generation)
+    }
+
+    /// Deletes a live (present, unexpired) key with a tombstone; returns whether it was live.
+    /// Like `put`, it decides from the index alone.
+    pub fn delete(&self, group: u32, key: &[u8], opts: &WriteOptions) -> Result<bool> {
+        self.check_write(group, key)?;
+        let d = digest(group, key);
+        let pos = {
+            let _key_lock = self.stripe(d).lock();
+            match self.index.get(d) {
+                Some(e) if !Self::is_expired(&e, now_s()) => Some(
+                    self.append(group, key, d, &[], FLAG_TOMBSTONE, None, Some(e))?
+                        .1,
+                ),
+                _ => None,
+            }
+        };
+        if pos.is_some() {
+            self.counters.deletes.fetch_add(1, Ordering::Relaxed);
+        }
+        self.wait_if_sync(opts, pos)?;
+        Ok(pos.is_some())
+    }
+
+    /// The checks every write makes before it takes the key's lock.
+    fn check_write(&self, group: u32, key: &[u8]) -> Result<()> {
+        Self::check_key(key)?;
+        self.check_group(group)?;
+        self.check_writable()?;
+        if self.is_dropped(group) {
+            return Err(Error::GroupDropped(group));
+        }
+        Ok(())
+    }
+
+    fn wait_if_sync(&self, opts: &WriteOptions, pos: Option<Pos>) -> Result<()> {
+        match pos {
+            Some(pos) if opts.durability.unwrap_or(self.config.durability) == Durability::Sync => {
+                self.fg.wait_durable(pos).map_err(|e| self.failed(e))
+            }
+            _ => Ok(()),
+        }
     }
 
     /// A value must be within `max_record_bytes`, and its frame must fit in a write block.
