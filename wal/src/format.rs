@@ -341,6 +341,24 @@ pub fn decode_record(b: &[u8], block: u32, offset: u32, block_seq: u64) -> Resul
     };
     let header = RecordHeader::decode(b)
         .ok_or_else(|| corrupt("header checksum or fields invalid".into()))?;
+    verify_record(b, header, block, offset, block_seq)
+}
+
+/// The rest of [`decode_record`] for a header already decoded from the start of `b`: checks
+/// the enclosing block sequence, the length and the body checksum.
+pub fn verify_record(
+    b: &[u8],
+    header: RecordHeader,
+    block: u32,
+    offset: u32,
+    block_seq: u64,
+) -> Result<RecordView<'_>> {
+    let corrupt = |detail: String| Error::Corrupt {
+        what: "record",
+        block,
+        offset,
+        detail,
+    };
     if header.block_seq != block_seq {
         return Err(corrupt(format!(
             "frame belongs to block sequence {}, block is at {}",

@@ -1,7 +1,7 @@
 //! Walks the record frames of one write block, verifying each; stops cleanly at the end of
 //! the block's data or at a torn tail.
 
-use crate::format::{decode_record, RecordHeader, RecordView, BLOCK_HEADER_BYTES, UNIT_BYTES};
+use crate::format::{verify_record, RecordHeader, RecordView, BLOCK_HEADER_BYTES, UNIT_BYTES};
 
 /// One step of a block scan.
 #[derive(Debug)]
@@ -72,8 +72,8 @@ impl<'a> Iterator for BlockScanner<'a> {
         let rest = self.bytes.get(self.offset..).unwrap_or(&[]);
         let valid =
             |h: &RecordHeader, room: usize| h.block_seq == self.seq && h.padded_len() <= room;
-        match RecordHeader::decode(rest) {
-            Some(h) if valid(&h, rest.len()) => {}
+        let header = match RecordHeader::decode(rest) {
+            Some(h) if valid(&h, rest.len()) => h,
             _ => {
                 // No frame of this block starts here. Zeros: the data ends. Anything else is a
                 // damaged header or a torn tail: look for a later frame of this block to
@@ -97,17 +97,18 @@ impl<'a> Iterator for BlockScanner<'a> {
                     None => self.finish(),
                 };
             }
-        }
-        let header = RecordHeader::decode(rest).expect("checked above");
+        };
         let offset = self.offset as u32;
         self.offset += header.padded_len();
-        Some(match decode_record(rest, self.block, offset, self.seq) {
-            Ok(record) => ScanItem::Record { offset, record },
-            Err(e) => ScanItem::Corrupt {
-                offset,
-                detail: e.to_string(),
+        Some(
+            match verify_record(rest, header, self.block, offset, self.seq) {
+                Ok(record) => ScanItem::Record { offset, record },
+                Err(e) => ScanItem::Corrupt {
+                    offset,
+                    detail: e.to_string(),
+                },
             },
-        })
+        )
     }
 }
 

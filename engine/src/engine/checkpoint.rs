@@ -419,7 +419,7 @@ fn apply_tail(
     dropped: &[u32],
     now: u32,
 ) -> Result<()> {
-    for (&d, v) in &state.versions {
+    state.versions.for_each(|d, v| {
         let wins = match index.get(d) {
             // Absent from the checkpoint: a fresh write wins; an older copy is of a key that
             // was deleted or expired before the walk.
@@ -434,7 +434,7 @@ fn apply_tail(
         if wins {
             apply(index, d, v, now, dropped);
         }
-    }
+    });
     Ok(())
 }
 
@@ -464,7 +464,7 @@ fn drop_stale(index: &Index, blocks: &Blocks, state: &ScanState, replay_from: u6
         let in_use = matches!(blocks.state(e.loc.block), SEALED | OPEN | DEFRAG);
         let backed = in_use
             && (blocks.seq(e.loc.block) < replay_from
-                || state.versions.get(&d).is_some_and(|v| v.loc == e.loc));
+                || state.versions.get(d).is_some_and(|v| v.loc == e.loc));
         if !backed {
             stale.push((d, e.loc));
         }

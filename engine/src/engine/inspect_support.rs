@@ -38,14 +38,12 @@ pub(crate) fn scan_all(device: &dyn Device, sb: &Superblock) -> Result<Scanned> 
     let index = Index::new();
     let now = now_s();
     let mut per_block = vec![0u64; count];
-    for (d, v) in &state.versions {
+    state.versions.for_each(|d, v| {
         if v.is_live(now, &dropped) {
-            index.insert(*d, v.entry());
+            index.insert(d, v.entry());
         }
-    }
-    for v in state.versions.values() {
         per_block[v.loc.block as usize] += 1;
-    }
+    });
     recompute_live(&index, &blocks);
     let scanned = (1..count as u32)
         .filter(|&b| blocks.meta[b as usize].state.load(Ordering::Acquire) == SEALED)

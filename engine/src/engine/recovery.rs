@@ -7,14 +7,23 @@
 //! older version might be (see `defrag.rs` for when it may go).
 //!
 //! Two ways in: load the index checkpoint and scan only the blocks written after it
-//! (`checkpoint.rs`), or scan every block (this file). The scan reads several blocks per
-//! submission so that the device streams at its sequential rate.
+//! (`checkpoint.rs`), or scan every block (this file).
+//!
+//! The scan is a pipeline: one thread reads a few MiB of blocks per submission, always a
+//! chunk or two ahead, while one decoding thread per core verifies frames and folds them into
+//! a version map sharded by digest. Once every block is in, the live versions go into the
+//! index from all cores at once, each thread taking whole shards (so no two insert into the
+//! same index partition), adding each record's bytes to its block's live count as it goes.
 
+use std::collections::hash_map::Entry;
 use std::collections::HashMap;
-use std::sync::atomic::Ordering;
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::Instant;
 
-use quiver_index::{digest, identity, Digest, Entry, Index, Location};
+use crossbeam::channel;
+use parking_lot::Mutex;
+
+use quiver_index::{digest, identity, Digest, Index, Location};
 use quiver_wal::format::{BlockHeader, Superblock, FLAG_RELOCATED, UNIT_BYTES};
 use quiver_wal::scan::{BlockScanner, ScanEnd, ScanItem};
 use quiver_wal::{AlignedBuf, Device, ReadOp};
@@ -25,8 +34,14 @@ use super::{now_s, DROPPED_GROUPS_KEY, SYSTEM_GROUP};
 use crate::config::Config;
 use crate::error::Result;
 
-/// Blocks read per submission during a scan.
-const READ_AHEAD_BLOCKS: usize = 8;
+/// Bytes read per submission during a scan (at least one block).
+const READ_CHUNK_BYTES: usize = 8 << 20;
+/// Chunks read ahead of the decoders, beyond one per decoder.
+const READ_AHEAD_CHUNKS: usize = 2;
+/// Threads submitting reads during a scan.
+const READERS: usize = 2;
+/// At most this many decoding threads.
+const MAX_DECODERS: usize = 8;
 
 pub(crate) struct Recovered {
     pub next_lsn: u64,
@@ -56,8 +71,8 @@ impl Version {
             && !dropped.contains(&self.group)
     }
 
-    pub fn entry(&self) -> Entry {
-        Entry {
+    pub fn entry(&self) -> quiver_index::Entry {
+        quiver_index::Entry {
             loc: self.loc,
             generation: self.generation,
             expiry_s: self.expiry_s,
@@ -67,6 +82,21 @@ impl Version {
 
     pub fn is_relocated(&self) -> bool {
         self.flags & FLAG_RELOCATED != 0
+    }
+
+    /// Whether this version replaces `old`, a version of the same key: the higher LSN wins;
+    /// at equal LSNs (a frame and its defragmentation copies) the original wins over a copy,
+    /// and of two copies the one in the newer block. The order is total, so the outcome does
+    /// not depend on the order in which the blocks were decoded.
+    fn supersedes(&self, old: &Version, blocks: &Blocks) -> bool {
+        if self.lsn != old.lsn {
+            return self.lsn > old.lsn;
+        }
+        match (self.is_relocated(), old.is_relocated()) {
+            (false, true) => true,
+            (true, false) => false,
+            _ => blocks.seq(self.loc.block) > blocks.seq(old.loc.block),
+        }
     }
 }
 
@@ -92,10 +122,81 @@ impl std::hash::Hasher for DigestHasher {
 
 pub(crate) type DigestMap<V> = HashMap<Digest, V, std::hash::BuildHasherDefault<DigestHasher>>;
 
+/// Shards of the version map. A digest's shard is its top bits, the same bits that choose its
+/// index partition, so shards map onto disjoint sets of partitions.
+const VERSION_SHARD_BITS: u32 = 8;
+const VERSION_SHARDS: usize = 1 << VERSION_SHARD_BITS;
+
+/// The newest version of every key seen by a scan, sharded so that several decoding threads
+/// can fold their frames in at once.
+pub(crate) struct Versions {
+    shards: Box<[Mutex<DigestMap<Version>>]>,
+}
+
+impl Default for Versions {
+    fn default() -> Versions {
+        Versions {
+            shards: (0..VERSION_SHARDS).map(|_| Mutex::default()).collect(),
+        }
+    }
+}
+
+impl Versions {
+    fn shard_of(d: Digest) -> usize {
+        (d >> (128 - VERSION_SHARD_BITS)) as usize
+    }
+
+    pub fn get(&self, d: Digest) -> Option<Version> {
+        self.shards[Self::shard_of(d)].lock().get(&d).copied()
+    }
+
+    /// Visits every key's newest version, one shard at a time.
+    pub fn for_each(&self, mut f: impl FnMut(Digest, &Version)) {
+        for shard in self.shards.iter() {
+            for (&d, v) in shard.lock().iter() {
+                f(d, v);
+            }
+        }
+    }
+
+    /// Visits the shards from `threads` threads at once; `f` gets one shard's map at a time.
+    fn par_for_each_shard(&self, threads: usize, f: impl Fn(&DigestMap<Version>) + Sync) {
+        let next = AtomicUsize::new(0);
+        std::thread::scope(|s| {
+            for _ in 0..threads.max(1) {
+                s.spawn(|| loop {
+                    let i = next.fetch_add(1, Ordering::Relaxed);
+                    let Some(shard) = self.shards.get(i) else {
+                        return;
+                    };
+                    f(&shard.lock());
+                });
+            }
+        });
+    }
+
+    /// Folds `pending` (all of one shard) in, keeping the newest version of each key.
+    fn merge(&self, shard: usize, pending: &mut Vec<(Digest, Version)>, blocks: &Blocks) {
+        let mut map = self.shards[shard].lock();
+        for (d, v) in pending.drain(..) {
+            match map.entry(d) {
+                Entry::Vacant(slot) => {
+                    slot.insert(v);
+                }
+                Entry::Occupied(mut slot) => {
+                    if v.supersedes(slot.get(), blocks) {
+                        slot.insert(v);
+                    }
+                }
+            }
+        }
+    }
+}
+
 /// What scanning some blocks found.
 #[derive(Default)]
 pub(crate) struct ScanState {
-    pub versions: DigestMap<Version>,
+    pub versions: Versions,
     pub max_lsn: u64,
     pub max_seq: u64,
     /// Location of the newest dropped-groups record.
@@ -159,13 +260,18 @@ fn full_scan(
     }
     let dropped = read_dropped(device, sb, blocks, &state)?;
     let now = now_s();
-    for (d, v) in &state.versions {
-        if v.is_live(now, &dropped) {
-            index.insert(*d, v.entry());
-        }
+    for m in &blocks.meta {
+        m.live_bytes.store(0, Ordering::Release);
     }
+    state.versions.par_for_each_shard(decoders(), |shard| {
+        for (&d, v) in shard {
+            if v.is_live(now, &dropped) {
+                index.insert(d, v.entry());
+                blocks.add_live(v.loc.block, v.loc.len_units * UNIT_BYTES as u32);
+            }
+        }
+    });
     report.records_recovered = index.len() as u64;
-    recompute_live(index, blocks);
     Ok(Recovered {
         next_lsn: state.max_lsn + 1,
         next_seq: state.max_seq + 1,
@@ -175,8 +281,31 @@ fn full_scan(
     })
 }
 
-/// Reads `which` blocks (several per submission), sets their state from their headers, and
-/// folds every verified frame into `state.versions`.
+/// Decoding threads for a scan: one per core.
+fn decoders() -> usize {
+    std::thread::available_parallelism()
+        .map_or(1, |n| n.get())
+        .min(MAX_DECODERS)
+}
+
+/// One read submission's blocks and their buffers.
+struct Chunk {
+    which: Vec<u32>,
+    bufs: Vec<AlignedBuf>,
+}
+
+/// What one decoding thread found; folded into the caller's state at the end.
+#[derive(Default)]
+struct DecoderOut {
+    report: RecoveryReport,
+    max_lsn: u64,
+    max_seq: u64,
+    dropped_loc: Option<(u64, Location)>,
+}
+
+/// Reads `which` blocks, sets their state from their headers, and folds every verified frame
+/// into `state.versions`. Reads run a few chunks ahead on this thread while the decoders
+/// (one per core) verify and merge; see the module doc.
 pub(crate) fn scan_blocks(
     device: &dyn Device,
     sb: &Superblock,
@@ -185,48 +314,139 @@ pub(crate) fn scan_blocks(
     state: &mut ScanState,
     report: &mut RecoveryReport,
 ) -> Result<()> {
+    if which.is_empty() {
+        return Ok(());
+    }
     let bb = sb.write_block_bytes as usize;
-    let mut bufs: Vec<AlignedBuf> = (0..READ_AHEAD_BLOCKS)
-        .map(|_| AlignedBuf::new(bb))
-        .collect();
-    for chunk in which.chunks(READ_AHEAD_BLOCKS) {
-        let results = {
-            let mut ops: Vec<ReadOp<'_>> = chunk
-                .iter()
-                .zip(bufs.iter_mut())
-                .map(|(&b, buf)| ReadOp {
-                    offset: b as u64 * bb as u64,
-                    buf: &mut buf[..],
+    let per_chunk = (READ_CHUNK_BYTES / bb).max(1);
+    let decoders = decoders().min(which.len().div_ceil(per_chunk));
+    let (full_tx, full_rx) = channel::bounded::<Chunk>(decoders + READ_AHEAD_CHUNKS);
+    let (free_tx, free_rx) = channel::unbounded::<Vec<AlignedBuf>>();
+    for _ in 0..decoders + READ_AHEAD_CHUNKS + READERS {
+        let bufs = (0..per_chunk).map(|_| AlignedBuf::new(bb)).collect();
+        free_tx.send(bufs).expect("receiver held here");
+    }
+    let versions = &state.versions;
+    let next = AtomicUsize::new(0);
+    let chunks: Vec<&[u32]> = which.chunks(per_chunk).collect();
+    let (read_result, outs) = std::thread::scope(|s| {
+        let workers: Vec<_> = (0..decoders)
+            .map(|_| {
+                let (full_rx, free_tx) = (full_rx.clone(), free_tx.clone());
+                s.spawn(move || {
+                    let mut out = DecoderOut::default();
+                    let mut pending: Vec<Vec<(Digest, Version)>> =
+                        (0..VERSION_SHARDS).map(|_| Vec::new()).collect();
+                    for chunk in full_rx {
+                        for (&b, buf) in chunk.which.iter().zip(&chunk.bufs) {
+                            out.report.bytes_scanned += bb as u64;
+                            scan_one(b, buf, sb, blocks, &mut out, &mut pending);
+                        }
+                        // The buffers go back before the merge so the reader can go on.
+                        let _ = free_tx.send(chunk.bufs);
+                        for (shard, p) in pending.iter_mut().enumerate() {
+                            if !p.is_empty() {
+                                versions.merge(shard, p, blocks);
+                            }
+                        }
+                    }
+                    out
                 })
-                .collect();
-            device.read_many(&mut ops)
-        };
-        for ((&b, buf), res) in chunk.iter().zip(&bufs).zip(results) {
-            res?;
-            report.bytes_scanned += bb as u64;
-            scan_one(b, buf, sb, blocks, state, report);
+            })
+            .collect();
+        drop(full_rx);
+        // Two readers, so that one submission is always in flight while the other's blocks
+        // are handed over.
+        let readers: Vec<_> = (0..READERS.min(chunks.len()))
+            .map(|_| {
+                let (full_tx, free_rx) = (full_tx.clone(), free_rx.clone());
+                let (next, chunks) = (&next, &chunks);
+                s.spawn(move || -> Result<()> {
+                    while let Some(ids) = chunks.get(next.fetch_add(1, Ordering::Relaxed)) {
+                        let Ok(mut bufs) = free_rx.recv() else {
+                            break;
+                        };
+                        let results = {
+                            let mut ops: Vec<ReadOp<'_>> = ids
+                                .iter()
+                                .zip(bufs.iter_mut())
+                                .map(|(&b, buf)| ReadOp {
+                                    offset: b as u64 * bb as u64,
+                                    buf: &mut buf[..],
+                                })
+                                .collect();
+                            device.read_many(&mut ops)
+                        };
+                        for r in results {
+                            // Stop the other reader too: the scan fails as a whole.
+                            r.inspect_err(|_| next.store(chunks.len(), Ordering::Relaxed))?;
+                        }
+                        let chunk = Chunk {
+                            which: ids.to_vec(),
+                            bufs,
+                        };
+                        if full_tx.send(chunk).is_err() {
+                            break;
+                        }
+                    }
+                    Ok(())
+                })
+            })
+            .collect();
+        drop(free_rx);
+        let read_result = readers
+            .into_iter()
+            .map(|r| r.join().unwrap_or_else(|p| std::panic::resume_unwind(p)))
+            .collect::<Result<Vec<()>>>()
+            .map(|_| ());
+        drop(full_tx);
+        let outs: Vec<DecoderOut> = workers
+            .into_iter()
+            .map(|w| w.join().unwrap_or_else(|p| std::panic::resume_unwind(p)))
+            .collect();
+        (read_result, outs)
+    });
+    read_result?;
+    for out in outs {
+        let r = out.report;
+        report.blocks_scanned += r.blocks_scanned;
+        report.bytes_scanned += r.bytes_scanned;
+        report.records_seen += r.records_seen;
+        report.tombstones_seen += r.tombstones_seen;
+        report.corrupt_records += r.corrupt_records;
+        report.torn_tails += r.torn_tails;
+        report.damage.extend(r.damage);
+        state.max_lsn = state.max_lsn.max(out.max_lsn);
+        state.max_seq = state.max_seq.max(out.max_seq);
+        if let Some((lsn, loc)) = out.dropped_loc {
+            if state.dropped_loc.is_none_or(|(l, _)| l < lsn) {
+                state.dropped_loc = Some((lsn, loc));
+            }
         }
     }
+    report.damage.sort_by_key(|&(block, offset, _)| (block, offset));
     Ok(())
 }
 
+/// Decodes one block: sets its metadata and queues each verified frame for its shard.
 fn scan_one(
     b: u32,
     buf: &[u8],
     sb: &Superblock,
     blocks: &Blocks,
-    state: &mut ScanState,
-    report: &mut RecoveryReport,
+    out: &mut DecoderOut,
+    pending: &mut [Vec<(Digest, Version)>],
 ) {
     let Some(h) = BlockHeader::decode(buf, b, sb.store_id as u64) else {
         return;
     };
+    let report = &mut out.report;
     report.blocks_scanned += 1;
     let m = &blocks.meta[b as usize];
     m.seq.store(h.seq, Ordering::Release);
     m.kind.store(h.kind as u8, Ordering::Release);
     m.state.store(SEALED, Ordering::Release);
-    state.max_seq = state.max_seq.max(h.seq);
+    out.max_seq = out.max_seq.max(h.seq);
     let mut min_lsn = u64::MAX;
     let mut scanner = BlockScanner::new(buf, b, h.seq);
     for item in scanner.by_ref() {
@@ -235,7 +455,7 @@ fn scan_one(
                 report.records_seen += 1;
                 let hd = record.header;
                 min_lsn = min_lsn.min(hd.lsn);
-                state.max_lsn = state.max_lsn.max(hd.lsn);
+                out.max_lsn = out.max_lsn.max(hd.lsn);
                 if hd.is_tombstone() {
                     report.tombstones_seen += 1;
                 }
@@ -251,17 +471,11 @@ fn scan_one(
                 let d = identity(digest(hd.group, record.key));
                 if hd.group == SYSTEM_GROUP
                     && record.key == DROPPED_GROUPS_KEY
-                    && state.dropped_loc.is_none_or(|(lsn, _)| lsn < hd.lsn)
+                    && out.dropped_loc.is_none_or(|(lsn, _)| lsn < hd.lsn)
                 {
-                    state.dropped_loc = Some((hd.lsn, v.loc));
+                    out.dropped_loc = Some((hd.lsn, v.loc));
                 }
-                let newer = state
-                    .versions
-                    .get(&d)
-                    .is_none_or(|old| old.lsn < v.lsn || (old.lsn == v.lsn && !v.is_relocated()));
-                if newer {
-                    state.versions.insert(d, v);
-                }
+                pending[Versions::shard_of(d)].push((d, v));
             }
             ScanItem::Corrupt { offset, detail } => {
                 report.corrupt_records += 1;
@@ -342,4 +556,84 @@ pub(crate) fn recompute_live(index: &Index, blocks: &Blocks) {
         m.live_bytes.store(0, Ordering::Release);
     }
     index.for_each(|_, e| blocks.add_live(e.loc.block, e.loc.len_units * UNIT_BYTES as u32));
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn version(lsn: u64, block: u32, relocated: bool) -> Version {
+        Version {
+            lsn,
+            loc: Location {
+                block,
+                offset_units: 4,
+                len_units: 8,
+            },
+            group: 1,
+            generation: 1,
+            expiry_s: 0,
+            last_update_s: 0,
+            flags: if relocated { FLAG_RELOCATED } else { 0 },
+        }
+    }
+
+    /// The scan decodes blocks on several threads in no fixed order, so the choice between two
+    /// versions of a key must not depend on which came first.
+    #[test]
+    fn newest_version_does_not_depend_on_scan_order() {
+        let blocks = Blocks::new(8, 1 << 20, 0, 0);
+        for (b, seq) in [(1, 10), (2, 30), (3, 20)] {
+            blocks.meta[b].seq.store(seq, Ordering::Release);
+        }
+        // Three defragmentation copies of one frame (LSN 5) and an older write.
+        let candidates = [
+            version(5, 1, true),
+            version(5, 2, true),
+            version(5, 3, true),
+            version(4, 2, false),
+            version(4, 3, true),
+        ];
+        let d: Digest = 0xabcd << 100;
+        let mut outcomes = Vec::new();
+        // Every order of the five candidates.
+        let mut order: Vec<usize> = (0..candidates.len()).collect();
+        let mut permutations = vec![order.clone()];
+        while next_permutation(&mut order) {
+            permutations.push(order.clone());
+        }
+        assert_eq!(permutations.len(), 120);
+        for order in permutations {
+            let versions = Versions::default();
+            for i in order {
+                let mut pending = vec![(d, candidates[i])];
+                versions.merge(Versions::shard_of(d), &mut pending, &blocks);
+            }
+            outcomes.push(versions.get(d).expect("merged").loc.block);
+        }
+        assert!(
+            outcomes.iter().all(|&b| b == 2),
+            "the copy in the newest block (2, sequence 30) wins in every order: {outcomes:?}"
+        );
+
+        // At equal LSNs the original beats its copies, and the newer block's copy the older's.
+        let orig = version(5, 1, false);
+        let (old_copy, new_copy) = (version(5, 3, true), version(5, 2, true));
+        assert!(orig.supersedes(&new_copy, &blocks) && !new_copy.supersedes(&orig, &blocks));
+        assert!(new_copy.supersedes(&old_copy, &blocks));
+        assert!(!old_copy.supersedes(&new_copy, &blocks));
+    }
+
+    fn next_permutation(v: &mut [usize]) -> bool {
+        let Some(i) = (1..v.len()).rev().find(|&i| v[i - 1] < v[i]) else {
+            return false;
+        };
+        let j = (i..v.len())
+            .rev()
+            .find(|&j| v[j] > v[i - 1])
+            .expect("exists");
+        v.swap(i - 1, j);
+        v[i..].reverse();
+        true
+    }
 }
