@@ -55,8 +55,11 @@ pub struct Config {
     pub post_write_cache_bytes: u64,
     /// Blocks whose live bytes fall under this percentage of the block are defragmented.
     pub defrag_lwm_pct: u8,
-    /// Pause between two defragmented blocks (throttle).
+    /// Pause between two batches of defragmented blocks (throttle).
     pub defrag_pause_ms: u64,
+    /// Scheduling niceness (Linux `nice`, 0 to 19) of the thread that defragments, so that
+    /// it yields the CPU to foreground reads and writes when both want it. 0 = none.
+    pub defrag_nice: u8,
     /// Writes fail with "device full" while free space is under this percentage.
     pub min_free_pct: u8,
     /// Eviction: above this percentage of blocks in use, the records closest to expiry (only
@@ -92,6 +95,7 @@ impl Default for Config {
             post_write_cache_bytes: 64 << 20,
             defrag_lwm_pct: 50,
             defrag_pause_ms: 1,
+            defrag_nice: 10,
             min_free_pct: 5,
             evict_high_water_pct: 0,
             checkpoint_interval_s: 300,
@@ -152,6 +156,12 @@ impl Config {
             return Err(Error::Config(format!(
                 "defrag_lwm_pct {} must be from 1 to 99",
                 self.defrag_lwm_pct
+            )));
+        }
+        if self.defrag_nice > 19 {
+            return Err(Error::Config(format!(
+                "defrag_nice {} must be from 0 to 19",
+                self.defrag_nice
             )));
         }
         if self.min_free_pct > 50 {
