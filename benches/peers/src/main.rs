@@ -13,7 +13,10 @@ use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
 use clap::{Args, Parser, Subcommand};
-use rocksdb::{BlockBasedOptions, Cache, DBCompressionType, Options, WriteOptions, DB};
+use rocksdb::{
+    BlockBasedOptions, Cache, ColumnFamily, DBCompressionType, Options, WriteOptions, DB,
+    DEFAULT_COLUMN_FAMILY_NAME,
+};
 use workload::{median, run_timed, Phase, Report, Uniform};
 
 const MAX_SECS: f64 = 3600.0;
@@ -22,18 +25,38 @@ const MAX_ROUNDS: usize = 100;
 /// What can go wrong in a run.
 #[derive(Debug)]
 enum PerfError {
-    Limit { what: &'static str, value: f64, min: f64, max: f64 },
+    Limit {
+        what: &'static str,
+        value: f64,
+        min: f64,
+        max: f64,
+    },
     Rocks(rocksdb::Error),
-    Io { path: PathBuf, source: std::io::Error },
+    NoColumnFamily(&'static str),
+    Io {
+        path: PathBuf,
+        source: std::io::Error,
+    },
 }
 
 impl std::fmt::Display for PerfError {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         match self {
-            PerfError::Limit { what, value, min, max } => {
+            PerfError::Limit {
+                what,
+                value,
+                min,
+                max,
+            } => {
                 write!(f, "{what} is {value}, outside the limit of {min} to {max}")
             }
             PerfError::Rocks(e) => write!(f, "rocksdb: {e}"),
+            PerfError::NoColumnFamily(name) => {
+                write!(
+                    f,
+                    "rocksdb: the database has no handle for column family {name}"
+                )
+            }
             PerfError::Io { path, source } => write!(f, "{}: {source}", path.display()),
         }
     }
@@ -51,7 +74,12 @@ type Result<T> = std::result::Result<T, PerfError>;
 
 fn check_range(what: &'static str, value: f64, min: f64, max: f64) -> Result<()> {
     if value.is_nan() || value < min || value > max {
-        return Err(PerfError::Limit { what, value, min, max });
+        return Err(PerfError::Limit {
+            what,
+            value,
+            min,
+            max,
+        });
     }
     Ok(())
 }
@@ -64,7 +92,10 @@ fn io_err(path: &Path) -> impl FnOnce(std::io::Error) -> PerfError + '_ {
 }
 
 #[derive(Parser)]
-#[command(name = "rocksdb-perf", about = "RocksDB measurements matching quiver-perf")]
+#[command(
+    name = "rocksdb-perf",
+    about = "RocksDB measurements matching quiver-perf"
+)]
 struct Cli {
     #[command(subcommand)]
     cmd: Cmd,
@@ -106,9 +137,24 @@ impl Common {
     fn check(&self) -> Result<()> {
         check_range("secs", self.secs, 0.05, MAX_SECS)?;
         check_range("rounds", self.rounds as f64, 1.0, MAX_ROUNDS as f64)?;
-        check_range("records", self.records as f64, 1.0, workload::MAX_RECORDS as f64)?;
-        check_range("value bytes", self.value_bytes as f64, 1.0, workload::MAX_VALUE_BYTES as f64)?;
-        check_range("load threads", self.load_threads as f64, 1.0, workload::MAX_THREADS as f64)?;
+        check_range(
+            "records",
+            self.records as f64,
+            1.0,
+            workload::MAX_RECORDS as f64,
+        )?;
+        check_range(
+            "value bytes",
+            self.value_bytes as f64,
+            1.0,
+            workload::MAX_VALUE_BYTES as f64,
+        )?;
+        check_range(
+            "load threads",
+            self.load_threads as f64,
+            1.0,
+            workload::MAX_THREADS as f64,
+        )?;
         check_range("cache MiB", self.cache_mib as f64, 1.0, 65536.0)
     }
 
@@ -160,6 +206,20 @@ fn options(c: &Common) -> Options {
     o
 }
 
+/// Opens (creating if missing) the database at `path` with [`options`]. The default column
+/// family is named explicitly, with the same options, so that `cf_handle` knows it: a plain
+/// `DB::open` registers no handle at all, not even the default one, and the batched
+/// `multi_get` needs a handle.
+fn open_db(c: &Common, path: &Path) -> Result<DB> {
+    let o = options(c);
+    let cf = o.clone();
+    Ok(DB::open_cf_with_opts(
+        &o,
+        path,
+        [(DEFAULT_COLUMN_FAMILY_NAME, cf)],
+    )?)
+}
+
 fn main() -> ExitCode {
     let result = match Cli::parse().cmd {
         Cmd::Get(a) => get(a),
@@ -184,15 +244,18 @@ fn emit(r: &Report, c: &Common) -> Result<()> {
 /// fully, RocksDB's best read shape) unless a marker says it holds exactly that.
 fn open_loaded(c: &Common) -> Result<(DB, f64)> {
     let path = c.dir.join("rocksdb-read");
-    let marker = path.join(format!("QUIVER-BENCH-LOADED-{}-{}", c.records, c.value_bytes));
+    let marker = path.join(format!(
+        "QUIVER-BENCH-LOADED-{}-{}",
+        c.records, c.value_bytes
+    ));
     if marker.exists() {
-        return Ok((DB::open(&options(c), &path)?, 0.0));
+        return Ok((open_db(c, &path)?, 0.0));
     }
     if path.exists() {
         std::fs::remove_dir_all(&path).map_err(io_err(&path))?;
     }
     std::fs::create_dir_all(&path).map_err(io_err(&path))?;
-    let db = DB::open(&options(c), &path)?;
+    let db = open_db(c, &path)?;
     let t0 = Instant::now();
     let next = AtomicU64::new(0);
     let mut w = WriteOptions::default();
@@ -213,7 +276,8 @@ fn open_loaded(c: &Common) -> Result<(DB, f64)> {
                 })
             })
             .collect();
-        hs.into_iter().try_for_each(|h| h.join().expect("load thread panicked"))
+        hs.into_iter()
+            .try_for_each(|h| h.join().expect("load thread panicked"))
     })?;
     db.flush()?;
     db.compact_range::<&[u8], &[u8]>(None, None);
@@ -239,10 +303,11 @@ fn one_get(db: &DB, u: &mut Uniform, vb: usize) -> u64 {
     }
 }
 
-fn many_get(db: &DB, u: &mut Uniform, n: usize, vb: usize) -> u64 {
-    let keys: Vec<[u8; workload::KEY_BYTES]> = (0..n).map(|_| workload::key(u.next_index())).collect();
-    let Some(cf) = db.cf_handle("default") else { return 0 };
-    db.batched_multi_get_cf(&cf, keys.iter(), false)
+/// One batched multi_get of `n` random records; the number that came back whole.
+fn many_get(db: &DB, cf: &ColumnFamily, u: &mut Uniform, n: usize, vb: usize) -> u64 {
+    let keys: Vec<[u8; workload::KEY_BYTES]> =
+        (0..n).map(|_| workload::key(u.next_index())).collect();
+    db.batched_multi_get_cf(cf, keys.iter(), false)
         .into_iter()
         .filter(|r| matches!(r, Ok(Some(v)) if v.len() == vb))
         .count() as u64
@@ -253,27 +318,49 @@ fn medians(r: &mut Report, prefix: &str, phases: &[Phase]) {
     r.metric(&format!("{prefix}_ops_s"), m(&|p| p.ops_per_s()));
     r.metric(&format!("{prefix}_p50_us"), m(&|p| p.p_us(0.50)));
     r.metric(&format!("{prefix}_p99_us"), m(&|p| p.p_us(0.99)));
-    r.metric(&format!("{prefix}_errors"), phases.iter().map(|p| p.errors as f64).sum());
+    r.metric(
+        &format!("{prefix}_errors"),
+        phases.iter().map(|p| p.errors as f64).sum(),
+    );
 }
 
 fn get(a: GetArgs) -> Result<()> {
     a.c.check()?;
-    check_range("threads", a.threads as f64, 1.0, workload::MAX_THREADS as f64)?;
-    check_range("batch threads", a.batch_threads as f64, 1.0, workload::MAX_THREADS as f64)?;
+    check_range(
+        "threads",
+        a.threads as f64,
+        1.0,
+        workload::MAX_THREADS as f64,
+    )?;
+    check_range(
+        "batch threads",
+        a.batch_threads as f64,
+        1.0,
+        workload::MAX_THREADS as f64,
+    )?;
     check_range("batch", a.batch as f64, 1.0, 10_000.0)?;
     let rss0 = workload::rss_bytes();
     let (db, load) = open_loaded(&a.c)?;
+    let cf = db
+        .cf_handle(DEFAULT_COLUMN_FAMILY_NAME)
+        .ok_or(PerfError::NoColumnFamily(DEFAULT_COLUMN_FAMILY_NAME))?;
     let vb = a.c.value_bytes;
     let d = Duration::from_secs_f64(a.c.secs);
     let (mut qd1, mut qdn, mut many) = (Vec::new(), Vec::new(), Vec::new());
     for round in 0..a.c.rounds {
         let salt = (round as u64) << 40;
         let ch = choosers(&a.c, 1, salt);
-        qd1.push(run_timed(1, d, |t, _| with(&ch[t], |u| one_get(&db, u, vb))));
+        qd1.push(run_timed(1, d, |t, _| {
+            with(&ch[t], |u| one_get(&db, u, vb))
+        }));
         let ch = choosers(&a.c, a.threads, salt | 1);
-        qdn.push(run_timed(a.threads, d, |t, _| with(&ch[t], |u| one_get(&db, u, vb))));
+        qdn.push(run_timed(a.threads, d, |t, _| {
+            with(&ch[t], |u| one_get(&db, u, vb))
+        }));
         let ch = choosers(&a.c, a.batch_threads, salt | 2);
-        many.push(run_timed(a.batch_threads, d, |t, _| with(&ch[t], |u| many_get(&db, u, a.batch, vb))));
+        many.push(run_timed(a.batch_threads, d, |t, _| {
+            with(&ch[t], |u| many_get(&db, cf, u, a.batch, vb))
+        }));
     }
     let rss1 = workload::rss_bytes();
     let sst = db
@@ -281,10 +368,15 @@ fn get(a: GetArgs) -> Result<()> {
         .unwrap_or(0);
     drop(db);
     let mut r = a.c.report("get");
-    r.param("threads", a.threads).param("batch_threads", a.batch_threads).param("batch", a.batch);
+    r.param("threads", a.threads)
+        .param("batch_threads", a.batch_threads)
+        .param("batch", a.batch);
     r.metric("load_s", load)
         .metric("rss_bytes", rss1 as f64)
-        .metric("rss_delta_per_record", rss1.saturating_sub(rss0) as f64 / a.c.records as f64)
+        .metric(
+            "rss_delta_per_record",
+            rss1.saturating_sub(rss0) as f64 / a.c.records as f64,
+        )
         .metric("sst_bytes_per_record", sst as f64 / a.c.records as f64);
     medians(&mut r, "get_qd1", &qd1);
     medians(&mut r, &format!("get_t{}", a.threads), &qdn);
@@ -294,8 +386,18 @@ fn get(a: GetArgs) -> Result<()> {
 
 fn put(a: PutArgs) -> Result<()> {
     a.c.check()?;
-    check_range("threads", a.threads as f64, 1.0, workload::MAX_THREADS as f64)?;
-    check_range("sync threads", a.sync_threads as f64, 1.0, workload::MAX_THREADS as f64)?;
+    check_range(
+        "threads",
+        a.threads as f64,
+        1.0,
+        workload::MAX_THREADS as f64,
+    )?;
+    check_range(
+        "sync threads",
+        a.sync_threads as f64,
+        1.0,
+        workload::MAX_THREADS as f64,
+    )?;
     let path = a.c.dir.join("rocksdb-put");
     if path.exists() {
         std::fs::remove_dir_all(&path).map_err(io_err(&path))?;
@@ -324,7 +426,8 @@ fn put(a: PutArgs) -> Result<()> {
     drop(db);
     std::fs::remove_dir_all(&path).map_err(io_err(&path))?;
     let mut r = a.c.report("put");
-    r.param("threads", a.threads).param("sync_threads", a.sync_threads);
+    r.param("threads", a.threads)
+        .param("sync_threads", a.sync_threads);
     medians(&mut r, "put_buffered", &buf);
     medians(&mut r, "put_sync", &syn);
     emit(&r, &a.c)
