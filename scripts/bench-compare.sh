@@ -9,7 +9,7 @@
 #   one-time RocksDB build (10-15 minutes on 2 cores) on the first run.
 # --full: 2M records, 10 s phases, 5 rounds, larger defragmentation store; about 45 minutes.
 # --with-10m: also the 10-million-record restart and index RAM measurement (~5 extra minutes
-#   and ~1.2 GB of disk; opt-in).
+#   and ~11 GB of disk; opt-in).
 # --micro: also the criterion microbenchmarks (cargo bench -p quiver-benches), ~5 minutes.
 # Every store file lives in --dir (default /var/tmp/quiver-bench); fio measures the same
 # files and directory. Raw reports go to --results (default /var/tmp/quiver-bench-results/<timestamp>).
@@ -156,12 +156,16 @@ fi
 # ---------------------------------------------------------------- restart and index RAM
 restart_at() { # records
     local n=$1
-    log "restart and index RAM at $n records of 32 B"
-    "$PERF" restart --dir "$DIR" --out "$RESULTS" --records "$n" --value-bytes 32 --rounds 1 --secs 1 >/dev/null
+    # The scan is measured on feature-vector records (600-byte values, like the reference's
+    # 8 doubles and a 512-byte vector); fio reads the same file with as many bytes in flight
+    # as the scan keeps (two readers of 8 MiB: 16 x 1 MiB).
+    log "restart at $n records of 600 B; index RAM at $n records of 32 B"
+    "$PERF" restart --dir "$DIR" --out "$RESULTS" --records "$n" --value-bytes 600 --rounds 1 --secs 1 >/dev/null
     for i in $(seq "$R"); do
-        "$PERF" restart --dir "$DIR" --out "$RESULTS" --records "$n" --value-bytes 32 --rounds 1 --secs 1 >/dev/null
-        skip fio || fio_job "scanread-$n" "$DIR/small.db" --rw=read --bs=1m --ioengine=io_uring --iodepth=1 --runtime=30 --time_based=0
+        "$PERF" restart --dir "$DIR" --out "$RESULTS" --records "$n" --value-bytes 600 --rounds 1 --secs 1 >/dev/null
+        skip fio || fio_job "scanread-$n" "$DIR/small.db" --rw=read --bs=1m --ioengine=io_uring --iodepth=16 --runtime=30 --time_based=0
     done
+    rm -f "$DIR/small.db" "$DIR/small.db.ckpt"
     "$PERF" index-ram --dir "$DIR" --out "$RESULTS" --records "$n" --value-bytes 32 >/dev/null
     rm -f "$DIR/small.db" "$DIR/small.db.ckpt"
 }

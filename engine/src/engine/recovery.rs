@@ -254,7 +254,9 @@ fn full_scan(
     };
     let all: Vec<u32> = (1..blocks.count() as u32).collect();
     let mut state = ScanState::default();
+    let t0 = Instant::now();
     scan_blocks(device, sb, blocks, &all, &mut state, &mut report)?;
+    let scanned_ms = t0.elapsed().as_millis() as u64;
     if report.blocks_scanned == 0 {
         report.mode = "created".into();
     }
@@ -271,6 +273,11 @@ fn full_scan(
             }
         }
     });
+    tracing::debug!(
+        scanned_ms,
+        index_built_ms = t0.elapsed().as_millis() as u64 - scanned_ms,
+        "full scan"
+    );
     report.records_recovered = index.len() as u64;
     Ok(Recovered {
         next_lsn: state.max_lsn + 1,
@@ -424,7 +431,9 @@ pub(crate) fn scan_blocks(
             }
         }
     }
-    report.damage.sort_by_key(|&(block, offset, _)| (block, offset));
+    report
+        .damage
+        .sort_by_key(|&(block, offset, _)| (block, offset));
     Ok(())
 }
 
