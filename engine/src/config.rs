@@ -60,6 +60,10 @@ pub struct Config {
     /// Scheduling niceness (Linux `nice`, 0 to 19) of the thread that defragments, so that
     /// it yields the CPU to foreground reads and writes when both want it. 0 = none.
     pub defrag_nice: u8,
+    /// Largest single read or write of defragmentation, issued one at a time, so that a
+    /// foreground read never waits behind a whole-block transfer (4 KiB multiples; 0 = whole
+    /// blocks).
+    pub defrag_io_bytes: u32,
     /// Writes fail with "device full" while free space is under this percentage.
     pub min_free_pct: u8,
     /// Eviction: above this percentage of blocks in use, the records closest to expiry (only
@@ -96,6 +100,7 @@ impl Default for Config {
             defrag_lwm_pct: 50,
             defrag_pause_ms: 1,
             defrag_nice: 10,
+            defrag_io_bytes: 64 << 10,
             min_free_pct: 5,
             evict_high_water_pct: 0,
             checkpoint_interval_s: 300,
@@ -158,6 +163,14 @@ impl Config {
                 self.defrag_lwm_pct
             )));
         }
+        if self.defrag_io_bytes != 0
+            && (!self.defrag_io_bytes.is_multiple_of(4096) || self.defrag_io_bytes > b)
+        {
+            return Err(Error::Config(format!(
+                "defrag_io_bytes {} must be 0 (whole blocks) or a multiple of 4096 up to write_block_bytes ({b})",
+                self.defrag_io_bytes
+            )));
+        }
         if self.defrag_nice > 19 {
             return Err(Error::Config(format!(
                 "defrag_nice {} must be from 0 to 19",
@@ -207,4 +220,79 @@ pub struct WriteOptions {
     pub durability: Option<Durability>,
     /// Time to live in seconds; `None` or 0 = never expires.
     pub ttl_s: Option<u32>,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn default_config_is_valid() {
+        Config::default().validate().expect("defaults validate");
+    }
+
+    /// Each out-of-range field is refused with an error that names it.
+    #[test]
+    fn bad_fields_are_named() {
+        let cases: Vec<(&str, Config)> = vec![
+            (
+                "write_block_bytes",
+                Config {
+                    write_block_bytes: 3 << 20,
+                    ..Config::default()
+                },
+            ),
+            (
+                "defrag_lwm_pct",
+                Config {
+                    defrag_lwm_pct: 0,
+                    ..Config::default()
+                },
+            ),
+            (
+                "defrag_io_bytes",
+                Config {
+                    defrag_io_bytes: 5000,
+                    ..Config::default()
+                },
+            ),
+            (
+                "defrag_io_bytes",
+                Config {
+                    defrag_io_bytes: 2 << 20,
+                    ..Config::default()
+                },
+            ),
+            (
+                "defrag_nice",
+                Config {
+                    defrag_nice: 20,
+                    ..Config::default()
+                },
+            ),
+            (
+                "min_free_pct",
+                Config {
+                    min_free_pct: 51,
+                    ..Config::default()
+                },
+            ),
+            (
+                "flush_interval_ms",
+                Config {
+                    flush_interval_ms: 0,
+                    ..Config::default()
+                },
+            ),
+        ];
+        for (field, config) in cases {
+            let err = config.validate().expect_err(field).to_string();
+            assert!(err.contains(field), "{field}: {err}");
+        }
+        let whole_blocks = Config {
+            defrag_io_bytes: 0,
+            ..Config::default()
+        };
+        whole_blocks.validate().expect("0 = whole blocks");
+    }
 }

@@ -153,7 +153,14 @@ impl Inner {
             return Ok(buf.to_vec());
         }
         let mut buf = AlignedBuf::new(bb as usize);
-        self.device.read_at(&mut buf, b as u64 * bb as u64)?;
+        let piece = match self.config.defrag_io_bytes as usize {
+            0 => bb as usize,
+            n => n,
+        };
+        for (i, part) in buf.chunks_mut(piece).enumerate() {
+            self.device
+                .read_at(part, b as u64 * bb as u64 + (i * piece) as u64)?;
+        }
         Ok(buf.to_vec())
     }
 

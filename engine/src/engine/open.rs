@@ -57,7 +57,7 @@ pub(crate) fn open_on(config: Config, device: Arc<dyn Device>) -> Result<Engine>
     };
     let inner = Arc::new(Inner {
         fg: writer(BlockKind::Foreground),
-        dw: writer(BlockKind::Defrag),
+        dw: writer(BlockKind::Defrag).with_max_io_bytes(config.defrag_io_bytes as usize),
         config: Config {
             write_block_bytes: sb.write_block_bytes,
             ..config
