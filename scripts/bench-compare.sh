@@ -104,7 +104,7 @@ WRITTEN_MIB=$((RECORDS * 688 / 1048576 * 95 / 100))
 COMMON=(--dir "$DIR" --out "$RESULTS" --records "$RECORDS" --value-bytes 600)
 
 # fio NAME FILE ARGS...: one fio job, JSON into results/fio-NAME-<n>.json
-fio_n=$(ls "$RESULTS"/fio-*.json 2>/dev/null | wc -l) # a resumed run keeps numbering
+fio_n=$(find "$RESULTS" -maxdepth 1 -name "fio-*.json" | wc -l) # a resumed run keeps numbering
 fio_job() {
     local name=$1 file=$2; shift 2
     fio_n=$((fio_n + 1))

@@ -38,27 +38,9 @@ use crate::error::Result;
 
 impl Inner {
     /// Defragments blocks under the threshold, emptiest first, a batch at a time (one set of
-    /// flushes per batch), pausing between batches. The work runs on a thread of its own at
-    /// the configured niceness, whoever asks for it.
+    /// flushes per batch), pausing between batches. The copying runs on a thread of its own
+    /// at the configured niceness, whoever asks for it.
     pub fn defrag_pass(&self, max_blocks: usize) -> Result<usize> {
-        let nice = self.config.defrag_nice;
-        if nice == 0 {
-            return self.defrag_pass_here(max_blocks);
-        }
-        std::thread::scope(|s| {
-            std::thread::Builder::new()
-                .name("quiver-defrag".into())
-                .spawn_scoped(s, || {
-                    lower_priority(nice);
-                    self.defrag_pass_here(max_blocks)
-                })
-                .map_err(crate::Error::Io)?
-                .join()
-                .unwrap_or_else(|p| std::panic::resume_unwind(p))
-        })
-    }
-
-    fn defrag_pass_here(&self, max_blocks: usize) -> Result<usize> {
         // Sealed blocks still in the writer's hands are not candidates yet: hand them over.
         if self.fg.has_sealed() {
             self.fg.flush().map_err(|e| self.failed(e))?;
@@ -67,6 +49,25 @@ impl Inner {
         let candidates = self
             .blocks
             .defrag_candidates(self.effective_lwm_pct(), max_blocks);
+        let nice = self.config.defrag_nice;
+        if candidates.is_empty() || nice == 0 {
+            return self.defrag_these(&candidates);
+        }
+        std::thread::scope(|s| {
+            std::thread::Builder::new()
+                .name("quiver-defrag".into())
+                .spawn_scoped(s, || {
+                    lower_priority(nice);
+                    self.defrag_these(&candidates)
+                })
+                .map_err(crate::Error::Io)?
+                .join()
+                .unwrap_or_else(|p| std::panic::resume_unwind(p))
+        })
+    }
+
+    /// Defragments `candidates` (emptiest first) in batches.
+    fn defrag_these(&self, candidates: &[u32]) -> Result<usize> {
         let configured = self.blocks.block_bytes as i64 * self.config.defrag_lwm_pct as i64 / 100;
         let mut freed = 0;
         for batch in candidates.chunks(DEFRAG_BATCH_BLOCKS) {
