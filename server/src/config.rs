@@ -63,6 +63,46 @@ impl Default for Limits {
     }
 }
 
+/// Storage engine settings `quiverd` exposes (the engine's defaults otherwise).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Storage {
+    /// Index checkpoint period in seconds; 0 = only at shutdown.
+    pub checkpoint_interval_s: u64,
+    /// Above this percentage of blocks in use, the records closest to expiry are deleted
+    /// early; 0 = off.
+    pub evict_high_water_pct: u8,
+    /// Blocks under this percentage of live bytes are defragmented.
+    pub defrag_lwm_pct: u8,
+    /// Writes are refused with DEVICE_FULL while free space is under this percentage.
+    pub min_free_pct: u8,
+    /// Longest a buffered write stays only in memory, in milliseconds.
+    pub flush_interval_ms: u64,
+}
+
+impl Default for Storage {
+    fn default() -> Self {
+        let d = quiver_engine::Config::default();
+        Storage {
+            checkpoint_interval_s: d.checkpoint_interval_s,
+            evict_high_water_pct: d.evict_high_water_pct,
+            defrag_lwm_pct: d.defrag_lwm_pct,
+            min_free_pct: d.min_free_pct,
+            flush_interval_ms: d.flush_interval_ms,
+        }
+    }
+}
+
+impl Storage {
+    /// Copies these settings into an engine configuration.
+    pub fn apply(&self, engine: &mut quiver_engine::Config) {
+        engine.checkpoint_interval_s = self.checkpoint_interval_s;
+        engine.evict_high_water_pct = self.evict_high_water_pct;
+        engine.defrag_lwm_pct = self.defrag_lwm_pct;
+        engine.min_free_pct = self.min_free_pct;
+        engine.flush_interval_ms = self.flush_interval_ms;
+    }
+}
+
 /// Where the store lives.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum DataConfig {
@@ -90,6 +130,7 @@ pub struct ServerConfig {
     pub engine_queue: usize,
     pub log_format: LogFormat,
     pub limits: Limits,
+    pub storage: Storage,
 }
 
 impl ServerConfig {
@@ -108,6 +149,7 @@ impl ServerConfig {
             engine_queue: 4_096,
             log_format: LogFormat::Text,
             limits: Limits::default(),
+            storage: Storage::default(),
         }
     }
 
@@ -192,6 +234,22 @@ pub struct Args {
     /// Queued response bytes per connection before reading pauses, e.g. 64MiB [default: 64MiB].
     #[arg(long)]
     pub max_output_bytes_per_connection: Option<String>,
+    /// Index checkpoint period in seconds, 0 = only at shutdown [default: 300].
+    #[arg(long)]
+    pub checkpoint_interval_s: Option<u64>,
+    /// Evict the records closest to expiry above this percentage of blocks in use, 0 = off
+    /// [default: 0].
+    #[arg(long)]
+    pub evict_high_water_pct: Option<u8>,
+    /// Defragment blocks under this percentage of live bytes [default: 50].
+    #[arg(long)]
+    pub defrag_lwm_pct: Option<u8>,
+    /// Refuse writes (DEVICE_FULL) while free space is under this percentage [default: 5].
+    #[arg(long)]
+    pub min_free_pct: Option<u8>,
+    /// Longest a buffered write stays only in memory, in milliseconds [default: 1000].
+    #[arg(long)]
+    pub flush_interval_ms: Option<u64>,
 }
 
 /// The TOML file: the same settings as [`Args`].
@@ -219,6 +277,11 @@ struct FileConfig {
     idle_timeout_ms: Option<u64>,
     frame_deadline_ms: Option<u64>,
     max_output_bytes_per_connection: Option<String>,
+    checkpoint_interval_s: Option<u64>,
+    evict_high_water_pct: Option<u8>,
+    defrag_lwm_pct: Option<u8>,
+    min_free_pct: Option<u8>,
+    flush_interval_ms: Option<u64>,
 }
 
 fn invalid(name: &'static str, message: impl Into<String>) -> ConfigError {
@@ -270,8 +333,10 @@ impl Args {
         };
         let limit_flags = self.limits_overrides();
         let limits = resolve_limits(&limit_flags, &file)?;
+        let storage = self.storage(&file)?;
         let mut config = ServerConfig::for_memory(1 << 30);
         config.limits = limits;
+        config.storage = storage;
         let size = match self.size.or(file.size) {
             Some(s) => size_setting("size", &s)?,
             None => 1 << 30,
@@ -342,6 +407,52 @@ impl Args {
         };
         config.check_security()?;
         Ok(config)
+    }
+
+    fn storage(&self, file: &FileConfig) -> Result<Storage, ConfigError> {
+        let d = Storage::default();
+        Ok(Storage {
+            checkpoint_interval_s: in_range(
+                "checkpoint-interval-s",
+                self.checkpoint_interval_s
+                    .or(file.checkpoint_interval_s)
+                    .unwrap_or(d.checkpoint_interval_s),
+                0,
+                7 * 86_400,
+            )?,
+            evict_high_water_pct: in_range(
+                "evict-high-water-pct",
+                self.evict_high_water_pct
+                    .or(file.evict_high_water_pct)
+                    .unwrap_or(d.evict_high_water_pct),
+                0,
+                99,
+            )?,
+            defrag_lwm_pct: in_range(
+                "defrag-lwm-pct",
+                self.defrag_lwm_pct
+                    .or(file.defrag_lwm_pct)
+                    .unwrap_or(d.defrag_lwm_pct),
+                1,
+                99,
+            )?,
+            min_free_pct: in_range(
+                "min-free-pct",
+                self.min_free_pct
+                    .or(file.min_free_pct)
+                    .unwrap_or(d.min_free_pct),
+                0,
+                50,
+            )?,
+            flush_interval_ms: in_range(
+                "flush-interval-ms",
+                self.flush_interval_ms
+                    .or(file.flush_interval_ms)
+                    .unwrap_or(d.flush_interval_ms),
+                1,
+                60_000,
+            )?,
+        })
     }
 
     fn limits_overrides(&self) -> LimitFlags {
@@ -493,6 +604,45 @@ mod tests {
         assert_eq!(c.listen.port(), 9000);
         assert_eq!(c.limits.max_batch_keys, 9);
         assert!(matches!(c.data, DataConfig::Path { size_bytes, .. } if size_bytes == 2 << 30));
+    }
+
+    #[test]
+    fn storage_settings_come_from_flags_and_file() {
+        let dir = tempfile::tempdir().unwrap();
+        let file = dir.path().join("q.toml");
+        std::fs::write(&file, "checkpoint_interval_s = 30\ndefrag_lwm_pct = 40\n").unwrap();
+        let f = file.to_str().unwrap();
+        let c = args(&[
+            "--config",
+            f,
+            "--defrag-lwm-pct",
+            "60",
+            "--evict-high-water-pct",
+            "90",
+        ])
+        .resolve(None)
+        .unwrap();
+        assert_eq!(c.storage.checkpoint_interval_s, 30);
+        assert_eq!(c.storage.defrag_lwm_pct, 60);
+        assert_eq!(c.storage.evict_high_water_pct, 90);
+        assert_eq!(c.storage.min_free_pct, Storage::default().min_free_pct);
+        let mut engine = quiver_engine::Config::default();
+        c.storage.apply(&mut engine);
+        assert_eq!(
+            (engine.checkpoint_interval_s, engine.defrag_lwm_pct),
+            (30, 60)
+        );
+        engine.validate().expect("in range for the engine too");
+        for (flag, value) in [
+            ("--defrag-lwm-pct", "0"),
+            ("--min-free-pct", "51"),
+            ("--evict-high-water-pct", "100"),
+            ("--flush-interval-ms", "0"),
+            ("--checkpoint-interval-s", "999999999"),
+        ] {
+            let err = args(&[flag, value]).resolve(None).unwrap_err().to_string();
+            assert!(err.contains(&flag[2..]), "{flag} {value}: {err}");
+        }
     }
 
     #[test]

@@ -5,7 +5,8 @@
 //! (SIGKILL at random, SIGKILL while defragmentation is moving records, SIGTERM followed by a
 //! SIGKILL during the graceful close and its checkpoint, or a clean SIGTERM so that later
 //! crashes recover from a checkpoint plus a log tail), restarts it on the same file and checks
-//! every entity against the clients' records.
+//! every entity against the clients' records. `quiverd` checkpoints every second, so kills
+//! also land in the middle of periodic checkpoints taken while the clients write.
 //!
 //! Each client owns its entities, so its record is exact: per entity, the state the last
 //! restart found (`base`) and the writes made since, each acknowledged or not (the one in
@@ -552,6 +553,10 @@ fn start(path: &Path, mode: Mode) -> Quiverd {
         "2",
         "--engine-threads",
         "4",
+        // A checkpoint every second while the clients write: kills land during checkpoint
+        // walks and writes, and restarts load checkpoints taken under load.
+        "--checkpoint-interval-s",
+        "1",
     ])
 }
 

@@ -80,7 +80,31 @@ fn engine_config(config: &ServerConfig) -> Result<Config, String> {
         }
     };
     engine.durability = config.durability;
+    config.storage.apply(&mut engine);
     Ok(engine)
+}
+
+/// How the store came back: from its checkpoint, by a full scan (and why), or created.
+fn log_recovery(r: &quiver_engine::RecoveryReport) {
+    tracing::info!(
+        mode = %r.mode,
+        records = r.records_recovered,
+        elapsed_ms = r.elapsed_ms,
+        blocks_scanned = r.blocks_scanned,
+        mb_scanned = r.bytes_scanned / 1_000_000,
+        "store recovered"
+    );
+    if let Some(why) = &r.checkpoint_fallback {
+        tracing::warn!(reason = %why, "the checkpoint was not used; the whole device was scanned");
+    }
+    if r.corrupt_records > 0 || r.torn_tails > 0 {
+        tracing::warn!(
+            corrupt_records = r.corrupt_records,
+            torn_tails = r.torn_tails,
+            first = ?r.damage.first(),
+            "damage found during recovery (skipped, never returned; `quiver inspect` lists it)"
+        );
+    }
 }
 
 /// 10,000 connections need more descriptors than the usual soft limit of 1,024.
@@ -103,6 +127,7 @@ fn run(config: ServerConfig) -> Result<(), String> {
     let engine = engine_config(&config)?;
     tracing::info!(data = ?config.data, durability = ?config.durability, "opening store");
     let store = Store::open(engine).map_err(|e| format!("cannot open the store: {e}"))?;
+    log_recovery(store.engine().recovery_report());
     let mut signals = Signals::new([SIGTERM, SIGINT])
         .map_err(|e| format!("cannot install signal handlers: {e}"))?;
     let auth = config.auth_token.is_some();
