@@ -143,8 +143,15 @@ impl Inner {
         self.blocks.free_count() < self.blocks.floor_blocks + margin
     }
 
-    /// Whole bytes of a block: from a writer, the post-write cache, or the device.
+    /// Whole bytes of a block: from a writer, the post-write cache, or the device (in one
+    /// read).
     pub fn block_bytes_of(&self, b: u32) -> Result<Vec<u8>> {
+        self.read_block(b, self.blocks.block_bytes as usize)
+    }
+
+    /// Like [`Inner::block_bytes_of`], but device reads go in `piece`-byte reads one at a
+    /// time.
+    fn read_block(&self, b: u32, piece: usize) -> Result<Vec<u8>> {
         let bb = self.blocks.block_bytes as u32;
         let mut v = Vec::new();
         if self.fg.read_pending(b, 0, bb, &mut v) || self.dw.read_pending(b, 0, bb, &mut v) {
@@ -154,10 +161,6 @@ impl Inner {
             return Ok(buf.to_vec());
         }
         let mut buf = AlignedBuf::new(bb as usize);
-        let piece = match self.config.defrag_io_bytes as usize {
-            0 => bb as usize,
-            n => n,
-        };
         for (i, part) in buf.chunks_mut(piece).enumerate() {
             self.device
                 .read_at(part, b as u64 * bb as u64 + (i * piece) as u64)?;
@@ -165,18 +168,32 @@ impl Inner {
         Ok(buf.to_vec())
     }
 
+    /// Defragmentation's read size.
+    fn defrag_piece(&self) -> usize {
+        match self.config.defrag_io_bytes as usize {
+            0 => self.blocks.block_bytes as usize,
+            n => n,
+        }
+    }
+
     fn defrag_blocks(&self, blocks: &[u32]) -> Result<()> {
         if blocks.is_empty() {
             return Ok(());
         }
+        // Sealed blocks never change, so they are read before scans are held off; whether
+        // each frame is still current is decided under the key's lock.
+        let piece = self.defrag_piece();
+        let contents = blocks
+            .iter()
+            .map(|&b| self.read_block(b, piece))
+            .collect::<Result<Vec<_>>>()?;
         {
             let _no_scan_chunk = self.scan_guard.write();
             let now = now_s();
-            for &b in blocks {
-                let bytes = self.block_bytes_of(b)?;
+            for (&b, bytes) in blocks.iter().zip(&contents) {
                 let seq = self.blocks.seq(b);
                 let oldest_elsewhere = self.blocks.oldest_lsn_except(b);
-                for item in BlockScanner::new(&bytes, b, seq) {
+                for item in BlockScanner::new(bytes, b, seq) {
                     let ScanItem::Record { offset, record } = item else {
                         continue;
                     };
@@ -346,7 +363,7 @@ impl Inner {
             if !matches!(self.blocks.state(b), OPEN | SEALED | DEFRAG) {
                 continue;
             }
-            let Ok(bytes) = self.block_bytes_of(b) else {
+            let Ok(bytes) = self.read_block(b, self.defrag_piece()) else {
                 self.reclaim_pending.lock().extend(&groups);
                 return;
             };
