@@ -5,7 +5,7 @@ use std::collections::{HashMap, VecDeque};
 use std::sync::atomic::{AtomicI64, AtomicU64, AtomicU8, Ordering};
 use std::sync::Arc;
 
-use parking_lot::{Mutex, RwLock};
+use parking_lot::{Condvar, Mutex, RwLock};
 use quiver_wal::format::BlockKind;
 use quiver_wal::{AlignedBuf, BlockSource};
 
@@ -43,6 +43,9 @@ pub(crate) struct Blocks {
     /// Foreground writers may not take the last `floor_blocks` free blocks.
     pub floor_blocks: usize,
     cache: RwLock<Cache>,
+    /// Wakes the maintenance thread: on shutdown, on a dropped group, and when a foreground
+    /// writer takes a block below the low-water mark.
+    pub wake: (Mutex<()>, Condvar),
 }
 
 struct Cache {
@@ -70,6 +73,7 @@ impl Blocks {
             meta,
             free: Mutex::new(VecDeque::new()),
             floor_blocks,
+            wake: (Mutex::new(()), Condvar::new()),
             cache: RwLock::new(Cache {
                 max_bytes: cache_bytes,
                 bytes: 0,
@@ -196,6 +200,18 @@ impl Blocks {
         m.live_bytes.load(Ordering::Acquire) + m.marker_bytes.load(Ordering::Acquire)
     }
 
+    /// Free blocks under which defragmentation runs short of space: the write floor plus a
+    /// margin of 2% of the device, at least one batch. See `Inner::low_on_space`.
+    pub fn low_water(&self) -> usize {
+        let margin = (self.count() / 50).max(super::defrag::DEFRAG_BATCH_BLOCKS);
+        self.floor_blocks + margin
+    }
+
+    pub fn wake_maintenance(&self) {
+        let _g = self.wake.0.lock();
+        self.wake.1.notify_all();
+    }
+
     pub fn defrag_candidates(&self, lwm_pct: u8, max: usize) -> Vec<u32> {
         let limit = self.block_bytes as i64 * lwm_pct as i64 / 100;
         let mut c: Vec<(i64, u32)> = self
@@ -242,6 +258,11 @@ impl BlockSource for Blocks {
         }
         let b = free.pop_front()?;
         self.meta[b as usize].state.store(OPEN, Ordering::Release);
+        if kind == BlockKind::Foreground && free.len() < self.low_water() {
+            // Writers are eating into the margin: defragment now, not at the next tick.
+            drop(free);
+            self.wake_maintenance();
+        }
         Some(b)
     }
 

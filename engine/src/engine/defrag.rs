@@ -30,7 +30,7 @@ use quiver_wal::{AlignedBuf, WriteOp, IO_ALIGN};
 use super::blocks::{DEFRAG, OPEN, SEALED};
 
 /// Blocks defragmented between two rounds of flushes.
-const DEFRAG_BATCH_BLOCKS: usize = 8;
+pub(crate) const DEFRAG_BATCH_BLOCKS: usize = 8;
 /// Threshold used while free space is low.
 const LOW_SPACE_LWM_PCT: u8 = 90;
 use super::{now_s, Inner};
@@ -112,7 +112,9 @@ impl Inner {
                 return Err(e);
             }
             freed += claimed.len();
+            // No throttle while writers may be waiting for space.
             if self.config.defrag_pause_ms > 0
+                && !self.low_on_space()
                 && self.sleep(Duration::from_millis(self.config.defrag_pause_ms))
             {
                 break;
@@ -138,9 +140,8 @@ impl Inner {
     /// (under uniform overwrites at 80% fill, a greedy cleaner that keeps 5% of the device
     /// free copies ~3.2 bytes per byte written, 10% free ~4.4; `scripts/wa-model.py`), so
     /// the margin is only what the writers consume between two maintenance ticks.
-    fn low_on_space(&self) -> bool {
-        let margin = (self.blocks.count() / 50).max(DEFRAG_BATCH_BLOCKS);
-        self.blocks.free_count() < self.blocks.floor_blocks + margin
+    pub fn low_on_space(&self) -> bool {
+        self.blocks.free_count() < self.blocks.low_water()
     }
 
     /// Whole bytes of a block: from a writer, the post-write cache, or the device (in one

@@ -16,7 +16,7 @@ use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::Arc;
 use std::thread::JoinHandle;
 
-use parking_lot::{Condvar, Mutex, RwLock};
+use parking_lot::{Mutex, RwLock};
 use quiver_index::{Digest, Entry, Index};
 use quiver_wal::{Device, LogWriter};
 
@@ -89,7 +89,6 @@ pub(crate) struct Inner {
     pub counters: stats::Counters,
     pub recovery: RecoveryReport,
     pub shutdown: AtomicBool,
-    pub wake: (Mutex<()>, Condvar),
     pub checkpoint_lock: Mutex<()>,
     /// Scan chunks hold it shared, a block's defragmentation exclusively: records never move
     /// under a chunk.
@@ -257,10 +256,7 @@ impl Engine {
 
     fn shutdown_threads(&self) {
         self.inner.shutdown.store(true, Ordering::SeqCst);
-        {
-            let _g = self.inner.wake.0.lock();
-            self.inner.wake.1.notify_all();
-        }
+        self.inner.blocks.wake_maintenance();
         for h in self.workers.lock().drain(..) {
             let _ = h.join();
         }

@@ -6,7 +6,7 @@ use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use parking_lot::{Condvar, Mutex, RwLock};
+use parking_lot::{Mutex, RwLock};
 use quiver_index::Index;
 use quiver_wal::device::{open_path, FileOptions, IoBackend};
 use quiver_wal::format::{BlockKind, Superblock};
@@ -74,7 +74,6 @@ pub(crate) fn open_on(config: Config, device: Arc<dyn Device>) -> Result<Engine>
         counters: Counters::default(),
         recovery: rec.report,
         shutdown: AtomicBool::new(false),
-        wake: (Mutex::new(()), Condvar::new()),
         checkpoint_lock: Mutex::new(()),
         scan_guard: RwLock::new(()),
         scan_lease_ms: AtomicU64::new(0),
@@ -233,8 +232,15 @@ impl Inner {
         let mut last_sweep = Instant::now();
         let mut last_ckpt = Instant::now();
         let tick = Duration::from_millis(50);
+        let mut short_of_space = false;
         loop {
-            if self.sleep(tick) {
+            // While space is short and the last pass freed blocks, go straight on.
+            let stop = if short_of_space {
+                self.shutdown.load(Ordering::Acquire)
+            } else {
+                self.sleep(tick)
+            };
+            if stop {
                 return;
             }
             if self.fg.is_failed().is_some() {
@@ -247,9 +253,13 @@ impl Inner {
                 self.sweep_expired();
                 last_sweep = Instant::now();
             }
-            if let Err(e) = self.defrag_pass(usize::MAX) {
-                tracing::warn!(error = %e, "defragmentation pass stopped");
-            }
+            short_of_space = match self.defrag_pass(usize::MAX) {
+                Ok(freed) => freed > 0 && self.low_on_space(),
+                Err(e) => {
+                    tracing::warn!(error = %e, "defragmentation pass stopped");
+                    false
+                }
+            };
             match self.evict_if_needed() {
                 Ok(0) => {}
                 Ok(n) => tracing::info!(records = n, "evicted the records closest to expiry"),
@@ -267,11 +277,11 @@ impl Inner {
 
     /// Sleeps up to `d`; returns true when the store is shutting down.
     pub fn sleep(&self, d: Duration) -> bool {
-        let mut g = self.wake.0.lock();
+        let mut g = self.blocks.wake.0.lock();
         if self.shutdown.load(Ordering::Acquire) {
             return true;
         }
-        self.wake.1.wait_for(&mut g, d);
+        self.blocks.wake.1.wait_for(&mut g, d);
         self.shutdown.load(Ordering::Acquire)
     }
 }

@@ -254,7 +254,6 @@ impl Inner {
     }
 
     pub fn wake_workers(&self) {
-        let _g = self.wake.0.lock();
-        self.wake.1.notify_all();
+        self.blocks.wake_maintenance();
     }
 }
