@@ -9,9 +9,9 @@
 //! Two ways in: load the index checkpoint and scan only the blocks written after it
 //! (`checkpoint.rs`), or scan every block (this file).
 //!
-//! The scan is a pipeline: one thread reads a few MiB of blocks per submission, always a
-//! chunk or two ahead, while one decoding thread per core verifies frames and folds them into
-//! a version map sharded by digest. Once every block is in, the live versions go into the
+//! The scan is a pipeline: two threads read 8 MiB of blocks per submission, a few chunks
+//! ahead, while one decoding thread per core verifies frames and folds them into a version
+//! map sharded by digest. Once every block is in, the live versions go into the
 //! index from all cores at once, each thread taking whole shards (so no two insert into the
 //! same index partition), adding each record's bytes to its block's live count as it goes.
 
@@ -361,7 +361,9 @@ pub(crate) fn scan_blocks(
                 })
             })
             .collect();
+        // Only the decoders hand buffers back: if they all stopped, the readers see it.
         drop(full_rx);
+        drop(free_tx);
         // Two readers, so that one submission is always in flight while the other's blocks
         // are handed over.
         let readers: Vec<_> = (0..READERS.min(chunks.len()))
