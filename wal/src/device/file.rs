@@ -126,10 +126,7 @@ fn create_file(path: &Path, bytes: u64) -> Result<()> {
 /// log would also commit a journal transaction (on ext4 that halves the fdatasync rate).
 /// Zeroing at creation pays that once, sequentially, and the log's flushes are plain data.
 fn zero_fill(path: &Path, bytes: u64) -> Result<()> {
-    // No larger than the engine's own block buffers: freeing a larger one would raise the
-    // allocator's mmap threshold above them, and from then on freed block buffers would stay
-    // in the heap (tens of MiB of extra RSS).
-    const CHUNK: usize = 1 << 20;
+    const CHUNK: usize = 8 << 20;
     const REPORT_EVERY: u64 = 4 << 30;
     let file = open_file(path, true)?;
     let zeros = crate::buf::AlignedBuf::new(CHUNK);
