@@ -524,8 +524,14 @@ pub fn now_ms() -> u64 {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::device::{MemoryDevice, ReadOp};
+    use crate::device::{
+        CrashMode, FaultDevice, FaultEffect, FaultOp, FaultPlan, FaultRule, FaultWhen,
+        MemoryDevice, ReadOp,
+    };
     use crate::scan::{BlockScanner, ScanItem};
+
+    const BLOCK: u32 = 128 << 10;
+    const STORE_ID: u64 = 7;
 
     /// Hands out blocks 1, 2, 3... and forgets what is sealed.
     struct Free(Mutex<Vec<u32>>);
@@ -536,6 +542,53 @@ mod tests {
         }
         fn opened(&self, _block: u32, _seq: u64, _kind: BlockKind) {}
         fn sealed(&self, _block: u32, _seq: u64, _used: u32, _bytes: Arc<AlignedBuf>) {}
+    }
+
+    /// A writer over `dev` with blocks 1..`blocks` free.
+    fn writer_on(dev: Arc<dyn Device>, blocks: u32, kind: BlockKind) -> LogWriter {
+        let free = Arc::new(Free(Mutex::new((1..blocks).rev().collect())));
+        LogWriter::new(
+            dev,
+            free,
+            BLOCK,
+            STORE_ID,
+            kind,
+            Arc::new(AtomicU64::new(1)),
+        )
+    }
+
+    fn record<'a>(lsn: u64, key: &'a [u8], value: &'a [u8]) -> RecordInput<'a> {
+        RecordInput {
+            lsn,
+            group: 1,
+            key,
+            value,
+            flags: 0,
+            generation: 1,
+            expiry_s: 0,
+            last_update_s: 0,
+        }
+    }
+
+    /// (LSN, value) of every frame in a device image of `blocks` blocks; panics on a corrupt
+    /// frame.
+    fn frames_in(image: &[u8], blocks: u32) -> Vec<(u64, Vec<u8>)> {
+        let mut out = Vec::new();
+        for b in 1..blocks {
+            let block = &image[b as usize * BLOCK as usize..(b as usize + 1) * BLOCK as usize];
+            let Some(h) = BlockHeader::decode(block, b, STORE_ID) else {
+                continue;
+            };
+            for item in BlockScanner::new(block, b, h.seq) {
+                match item {
+                    ScanItem::Record { record, .. } => {
+                        out.push((record.header.lsn, record.value.to_vec()))
+                    }
+                    ScanItem::Corrupt { detail, .. } => panic!("corrupt frame: {detail}"),
+                }
+            }
+        }
+        out
     }
 
     /// A memory device that remembers the largest write it was given and the most writes
@@ -568,54 +621,8 @@ mod tests {
         }
     }
 
-    /// Writes 3.5 blocks of frames and returns what the device holds, with the watcher.
-    fn write_log(max_io: usize) -> (Vec<u8>, Arc<Watched>) {
-        const BLOCK: u32 = 128 << 10;
-        let dev = Arc::new(Watched {
-            inner: MemoryDevice::new(8 * BLOCK as u64),
-            largest: AtomicUsize::new(0),
-            most_at_once: AtomicUsize::new(0),
-        });
-        let free = Arc::new(Free(Mutex::new((1..8).rev().collect())));
-        let w = LogWriter::new(
-            Arc::clone(&dev) as Arc<dyn Device>,
-            free,
-            BLOCK,
-            7,
-            BlockKind::Defrag,
-            Arc::new(AtomicU64::new(1)),
-        )
-        .with_max_io_bytes(max_io);
-        let value = [0x5au8; 900];
-        let frames = (BLOCK as usize * 7 / 2) / padded_frame_len(64 + 8 + value.len());
-        for i in 0..frames as u64 {
-            let key = i.to_le_bytes();
-            let rec = RecordInput {
-                lsn: i,
-                group: 1,
-                key: &key,
-                value: &value,
-                flags: 0,
-                generation: 1,
-                expiry_s: 0,
-                last_update_s: 0,
-            };
-            w.append(&rec, |_| ()).expect("append");
-        }
-        w.flush().expect("flush");
-        let mut bytes = vec![0u8; 8 * BLOCK as usize];
-        let mut buf = AlignedBuf::new(bytes.len());
-        dev.read_at(&mut buf, 0).expect("read back");
-        bytes.copy_from_slice(&buf);
-        (bytes, dev)
-    }
-
-    fn frame(i: u64, key: &[u8], value: &[u8]) -> (u64, Vec<u8>, Vec<u8>) {
-        (i, key.to_vec(), value.to_vec())
-    }
-
     /// A device whose flush takes as long as a quick real fdatasync.
-    struct SlowSync(Arc<crate::device::FaultDevice>);
+    struct SlowSync(Arc<FaultDevice>);
 
     impl Device for SlowSync {
         fn capacity(&self) -> u64 {
@@ -636,44 +643,64 @@ mod tests {
         }
     }
 
+    /// Writes 3.5 blocks of frames and returns what the device holds, with the watcher.
+    fn write_log(max_io: usize) -> (Vec<u8>, Arc<Watched>) {
+        let dev = Arc::new(Watched {
+            inner: MemoryDevice::new(8 * BLOCK as u64),
+            largest: AtomicUsize::new(0),
+            most_at_once: AtomicUsize::new(0),
+        });
+        let w = writer_on(Arc::clone(&dev) as Arc<dyn Device>, 8, BlockKind::Defrag)
+            .with_max_io_bytes(max_io);
+        let value = [0x5au8; 900];
+        let frames = (BLOCK as usize * 7 / 2) / padded_frame_len(64 + 8 + value.len());
+        for i in 0..frames as u64 {
+            w.append(&record(i, &i.to_le_bytes(), &value), |_| ())
+                .expect("append");
+        }
+        w.flush().expect("flush");
+        let mut buf = AlignedBuf::new(8 * BLOCK as usize);
+        dev.read_at(&mut buf, 0).expect("read back");
+        (buf.to_vec(), dev)
+    }
+
+    #[test]
+    fn writes_in_pieces_land_the_same_bytes() {
+        let (whole, whole_dev) = write_log(0);
+        let (pieces, piece_dev) = write_log(8 << 10);
+        assert!(whole_dev.largest.load(Ordering::Relaxed) > 8 << 10);
+        assert_eq!(piece_dev.largest.load(Ordering::Relaxed), 8 << 10);
+        assert_eq!(piece_dev.most_at_once.load(Ordering::Relaxed), 1);
+        // Blocks carry their creation time: compare the frames, not the headers.
+        let (a, b) = (frames_in(&whole, 8), frames_in(&pieces, 8));
+        assert!(a.len() > 400, "{} frames", a.len());
+        assert_eq!(a, b);
+    }
+
     /// Many writers wait for durability at once: every wait returns, every frame is on the
     /// device afterwards, and flushes carry several writes each. A wait that is never woken
     /// (a leader releasing the I/O lock after its last notify, with no leader after it) fails
     /// the test after 60 s instead of hanging it.
     #[test]
     fn concurrent_sync_writers_all_become_durable() {
-        use crate::device::FaultDevice;
-        const BLOCK: u32 = 128 << 10;
         const THREADS: u64 = 16;
         const EACH: u64 = 300;
         let dev = Arc::new(FaultDevice::new(64 * BLOCK as u64, 1));
-        let free = Arc::new(Free(Mutex::new((1..64).rev().collect())));
-        let w = Arc::new(LogWriter::new(
+        let w = Arc::new(writer_on(
             Arc::new(SlowSync(Arc::clone(&dev))),
-            free,
-            BLOCK,
-            7,
+            64,
             BlockKind::Foreground,
-            Arc::new(AtomicU64::new(1)),
         ));
         let (done_tx, done_rx) = std::sync::mpsc::channel();
         for t in 0..THREADS {
             let (w, done_tx) = (Arc::clone(&w), done_tx.clone());
             std::thread::spawn(move || {
                 for i in 0..EACH {
-                    let (lsn, key, value) =
-                        frame(t * EACH + i, &(t * EACH + i).to_le_bytes(), &[t as u8; 200]);
-                    let rec = RecordInput {
-                        lsn,
-                        group: 1,
-                        key: &key,
-                        value: &value,
-                        flags: 0,
-                        generation: 1,
-                        expiry_s: 0,
-                        last_update_s: 0,
-                    };
-                    let (placed, ()) = w.append(&rec, |_| ()).expect("append");
+                    let lsn = t * EACH + i;
+                    let (key, value) = (lsn.to_le_bytes(), [t as u8; 200]);
+                    let (placed, ()) = w
+                        .append(&record(lsn, &key, &value), |_| ())
+                        .expect("append");
                     w.wait_durable(placed.pos).expect("durable");
                 }
                 let _ = done_tx.send(t);
@@ -685,19 +712,8 @@ mod tests {
                 .expect("a writer is stuck waiting for a flush nobody leads");
         }
         // Only what was synced survives a power cut: every acknowledged frame must be there.
-        let image = dev.crash(crate::device::CrashMode::DropUnsynced);
-        let mut lsns = Vec::new();
-        for b in 1..64u32 {
-            let block = &image[b as usize * BLOCK as usize..(b as usize + 1) * BLOCK as usize];
-            let Some(h) = BlockHeader::decode(block, b, 7) else {
-                continue;
-            };
-            for item in BlockScanner::new(block, b, h.seq) {
-                if let ScanItem::Record { record, .. } = item {
-                    lsns.push(record.header.lsn);
-                }
-            }
-        }
+        let image = dev.crash(CrashMode::DropUnsynced);
+        let mut lsns: Vec<u64> = frames_in(&image, 64).into_iter().map(|f| f.0).collect();
         lsns.sort_unstable();
         assert_eq!(lsns, (0..THREADS * EACH).collect::<Vec<_>>());
         let flushes = w.stats().flushes;
@@ -711,17 +727,11 @@ mod tests {
     /// A sync that fails wakes every waiter with the error; none hangs.
     #[test]
     fn a_failed_sync_fails_every_waiter() {
-        use crate::device::{FaultDevice, FaultEffect, FaultOp, FaultPlan, FaultRule, FaultWhen};
-        const BLOCK: u32 = 128 << 10;
         let dev = Arc::new(FaultDevice::new(16 * BLOCK as u64, 2));
-        let free = Arc::new(Free(Mutex::new((1..16).rev().collect())));
-        let w = LogWriter::new(
+        let w = writer_on(
             Arc::clone(&dev) as Arc<dyn Device>,
-            free,
-            BLOCK,
-            7,
+            16,
             BlockKind::Foreground,
-            Arc::new(AtomicU64::new(1)),
         );
         dev.set_plan(FaultPlan::new(3).with(FaultRule {
             op: FaultOp::Sync,
@@ -735,24 +745,13 @@ mod tests {
                     let w = &w;
                     s.spawn(move || {
                         for i in 0..1000u64 {
-                            let key = (t * 1000 + i).to_le_bytes();
-                            let rec = RecordInput {
-                                lsn: t * 1000 + i,
-                                group: 1,
-                                key: &key,
-                                value: &[1u8; 100],
-                                flags: 0,
-                                generation: 1,
-                                expiry_s: 0,
-                                last_update_s: 0,
-                            };
-                            let placed = match w.append(&rec, |_| ()) {
-                                Ok((p, ())) => p,
-                                Err(e) => return Err(e.to_string()),
-                            };
-                            if let Err(e) = w.wait_durable(placed.pos) {
-                                return Err(e.to_string());
-                            }
+                            let lsn = t * 1000 + i;
+                            let key = lsn.to_le_bytes();
+                            let placed = w
+                                .append(&record(lsn, &key, &[1u8; 100]), |_| ())
+                                .map_err(|e| e.to_string())?
+                                .0;
+                            w.wait_durable(placed.pos).map_err(|e| e.to_string())?;
                         }
                         Ok(1000)
                     })
@@ -767,36 +766,5 @@ mod tests {
             outcomes.iter().all(|o| o.is_err()),
             "every writer sees the failure: {outcomes:?}"
         );
-    }
-
-    #[test]
-    fn writes_in_pieces_land_the_same_bytes() {
-        let (whole, whole_dev) = write_log(0);
-        let (pieces, piece_dev) = write_log(8 << 10);
-        assert!(whole_dev.largest.load(Ordering::Relaxed) > 8 << 10);
-        assert_eq!(piece_dev.largest.load(Ordering::Relaxed), 8 << 10);
-        assert_eq!(piece_dev.most_at_once.load(Ordering::Relaxed), 1);
-        // Blocks carry their creation time: compare the frames, not the headers.
-        let frames = |bytes: &[u8]| -> Vec<(u64, Vec<u8>)> {
-            let mut out = Vec::new();
-            for b in 1..8u32 {
-                let block = &bytes[b as usize * (128 << 10)..(b as usize + 1) * (128 << 10)];
-                let Some(h) = BlockHeader::decode(block, b, 7) else {
-                    continue;
-                };
-                for item in BlockScanner::new(block, b, h.seq) {
-                    match item {
-                        ScanItem::Record { record, .. } => {
-                            out.push((record.header.lsn, record.value.to_vec()))
-                        }
-                        ScanItem::Corrupt { detail, .. } => panic!("corrupt frame: {detail}"),
-                    }
-                }
-            }
-            out
-        };
-        let (a, b) = (frames(&whole), frames(&pieces));
-        assert!(a.len() > 400, "{} frames", a.len());
-        assert_eq!(a, b);
     }
 }
