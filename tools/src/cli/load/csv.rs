@@ -8,8 +8,9 @@ use std::path::Path;
 
 use csv::{ByteRecord, ReaderBuilder};
 
-use super::row::{parse_event_time, Batch, ColumnPlan, LoadSpec, ReadRow, Rejection, RowSource};
-use crate::cli::backend::PutRow;
+use super::row::{
+    finish_row, parse_event_time, Batch, ColumnPlan, LoadSpec, ReadRow, Rejection, RowSource,
+};
 use crate::cli::error::{CliError, CliResult};
 use crate::cli::parse::parse_value;
 
@@ -88,17 +89,7 @@ impl CsvSource {
                 parse_value(*ty, text).map_err(|r| Rejection::new(line, name.clone(), r))?;
             values.push((name.clone(), value));
         }
-        if values.is_empty() {
-            return Err(Rejection::new(line, "", "the row has no feature values"));
-        }
-        Ok((
-            line,
-            PutRow {
-                key,
-                event_time_ms,
-                values,
-            },
-        ))
+        finish_row(line, key, event_time_ms, values)
     }
 }
 

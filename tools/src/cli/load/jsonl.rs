@@ -7,8 +7,7 @@ use std::path::Path;
 
 use serde_json::{Map, Value as Json};
 
-use super::row::{parse_event_time, Batch, LoadSpec, ReadRow, Rejection, RowSource};
-use crate::cli::backend::PutRow;
+use super::row::{finish_row, parse_event_time, Batch, LoadSpec, ReadRow, Rejection, RowSource};
 use crate::cli::error::{CliError, CliResult};
 use crate::cli::json::{describe, key_from_json, value_from_json};
 
@@ -122,17 +121,7 @@ impl JsonlSource {
             }
             values.push((name.clone(), self.value(line, name, json)?));
         }
-        if values.is_empty() {
-            return Err(Rejection::new(line, "", "the row has no feature values"));
-        }
-        Ok((
-            line,
-            PutRow {
-                key,
-                event_time_ms,
-                values,
-            },
-        ))
+        finish_row(line, key, event_time_ms, values)
     }
 
     fn value(

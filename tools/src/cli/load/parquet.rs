@@ -13,8 +13,9 @@ use parquet::record::reader::RowIter;
 use parquet::record::{Field, Row};
 use quiver_engine::feature::{EntityKey, FeatureType, KeyType, Value};
 
-use super::row::{parse_event_time, Batch, ColumnPlan, LoadSpec, ReadRow, Rejection, RowSource};
-use crate::cli::backend::PutRow;
+use super::row::{
+    finish_row, parse_event_time, Batch, ColumnPlan, LoadSpec, ReadRow, Rejection, RowSource,
+};
 use crate::cli::error::{CliError, CliResult};
 use crate::cli::json::hex;
 
@@ -88,17 +89,7 @@ impl ParquetSource {
                 .map_err(|r| Rejection::new(line, name.clone(), r))?;
             values.push((name.clone(), value));
         }
-        if values.is_empty() {
-            return Err(Rejection::new(line, "", "the row has no feature values"));
-        }
-        Ok((
-            line,
-            PutRow {
-                key,
-                event_time_ms,
-                values,
-            },
-        ))
+        finish_row(line, key, event_time_ms, values)
     }
 }
 

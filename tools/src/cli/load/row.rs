@@ -32,6 +32,26 @@ impl Rejection {
 /// One row read from a file.
 pub type ReadRow = Result<(u64, PutRow), Rejection>;
 
+/// The row read at `line`, or its rejection when it holds no feature value at all.
+pub fn finish_row(
+    line: u64,
+    key: EntityKey,
+    event_time_ms: u64,
+    values: Vec<(String, quiver_engine::feature::Value)>,
+) -> ReadRow {
+    if values.is_empty() {
+        return Err(Rejection::new(line, "", "the row has no feature values"));
+    }
+    Ok((
+        line,
+        PutRow {
+            key,
+            event_time_ms,
+            values,
+        },
+    ))
+}
+
 /// A slice of the file: its rows and how far into the file (bytes or rows) it reaches.
 pub struct Batch {
     pub rows: Vec<ReadRow>,
