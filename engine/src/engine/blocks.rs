@@ -193,7 +193,6 @@ impl Blocks {
             .unwrap_or(u64::MAX)
     }
 
-    /// Sealed blocks whose live bytes are under `lwm_pct` of a block, emptiest first.
     /// Bytes defragmenting `block` would copy: its live records and the dead markers kept.
     pub fn kept_bytes(&self, block: u32) -> i64 {
         let m = &self.meta[block as usize];
@@ -212,6 +211,7 @@ impl Blocks {
         self.wake.1.notify_all();
     }
 
+    /// Sealed blocks whose live bytes are under `lwm_pct` of a block, emptiest first.
     pub fn defrag_candidates(&self, lwm_pct: u8, max: usize) -> Vec<u32> {
         let limit = self.block_bytes as i64 * lwm_pct as i64 / 100;
         let mut c: Vec<(i64, u32)> = self
