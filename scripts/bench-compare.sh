@@ -199,7 +199,13 @@ if ! skip redis && [ "$HAVE_NET" = 1 ]; then
     "$QUIVERD" --data "$DIR/quiverd.db" --size 4GiB --listen "127.0.0.1:$QUIVERD_PORT" --trusted-network \
         >"$RESULTS/quiverd.out" 2>"$RESULTS/quiverd.log" &
     QUIVERD_PID=$!
-    sleep 2
+    # quiverd prints its address once the store is open (a new data file is zeroed first).
+    for _ in $(seq 120); do
+        grep -q "listening on" "$RESULTS/quiverd.out" 2>/dev/null && break
+        kill -0 "$QUIVERD_PID" 2>/dev/null || break
+        sleep 0.5
+    done
+    sleep 1 # and Redis, started at the same time
     NET=(--workload read-only --records 100000 --scalars 10 --vector-dim 0 --connections 50 --pipeline 16
          --closed --warmup 2s --duration "$NET_SECS" --quiet)
     NET_STATUS=measured
