@@ -48,6 +48,11 @@ pub fn check_range(what: &'static str, value: f64, min: f64, max: f64) -> Result
     Ok(())
 }
 
+/// Checks a thread count against 1..=[`crate::workload::MAX_THREADS`].
+pub fn check_threads(what: &'static str, n: usize) -> Result<()> {
+    check_range(what, n as f64, 1.0, crate::workload::MAX_THREADS as f64)
+}
+
 pub fn io_err(path: &Path) -> impl FnOnce(std::io::Error) -> PerfError + '_ {
     move |source| PerfError::Io {
         path: path.to_path_buf(),

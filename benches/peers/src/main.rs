@@ -84,6 +84,10 @@ fn check_range(what: &'static str, value: f64, min: f64, max: f64) -> Result<()>
     Ok(())
 }
 
+fn check_threads(what: &'static str, n: usize) -> Result<()> {
+    check_range(what, n as f64, 1.0, workload::MAX_THREADS as f64)
+}
+
 fn io_err(path: &Path) -> impl FnOnce(std::io::Error) -> PerfError + '_ {
     move |source| PerfError::Io {
         path: path.to_path_buf(),
@@ -149,12 +153,7 @@ impl Common {
             1.0,
             workload::MAX_VALUE_BYTES as f64,
         )?;
-        check_range(
-            "load threads",
-            self.load_threads as f64,
-            1.0,
-            workload::MAX_THREADS as f64,
-        )?;
+        check_threads("load threads", self.load_threads)?;
         check_range("cache MiB", self.cache_mib as f64, 1.0, 65536.0)
     }
 
@@ -326,18 +325,8 @@ fn medians(r: &mut Report, prefix: &str, phases: &[Phase]) {
 
 fn get(a: GetArgs) -> Result<()> {
     a.c.check()?;
-    check_range(
-        "threads",
-        a.threads as f64,
-        1.0,
-        workload::MAX_THREADS as f64,
-    )?;
-    check_range(
-        "batch threads",
-        a.batch_threads as f64,
-        1.0,
-        workload::MAX_THREADS as f64,
-    )?;
+    check_threads("threads", a.threads)?;
+    check_threads("batch threads", a.batch_threads)?;
     check_range("batch", a.batch as f64, 1.0, 10_000.0)?;
     let rss0 = workload::rss_bytes();
     let (db, load) = open_loaded(&a.c)?;
@@ -386,18 +375,8 @@ fn get(a: GetArgs) -> Result<()> {
 
 fn put(a: PutArgs) -> Result<()> {
     a.c.check()?;
-    check_range(
-        "threads",
-        a.threads as f64,
-        1.0,
-        workload::MAX_THREADS as f64,
-    )?;
-    check_range(
-        "sync threads",
-        a.sync_threads as f64,
-        1.0,
-        workload::MAX_THREADS as f64,
-    )?;
+    check_threads("threads", a.threads)?;
+    check_threads("sync threads", a.sync_threads)?;
     let path = a.c.dir.join("rocksdb-put");
     if path.exists() {
         std::fs::remove_dir_all(&path).map_err(io_err(&path))?;

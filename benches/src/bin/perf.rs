@@ -9,8 +9,8 @@ use std::time::{Duration, Instant};
 
 use clap::{Args, Parser, Subcommand};
 use quiver_benches::store::{
-    check_range, evict_page_cache, frame_bytes, io_err, open_loaded, put_waiting, PerfError,
-    Result, StoreSpec,
+    check_range, check_threads, evict_page_cache, frame_bytes, io_err, open_loaded, put_waiting,
+    PerfError, Result, StoreSpec,
 };
 use quiver_benches::workload::{self, median, run_timed, run_until, Phase, Report, Uniform, GROUP};
 use quiver_engine::{Durability, Engine, WriteOptions};
@@ -263,18 +263,8 @@ mod parking_lot_free {
 
 fn get(a: GetArgs) -> Result<()> {
     a.c.check()?;
-    check_range(
-        "threads",
-        a.threads as f64,
-        1.0,
-        workload::MAX_THREADS as f64,
-    )?;
-    check_range(
-        "batch threads",
-        a.batch_threads as f64,
-        1.0,
-        workload::MAX_THREADS as f64,
-    )?;
+    check_threads("threads", a.threads)?;
+    check_threads("batch threads", a.batch_threads)?;
     check_range("batch", a.batch as f64, 1.0, 10_000.0)?;
     let spec = a.c.spec("quiver.db", 1.5);
     let (e, load) = open_loaded(&spec, a.c.records, a.c.value_bytes, a.c.load_threads)?;
@@ -362,18 +352,8 @@ fn batch(a: BatchArgs) -> Result<()> {
 
 fn put(a: PutArgs) -> Result<()> {
     a.c.check()?;
-    check_range(
-        "threads",
-        a.threads as f64,
-        1.0,
-        workload::MAX_THREADS as f64,
-    )?;
-    check_range(
-        "sync threads",
-        a.sync_threads as f64,
-        1.0,
-        workload::MAX_THREADS as f64,
-    )?;
+    check_threads("threads", a.threads)?;
+    check_threads("sync threads", a.sync_threads)?;
     check_range("fsync secs", a.fsync_secs, 0.05, MAX_SECS)?;
     check_range("device GiB", a.device_gib, 0.0625, MAX_DEVICE_GIB)?;
     let mut spec = StoreSpec::new(
@@ -524,18 +504,8 @@ fn defrag(a: DefragArgs) -> Result<()> {
     )?;
     check_range("overwrite x", a.overwrite_x, 0.01, 100.0)?;
     check_range("max overwrite secs", a.max_overwrite_secs, 0.1, MAX_SECS)?;
-    check_range(
-        "threads",
-        a.threads as f64,
-        1.0,
-        workload::MAX_THREADS as f64,
-    )?;
-    check_range(
-        "readers",
-        a.readers as f64,
-        1.0,
-        workload::MAX_THREADS as f64,
-    )?;
+    check_threads("threads", a.threads)?;
+    check_threads("readers", a.readers)?;
     let mut r = a.c.report("defrag");
     r.param("device_mib", a.device_mib)
         .param("overwrite_x", a.overwrite_x);
