@@ -17,22 +17,6 @@ use quiver_server::protocol::{
 };
 use quiver_wal::format::{decode_record, padded_frame_len, RecordInput};
 
-/// A put that waits out "device full" (at most 30 s, then the bench fails).
-fn put_waiting(e: &Engine, key: &[u8], value: &[u8], w: &WriteOptions) -> u16 {
-    let deadline = std::time::Instant::now() + Duration::from_secs(30);
-    loop {
-        match e.put(1, key, value, w) {
-            Ok(generation) => return generation,
-            Err(quiver_engine::Error::DeviceFull { .. })
-                if std::time::Instant::now() < deadline =>
-            {
-                std::thread::sleep(Duration::from_micros(100))
-            }
-            Err(err) => panic!("put into memory store: {err}"),
-        }
-    }
-}
-
 fn index_records() -> u64 {
     std::env::var("QUIVER_BENCH_INDEX_RECORDS")
         .ok()
@@ -145,7 +129,10 @@ fn engine_put(c: &mut Criterion) {
         b.iter(|| {
             i += 1;
             let k = quiver_benches::workload::key(i % 100_000);
-            black_box(put_waiting(&e, &k, &value, &w))
+            black_box(
+                quiver_benches::store::put_waiting(&e, &k, &value, &w)
+                    .expect("put into memory store"),
+            )
         })
     });
     g.bench_function("get_600B_in_memory", |b| {
