@@ -47,31 +47,18 @@ impl Quiverd {
     }
 
     pub fn memory(extra: &[&str]) -> Quiverd {
-        let mut args = vec![
-            "--memory",
-            "--size",
-            "256MiB",
-            "--workers",
-            "2",
-            "--engine-threads",
-            "4",
-        ];
-        args.extend_from_slice(extra);
-        Self::start(&args)
+        Self::small(&["--memory", "--size", "256MiB"], extra)
     }
 
     pub fn file(path: &Path, extra: &[&str]) -> Quiverd {
         let p = path.to_str().expect("utf-8 path");
-        let mut args = vec![
-            "--data",
-            p,
-            "--size",
-            "256MiB",
-            "--workers",
-            "2",
-            "--engine-threads",
-            "4",
-        ];
+        Self::small(&["--data", p, "--size", "256MiB"], extra)
+    }
+
+    /// A quiverd on `store` with 2 workers and 4 engine threads, plus `extra`.
+    fn small(store: &[&str], extra: &[&str]) -> Quiverd {
+        let mut args = store.to_vec();
+        args.extend_from_slice(&["--workers", "2", "--engine-threads", "4"]);
         args.extend_from_slice(extra);
         Self::start(&args)
     }
