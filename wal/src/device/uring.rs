@@ -100,22 +100,91 @@ fn drive(ring: &mut IoUring, entries: &[squeue::Entry]) -> io::Result<Vec<i32>> 
     Ok(results)
 }
 
-fn check_result(op: &'static str, res: i32, offset: u64, len: usize) -> Result<()> {
-    if res < 0 {
-        return Err(Error::io(
-            format!("io_uring {op} at offset {offset}"),
-            io::Error::from_raw_os_error(-res),
-        ));
-    }
-    if res as usize != len {
-        return Err(Error::ShortIo {
-            op,
+/// Most rounds a batch is resubmitted for what short transfers left over. Every round moves
+/// at least one byte of each unfinished transfer, so this only bounds a device that keeps
+/// answering with tiny pieces.
+const MAX_ROUNDS: usize = 64;
+
+/// One read or write and how much of it is done.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+struct Transfer {
+    offset: u64,
+    len: usize,
+    done: usize,
+}
+
+impl Transfer {
+    fn new(offset: u64, len: usize) -> Transfer {
+        Transfer {
             offset,
-            done: res as usize,
             len,
-        });
+            done: 0,
+        }
     }
-    Ok(())
+}
+
+/// Runs `transfers` to the end, as the pread/pwrite loop does: `submit` gets the indices of
+/// the unfinished ones and returns the raw result of each (bytes moved or -errno), and a
+/// transfer that moved fewer bytes than it asked for is submitted again for the rest, from
+/// where it stopped. A transfer fails on an error, on a result of 0 (the end of the file:
+/// no progress is possible) and after [`MAX_ROUNDS`] rounds. One result per transfer.
+fn transfer_all(
+    op: &'static str,
+    transfers: &mut [Transfer],
+    mut submit: impl FnMut(&[Transfer], &[usize]) -> io::Result<Vec<i32>>,
+) -> Vec<Result<()>> {
+    let mut results: Vec<Result<()>> = transfers.iter().map(|_| Ok(())).collect();
+    let mut pending: Vec<usize> = (0..transfers.len()).collect();
+    for _ in 0..MAX_ROUNDS {
+        pending.retain(|&i| results[i].is_ok() && transfers[i].done < transfers[i].len);
+        if pending.is_empty() {
+            return results;
+        }
+        let raw = match submit(transfers, &pending) {
+            Ok(raw) => raw,
+            Err(e) => {
+                for &i in &pending {
+                    results[i] = Err(Error::io(
+                        "io_uring submit",
+                        io::Error::new(e.kind(), e.to_string()),
+                    ));
+                }
+                return results;
+            }
+        };
+        for (&i, res) in pending.iter().zip(raw) {
+            let t = &mut transfers[i];
+            let at = t.offset + t.done as u64;
+            results[i] = match res {
+                r if r < 0 => Err(Error::io(
+                    format!("io_uring {op} at offset {at}"),
+                    io::Error::from_raw_os_error(-r),
+                )),
+                r if r == 0 || r as usize > t.len - t.done => Err(Error::ShortIo {
+                    op,
+                    offset: t.offset,
+                    done: t.done,
+                    len: t.len,
+                }),
+                r => {
+                    t.done += r as usize;
+                    Ok(())
+                }
+            };
+        }
+    }
+    for i in 0..transfers.len() {
+        let t = transfers[i];
+        if results[i].is_ok() && t.done < t.len {
+            results[i] = Err(Error::ShortIo {
+                op,
+                offset: t.offset,
+                done: t.done,
+                len: t.len,
+            });
+        }
+    }
+    results
 }
 
 impl Device for UringDevice {
@@ -126,58 +195,58 @@ impl Device for UringDevice {
     fn read_many(&self, ops: &mut [ReadOp<'_>]) -> Vec<Result<()>> {
         let fd = types::Fd(self.file.as_raw_fd());
         let mut checks: Vec<Result<()>> = Vec::with_capacity(ops.len());
-        let mut entries = Vec::with_capacity(ops.len());
+        let mut transfers = Vec::with_capacity(ops.len());
         let mut index = Vec::with_capacity(ops.len());
-        for (i, op) in ops.iter_mut().enumerate() {
+        for (i, op) in ops.iter().enumerate() {
             let check = check_io(op.buf.as_ptr(), op.buf.len(), op.offset, self.capacity);
             if check.is_ok() {
-                let e = opcode::Read::new(fd, op.buf.as_mut_ptr(), op.buf.len() as u32)
-                    .offset(op.offset)
-                    .build()
-                    .user_data(entries.len() as u64);
-                entries.push(e);
+                transfers.push(Transfer::new(op.offset, op.buf.len()));
                 index.push(i);
             }
             checks.push(check);
         }
-        match self.run(&entries) {
-            Ok(results) => {
-                for (k, res) in results.into_iter().enumerate() {
-                    let i = index[k];
-                    checks[i] = check_result("read", res, ops[i].offset, ops[i].buf.len());
-                }
-            }
-            Err(e) => {
-                for &i in &index {
-                    checks[i] = Err(Error::io(
-                        "io_uring submit",
-                        io::Error::new(e.kind(), e.to_string()),
-                    ));
-                }
-            }
+        let results = transfer_all("read", &mut transfers, |transfers, pending| {
+            let entries: Vec<squeue::Entry> = pending
+                .iter()
+                .enumerate()
+                .map(|(k, &t)| {
+                    let (tr, buf) = (transfers[t], &mut ops[index[t]].buf[transfers[t].done..]);
+                    opcode::Read::new(fd, buf.as_mut_ptr(), buf.len() as u32)
+                        .offset(tr.offset + tr.done as u64)
+                        .build()
+                        .user_data(k as u64)
+                })
+                .collect();
+            self.run(&entries)
+        });
+        for (k, res) in results.into_iter().enumerate() {
+            checks[index[k]] = res;
         }
         checks
     }
 
     fn write_many(&self, ops: &[WriteOp<'_>]) -> Result<()> {
         let fd = types::Fd(self.file.as_raw_fd());
-        let mut entries = Vec::with_capacity(ops.len());
-        for (i, op) in ops.iter().enumerate() {
+        let mut transfers = Vec::with_capacity(ops.len());
+        for op in ops {
             check_io(op.buf.as_ptr(), op.buf.len(), op.offset, self.capacity)?;
-            entries.push(
-                opcode::Write::new(fd, op.buf.as_ptr(), op.buf.len() as u32)
-                    .offset(op.offset)
-                    .build()
-                    .user_data(i as u64),
-            );
+            transfers.push(Transfer::new(op.offset, op.buf.len()));
         }
-        let results = self
-            .run(&entries)
-            .map_err(|e| Error::io("io_uring submit", e))?;
-        for (op, res) in ops.iter().zip(results) {
-            check_result("write", res, op.offset, op.buf.len())?;
-        }
-        Ok(())
+        let results = transfer_all("write", &mut transfers, |transfers, pending| {
+            let entries: Vec<squeue::Entry> = pending
+                .iter()
+                .enumerate()
+                .map(|(k, &t)| {
+                    let (tr, buf) = (transfers[t], &ops[t].buf[transfers[t].done..]);
+                    opcode::Write::new(fd, buf.as_ptr(), buf.len() as u32)
+                        .offset(tr.offset + tr.done as u64)
+                        .build()
+                        .user_data(k as u64)
+                })
+                .collect();
+            self.run(&entries)
+        });
+        results.into_iter().collect()
     }
 
     fn sync(&self) -> Result<()> {
@@ -186,5 +255,113 @@ impl Device for UringDevice {
 
     fn backend(&self) -> &'static str {
         "io_uring"
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// What each round of a fake kernel was asked: (device offset, bytes) per transfer.
+    type Rounds = Vec<Vec<(u64, usize)>>;
+
+    /// A fake kernel over `disk` that moves at most `piece` bytes of each read per call, as a
+    /// device may when a transfer is cut short; returns what was asked, round by round.
+    fn read_in_pieces(
+        disk: &[u8],
+        bufs: &mut [Vec<u8>],
+        transfers: &mut [Transfer],
+        piece: usize,
+    ) -> (Vec<Result<()>>, Rounds) {
+        let mut rounds = Vec::new();
+        let results = transfer_all("read", transfers, |transfers, pending| {
+            let mut asked = Vec::new();
+            let raw = pending
+                .iter()
+                .map(|&i| {
+                    let t = transfers[i];
+                    let at = t.offset as usize + t.done;
+                    asked.push((at as u64, t.len - t.done));
+                    let n = piece.min(t.len - t.done).min(disk.len().saturating_sub(at));
+                    bufs[i][t.done..t.done + n].copy_from_slice(&disk[at..at + n]);
+                    n as i32
+                })
+                .collect();
+            rounds.push(asked);
+            Ok(raw)
+        });
+        (results, rounds)
+    }
+
+    #[test]
+    fn short_transfers_are_continued_from_where_they_stopped() {
+        let disk: Vec<u8> = (0..64 << 10).map(|i| (i % 251) as u8).collect();
+        let mut transfers = vec![Transfer::new(4096, 8192), Transfer::new(32768, 4096)];
+        let mut bufs = vec![vec![0u8; 8192], vec![0u8; 4096]];
+        let (results, rounds) = read_in_pieces(&disk, &mut bufs, &mut transfers, 3000);
+        assert!(results.iter().all(|r| r.is_ok()), "{results:?}");
+        assert_eq!(&bufs[0][..], &disk[4096..4096 + 8192]);
+        assert_eq!(&bufs[1][..], &disk[32768..32768 + 4096]);
+        // Each round asks again for the rest of what is unfinished, from where it stopped.
+        assert_eq!(
+            rounds,
+            vec![
+                vec![(4096, 8192), (32768, 4096)],
+                vec![(7096, 5192), (35768, 1096)],
+                vec![(10096, 2192)],
+            ]
+        );
+    }
+
+    #[test]
+    fn no_progress_or_an_error_ends_a_transfer_with_an_error() {
+        let disk = vec![7u8; 10_000];
+        // The second read reaches past the end of the (fake) file: the continuation gets 0.
+        let mut transfers = vec![Transfer::new(0, 4096), Transfer::new(8192, 4096)];
+        let mut bufs = vec![vec![0u8; 4096], vec![0u8; 4096]];
+        let (results, _) = read_in_pieces(&disk, &mut bufs, &mut transfers, 4096);
+        assert!(results[0].is_ok());
+        match &results[1] {
+            Err(Error::ShortIo {
+                op: "read",
+                offset: 8192,
+                done: 1808,
+                len: 4096,
+            }) => {}
+            other => panic!("expected a short read naming 1808 of 4096 bytes: {other:?}"),
+        }
+        let mut transfers = vec![Transfer::new(0, 4096)];
+        let results = transfer_all("write", &mut transfers, |_, _| Ok(vec![-libc::EIO]));
+        let err = results[0].as_ref().unwrap_err().to_string();
+        assert!(err.contains("io_uring write at offset 0"), "{err}");
+    }
+
+    /// A file shorter than the reads asked of it: io_uring returns what the file holds, the
+    /// continuation meets the end of the file, and the read fails naming how much it got.
+    #[test]
+    fn a_read_past_the_end_of_a_file_is_an_error_naming_the_bytes_read() {
+        if uring_available().is_err() {
+            eprintln!("io_uring unavailable here; skipped");
+            return;
+        }
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("short");
+        std::fs::write(&path, vec![9u8; 6144]).unwrap();
+        let file = std::fs::OpenOptions::new()
+            .read(true)
+            .write(true)
+            .open(&path)
+            .unwrap();
+        let dev = UringDevice::new(file, 8192);
+        let mut buf = crate::AlignedBuf::new(8192);
+        match dev.read_at(&mut buf, 0) {
+            Err(Error::ShortIo {
+                done: 6144,
+                len: 8192,
+                ..
+            }) => {}
+            other => panic!("expected a short read of 6144 of 8192 bytes: {other:?}"),
+        }
+        assert!(buf[..6144].iter().all(|&b| b == 9));
     }
 }
