@@ -82,12 +82,24 @@ impl Inner {
     /// Deletes a live (present, unexpired) key with a tombstone; returns whether it was live.
     /// Like `put`, it decides from the index alone.
     pub fn delete(&self, group: u32, key: &[u8], opts: &WriteOptions) -> Result<bool> {
+        self.delete_if(group, key, opts, |_| true)
+    }
+
+    /// As `delete`, only if the live entry also passes `still` (checked under the key's
+    /// lock): eviction deletes the version it chose, never a newer one.
+    pub fn delete_if(
+        &self,
+        group: u32,
+        key: &[u8],
+        opts: &WriteOptions,
+        still: impl FnOnce(&Entry) -> bool,
+    ) -> Result<bool> {
         self.check_write(group, key)?;
         let d = digest(group, key);
         let pos = {
             let _key_lock = self.stripe(d).lock();
             match self.index.get(d) {
-                Some(e) if !Self::is_expired(&e, now_s()) => Some(
+                Some(e) if !Self::is_expired(&e, now_s()) && still(&e) => Some(
                     self.append(group, key, d, &[], FLAG_TOMBSTONE, None, Some(e))?
                         .1,
                 ),
