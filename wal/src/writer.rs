@@ -301,6 +301,20 @@ impl LogWriter {
         self.state.lock().failed.clone()
     }
 
+    /// Fails the writer from outside (an I/O error elsewhere on the same device): every later
+    /// append, flush and waiter gets `why`, as after a failed flush of its own. The first
+    /// reason stays.
+    pub fn fail(&self, why: &str) {
+        let mut st = self.state.lock();
+        if st.failed.is_none() {
+            st.failed = Some(why.to_string());
+        }
+        drop(st);
+        for cv in &self.flushed {
+            cv.notify_all();
+        }
+    }
+
     /// Blocks until everything up to `pos` is durable, leading a flush if none is running.
     pub fn wait_durable(&self, pos: Pos) -> Result<()> {
         self.waiting.fetch_add(1, Ordering::AcqRel);
@@ -765,6 +779,37 @@ mod tests {
         assert!(
             outcomes.iter().all(|o| o.is_err()),
             "every writer sees the failure: {outcomes:?}"
+        );
+    }
+
+    /// A writer failed from outside refuses appends, flushes and waiters, and keeps the first
+    /// reason.
+    #[test]
+    fn a_writer_failed_from_outside_refuses_everything() {
+        let dev = Arc::new(FaultDevice::new(16 * BLOCK as u64, 4));
+        let w = writer_on(
+            Arc::clone(&dev) as Arc<dyn Device>,
+            16,
+            BlockKind::Foreground,
+        );
+        let key = 1u64.to_le_bytes();
+        let placed = w.append(&record(1, &key, &[1u8; 100]), |_| ()).unwrap().0;
+        w.fail("erase failed");
+        w.fail("second reason");
+        assert_eq!(w.is_failed().as_deref(), Some("erase failed"));
+        assert!(matches!(
+            w.wait_durable(placed.pos),
+            Err(Error::WriterFailed(_))
+        ));
+        assert!(matches!(w.flush(), Err(Error::WriterFailed(_))));
+        assert!(matches!(
+            w.append(&record(2, &key, &[2u8; 100]), |_| ()),
+            Err(Error::WriterFailed(_))
+        ));
+        assert_eq!(
+            dev.stats().syncs,
+            0,
+            "nothing reached the device after the failure"
         );
     }
 }

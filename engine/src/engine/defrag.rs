@@ -15,6 +15,8 @@
 //!   or the newest version of a key that expired or was deleted) is defragmented, a tombstone
 //!   with the same LSN is written again unless every other block in use only holds frames
 //!   with a higher LSN (then no older version can exist anywhere).
+//! - A failed write or sync of the copies or of the erase is taken for success elsewhere (with
+//!   buffered I/O an EIO is reported once): any such error fails the store (`Inner::failed`).
 //! - A foreground write races with a copy: the copy is made under the key's stripe lock and
 //!   only if the index still points at the old frame; the index is switched with a
 //!   compare-and-set on the location.
@@ -218,8 +220,10 @@ impl Inner {
                 buf: &zeros,
             })
             .collect();
-        self.device.write_many(&erase)?;
-        self.device.sync()?;
+        self.device
+            .write_many(&erase)
+            .and_then(|()| self.device.sync())
+            .map_err(|e| self.failed(e))?;
         for &b in blocks {
             self.blocks.release(b);
         }

@@ -221,6 +221,7 @@ impl Inner {
         while !self.sleep(interval) {
             for w in [&self.fg, &self.dw] {
                 if let Err(e) = w.flush() {
+                    let e = self.failed(e);
                     tracing::error!(error = %e, "background flush failed; the store refuses writes");
                 }
             }

@@ -157,11 +157,18 @@ impl Inner {
         Ok(())
     }
 
+    /// Fails the store after a write or sync error anywhere (either writer, defragmentation's
+    /// erase): both writers refuse everything from now on, since the device state is unknown
+    /// and, with buffered I/O, this error may have been the only report of dropped pages (a
+    /// later sync of the other writer would succeed).
     pub fn failed(&self, e: quiver_wal::Error) -> Error {
-        match e {
-            quiver_wal::Error::WriterFailed(why) => Error::Failed(why),
-            other => Error::Failed(other.to_string()),
-        }
+        let why = match e {
+            quiver_wal::Error::WriterFailed(why) => why,
+            other => other.to_string(),
+        };
+        self.fg.fail(&why);
+        self.dw.fail(&why);
+        Error::Failed(why)
     }
 
     /// Appends a frame for `key` (the caller holds its stripe lock) and points the index at
