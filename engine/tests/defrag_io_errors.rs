@@ -40,7 +40,7 @@ fn store_with_dead_blocks(dev: &Arc<FaultDevice>) -> Engine {
     for i in 0..KEYS {
         e.put(1, &key(i), &value(i, 1), &w).unwrap();
     }
-    for i in (0..KEYS).filter(|i| i % 3 != 0) {
+    for i in (0..KEYS).filter(|i| !i.is_multiple_of(3)) {
         e.put(1, &key(i), &value(i, 2), &w).unwrap();
     }
     e.flush().unwrap();
@@ -48,7 +48,7 @@ fn store_with_dead_blocks(dev: &Arc<FaultDevice>) -> Engine {
 }
 
 fn expected(i: u32) -> Vec<u8> {
-    value(i, if i % 3 == 0 { 1 } else { 2 })
+    value(i, if i.is_multiple_of(3) { 1 } else { 2 })
 }
 
 /// Fails the `n`-th write or sync from the start of a defragmentation pass, for every `n`
