@@ -15,6 +15,14 @@ pub enum Error {
     DeviceFull { free_bytes: u64, floor_bytes: u64 },
     #[error("the store refuses writes after an earlier I/O failure: {0}")]
     Failed(String),
+    #[error("device of {bytes} bytes holds {blocks} write blocks of {block_bytes} bytes, over the limit of {max_blocks} blocks a record location can address ({max_bytes} bytes at this block size); use larger write blocks or a smaller device")]
+    DeviceTooLarge {
+        bytes: u64,
+        blocks: u64,
+        block_bytes: u64,
+        max_blocks: u64,
+        max_bytes: u64,
+    },
     #[error("the store is closed")]
     Closed,
     #[error("invalid configuration: {0}")]

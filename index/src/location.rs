@@ -64,10 +64,16 @@ impl Location {
             && self.len_units <= Self::MAX_LEN_UNITS
     }
 
-    /// Packs into 62 bits. Fields wider than their limit are truncated to it (callers assert
-    /// the round trip in debug builds); the result never has bits 62-63 set.
+    /// Packs into 62 bits; the result never has bits 62-63 set. A field wider than its limit
+    /// is a broken invariant (the engine refuses devices whose blocks a location cannot name,
+    /// and checks every length): it panics, in release builds too, rather than be truncated
+    /// into a location that points somewhere else.
     #[inline]
     pub fn pack(&self) -> u64 {
+        assert!(
+            self.is_valid(),
+            "location {self:?} does not fit its packed widths"
+        );
         let block = u64::from(self.block & Self::MAX_BLOCK);
         let offset = u64::from(self.offset_units & Self::MAX_OFFSET_UNITS);
         let len = u64::from(self.len_units & Self::MAX_LEN_UNITS);
@@ -138,6 +144,18 @@ mod tests {
         assert!(err.to_string().contains("offset_units"), "{err}");
         let err = Location::new(0, 0, 1 << 18).unwrap_err();
         assert!(err.to_string().contains("len_units 262144"), "{err}");
+    }
+
+    #[test]
+    #[should_panic(expected = "does not fit its packed widths")]
+    fn packing_a_block_past_the_limit_panics_instead_of_truncating() {
+        let past = Location {
+            block: Location::MAX_BLOCK + 1,
+            offset_units: 4,
+            len_units: 8,
+        };
+        // Truncated, it would pack as block 0: another record's place.
+        past.pack();
     }
 
     #[test]

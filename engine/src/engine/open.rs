@@ -9,7 +9,7 @@ use std::time::{Duration, Instant};
 use parking_lot::{Mutex, RwLock};
 use quiver_index::Index;
 use quiver_wal::device::{open_path, FileOptions, IoBackend};
-use quiver_wal::format::{BlockKind, Superblock};
+use quiver_wal::format::{BlockKind, Superblock, MAX_WRITE_BLOCK_BYTES, MIN_WRITE_BLOCK_BYTES};
 use quiver_wal::{AlignedBuf, Device, LogWriter, MemoryDevice, IO_ALIGN};
 
 use super::stats::Counters;
@@ -19,6 +19,25 @@ use crate::error::{Error, Result};
 
 /// Fewest data blocks a device must hold: two for writers, two for defragmentation headroom.
 const MIN_DATA_BLOCKS: u64 = 6;
+/// Most write blocks a device may hold (block 0 included): a record's location names its
+/// block in 24 bits (`Location::MAX_BLOCK`), so a block past it could not be addressed.
+pub(crate) const MAX_BLOCKS: u64 = quiver_index::Location::MAX_BLOCK as u64 + 1;
+
+/// Refuses a device of `bytes` cut into `block_bytes` blocks when the last block could not be
+/// named by a location.
+fn check_addressable(bytes: u64, block_bytes: u64) -> Result<()> {
+    let blocks = bytes / block_bytes;
+    if blocks > MAX_BLOCKS {
+        return Err(Error::DeviceTooLarge {
+            bytes,
+            blocks,
+            block_bytes,
+            max_blocks: MAX_BLOCKS,
+            max_bytes: MAX_BLOCKS * block_bytes,
+        });
+    }
+    Ok(())
+}
 
 pub(crate) fn open(config: Config) -> Result<Engine> {
     config.validate()?;
@@ -32,6 +51,7 @@ pub(crate) fn open_on(config: Config, device: Arc<dyn Device>) -> Result<Engine>
     config.validate()?;
     let sb = read_or_format(device.as_ref(), &config)?;
     let block_bytes = sb.write_block_bytes as u64;
+    check_addressable(sb.device_bytes, block_bytes)?;
     let count = sb.device_bytes / block_bytes;
     let floor = ((count - 1) * config.min_free_pct as u64 / 100)
         .max(super::blocks::DEFRAG_RESERVE_BLOCKS as u64 + 1) as usize;
@@ -131,6 +151,13 @@ fn read_or_format(device: &dyn Device, config: &Config) -> Result<Superblock> {
                     device.capacity()
                 ))));
             }
+            let b = sb.write_block_bytes;
+            if !(MIN_WRITE_BLOCK_BYTES..=MAX_WRITE_BLOCK_BYTES).contains(&b) || !b.is_power_of_two()
+            {
+                return Err(Error::Wal(quiver_wal::Error::NotOurs(format!(
+                    "superblock names write blocks of {b} bytes, not a power of two from {MIN_WRITE_BLOCK_BYTES} to {MAX_WRITE_BLOCK_BYTES}"
+                ))));
+            }
             if sb.write_block_bytes != config.write_block_bytes {
                 tracing::info!(
                     configured = config.write_block_bytes,
@@ -155,6 +182,7 @@ fn read_or_format(device: &dyn Device, config: &Config) -> Result<Superblock> {
 fn format(device: &dyn Device, config: &Config) -> Result<Superblock> {
     let block_bytes = config.write_block_bytes as u64;
     let blocks = device.capacity() / block_bytes;
+    check_addressable(device.capacity(), block_bytes)?;
     if blocks < MIN_DATA_BLOCKS + 1 {
         return Err(Error::Wal(quiver_wal::Error::DeviceTooSmall {
             bytes: device.capacity(),
