@@ -5,6 +5,7 @@ use std::path::PathBuf;
 use quiver_wal::format::{MAX_WRITE_BLOCK_BYTES, MIN_WRITE_BLOCK_BYTES};
 
 use crate::error::{Error, Result};
+use crate::file_step::FileStepHook;
 
 /// Durability of a write, named (never a bare bool).
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Default)]
@@ -84,6 +85,8 @@ pub struct Config {
     pub expected_records: usize,
     /// Start the background threads (flusher, defragmentation, expiry, checkpoint).
     pub background: bool,
+    /// Told of each step of writing the checkpoint file (for fault injection in tests).
+    pub file_step_hook: Option<FileStepHook>,
 }
 
 impl Default for Config {
@@ -110,6 +113,7 @@ impl Default for Config {
             direct_io: true,
             expected_records: 0,
             background: true,
+            file_step_hook: None,
         }
     }
 }

@@ -11,6 +11,7 @@ pub mod config;
 pub mod engine;
 pub mod error;
 pub mod feature;
+pub mod file_step;
 pub mod inspect;
 pub mod store;
 
@@ -19,4 +20,5 @@ pub use engine::{
     Engine, Modify, Record, RecoveryReport, ScanChunk, ScanCursor, Stats, MAX_KEY_BYTES,
 };
 pub use error::{Error, Result};
+pub use file_step::{FileStep, FileStepHook};
 pub use store::Store;

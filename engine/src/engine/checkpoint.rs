@@ -46,6 +46,7 @@ use super::recovery::{
 use super::stats::RecoveryReport;
 use super::{now_s, Inner};
 use crate::error::{Error, Result};
+use crate::file_step::FileStep;
 
 const MAGIC: &[u8; 8] = b"QVRCKPT1";
 const VERSION: u32 = 2;
@@ -76,6 +77,7 @@ impl Inner {
         let blocks = self.block_records();
         let dropped: Vec<u32> = self.dropped.read().iter().copied().collect();
         let tmp = tmp_path(&path);
+        self.file_step(FileStep::Write, &tmp)?;
         let file = OpenOptions::new()
             .read(true)
             .write(true)
@@ -108,9 +110,12 @@ impl Inner {
         self.dw.flush().map_err(|e| self.failed(e))?;
         let mut file = w.into_inner().map_err(|e| io_err(&tmp, e.into_error()))?;
         let head = self.encode_head([replay_from, next_lsn, walk_lsn], &blocks, &dropped, count);
+        self.file_step(FileStep::Sync, &tmp)?;
         rewrite_head_and_seal(&mut file, &head, &tmp)?;
+        self.file_step(FileStep::Rename, &path)?;
         std::fs::rename(&tmp, &path).map_err(|e| io_err(&path, e))?;
         if let Some(dir) = path.parent().filter(|p| !p.as_os_str().is_empty()) {
+            self.file_step(FileStep::SyncDir, dir)?;
             File::open(dir)
                 .and_then(|d| d.sync_all())
                 .map_err(|e| io_err(dir, e))?;
@@ -118,6 +123,14 @@ impl Inner {
         self.counters.checkpoints.fetch_add(1, Ordering::Relaxed);
         tracing::debug!(entries = count, replay_from, "checkpoint written");
         Ok(())
+    }
+
+    /// Reports `step` to the configured hook; its refusal fails the checkpoint.
+    fn file_step(&self, step: FileStep, path: &Path) -> Result<()> {
+        match &self.config.file_step_hook {
+            Some(hook) => (hook.0)(step, path).map_err(|e| io_err(path, e)),
+            None => Ok(()),
+        }
     }
 
     fn block_records(&self) -> Vec<(u32, u64, u8, u32, u64)> {

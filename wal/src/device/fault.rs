@@ -10,7 +10,11 @@
 //! choice comes from one seeded [`SplitMix64`], so a failure replays exactly from its seed.
 //!
 //! Counting: each [`ReadOp`] of a `read_many` is one read; each `write_many` call is one
-//! write; each `sync` call is one sync.
+//! write; each `sync` call is one sync. [`FaultOp::Persist`] counts every write and sync
+//! together with the steps of files kept beside the device (a checkpoint's write, sync,
+//! rename and directory sync, reported through [`FaultDevice::file_step`]), so that one rule
+//! cuts the power at the N-th step of any stream: the writers, the defragmentation erase, or
+//! the checkpoint.
 
 use std::io;
 use std::ops::Range;
@@ -64,6 +68,8 @@ pub enum FaultOp {
     Read,
     Write,
     Sync,
+    /// Any write, any sync, and any file step ([`FaultDevice::file_step`]), counted together.
+    Persist,
 }
 
 /// When a rule fires.
@@ -86,9 +92,10 @@ pub enum FaultEffect {
     NoSpace,
     /// Reads only: the read succeeds but one random bit of its buffer is flipped.
     FlipReadBit,
-    /// Writes only: the first sectors of the write (a random count, possibly none) land, the
-    /// call fails with EIO, and the device is dead afterwards: every later operation fails
-    /// with EIO until [`FaultDevice::power_loss`]. The landed sectors are unsynced.
+    /// Writes, syncs and file steps: the power fails. A write lands its first sectors (a
+    /// random count, possibly none) unsynced; a sync makes nothing durable; a file step does
+    /// not happen. The call fails with EIO and the device is dead afterwards: every later
+    /// operation fails with EIO until [`FaultDevice::power_loss`]. (Reads: plain EIO.)
     PowerCut,
 }
 
@@ -159,6 +166,8 @@ pub struct FaultStats {
     pub injected_enospc: u64,
     pub flipped_read_bits: u64,
     pub power_cuts: u64,
+    /// File steps reported through [`FaultDevice::file_step`] (refused ones included).
+    pub file_steps: u64,
     pub bits_flipped_at_rest: u64,
     pub crashes: u64,
     /// Unsynced writes pending right now.
@@ -182,7 +191,7 @@ struct State {
     rules: Vec<Armed>,
     rng: SplitMix64,
     dead: bool,
-    counts: [u64; 3],
+    counts: [u64; 4],
     stats: FaultStats,
 }
 
@@ -211,6 +220,7 @@ fn op_index(op: FaultOp) -> usize {
         FaultOp::Read => 0,
         FaultOp::Write => 1,
         FaultOp::Sync => 2,
+        FaultOp::Persist => 3,
     }
 }
 
@@ -234,7 +244,7 @@ impl FaultDevice {
                 rules: Vec::new(),
                 rng: SplitMix64::new(seed),
                 dead: false,
-                counts: [0; 3],
+                counts: [0; 4],
                 stats: FaultStats::default(),
             }),
             capacity,
@@ -250,7 +260,7 @@ impl FaultDevice {
         );
         let mut st = self.state.lock();
         st.rng = SplitMix64::new(plan.seed);
-        st.counts = [0; 3];
+        st.counts = [0; 4];
         st.rules = plan
             .rules
             .into_iter()
@@ -294,6 +304,39 @@ impl FaultDevice {
         st.unsynced.clear();
         st.dead = false;
         image
+    }
+
+    /// Reports one step of writing a file kept beside the device (`what` names it for the
+    /// error): it counts as a [`FaultOp::Persist`] operation, fails with EIO on a dead device,
+    /// and a firing rule refuses it (a [`FaultEffect::PowerCut`] also kills the device). The
+    /// caller performs the step only when this returns `Ok`.
+    pub fn file_step(&self, what: &str) -> Result<()> {
+        let mut st = self.state.lock();
+        st.stats.file_steps += 1;
+        if st.dead {
+            st.stats.injected_eio += 1;
+            return Err(eio(&format!("{what} after a power cut")));
+        }
+        match st.check(FaultOp::Persist, None) {
+            Some(FaultEffect::PowerCut) => {
+                kill(&mut st);
+                Err(eio(&format!("{what}: power cut")))
+            }
+            Some(e @ FaultEffect::NoSpace) => {
+                st.count_error(e);
+                Err(enospc(what))
+            }
+            Some(e @ FaultEffect::Eio) => {
+                st.count_error(e);
+                Err(eio(what))
+            }
+            Some(FaultEffect::FlipReadBit) | None => Ok(()),
+        }
+    }
+
+    /// Whether the power is off (a [`FaultEffect::PowerCut`] fired since the last power loss).
+    pub fn is_dead(&self) -> bool {
+        self.state.lock().dead
     }
 
     /// Flips bit `bit` (0..8) of the byte at `offset`, written and durable alike (damage at
@@ -459,7 +502,9 @@ impl Device for FaultDevice {
                 .map(|o| o.offset + o.buf.len() as u64)
                 .max()
                 .unwrap_or(0);
-        match st.check(FaultOp::Write, Some(touched)) {
+        let write = st.check(FaultOp::Write, Some(touched.clone()));
+        let persist = st.check(FaultOp::Persist, Some(touched));
+        match write.or(persist) {
             Some(FaultEffect::PowerCut) => {
                 power_cut(&mut st, ops);
                 Err(eio("write: power cut"))
@@ -488,12 +533,18 @@ impl Device for FaultDevice {
             st.stats.injected_eio += 1;
             return Err(eio("sync of a dead device"));
         }
-        match st.check(FaultOp::Sync, None) {
+        let sync = st.check(FaultOp::Sync, None);
+        let persist = st.check(FaultOp::Persist, None);
+        match sync.or(persist) {
             Some(e @ FaultEffect::NoSpace) => {
                 st.count_error(e);
                 return Err(enospc("sync"));
             }
-            Some(FaultEffect::Eio) | Some(FaultEffect::PowerCut) => {
+            Some(FaultEffect::PowerCut) => {
+                kill(&mut st);
+                return Err(eio("sync: power cut"));
+            }
+            Some(FaultEffect::Eio) => {
                 st.count_error(FaultEffect::Eio);
                 return Err(eio("sync"));
             }
@@ -523,6 +574,11 @@ fn power_cut(st: &mut State, ops: &[WriteOp<'_>]) {
         }
         keep -= n;
     }
+    kill(st);
+}
+
+/// The power goes: every later operation fails until a power loss resets the device.
+fn kill(st: &mut State) {
     st.dead = true;
     st.stats.power_cuts += 1;
     st.stats.injected_eio += 1;
@@ -758,6 +814,39 @@ mod tests {
             "alive after the power comes back"
         );
         assert_eq!(dev.stats().power_cuts, 1);
+    }
+
+    #[test]
+    fn persist_cut_counts_writes_syncs_and_file_steps_together() {
+        // Steps: write (0), sync (1), file step (2), write (3). Cut at each in turn.
+        let run = |n: u64| {
+            let dev = FaultDevice::new(1 << 20, 5);
+            dev.set_plan(FaultPlan::new(5).with(FaultRule::once_after(
+                FaultOp::Persist,
+                n,
+                FaultEffect::PowerCut,
+            )));
+            let results = [
+                dev.write_at(&filled(4096, 1), 0).is_ok(),
+                dev.sync().is_ok(),
+                dev.file_step("checkpoint rename").is_ok(),
+                dev.write_at(&filled(4096, 2), 4096).is_ok(),
+            ];
+            (results, dev)
+        };
+        for n in 0..4u64 {
+            let (results, dev) = run(n);
+            let expect: Vec<bool> = (0..4).map(|i| i < n).collect();
+            assert_eq!(results.to_vec(), expect, "cut at step {n}");
+            assert!(dev.is_dead());
+            assert_eq!(dev.stats().power_cuts, 1);
+            assert_eq!(dev.stats().file_steps, 1);
+            let durable = dev.crash(CrashMode::DropUnsynced);
+            assert_eq!(durable[0], if n >= 2 { 1 } else { 0 }, "cut at step {n}");
+        }
+        let (results, dev) = run(4);
+        assert_eq!(results, [true; 4], "no fifth step, no cut");
+        assert!(!dev.is_dead());
     }
 
     #[test]
