@@ -1,7 +1,9 @@
 //! docs/PROTOCOL.md's worked example is what the encoder writes, byte for byte.
 
 use quiver_engine::feature::{EntityKey, FeatureRef, FeatureValue, Status, Value};
-use quiver_server::protocol::{encode_request, encode_response, Opcode, Request, Response};
+use quiver_server::protocol::{
+    encode_request, encode_response, HandshakeInfo, Opcode, Request, Response,
+};
 
 fn doc() -> String {
     let path = concat!(env!("CARGO_MANIFEST_DIR"), "/../docs/PROTOCOL.md");
@@ -76,6 +78,22 @@ fn example_response() -> Vec<u8> {
     out
 }
 
+/// The handshake answer of a server with the default limits.
+fn example_handshake_response() -> Vec<u8> {
+    let resp = Response::Handshake(HandshakeInfo {
+        version: 1,
+        max_frame_bytes: 16 << 20,
+        max_batch_keys: 10_000,
+        max_inflight_per_connection: 1_024,
+        max_features_per_request: 1_024,
+        max_scan_chunks: 64,
+        server: "quiverd 0.1.0".into(),
+    });
+    let mut out = Vec::new();
+    encode_response(&mut out, Opcode::Handshake, 1, &resp);
+    out
+}
+
 #[test]
 fn worked_example_matches_the_encoder() {
     let doc = doc();
@@ -92,6 +110,13 @@ fn worked_example_matches_the_encoder() {
         resp,
         "expected in the doc:\n{}",
         hex(&resp)
+    );
+    let hello = example_handshake_response();
+    assert_eq!(
+        hex_block(&doc, "handshake-response"),
+        hello,
+        "expected in the doc:\n{}",
+        hex(&hello)
     );
 }
 

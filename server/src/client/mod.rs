@@ -361,12 +361,14 @@ impl Client {
         }
     }
 
-    /// Every entity of a group, page by page.
+    /// Every entity of a group, page by page (up to 16 frames per request, fewer when the
+    /// server announced a lower `max_scan_chunks`).
     pub fn scan_all(&mut self, group: &str, chunk_items: u32) -> Result<Vec<ScanItem>> {
         let mut all = Vec::new();
         let mut cursor = None;
         loop {
-            let (items, next) = self.scan_page(group, cursor, chunk_items, 16)?;
+            let chunks = self.info.max_scan_chunks.clamp(1, 16);
+            let (items, next) = self.scan_page(group, cursor, chunk_items, chunks)?;
             all.extend(items);
             match next {
                 Some(c) => cursor = Some(c),

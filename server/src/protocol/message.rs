@@ -76,6 +76,8 @@ pub struct HandshakeInfo {
     pub max_frame_bytes: u32,
     pub max_batch_keys: u32,
     pub max_inflight_per_connection: u32,
+    pub max_features_per_request: u32,
+    pub max_scan_chunks: u32,
     pub server: String,
 }
 
@@ -365,6 +367,8 @@ fn encode_response_body(response: &Response, b: &mut Vec<u8>) {
             put_u32(b, h.max_frame_bytes);
             put_u32(b, h.max_batch_keys);
             put_u32(b, h.max_inflight_per_connection);
+            put_u32(b, h.max_features_per_request);
+            put_u32(b, h.max_scan_chunks);
             put_str(b, &h.server);
         }
         Response::Pong { payload } => b.extend_from_slice(payload),
@@ -433,6 +437,8 @@ pub fn decode_response(header: &FrameHeader, body: &[u8]) -> Result<Response, De
             max_frame_bytes: r.u32("max_frame_bytes")?,
             max_batch_keys: r.u32("max_batch_keys")?,
             max_inflight_per_connection: r.u32("max_inflight_per_connection")?,
+            max_features_per_request: r.u32("max_features_per_request")?,
+            max_scan_chunks: r.u32("max_scan_chunks")?,
             server: r.string("server version")?,
         }),
         Opcode::Ping => Response::Pong {

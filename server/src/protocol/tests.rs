@@ -241,6 +241,18 @@ fn response() -> impl Strategy<Value = (Opcode, Response)> {
                 )
             }),
         any::<bool>().prop_map(|existed| (Opcode::Delete, Response::Delete { existed })),
+        (any::<[u32; 5]>(), ".{0,12}").prop_map(|(l, server)| (
+            Opcode::Handshake,
+            Response::Handshake(HandshakeInfo {
+                version: 1,
+                max_frame_bytes: l[0],
+                max_batch_keys: l[1],
+                max_inflight_per_connection: l[2],
+                max_features_per_request: l[3],
+                max_scan_chunks: l[4],
+                server,
+            })
+        )),
         ".{0,20}".prop_map(|m| (
             Opcode::Put,
             Response::Error {

@@ -42,7 +42,16 @@ pub fn decode_status(e: &DecodeError) -> StatusCode {
 }
 
 /// Limits that depend on configuration, checked after decoding.
-fn check_limits(request: &Request, limits: &Limits) -> Result<(), String> {
+fn check_limits(request: &Request, limits: &Limits) -> Result<(), (StatusCode, String)> {
+    if let Request::GetMany { keys, .. } = request {
+        if keys.is_empty() {
+            let msg = format!(
+                "GET_MANY with 0 keys: a batch needs 1..={} keys (max_batch_keys)",
+                limits.max_batch_keys
+            );
+            return Err((StatusCode::InvalidArgument, msg));
+        }
+    }
     let over = |what: &str, n: usize, name: &str, max: u32| {
         (n > max as usize).then(|| format!("{what} of {n} exceeds the {name} limit of {max}"))
     };
@@ -88,7 +97,7 @@ fn check_limits(request: &Request, limits: &Limits) -> Result<(), String> {
         }),
         _ => None,
     };
-    problem.map_or(Ok(()), Err)
+    problem.map_or(Ok(()), |msg| Err((StatusCode::LimitExceeded, msg)))
 }
 
 fn elapsed_us(start: Instant) -> u64 {
@@ -164,6 +173,7 @@ impl Dispatch {
             Ok(_) => unreachable!("decode_request(Handshake) yields a handshake"),
             Err(e) => {
                 conn.closing = true;
+                self.shared.metrics.frames_malformed.fetch_add(1, Relaxed);
                 return self.reply_error(conn, op, id, start, StatusCode::BadFrame, &e.to_string());
             }
         };
@@ -200,6 +210,8 @@ impl Dispatch {
             max_frame_bytes: limits.max_frame_bytes,
             max_batch_keys: limits.max_batch_keys,
             max_inflight_per_connection: limits.max_inflight_per_connection,
+            max_features_per_request: limits.max_features_per_request,
+            max_scan_chunks: limits.max_scan_chunks,
             server: format!("quiverd {}", env!("CARGO_PKG_VERSION")),
         };
         self.reply(conn, op, id, start, &Response::Handshake(info));
@@ -210,13 +222,15 @@ impl Dispatch {
         let (key, raw_refs) = match split_get_body(body) {
             Ok(parts) => parts,
             Err(e) => {
-                return self.reply_error(conn, op, id, start, StatusCode::BadFrame, &e.to_string())
+                self.shared.metrics.frames_malformed.fetch_add(1, Relaxed);
+                return self.reply_error(conn, op, id, start, StatusCode::BadFrame, &e.to_string());
             }
         };
         if !self.pending.contains_key(raw_refs) {
             let features = match decode_refs(raw_refs) {
                 Ok(f) => f,
                 Err(e) => {
+                    self.shared.metrics.frames_malformed.fetch_add(1, Relaxed);
                     return self.reply_error(
                         conn,
                         op,
@@ -224,7 +238,7 @@ impl Dispatch {
                         start,
                         StatusCode::BadFrame,
                         &e.to_string(),
-                    )
+                    );
                 }
             };
             let max = self.shared.config.limits.max_features_per_request;
@@ -271,8 +285,8 @@ impl Dispatch {
                 return self.reply_error(conn, op, id, start, StatusCode::BadFrame, &e.to_string());
             }
         };
-        if let Err(msg) = check_limits(&request, &self.shared.config.limits) {
-            return self.reply_error(conn, op, id, start, StatusCode::LimitExceeded, &msg);
+        if let Err((status, msg)) = check_limits(&request, &self.shared.config.limits) {
+            return self.reply_error(conn, op, id, start, status, &msg);
         }
         let target = Target {
             conn: conn_id,

@@ -268,8 +268,11 @@ impl Worker {
                     }
                     if eof {
                         self.parse_frames(id);
+                        // A half-closed client still gets an answer to every whole frame it
+                        // sent: while flow control holds frames back, the connection stays
+                        // open (paused) and sees the end of stream again when it resumes.
                         if let Some(conn) = self.conns.get_mut(&id) {
-                            conn.closing = true;
+                            conn.closing |= !conn.paused;
                         }
                         self.dirty.push(id);
                         return;
