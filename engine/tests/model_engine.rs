@@ -1,8 +1,9 @@
 //! Model test: random sequences of puts (buffered and sync, with and without TTL), deletes,
-//! gets, scans, flushes, checkpoints, defragmentation, clean reopens and crashes (plain and
-//! in the middle of a flush, on a fault-injecting device) against a plain `HashMap` that
-//! knows which writes were acknowledged under which durability. proptest shrinks a failure to
-//! a minimal sequence; the device's seed replays its faults exactly.
+//! gets, scans, flushes, checkpoints, defragmentation, clean reopens and crashes (plain, and
+//! power cuts in the middle of a flush, of a defragmentation pass or of a checkpoint, on a
+//! fault-injecting device) against a plain `HashMap` that knows which writes were
+//! acknowledged under which durability. proptest shrinks a failure to a minimal sequence; the
+//! device's seed replays its faults exactly.
 //!
 //! What is checked:
 //! - while running, `get`, `get_many` and `scan` return exactly the last value written;
@@ -11,15 +12,20 @@
 //!   it (never anything else: no lost acknowledged write, no resurrected delete, no value that
 //!   was never written).
 //!
-//! `PROPTEST_CASES` raises the case count for long runs.
+//! The case generator's seed changes every run and is printed; `QUIVER_MODEL_SEED=<u64>`
+//! replays a run and `PROPTEST_CASES=<n>` changes the case count. Each run prints how
+//! many cases reached a power cut inside a flush, a defragmentation pass and a checkpoint,
+//! and how many freed blocks by defragmentation, and fails when none reached one of them.
 
+use std::cell::RefCell;
 use std::collections::HashMap;
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 
 use proptest::prelude::*;
-use quiver_engine::{Config, Durability, Engine, Error, ScanCursor, WriteOptions};
+use proptest::test_runner::{RngSeed, TestRunner};
+use quiver_engine::{Config, Durability, Engine, Error, FileStepHook, ScanCursor, WriteOptions};
 use quiver_wal::device::{CrashMode, FaultDevice, FaultEffect, FaultOp, FaultPlan, FaultRule};
 
 const GROUP: u32 = 1;
@@ -77,6 +83,13 @@ enum Op {
         nth: u8,
         drop_checkpoint: bool,
     },
+    /// The power fails at the `nth` write or sync (of the device or of the checkpoint file)
+    /// of a defragmentation pass (`defrag`) or a checkpoint; unsynced writes land at random.
+    CutDuring {
+        defrag: bool,
+        nth: u8,
+        drop_checkpoint: bool,
+    },
 }
 
 fn op() -> impl Strategy<Value = Op> {
@@ -97,6 +110,8 @@ fn op() -> impl Strategy<Value = Op> {
         2 => Just(Op::Reopen),
         4 => any::<bool>().prop_map(|drop_checkpoint| Op::Crash { drop_checkpoint }),
         3 => (0u8..3, any::<bool>()).prop_map(|(nth, drop_checkpoint)| Op::CrashMidFlush { nth, drop_checkpoint }),
+        3 => (any::<bool>(), 0u8..8, any::<bool>())
+            .prop_map(|(defrag, nth, drop_checkpoint)| Op::CutDuring { defrag, nth, drop_checkpoint }),
     ]
 }
 
@@ -164,6 +179,16 @@ struct Harness {
     crashes: u64,
     /// Blocks freed by defragmentation, over every open of this harness.
     freed: u64,
+    /// Power cuts that landed inside a flush, a defragmentation pass and a checkpoint.
+    cuts_in: Reached,
+}
+
+/// Counts of the states a case reached.
+#[derive(Clone, Copy, Debug, Default)]
+struct Reached {
+    flush: u64,
+    defrag: u64,
+    checkpoint: u64,
 }
 
 impl Harness {
@@ -180,6 +205,7 @@ impl Harness {
             serial: 0,
             crashes: 0,
             freed: 0,
+            cuts_in: Reached::default(),
         };
         h.open();
         h
@@ -199,8 +225,22 @@ impl Harness {
             checkpoint_interval_s: 0,
             checkpoint_path: Some(self.checkpoint_path()),
             background: false,
+            file_step_hook: Some(self.file_steps()),
             ..Config::memory(DEVICE_BYTES)
         }
+    }
+
+    /// Counts the checkpoint file's steps with the device's writes and syncs, so that a power
+    /// cut can land between any two of them. A refused step is not taken: the file keeps its
+    /// old contents (a rename that happened but whose directory sync did not is kept, one of
+    /// the outcomes a power loss allows).
+    fn file_steps(&self) -> FileStepHook {
+        let device = self.device.clone();
+        FileStepHook::new(move |step, _| {
+            device
+                .file_step(&format!("checkpoint {step:?}"))
+                .map_err(|e| std::io::Error::other(e.to_string()))
+        })
     }
 
     fn open(&mut self) {
@@ -270,6 +310,7 @@ impl Harness {
                 if self.e().flush().is_ok() {
                     self.mark_all_durable();
                 } else {
+                    self.cuts_in.flush += 1;
                     let refused =
                         self.e()
                             .put(GROUP, b"after-power-cut", b"x", &WriteOptions::default());
@@ -280,7 +321,36 @@ impl Harness {
                 }
                 self.crash(CrashMode::Random, drop_checkpoint);
             }
+            Op::CutDuring {
+                defrag,
+                nth,
+                drop_checkpoint,
+            } => self.cut_during(defrag, nth, drop_checkpoint),
         }
+    }
+
+    fn cut_during(&mut self, defrag: bool, nth: u8, drop_checkpoint: bool) {
+        let cut = FaultRule::once_after(FaultOp::Persist, nth as u64, FaultEffect::PowerCut);
+        self.device
+            .set_plan(FaultPlan::new(self.seed ^ self.crashes).with(cut));
+        let ok = if defrag {
+            self.e().defragment(usize::MAX).is_ok()
+        } else {
+            self.e().checkpoint().is_ok()
+        };
+        if self.device.is_dead() {
+            if defrag {
+                self.cuts_in.defrag += 1;
+            } else {
+                self.cuts_in.checkpoint += 1;
+            }
+        } else {
+            assert!(ok, "a defragmentation or checkpoint failed without a fault");
+            if !defrag {
+                self.mark_all_durable();
+            }
+        }
+        self.crash(CrashMode::Random, drop_checkpoint);
     }
 
     fn put(&mut self, k: u8, len: usize, sync: bool, ttl: Ttl) {
@@ -562,26 +632,83 @@ fn run(seed: u64, cache: bool, ops: &[Op]) -> Harness {
     h
 }
 
-/// The case generator's seed: fixed so that CI runs the same cases every time (a failure there
-/// is a regression, never luck); `QUIVER_MODEL_SEED=<u64>` explores other sequences.
+/// The case generator's seed: `QUIVER_MODEL_SEED` replays a run; otherwise it changes with
+/// every run (CI explores new sequences each time; the seed is printed so a failure replays).
 fn rng_seed() -> u64 {
     std::env::var("QUIVER_MODEL_SEED")
         .ok()
         .and_then(|s| s.parse().ok())
-        .unwrap_or(0x5157_4d44)
+        .unwrap_or_else(|| {
+            let t = std::time::SystemTime::now()
+                .duration_since(std::time::UNIX_EPOCH)
+                .expect("clock after 1970");
+            t.as_nanos() as u64 ^ u64::from(std::process::id()) << 32
+        })
 }
 
-proptest! {
-    #![proptest_config(ProptestConfig {
-        cases: 64,
-        max_shrink_iters: 2000,
-        rng_seed: proptest::test_runner::RngSeed::Fixed(rng_seed()),
-        ..ProptestConfig::default()
-    })]
+/// Cases per run: enough that most runs reach a power cut inside a flush, a defragmentation
+/// pass and a checkpoint, and defragmentation that frees blocks, in about a minute of CI.
+const CASES: u32 = 96;
 
-    #[test]
-    fn engine_matches_model(seed in any::<u64>(), cache in any::<bool>(), ops in prop::collection::vec(op(), 1..120)) {
-        run(seed, cache, &ops);
+fn case_count() -> u32 {
+    std::env::var("PROPTEST_CASES")
+        .ok()
+        .and_then(|s| s.parse().ok())
+        .unwrap_or(CASES)
+}
+
+#[test]
+fn engine_matches_model() {
+    let seed = rng_seed();
+    let cases = case_count();
+    eprintln!("model test: {cases} cases from seed {seed} (replay: QUIVER_MODEL_SEED={seed})");
+    let mut runner = TestRunner::new(ProptestConfig {
+        cases,
+        max_shrink_iters: 2000,
+        rng_seed: RngSeed::Fixed(seed),
+        source_file: Some(file!()),
+        ..ProptestConfig::default()
+    });
+    // Cases that reached each state: [cut in a flush, in defrag, in a checkpoint, freed].
+    let reached = RefCell::new([0u64; 4]);
+    let strategy = (
+        any::<u64>(),
+        any::<bool>(),
+        prop::collection::vec(op(), 1..120),
+    );
+    let result = runner.run(&strategy, |(device_seed, cache, ops)| {
+        let h = run(device_seed, cache, &ops);
+        let mut r = reached.borrow_mut();
+        let hits = [
+            h.cuts_in.flush,
+            h.cuts_in.defrag,
+            h.cuts_in.checkpoint,
+            h.freed,
+        ];
+        for (count, hit) in r.iter_mut().zip(hits) {
+            *count += u64::from(hit > 0);
+        }
+        Ok(())
+    });
+    if let Err(e) = result {
+        panic!("{e}\nreplay with QUIVER_MODEL_SEED={seed}");
+    }
+    let [flush, defrag, checkpoint, freed] = *reached.borrow();
+    eprintln!(
+        "model test seed {seed}: of {cases} cases, {flush} cut the power inside a flush, \
+         {defrag} inside defragmentation, {checkpoint} inside a checkpoint; {freed} freed \
+         blocks by defragmentation"
+    );
+    for (what, n) in [
+        ("a power cut inside a flush", flush),
+        ("a power cut inside defragmentation", defrag),
+        ("a power cut inside a checkpoint", checkpoint),
+        ("defragmentation that freed blocks", freed),
+    ] {
+        assert!(
+            n > 0,
+            "no case of seed {seed} reached {what}: the generator no longer covers it"
+        );
     }
 }
 
