@@ -50,28 +50,38 @@ impl Inner {
 
     /// Reads the record `e` points at, verifying it is `key`'s. When it moved meanwhile
     /// (defragmentation freed its block), follows the index again.
+    ///
+    /// The frame is checked against the block's sequence as it was before the read: a block
+    /// freed and reused under the read (perhaps with this key written at the same place
+    /// again) shows as a changed sequence or a changed index entry, and the read starts over
+    /// from the index. Only a frame that fails its checks while neither changed is damage.
     pub fn load(&self, group: u32, key: &[u8], d: Digest, mut e: Entry) -> Result<Option<Record>> {
         for _ in 0..MOVED_RETRIES {
+            let seq = self.blocks.seq(e.loc.block);
             let frame = self
                 .read_frame_from_memory(e.loc)
                 .map_or_else(|| self.read_frame_from_device(e.loc), Ok);
-            let verdict = frame.and_then(|f| self.verify(group, key, e, f.bytes()));
+            let verdict = frame.and_then(|f| self.verify_in(group, key, e, seq, f.bytes()));
             match verdict {
                 Ok(Some(rec)) => return Ok(Some(rec)),
-                Ok(None) | Err(_) => match self.index.get(d) {
-                    Some(now) if now.loc != e.loc => {
-                        e = now;
-                        continue;
-                    }
-                    None => return Ok(None),
-                    Some(_) => {
-                        // Still where it was read from: not a move racing the read, damage.
-                        if verdict.is_err() {
-                            self.counters.corrupt_reads.fetch_add(1, Ordering::Relaxed);
+                Ok(None) | Err(_) => {
+                    let reused = self.blocks.seq(e.loc.block) != seq;
+                    match self.index.get(d) {
+                        Some(now) if now != e || reused => {
+                            e = now;
+                            continue;
                         }
-                        return verdict;
+                        None => return Ok(None),
+                        Some(_) => {
+                            // Same entry, same use of the block: not a race with a move or a
+                            // reuse, damage.
+                            if verdict.is_err() {
+                                self.counters.corrupt_reads.fetch_add(1, Ordering::Relaxed);
+                            }
+                            return verdict;
+                        }
                     }
-                },
+                }
             }
         }
         Err(Error::Moved {
@@ -82,8 +92,19 @@ impl Inner {
     /// Checks a frame: checksums, enclosing block, and that it is this key's record (a
     /// digest collision in the index reads as absent).
     fn verify(&self, group: u32, key: &[u8], e: Entry, bytes: &[u8]) -> Result<Option<Record>> {
+        self.verify_in(group, key, e, self.blocks.seq(e.loc.block), bytes)
+    }
+
+    /// [`Inner::verify`] against the block sequence `seq`.
+    fn verify_in(
+        &self,
+        group: u32,
+        key: &[u8],
+        e: Entry,
+        seq: u64,
+        bytes: &[u8],
+    ) -> Result<Option<Record>> {
         let offset = e.loc.offset_units * UNIT_BYTES as u32;
-        let seq = self.blocks.seq(e.loc.block);
         let view: RecordView<'_> = decode_record(bytes, e.loc.block, offset, seq)?;
         if view.header.group != group || view.key != key || view.header.is_tombstone() {
             return Ok(None);
