@@ -15,6 +15,8 @@
 //!   or the newest version of a key that expired or was deleted) is defragmented, a tombstone
 //!   with the same LSN is written again unless every other block in use only holds frames
 //!   with a higher LSN (then no older version can exist anywhere).
+//! - A batch wedges at a full device: batches are sized to the free blocks, and when the
+//!   copies still run out of space, the blocks already copied are freed (in the order above).
 //! - A failed write or sync of the copies or of the erase is taken for success elsewhere (with
 //!   buffered I/O an EIO is reported once): any such error fails the store (`Inner::failed`).
 //! - A foreground write races with a copy: the copy is made under the key's stripe lock and
@@ -68,20 +70,19 @@ impl Inner {
         })
     }
 
-    /// Defragments `candidates` (emptiest first) in batches.
+    /// Defragments `candidates` (emptiest first) in batches, each sized to the free space.
     fn defrag_these(&self, candidates: &[u32]) -> Result<usize> {
         let configured = self.blocks.block_bytes as i64 * self.config.defrag_lwm_pct as i64 / 100;
         let mut freed = 0;
-        for batch in candidates.chunks(DEFRAG_BATCH_BLOCKS) {
+        let mut rest = candidates;
+        while !rest.is_empty() {
             // Blocks above the configured threshold are taken only while space is short: each
             // one costs more copying than it frees, so stop as soon as space is back. The
             // candidates come emptiest first, so every later one is above it too.
             let low = self.low_on_space();
-            let batch: Vec<u32> = batch
-                .iter()
-                .copied()
-                .filter(|&b| low || self.blocks.kept_bytes(b) < configured)
-                .collect();
+            let take = self.batch_len(rest, |b| low || self.blocks.kept_bytes(b) < configured);
+            let (batch, later) = rest.split_at(take);
+            rest = later;
             if batch.is_empty() {
                 break;
             }
@@ -101,19 +102,21 @@ impl Inner {
                         .is_ok()
                 })
                 .collect();
-            if let Err(e) = self.defrag_blocks(&claimed) {
-                for &b in &claimed {
-                    let m = &self.blocks.meta[b as usize];
-                    let _ = m.state.compare_exchange(
-                        DEFRAG,
-                        SEALED,
-                        Ordering::AcqRel,
-                        Ordering::Acquire,
-                    );
-                }
-                return Err(e);
+            let (done, result) = self.defrag_blocks(&claimed);
+            for &b in &claimed[done..] {
+                let m = &self.blocks.meta[b as usize];
+                let _ =
+                    m.state
+                        .compare_exchange(DEFRAG, SEALED, Ordering::AcqRel, Ordering::Acquire);
             }
-            freed += claimed.len();
+            freed += done;
+            match result {
+                // Space ran out mid-batch, but what was fully copied is free now: go on with
+                // a batch sized to the new free space.
+                Err(crate::Error::DeviceFull { .. }) if done > 0 => continue,
+                Err(e) => return Err(e),
+                Ok(()) => {}
+            }
             // No throttle while writers may be waiting for space.
             if self.config.defrag_pause_ms > 0
                 && !self.low_on_space()
@@ -123,6 +126,24 @@ impl Inner {
             }
         }
         Ok(freed)
+    }
+
+    /// How many of `candidates` the next batch takes: at most [`DEFRAG_BATCH_BLOCKS`], only
+    /// while `wanted`, and only as many as the free blocks can take the copies of (at least
+    /// one: the defragmentation writer's open block may have room).
+    fn batch_len(&self, candidates: &[u32], wanted: impl Fn(u32) -> bool) -> usize {
+        let room = self.blocks.free_count() as i64
+            * (self.blocks.block_bytes - quiver_wal::format::BLOCK_HEADER_BYTES as u64) as i64;
+        let mut copies = 0;
+        let mut n = 0;
+        for &b in candidates.iter().take(DEFRAG_BATCH_BLOCKS) {
+            copies += self.blocks.kept_bytes(b).max(0);
+            if !wanted(b) || (n > 0 && copies > room) {
+                break;
+            }
+            n += 1;
+        }
+        n
     }
 
     /// The threshold in force: the configured one while space is plentiful; when free blocks
@@ -179,31 +200,58 @@ impl Inner {
         }
     }
 
-    fn defrag_blocks(&self, blocks: &[u32]) -> Result<()> {
+    /// Copies what is still needed out of `blocks`, in order, and frees each block copied
+    /// completely: returns how many (a prefix of `blocks`) and the error that stopped the
+    /// copying, if any. When the free blocks run out mid-batch, the blocks already copied are
+    /// still freed, so the next batch has room (a batch that gave everything back would wedge
+    /// at a full device).
+    fn defrag_blocks(&self, blocks: &[u32]) -> (usize, Result<()>) {
         if blocks.is_empty() {
-            return Ok(());
+            return (0, Ok(()));
         }
         // Sealed blocks never change, so they are read before scans are held off; whether
         // each frame is still current is decided under the key's lock.
         let piece = self.defrag_piece();
-        let contents = blocks
-            .iter()
-            .map(|&b| self.read_block(b, piece))
-            .collect::<Result<Vec<_>>>()?;
-        {
-            let _no_scan_chunk = self.scan_guard.write();
-            let now = now_s();
-            for (&b, bytes) in blocks.iter().zip(&contents) {
-                let seq = self.blocks.seq(b);
-                let oldest_elsewhere = self.blocks.oldest_lsn_except(b);
-                for item in BlockScanner::new(bytes, b, seq) {
-                    let ScanItem::Record { offset, record } = item else {
-                        continue;
-                    };
-                    self.defrag_record(b, offset, &record, oldest_elsewhere, now)?;
+        let contents: Result<Vec<Vec<u8>>> =
+            blocks.iter().map(|&b| self.read_block(b, piece)).collect();
+        let contents = match contents {
+            Ok(c) => c,
+            Err(e) => return (0, Err(e)),
+        };
+        let (done, copying) = self.copy_out(blocks, &contents);
+        if let Err(e) = &copying {
+            if !matches!(e, crate::Error::DeviceFull { .. }) || done == 0 {
+                return (0, copying);
+            }
+        }
+        match self.free_copied(&blocks[..done]) {
+            Ok(()) => (done, copying),
+            Err(e) => (0, Err(e)),
+        }
+    }
+
+    /// Copies the live records and needed markers of each block in turn; returns how many
+    /// blocks were copied completely and the error that stopped the next one.
+    fn copy_out(&self, blocks: &[u32], contents: &[Vec<u8>]) -> (usize, Result<()>) {
+        let _no_scan_chunk = self.scan_guard.write();
+        let now = now_s();
+        for (i, (&b, bytes)) in blocks.iter().zip(contents).enumerate() {
+            let seq = self.blocks.seq(b);
+            let oldest_elsewhere = self.blocks.oldest_lsn_except(b);
+            for item in BlockScanner::new(bytes, b, seq) {
+                let ScanItem::Record { offset, record } = item else {
+                    continue;
+                };
+                if let Err(e) = self.defrag_record(b, offset, &record, oldest_elsewhere, now) {
+                    return (i, Err(e));
                 }
             }
         }
+        (blocks.len(), Ok(()))
+    }
+
+    /// Makes the copies out of `blocks` durable, then erases and frees the blocks.
+    fn free_copied(&self, blocks: &[u32]) -> Result<()> {
         // Whatever made these blocks' other frames dead (newer versions, tombstones) must be
         // durable before they are the only trace, and so must the copies; then the old
         // blocks' headers go, durably; then reuse.
@@ -466,3 +514,7 @@ fn lower_priority(nice: u8) {
         tracing::debug!(nice, error = %std::io::Error::last_os_error(), "could not lower the defragmentation thread's priority");
     }
 }
+
+#[cfg(test)]
+#[path = "defrag_tests.rs"]
+mod tests;
