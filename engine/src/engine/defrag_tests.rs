@@ -79,7 +79,7 @@ fn batches_are_sized_to_the_free_space() {
         .map(|&b| inner.blocks.kept_bytes(b))
         .sum();
     let room = inner.blocks.free_count() as i64 * inner.blocks.block_bytes as i64;
-    assert!(n >= 1 && n < DEFRAG_BATCH_BLOCKS, "batch of {n}");
+    assert!((1..DEFRAG_BATCH_BLOCKS).contains(&n), "batch of {n}");
     assert!(
         copies <= room,
         "{copies} bytes of copies for {room} bytes free"
