@@ -64,16 +64,17 @@ fn populate(dev: &Arc<FaultDevice>, n: u32, len: usize) {
     e.flush().expect("flush");
 }
 
-/// Every key of `0..n` reads back exactly, or (only for keys in `may_be_damaged`) as absent or
-/// an error. Returns how many did not read back exactly.
-fn check_reads(e: &Engine, n: u32, may_be_damaged: impl Fn(u32) -> bool) -> u32 {
+/// Every key of `0..n` reads back exactly as written (`value(i, len)`, whole), or (only for
+/// keys in `may_be_damaged`) as absent or an error. Returns how many did not read back.
+fn check_reads(e: &Engine, n: u32, len: usize, may_be_damaged: impl Fn(u32) -> bool) -> u32 {
     let mut lost = 0;
     for i in 0..n {
         match e.get(1, &key(i)) {
-            Ok(Some(r)) => assert_eq!(
-                r.value,
-                value(i, r.value.len().saturating_sub(4)),
-                "key {i} came back with wrong bytes"
+            Ok(Some(r)) => assert!(
+                r.value == value(i, len),
+                "key {i} came back as {} bytes that differ from the {} written",
+                r.value.len(),
+                len + 4
             ),
             Ok(None) | Err(_) if may_be_damaged(i) => lost += 1,
             other => panic!("intact key {i} read as {other:?}"),
@@ -108,7 +109,7 @@ fn eio_on_write_fails_the_store_and_reads_go_on() {
         Err(Error::Failed(_))
     ));
     assert!(e.stats().failed.is_some());
-    assert_eq!(check_reads(&e, 50, |_| false), 0, "reads keep working");
+    assert_eq!(check_reads(&e, 50, 100, |_| false), 0, "reads keep working");
     drop(e);
     let reopened = Arc::new(FaultDevice::from_image(
         dev.crash(CrashMode::DropUnsynced),
@@ -116,7 +117,7 @@ fn eio_on_write_fails_the_store_and_reads_go_on() {
     ));
     let e = open(&reopened);
     assert_eq!(
-        check_reads(&e, 50, |_| false),
+        check_reads(&e, 50, 100, |_| false),
         0,
         "every acknowledged sync write survives"
     );
@@ -139,12 +140,12 @@ fn eio_on_sync_fails_the_store_and_reads_go_on() {
         e.put(1, &key(21), b"x", &buffered()),
         Err(Error::Failed(_))
     ));
-    assert_eq!(check_reads(&e, 20, |_| false), 0);
+    assert_eq!(check_reads(&e, 20, 300, |_| false), 0);
     // The failed sync left the frame unsynced: a power loss may keep or drop it, nothing else.
     for mode in [CrashMode::DropUnsynced, CrashMode::KeepUnsynced] {
         let e = open(&Arc::new(FaultDevice::from_image(dev.crash(mode), 4)));
         assert_eq!(
-            check_reads(&e, 21, |i| i == 20),
+            check_reads(&e, 21, 300, |i| i == 20),
             u32::from(mode == CrashMode::DropUnsynced)
         );
     }
@@ -166,7 +167,7 @@ fn enospc_from_the_device_is_an_error_for_the_writer() {
         matches!(err, Error::Failed(ref why) if why.contains("ENOSPC") || why.contains("No space")),
         "{err:?}"
     );
-    assert_eq!(check_reads(&e, 1, |_| false), 0);
+    assert_eq!(check_reads(&e, 1, 10, |_| false), 0);
     assert_eq!(dev.stats().injected_enospc, 1);
 }
 
@@ -192,7 +193,11 @@ fn a_full_device_refuses_writes_and_keeps_serving_reads() {
         e.put(1, b"another", &big, &sync()),
         Err(Error::DeviceFull { .. })
     ));
-    assert_eq!(check_reads(&e, n, |_| false), 0, "reads go on when full");
+    assert_eq!(
+        check_reads(&e, n, 4000, |_| false),
+        0,
+        "reads go on when full"
+    );
     e.flush().expect("flush of what was accepted");
     // Nothing is dead, so defragmentation finds nothing to free: still full, still readable.
     assert_eq!(e.defragment(usize::MAX).unwrap(), 0);
@@ -202,7 +207,7 @@ fn a_full_device_refuses_writes_and_keeps_serving_reads() {
         7,
     )));
     assert_eq!(
-        check_reads(&e, n, |_| false),
+        check_reads(&e, n, 4000, |_| false),
         0,
         "every accepted write survives a reopen"
     );
@@ -227,7 +232,7 @@ fn deleting_on_a_full_device_then_defragmenting_makes_room() {
     e.flush().unwrap();
     let freed = e.defragment(usize::MAX).unwrap();
     assert_eq!(
-        check_reads(&e, n, |i| i < deleted),
+        check_reads(&e, n, 4000, |i| i < deleted),
         deleted,
         "exactly the deleted keys are gone"
     );
@@ -239,11 +244,15 @@ fn deleting_on_a_full_device_then_defragmenting_makes_room() {
 
 /// Frames of the last flush torn at every sector boundary: the engine opens, serves every
 /// record written before, keeps or drops each record of the torn write whole, and counts the
-/// tear in its report.
+/// tear in its report. What survives is what the fault model allows: the flush is one write
+/// of which the first `keep_sectors` sectors land, so the buffered records that survive are a
+/// prefix of them, every record lying wholly in the landed sectors among it, and none whose
+/// value did not land.
 #[test]
 fn torn_last_write_at_every_sector() {
     let mut damaged_reports = 0;
-    for keep_sectors in 0..=16 {
+    let mut survivors_seen = std::collections::BTreeSet::new();
+    for keep_sectors in 0..=24 {
         let dev = Arc::new(FaultDevice::new(DEVICE_BYTES, keep_sectors as u64));
         let e = open(&dev);
         for i in 0..40 {
@@ -258,10 +267,30 @@ fn torn_last_write_at_every_sector() {
             FaultEffect::Eio,
         )));
         assert!(e.flush().is_err());
+        let (must, may) = survivors_allowed(&dev, keep_sectors, 40..60);
         let image = dev.crash(CrashMode::TearLast { keep_sectors });
         drop(e);
         let e = open(&Arc::new(FaultDevice::from_image(image, 10)));
-        let lost = check_reads(&e, 60, |i| i >= 40);
+        assert_eq!(
+            check_reads(&e, 40, 200, |_| false),
+            0,
+            "the records of the earlier syncs are intact"
+        );
+        let lost = check_reads(&e, 60, 200, |i| i >= 40);
+        let survived = 20 - lost as usize;
+        let prefix = (40..60)
+            .take_while(|&i| e.get(1, &key(i)).is_ok_and(|r| r.is_some()))
+            .count();
+        assert_eq!(
+            prefix, survived,
+            "keep {keep_sectors} sectors: the surviving buffered records are not a prefix"
+        );
+        assert!(
+            (must..=may).contains(&survived),
+            "keep {keep_sectors} sectors: {survived} of the torn write's records survived; \
+             the landed bytes allow {must} to {may}"
+        );
+        survivors_seen.insert(survived);
         let r = e.recovery_report();
         if r.torn_tails + r.corrupt_records > 0 {
             damaged_reports += 1;
@@ -270,11 +299,48 @@ fn torn_last_write_at_every_sector() {
                 "damage counted but not located: {r:?}"
             );
         }
-        assert!(lost <= 20);
-        // The last flush rewrote the page that held the end of the synced data: whatever the
-        // tear, the records of the earlier syncs are intact (checked above).
     }
     assert!(damaged_reports > 0, "no tear was ever reported");
+    assert!(
+        survivors_seen.len() > 2,
+        "the tears never cut between records: survivors {survivors_seen:?}"
+    );
+}
+
+/// For the one unsynced write on `dev` torn after `keep_sectors` sectors: how many of the
+/// records `keys` (written in this order) must survive (each lies before the next one's value
+/// in the landed bytes) and may survive (its value landed whole).
+fn survivors_allowed(
+    dev: &FaultDevice,
+    keep_sectors: usize,
+    keys: std::ops::Range<u32>,
+) -> (usize, usize) {
+    assert_eq!(dev.stats().unsynced_writes, 1, "the flush is one write");
+    let written = dev.written_image();
+    let durable = dev.crash(CrashMode::DropUnsynced);
+    // The write is aligned: it starts on the page of the first byte it changed.
+    let first_change = written
+        .iter()
+        .zip(&durable)
+        .position(|(a, b)| a != b)
+        .expect("the flush changed bytes");
+    let landed_end = first_change / 4096 * 4096 + keep_sectors * 512;
+    let spans: Vec<(usize, usize)> = keys
+        .map(|i| {
+            let v = value(i, 200);
+            let at = written
+                .windows(v.len())
+                .position(|w| w == &v[..])
+                .unwrap_or_else(|| panic!("key {i}'s value is not on the device"));
+            (at, at + v.len())
+        })
+        .collect();
+    let must = spans
+        .windows(2)
+        .take_while(|pair| pair[1].0 <= landed_end)
+        .count();
+    let may = spans.iter().take_while(|s| s.1 <= landed_end).count();
+    (must, may)
 }
 
 /// Bits flipped at rest in one block: the engine opens, reads every record outside the damaged
@@ -295,7 +361,7 @@ fn bit_flips_at_rest_are_caught_by_checksums() {
         dev.flip_random_bits(start..start + 40_000, flips);
         flips_total += flips;
         let e = open(&dev);
-        let lost = check_reads(&e, 300, |_| true);
+        let lost = check_reads(&e, 300, 150, |_| true);
         let r = e.recovery_report();
         assert!(
             lost as usize <= flips * 2,
@@ -387,7 +453,7 @@ fn transient_read_flips_and_eio_are_errors_and_pass() {
     )));
     assert!(e.get(1, &key(0)).is_err(), "an EIO read is an error");
     assert_eq!(
-        check_reads(&e, 40, |_| false),
+        check_reads(&e, 40, 3000, |_| false),
         0,
         "and the next reads succeed"
     );
@@ -444,7 +510,7 @@ fn read_errors_during_recovery_are_errors() {
         match Engine::open_on_device(config(), d) {
             Ok(e) => {
                 dev.clear_faults();
-                assert_eq!(check_reads(&e, 500, |_| false), 0);
+                assert_eq!(check_reads(&e, 500, 700, |_| false), 0);
             }
             Err(_) => refused += 1,
         }
