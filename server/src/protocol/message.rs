@@ -155,7 +155,9 @@ pub fn frame_bytes(
     }
     .encode(out);
     body(out);
-    let body_len = (out.len() - start - HEADER_LEN) as u32;
+    // Never a truncated length: a body past u32::MAX says u32::MAX, which every receiver
+    // refuses as over its frame limit (the server bounds its responses well below it).
+    let body_len = u32::try_from(out.len() - start - HEADER_LEN).unwrap_or(u32::MAX);
     out[start + 8..start + 12].copy_from_slice(&body_len.to_le_bytes());
 }
 
@@ -375,7 +377,7 @@ fn encode_response_body(response: &Response, b: &mut Vec<u8>) {
         Response::Put(p) => put_put_result(b, p),
         Response::Get(values) => put_feature_values(b, values),
         Response::GetMany(items) => {
-            put_len(b, items.len());
+            put_get_many_count(b, items.len());
             for item in items {
                 put_get_many_item(b, item);
             }
@@ -395,7 +397,14 @@ fn encode_response_body(response: &Response, b: &mut Vec<u8>) {
     }
 }
 
-fn put_get_many_item(b: &mut Vec<u8>, item: &GetManyItem) {
+/// Starts a GET_MANY response body: the item count; the items follow
+/// ([`put_get_many_item`]).
+pub fn put_get_many_count(b: &mut Vec<u8>, n: usize) {
+    put_len(b, n);
+}
+
+/// Appends one GET_MANY item: a status, then the values or the item's error message.
+pub fn put_get_many_item(b: &mut Vec<u8>, item: &GetManyItem) {
     match item {
         Ok(values) => {
             put_u16(b, StatusCode::Ok as u16);

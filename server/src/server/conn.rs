@@ -1,8 +1,10 @@
 //! One client connection: its buffers, flow-control state and deadlines.
 
+use super::output::OutputGauge;
 use crate::protocol::{encode_error, DecodeError, FrameHeader, StatusCode, HEADER_LEN};
 use mio::net::TcpStream;
 use std::io::{ErrorKind, Read, Write};
+use std::sync::Arc;
 use std::time::Instant;
 
 /// The result of looking at the front of a read buffer.
@@ -54,6 +56,9 @@ pub struct Conn {
     pub last_activity: Instant,
     /// When the first byte of the frame now being received arrived.
     pub frame_started: Option<Instant>,
+    /// Unsent response bytes, shared with the engine threads building this connection's
+    /// responses.
+    pub output: Arc<OutputGauge>,
 }
 
 /// What a write pass found.
@@ -76,6 +81,7 @@ impl Conn {
             paused: false,
             last_activity: now,
             frame_started: None,
+            output: Arc::default(),
         }
     }
 

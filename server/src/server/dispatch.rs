@@ -262,6 +262,7 @@ impl Dispatch {
             request_id: id,
             opcode: op,
             start,
+            output: conn.output.clone(),
         };
         if let Some(p) = self.pending.get_mut(raw_refs) {
             p.items.push(GetItem { target, key });
@@ -293,6 +294,7 @@ impl Dispatch {
             request_id: id,
             opcode: op,
             start,
+            output: conn.output.clone(),
         };
         let env = Envelope {
             worker: self.worker,

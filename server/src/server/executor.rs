@@ -86,7 +86,7 @@ fn run(rx: Receiver<Envelope>, shared: &Shared, mailboxes: &[Mailbox]) {
                     .or_else(|| panic.downcast_ref::<String>().cloned())
                     .unwrap_or_else(|| "unknown panic".into());
                 tracing::error!(panic = %what, "engine call panicked; answering INTERNAL");
-                super::job::internal_error_completions(&targets, &what)
+                super::job::internal_error_completions(shared, &targets, &what)
             }
         };
         let mailbox = &mailboxes[worker];

@@ -1,24 +1,34 @@
 //! What engine threads execute: batched GETs and single requests, encoded into responses.
 
 use super::executor::Completion;
+use super::output::OutputGauge;
 use super::stats::stats_json;
 use super::status_map::engine_error;
 use super::Shared;
 use crate::protocol::{
-    encode_error, encode_response, frame_bytes, GetManyItem, Opcode, Request, Response,
-    ScanRequest, StatusCode, FLAG_MORE,
+    encode_error, encode_response, frame_bytes, put_get_many_count, put_get_many_item, GetManyItem,
+    Opcode, Request, Response, ScanRequest, StatusCode, FLAG_MORE, HEADER_LEN,
 };
 use quiver_engine::feature::{EntityKey, FeatureRef, Value};
 use quiver_engine::{ScanCursor, Store};
+use std::sync::atomic::Ordering::Relaxed;
+use std::sync::Arc;
 use std::time::Instant;
 
+/// Keys read per engine call while a GET_MANY response is built: building stops at the first
+/// slice that takes the response over the frame limit, so rows are read at most one slice
+/// past it.
+const GET_MANY_SLICE_KEYS: usize = 256;
+
 /// One request's return address.
-#[derive(Debug, Clone, Copy)]
+#[derive(Debug, Clone)]
 pub struct Target {
     pub conn: u64,
     pub request_id: u64,
     pub opcode: Opcode,
     pub start: Instant,
+    /// The connection's unsent response bytes.
+    pub output: Arc<OutputGauge>,
 }
 
 pub struct GetItem {
@@ -41,19 +51,33 @@ pub enum Job {
 impl Job {
     pub fn targets(&self) -> Vec<Target> {
         match self {
-            Job::Gets { items, .. } => items.iter().map(|i| i.target).collect(),
-            Job::Single { target, .. } => vec![*target],
+            Job::Gets { items, .. } => items.iter().map(|i| i.target.clone()).collect(),
+            Job::Single { target, .. } => vec![target.clone()],
         }
     }
 }
 
 /// Collects response frames per connection, keeping arrival order within a connection.
-#[derive(Default)]
+/// Every byte appended is counted on the target connection's [`OutputGauge`] (the worker
+/// takes it off when the completion arrives), and no frame body exceeds `max_body`.
 struct Replies {
     list: Vec<Completion>,
+    /// `max_frame_bytes`.
+    max_body: usize,
+    /// `max_output_bytes_per_connection`.
+    max_output: u64,
 }
 
 impl Replies {
+    fn new(shared: &Shared) -> Replies {
+        let limits = &shared.config.limits;
+        Replies {
+            list: Vec::new(),
+            max_body: limits.max_frame_bytes as usize,
+            max_output: limits.max_output_bytes_per_connection,
+        }
+    }
+
     fn slot(&mut self, conn: u64) -> &mut Completion {
         if self.list.last().is_none_or(|c| c.conn != conn) {
             self.list.push(Completion {
@@ -65,9 +89,44 @@ impl Replies {
         self.list.last_mut().expect("pushed above")
     }
 
-    fn respond(&mut self, t: &Target, response: &Response) {
+    /// Appends one frame for `t` written by `write`, and counts its bytes on the gauge.
+    fn append(&mut self, t: &Target, write: impl FnOnce(&mut Vec<u8>)) -> usize {
         let slot = self.slot(t.conn);
+        let before = slot.out.len();
+        write(&mut slot.out);
+        let len = slot.out.len() - before;
+        t.output.add_built(len);
+        len
+    }
+
+    /// The refusal for a request whose connection already has `max_output` bytes unsent
+    /// (its client is not reading), or `None` when the request may run.
+    fn over_output(&self, t: &Target) -> Option<String> {
+        let unsent = t.output.unsent();
+        (unsent >= self.max_output).then(|| {
+            format!(
+                "this connection has {unsent} bytes of unread responses, at the \
+                 max_output_bytes_per_connection limit of {}; read responses, then retry",
+                self.max_output
+            )
+        })
+    }
+
+    fn respond(&mut self, t: &Target, response: &Response) {
+        let max_body = self.max_body;
+        let slot = self.slot(t.conn);
+        let before = slot.out.len();
         encode_response(&mut slot.out, t.opcode, t.request_id, response);
+        let body_len = slot.out.len() - before - HEADER_LEN;
+        if body_len > max_body {
+            slot.out.truncate(before);
+            let message = format!(
+                "{} response of {body_len} bytes exceeds the max_frame_bytes limit of {max_body}",
+                t.opcode.name()
+            );
+            return self.fail(t, StatusCode::LimitExceeded, &message);
+        }
+        t.output.add_built(slot.out.len() - before);
         slot.finished.push((
             t.opcode,
             t.start,
@@ -75,10 +134,33 @@ impl Replies {
         ));
     }
 
-    fn fail(&mut self, t: &Target, status: StatusCode, message: &str) {
+    /// An OK response whose body is already encoded (and checked against the frame limit).
+    fn respond_body(&mut self, t: &Target, body: &[u8]) {
+        self.append(t, |out| {
+            frame_bytes(out, t.opcode as u8, 0, 0, t.request_id, |b| {
+                b.extend_from_slice(body)
+            })
+        });
         let slot = self.slot(t.conn);
-        encode_error(&mut slot.out, t.opcode as u8, t.request_id, status, message);
+        slot.finished.push((t.opcode, t.start, false));
+    }
+
+    fn fail(&mut self, t: &Target, status: StatusCode, message: &str) {
+        self.append(t, |out| {
+            encode_error(out, t.opcode as u8, t.request_id, status, message)
+        });
+        let slot = self.slot(t.conn);
         slot.finished.push((t.opcode, t.start, true));
+    }
+
+    /// Refuses `t` with BUSY when its connection's output is full; true when refused.
+    fn refuse_if_over_output(&mut self, shared: &Shared, t: &Target) -> bool {
+        let Some(message) = self.over_output(t) else {
+            return false;
+        };
+        shared.metrics.busy_rejections.fetch_add(1, Relaxed);
+        self.fail(t, StatusCode::Busy, &message);
+        true
     }
 }
 
@@ -87,8 +169,12 @@ fn error_response(err: &quiver_engine::Error) -> Response {
     Response::Error { status, message }
 }
 
-pub fn internal_error_completions(targets: &[Target], what: &str) -> Vec<Completion> {
-    let mut replies = Replies::default();
+pub fn internal_error_completions(
+    shared: &Shared,
+    targets: &[Target],
+    what: &str,
+) -> Vec<Completion> {
+    let mut replies = Replies::new(shared);
     for t in targets {
         let msg = format!("internal error while executing {}: {what}", t.opcode.name());
         replies.fail(t, StatusCode::Internal, &msg);
@@ -97,10 +183,14 @@ pub fn internal_error_completions(targets: &[Target], what: &str) -> Vec<Complet
 }
 
 pub fn execute(shared: &Shared, job: Job) -> Vec<Completion> {
-    let mut replies = Replies::default();
+    let mut replies = Replies::new(shared);
     match job {
         Job::Gets { features, items } => execute_gets(shared, &features, items, &mut replies),
-        Job::Single { target, request } => execute_single(shared, &target, *request, &mut replies),
+        Job::Single { target, request } => {
+            if !replies.refuse_if_over_output(shared, &target) {
+                execute_single(shared, &target, *request, &mut replies)
+            }
+        }
     }
     replies.list
 }
@@ -111,6 +201,14 @@ fn execute_gets(
     items: Vec<GetItem>,
     replies: &mut Replies,
 ) {
+    // Checked again per response below: this job's own responses count too.
+    let items: Vec<GetItem> = items
+        .into_iter()
+        .filter(|i| !replies.refuse_if_over_output(shared, &i.target))
+        .collect();
+    if items.is_empty() {
+        return;
+    }
     let (targets, keys): (Vec<Target>, Vec<EntityKey>) =
         items.into_iter().map(|i| (i.target, i.key)).unzip();
     shared
@@ -124,12 +222,17 @@ fn execute_gets(
     match shared.store.get_many(&keys, features) {
         Ok(rows) if rows.len() == keys.len() => {
             for (t, row) in targets.iter().zip(rows) {
-                replies.respond(t, &Response::Get(row));
+                if !replies.refuse_if_over_output(shared, t) {
+                    replies.respond(t, &Response::Get(row));
+                }
             }
         }
         // One bad request must not fail its neighbours: retry one by one for per-request errors.
         _ => {
             for (t, key) in targets.iter().zip(&keys) {
+                if replies.refuse_if_over_output(shared, t) {
+                    continue;
+                }
                 let response = match shared.store.get(key, features) {
                     Ok(values) => Response::Get(values),
                     Err(e) => error_response(&e),
@@ -138,6 +241,35 @@ fn execute_gets(
             }
         }
     }
+}
+
+/// A GET_MANY response body, built a slice of keys at a time; refused with LIMIT_EXCEEDED as
+/// soon as it exceeds `max_body`.
+fn get_many_body(
+    store: &Store,
+    keys: &[EntityKey],
+    features: &[FeatureRef],
+    max_body: usize,
+) -> Result<Vec<u8>, String> {
+    let mut body = Vec::new();
+    put_get_many_count(&mut body, keys.len());
+    let mut done = 0;
+    for slice in keys.chunks(GET_MANY_SLICE_KEYS) {
+        for item in get_many(store, slice, features) {
+            put_get_many_item(&mut body, &item);
+        }
+        done += slice.len();
+        if body.len() > max_body {
+            return Err(format!(
+                "GET_MANY response exceeds the max_frame_bytes limit of {max_body} bytes: the \
+                 first {done} of {} keys already encode to {} bytes; ask for fewer keys or \
+                 features",
+                keys.len(),
+                body.len()
+            ));
+        }
+    }
+    Ok(body)
 }
 
 fn get_many(store: &Store, keys: &[EntityKey], features: &[FeatureRef]) -> Vec<GetManyItem> {
@@ -178,7 +310,12 @@ fn execute_single(shared: &Shared, t: &Target, request: Request, replies: &mut R
             Ok(values) => Response::Get(values),
             Err(e) => error_response(&e),
         },
-        Request::GetMany { keys, features } => Response::GetMany(get_many(store, &keys, &features)),
+        Request::GetMany { keys, features } => {
+            return match get_many_body(store, &keys, &features, replies.max_body) {
+                Ok(body) => replies.respond_body(t, &body),
+                Err(message) => replies.fail(t, StatusCode::LimitExceeded, &message),
+            };
+        }
         Request::Delete {
             group,
             key,
@@ -223,35 +360,33 @@ fn group_result(
 }
 
 /// Streams up to `max_chunks` frames; every frame but the last carries FLAG_MORE, and every
-/// frame carries the cursor after its items.
+/// frame carries the cursor after its items. The stream also ends early, with the cursor to
+/// resume from, once the connection's unsent output reaches `max_output_bytes_per_connection`.
 fn execute_scan(shared: &Shared, t: &Target, scan: &ScanRequest, replies: &mut Replies) {
-    let max_body = shared.config.limits.max_frame_bytes as usize;
     let mut cursor = scan.cursor.unwrap_or(ScanCursor::START);
     for chunk in 0..scan.max_chunks {
-        let body = match scan_chunk_body(
+        let (body, next) = match scan_chunk_body(
             &shared.store,
             &scan.group,
             cursor,
             scan.chunk_items as usize,
-            max_body,
+            replies.max_body,
         ) {
             Ok(b) => b,
             Err((status, message)) => return replies.fail(t, status, &message),
         };
-        let last = body.1.is_none() || chunk + 1 == scan.max_chunks;
-        let slot = replies.slot(t.conn);
+        let output_full = t.output.unsent() + body.len() as u64 >= replies.max_output;
+        let last = next.is_none() || chunk + 1 == scan.max_chunks || output_full;
         let flags = if last { 0 } else { FLAG_MORE };
-        frame_bytes(
-            &mut slot.out,
-            Opcode::Scan as u8,
-            flags,
-            0,
-            t.request_id,
-            |b| b.extend_from_slice(&body.0),
-        );
-        match (last, body.1) {
+        replies.append(t, |out| {
+            frame_bytes(out, Opcode::Scan as u8, flags, 0, t.request_id, |b| {
+                b.extend_from_slice(&body)
+            })
+        });
+        match (last, next) {
             (false, Some(next)) => cursor = next,
             _ => {
+                let slot = replies.slot(t.conn);
                 slot.finished.push((t.opcode, t.start, false));
                 return;
             }

@@ -9,6 +9,7 @@ mod executor;
 mod http;
 mod job;
 mod metrics;
+mod output;
 mod stats;
 mod status_map;
 mod worker;

@@ -164,11 +164,13 @@ impl Worker {
                 continue;
             };
             conn.inflight = conn.inflight.saturating_sub(c.finished.len() as u32);
+            conn.output.take_built(c.out.len());
             if conn.wbuf.is_empty() {
                 conn.wbuf = c.out;
             } else {
                 conn.wbuf.extend_from_slice(&c.out);
             }
+            conn.output.set_queued(conn.queued_output());
             self.dirty.push(c.conn);
         }
     }
@@ -209,6 +211,7 @@ impl Worker {
                 self.close(id);
                 continue;
             }
+            conn.output.set_queued(conn.queued_output());
             // A connection paused by flow control may have whole frames buffered and bytes
             // waiting in the socket that no new event will announce: resume it here, once
             // per pass, when it is under its limits again.
