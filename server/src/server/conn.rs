@@ -127,12 +127,11 @@ impl Conn {
                 Err(e) => return Err(e),
             }
         }
-        self.wbuf.clear();
+        // Nothing left to write: free the buffer, so that an idle connection holds no write
+        // memory whatever the size of its last responses (the next completion's buffer is
+        // taken over whole, without a copy).
+        self.wbuf = Vec::new();
         self.wpos = 0;
-        // Give back the memory of a burst of large responses.
-        if self.wbuf.capacity() > 1 << 20 {
-            self.wbuf = Vec::new();
-        }
         Ok(WriteState::Drained)
     }
 

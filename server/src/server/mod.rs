@@ -30,6 +30,12 @@ use std::thread::JoinHandle;
 
 /// Longest auth token accepted in configuration and in a handshake.
 pub const MAX_TOKEN_BYTES: usize = 1024;
+/// Largest body of a connection's frames before its handshake succeeds. A handshake body is
+/// a u16 version and a token of at most [`MAX_TOKEN_BYTES`] (1,030 bytes), so a client that
+/// has not identified itself can make the server buffer at most this much, not
+/// `max_frame_bytes`.
+pub const MAX_PRE_HANDSHAKE_FRAME_BYTES: u32 = 4096;
+const _: () = assert!(2 + 4 + MAX_TOKEN_BYTES <= MAX_PRE_HANDSHAKE_FRAME_BYTES as usize);
 
 /// State every thread of the server reads.
 pub struct Shared {

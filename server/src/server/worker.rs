@@ -5,8 +5,8 @@ use super::conn::{next_frame, Conn, NextFrame};
 use super::dispatch::{decode_status, Dispatch, PendingGets};
 use super::executor::{submit, Completion, Envelope};
 use super::job::Job;
-use super::Shared;
-use crate::protocol::{StatusCode, HEADER_LEN};
+use super::{Shared, MAX_PRE_HANDSHAKE_FRAME_BYTES};
+use crate::protocol::{DecodeError, StatusCode, HEADER_LEN};
 use crossbeam::channel::{Receiver, Sender};
 use mio::net::TcpStream;
 use mio::{Events, Interest, Poll, Token, Waker};
@@ -21,6 +21,8 @@ const TICK: Duration = Duration::from_millis(100);
 /// Bytes read from one connection before the worker serves the others.
 const READ_BUDGET: usize = 1 << 20;
 const SCRATCH_BYTES: usize = 256 * 1024;
+/// Capacity a read buffer holding part of a frame may keep after a larger peak.
+const RBUF_KEEP_BYTES: usize = 64 * 1024;
 /// How long a shutting-down worker waits for in-flight requests and unwritten responses.
 const SHUTDOWN_GRACE: Duration = Duration::from_secs(10);
 
@@ -313,7 +315,12 @@ impl Worker {
                 paused = true;
                 break;
             }
-            match next_frame(&buf[pos..], limits.max_frame_bytes) {
+            let max_body = if conn.handshaken {
+                limits.max_frame_bytes
+            } else {
+                MAX_PRE_HANDSHAKE_FRAME_BYTES
+            };
+            match next_frame(&buf[pos..], max_body) {
                 NextFrame::Complete(h, end) => {
                     let body = &buf[pos + HEADER_LEN..pos + end];
                     self.dispatch.on_frame(id, conn, h, body);
@@ -323,7 +330,15 @@ impl Worker {
                 NextFrame::Incomplete => break,
                 NextFrame::Broken(e, request_id) => {
                     self.shared.metrics.frames_malformed.fetch_add(1, Relaxed);
-                    conn.push_error(0, request_id, decode_status(&e), &e.to_string());
+                    let status = decode_status(&e);
+                    let message = match e {
+                        DecodeError::FrameTooLarge { len, max } if !conn.handshaken => format!(
+                            "frame body of {len} bytes before HANDSHAKE exceeds the {max}-byte \
+                             limit for frames before a successful handshake"
+                        ),
+                        e => e.to_string(),
+                    };
+                    conn.push_error(0, request_id, status, &message);
                     conn.closing = true;
                     pos = buf.len();
                 }
@@ -331,7 +346,7 @@ impl Worker {
         }
         let mut buf = buf;
         buf.drain(..pos);
-        conn.rbuf = buf;
+        conn.rbuf = idle_trimmed(buf);
         conn.paused |= paused;
         // The slow-client clock runs only while a partial frame waits for its remaining bytes.
         if paused || conn.rbuf.is_empty() {
@@ -445,4 +460,17 @@ impl Worker {
             self.shared.metrics.connections_open.fetch_sub(1, Relaxed);
         }
     }
+}
+
+/// A read buffer after its whole frames were handled: an empty one is freed (an idle
+/// connection holds no read memory), and one left holding a small partial frame after a
+/// large one gives back the rest of its peak capacity.
+fn idle_trimmed(mut buf: Vec<u8>) -> Vec<u8> {
+    if buf.is_empty() {
+        return Vec::new();
+    }
+    if buf.capacity() > RBUF_KEEP_BYTES && buf.len() * 4 < buf.capacity() {
+        buf.shrink_to(buf.len().max(RBUF_KEEP_BYTES));
+    }
+    buf
 }
