@@ -59,6 +59,8 @@ pub struct Stats {
     pub blocks_free: u64,
     pub index_bytes: u64,
     pub backend: String,
+    /// Whether the device bypasses the page cache (O_DIRECT), as it was actually opened.
+    pub direct_io: bool,
     pub puts: u64,
     pub deletes: u64,
     pub gets: u64,
@@ -105,6 +107,7 @@ impl Inner {
             blocks_free: free,
             index_bytes: self.index.memory_bytes() as u64,
             backend: self.device.backend().to_string(),
+            direct_io: self.device.direct_io(),
             puts: get(&c.puts),
             deletes: get(&c.deletes),
             gets: get(&c.gets),

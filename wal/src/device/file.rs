@@ -165,6 +165,14 @@ fn open_file(path: &Path, direct: bool) -> Result<File> {
     open(0).map_err(|e| Error::io(format!("open {}", path.display()), e))
 }
 
+/// Whether `file` was opened with O_DIRECT (read back from the kernel, not remembered).
+pub(crate) fn opened_direct(file: &File) -> bool {
+    use std::os::fd::AsRawFd;
+    // SAFETY: F_GETFL on an fd we own reads its status flags; no memory is passed.
+    let flags = unsafe { libc::fcntl(file.as_raw_fd(), libc::F_GETFL) };
+    flags >= 0 && flags & libc::O_DIRECT != 0
+}
+
 fn block_device_bytes(file: &File, path: &Path) -> Result<u64> {
     use std::os::fd::AsRawFd;
     const BLKGETSIZE64: libc::c_ulong = 0x8008_1272;

@@ -48,6 +48,11 @@ pub trait Device: Send + Sync {
     fn sync(&self) -> Result<()>;
     /// A short name of the back end, for logs and stats.
     fn backend(&self) -> &'static str;
+    /// Whether I/O bypasses the page cache (O_DIRECT), as the device was actually opened: a
+    /// file device asked for O_DIRECT falls back to buffered I/O where the filesystem refuses it.
+    fn direct_io(&self) -> bool {
+        false
+    }
 
     fn read_at(&self, buf: &mut [u8], offset: u64) -> Result<()> {
         let mut ops = [ReadOp { offset, buf }];
@@ -131,10 +136,14 @@ mod tests {
         exercise(&MemoryDevice::new(1 << 20));
     }
 
+    /// In CI (`CI=true`) the back end asked for must be the one in use: a kernel that refuses
+    /// io_uring or a filesystem that refuses O_DIRECT fails the run instead of quietly testing
+    /// the fallback. Elsewhere the fallback is tested and said so.
     #[test]
     fn file_devices() {
+        let in_ci = std::env::var("CI").as_deref() == Ok("true");
         let dir = tempfile::tempdir().unwrap();
-        for backend in [IoBackend::Uring, IoBackend::Psync] {
+        for (backend, name) in [(IoBackend::Uring, "io_uring"), (IoBackend::Psync, "psync")] {
             let path = dir.path().join(format!("{backend:?}.db"));
             let opts = FileOptions {
                 create_bytes: Some(1 << 20),
@@ -142,7 +151,23 @@ mod tests {
                 direct: true,
             };
             let dev = open_path(&path, &opts).unwrap();
+            let used = (dev.backend(), dev.direct_io());
+            if used != (name, true) {
+                assert!(
+                    !in_ci,
+                    "asked for {name} with O_DIRECT, got {used:?} (CI=true)"
+                );
+                eprintln!("file_devices: asked for {name} with O_DIRECT, testing {used:?}");
+            }
             exercise(dev.as_ref());
         }
+        let buffered = FileOptions {
+            create_bytes: Some(1 << 20),
+            backend: IoBackend::Psync,
+            direct: false,
+        };
+        let dev = open_path(&dir.path().join("buffered.db"), &buffered).unwrap();
+        assert!(!dev.direct_io(), "opened without O_DIRECT");
+        exercise(dev.as_ref());
     }
 }

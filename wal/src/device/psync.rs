@@ -50,4 +50,8 @@ impl Device for PsyncDevice {
     fn backend(&self) -> &'static str {
         "psync"
     }
+
+    fn direct_io(&self) -> bool {
+        super::file::opened_direct(&self.file)
+    }
 }
