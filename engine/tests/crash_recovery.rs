@@ -1,11 +1,21 @@
-//! Kills a real writer process with SIGKILL at random moments, reopens the store and checks
-//! that every acknowledged `sync` write is there with its latest value and that no deleted
-//! key came back. The child is this same test binary, started in writer mode.
+//! Kills a real writer process with SIGKILL, reopens the store and checks that every
+//! acknowledged `sync` write is there with its latest value and that no deleted key came back.
+//! The child is this same test binary, started in writer mode.
+//!
+//! Kills land at random moments (up to past the first periodic checkpoint), in the middle of a
+//! periodic checkpoint (the parent kills the moment the checkpoint's `.tmp` file appears; it
+//! landed there if the file is still there afterwards), and while defragmentation moves
+//! records (the child reports each batch it sees moving). A targeted kill that did not land
+//! by its deadline is a fallback kill; more than half of them failing fails the run. Every
+//! cycle must have acknowledged puts and deletes after its restart.
 
 use std::collections::HashMap;
 use std::io::{BufRead, BufReader};
-use std::process::{Command, Stdio};
-use std::time::Duration;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
 
 use quiver_engine::{Config, Durability, Engine, WriteOptions};
 use rand::rngs::StdRng;
@@ -49,6 +59,32 @@ fn config(path: &std::path::Path) -> Config {
 }
 
 const OPS_PER_CYCLE: usize = 200_000;
+/// How long a targeted kill waits for its moment before killing anyway (a fallback).
+const TARGET_DEADLINE: Duration = Duration::from_secs(6);
+/// Poll period of the parent watching for the checkpoint's `.tmp` file.
+const TMP_POLL: Duration = Duration::from_micros(200);
+/// Poll period of the child's defragmentation monitor.
+const DEFRAG_POLL: Duration = Duration::from_millis(2);
+
+/// Where a cycle's kill is meant to land.
+#[derive(Clone, Copy, Debug, PartialEq)]
+enum Target {
+    /// This many ms after the first acknowledgement: from before the first periodic
+    /// checkpoint (1 s) to past it.
+    AfterMs(u64),
+    /// While a periodic checkpoint is being written.
+    Checkpoint,
+    /// While defragmentation moves records.
+    Defrag,
+}
+
+fn plan(cycle: u64, rng: &mut StdRng) -> Target {
+    match cycle % 4 {
+        0 | 2 => Target::AfterMs(rng.gen_range(100..1600)),
+        1 => Target::Checkpoint,
+        _ => Target::Defrag,
+    }
+}
 
 /// Writer mode: runs only when the parent sets QUIVER_CRASH_CHILD.
 #[test]
@@ -67,19 +103,35 @@ fn crash_child() {
             std::thread::spawn(move || {
                 let w = WriteOptions::default();
                 for (i, op) in ops(cycle, t, OPS_PER_CYCLE).enumerate() {
-                    match op {
-                        Op::Put(k, v) => {
-                            engine.put(GROUP, &k.to_le_bytes(), &v, &w).unwrap();
-                        }
-                        Op::Delete(k) => {
-                            engine.delete(GROUP, &k.to_le_bytes(), &w).unwrap();
+                    let done = match op {
+                        Op::Put(k, v) => engine.put(GROUP, &k.to_le_bytes(), &v, &w).map(|_| ()),
+                        Op::Delete(k) => engine.delete(GROUP, &k.to_le_bytes(), &w).map(|_| ()),
+                    };
+                    match done {
+                        Ok(()) => println!("ack {t} {i}"),
+                        Err(e) => {
+                            // The parent fails the cycle: a write refused is no progress.
+                            println!("refused {t} {i} {e}");
+                            return;
                         }
                     }
-                    println!("ack {t} {i}");
                 }
             })
         })
         .collect();
+    // Reports each poll in which defragmentation moved records: the parent's cue.
+    let monitor = engine.clone();
+    std::thread::spawn(move || {
+        let mut moved = monitor.stats().defrag_records_moved;
+        loop {
+            std::thread::sleep(DEFRAG_POLL);
+            let now = monitor.stats().defrag_records_moved;
+            if now > moved {
+                println!("defrag {now}");
+            }
+            moved = now;
+        }
+    });
     for h in handles {
         h.join().unwrap();
     }
@@ -94,15 +146,26 @@ fn sigkill_loses_no_acknowledged_sync_write() {
     let path = dir.path().join("crash.db");
     let mut model: HashMap<u64, Option<Vec<u8>>> = HashMap::new();
     let mut rng = StdRng::seed_from_u64(0x5eed);
-    let mut total_acked = 0usize;
+    let mut figures = Figures::default();
     for cycle in 0..CYCLES {
-        let acked = run_child_and_kill(&path, cycle, rng.gen_range(50..600));
+        let target = plan(cycle, &mut rng);
+        let run = run_child_and_kill(&path, cycle, target);
+        figures.count(target, run.landed);
+        assert!(
+            run.refused.is_empty(),
+            "cycle {cycle}: writes refused after the restart: {:?}",
+            run.refused
+        );
         let e = Engine::open(config(&path)).unwrap();
+        let (mut puts, mut deletes) = (0, 0);
         for t in 0..THREADS {
-            let seq: Vec<Op> = ops(cycle, t, acked[t as usize] + 1).collect();
-            let (done, maybe) = seq.split_at(acked[t as usize]);
-            total_acked += done.len();
+            let seq: Vec<Op> = ops(cycle, t, run.acked[t as usize] + 1).collect();
+            let (done, maybe) = seq.split_at(run.acked[t as usize]);
             for op in done {
+                match op {
+                    Op::Put(..) => puts += 1,
+                    Op::Delete(_) => deletes += 1,
+                }
                 apply(&mut model, op);
             }
             // The op in flight at the kill may or may not have landed.
@@ -110,9 +173,62 @@ fn sigkill_loses_no_acknowledged_sync_write() {
             verify_thread(&e, &mut model, t, in_flight);
         }
         e.close().unwrap();
+        assert!(
+            puts > 0 && deletes > 0,
+            "cycle {cycle} ({target:?}): {puts} puts and {deletes} deletes acknowledged after the restart"
+        );
+        figures.cycles += 1;
+        figures.puts += puts;
+        figures.deletes += deletes;
     }
-    assert!(total_acked > 0, "the writer acknowledged nothing");
-    eprintln!("{CYCLES} kill cycles, {total_acked} acknowledged sync writes verified");
+    eprintln!("{figures:?}");
+    figures.check();
+}
+
+/// What the kills of a run hit.
+#[derive(Default, Debug)]
+struct Figures {
+    cycles: u64,
+    puts: u64,
+    deletes: u64,
+    checkpoint_kills: u64,
+    checkpoint_fallbacks: u64,
+    defrag_kills: u64,
+    defrag_fallbacks: u64,
+}
+
+impl Figures {
+    fn count(&mut self, target: Target, landed: bool) {
+        match target {
+            Target::AfterMs(_) => {}
+            Target::Checkpoint => {
+                self.checkpoint_kills += 1;
+                self.checkpoint_fallbacks += !landed as u64;
+            }
+            Target::Defrag => {
+                self.defrag_kills += 1;
+                self.defrag_fallbacks += !landed as u64;
+            }
+        }
+    }
+
+    fn check(&self) {
+        assert_eq!(self.cycles, CYCLES, "planned cycles ran");
+        for (what, kills, fallbacks) in [
+            (
+                "a checkpoint",
+                self.checkpoint_kills,
+                self.checkpoint_fallbacks,
+            ),
+            ("defragmentation", self.defrag_kills, self.defrag_fallbacks),
+        ] {
+            assert!(kills > 0, "no kill was planned during {what}");
+            assert!(
+                fallbacks * 2 <= kills,
+                "{fallbacks} of {kills} kills meant for {what} missed it: {self:?}"
+            );
+        }
+    }
 }
 
 fn apply(model: &mut HashMap<u64, Option<Vec<u8>>>, op: &Op) {
@@ -156,8 +272,35 @@ fn verify_thread(
     }
 }
 
-/// Runs the writer, kills it after `after_ms`, and returns each thread's acknowledged count.
-fn run_child_and_kill(path: &std::path::Path, cycle: u64, after_ms: u64) -> Vec<usize> {
+/// What a writer process did before its kill.
+struct ChildRun {
+    /// Per thread, how many of its operations were acknowledged.
+    acked: Vec<usize>,
+    /// Writes the engine refused: (thread, op, error).
+    refused: Vec<String>,
+    /// A targeted kill landed where it was meant to (always true for a timed one).
+    landed: bool,
+}
+
+fn tmp_of(path: &Path) -> PathBuf {
+    let mut s = path.as_os_str().to_owned();
+    s.push(".ckpt.tmp");
+    PathBuf::from(s)
+}
+
+fn kill(child: &mut Child) {
+    if child.try_wait().unwrap().is_none() {
+        // SAFETY: kill(2) with the pid of our own child, which has not been reaped yet.
+        unsafe { libc::kill(child.id() as i32, libc::SIGKILL) };
+    }
+}
+
+/// Runs the writer, kills it at `target`, and says what it acknowledged and where the kill
+/// landed.
+fn run_child_and_kill(path: &Path, cycle: u64, target: Target) -> ChildRun {
+    let tmp = tmp_of(path);
+    // A checkpoint killed earlier leaves its `.tmp`; only a new one is the cue.
+    let _ = std::fs::remove_file(&tmp);
     let mut child = Command::new(std::env::current_exe().unwrap())
         .args([
             "--exact",
@@ -173,27 +316,68 @@ fn run_child_and_kill(path: &std::path::Path, cycle: u64, after_ms: u64) -> Vec<
         .spawn()
         .unwrap();
     let stdout = child.stdout.take().unwrap();
+    let defrag_seen = Arc::new(AtomicBool::new(false));
+    let acking = Arc::new(AtomicBool::new(false));
+    let (seen, first_ack) = (defrag_seen.clone(), acking.clone());
     let reader = std::thread::spawn(move || {
         let mut acked = vec![0usize; THREADS as usize];
+        let mut refused = Vec::new();
         for line in BufReader::new(stdout).lines() {
             let Ok(line) = line else { break };
             let mut parts = line.split_whitespace();
-            if parts.next() != Some("ack") {
-                continue;
+            match parts.next() {
+                Some("defrag") => seen.store(true, Ordering::SeqCst),
+                Some("refused") => refused.push(line.clone()),
+                Some("ack") => {
+                    first_ack.store(true, Ordering::SeqCst);
+                    let (Some(t), Some(i)) = (parts.next(), parts.next()) else {
+                        continue;
+                    };
+                    let (t, i): (usize, usize) = (t.parse().unwrap(), i.parse().unwrap());
+                    acked[t] = acked[t].max(i + 1);
+                }
+                _ => {}
             }
-            let (Some(t), Some(i)) = (parts.next(), parts.next()) else {
-                continue;
-            };
-            let (t, i): (usize, usize) = (t.parse().unwrap(), i.parse().unwrap());
-            acked[t] = acked[t].max(i + 1);
         }
-        acked
+        (acked, refused)
     });
-    std::thread::sleep(Duration::from_millis(after_ms));
-    if child.try_wait().unwrap().is_none() {
-        // SAFETY: kill(2) with the pid of our own child, which has not been reaped yet.
-        unsafe { libc::kill(child.id() as i32, libc::SIGKILL) };
-    }
+    let landed = match target {
+        Target::AfterMs(ms) => {
+            wait_for(|| acking.load(Ordering::SeqCst));
+            std::thread::sleep(Duration::from_millis(ms));
+            kill(&mut child);
+            true
+        }
+        Target::Checkpoint => {
+            wait_for(|| tmp.exists());
+            kill(&mut child);
+            child.wait().unwrap();
+            // Still there: the kill came between its creation and its rename.
+            tmp.exists()
+        }
+        Target::Defrag => {
+            let landed = wait_for(|| defrag_seen.load(Ordering::SeqCst));
+            kill(&mut child);
+            landed
+        }
+    };
     child.wait().unwrap();
-    reader.join().unwrap()
+    let (acked, refused) = reader.join().unwrap();
+    ChildRun {
+        acked,
+        refused,
+        landed,
+    }
+}
+
+/// Polls `cue` until it holds (true) or `TARGET_DEADLINE` passes (false).
+fn wait_for(cue: impl Fn() -> bool) -> bool {
+    let until = Instant::now() + TARGET_DEADLINE;
+    while Instant::now() < until {
+        if cue() {
+            return true;
+        }
+        std::thread::sleep(TMP_POLL);
+    }
+    false
 }
