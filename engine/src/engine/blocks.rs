@@ -27,9 +27,13 @@ pub(crate) struct BlockMeta {
     pub seq: AtomicU64,
     /// Bytes of frames the index points at (current records).
     pub live_bytes: AtomicI64,
-    /// Bytes of tombstones kept by defragmentation (still needed, so not worth moving again
-    /// until the block's other frames die). Not persisted: a restart re-evaluates them once.
+    /// Bytes of tombstones written since the block was opened: deletes, and the markers
+    /// defragmentation keeps. Worth copying only while one of them is still needed (see
+    /// [`Blocks::kept_bytes`]). Not persisted: after a restart they count as dead frames, and
+    /// defragmentation sorts them out once.
     pub marker_bytes: AtomicI64,
+    /// Largest LSN of the tombstones counted in `marker_bytes` (0 when none).
+    pub max_marker_lsn: AtomicU64,
     /// Bytes of frames written (the block's fill), header included.
     pub used_bytes: AtomicU64,
     /// Smallest LSN of any frame in the block (u64::MAX when none).
@@ -64,6 +68,7 @@ impl Blocks {
                 seq: AtomicU64::new(0),
                 live_bytes: AtomicI64::new(0),
                 marker_bytes: AtomicI64::new(0),
+                max_marker_lsn: AtomicU64::new(0),
                 used_bytes: AtomicU64::new(0),
                 min_lsn: AtomicU64::new(u64::MAX),
             })
@@ -106,6 +111,7 @@ impl Blocks {
         let m = &self.meta[block as usize];
         m.live_bytes.store(0, Ordering::Release);
         m.marker_bytes.store(0, Ordering::Release);
+        m.max_marker_lsn.store(0, Ordering::Release);
         m.used_bytes.store(0, Ordering::Release);
         m.min_lsn.store(u64::MAX, Ordering::Release);
         m.seq.store(0, Ordering::Release);
@@ -126,16 +132,19 @@ impl Blocks {
             .fetch_sub(bytes as i64, Ordering::AcqRel);
     }
 
-    pub fn add_marker(&self, block: u32, bytes: u32) {
-        self.meta[block as usize]
-            .marker_bytes
-            .fetch_add(bytes as i64, Ordering::AcqRel);
+    /// Counts a tombstone with `lsn` written into `block` (after its [`Blocks::note_frame`]).
+    pub fn add_marker(&self, block: u32, bytes: u32, lsn: u64) {
+        let m = &self.meta[block as usize];
+        m.marker_bytes.fetch_add(bytes as i64, Ordering::AcqRel);
+        m.max_marker_lsn.fetch_max(lsn, Ordering::AcqRel);
     }
 
-    pub fn note_lsn(&self, block: u32, lsn: u64) {
-        self.meta[block as usize]
-            .min_lsn
-            .fetch_min(lsn, Ordering::AcqRel);
+    /// Notes a frame with `lsn` that ends at byte `end` of `block`, before it counts as live
+    /// or as a marker (so that a block's dead bytes are never under-counted).
+    pub fn note_frame(&self, block: u32, lsn: u64, end: u32) {
+        let m = &self.meta[block as usize];
+        m.min_lsn.fetch_min(lsn, Ordering::AcqRel);
+        m.used_bytes.fetch_max(end as u64, Ordering::AcqRel);
     }
 
     pub fn seq(&self, block: u32) -> u64 {
@@ -179,24 +188,68 @@ impl Blocks {
         }
     }
 
-    /// Smallest `min_lsn` over blocks in use other than `except`: no older frame exists.
-    pub fn oldest_lsn_except(&self, except: u32) -> u64 {
-        self.meta
-            .iter()
-            .enumerate()
-            .filter(|&(i, m)| {
-                i as u32 != except
-                    && matches!(m.state.load(Ordering::Acquire), OPEN | SEALED | DEFRAG)
-            })
-            .map(|(_, m)| m.min_lsn.load(Ordering::Acquire))
-            .min()
-            .unwrap_or(u64::MAX)
+    /// Whether `m` is in use and may hold a superseded version of some key: frames that are
+    /// neither live nor counted markers (overwritten, deleted, expired or dropped records,
+    /// and after a restart any tombstone). A block of live records and markers holds none.
+    fn may_hide_older(m: &BlockMeta) -> bool {
+        if !matches!(m.state.load(Ordering::Acquire), OPEN | SEALED | DEFRAG) {
+            return false;
+        }
+        let frames = m.used_bytes.load(Ordering::Acquire) as i64
+            - quiver_wal::format::BLOCK_HEADER_BYTES as i64;
+        let counted = m.live_bytes.load(Ordering::Acquire) + m.marker_bytes.load(Ordering::Acquire);
+        frames > counted
     }
 
-    /// Bytes defragmenting `block` would copy: its live records and the dead markers kept.
+    /// The two smallest `(min_lsn, block)` over blocks that may hide an older version.
+    fn oldest_hiding(&self) -> [(u64, u32); 2] {
+        let mut two = [(u64::MAX, u32::MAX); 2];
+        for (i, m) in self.meta.iter().enumerate() {
+            if !Self::may_hide_older(m) {
+                continue;
+            }
+            let c = (m.min_lsn.load(Ordering::Acquire), i as u32);
+            if c < two[0] {
+                two = [c, two[0]];
+            } else if c < two[1] {
+                two[1] = c;
+            }
+        }
+        two
+    }
+
+    /// Smallest `min_lsn` over the blocks other than `except` that may hide an older version
+    /// of some key. A marker (a tombstone, or the newest frame of a key that expired) with a
+    /// smaller LSN is no longer needed: any older version of its key would sit in one of
+    /// them. A block of live records only (a cold block) never holds markers back.
+    pub fn oldest_hiding_lsn_except(&self, except: u32) -> u64 {
+        Self::except(self.oldest_hiding(), except)
+    }
+
+    fn except(two: [(u64, u32); 2], block: u32) -> u64 {
+        if two[0].1 == block {
+            two[1].0
+        } else {
+            two[0].0
+        }
+    }
+
+    /// Bytes defragmenting `block` would copy: its live records, and its markers while one of
+    /// them may still be needed (a block of markers no longer needed copies nothing, so it
+    /// becomes a candidate and is freed).
     pub fn kept_bytes(&self, block: u32) -> i64 {
-        let m = &self.meta[block as usize];
-        m.live_bytes.load(Ordering::Acquire) + m.marker_bytes.load(Ordering::Acquire)
+        Self::kept_with(
+            &self.meta[block as usize],
+            self.oldest_hiding_lsn_except(block),
+        )
+    }
+
+    fn kept_with(m: &BlockMeta, oldest_hiding_elsewhere: u64) -> i64 {
+        let live = m.live_bytes.load(Ordering::Acquire);
+        if m.max_marker_lsn.load(Ordering::Acquire) < oldest_hiding_elsewhere {
+            return live;
+        }
+        live + m.marker_bytes.load(Ordering::Acquire)
     }
 
     /// Free blocks under which defragmentation runs short of space: the write floor plus a
@@ -211,19 +264,17 @@ impl Blocks {
         self.wake.1.notify_all();
     }
 
-    /// Sealed blocks whose live bytes are under `lwm_pct` of a block, emptiest first.
+    /// Sealed blocks whose kept bytes ([`Blocks::kept_bytes`]) are under `lwm_pct` of a
+    /// block, emptiest first.
     pub fn defrag_candidates(&self, lwm_pct: u8, max: usize) -> Vec<u32> {
         let limit = self.block_bytes as i64 * lwm_pct as i64 / 100;
+        let hiding = self.oldest_hiding();
         let mut c: Vec<(i64, u32)> = self
             .meta
             .iter()
             .enumerate()
             .filter(|(_, m)| m.state.load(Ordering::Acquire) == SEALED)
-            .map(|(i, m)| {
-                let kept =
-                    m.live_bytes.load(Ordering::Acquire) + m.marker_bytes.load(Ordering::Acquire);
-                (kept, i as u32)
-            })
+            .map(|(i, m)| (Self::kept_with(m, Self::except(hiding, i as u32)), i as u32))
             .filter(|&(live, _)| live < limit)
             .collect();
         c.sort_unstable();

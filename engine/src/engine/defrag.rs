@@ -13,8 +13,13 @@
 //! - A deleted or expired key comes back because its tombstone went away while an older
 //!   version still sits in another block: when a block holding a dead marker (a tombstone,
 //!   or the newest version of a key that expired or was deleted) is defragmented, a tombstone
-//!   with the same LSN is written again unless every other block in use only holds frames
-//!   with a higher LSN (then no older version can exist anywhere).
+//!   with the same LSN is written again unless no other block in use that may hide an older
+//!   version (it holds frames that are neither live nor counted tombstones) has a frame with a
+//!   lower LSN. Blocks of live records only (cold data) hold nothing back; the accounting a
+//!   block's dead bytes come from is finished by every write in flight before it is judged
+//!   (each holds its key's lock until then). Tombstones count apart from dead frames, and a
+//!   block's tombstones count as worth copying only while one may still be needed: blocks of
+//!   tombstones no longer needed become candidates and go.
 //! - A batch wedges at a full device: batches are sized to the free blocks, and when the
 //!   copies still run out of space, the blocks already copied are freed (in the order above).
 //! - A failed write or sync of the copies or of the erase is taken for success elsewhere (with
@@ -235,9 +240,15 @@ impl Inner {
     fn copy_out(&self, blocks: &[u32], contents: &[Vec<u8>]) -> (usize, Result<()>) {
         let _no_scan_chunk = self.scan_guard.write();
         let now = now_s();
+        // A write holds its key's lock from placing its frame until the blocks' accounting is
+        // done (the version it superseded counts as dead): wait for those in flight, so that
+        // the accounting covers every frame of these sealed blocks before markers are judged.
+        for stripe in &self.stripes {
+            drop(stripe.lock());
+        }
         for (i, (&b, bytes)) in blocks.iter().zip(contents).enumerate() {
             let seq = self.blocks.seq(b);
-            let oldest_elsewhere = self.blocks.oldest_lsn_except(b);
+            let oldest_elsewhere = self.blocks.oldest_hiding_lsn_except(b);
             for item in BlockScanner::new(bytes, b, seq) {
                 let ScanItem::Record { offset, record } = item else {
                     continue;
@@ -316,7 +327,8 @@ impl Inner {
                     .dw
                     .append(&copy, |_| ())
                     .map_err(|e| self.defrag_error(e))?;
-                self.blocks.note_lsn(placed.block, h.lsn);
+                self.blocks
+                    .note_frame(placed.block, h.lsn, placed.offset + placed.padded_len);
                 let new_loc = super::frame_location(placed.block, placed.offset, placed.padded_len);
                 let moved = self.index.relocate(d, loc, new_loc);
                 assert!(
@@ -363,8 +375,10 @@ impl Inner {
             .dw
             .append(&marker, |_| ())
             .map_err(|e| self.defrag_error(e))?;
-        self.blocks.note_lsn(placed.block, h.lsn);
-        self.blocks.add_marker(placed.block, placed.padded_len);
+        self.blocks
+            .note_frame(placed.block, h.lsn, placed.offset + placed.padded_len);
+        self.blocks
+            .add_marker(placed.block, placed.padded_len, h.lsn);
         self.counters
             .tombstones_kept
             .fetch_add(1, Ordering::Relaxed);

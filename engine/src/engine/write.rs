@@ -205,10 +205,12 @@ impl Inner {
             .fg
             .append(&rec, |_| ())
             .map_err(|e| self.write_error(e))?;
-        self.blocks.note_lsn(placed.block, lsn);
+        self.blocks
+            .note_frame(placed.block, lsn, placed.offset + placed.padded_len);
         let tombstone = flags & FLAG_TOMBSTONE != 0;
         if tombstone {
             self.index.remove(d);
+            self.blocks.add_marker(placed.block, placed.padded_len, lsn);
         } else {
             let loc = super::frame_location(placed.block, placed.offset, placed.padded_len);
             let entry = Entry {
