@@ -2,11 +2,16 @@
 //!
 //! A supervisor runs `quiverd` on a 32 MiB file under a mixed load from several client
 //! threads (puts of whole feature rows, deletes, gets), kills it at seeded random moments
-//! (SIGKILL at random, SIGKILL while defragmentation is moving records, SIGTERM followed by a
-//! SIGKILL during the graceful close and its checkpoint, or a clean SIGTERM so that later
-//! crashes recover from a checkpoint plus a log tail), restarts it on the same file and checks
-//! every entity against the clients' records. `quiverd` checkpoints every second, so kills
-//! also land in the middle of periodic checkpoints taken while the clients write.
+//! (SIGKILL at random, SIGKILL while defragmentation is moving records, SIGKILL the moment a
+//! periodic checkpoint's `.tmp` file appears, SIGTERM followed by a SIGKILL during the graceful
+//! close and its checkpoint, or a clean SIGTERM so that later crashes recover from a
+//! checkpoint plus a log tail), restarts it on the same file and checks every entity against
+//! the clients' records.
+//!
+//! The run proves it made progress: every cycle must have acknowledged puts and deletes after
+//! its restart, every planned cycle must run, and a kill meant for defragmentation or a
+//! checkpoint that missed it (killed at its deadline instead) is counted; more than half of
+//! them missing fails the run.
 //!
 //! Each client owns its entities, so its record is exact: per entity, the state the last
 //! restart found (`base`) and the writes made since, each acknowledged or not (the one in
@@ -49,6 +54,10 @@ const PAYLOAD_SPAN_BYTES: u64 = 3840;
 const BUFFERED_MARGIN: Duration = Duration::from_millis(2500);
 /// Poll period of the supervisor's STATS requests while the load runs.
 const POLL: Duration = Duration::from_millis(40);
+/// Poll period of the supervisor watching for a checkpoint's `.tmp` file.
+const TMP_POLL: Duration = Duration::from_micros(200);
+/// A kill meant for a checkpoint waits this long at least (quiverd checkpoints every second).
+const CHECKPOINT_DEADLINE: Duration = Duration::from_secs(4);
 
 /// SplitMix64: every random choice of a run comes from its seed.
 #[derive(Clone)]
@@ -519,6 +528,8 @@ enum Ending {
     Kill,
     /// SIGKILL as soon as defragmentation is seen moving records (or at the deadline).
     KillInDefrag,
+    /// SIGKILL the moment a periodic checkpoint's `.tmp` file appears (or at the deadline).
+    KillInCheckpoint,
     /// SIGTERM, then SIGKILL this many ms later: during the graceful close (flush, checkpoint).
     TermThenKill(u64),
     /// SIGTERM and a clean exit: the next restart loads the checkpoint.
@@ -602,6 +613,12 @@ struct RunFigures {
     cycles: u64,
     kills: u64,
     kills_with_defrag_moving: u64,
+    defrag_kills_planned: u64,
+    /// Kills meant for defragmentation that found it idle at their deadline.
+    defrag_kills_fallback: u64,
+    checkpoint_kills_planned: u64,
+    /// Kills meant for a checkpoint after which no `.tmp` file was left.
+    checkpoint_kills_fallback: u64,
     term_then_kill: u64,
     exited_before_kill: u64,
     checkpoint_tmp_left: u64,
@@ -655,6 +672,26 @@ fn end_cycle(
     data: &Path,
     run: &mut RunFigures,
 ) -> Durable {
+    let tmp = checkpoint_tmp(data);
+    // A checkpoint killed earlier leaves its `.tmp`; only a new one is the cue.
+    let _ = std::fs::remove_file(&tmp);
+    if cycle.ending == Ending::KillInCheckpoint {
+        let deadline = Instant::now() + cycle.load.max(CHECKPOINT_DEADLINE);
+        while !tmp.exists() && Instant::now() < deadline {
+            std::thread::sleep(TMP_POLL);
+        }
+        send_signal(q, libc::SIGKILL);
+        wait_exit(q, Duration::from_secs(30)).expect("quiverd gone within 30 s of SIGKILL");
+        stop.store(true, Ordering::Relaxed);
+        run.kills += 1;
+        run.checkpoint_kills_planned += 1;
+        // Still there: the kill came between its creation and its rename.
+        run.checkpoint_kills_fallback += !tmp.exists() as u64;
+        return match mode {
+            Mode::Sync => Durable::Acked,
+            Mode::Buffered => Durable::AckedBy(Instant::now() - BUFFERED_MARGIN),
+        };
+    }
     let mut control = q.client();
     let started = Instant::now();
     let mut last = figures(&mut control).unwrap_or_default();
@@ -676,11 +713,15 @@ fn end_cycle(
     run.defrag_records_moved += last.defrag_records_moved;
     let ended_at = Instant::now();
     match cycle.ending {
-        Ending::Kill | Ending::KillInDefrag => {
+        Ending::Kill | Ending::KillInDefrag | Ending::KillInCheckpoint => {
             send_signal(q, libc::SIGKILL);
             run.kills += 1;
             if moving || last.defrag_queue > 0 {
                 run.kills_with_defrag_moving += 1;
+            }
+            if cycle.ending == Ending::KillInDefrag {
+                run.defrag_kills_planned += 1;
+                run.defrag_kills_fallback += !moving as u64;
             }
         }
         Ending::TermThenKill(ms) => {
@@ -690,9 +731,7 @@ fn end_cycle(
             }
             send_signal(q, libc::SIGKILL);
             run.term_then_kill += 1;
-            let mut tmp = data.as_os_str().to_owned();
-            tmp.push(".ckpt.tmp");
-            if PathBuf::from(tmp).exists() {
+            if tmp.exists() {
                 run.checkpoint_tmp_left += 1;
             }
         }
@@ -717,11 +756,18 @@ fn end_cycle(
     }
 }
 
+fn checkpoint_tmp(data: &Path) -> PathBuf {
+    let mut tmp = data.as_os_str().to_owned();
+    tmp.push(".ckpt.tmp");
+    PathBuf::from(tmp)
+}
+
 fn plan(rng: &mut Rng, n: u64, mode: Mode) -> Cycle {
     let ending = match n % 6 {
-        0 | 3 => Ending::Kill,
+        0 => Ending::Kill,
         1 | 4 => Ending::KillInDefrag,
         2 => Ending::TermThenKill(rng.below(40)),
+        3 => Ending::KillInCheckpoint,
         _ => Ending::Clean,
     };
     match mode {
@@ -765,6 +811,7 @@ fn torture(mode: Mode, default_cycles: u64, default_secs: u64) {
     let began = Instant::now();
     while run.cycles < max_cycles && began.elapsed() < budget {
         let cycle = plan(&mut rng, run.cycles, mode);
+        let before = total_counts(&workers);
         let mut q = start(&data, mode);
         let stop = AtomicBool::new(false);
         let durable = std::thread::scope(|s| {
@@ -789,6 +836,19 @@ fn torture(mode: Mode, default_cycles: u64, default_secs: u64) {
         let q = start(&data, mode);
         verify(&q, &mut workers, durable, &mut verified, seed, false);
         drop(q);
+        let after = total_counts(&workers);
+        let (puts, deletes) = (
+            after.puts_acked - before.puts_acked,
+            after.deletes_acked - before.deletes_acked,
+        );
+        assert!(
+            puts > 0 && deletes > 0,
+            "cycle {} ({:?}, seed {seed}): {puts} puts and {deletes} deletes acknowledged after \
+             the restart ({} refused)",
+            run.cycles,
+            cycle.ending,
+            after.server_errors - before.server_errors
+        );
         run.cycles += 1;
     }
     // A last clean restart: everything verified must still be there.
@@ -804,14 +864,52 @@ fn torture(mode: Mode, default_cycles: u64, default_secs: u64) {
         began.elapsed().as_secs_f64()
     );
     assert!(load.puts_acked > 0, "no put was acknowledged");
+    check_progress(&run, max_cycles, seed);
+}
+
+fn total_counts(workers: &[Worker]) -> LoadCounts {
+    let mut total = LoadCounts::default();
+    for w in workers {
+        total.add(w.counts);
+    }
+    total
+}
+
+/// Every planned cycle ran (unless a time budget was asked for), and at most half of the
+/// kills meant for defragmentation or a checkpoint missed it.
+fn check_progress(run: &RunFigures, planned: u64, seed: u64) {
+    if std::env::var("QUIVER_TORTURE_SECS").is_err() {
+        assert_eq!(
+            run.cycles, planned,
+            "seed {seed}: only {} of {planned} planned cycles ran in the time budget",
+            run.cycles
+        );
+    }
+    for (what, kills, fallbacks) in [
+        (
+            "defragmentation",
+            run.defrag_kills_planned,
+            run.defrag_kills_fallback,
+        ),
+        (
+            "a checkpoint",
+            run.checkpoint_kills_planned,
+            run.checkpoint_kills_fallback,
+        ),
+    ] {
+        assert!(
+            fallbacks * 2 <= kills,
+            "seed {seed}: {fallbacks} of {kills} kills meant for {what} missed it: {run:?}"
+        );
+    }
 }
 
 #[test]
 fn sync_writes_survive_kills_during_load_defrag_and_close() {
-    torture(Mode::Sync, 12, 50);
+    torture(Mode::Sync, 12, 150);
 }
 
 #[test]
 fn buffered_writes_older_than_the_flush_interval_survive_kills() {
-    torture(Mode::Buffered, 5, 45);
+    torture(Mode::Buffered, 5, 120);
 }
