@@ -31,6 +31,12 @@ pub trait BlockSource: Send + Sync {
     /// tombstone (`freeing`) may dig deeper into the reserve than other foreground writes,
     /// since deletes are how space comes back.
     fn take_free(&self, kind: BlockKind, freeing: bool) -> Option<u32>;
+    /// Called with each new block sequence before any byte carrying it is written: a source
+    /// that must never hand out a sequence twice (across crashes too) makes it durable here.
+    /// An error fails the writer.
+    fn reserve_seq(&self, _seq: u64) -> Result<()> {
+        Ok(())
+    }
     /// A block was opened with sequence `seq`.
     fn opened(&self, block: u32, seq: u64, kind: BlockKind);
     /// A sealed block is now completely on the device; its final bytes are handed over (the
@@ -230,6 +236,11 @@ impl LogWriter {
             .ok_or(Error::NoFreeBlock)?;
         st.seal_open();
         let seq = self.next_seq.fetch_add(1, Ordering::SeqCst);
+        if let Err(e) = self.source.reserve_seq(seq) {
+            let why = format!("reserving block sequence {seq}: {e}");
+            st.failed = Some(why.clone());
+            return Err(Error::WriterFailed(why));
+        }
         let mut buf = AlignedBuf::new(self.block_bytes);
         BlockHeader {
             block,
@@ -247,6 +258,37 @@ impl LogWriter {
             fill: BLOCK_HEADER_BYTES,
             written: 0,
         });
+        Ok(())
+    }
+
+    /// Continues a block an earlier run left partly filled: `bytes` is the whole block as it
+    /// is on the device up to `fill` (the end of its valid frames, a multiple of 16) and zeros
+    /// after it. Appends go on at `fill` with the block's own sequence; the first flush
+    /// rewrites the page holding `fill` from its start, with the bytes already on the device
+    /// in front of `fill`, so a torn rewrite leaves those as they were. Only before the first
+    /// append (the writer holds no block).
+    pub fn resume(&self, block: u32, seq: u64, bytes: AlignedBuf, fill: usize) -> Result<()> {
+        if bytes.len() != self.block_bytes || fill > self.block_bytes || fill < BLOCK_HEADER_BYTES {
+            return Err(Error::Config(format!(
+                "cannot resume block {block} at {fill} with {} of {} bytes",
+                bytes.len(),
+                self.block_bytes
+            )));
+        }
+        let mut st = self.state.lock();
+        assert!(
+            st.open.is_none() && st.sealed.is_empty(),
+            "a block is resumed only by a writer that holds none"
+        );
+        st.open = Some(OpenBlock {
+            block,
+            seq,
+            buf: bytes,
+            fill,
+            written: align_down(fill, IO_ALIGN),
+        });
+        st.appended = (seq, fill as u32);
+        st.durable = (seq, fill as u32);
         Ok(())
     }
 

@@ -357,6 +357,8 @@ pub(crate) fn load(
         dropped_with_records: dropped.clone(),
         dropped,
         report,
+        // Tail blocks were opened after every block the checkpoint vouches for.
+        last_foreground: state.last_foreground.map(|(_, b)| b),
     }))
 }
 

@@ -4,6 +4,7 @@ mod blocks;
 mod checkpoint;
 mod defrag;
 pub(crate) mod inspect_support;
+mod marks;
 mod open;
 mod read;
 mod recovery;
@@ -81,6 +82,10 @@ pub(crate) struct Inner {
     pub next_lsn: AtomicU64,
     /// Sequence number the next opened block gets (shared with both writers).
     pub next_seq: Arc<AtomicU64>,
+    /// Durable limits under which sequences and LSNs are handed out (never twice).
+    pub marks: Arc<marks::Marks>,
+    /// Space was short at open: the first write reclaims before it goes on (see `open.rs`).
+    pub reclaim_before_writes: AtomicBool,
     pub stripes: Vec<Mutex<()>>,
     pub store_id: u128,
     pub dropped: RwLock<HashSet<u32>>,
@@ -246,12 +251,26 @@ impl Engine {
     pub fn close(self) -> Result<()> {
         self.shutdown_threads();
         let flushed = self.flush();
-        let ckpt = if self.inner.fg.is_failed().is_none() {
+        let healthy = self.inner.fg.is_failed().is_none() && self.inner.dw.is_failed().is_none();
+        let ckpt = if healthy {
             self.inner.checkpoint()
         } else {
             Ok(())
         };
-        flushed.and(ckpt)
+        // Nothing is written after this: record where sequences and LSNs stopped, so that
+        // the next open goes on from there instead of jumping past a reserved step.
+        let settled = if healthy && flushed.is_ok() {
+            self.inner
+                .marks
+                .settle(
+                    self.inner.next_seq.load(Ordering::SeqCst),
+                    self.inner.next_lsn.load(Ordering::SeqCst),
+                )
+                .map_err(|e| self.inner.failed(e))
+        } else {
+            Ok(())
+        };
+        flushed.and(ckpt).and(settled)
     }
 
     fn shutdown_threads(&self) {

@@ -12,6 +12,8 @@ use quiver_wal::device::{open_path, FileOptions, IoBackend};
 use quiver_wal::format::{BlockKind, Superblock, MAX_WRITE_BLOCK_BYTES, MIN_WRITE_BLOCK_BYTES};
 use quiver_wal::{AlignedBuf, Device, LogWriter, MemoryDevice, IO_ALIGN};
 
+use super::blocks::{OPEN, SEALED};
+use super::marks::{Marks, ReservingSource};
 use super::stats::Counters;
 use super::{Blocks, Engine, Inner, STRIPES};
 use crate::config::{Config, DeviceConfig};
@@ -64,11 +66,18 @@ pub(crate) fn open_on(config: Config, device: Arc<dyn Device>) -> Result<Engine>
     let index = Index::with_capacity(config.expected_records);
     let rec = super::recovery::recover(&config, device.as_ref(), &sb, &blocks, &index)?;
     blocks.rebuild_free_list();
-    let next_seq = Arc::new(AtomicU64::new(rec.next_seq));
+    // Sequences and LSNs go on above anything ever handed out, seen by recovery or not.
+    let marks = Arc::new(Marks::load(Arc::clone(&device), sb.store_id as u64)?);
+    let (seq_floor, lsn_floor) = marks.floors();
+    let next_seq = Arc::new(AtomicU64::new(rec.next_seq.max(seq_floor)));
+    let source: Arc<dyn quiver_wal::BlockSource> = Arc::new(ReservingSource {
+        blocks: Arc::clone(&blocks),
+        marks: Arc::clone(&marks),
+    });
     let writer = |kind| {
         LogWriter::new(
             Arc::clone(&device),
-            Arc::clone(&blocks) as Arc<dyn quiver_wal::BlockSource>,
+            Arc::clone(&source),
             sb.write_block_bytes,
             sb.store_id as u64,
             kind,
@@ -85,8 +94,10 @@ pub(crate) fn open_on(config: Config, device: Arc<dyn Device>) -> Result<Engine>
         device,
         index,
         blocks,
-        next_lsn: AtomicU64::new(rec.next_lsn),
+        next_lsn: AtomicU64::new(rec.next_lsn.max(lsn_floor)),
         next_seq: Arc::clone(&next_seq),
+        marks,
+        reclaim_before_writes: AtomicBool::new(false),
         stripes: (0..STRIPES).map(|_| Mutex::new(())).collect(),
         store_id: sb.store_id,
         dropped: RwLock::new(rec.dropped.iter().copied().collect::<HashSet<u32>>()),
@@ -98,6 +109,14 @@ pub(crate) fn open_on(config: Config, device: Arc<dyn Device>) -> Result<Engine>
         scan_guard: RwLock::new(()),
         scan_lease_ms: AtomicU64::new(0),
     });
+    if let Some(b) = rec.last_foreground {
+        inner.resume_foreground(b)?;
+    }
+    // Reclaiming changes the store: wait for a write that needs it (a read-only run, say
+    // `quiver get`, leaves the device as it found it).
+    inner
+        .reclaim_before_writes
+        .store(inner.low_on_space(), Ordering::Release);
     let engine = Engine {
         workers: Mutex::new(Vec::new()),
         inner,
@@ -243,6 +262,48 @@ impl Engine {
 }
 
 impl Inner {
+    /// Hands the foreground block `b`, the one opened last, back to the foreground writer
+    /// when it has room, so that a store opened and closed often (a process per command)
+    /// fills its blocks instead of starting one per open. The block was scanned by this
+    /// open, so its end is the end of its valid frames, and no frame of its sequence lies
+    /// past it: appending there is what the run that opened it would have done.
+    fn resume_foreground(&self, b: u32) -> Result<()> {
+        use quiver_wal::buf::align_up;
+        let m = &self.blocks.meta[b as usize];
+        let fill = m.used_bytes.load(Ordering::Acquire) as usize;
+        let bb = self.blocks.block_bytes as usize;
+        let smallest_frame =
+            quiver_wal::format::padded_frame_len(quiver_wal::format::RECORD_HEADER_BYTES + 1);
+        if m.state.load(Ordering::Acquire) != SEALED || fill + smallest_frame > bb {
+            return Ok(());
+        }
+        let mut buf = AlignedBuf::new(bb);
+        let head = align_up(fill, IO_ALIGN);
+        self.device
+            .read_at(&mut buf[..head], b as u64 * bb as u64)?;
+        buf[fill..head].fill(0);
+        let seq = m.seq.load(Ordering::Acquire);
+        self.fg.resume(b, seq, buf, fill)?;
+        m.state.store(OPEN, Ordering::Release);
+        tracing::debug!(block = b, seq, fill, "continuing the last foreground block");
+        Ok(())
+    }
+
+    /// A run that found space short at open reclaims it (dropped groups, expired records,
+    /// defragmentation) at its first write rather than refuse writes until the background
+    /// worker gets to it: a short-lived process never runs that worker.
+    pub(crate) fn reclaim_if_short(&self) {
+        if !self.low_on_space() {
+            return;
+        }
+        self.reclaim_dropped_groups();
+        self.sweep_expired();
+        match self.defrag_pass(usize::MAX) {
+            Ok(freed) => tracing::info!(freed, "space was short at open; defragmented"),
+            Err(e) => tracing::warn!(error = %e, "defragmentation at open stopped"),
+        }
+    }
+
     /// Puts buffered writes on the device at least every `flush_interval_ms`.
     fn flush_loop(&self) {
         let interval = Duration::from_millis(self.config.flush_interval_ms);

@@ -50,6 +50,9 @@ pub(crate) struct Recovered {
     /// Dropped groups that may still have records on the device.
     pub dropped_with_records: Vec<u32>,
     pub report: RecoveryReport,
+    /// The foreground block opened last, when this open scanned it: the writer may go on
+    /// filling it (see `open.rs`).
+    pub last_foreground: Option<u32>,
 }
 
 /// The newest version of one key seen so far.
@@ -201,6 +204,8 @@ pub(crate) struct ScanState {
     pub max_seq: u64,
     /// Location of the newest dropped-groups record.
     pub dropped_loc: Option<(u64, Location)>,
+    /// (sequence, block) of the scanned foreground block with the highest sequence.
+    pub last_foreground: Option<(u64, u32)>,
 }
 
 pub(crate) fn recover(
@@ -285,6 +290,7 @@ fn full_scan(
         dropped_with_records: Vec::new(),
         dropped,
         report,
+        last_foreground: state.last_foreground.map(|(_, b)| b),
     })
 }
 
@@ -308,6 +314,7 @@ struct DecoderOut {
     max_lsn: u64,
     max_seq: u64,
     dropped_loc: Option<(u64, Location)>,
+    last_foreground: Option<(u64, u32)>,
 }
 
 /// Reads `which` blocks, sets their state from their headers, and folds every verified frame
@@ -325,11 +332,14 @@ pub(crate) fn scan_blocks(
         return Ok(());
     }
     let bb = sb.write_block_bytes as usize;
-    let per_chunk = (READ_CHUNK_BYTES / bb).max(1);
+    // A short tail (a checkpoint's replay, often one block) gets buffers for what it reads,
+    // not for a whole device's pipeline: an open per command must not zero 40 MiB each time.
+    let per_chunk = (READ_CHUNK_BYTES / bb).max(1).min(which.len());
     let decoders = decoders().min(which.len().div_ceil(per_chunk));
     let (full_tx, full_rx) = channel::bounded::<Chunk>(decoders + READ_AHEAD_CHUNKS);
     let (free_tx, free_rx) = channel::unbounded::<Vec<AlignedBuf>>();
-    for _ in 0..decoders + READ_AHEAD_CHUNKS + READERS {
+    let chunk_count = which.len().div_ceil(per_chunk);
+    for _ in 0..(decoders + READ_AHEAD_CHUNKS + READERS).min(chunk_count + READERS) {
         let bufs = (0..per_chunk).map(|_| AlignedBuf::new(bb)).collect();
         free_tx.send(bufs).expect("receiver held here");
     }
@@ -427,6 +437,7 @@ pub(crate) fn scan_blocks(
         report.damage.extend(r.damage);
         state.max_lsn = state.max_lsn.max(out.max_lsn);
         state.max_seq = state.max_seq.max(out.max_seq);
+        state.last_foreground = state.last_foreground.max(out.last_foreground);
         if let Some((lsn, loc)) = out.dropped_loc {
             if state.dropped_loc.is_none_or(|(l, _)| l < lsn) {
                 state.dropped_loc = Some((lsn, loc));
@@ -458,6 +469,9 @@ fn scan_one(
     m.kind.store(h.kind as u8, Ordering::Release);
     m.state.store(SEALED, Ordering::Release);
     out.max_seq = out.max_seq.max(h.seq);
+    if h.kind == quiver_wal::format::BlockKind::Foreground {
+        out.last_foreground = out.last_foreground.max(Some((h.seq, b)));
+    }
     let mut min_lsn = u64::MAX;
     let mut scanner = BlockScanner::new(buf, b, h.seq);
     for item in scanner.by_ref() {

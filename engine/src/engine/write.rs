@@ -121,6 +121,9 @@ impl Inner {
         if self.is_dropped(group) {
             return Err(Error::GroupDropped(group));
         }
+        if self.reclaim_before_writes.swap(false, Ordering::AcqRel) {
+            self.reclaim_if_short();
+        }
         Ok(())
     }
 
@@ -191,6 +194,7 @@ impl Inner {
             _ => 0,
         };
         let lsn = self.next_lsn.fetch_add(1, Ordering::SeqCst);
+        self.marks.reserve_lsn(lsn).map_err(|e| self.failed(e))?;
         let rec = RecordInput {
             lsn,
             group,

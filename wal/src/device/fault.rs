@@ -151,6 +151,10 @@ pub enum CrashMode {
     KeepUnsynced,
     /// All but the last land; the last keeps only its first `keep_sectors` 512-byte sectors.
     TearLast { keep_sectors: usize },
+    /// All but the last land; the last loses its first `lose_sectors` 512-byte sectors and the
+    /// rest of it lands (a device may put a request's sectors on the media in any order): the
+    /// shape that loses a new block's header while frames after it survive.
+    TearLastFront { lose_sectors: usize },
     /// Each, in order, lands whole, is lost, or is torn at a random sector, chosen from the
     /// device's seed.
     Random,
@@ -423,24 +427,29 @@ fn crash_image(st: &mut State, mode: CrashMode) -> Vec<u8> {
     let mut image = st.durable.clone();
     let last = st.unsynced.len().saturating_sub(1);
     for (i, p) in st.unsynced.iter().enumerate() {
-        let keep = match mode {
-            CrashMode::DropUnsynced => 0,
-            CrashMode::KeepUnsynced => p.bytes.len(),
+        let len = p.bytes.len();
+        // The part of the write that lands: bytes `from..keep` of it.
+        let (from, keep) = match mode {
+            CrashMode::DropUnsynced => (0, 0),
+            CrashMode::KeepUnsynced => (0, len),
             CrashMode::TearLast { keep_sectors } if i == last => {
-                (keep_sectors * SECTOR_BYTES).min(p.bytes.len())
+                (0, (keep_sectors * SECTOR_BYTES).min(len))
             }
-            CrashMode::TearLast { .. } => p.bytes.len(),
+            CrashMode::TearLastFront { lose_sectors } if i == last => {
+                ((lose_sectors * SECTOR_BYTES).min(len), len)
+            }
+            CrashMode::TearLast { .. } | CrashMode::TearLastFront { .. } => (0, len),
             CrashMode::Random => {
-                let sectors = p.bytes.len() / SECTOR_BYTES;
+                let sectors = len / SECTOR_BYTES;
                 match st.rng.below(3) {
-                    0 => 0,
-                    1 => p.bytes.len(),
-                    _ => st.rng.below(sectors as u64 + 1) as usize * SECTOR_BYTES,
+                    0 => (0, 0),
+                    1 => (0, len),
+                    _ => (0, st.rng.below(sectors as u64 + 1) as usize * SECTOR_BYTES),
                 }
             }
         };
         let s = p.offset as usize;
-        image[s..s + keep].copy_from_slice(&p.bytes[..keep]);
+        image[s + from..s + keep].copy_from_slice(&p.bytes[from..keep]);
     }
     image
 }
