@@ -1,9 +1,11 @@
 //! How a store is opened.
 
 use std::path::PathBuf;
+use std::sync::Arc;
 
 use quiver_wal::format::{MAX_WRITE_BLOCK_BYTES, MIN_WRITE_BLOCK_BYTES};
 
+use crate::clock::{Clock, SystemClock};
 use crate::error::{Error, Result};
 use crate::file_step::FileStepHook;
 
@@ -87,6 +89,8 @@ pub struct Config {
     pub background: bool,
     /// Told of each step of writing the checkpoint file (for fault injection in tests).
     pub file_step_hook: Option<FileStepHook>,
+    /// The time expiry is judged by: the system clock, or a test's.
+    pub clock: Arc<dyn Clock>,
 }
 
 impl Default for Config {
@@ -114,6 +118,7 @@ impl Default for Config {
             expected_records: 0,
             background: true,
             file_step_hook: None,
+            clock: Arc::new(SystemClock),
         }
     }
 }

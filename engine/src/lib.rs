@@ -7,6 +7,7 @@
 //! return a record whose checksum fails, lose an acknowledged `sync` write, or bring back a
 //! deleted or expired record.
 
+pub mod clock;
 pub mod config;
 pub mod engine;
 pub mod error;
@@ -15,6 +16,7 @@ pub mod file_step;
 pub mod inspect;
 pub mod store;
 
+pub use clock::{Clock, ManualClock, SystemClock};
 pub use config::{Config, DeviceConfig, Durability, WriteOptions};
 pub use engine::{
     Engine, Modify, Record, RecoveryReport, ScanChunk, ScanCursor, Stats, MAX_KEY_BYTES,

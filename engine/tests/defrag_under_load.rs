@@ -5,7 +5,7 @@ use std::collections::HashMap;
 use std::sync::Arc;
 
 use parking_lot::Mutex;
-use quiver_engine::{Config, Engine, WriteOptions};
+use quiver_engine::{Config, Engine, ManualClock, WriteOptions};
 use rand::rngs::StdRng;
 use rand::{Rng, SeedableRng};
 
@@ -185,9 +185,11 @@ fn device_full_refuses_writes_keeps_reads_and_recovers_after_deletes() {
 #[test]
 fn expired_records_are_swept_and_their_space_reclaimed() {
     let dir = tempfile::tempdir().unwrap();
+    let clock = Arc::new(ManualClock::new(1_700_000_000));
     let cfg = Config {
         write_block_bytes: 128 << 10,
         background: false,
+        clock: clock.clone(),
         ..Config::file(dir.path().join("e.db"), 8 << 20)
     };
     let e = Engine::open(cfg).unwrap();
@@ -202,7 +204,7 @@ fn expired_records_are_swept_and_their_space_reclaimed() {
         .unwrap();
     e.flush().unwrap();
     let live = e.stats().live_bytes;
-    std::thread::sleep(std::time::Duration::from_millis(2100));
+    clock.advance(1);
     assert_eq!(
         e.get(1, &5u32.to_le_bytes()).unwrap(),
         None,

@@ -1,6 +1,8 @@
 //! Put, get, delete, TTL and reopen on a file and in memory.
 
-use quiver_engine::{Config, Durability, Engine, Error, WriteOptions};
+use std::sync::Arc;
+
+use quiver_engine::{Clock, Config, Durability, Engine, Error, ManualClock, WriteOptions};
 
 fn small_file(dir: &tempfile::TempDir) -> Config {
     Config {
@@ -145,9 +147,14 @@ fn get_many_matches_get() {
 #[test]
 fn ttl_expires_and_stays_expired_after_restart() {
     let dir = tempfile::tempdir().unwrap();
+    let clock = Arc::new(ManualClock::new(1_700_000_000));
+    let config = || Config {
+        clock: clock.clone(),
+        ..small_file(&dir)
+    };
     let w = WriteOptions::default();
     {
-        let e = Engine::open(small_file(&dir)).unwrap();
+        let e = Engine::open(config()).unwrap();
         e.put(
             1,
             b"short",
@@ -168,13 +175,20 @@ fn ttl_expires_and_stays_expired_after_restart() {
             },
         )
         .unwrap();
-        assert!(e.get(1, b"short").unwrap().is_some());
+        clock.advance(1);
+        assert_eq!(e.get(1, b"short").unwrap(), None, "expired at put + TTL");
+        clock.set(clock.now_s() - 1);
+        assert!(e.get(1, b"short").unwrap().is_some(), "live until then");
         e.close().unwrap();
     }
-    std::thread::sleep(std::time::Duration::from_millis(2100));
-    let e = Engine::open(small_file(&dir)).unwrap();
+    clock.advance(2);
+    let e = Engine::open(config()).unwrap();
     assert_eq!(e.get(1, b"short").unwrap(), None);
-    assert!(e.get(1, b"long").unwrap().unwrap().expiry_s > 0);
+    assert_eq!(
+        e.get(1, b"long").unwrap().unwrap().expiry_s,
+        1_700_000_000 + 3600,
+        "the expiry is the clock's time of the put plus the TTL"
+    );
 }
 
 #[test]

@@ -1,5 +1,6 @@
 //! Model test: random sequences of puts (buffered and sync, with and without TTL), deletes,
-//! gets, scans, flushes, checkpoints, defragmentation, clean reopens and crashes (plain, and
+//! gets, scans, flushes, checkpoints, defragmentation, expiry sweeps, ticks of the store's
+//! clock (a test clock: short TTLs expire inside a case), clean reopens and crashes (plain, and
 //! power cuts in the middle of a flush, of a defragmentation pass or of a checkpoint, on a
 //! fault-injecting device) against a plain `HashMap` that knows which writes were
 //! acknowledged under which durability. proptest shrinks a failure to a minimal sequence; the
@@ -10,12 +11,16 @@
 //! - after a clean reopen, everything is there exactly;
 //! - after a crash, each key holds its last durable value or one of the values written after
 //!   it (never anything else: no lost acknowledged write, no resurrected delete, no value that
-//!   was never written).
+//!   was never written);
+//! - everywhere, a value whose TTL has run out by the clock is absent, and an older version of
+//!   its key never comes back in its place (through defragmentation, scan recovery or a
+//!   checkpoint).
 //!
 //! The case generator's seed changes every run and is printed; `QUIVER_MODEL_SEED=<u64>`
 //! replays a run and `PROPTEST_CASES=<n>` changes the case count. Each run prints how
 //! many cases reached a power cut inside a flush, a defragmentation pass and a checkpoint,
-//! and how many freed blocks by defragmentation, and fails when none reached one of them.
+//! how many freed blocks by defragmentation and how many read a key whose value had expired,
+//! and fails when none reached one of them.
 
 use std::cell::RefCell;
 use std::collections::HashMap;
@@ -25,7 +30,9 @@ use std::sync::Arc;
 
 use proptest::prelude::*;
 use proptest::test_runner::{RngSeed, TestRunner};
-use quiver_engine::{Config, Durability, Engine, Error, FileStepHook, ScanCursor, WriteOptions};
+use quiver_engine::{
+    Clock, Config, Durability, Engine, Error, FileStepHook, ManualClock, ScanCursor, WriteOptions,
+};
 use quiver_wal::device::{CrashMode, FaultDevice, FaultEffect, FaultOp, FaultPlan, FaultRule};
 
 const GROUP: u32 = 1;
@@ -36,6 +43,8 @@ const DEVICE_BYTES: u64 = 4 << 20;
 const BLOCK_BYTES: u32 = 128 << 10;
 const FAR_TTL_S: u32 = 3600;
 const SHORT_TTL_S: u32 = 1;
+/// Where the test clock starts (unix seconds).
+const CLOCK_START_S: u32 = 1_700_000_000;
 
 #[derive(Clone, Copy, Debug)]
 enum Ttl {
@@ -71,6 +80,10 @@ enum Op {
     Checkpoint,
     Defrag,
     Sweep,
+    /// The store's clock moves forward `s` seconds.
+    Tick {
+        s: u8,
+    },
     /// Close and reopen.
     Reopen,
     /// Power loss now; `drop_checkpoint` also deletes the checkpoint file (a full scan).
@@ -106,7 +119,8 @@ fn op() -> impl Strategy<Value = Op> {
         4 => Just(Op::Flush),
         3 => Just(Op::Checkpoint),
         6 => Just(Op::Defrag),
-        1 => Just(Op::Sweep),
+        2 => Just(Op::Sweep),
+        4 => (0u8..4).prop_map(|s| Op::Tick { s }),
         2 => Just(Op::Reopen),
         4 => any::<bool>().prop_map(|drop_checkpoint| Op::Crash { drop_checkpoint }),
         3 => (0u8..3, any::<bool>()).prop_map(|(nth, drop_checkpoint)| Op::CrashMidFlush { nth, drop_checkpoint }),
@@ -122,13 +136,6 @@ struct Val {
     len: usize,
     /// Earliest and latest unix second the engine may have set as expiry.
     expiry: Option<(u32, u32)>,
-}
-
-fn now_s() -> u32 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .expect("clock after 1970")
-        .as_secs() as u32
 }
 
 fn key_bytes(k: u8) -> Vec<u8> {
@@ -173,6 +180,7 @@ struct Harness {
     seed: u64,
     cache: bool,
     device: Arc<FaultDevice>,
+    clock: Arc<ManualClock>,
     engine: Option<Engine>,
     model: HashMap<u8, KeyModel>,
     serial: u64,
@@ -181,6 +189,8 @@ struct Harness {
     freed: u64,
     /// Power cuts that landed inside a flush, a defragmentation pass and a checkpoint.
     cuts_in: Reached,
+    /// Reads that found a key absent because its value had expired by the clock.
+    expired_reads: std::cell::Cell<u64>,
 }
 
 /// Counts of the states a case reached.
@@ -200,12 +210,14 @@ impl Harness {
             seed,
             cache,
             device,
+            clock: Arc::new(ManualClock::new(CLOCK_START_S)),
             engine: None,
             model: (0..KEYS).map(|k| (k, KeyModel::default())).collect(),
             serial: 0,
             crashes: 0,
             freed: 0,
             cuts_in: Reached::default(),
+            expired_reads: std::cell::Cell::new(0),
         };
         h.open();
         h
@@ -226,6 +238,7 @@ impl Harness {
             checkpoint_path: Some(self.checkpoint_path()),
             background: false,
             file_step_hook: Some(self.file_steps()),
+            clock: self.clock.clone(),
             ..Config::memory(DEVICE_BYTES)
         }
     }
@@ -297,7 +310,9 @@ impl Harness {
             }
             Op::Sweep => {
                 self.e().sweep_expired();
+                self.check_all_exact();
             }
+            Op::Tick { s } => self.clock.advance(s as u32),
             Op::Reopen => self.reopen(),
             Op::Crash { drop_checkpoint } => self.crash(CrashMode::DropUnsynced, drop_checkpoint),
             Op::CrashMidFlush {
@@ -370,7 +385,7 @@ impl Harness {
             }),
             ttl_s,
         };
-        let t0 = now_s();
+        let t0 = self.clock.now_s();
         let mut result = self.e().put(GROUP, &key_bytes(k), &bytes, &opts);
         if matches!(result, Err(Error::DeviceFull { .. })) {
             // What the background worker would do: make room, then retry.
@@ -381,7 +396,7 @@ impl Harness {
                 .expect("defragment to make room");
             result = self.e().put(GROUP, &key_bytes(k), &bytes, &opts);
         }
-        let t1 = now_s();
+        let t1 = self.clock.now_s();
         let val = Val {
             serial,
             len: bytes.len(),
@@ -408,9 +423,9 @@ impl Harness {
             }),
             ttl_s: None,
         };
-        let t0 = now_s();
+        let t0 = self.clock.now_s();
         let result = self.e().delete(GROUP, &key_bytes(k), &opts);
-        let t1 = now_s();
+        let t1 = self.clock.now_s();
         let existed = match result {
             Ok(existed) => existed,
             Err(Error::DeviceFull { .. }) => return,
@@ -441,6 +456,9 @@ impl Harness {
             None => {
                 let ok = allowed.iter().any(|v| visibility(v, now).1);
                 assert!(ok, "key {k} is missing; allowed {allowed:?}");
+                if allowed.iter().all(Option::is_some) {
+                    self.expired_reads.set(self.expired_reads.get() + 1);
+                }
                 None
             }
             Some(bytes) => {
@@ -469,9 +487,9 @@ impl Harness {
     }
 
     fn check_get(&self, k: u8) {
-        let t0 = now_s();
+        let t0 = self.clock.now_s();
         let got = self.e().get(GROUP, &key_bytes(k)).expect("get");
-        let t1 = now_s();
+        let t1 = self.clock.now_s();
         self.judge(
             k,
             got.as_ref().map(|r| &r.value[..]),
@@ -489,9 +507,9 @@ impl Harness {
     fn check_get_many(&self) {
         let keys: Vec<Vec<u8>> = (0..KEYS).map(key_bytes).collect();
         let req: Vec<(u32, &[u8])> = keys.iter().map(|k| (GROUP, &k[..])).collect();
-        let t0 = now_s();
+        let t0 = self.clock.now_s();
         let got = self.e().get_many(&req).expect("get_many");
-        let t1 = now_s();
+        let t1 = self.clock.now_s();
         for (k, r) in (0..KEYS).zip(&got) {
             self.judge(
                 k,
@@ -503,7 +521,7 @@ impl Harness {
     }
 
     fn check_scan(&self) {
-        let t0 = now_s();
+        let t0 = self.clock.now_s();
         let mut seen: HashMap<Vec<u8>, Vec<u8>> = HashMap::new();
         let mut cursor = ScanCursor::START;
         loop {
@@ -519,7 +537,7 @@ impl Harness {
                 None => break,
             }
         }
-        let t1 = now_s();
+        let t1 = self.clock.now_s();
         for k in 0..KEYS {
             let got = seen.remove(&key_bytes(k));
             self.judge(k, got.as_deref(), &[self.model[&k].current], (t0, t1));
@@ -568,7 +586,7 @@ impl Harness {
             self.seed.wrapping_add(self.crashes),
         ));
         self.open();
-        let t0 = now_s();
+        let t0 = self.clock.now_s();
         let got: Vec<Option<Vec<u8>>> = (0..KEYS)
             .map(|k| {
                 self.e()
@@ -577,7 +595,7 @@ impl Harness {
                     .map(|r| r.value)
             })
             .collect();
-        let t1 = now_s();
+        let t1 = self.clock.now_s();
         for (k, got) in (0..KEYS).zip(got) {
             let m = &self.model[&k];
             let mut allowed = vec![m.durable];
@@ -669,8 +687,9 @@ fn engine_matches_model() {
         source_file: Some(file!()),
         ..ProptestConfig::default()
     });
-    // Cases that reached each state: [cut in a flush, in defrag, in a checkpoint, freed].
-    let reached = RefCell::new([0u64; 4]);
+    // Cases that reached each state: [cut in a flush, in defrag, in a checkpoint, freed,
+    // a read of an expired key].
+    let reached = RefCell::new([0u64; 5]);
     let strategy = (
         any::<u64>(),
         any::<bool>(),
@@ -684,6 +703,7 @@ fn engine_matches_model() {
             h.cuts_in.defrag,
             h.cuts_in.checkpoint,
             h.freed,
+            h.expired_reads.get(),
         ];
         for (count, hit) in r.iter_mut().zip(hits) {
             *count += u64::from(hit > 0);
@@ -693,17 +713,18 @@ fn engine_matches_model() {
     if let Err(e) = result {
         panic!("{e}\nreplay with QUIVER_MODEL_SEED={seed}");
     }
-    let [flush, defrag, checkpoint, freed] = *reached.borrow();
+    let [flush, defrag, checkpoint, freed, expired] = *reached.borrow();
     eprintln!(
         "model test seed {seed}: of {cases} cases, {flush} cut the power inside a flush, \
          {defrag} inside defragmentation, {checkpoint} inside a checkpoint; {freed} freed \
-         blocks by defragmentation"
+         blocks by defragmentation; {expired} read a key whose value had expired"
     );
     for (what, n) in [
         ("a power cut inside a flush", flush),
         ("a power cut inside defragmentation", defrag),
         ("a power cut inside a checkpoint", checkpoint),
         ("defragmentation that freed blocks", freed),
+        ("a read of an expired key", expired),
     ] {
         assert!(
             n > 0,
@@ -794,4 +815,54 @@ fn overwrite_heavy_sequence_with_block_reuse() {
         "only {} blocks were freed: the sequence did not reuse blocks",
         h.freed
     );
+}
+
+/// An expired key must stay gone when defragmentation frees the block of its expired version
+/// while an older version without a TTL still sits in a block that stays: the expired
+/// version's marker is kept as a tombstone, and a full scan after a crash finds it.
+#[test]
+fn expired_key_stays_gone_after_defrag_and_scan_recovery() {
+    let put = |key, len, ttl| Op::Put {
+        key,
+        len,
+        sync: false,
+        ttl,
+    };
+    let ops = [
+        // Key 0 without a TTL, beside records that keep its block over the threshold.
+        put(0, 8, Ttl::None),
+        Op::Burst {
+            first: 10,
+            n: 6,
+            len: 12000,
+        },
+        // Seal that block, then write key 0 again with a short TTL into the next one.
+        Op::Burst {
+            first: 1,
+            n: 9,
+            len: 12000,
+        },
+        put(0, 8, Ttl::Short),
+        // Overwrite keys 1..10 twice: the TTL version's block becomes mostly dead.
+        Op::Burst {
+            first: 1,
+            n: 9,
+            len: 12000,
+        },
+        Op::Burst {
+            first: 1,
+            n: 9,
+            len: 12000,
+        },
+        Op::Flush,
+        Op::Tick { s: 3 },
+        Op::Get { key: 0 },
+        Op::Defrag,
+        Op::Crash {
+            drop_checkpoint: true,
+        },
+        Op::Get { key: 0 },
+    ];
+    let h = run(0xe4b1, false, &ops);
+    assert!(h.freed > 0, "defragmentation freed nothing");
 }

@@ -44,7 +44,7 @@ use super::recovery::{
     read_dropped_at, recompute_live, scan_blocks, Recovered, ScanState, Version,
 };
 use super::stats::RecoveryReport;
-use super::{now_s, Inner};
+use super::Inner;
 use crate::error::{Error, Result};
 use crate::file_step::FileStep;
 
@@ -313,6 +313,7 @@ pub(crate) fn load(
     sb: &Superblock,
     blocks: &Blocks,
     index: &Index,
+    now: u32,
 ) -> std::result::Result<Option<Recovered>, String> {
     let mut bytes = Vec::new();
     match OpenOptions::new().read(true).open(path) {
@@ -328,7 +329,6 @@ pub(crate) fn load(
         ..RecoveryReport::default()
     };
     let tail = classify_blocks(device, sb, blocks, &head).map_err(|e| e.to_string())?;
-    let now = now_s();
     for i in 0..head.count {
         let at = head.entries_at + i * ENTRY_BYTES;
         let (d, e) = decode_entry(&bytes[at..at + ENTRY_BYTES]);

@@ -42,7 +42,7 @@ use super::blocks::{DEFRAG, OPEN, SEALED};
 pub(crate) const DEFRAG_BATCH_BLOCKS: usize = 8;
 /// Threshold used while free space is low.
 const LOW_SPACE_LWM_PCT: u8 = 90;
-use super::{now_s, Inner};
+use super::Inner;
 use crate::error::Result;
 
 impl Inner {
@@ -239,7 +239,7 @@ impl Inner {
     /// blocks were copied completely and the error that stopped the next one.
     fn copy_out(&self, blocks: &[u32], contents: &[Vec<u8>]) -> (usize, Result<()>) {
         let _no_scan_chunk = self.scan_guard.write();
-        let now = now_s();
+        let now = self.now_s();
         // A write holds its key's lock from placing its frame until the blocks' accounting is
         // done (the version it superseded counts as dead): wait for those in flight, so that
         // the accounting covers every frame of these sealed blocks before markers are judged.
@@ -397,7 +397,7 @@ impl Inner {
 
     /// Drops expired records from the index (their space then counts as dead).
     pub fn sweep_expired(&self) -> usize {
-        let now = now_s();
+        let now = self.now_s();
         let mut expired = Vec::new();
         self.index.for_each(|d, e| {
             if Self::is_expired(&e, now) {

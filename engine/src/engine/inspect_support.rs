@@ -7,7 +7,6 @@ use quiver_wal::format::Superblock;
 use quiver_wal::Device;
 
 use super::blocks::{Blocks, SEALED};
-use super::now_s;
 use super::recovery::{read_dropped, recompute_live, scan_blocks, ScanState};
 use super::stats::RecoveryReport;
 use crate::error::Result;
@@ -36,7 +35,8 @@ pub(crate) fn scan_all(device: &dyn Device, sb: &Superblock) -> Result<Scanned> 
     scan_blocks(device, sb, &blocks, &all, &mut state, &mut report)?;
     let dropped = read_dropped(device, sb, &blocks, &state)?;
     let index = Index::new();
-    let now = now_s();
+    // Inspection runs outside any store: it judges expiry by the system clock.
+    let now = crate::clock::Clock::now_s(&crate::clock::SystemClock);
     let mut per_block = vec![0u64; count];
     state.versions.for_each(|d, v| {
         if v.is_live(now, &dropped) {

@@ -145,8 +145,11 @@ pub(crate) fn frame_location(block: u32, offset: u32, padded_len: u32) -> quiver
     }
 }
 
-pub(crate) fn now_s() -> u32 {
-    (quiver_wal::writer::now_ms() / 1000) as u32
+impl Inner {
+    /// Now, by the configured clock (unix seconds).
+    pub(crate) fn now_s(&self) -> u32 {
+        self.config.clock.now_s()
+    }
 }
 
 impl Engine {

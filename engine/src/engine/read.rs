@@ -8,7 +8,7 @@ use quiver_wal::buf::{align_down, align_up};
 use quiver_wal::format::{decode_record, RecordView, UNIT_BYTES};
 use quiver_wal::{AlignedBuf, ReadOp, IO_ALIGN};
 
-use super::{now_s, Inner, Record};
+use super::{Inner, Record};
 use crate::error::{Error, Result};
 
 /// A frame read from memory or the device: `bytes[start..]` begins with the frame.
@@ -43,7 +43,7 @@ impl Inner {
         let d = digest(group, key);
         self.counters.gets.fetch_add(1, Ordering::Relaxed);
         match self.index.get(d) {
-            Some(e) if !Self::is_expired(&e, now_s()) => self.load(group, key, d, e),
+            Some(e) if !Self::is_expired(&e, self.now_s()) => self.load(group, key, d, e),
             _ => Ok(None),
         }
     }
@@ -177,7 +177,7 @@ impl Inner {
         let digests: Vec<Digest> = keys.iter().map(|&(g, k)| digest(g, k)).collect();
         let mut entries = Vec::with_capacity(keys.len());
         self.index.get_many(&digests, &mut entries);
-        let now = now_s();
+        let now = self.now_s();
         let mut out: Vec<Option<Record>> = vec![None; keys.len()];
         let mut pending: Vec<(usize, Entry, AlignedBuf, u64, usize)> = Vec::new();
         for (i, (&(group, key), entry)) in keys.iter().zip(&entries).enumerate() {

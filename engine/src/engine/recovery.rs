@@ -30,7 +30,7 @@ use quiver_wal::{AlignedBuf, Device, ReadOp};
 
 use super::blocks::{Blocks, SEALED};
 use super::stats::RecoveryReport;
-use super::{now_s, DROPPED_GROUPS_KEY, SYSTEM_GROUP};
+use super::{DROPPED_GROUPS_KEY, SYSTEM_GROUP};
 use crate::config::Config;
 use crate::error::Result;
 
@@ -216,9 +216,10 @@ pub(crate) fn recover(
     index: &Index,
 ) -> Result<Recovered> {
     let started = Instant::now();
+    let now = config.clock.now_s();
     let mut fallback = None;
     if let Some(path) = config.checkpoint_file() {
-        match super::checkpoint::load(&path, device, sb, blocks, index) {
+        match super::checkpoint::load(&path, device, sb, blocks, index, now) {
             Ok(Some(mut r)) => {
                 r.report.elapsed_ms = started.elapsed().as_millis() as u64;
                 return Ok(r);
@@ -232,7 +233,7 @@ pub(crate) fn recover(
             }
         }
     }
-    let mut r = full_scan(device, sb, blocks, index)?;
+    let mut r = full_scan(device, sb, blocks, index, now)?;
     r.report.checkpoint_fallback = fallback;
     r.report.elapsed_ms = started.elapsed().as_millis() as u64;
     Ok(r)
@@ -252,6 +253,7 @@ fn full_scan(
     sb: &Superblock,
     blocks: &Blocks,
     index: &Index,
+    now: u32,
 ) -> Result<Recovered> {
     let mut report = RecoveryReport {
         mode: "scan".into(),
@@ -266,7 +268,6 @@ fn full_scan(
         report.mode = "created".into();
     }
     let dropped = read_dropped(device, sb, blocks, &state)?;
-    let now = now_s();
     for m in &blocks.meta {
         m.live_bytes.store(0, Ordering::Release);
     }

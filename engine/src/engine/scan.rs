@@ -12,7 +12,7 @@ use quiver_wal::format::BLOCK_HEADER_BYTES;
 use quiver_wal::scan::{BlockScanner, ScanItem};
 
 use super::blocks::{DEFRAG, OPEN, SEALED};
-use super::{now_s, Inner, Record};
+use super::{Inner, Record};
 use crate::error::Result;
 
 /// Where a scan resumes: block index in the high 32 bits, byte offset in the low 32.
@@ -54,7 +54,7 @@ impl Inner {
                 next: None,
             });
         }
-        let now = now_s();
+        let now = self.now_s();
         for b in start_block..self.blocks.count() as u32 {
             if !matches!(self.blocks.state(b), OPEN | SEALED | DEFRAG) {
                 start_offset = BLOCK_HEADER_BYTES as u32;

@@ -6,7 +6,7 @@ use quiver_index::{digest, Digest, Entry};
 use quiver_wal::format::{RecordInput, FLAG_TOMBSTONE, UNIT_BYTES};
 use quiver_wal::Pos;
 
-use super::{now_s, Inner, Modify, Record, SYSTEM_GROUP};
+use super::{Inner, Modify, Record, SYSTEM_GROUP};
 use crate::config::{Durability, WriteOptions};
 use crate::error::{Error, Result};
 
@@ -35,7 +35,7 @@ impl Inner {
             let _key_lock = self.stripe(d).lock();
             let old = self.index.get(d);
             let current = match old {
-                Some(e) if !Self::is_expired(&e, now_s()) && !self.is_dropped(group) => {
+                Some(e) if !Self::is_expired(&e, self.now_s()) && !self.is_dropped(group) => {
                     self.load(group, key, d, e)?
                 }
                 _ => None,
@@ -99,7 +99,7 @@ impl Inner {
         let pos = {
             let _key_lock = self.stripe(d).lock();
             match self.index.get(d) {
-                Some(e) if !Self::is_expired(&e, now_s()) && still(&e) => Some(
+                Some(e) if !Self::is_expired(&e, self.now_s()) && still(&e) => Some(
                     self.append(group, key, d, &[], FLAG_TOMBSTONE, None, Some(e))?
                         .1,
                 ),
@@ -187,7 +187,7 @@ impl Inner {
         ttl_s: Option<u32>,
         old: Option<Entry>,
     ) -> Result<(u16, Pos)> {
-        let now = now_s();
+        let now = self.now_s();
         let generation = old.map_or(1, |e| e.generation.wrapping_add(1));
         let expiry_s = match ttl_s {
             Some(t) if t > 0 => now.saturating_add(t),
