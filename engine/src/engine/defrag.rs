@@ -94,7 +94,9 @@ impl Inner {
             let lease = self.scan_lease_ms.load(Ordering::Acquire);
             let scanning =
                 quiver_wal::writer::now_ms().saturating_sub(lease) < super::scan::SCAN_LEASE_MS;
-            if self.shutdown.load(Ordering::Acquire) || scanning {
+            // Scans hold defragmentation off, but never while space is short: then the moves
+            // are noted for them instead (`scan_moves.rs`).
+            if self.shutdown.load(Ordering::Acquire) || (scanning && !low) {
                 break;
             }
             let claimed: Vec<u32> = batch
@@ -335,6 +337,7 @@ impl Inner {
                     moved,
                     "index moved under the key lock during defragmentation"
                 );
+                self.scan_moves.moved(h.group, d, loc, new_loc);
                 self.blocks.add_live(placed.block, placed.padded_len);
                 self.blocks.sub_live(b, loc.len_units * UNIT_BYTES as u32);
                 self.counters

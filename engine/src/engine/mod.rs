@@ -9,6 +9,7 @@ mod open;
 mod read;
 mod recovery;
 mod scan;
+mod scan_moves;
 mod stats;
 mod write;
 
@@ -98,8 +99,11 @@ pub(crate) struct Inner {
     /// Scan chunks hold it shared, a block's defragmentation exclusively: records never move
     /// under a chunk.
     pub scan_guard: RwLock<()>,
-    /// Unix ms of the last scan chunk; defragmentation waits while scans are active.
+    /// Unix ms of the last scan chunk; defragmentation waits while scans are active, unless
+    /// space is short.
     pub scan_lease_ms: AtomicU64,
+    /// What defragmentation moved under the scans in progress.
+    pub scan_moves: scan_moves::ScanMoves,
 }
 
 impl Inner {

@@ -108,6 +108,7 @@ pub(crate) fn open_on(config: Config, device: Arc<dyn Device>) -> Result<Engine>
         checkpoint_lock: Mutex::new(()),
         scan_guard: RwLock::new(()),
         scan_lease_ms: AtomicU64::new(0),
+        scan_moves: Default::default(),
     });
     if let Some(b) = rec.last_foreground {
         inner.resume_foreground(b)?;
