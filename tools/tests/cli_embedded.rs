@@ -456,3 +456,37 @@ fn export_and_load_back_round_trip() {
     }
     q.fails(&["export", "src", q.path("out.csv").to_str().unwrap()], 2);
 }
+
+/// Finds the first value named `name` anywhere in `doc`.
+fn find<'a>(doc: &'a serde_json::Value, name: &str) -> Option<&'a serde_json::Value> {
+    match doc {
+        serde_json::Value::Object(m) => m
+            .get(name)
+            .or_else(|| m.values().find_map(|v| find(v, name))),
+        serde_json::Value::Array(a) => a.iter().find_map(|v| find(v, name)),
+        _ => None,
+    }
+}
+
+/// Issue 19: every one-shot `quiver --data FILE put` took a fresh 1 MiB block (21 blocks for
+/// 20 puts of a few bytes); runs now go on filling the block the last one left.
+#[test]
+fn one_shot_puts_share_a_block() {
+    let q = Quiver::embedded();
+    q.ok(&[
+        "group",
+        "create",
+        "g",
+        "--key-type",
+        "string",
+        "--feature",
+        "a:i64",
+    ]);
+    for i in 0..20 {
+        q.ok(&["put", "g", &format!("k{i}"), &format!("a={i}")]);
+    }
+    let stats = q.json(&["stats"]);
+    let used = find(&stats, "blocks_used").and_then(|v| v.as_u64());
+    assert_eq!(used, Some(1), "20 one-shot puts share one block: {stats}");
+    assert_eq!(feature(&q.json(&["get", "g", "k19"]), "a")["value"], 19);
+}
