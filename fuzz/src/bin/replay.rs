@@ -167,7 +167,7 @@ fn main() -> ExitCode {
         failed += crashes;
     }
     if failed > 0 {
-        println!("replay: {failed} crashing inputs");
+        println!("replay: {failed} crashing inputs (seed {seed}: `--seed {seed}` replays them)");
         return ExitCode::FAILURE;
     }
     ExitCode::SUCCESS
