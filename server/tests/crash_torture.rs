@@ -58,6 +58,8 @@ const POLL: Duration = Duration::from_millis(40);
 const TMP_POLL: Duration = Duration::from_micros(200);
 /// A kill meant for a checkpoint waits this long at least (quiverd checkpoints every second).
 const CHECKPOINT_DEADLINE: Duration = Duration::from_secs(4);
+/// A kill meant for defragmentation waits this long at least for it to move records.
+const DEFRAG_DEADLINE: Duration = Duration::from_secs(6);
 
 /// SplitMix64: every random choice of a run comes from its seed.
 #[derive(Clone)]
@@ -696,7 +698,12 @@ fn end_cycle(
     let started = Instant::now();
     let mut last = figures(&mut control).unwrap_or_default();
     let mut moving = false;
-    while started.elapsed() < cycle.load {
+    // A kill meant for defragmentation waits for it past the cycle's load time, up to a bound.
+    let until = match cycle.ending {
+        Ending::KillInDefrag => cycle.load.max(DEFRAG_DEADLINE),
+        _ => cycle.load,
+    };
+    while started.elapsed() < until {
         std::thread::sleep(POLL);
         let now = figures(&mut control).unwrap_or(last);
         moving = now.defrag_records_moved > last.defrag_records_moved;
