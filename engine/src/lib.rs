@@ -13,6 +13,7 @@ pub mod engine;
 pub mod error;
 pub mod feature;
 pub mod file_step;
+pub mod history;
 pub mod inspect;
 pub mod store;
 

@@ -22,20 +22,26 @@ use crate::feature::registry::{schema_key, GroupEntry, Registry, REGISTRY_GROUP,
 use crate::feature::schema::check_ttl;
 use crate::feature::{
     check_value, merge_row, Alter, EncodedCells, EntityKey, FeatureError, FeatureRef, FeatureValue,
-    GroupSchema, GroupSpec, PutOptions, PutResult, RegistryIndex, ScanItem, Value,
+    GroupSchema, GroupSpec, PutOptions, PutResult, RegistryIndex, Row, ScanItem, Value, WriteMode,
 };
 
 /// A feature store. `Send + Sync`: share it behind an `Arc`.
 pub struct Store {
-    engine: Engine,
+    pub(crate) engine: Engine,
     /// Puts hold the read side for their whole write, so a drop (which takes the write side)
     /// never races a put into the group it is dropping.
-    registry: RwLock<Registry>,
+    pub(crate) registry: RwLock<Registry>,
     /// Serializes registry changes (create, alter, drop) with each other.
     registry_writer: Mutex<()>,
+    /// Per-entity locks of groups with history: a put's online write and its history append,
+    /// and compaction, hold the entity's lock, so both see one order.
+    pub(crate) history_locks: Box<[Mutex<()>]>,
 }
 
-fn now_ms() -> u64 {
+/// Stripes of [`Store::history_locks`].
+const HISTORY_LOCKS: usize = 1024;
+
+pub(crate) fn now_ms() -> u64 {
     SystemTime::now()
         .duration_since(UNIX_EPOCH)
         .map_or(0, |d| d.as_millis() as u64)
@@ -63,12 +69,24 @@ impl Store {
     /// Opens the engine and loads the registry with point reads (no device scan), then finishes
     /// any group drop a crash interrupted.
     pub fn open(config: Config) -> Result<Store> {
-        let engine = Engine::open(config)?;
+        Store::on_engine(Engine::open(config)?)
+    }
+
+    /// Opens a store on a device built by the caller, e.g. a fault-injecting one in tests.
+    pub fn open_on_device(
+        config: Config,
+        device: std::sync::Arc<dyn quiver_wal::Device>,
+    ) -> Result<Store> {
+        Store::on_engine(Engine::open_on_device(config, device)?)
+    }
+
+    fn on_engine(engine: Engine) -> Result<Store> {
         let registry = load_registry(&engine)?;
         let store = Store {
             engine,
             registry: RwLock::new(registry),
             registry_writer: Mutex::new(()),
+            history_locks: (0..HISTORY_LOCKS).map(|_| Mutex::new(())).collect(),
         };
         let _writer = store.registry_writer.lock();
         let pending = store.registry.read().index().dropping.clone();
@@ -130,6 +148,8 @@ impl Store {
     fn finish_drop(&self, id: u32) -> Result<()> {
         self.engine.drop_group(id)?;
         self.engine
+            .drop_group(crate::history::history_group(id))?;
+        self.engine
             .delete(REGISTRY_GROUP, &schema_key(id), &sync())?;
         let index = self.registry.read().plan_dropped(id);
         self.engine
@@ -175,11 +195,25 @@ impl Store {
             durability: opts.durability,
             ttl_s,
         };
+        let _history_lock = schema
+            .history
+            .is_some()
+            .then(|| self.history_lock(schema.id, &key_bytes));
+        let history = match schema.history {
+            Some(_) => Some(self.prepare_history(schema, &key_bytes, cells.len())?),
+            None => None,
+        };
+        let write_time_ms = opts.write_time_ms.unwrap_or_else(now_ms);
+        let mut removed = Vec::new();
+        let track_removed = history.is_some() && opts.mode == WriteMode::ReplaceRow;
         let (result, generation) =
             self.engine
                 .inner
                 .modify_inner(schema.id, &key_bytes, &write, |current| {
                     check_generation(opts.expected_generation, current)?;
+                    if let (true, Some(current)) = (track_removed, current) {
+                        removed = removed_features(&current.value, &cells)?;
+                    }
                     let row = current.map(|r| r.value.as_slice());
                     let outcome =
                         merge_row(&schema.name, row, &cells, opts.mode, schema.compression)?;
@@ -193,6 +227,17 @@ impl Store {
                         None => Modify::Keep { out },
                     })
                 })?;
+        if let Some(loaded) = history {
+            self.append_history(
+                schema,
+                &key_bytes,
+                loaded,
+                &cells,
+                &removed,
+                write_time_ms,
+                opts.durability,
+            )?;
+        }
         Ok(PutResult {
             generation,
             ..result
@@ -252,7 +297,11 @@ impl Store {
             .collect()
     }
 
-    fn checked_key<'k>(&self, plan: &ReadPlan, key: &'k EntityKey) -> Result<Cow<'k, [u8]>> {
+    pub(crate) fn checked_key<'k>(
+        &self,
+        plan: &ReadPlan,
+        key: &'k EntityKey,
+    ) -> Result<Cow<'k, [u8]>> {
         if let Some(group) = plan.groups().iter().find(|g| g.key_type != key.key_type()) {
             return Err(FeatureError::KeyTypeMismatch {
                 group: group.name.clone(),
@@ -278,8 +327,13 @@ impl Store {
             durability,
             ..WriteOptions::default()
         };
-        self.engine
-            .delete(entry.schema.id, &key.to_key_bytes()?, &opts)
+        let id = entry.schema.id;
+        let key_bytes = key.to_key_bytes()?;
+        let _history_lock = self.history_lock(id, &key_bytes);
+        let existed = self.engine.delete(id, &key_bytes, &opts)?;
+        // History goes with the entity, even when the group no longer records it.
+        self.delete_history(id, &key_bytes, durability)?;
+        Ok(existed)
     }
 
     /// Up to `max_items` rows of a group, decoded; pass the returned cursor to continue.
@@ -325,6 +379,17 @@ impl Store {
     pub fn stats(&self) -> Stats {
         self.engine.stats()
     }
+}
+
+/// The features a stored row holds that a whole-row replace with `cells` removes.
+fn removed_features(row: &[u8], cells: &EncodedCells) -> Result<Vec<u32>> {
+    let body = Row::body(row)?;
+    let kept: Vec<u32> = cells.cells().map(|c| c.id).collect();
+    Ok(Row::cells(&body)?
+        .iter()
+        .map(|c| c.id)
+        .filter(|id| kept.binary_search(id).is_err())
+        .collect())
 }
 
 fn check_generation(expected: Option<u16>, current: Option<&Record>) -> Result<()> {

@@ -8,7 +8,7 @@
 //! Nothing here does I/O except through [`crate::store::Store`]; the codecs and the merge rule
 //! work on bytes and are tested on their own.
 
-mod bytes;
+pub(crate) mod bytes;
 pub mod check;
 mod error;
 pub mod limits;

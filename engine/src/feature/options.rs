@@ -33,4 +33,7 @@ pub struct PutOptions {
     /// Record TTL for this write; `None`: the group's TTL.
     pub ttl_s: Option<u32>,
     pub durability: Option<Durability>,
+    /// When the store learned these values, in Unix ms, for groups that keep history: `None`
+    /// is now; a backfill of history whose arrival times are known sets it.
+    pub write_time_ms: Option<u64>,
 }

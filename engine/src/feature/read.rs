@@ -75,6 +75,24 @@ impl ReadPlan {
         Ok(plan)
     }
 
+    /// The features wanted from group `i` of [`ReadPlan::groups`]: (answer slot, feature id,
+    /// type), by id.
+    pub(crate) fn wanted(&self, i: usize) -> impl Iterator<Item = (usize, u32, FeatureType)> + '_ {
+        self.wanted[i].iter().map(|w| (w.slot, w.id, w.ty))
+    }
+
+    /// The distinct feature ids wanted from group `i`, ascending.
+    pub(crate) fn wanted_ids(&self, i: usize) -> Vec<u32> {
+        let mut ids: Vec<u32> = self.wanted[i].iter().map(|w| w.id).collect();
+        ids.dedup();
+        ids
+    }
+
+    /// How many answers a row of this plan has.
+    pub(crate) fn slots(&self) -> usize {
+        self.slots
+    }
+
     /// The engine groups to read, in the order `decode` expects their rows.
     pub fn groups(&self) -> &[Arc<GroupSchema>] {
         &self.groups

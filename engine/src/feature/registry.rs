@@ -135,10 +135,14 @@ impl Registry {
             });
         }
         let id = self.index.next_group_id;
-        let next = id.checked_add(1).ok_or(FeatureError::TooManyGroups {
-            count: id as usize,
-            max: MAX_GROUPS,
-        })?;
+        // Ids at and above 2^31 name history groups (`crate::history`): never hand them out.
+        let next = id
+            .checked_add(1)
+            .filter(|&next| next < crate::history::HISTORY_GROUP_BIT)
+            .ok_or(FeatureError::TooManyGroups {
+                count: id as usize,
+                max: MAX_GROUPS,
+            })?;
         let schema = GroupSchema::from_spec(id, spec)?;
         let mut index = self.index.clone();
         index.next_group_id = next;

@@ -295,7 +295,7 @@ impl<'a> Iterator for Cells<'a> {
 }
 
 /// Takes one payload of `kind` from the reader, checking every length against its limit.
-fn payload_slice<'a>(r: &mut Reader<'a>, kind: u8) -> Result<&'a [u8], FeatureError> {
+pub(crate) fn payload_slice<'a>(r: &mut Reader<'a>, kind: u8) -> Result<&'a [u8], FeatureError> {
     let mut probe = Reader::new(r.peek(), ROW);
     let len = match kind {
         KIND_NULL => 0,

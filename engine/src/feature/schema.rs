@@ -4,6 +4,7 @@ use super::error::FeatureError;
 use super::limits::{MAX_FEATURES_PER_GROUP, MAX_TTL_S, MAX_ZSTD_LEVEL, MIN_ZSTD_LEVEL};
 use super::name::{check_description, check_name, check_owner, check_tags};
 use super::types::{FeatureType, KeyType};
+use crate::history::HistoryPolicy;
 
 /// What a caller gives to define a feature.
 #[derive(Debug, Clone, PartialEq)]
@@ -65,6 +66,8 @@ pub struct GroupSpec {
     pub description: String,
     pub owner: String,
     pub tags: Vec<String>,
+    /// Keep superseded values (as-of reads, training sets); `None`: only the newest value.
+    pub history: Option<HistoryPolicy>,
 }
 
 impl GroupSpec {
@@ -83,6 +86,7 @@ impl GroupSpec {
             description: String::new(),
             owner: String::new(),
             tags: Vec::new(),
+            history: None,
         }
     }
 }
@@ -103,7 +107,7 @@ impl GroupSpec {
 /// | 4 | schema version, u32 (1 at creation, +1 per change) |
 /// | str | group name (1..=63 bytes of `[a-z0-9_]`, starting with a letter) |
 /// | 1 | key type: 1 = string, 2 = i64, 3 = bytes |
-/// | 1 | flags: bit 0 = NaN/infinity allowed, bit 1 = a TTL is set; other bits 0 |
+/// | 1 | flags: bit 0 = NaN/infinity allowed, bit 1 = a TTL is set, bit 2 = history is kept; other bits 0 |
 /// | 4 | TTL / max age in seconds, u32 (0 when flag bit 1 is clear) |
 /// | 1 | compression: 0 = none, 1 = zstd |
 /// | 4 | zstd level, i32 (0 when compression is none) |
@@ -111,6 +115,7 @@ impl GroupSpec {
 /// | str | owner (at most 255 bytes) |
 /// | varint | tag count T (at most 32), then T × str tag (1..=63 bytes of printable ASCII) |
 /// | varint | feature count F (at most 4096), then F features |
+/// | 4 | only when flag bit 2 is set: history retention in seconds, u32 (1..=315360000) |
 ///
 /// A feature (its id is its position, 0-based: features are never removed, only deprecated,
 /// so ids are never reused):
@@ -125,7 +130,7 @@ impl GroupSpec {
 /// | str | owner (at most 255 bytes) |
 /// | varint | tag count T (at most 32), then T × str tag |
 ///
-/// Nothing follows the last feature.
+/// Nothing follows the last feature but the history setting (when flag bit 2 is set).
 #[derive(Debug, Clone, PartialEq)]
 pub struct GroupSchema {
     pub id: u32,
@@ -139,6 +144,8 @@ pub struct GroupSchema {
     pub description: String,
     pub owner: String,
     pub tags: Vec<String>,
+    /// What the group keeps of superseded values; `None`: nothing (the default).
+    pub history: Option<HistoryPolicy>,
 }
 
 /// One change to a group.
@@ -150,6 +157,9 @@ pub enum Alter {
     SetDescription(String),
     SetOwner(String),
     SetTags(Vec<String>),
+    /// Turns history on (or changes its bounds) for writes from now on, or off (`None`):
+    /// versions already kept stay until the group is dropped or they leave the retention.
+    SetHistory(Option<HistoryPolicy>),
     /// Always refused: stored values keep their type; add a new feature instead.
     ChangeFeatureType(String, FeatureType),
 }
@@ -196,6 +206,9 @@ impl GroupSchema {
         check_tags(&what, &spec.tags)?;
         check_ttl(spec.ttl_s)?;
         check_compression(spec.compression)?;
+        if let Some(policy) = &spec.history {
+            policy.check(&spec.name)?;
+        }
         let mut schema = GroupSchema {
             id,
             version: 1,
@@ -208,6 +221,7 @@ impl GroupSchema {
             description: spec.description,
             owner: spec.owner,
             tags: spec.tags,
+            history: spec.history,
         };
         for feature in spec.features {
             schema.push_feature(feature)?;
@@ -300,6 +314,12 @@ impl GroupSchema {
             Alter::SetTags(tags) => {
                 check_tags(&what, &tags)?;
                 next.tags = tags;
+            }
+            Alter::SetHistory(policy) => {
+                if let Some(policy) = &policy {
+                    policy.check(&self.name)?;
+                }
+                next.history = policy;
             }
             Alter::ChangeFeatureType(name, to) => {
                 let feature = self

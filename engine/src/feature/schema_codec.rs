@@ -12,6 +12,7 @@ use super::limits::{
 use super::name::{check_name, check_tags};
 use super::schema::{Compression, Feature, GroupSchema};
 use super::types::{FeatureType, KeyType};
+use crate::history::HistoryPolicy;
 
 pub(crate) const SCHEMA_FORMAT_VERSION: u8 = 1;
 pub(crate) const REGISTRY_FORMAT_VERSION: u8 = 1;
@@ -102,7 +103,11 @@ impl GroupSchema {
         out.extend_from_slice(&self.version.to_le_bytes());
         put_bytes(&mut out, self.name.as_bytes());
         out.push(self.key_type.tag());
-        out.push(self.allow_non_finite as u8 | (self.ttl_s.is_some() as u8) << 1);
+        out.push(
+            self.allow_non_finite as u8
+                | (self.ttl_s.is_some() as u8) << 1
+                | (self.history.is_some() as u8) << 2,
+        );
         out.extend_from_slice(&self.ttl_s.unwrap_or(0).to_le_bytes());
         let (codec, level) = match self.compression {
             Compression::None => (0u8, 0i32),
@@ -117,6 +122,9 @@ impl GroupSchema {
         for (index, feature) in self.features.iter().enumerate() {
             assert_eq!(feature.id as usize, index, "feature ids are their index");
             put_feature(&mut out, feature);
+        }
+        if let Some(h) = &self.history {
+            out.extend_from_slice(&h.retention_s.to_le_bytes());
         }
         out
     }
@@ -133,7 +141,7 @@ impl GroupSchema {
         let name = read_name(&mut r, "group")?;
         let key_type = KeyType::from_tag(r.u8()?).ok_or_else(|| r.err("unknown key type"))?;
         let flags = r.u8()?;
-        if flags & !0b11 != 0 {
+        if flags & !0b111 != 0 {
             return Err(r.err(format!("group flags {flags:#x} has unknown bits")));
         }
         let ttl_raw = r.u32()?;
@@ -150,6 +158,15 @@ impl GroupSchema {
         let features = (0..count as u32)
             .map(|id| read_feature(&mut r, id))
             .collect::<Result<Vec<_>, _>>()?;
+        let history = if flags & 0b100 != 0 {
+            let policy = HistoryPolicy::retention(r.u32()?);
+            policy
+                .check(&name)
+                .map_err(|e| r.err(format!("history setting: {e}")))?;
+            Some(policy)
+        } else {
+            None
+        };
         if !r.is_empty() {
             return Err(r.err("trailing bytes"));
         }
@@ -165,6 +182,7 @@ impl GroupSchema {
             description,
             owner,
             tags,
+            history,
         };
         schema.check_unique_names()?;
         Ok(schema)
@@ -298,6 +316,17 @@ mod tests {
             GroupSchema::from_spec(1, GroupSpec::new("g", KeyType::Bytes, vec![])).unwrap();
         plain.ttl_s = None;
         assert_eq!(GroupSchema::decode(&plain.encode()).unwrap(), plain);
+        let without = plain.encode();
+        for history in [HistoryPolicy::retention(86_400), HistoryPolicy::retention(1)] {
+            let mut kept = plain.clone();
+            kept.history = Some(history);
+            let bytes = kept.encode();
+            assert_eq!(bytes.len(), without.len() + 4, "a u32 after the features");
+            assert_eq!(GroupSchema::decode(&bytes).unwrap(), kept);
+            for len in without.len()..bytes.len() {
+                assert!(GroupSchema::decode(&bytes[..len]).is_err(), "len {len}");
+            }
+        }
     }
 
     #[test]
