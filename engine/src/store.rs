@@ -147,8 +147,7 @@ impl Store {
     /// crash anywhere in here is finished by the next open.
     fn finish_drop(&self, id: u32) -> Result<()> {
         self.engine.drop_group(id)?;
-        self.engine
-            .drop_group(crate::history::history_group(id))?;
+        self.engine.drop_group(crate::history::history_group(id))?;
         self.engine
             .delete(REGISTRY_GROUP, &schema_key(id), &sync())?;
         let index = self.registry.read().plan_dropped(id);

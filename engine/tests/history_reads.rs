@@ -77,7 +77,10 @@ fn late_events_and_corrections_by_event_time_and_by_write_time() {
     let present = |v| (Status::Present, Value::I64(v));
     assert_eq!(a_at(&store, &k, AsOf::event_time(t + 99)), present(2));
     assert_eq!(a_at(&store, &k, AsOf::event_time(t + 100)), present(3));
-    assert_eq!(a_at(&store, &k, AsOf::event_time(t + 49)).0, Status::NotFound);
+    assert_eq!(
+        a_at(&store, &k, AsOf::event_time(t + 49)).0,
+        Status::NotFound
+    );
     assert_eq!(
         a_at(&store, &k, AsOf::known_at(t + 100, t + 1_500)),
         present(1)
@@ -92,7 +95,9 @@ fn late_events_and_corrections_by_event_time_and_by_write_time() {
     let online = store.get(&k, &refs()).unwrap();
     assert_eq!(online[0].value, Value::I64(3));
     // History lists every version in event-time order.
-    let history = store.history("user", &k, &["a"], 0, u64::MAX, None).unwrap();
+    let history = store
+        .history("user", &k, &["a"], 0, u64::MAX, None)
+        .unwrap();
     let seen: Vec<(u64, u64, Value)> = history
         .iter()
         .map(|h| (h.event_time_ms - t, h.write_time_ms - t, h.value.clone()))
@@ -116,14 +121,31 @@ fn ttl_counts_from_the_as_of_time_and_replace_removes_features() {
     let dir = tempfile::tempdir().unwrap();
     let store = open(&dir);
     store
-        .create_group(spec(Some(HistoryPolicy::retention(3650 * 86_400)), Some(60)))
+        .create_group(spec(
+            Some(HistoryPolicy::retention(3650 * 86_400)),
+            Some(60),
+        ))
         .unwrap();
     let t = now_ms() - DAY_MS;
     let k = key(2);
-    put_at(&store, &k, t, t, &[("a", Value::I64(7)), ("b", Value::Null)]);
-    assert_eq!(a_at(&store, &k, AsOf::event_time(t + 60_000)).0, Status::Present);
-    assert_eq!(a_at(&store, &k, AsOf::event_time(t + 60_001)).0, Status::Expired);
-    let got = store.get_as_of(&k, &refs(), AsOf::event_time(t + 1)).unwrap();
+    put_at(
+        &store,
+        &k,
+        t,
+        t,
+        &[("a", Value::I64(7)), ("b", Value::Null)],
+    );
+    assert_eq!(
+        a_at(&store, &k, AsOf::event_time(t + 60_000)).0,
+        Status::Present
+    );
+    assert_eq!(
+        a_at(&store, &k, AsOf::event_time(t + 60_001)).0,
+        Status::Expired
+    );
+    let got = store
+        .get_as_of(&k, &refs(), AsOf::event_time(t + 1))
+        .unwrap();
     assert_eq!(got[1].status, Status::Null);
     let replace = PutOptions {
         mode: WriteMode::ReplaceRow,
@@ -133,10 +155,14 @@ fn ttl_counts_from_the_as_of_time_and_replace_removes_features() {
     store
         .put("user", &k, t + 10, &[("b", Value::I64(5))], &replace)
         .unwrap();
-    let got = store.get_as_of(&k, &refs(), AsOf::event_time(t + 20)).unwrap();
+    let got = store
+        .get_as_of(&k, &refs(), AsOf::event_time(t + 20))
+        .unwrap();
     assert_eq!(got[0].status, Status::NotFound, "replace removed 'a'");
     assert_eq!(got[1].value, Value::I64(5));
-    let before = store.get_as_of(&k, &refs(), AsOf::event_time(t + 5)).unwrap();
+    let before = store
+        .get_as_of(&k, &refs(), AsOf::event_time(t + 5))
+        .unwrap();
     assert_eq!(before[0].value, Value::I64(7), "history before the replace");
 }
 
@@ -154,7 +180,13 @@ fn many_versions_seal_into_segments_and_survive_restart_and_defragmentation() {
             // Event times in a scrambled order: late events everywhere.
             for i in 0..versions {
                 let event = t + (i * 7919) % versions * 1_000;
-                put_at(&store, &key(e), event, t + i, &[("a", Value::I64(i as i64))]);
+                put_at(
+                    &store,
+                    &key(e),
+                    event,
+                    t + i,
+                    &[("a", Value::I64(i as i64))],
+                );
             }
         }
         store.close().unwrap();
@@ -193,11 +225,23 @@ fn retention_compacts_old_segments_and_refuses_reads_before_the_window() {
     // Old versions, ten to six days ago, then recent ones inside the window.
     for i in 0..old {
         let time = now - 10 * DAY_MS + i * (4 * DAY_MS / old);
-        put_at(&store, &k, time, time, &[("a", Value::I64(i as i64)), ("b", Value::I64(-1))]);
+        put_at(
+            &store,
+            &k,
+            time,
+            time,
+            &[("a", Value::I64(i as i64)), ("b", Value::I64(-1))],
+        );
     }
     for i in 0..SEAL_VERSIONS as u64 * 2 {
         let time = now - DAY_MS / 2 + i * 1_000;
-        put_at(&store, &k, time, time, &[("a", Value::I64(1_000 + i as i64))]);
+        put_at(
+            &store,
+            &k,
+            time,
+            time,
+            &[("a", Value::I64(1_000 + i as i64))],
+        );
     }
     let report = store.compact_history().unwrap();
     let stats_dir = store
@@ -243,7 +287,10 @@ fn delete_forgets_history_and_groups_without_history_refuse_as_of() {
         put_at(&store, &k, t + i, t + i, &[("a", Value::I64(i as i64))]);
     }
     assert!(store.delete("user", &k, None).unwrap());
-    assert_eq!(a_at(&store, &k, AsOf::event_time(t + 5)).0, Status::NotFound);
+    assert_eq!(
+        a_at(&store, &k, AsOf::event_time(t + 5)).0,
+        Status::NotFound
+    );
     assert!(store
         .history("user", &k, &["a"], 0, u64::MAX, None)
         .unwrap()
@@ -251,7 +298,10 @@ fn delete_forgets_history_and_groups_without_history_refuse_as_of() {
     // A new life of the entity starts with an empty history.
     put_at(&store, &k, t + 1_000, t + 1_000, &[("a", Value::I64(42))]);
     assert_eq!(
-        store.history("user", &k, &["a"], 0, u64::MAX, None).unwrap().len(),
+        store
+            .history("user", &k, &["a"], 0, u64::MAX, None)
+            .unwrap()
+            .len(),
         1
     );
     let mut plain = spec(None, None);
@@ -266,13 +316,26 @@ fn delete_forgets_history_and_groups_without_history_refuse_as_of() {
     );
     // Turned on by alter: writes from then on are kept.
     store
-        .alter_group("plain", Alter::SetHistory(Some(HistoryPolicy::retention(60))))
+        .alter_group(
+            "plain",
+            Alter::SetHistory(Some(HistoryPolicy::retention(60))),
+        )
         .unwrap();
     store
-        .put("plain", &k, now_ms(), &[("a", Value::I64(1))], &PutOptions::default())
+        .put(
+            "plain",
+            &k,
+            now_ms(),
+            &[("a", Value::I64(1))],
+            &PutOptions::default(),
+        )
         .unwrap();
     let got = store
-        .get_as_of(&k, &[FeatureRef::new("plain", "a")], AsOf::event_time(now_ms()))
+        .get_as_of(
+            &k,
+            &[FeatureRef::new("plain", "a")],
+            AsOf::event_time(now_ms()),
+        )
         .unwrap();
     assert_eq!(got[0].value, Value::I64(1));
 }

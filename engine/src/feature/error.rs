@@ -130,7 +130,9 @@ pub enum FeatureError {
     InvalidTtl { ttl_s: u32, max: u32 },
     #[error("invalid history setting for group '{group}': {reason}")]
     InvalidHistory { group: String, reason: String },
-    #[error("group '{group}' keeps no history (enable it with a history setting on create or alter)")]
+    #[error(
+        "group '{group}' keeps no history (enable it with a history setting on create or alter)"
+    )]
     NoHistory { group: String },
     #[error("{what} {time_ms} ms is before the history horizon {horizon_ms} ms of group '{group}': older versions may have been reclaimed by its retention")]
     OutsideHistory {
@@ -142,7 +144,11 @@ pub enum FeatureError {
     #[error("the history of one entity in group '{group}' reached its limit of {max} segments; shorten the group's history retention or version count")]
     HistoryFull { group: String, max: usize },
     #[error("entity key of {len} bytes exceeds the {max}-byte limit of groups with history (group '{group}')")]
-    HistoryKeySize { group: String, len: usize, max: usize },
+    HistoryKeySize {
+        group: String,
+        len: usize,
+        max: usize,
+    },
     #[error("a put to group '{group}' must carry at least one value")]
     NoValues { group: String },
     #[error("schema version of group '{group}' reached its limit")]

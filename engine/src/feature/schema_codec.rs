@@ -317,7 +317,10 @@ mod tests {
         plain.ttl_s = None;
         assert_eq!(GroupSchema::decode(&plain.encode()).unwrap(), plain);
         let without = plain.encode();
-        for history in [HistoryPolicy::retention(86_400), HistoryPolicy::retention(1)] {
+        for history in [
+            HistoryPolicy::retention(86_400),
+            HistoryPolicy::retention(1),
+        ] {
             let mut kept = plain.clone();
             kept.history = Some(history);
             let bytes = kept.encode();

@@ -220,7 +220,12 @@ pub fn encode_directory(dir: &Directory) -> Vec<u8> {
     for e in &dir.entries {
         out.extend_from_slice(&e.segment.to_le_bytes());
         out.extend_from_slice(&e.count.to_le_bytes());
-        for t in [e.min_event_ms, e.max_event_ms, e.min_write_ms, e.max_write_ms] {
+        for t in [
+            e.min_event_ms,
+            e.max_event_ms,
+            e.min_write_ms,
+            e.max_write_ms,
+        ] {
             out.extend_from_slice(&t.to_le_bytes());
         }
     }

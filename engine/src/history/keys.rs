@@ -18,7 +18,10 @@ pub const MAX_HISTORY_ENTITY_KEY_BYTES: usize = MAX_KEY_BYTES - SUFFIX_BYTES;
 
 /// The engine group holding the history of feature group `group`.
 pub fn history_group(group: u32) -> u32 {
-    assert!(group < HISTORY_GROUP_BIT, "feature group ids stay below 2^31");
+    assert!(
+        group < HISTORY_GROUP_BIT,
+        "feature group ids stay below 2^31"
+    );
     group | HISTORY_GROUP_BIT
 }
 
@@ -50,7 +53,10 @@ pub fn directory_key(entity: &[u8]) -> Vec<u8> {
 }
 
 pub fn segment_key(entity: &[u8], segment: u32) -> Vec<u8> {
-    assert!(segment < DIRECTORY_SUFFIX, "segment numbers stay below the reserved suffixes");
+    assert!(
+        segment < DIRECTORY_SUFFIX,
+        "segment numbers stay below the reserved suffixes"
+    );
     with_suffix(entity, segment)
 }
 
@@ -67,7 +73,12 @@ mod tests {
     #[test]
     fn keys_are_distinct_and_heads_are_recognised() {
         let e = b"user:1";
-        let keys = [head_key(e), directory_key(e), segment_key(e, 0), segment_key(e, 7)];
+        let keys = [
+            head_key(e),
+            directory_key(e),
+            segment_key(e, 0),
+            segment_key(e, 7),
+        ];
         for (i, a) in keys.iter().enumerate() {
             for b in &keys[i + 1..] {
                 assert_ne!(a, b);

@@ -168,7 +168,11 @@ mod tests {
         let (one, two, three) = (1i64.to_le_bytes(), 2i64.to_le_bytes(), 3i64.to_le_bytes());
         // Written in this order: e=100 at w=1000, a late e=50 at w=2000, a correction of
         // e=100 at w=3000.
-        let list = [v(0, 100, 1000, &one), v(0, 50, 2000, &two), v(0, 100, 3000, &three)];
+        let list = [
+            v(0, 100, 1000, &one),
+            v(0, 50, 2000, &two),
+            v(0, 100, 3000, &three),
+        ];
         let read = |at: AsOf| {
             let mut best = Best::new(vec![0]);
             best.offer(&list, &at);

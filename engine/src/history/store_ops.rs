@@ -121,7 +121,7 @@ impl Store {
         let hg = history_group(schema.id);
         let mut loaded = self.read_head_and_dir(hg, entity)?;
         if loaded.head.is_none() && loaded.dir.is_some() {
-            self.remove_history_records(hg, entity, None, &loaded.dir, None)?;
+            self.remove_history_records(hg, entity, &loaded, None, None)?;
             loaded.dir = None;
         }
         let Some(head) = &loaded.head else {
@@ -388,29 +388,25 @@ impl Store {
             Some(r) => Some(Head::decode(&r.value)?.next_segment),
             None => None,
         };
-        self.remove_history_records(hg, entity, loaded.head.as_ref(), &loaded.dir, next)?;
-        if durability == Some(Durability::Sync) {
-            self.engine.flush()?;
-        }
-        Ok(())
+        self.remove_history_records(hg, entity, &loaded, next, durability)
     }
 
+    /// Deletes the head with `durability` (that is the delete's commit point: without a head
+    /// the rest is ignored), then the segments and the directory.
     fn remove_history_records(
         &self,
         hg: u32,
         entity: &[u8],
-        head: Option<&Record>,
-        dir: &Option<Record>,
+        loaded: &Loaded,
         next_segment: Option<u32>,
+        durability: Option<Durability>,
     ) -> Result<()> {
-        if head.is_some() {
-            self.engine.delete(hg, &head_key(entity), &buffered())?;
+        if loaded.head.is_some() {
+            self.engine
+                .delete(hg, &head_key(entity), &with(durability))?;
         }
-        let mut segments: Vec<u32> = decode_dir(dir)?
-            .entries
-            .iter()
-            .map(|e| e.segment)
-            .collect();
+        let dir = &loaded.dir;
+        let mut segments: Vec<u32> = decode_dir(dir)?.entries.iter().map(|e| e.segment).collect();
         // A seal or compaction that a crash interrupted may have left uncommitted segments.
         if let Some(next) = next_segment {
             segments.extend([next, next.saturating_add(1)]);
@@ -517,7 +513,12 @@ impl Store {
                 let mut best = Best::new(ids.clone());
                 best.offer(&s.seen.head.open, at);
                 let floor = best.floor_ms();
-                for seg in s.seen.committed.iter().filter(|seg| at.may_need(seg, floor)) {
+                for seg in s
+                    .seen
+                    .committed
+                    .iter()
+                    .filter(|seg| at.may_need(seg, floor))
+                {
                     needed.insert((pair(g, e), seg.segment), *seg);
                 }
             }
@@ -558,7 +559,12 @@ impl Store {
                 let mut best = Best::new(plan.wanted_ids(g));
                 best.offer(&s.seen.head.open, at);
                 let floor = best.floor_ms();
-                for seg in s.seen.committed.iter().filter(|seg| at.may_need(seg, floor)) {
+                for seg in s
+                    .seen
+                    .committed
+                    .iter()
+                    .filter(|seg| at.may_need(seg, floor))
+                {
                     if let Some(list) = segments.get(&(pair(g, e), seg.segment)) {
                         best.offer(list, at);
                     }
@@ -574,7 +580,8 @@ impl Store {
 
     /// Heads and directories of every (group, entity) pair, in one engine batch.
     fn load_pairs(&self, plan: &ReadPlan, entities: &[Vec<u8>]) -> Result<Option<Vec<Loaded>>> {
-        let mut keys: Vec<(u32, Vec<u8>)> = Vec::with_capacity(plan.groups().len() * entities.len() * 2);
+        let mut keys: Vec<(u32, Vec<u8>)> =
+            Vec::with_capacity(plan.groups().len() * entities.len() * 2);
         for group in plan.groups() {
             let hg = history_group(group.id);
             for e in entities {
@@ -603,7 +610,10 @@ impl Store {
         to_ms: u64,
         known_at_ms: Option<u64>,
     ) -> Result<Vec<HistoryEntry>> {
-        let refs: Vec<FeatureRef> = features.iter().map(|f| FeatureRef::new(group, *f)).collect();
+        let refs: Vec<FeatureRef> = features
+            .iter()
+            .map(|f| FeatureRef::new(group, *f))
+            .collect();
         let plan = ReadPlan::new(&self.registry.read(), key.key_type(), &refs)?;
         let Some(schema) = plan.groups().first().cloned() else {
             return Ok(Vec::new());
@@ -636,7 +646,8 @@ impl Store {
         range: std::ops::RangeInclusive<u64>,
         known_at_ms: Option<u64>,
     ) -> Result<Option<Vec<HistoryEntry>>> {
-        let Some(mut loaded) = self.load_pairs(plan, std::slice::from_ref(&entity.to_vec()))? else {
+        let Some(mut loaded) = self.load_pairs(plan, std::slice::from_ref(&entity.to_vec()))?
+        else {
             return Ok(None);
         };
         let loaded = loaded.pop().expect("one pair");
@@ -655,7 +666,10 @@ impl Store {
             .filter(|s| s.min_event_ms <= *range.end() && s.max_event_ms >= *range.start())
             .copied()
             .collect();
-        let keys: Vec<Vec<u8>> = overlapping.iter().map(|s| segment_key(entity, s.segment)).collect();
+        let keys: Vec<Vec<u8>> = overlapping
+            .iter()
+            .map(|s| segment_key(entity, s.segment))
+            .collect();
         let pairs: Vec<(u32, &[u8])> = keys.iter().map(|k| (hg, &k[..])).collect();
         let records = if pairs.is_empty() {
             Vec::new()
@@ -695,9 +709,9 @@ impl Store {
 }
 
 fn history_entry(schema: &GroupSchema, v: &Version<'_>) -> Result<HistoryEntry> {
-    let feature = schema
-        .feature_by_id(v.feature)
-        .ok_or_else(|| FeatureError::corrupt("history", format!("unknown feature id {}", v.feature)))?;
+    let feature = schema.feature_by_id(v.feature).ok_or_else(|| {
+        FeatureError::corrupt("history", format!("unknown feature id {}", v.feature))
+    })?;
     let at = AsOf::event_time(v.event_time_ms);
     let value = answer(Some(v), v.feature, feature.ty, None, &at)?;
     Ok(HistoryEntry {
