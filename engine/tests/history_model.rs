@@ -243,7 +243,7 @@ impl Harness {
                 let best = self.versions[e]
                     .iter()
                     .filter(|v| v.feature == f && v.event <= at.event_limit_ms)
-                    .filter(|v| at.known_at_ms.map_or(true, |k| v.write <= k))
+                    .filter(|v| at.known_at_ms.is_none_or(|k| v.write <= k))
                     .max_by_key(|v| (v.event, v.write));
                 match best.map(|v| v.value) {
                     None | Some(None) => (Status::NotFound, Value::Null),
@@ -285,7 +285,7 @@ impl Harness {
             .unwrap();
         let mut want: Vec<(u64, u64, usize)> = self.versions[e]
             .iter()
-            .filter(|v| v.event >= horizon && known_at.map_or(true, |k| v.write <= k))
+            .filter(|v| v.event >= horizon && known_at.is_none_or(|k| v.write <= k))
             .map(|v| (v.event, v.write, v.feature))
             .collect();
         want.sort();

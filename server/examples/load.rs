@@ -110,6 +110,7 @@ fn load_quiver(args: &Args) {
         description: String::new(),
         owner: String::new(),
         tags: vec![],
+        history: None,
     };
     match c.create_group(spec) {
         Ok(_) => {}

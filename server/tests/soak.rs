@@ -242,6 +242,7 @@ fn group_spec() -> GroupSpec {
         description: String::new(),
         owner: String::new(),
         tags: vec![],
+        history: None,
     }
 }
 

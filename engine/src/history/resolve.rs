@@ -50,15 +50,15 @@ impl AsOf {
 
     pub fn sees(&self, v: &Version<'_>) -> bool {
         v.event_time_ms <= self.event_limit_ms
-            && self.known_at_ms.map_or(true, |k| v.write_time_ms <= k)
+            && self.known_at_ms.is_none_or(|k| v.write_time_ms <= k)
     }
 
     /// Whether a sealed segment may hold a version this read sees that beats one with event
     /// time `floor_ms` (`None`: nothing found yet for some wanted feature).
     pub fn may_need(&self, seg: &SegmentInfo, floor_ms: Option<u64>) -> bool {
         seg.min_event_ms <= self.event_limit_ms
-            && self.known_at_ms.map_or(true, |k| seg.min_write_ms <= k)
-            && floor_ms.map_or(true, |f| seg.max_event_ms >= f)
+            && self.known_at_ms.is_none_or(|k| seg.min_write_ms <= k)
+            && floor_ms.is_none_or(|f| seg.max_event_ms >= f)
     }
 
     /// The times a read is checked against a group's retention horizon.
@@ -91,7 +91,7 @@ impl<'a> Best<'a> {
             let Ok(i) = self.wanted.binary_search(&v.feature) else {
                 continue;
             };
-            if at.sees(v) && self.found[i].map_or(true, |b| v.order() >= b.order()) {
+            if at.sees(v) && self.found[i].is_none_or(|b| v.order() >= b.order()) {
                 self.found[i] = Some(*v);
             }
         }

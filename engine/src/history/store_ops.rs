@@ -687,10 +687,10 @@ impl Store {
         let ids = plan.wanted_ids(0);
         versions.retain(|v| {
             range.contains(&v.event_time_ms)
-                && known_at_ms.map_or(true, |k| v.write_time_ms <= k)
+                && known_at_ms.is_none_or(|k| v.write_time_ms <= k)
                 && ids.binary_search(&v.feature).is_ok()
         });
-        versions.sort_by(|a, b| (a.order(), a.feature).cmp(&(b.order(), b.feature)));
+        versions.sort_by_key(|v| (v.order(), v.feature));
         versions.dedup();
         if versions.len() > MAX_HISTORY_READ_VERSIONS {
             return Err(FeatureError::TooManyItems {

@@ -82,6 +82,7 @@ fn put_options() -> impl Strategy<Value = PutOptions> {
             ][m as usize],
             expected_generation: g,
             ttl_s: t,
+            write_time_ms: g.map(|g| u64::from(g) * 1_000_003),
             durability: [None, Some(Durability::Buffered), Some(Durability::Sync)][d as usize],
         }
     })
@@ -110,6 +111,7 @@ fn group_spec() -> impl Strategy<Value = GroupSpec> {
                 description: "d".into(),
                 owner: String::new(),
                 tags: vec!["t".into()],
+                history: ttl_s.map(quiver_engine::history::HistoryPolicy::retention),
             },
         )
 }

@@ -9,6 +9,7 @@ use quiver_engine::feature::{
     Alter, Compression, EntityKey, Feature, FeatureRef, FeatureSpec, FeatureType, FeatureValue,
     GroupSchema, GroupSpec, KeyType, PutOptions, PutResult, ScanItem, Status, Value, WriteMode,
 };
+use quiver_engine::history::HistoryPolicy;
 use quiver_engine::Durability;
 
 pub fn put_key(out: &mut Vec<u8>, key: &EntityKey) {
@@ -319,6 +320,17 @@ pub fn put_group_spec(out: &mut Vec<u8>, g: &GroupSpec) {
     put_str(out, &g.description);
     put_str(out, &g.owner);
     put_strs(out, &g.tags);
+    put_history(out, g.history);
+}
+
+/// History retention in seconds as an `opt_u32`: absent = the group keeps no history.
+fn put_history(out: &mut Vec<u8>, h: Option<HistoryPolicy>) {
+    put_opt_u32(out, h.map(|h| h.retention_s));
+}
+
+fn get_history(r: &mut WireReader<'_>) -> Result<Option<HistoryPolicy>, DecodeError> {
+    Ok(r.opt_u32("history retention")?
+        .map(HistoryPolicy::retention))
 }
 
 pub fn get_group_spec(r: &mut WireReader<'_>) -> Result<GroupSpec, DecodeError> {
@@ -338,6 +350,7 @@ pub fn get_group_spec(r: &mut WireReader<'_>) -> Result<GroupSpec, DecodeError> 
         description: r.string("group description")?,
         owner: r.string("group owner")?,
         tags: r.strings("group tags")?,
+        history: get_history(r)?,
     })
 }
 
@@ -378,6 +391,7 @@ pub fn put_group_schema(out: &mut Vec<u8>, g: &GroupSchema) {
     put_str(out, &g.description);
     put_str(out, &g.owner);
     put_strs(out, &g.tags);
+    put_history(out, g.history);
 }
 
 pub fn get_group_schema(r: &mut WireReader<'_>) -> Result<GroupSchema, DecodeError> {
@@ -399,6 +413,7 @@ pub fn get_group_schema(r: &mut WireReader<'_>) -> Result<GroupSchema, DecodeErr
         description: r.string("group description")?,
         owner: r.string("group owner")?,
         tags: r.strings("group tags")?,
+        history: get_history(r)?,
     })
 }
 
@@ -433,6 +448,10 @@ pub fn put_alter(out: &mut Vec<u8>, alter: &Alter) {
             put_str(out, name);
             put_feature_type(out, *ty);
         }
+        Alter::SetHistory(history) => {
+            out.push(7);
+            put_history(out, *history);
+        }
     }
 }
 
@@ -445,6 +464,7 @@ pub fn get_alter(r: &mut WireReader<'_>) -> Result<Alter, DecodeError> {
         4 => Alter::SetOwner(r.string("group owner")?),
         5 => Alter::SetTags(r.strings("group tags")?),
         6 => Alter::ChangeFeatureType(r.string("feature name")?, get_feature_type(r)?),
+        7 => Alter::SetHistory(get_history(r)?),
         tag => return Err(DecodeError::UnknownTag { what: "alter", tag }),
     })
 }
@@ -472,9 +492,11 @@ pub fn get_durability(r: &mut WireReader<'_>) -> Result<Option<Durability>, Deco
 
 const HAS_GENERATION: u8 = 0x01;
 const HAS_TTL: u8 = 0x02;
-const PUT_OPTION_BITS: u8 = HAS_GENERATION | HAS_TTL;
+const HAS_WRITE_TIME: u8 = 0x04;
+const PUT_OPTION_BITS: u8 = HAS_GENERATION | HAS_TTL | HAS_WRITE_TIME;
 
-/// Always 9 bytes: mode, presence bits, expected generation, ttl, durability.
+/// 9 bytes: mode, presence bits, expected generation, ttl, durability; then a `u64` write
+/// time when its presence bit is set.
 pub fn put_put_options(out: &mut Vec<u8>, o: &PutOptions) {
     out.push(match o.mode {
         WriteMode::Merge => 0,
@@ -486,11 +508,19 @@ pub fn put_put_options(out: &mut Vec<u8>, o: &PutOptions) {
         HAS_GENERATION
     } else {
         0
-    } | if o.ttl_s.is_some() { HAS_TTL } else { 0 };
+    } | if o.ttl_s.is_some() { HAS_TTL } else { 0 }
+        | if o.write_time_ms.is_some() {
+            HAS_WRITE_TIME
+        } else {
+            0
+        };
     out.push(bits);
     put_u16(out, o.expected_generation.unwrap_or(0));
     put_u32(out, o.ttl_s.unwrap_or(0));
     put_durability(out, o.durability);
+    if let Some(t) = o.write_time_ms {
+        put_u64(out, t);
+    }
 }
 
 pub fn get_put_options(r: &mut WireReader<'_>) -> Result<PutOptions, DecodeError> {
@@ -520,6 +550,11 @@ pub fn get_put_options(r: &mut WireReader<'_>) -> Result<PutOptions, DecodeError
         expected_generation: (bits & HAS_GENERATION != 0).then_some(generation),
         ttl_s: (bits & HAS_TTL != 0).then_some(ttl),
         durability: get_durability(r)?,
+        write_time_ms: if bits & HAS_WRITE_TIME != 0 {
+            Some(r.u64("write time")?)
+        } else {
+            None
+        },
     })
 }
 

@@ -119,5 +119,6 @@ pub fn f32_group(name: &str, n: usize) -> GroupSpec {
         description: String::new(),
         owner: String::new(),
         tags: vec![],
+        history: None,
     }
 }
