@@ -34,6 +34,7 @@ fn blob_group() -> GroupSpec {
         description: String::new(),
         owner: String::new(),
         tags: vec![],
+        history: None,
     }
 }
 
