@@ -37,6 +37,10 @@ pub enum Error {
     GroupDropped(u32),
     #[error("record not found")]
     NotFound,
+    /// The key's newest record is damaged on the device. It reads as CORRUPT (never as an older
+    /// version) until it is rewritten or deleted.
+    #[error("the record is damaged on the device ({detail}); it reads as CORRUPT until it is rewritten or deleted")]
+    Corrupt { group: u32, detail: String },
     #[error(transparent)]
     Wal(#[from] quiver_wal::Error),
     #[error("I/O error: {0}")]

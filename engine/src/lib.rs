@@ -20,7 +20,7 @@ pub mod store;
 pub use clock::{Clock, ManualClock, SystemClock};
 pub use config::{Config, DeviceConfig, Durability, WriteOptions};
 pub use engine::{
-    Engine, Modify, Record, RecoveryReport, ScanChunk, ScanCursor, Stats, MAX_KEY_BYTES,
+    DamagedKey, Engine, Modify, Record, RecoveryReport, ScanChunk, ScanCursor, Stats, MAX_KEY_BYTES,
 };
 pub use error::{Error, Result};
 pub use file_step::{FileStep, FileStepHook};

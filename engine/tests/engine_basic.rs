@@ -299,8 +299,9 @@ fn a_newer_format_or_damaged_superblock_is_refused_untouched() {
         .unwrap();
     let mut sb = [0u8; 56];
     f.read_exact_at(&mut sb, 0).unwrap();
-    // Format version 2, with a checksum that holds.
-    sb[8..12].copy_from_slice(&2u32.to_le_bytes());
+    // A format version newer than this build's, with a checksum that holds.
+    let newer = quiver_wal::format::FORMAT_VERSION + 1;
+    sb[8..12].copy_from_slice(&newer.to_le_bytes());
     let sum = xxhash_rust::xxh3::xxh3_64(&sb[0..48]);
     sb[48..56].copy_from_slice(&sum.to_le_bytes());
     f.write_all_at(&sb, 0).unwrap();

@@ -6,7 +6,7 @@
 //! Superblock (first 4 KiB of the device; the rest of block 0 is unused):
 //! ```text
 //!  0  8  magic "QVRSUPER"
-//!  8  4  format version (1)
+//!  8  4  format version (2; version 1 stores are read and upgraded on open)
 //! 12  4  write_block_bytes
 //! 16  8  device bytes covered (a multiple of write_block_bytes)
 //! 24 16  store id (random at format time)
@@ -16,7 +16,7 @@
 //! Write-block header (first 64 bytes of every data block; block 0 holds the superblock):
 //! ```text
 //!  0  8  magic "QVRBLOCK"
-//!  8  4  format version (1)
+//!  8  4  format version (2; 1 in blocks written before the upgrade)
 //! 12  4  block index
 //! 16  8  block sequence number (strictly increasing per opened block)
 //! 24  8  store id, low 64 bits
@@ -33,13 +33,14 @@
 //! 16  8  LSN: store-wide write sequence; a defragmentation copy keeps its original's LSN
 //! 24  4  group id
 //! 28  2  key length (1..=1024)
-//! 30  1  flags: bit 0 tombstone, bit 1 defragmentation copy
-//! 31  1  zero
+//! 30  1  flags: bit 0 tombstone, bit 1 defragmentation copy, bit 2 key tag
+//! 31  1  key tag bits 48..56 (flag bit 2), else zero
 //! 32  2  generation
-//! 34  2  zero
+//! 34  2  key tag bits 32..48 (flag bit 2), else zero
 //! 36  4  expiry, unix seconds (0 = never)
 //! 40  4  last update, unix seconds
-//! 44  4  value length
+//! 44  4  key tag bits 0..32 (flag bit 2), else value length
+//!        (with flag bit 2 the value length is total length - 64 - key length)
 //! 48  8  checksum of key ++ value
 //! 56  8  checksum of bytes 0..56
 //! 64  .  key, then value, then zero padding to a multiple of 16
@@ -49,7 +50,10 @@ use xxhash_rust::xxh3::xxh3_64;
 
 use crate::error::{Error, Result};
 
-pub const FORMAT_VERSION: u32 = 1;
+/// The format this build writes. Version 2 added the key tag to record frames.
+pub const FORMAT_VERSION: u32 = 2;
+/// The oldest format this build reads (and upgrades on open).
+pub const MIN_FORMAT_VERSION: u32 = 1;
 pub const SUPER_MAGIC: [u8; 8] = *b"QVRSUPER";
 pub const BLOCK_MAGIC: [u8; 8] = *b"QVRBLOCK";
 pub const RECORD_MAGIC: u32 = u32::from_le_bytes(*b"QREC");
@@ -66,6 +70,34 @@ pub const MAX_WRITE_BLOCK_BYTES: u32 = 8 << 20;
 
 pub const FLAG_TOMBSTONE: u8 = 1;
 pub const FLAG_RELOCATED: u8 = 2;
+/// The header holds the frame's key tag (format version 2); its value length is derived.
+pub const FLAG_KEY_TAG: u8 = 4;
+/// Bits of the key tag: the low bits of the index digest of (group, key), see [`key_tag`].
+pub const KEY_TAG_BITS: u32 = 56;
+pub const KEY_TAG_MASK: u64 = (1 << KEY_TAG_BITS) - 1;
+
+/// The key tag of (group, key): the low 56 bits of xxh3-128 over the group id (u32
+/// little-endian) followed by the key, i.e. of the index digest. It lets recovery tell which
+/// key a frame with an intact header but a damaged body belonged to.
+pub fn key_tag(group: u32, key: &[u8]) -> u64 {
+    let mut h = xxhash_rust::xxh3::Xxh3Default::new();
+    h.update(&group.to_le_bytes());
+    h.update(key);
+    h.digest128() as u64 & KEY_TAG_MASK
+}
+
+/// The key tag of an index digest (the same bits [`key_tag`] keeps).
+pub fn key_tag_of_digest(digest: u128) -> u64 {
+    digest as u64 & KEY_TAG_MASK
+}
+
+/// The format version a superblock's bytes claim (0 when too short to hold one).
+pub fn superblock_version(b: &[u8]) -> u32 {
+    if b.len() < 12 {
+        return 0;
+    }
+    u32_at(b, 8)
+}
 
 fn u16_at(b: &[u8], at: usize) -> u16 {
     u16::from_le_bytes(b[at..at + 2].try_into().expect("2 bytes"))
@@ -166,7 +198,10 @@ impl BlockHeader {
     /// Decodes a block header; `None` for a block that holds no valid header of this store
     /// (never written, freed, or foreign), which recovery treats as free.
     pub fn decode(b: &[u8], block: u32, store_id_lo: u64) -> Option<BlockHeader> {
-        if b.len() < BLOCK_HEADER_BYTES || b[0..8] != BLOCK_MAGIC || u32_at(b, 8) != FORMAT_VERSION
+        let version = u32_at(b, 8);
+        if b.len() < BLOCK_HEADER_BYTES
+            || b[0..8] != BLOCK_MAGIC
+            || !(MIN_FORMAT_VERSION..=FORMAT_VERSION).contains(&version)
         {
             return None;
         }
@@ -202,6 +237,8 @@ pub struct RecordHeader {
     pub expiry_s: u32,
     pub last_update_s: u32,
     pub value_len: u32,
+    /// The key tag (format 2 frames, [`FLAG_KEY_TAG`]); `None` in version 1 frames.
+    pub key_tag: Option<u64>,
     pub body_checksum: u64,
 }
 
@@ -229,13 +266,23 @@ impl RecordHeader {
         out[16..24].copy_from_slice(&self.lsn.to_le_bytes());
         out[24..28].copy_from_slice(&self.group.to_le_bytes());
         out[28..30].copy_from_slice(&self.key_len.to_le_bytes());
-        out[30] = self.flags;
-        out[31] = 0;
         out[32..34].copy_from_slice(&self.generation.to_le_bytes());
-        out[34..36].fill(0);
         out[36..40].copy_from_slice(&self.expiry_s.to_le_bytes());
         out[40..44].copy_from_slice(&self.last_update_s.to_le_bytes());
-        out[44..48].copy_from_slice(&self.value_len.to_le_bytes());
+        match self.key_tag {
+            Some(tag) => {
+                out[30] = self.flags | FLAG_KEY_TAG;
+                out[31] = (tag >> 48) as u8;
+                out[34..36].copy_from_slice(&((tag >> 32) as u16).to_le_bytes());
+                out[44..48].copy_from_slice(&(tag as u32).to_le_bytes());
+            }
+            None => {
+                out[30] = self.flags & !FLAG_KEY_TAG;
+                out[31] = 0;
+                out[34..36].fill(0);
+                out[44..48].copy_from_slice(&self.value_len.to_le_bytes());
+            }
+        }
         out[48..56].copy_from_slice(&self.body_checksum.to_le_bytes());
         let sum = xxh3_64(&out[0..56]);
         out[56..64].copy_from_slice(&sum.to_le_bytes());
@@ -250,17 +297,27 @@ impl RecordHeader {
         if xxh3_64(&b[0..56]) != u64_at(b, 56) {
             return None;
         }
+        let (total_len, key_len, flags) = (u32_at(b, 4), u16_at(b, 28), b[30]);
+        let (key_tag, value_len) = if flags & FLAG_KEY_TAG != 0 {
+            let tag =
+                u64::from(u32_at(b, 44)) | u64::from(u16_at(b, 34)) << 32 | u64::from(b[31]) << 48;
+            let body = (total_len as usize).checked_sub(RECORD_HEADER_BYTES + key_len as usize)?;
+            (Some(tag), body as u32)
+        } else {
+            (None, u32_at(b, 44))
+        };
         let h = RecordHeader {
-            total_len: u32_at(b, 4),
+            total_len,
             block_seq: u64_at(b, 8),
             lsn: u64_at(b, 16),
             group: u32_at(b, 24),
-            key_len: u16_at(b, 28),
-            flags: b[30],
+            key_len,
+            flags: flags & !FLAG_KEY_TAG,
             generation: u16_at(b, 32),
             expiry_s: u32_at(b, 36),
             last_update_s: u32_at(b, 40),
-            value_len: u32_at(b, 44),
+            value_len,
+            key_tag,
             body_checksum: u64_at(b, 48),
         };
         let consistent = h.key_len as usize >= 1
@@ -311,6 +368,7 @@ impl RecordInput<'_> {
             expiry_s: self.expiry_s,
             last_update_s: self.last_update_s,
             value_len: self.value.len() as u32,
+            key_tag: Some(key_tag(self.group, self.key)),
             body_checksum: sum.digest(),
         };
         header.encode(out);
@@ -432,6 +490,56 @@ mod tests {
         );
     }
 
+    /// Frames written by format version 1 (no key tag, value length in bytes 44..48) still
+    /// decode exactly; version 2 frames carry the key tag and derive the value length.
+    #[test]
+    fn version_1_frames_still_decode_and_version_2_frames_carry_the_tag() {
+        let r = input(b"user:1", b"hello world");
+        let mut v2 = vec![0u8; padded_frame_len(r.frame_len())];
+        r.encode(9, &mut v2);
+        let h2 = decode_record(&v2, 1, 64, 9).unwrap().header;
+        assert_eq!(h2.key_tag, Some(key_tag(7, b"user:1")));
+        assert_eq!(h2.value_len, 11);
+        assert_eq!(
+            h2.flags & FLAG_KEY_TAG,
+            0,
+            "the tag flag is the format's, not the caller's"
+        );
+        assert_ne!(v2[30] & FLAG_KEY_TAG, 0);
+        // The same record as version 1 wrote it.
+        let mut v1 = v2.clone();
+        RecordHeader {
+            key_tag: None,
+            ..h2
+        }
+        .encode(&mut v1);
+        assert_eq!(&v1[44..48], &11u32.to_le_bytes());
+        assert_eq!((v1[31], &v1[34..36]), (0, &[0u8, 0][..]));
+        let view = decode_record(&v1, 1, 64, 9).unwrap();
+        assert_eq!(
+            (view.key, view.value),
+            (&b"user:1"[..], &b"hello world"[..])
+        );
+        assert_eq!(view.header.key_tag, None);
+        // A tag whose derived value length would be negative is no frame.
+        let mut short = v2.clone();
+        short[4..8].copy_from_slice(&60u32.to_le_bytes());
+        let sum = xxh3_64(&short[0..56]);
+        short[56..64].copy_from_slice(&sum.to_le_bytes());
+        assert!(RecordHeader::decode(&short).is_none());
+    }
+
+    #[test]
+    fn key_tag_is_the_low_bits_of_xxh3_128_of_group_and_key() {
+        for key in [&b"k"[..], &[7u8; 300][..], &[1u8; 1024][..]] {
+            let mut buf = 42u32.to_le_bytes().to_vec();
+            buf.extend_from_slice(key);
+            let d = xxhash_rust::xxh3::xxh3_128(&buf);
+            assert_eq!(key_tag(42, key), key_tag_of_digest(d));
+            assert_eq!(key_tag(42, key), d as u64 & ((1 << 56) - 1));
+        }
+    }
+
     #[test]
     fn superblock_and_block_header() {
         let sb = Superblock {
@@ -459,6 +567,18 @@ mod tests {
         };
         h.encode(&mut b);
         assert_eq!(BlockHeader::decode(&b, 3, 77), Some(h));
+        // A block written by format version 1 still decodes; an unknown version does not.
+        for (version, ok) in [(1u32, true), (2, true), (3, false), (0, false)] {
+            let mut old = b.clone();
+            old[8..12].copy_from_slice(&version.to_le_bytes());
+            let sum = xxh3_64(&old[0..56]);
+            old[56..64].copy_from_slice(&sum.to_le_bytes());
+            assert_eq!(
+                BlockHeader::decode(&old, 3, 77).is_some(),
+                ok,
+                "version {version}"
+            );
+        }
         assert_eq!(BlockHeader::decode(&b, 4, 77), None);
         assert_eq!(BlockHeader::decode(&b, 3, 78), None);
     }

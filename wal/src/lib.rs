@@ -6,6 +6,7 @@
 //! that is the engine's job. It must never hand out a record whose checksums do not hold.
 
 pub mod buf;
+pub mod damage;
 pub mod device;
 pub mod error;
 pub mod format;

@@ -8,8 +8,16 @@ use crate::format::{verify_record, RecordHeader, RecordView, BLOCK_HEADER_BYTES,
 pub enum ScanItem<'a> {
     /// A verified record at `offset` (bytes from the block start).
     Record { offset: u32, record: RecordView<'a> },
-    /// A frame whose header holds but whose body fails its checksum: skipped and counted.
-    Corrupt { offset: u32, detail: String },
+    /// Bytes that are no verified frame: skipped and counted. `header` is the frame's header
+    /// when it holds (only the body failed), so the damaged frame's key can still be told
+    /// (see [`crate::damage`]); `None` for a damaged header, whose `frame` bytes are the
+    /// range skipped to the next valid frame.
+    Corrupt {
+        offset: u32,
+        detail: String,
+        header: Option<RecordHeader>,
+        frame: &'a [u8],
+    },
 }
 
 /// Why a scan stopped.
@@ -92,6 +100,8 @@ impl<'a> Iterator for BlockScanner<'a> {
                         Some(ScanItem::Corrupt {
                             offset,
                             detail: format!("damaged frame header; {skip} bytes skipped to the next valid frame"),
+                            header: None,
+                            frame: &rest[..skip],
                         })
                     }
                     None => self.finish(),
@@ -106,6 +116,8 @@ impl<'a> Iterator for BlockScanner<'a> {
                 Err(e) => ScanItem::Corrupt {
                     offset,
                     detail: e.to_string(),
+                    header: Some(header),
+                    frame: &rest[..(header.total_len as usize).min(rest.len())],
                 },
             },
         )

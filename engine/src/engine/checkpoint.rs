@@ -346,6 +346,9 @@ pub(crate) fn load(
     apply_tail(device, sb, blocks, index, &state, &head, &dropped, now)
         .map_err(|e| e.to_string())?;
     drop_stale(index, blocks, &state, head.replay_from);
+    let (damaged, damage_changed) =
+        weigh_damage(device, sb, blocks, index, &state, &dropped, &mut report)
+            .map_err(|e| e.to_string())?;
     recompute_live(index, blocks);
     report.records_recovered = index.len() as u64;
     Ok(Some(Recovered {
@@ -356,10 +359,29 @@ pub(crate) fn load(
             .max(max_seq(blocks) + 1),
         dropped_with_records: dropped.clone(),
         dropped,
+        damaged,
+        damage_changed,
         report,
         // Tail blocks were opened after every block the checkpoint vouches for.
         last_foreground: state.last_foreground.map(|(_, b)| b),
     }))
+}
+
+/// Damaged frames in the replayed tail, and the durable list, against the loaded index.
+fn weigh_damage(
+    device: &dyn Device,
+    sb: &Superblock,
+    blocks: &Blocks,
+    index: &Index,
+    state: &ScanState,
+    dropped: &[u32],
+    report: &mut RecoveryReport,
+) -> Result<(Vec<super::damage::DamagedKey>, bool)> {
+    use super::recovery_damage::{list_in_index, Weighing};
+    let mut w = Weighing::start(device, sb, blocks, state, dropped, list_in_index(index))?;
+    w.see_versions(&state.versions);
+    w.see_index(device, sb, blocks, index);
+    Ok(w.finish(index, blocks, report))
 }
 
 fn max_seq(blocks: &Blocks) -> u64 {

@@ -2,12 +2,14 @@
 
 mod blocks;
 mod checkpoint;
+mod damage;
 mod defrag;
 pub(crate) mod inspect_support;
 mod marks;
 mod open;
 mod read;
 mod recovery;
+mod recovery_damage;
 mod scan;
 mod scan_moves;
 mod stats;
@@ -22,6 +24,7 @@ use parking_lot::{Mutex, RwLock};
 use quiver_index::{Digest, Entry, Index};
 use quiver_wal::{Device, LogWriter};
 
+pub use damage::{DamagedKey, DAMAGED_KEYS_NAMED};
 pub use scan::{ScanChunk, ScanCursor};
 pub use stats::{RecoveryReport, Stats};
 
@@ -93,6 +96,8 @@ pub(crate) struct Inner {
     /// Groups dropped whose records still occupy the index and blocks.
     pub reclaim_pending: Mutex<Vec<u32>>,
     pub counters: stats::Counters,
+    /// Keys whose newest frame is damaged: they read as CORRUPT.
+    pub damage: damage::DamageSet,
     pub recovery: RecoveryReport,
     pub shutdown: AtomicBool,
     pub checkpoint_lock: Mutex<()>,
@@ -167,7 +172,8 @@ impl Engine {
         open::open_on(config, device)
     }
 
-    /// Reads the current record of `key` in `group`: `None` when absent, deleted or expired.
+    /// Reads the current record of `key` in `group`: `None` when absent, deleted or expired;
+    /// [`Error::Corrupt`] when its newest record is damaged on the device (never an older one).
     pub fn get(&self, group: u32, key: &[u8]) -> Result<Option<Record>> {
         self.inner.get(group, key)
     }
@@ -175,6 +181,18 @@ impl Engine {
     /// Reads many records with all their device reads in flight together.
     pub fn get_many(&self, keys: &[(u32, &[u8])]) -> Result<Vec<Option<Record>>> {
         self.inner.get_many(keys)
+    }
+
+    /// As `get_many`, with an answer per key: a damaged key's is [`Error::Corrupt`] while the
+    /// others read normally.
+    pub fn get_each(&self, keys: &[(u32, &[u8])]) -> Result<Vec<Result<Option<Record>>>> {
+        self.inner.get_each(keys)
+    }
+
+    /// Keys whose newest record is damaged: they read as [`Error::Corrupt`] until rewritten or
+    /// deleted.
+    pub fn damaged_keys(&self) -> Vec<DamagedKey> {
+        self.inner.damage.list()
     }
 
     /// Writes `value` as the current record of `key`; returns its new generation.

@@ -103,6 +103,7 @@ pub(crate) fn open_on(config: Config, device: Arc<dyn Device>) -> Result<Engine>
         dropped: RwLock::new(rec.dropped.iter().copied().collect::<HashSet<u32>>()),
         reclaim_pending: Mutex::new(rec.dropped_with_records),
         counters: Counters::default(),
+        damage: super::damage::DamageSet::new(rec.damaged, rec.damage_changed),
         recovery: rec.report,
         shutdown: AtomicBool::new(false),
         checkpoint_lock: Mutex::new(()),
@@ -122,6 +123,8 @@ pub(crate) fn open_on(config: Config, device: Arc<dyn Device>) -> Result<Engine>
         workers: Mutex::new(Vec::new()),
         inner,
     };
+    // Before defragmentation may free a damaged frame, the damage is on the device.
+    engine.inner.persist_damage();
     if engine.inner.config.background {
         engine.start_workers();
     }
@@ -178,6 +181,10 @@ fn read_or_format(device: &dyn Device, config: &Config) -> Result<Superblock> {
                     "superblock names write blocks of {b} bytes, not a power of two from {MIN_WRITE_BLOCK_BYTES} to {MAX_WRITE_BLOCK_BYTES}"
                 ))));
             }
+            let version = quiver_wal::format::superblock_version(&first);
+            if version < quiver_wal::format::FORMAT_VERSION {
+                upgrade(device, &sb, version)?;
+            }
             if sb.write_block_bytes != config.write_block_bytes {
                 tracing::info!(
                     configured = config.write_block_bytes,
@@ -197,6 +204,23 @@ fn read_or_format(device: &dyn Device, config: &Config) -> Result<Superblock> {
         }
         Err(e) => Err(e.into()),
     }
+}
+
+/// Rewrites an older format's superblock with the current version, so that a build that
+/// cannot read the frames written from now on (version 2 frames carry a key tag where version
+/// 1 had the value length) refuses the store instead of misreading it. Everything else on the
+/// device stays as it is and is read as before.
+fn upgrade(device: &dyn Device, sb: &Superblock, from: u32) -> Result<()> {
+    let mut buf = AlignedBuf::new(IO_ALIGN);
+    sb.encode(&mut buf);
+    device.write_at(&buf, 0)?;
+    device.sync()?;
+    tracing::info!(
+        from,
+        to = quiver_wal::format::FORMAT_VERSION,
+        "upgraded the store's format version"
+    );
+    Ok(())
 }
 
 fn format(device: &dyn Device, config: &Config) -> Result<Superblock> {

@@ -42,9 +42,23 @@ impl Inner {
         }
         let d = digest(group, key);
         self.counters.gets.fetch_add(1, Ordering::Relaxed);
-        match self.index.get(d) {
+        self.refuse_damaged(d)?;
+        let got = match self.index.get(d) {
             Some(e) if !Self::is_expired(&e, self.now_s()) => self.load(group, key, d, e),
             _ => Ok(None),
+        };
+        self.persist_damage();
+        got
+    }
+
+    /// A key marked damaged reads as CORRUPT, whatever the index holds for it.
+    fn refuse_damaged(&self, d: Digest) -> Result<()> {
+        match self.damage.check(d) {
+            Some(k) => {
+                self.counters.damaged_reads.fetch_add(1, Ordering::Relaxed);
+                Err(k.error())
+            }
+            None => Ok(()),
         }
     }
 
@@ -63,7 +77,10 @@ impl Inner {
                 .map_or_else(|| self.read_frame_from_device(e.loc), Ok);
             let verdict = frame.and_then(|f| self.verify_in(group, key, e, seq, f.bytes()));
             match verdict {
-                Ok(Some(rec)) => return Ok(Some(rec)),
+                Ok(Some(rec)) => {
+                    self.damage.read_verified(d);
+                    return Ok(Some(rec));
+                }
                 Ok(None) | Err(_) => {
                     let reused = self.blocks.seq(e.loc.block) != seq;
                     match self.index.get(d) {
@@ -78,7 +95,12 @@ impl Inner {
                             if verdict.is_err() {
                                 self.counters.corrupt_reads.fetch_add(1, Ordering::Relaxed);
                             }
-                            return verdict;
+                            return match verdict {
+                                Err(Error::Wal(quiver_wal::Error::Corrupt { .. })) => {
+                                    self.confirm_damage(group, key, d, e, seq)
+                                }
+                                other => other,
+                            };
                         }
                     }
                 }
@@ -87,6 +109,45 @@ impl Inner {
         Err(Error::Moved {
             attempts: MOVED_RETRIES,
         })
+    }
+
+    /// The frame `e` points at failed its checks. Reads it from the device once more (the
+    /// first read may have been damaged on its way); failing again, the key is marked
+    /// damaged and reads as CORRUPT from now on, until it is rewritten or deleted.
+    fn confirm_damage(
+        &self,
+        group: u32,
+        key: &[u8],
+        d: Digest,
+        e: Entry,
+        seq: u64,
+    ) -> Result<Option<Record>> {
+        let frame = self.read_frame_from_device(e.loc)?;
+        let offset = e.loc.offset_units * UNIT_BYTES as u32;
+        match self.verify_in(group, key, e, seq, frame.bytes()) {
+            Err(Error::Wal(quiver_wal::Error::Corrupt { .. })) => {}
+            other => return other,
+        }
+        if self.blocks.seq(e.loc.block) != seq || self.index.get(d) != Some(e) {
+            // The block was reused or the key moved meanwhile: not damage, read it again.
+            return match self.index.get(d) {
+                Some(now) => self.load(group, key, d, now),
+                None => Ok(None),
+            };
+        }
+        let lsn = quiver_wal::format::RecordHeader::decode(frame.bytes()).map_or(0, |h| h.lsn);
+        let k = self.damage.mark(super::damage::DamagedKey {
+            group,
+            tag: quiver_wal::format::key_tag_of_digest(d),
+            lsn,
+            block: e.loc.block,
+            offset,
+            key: Some(key.to_vec()),
+            found_by_read: true,
+        });
+        tracing::warn!(key = %k.describe(), "damaged key found by a read: reads as CORRUPT until rewritten or deleted");
+        self.counters.damaged_reads.fetch_add(1, Ordering::Relaxed);
+        Err(k.error())
     }
 
     /// Checks a frame: checksums, enclosing block, and that it is this key's record (a
@@ -165,9 +226,21 @@ impl Inner {
         })
     }
 
-    /// Batch read: index probes prefetched together, memory hits served at once, and every
-    /// device read submitted in one batch.
+    /// As `get_each`, failing as a whole when any key fails.
     pub fn get_many(&self, keys: &[(u32, &[u8])]) -> Result<Vec<Option<Record>>> {
+        self.get_each(keys)?.into_iter().collect()
+    }
+
+    /// Batch read: index probes prefetched together, memory hits served at once, and every
+    /// device read submitted in one batch. Each key gets its own answer: a damaged key's is
+    /// [`Error::Corrupt`]; the call as a whole fails only for bad arguments.
+    pub fn get_each(&self, keys: &[(u32, &[u8])]) -> Result<Vec<Result<Option<Record>>>> {
+        let out = self.get_each_inner(keys);
+        self.persist_damage();
+        out
+    }
+
+    fn get_each_inner(&self, keys: &[(u32, &[u8])]) -> Result<Vec<Result<Option<Record>>>> {
         for (_, key) in keys {
             Self::check_key(key)?;
         }
@@ -178,15 +251,21 @@ impl Inner {
         let mut entries = Vec::with_capacity(keys.len());
         self.index.get_many(&digests, &mut entries);
         let now = self.now_s();
-        let mut out: Vec<Option<Record>> = vec![None; keys.len()];
+        let mut out: Vec<Result<Option<Record>>> = (0..keys.len()).map(|_| Ok(None)).collect();
         let mut pending: Vec<(usize, Entry, AlignedBuf, u64, usize)> = Vec::new();
         for (i, (&(group, key), entry)) in keys.iter().zip(&entries).enumerate() {
-            let Some(e) = entry.filter(|e| !Self::is_expired(e, now) && !self.is_dropped(group))
-            else {
+            if self.is_dropped(group) {
+                continue;
+            }
+            if let Err(e) = self.refuse_damaged(digests[i]) {
+                out[i] = Err(e);
+                continue;
+            }
+            let Some(e) = entry.filter(|e| !Self::is_expired(e, now)) else {
                 continue;
             };
             match self.read_frame_from_memory(e.loc) {
-                Some(f) => out[i] = self.verify_or_reload(group, key, digests[i], e, Ok(f))?,
+                Some(f) => out[i] = self.verify_or_reload(group, key, digests[i], e, Ok(f)),
                 None => {
                     let (offset, len, start) = self.device_range(e.loc);
                     pending.push((i, e, AlignedBuf::new(len), offset, start));
@@ -215,8 +294,7 @@ impl Inner {
                 bytes: FrameBytes::Aligned(buf),
                 start,
             });
-            out[i] =
-                self.verify_or_reload(group, key, digests[i], e, frame.map_err(Error::from))?;
+            out[i] = self.verify_or_reload(group, key, digests[i], e, frame.map_err(Error::from));
         }
         Ok(out)
     }
@@ -230,7 +308,10 @@ impl Inner {
         frame: Result<Frame>,
     ) -> Result<Option<Record>> {
         match frame.and_then(|f| self.verify(group, key, e, f.bytes())) {
-            Ok(Some(r)) => Ok(Some(r)),
+            Ok(Some(r)) => {
+                self.damage.read_verified(d);
+                Ok(Some(r))
+            }
             _ => self.load(group, key, d, e),
         }
     }

@@ -29,6 +29,7 @@ use quiver_wal::scan::{BlockScanner, ScanEnd, ScanItem};
 use quiver_wal::{AlignedBuf, Device, ReadOp};
 
 use super::blocks::{Blocks, SEALED};
+use super::damage::{Candidate, DamagedKey};
 use super::stats::RecoveryReport;
 use super::{DROPPED_GROUPS_KEY, SYSTEM_GROUP};
 use crate::config::Config;
@@ -49,6 +50,10 @@ pub(crate) struct Recovered {
     pub dropped: Vec<u32>,
     /// Dropped groups that may still have records on the device.
     pub dropped_with_records: Vec<u32>,
+    /// Keys whose newest frame is damaged (see `damage.rs`).
+    pub damaged: Vec<DamagedKey>,
+    /// Whether the durable damaged-key list must be rewritten.
+    pub damage_changed: bool,
     pub report: RecoveryReport,
     /// The foreground block opened last, when this open scanned it: the writer may go on
     /// filling it (see `open.rs`).
@@ -206,6 +211,10 @@ pub(crate) struct ScanState {
     pub dropped_loc: Option<(u64, Location)>,
     /// (sequence, block) of the scanned foreground block with the highest sequence.
     pub last_foreground: Option<(u64, u32)>,
+    /// Frames whose header holds but whose body does not, by the key their header names.
+    pub damaged: Vec<Candidate>,
+    /// Location of the newest damaged-keys record.
+    pub damaged_loc: Option<(u64, Location)>,
 }
 
 pub(crate) fn recover(
@@ -268,6 +277,9 @@ fn full_scan(
         report.mode = "created".into();
     }
     let dropped = read_dropped(device, sb, blocks, &state)?;
+    let mut damage =
+        super::recovery_damage::Weighing::start(device, sb, blocks, &state, &dropped, None)?;
+    damage.see_versions(&state.versions);
     for m in &blocks.meta {
         m.live_bytes.store(0, Ordering::Release);
     }
@@ -284,12 +296,15 @@ fn full_scan(
         index_built_ms = t0.elapsed().as_millis() as u64 - scanned_ms,
         "full scan"
     );
+    let (damaged, damage_changed) = damage.finish(index, blocks, &mut report);
     report.records_recovered = index.len() as u64;
     Ok(Recovered {
         next_lsn: state.max_lsn + 1,
         next_seq: state.max_seq + 1,
         dropped_with_records: Vec::new(),
         dropped,
+        damaged,
+        damage_changed,
         report,
         last_foreground: state.last_foreground.map(|(_, b)| b),
     })
@@ -316,6 +331,8 @@ struct DecoderOut {
     max_seq: u64,
     dropped_loc: Option<(u64, Location)>,
     last_foreground: Option<(u64, u32)>,
+    damaged: Vec<Candidate>,
+    damaged_loc: Option<(u64, Location)>,
 }
 
 /// Reads `which` blocks, sets their state from their headers, and folds every verified frame
@@ -444,6 +461,12 @@ pub(crate) fn scan_blocks(
                 state.dropped_loc = Some((lsn, loc));
             }
         }
+        if let Some((lsn, loc)) = out.damaged_loc {
+            if state.damaged_loc.is_none_or(|(l, _)| l < lsn) {
+                state.damaged_loc = Some((lsn, loc));
+            }
+        }
+        state.damaged.extend(out.damaged);
     }
     report
         .damage
@@ -495,17 +518,30 @@ fn scan_one(
                     flags: hd.flags,
                 };
                 let d = identity(digest(hd.group, record.key));
-                if hd.group == SYSTEM_GROUP
-                    && record.key == DROPPED_GROUPS_KEY
-                    && out.dropped_loc.is_none_or(|(lsn, _)| lsn < hd.lsn)
-                {
-                    out.dropped_loc = Some((hd.lsn, v.loc));
+                if hd.group == SYSTEM_GROUP {
+                    let newest = |at: &Option<(u64, Location)>| at.is_none_or(|(l, _)| l < hd.lsn);
+                    if record.key == DROPPED_GROUPS_KEY && newest(&out.dropped_loc) {
+                        out.dropped_loc = Some((hd.lsn, v.loc));
+                    }
+                    if record.key == super::damage::DAMAGED_KEYS_KEY && newest(&out.damaged_loc) {
+                        out.damaged_loc = Some((hd.lsn, v.loc));
+                    }
                 }
                 pending[Versions::shard_of(d)].push((d, v));
             }
-            ScanItem::Corrupt { offset, detail } => {
+            ScanItem::Corrupt {
+                offset,
+                detail,
+                header,
+                frame,
+            } => {
                 report.corrupt_records += 1;
                 report.damage.push((b, offset, detail));
+                if let Some(c) =
+                    header.and_then(|h| super::recovery_damage::candidate(b, offset, &h, frame))
+                {
+                    out.damaged.push(c);
+                }
             }
         }
     }

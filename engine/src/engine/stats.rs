@@ -12,6 +12,8 @@ pub(crate) struct Counters {
     pub device_reads: AtomicU64,
     pub memory_reads: AtomicU64,
     pub corrupt_reads: AtomicU64,
+    /// Reads answered CORRUPT (a damaged key).
+    pub damaged_reads: AtomicU64,
     pub bytes_appended: AtomicU64,
     pub defrag_blocks_freed: AtomicU64,
     pub defrag_records_moved: AtomicU64,
@@ -42,6 +44,13 @@ pub struct RecoveryReport {
     pub torn_tails: u64,
     /// Where the corrupt frames and torn tails were: (block, offset, what).
     pub damage: Vec<(u32, u32, String)>,
+    /// Damaged frames at the end of the block a writer had open last: writes torn by a crash
+    /// (never acknowledged as durable), not damage.
+    pub crash_tail_frames: u64,
+    /// Keys whose newest frame is damaged: they read as CORRUPT until rewritten or deleted.
+    pub damaged_keys: u64,
+    /// The first of them (up to `DAMAGED_KEYS_NAMED`), described.
+    pub damaged_key_names: Vec<String>,
     pub elapsed_ms: u64,
 }
 
@@ -67,6 +76,10 @@ pub struct Stats {
     pub device_reads: u64,
     pub memory_reads: u64,
     pub corrupt_reads: u64,
+    /// Reads answered CORRUPT because their key is damaged.
+    pub damaged_reads: u64,
+    /// Keys that read as CORRUPT now (their newest frame is damaged).
+    pub damaged_keys: u64,
     /// Bytes of frames appended by foreground writes.
     pub user_bytes_written: u64,
     /// Bytes written to the device by both writers (foreground and defragmentation).
@@ -114,6 +127,8 @@ impl Inner {
             device_reads: get(&c.device_reads),
             memory_reads: get(&c.memory_reads),
             corrupt_reads: get(&c.corrupt_reads),
+            damaged_reads: get(&c.damaged_reads),
+            damaged_keys: self.damage.len() as u64,
             user_bytes_written: get(&c.bytes_appended),
             device_bytes_written: fg.bytes_written + dw.bytes_written,
             flushes: fg.flushes + dw.flushes,

@@ -34,31 +34,38 @@ impl Inner {
         let (out, generation, pos) = {
             let _key_lock = self.stripe(d).lock();
             let old = self.index.get(d);
+            let damaged = self.damage.check(d).is_some();
             let current = match old {
+                Some(_) if damaged => None,
                 Some(e) if !Self::is_expired(&e, self.now_s()) && !self.is_dropped(group) => {
-                    self.load(group, key, d, e)?
+                    // A damaged record is replaced as if absent: its value is lost.
+                    match self.load(group, key, d, e) {
+                        Err(Error::Corrupt { .. }) => None,
+                        other => other?,
+                    }
                 }
                 _ => None,
             };
+            let damaged = damaged || self.damage.contains(d);
             match f(current.as_ref())? {
                 Modify::Put { value, ttl_s, out } => {
                     self.check_value(key, &value)?;
                     let (generation, pos) = self.append(group, key, d, &value, 0, ttl_s, old)?;
+                    self.damage.clear(d);
                     self.counters.puts.fetch_add(1, Ordering::Relaxed);
                     (out, generation, Some(pos))
                 }
-                Modify::Delete { out } => match old {
-                    Some(e) => {
-                        let (_, pos) =
-                            self.append(group, key, d, &[], FLAG_TOMBSTONE, None, Some(e))?;
-                        self.counters.deletes.fetch_add(1, Ordering::Relaxed);
-                        (out, 0, Some(pos))
-                    }
-                    None => (out, 0, None),
-                },
+                Modify::Delete { out } if old.is_some() || damaged => {
+                    let (_, pos) = self.append(group, key, d, &[], FLAG_TOMBSTONE, None, old)?;
+                    self.damage.clear(d);
+                    self.counters.deletes.fetch_add(1, Ordering::Relaxed);
+                    (out, 0, Some(pos))
+                }
+                Modify::Delete { out } => (out, 0, None),
                 Modify::Keep { out } => (out, current.map_or(0, |r| r.generation), None),
             }
         };
+        self.persist_damage();
         self.wait_if_sync(opts, pos)?;
         Ok((out, generation))
     }
@@ -72,15 +79,18 @@ impl Inner {
         let (generation, pos) = {
             let _key_lock = self.stripe(d).lock();
             let old = self.index.get(d);
-            self.append(group, key, d, value, 0, opts.ttl_s, old)?
+            let placed = self.append(group, key, d, value, 0, opts.ttl_s, old)?;
+            self.damage.clear(d);
+            placed
         };
+        self.persist_damage();
         self.counters.puts.fetch_add(1, Ordering::Relaxed);
         self.wait_if_sync(opts, Some(pos))?;
         Ok(generation)
     }
 
-    /// Deletes a live (present, unexpired) key with a tombstone; returns whether it was live.
-    /// Like `put`, it decides from the index alone.
+    /// Deletes a live (present, unexpired) or damaged key with a tombstone; returns whether it
+    /// was. Like `put`, it decides from the index (and the damaged keys) alone.
     pub fn delete(&self, group: u32, key: &[u8], opts: &WriteOptions) -> Result<bool> {
         self.delete_if(group, key, opts, |_| true)
     }
@@ -98,14 +108,23 @@ impl Inner {
         let d = digest(group, key);
         let pos = {
             let _key_lock = self.stripe(d).lock();
-            match self.index.get(d) {
-                Some(e) if !Self::is_expired(&e, self.now_s()) && still(&e) => Some(
-                    self.append(group, key, d, &[], FLAG_TOMBSTONE, None, Some(e))?
-                        .1,
-                ),
-                _ => None,
+            let old = self.index.get(d);
+            let live = match old {
+                Some(e) if !Self::is_expired(&e, self.now_s()) => still(&e),
+                _ => false,
+            };
+            // A damaged key kept out of the index is deleted too (its tombstone ends the damage).
+            if live || (old.is_none() && self.damage.contains(d)) {
+                let pos = self
+                    .append(group, key, d, &[], FLAG_TOMBSTONE, None, old)?
+                    .1;
+                self.damage.clear(d);
+                Some(pos)
+            } else {
+                None
             }
         };
+        self.persist_damage();
         if pos.is_some() {
             self.counters.deletes.fetch_add(1, Ordering::Relaxed);
         }
@@ -264,6 +283,19 @@ impl Inner {
         self.reclaim_pending.lock().push(group);
         self.wake_workers();
         Ok(())
+    }
+
+    /// Writes the damaged-key list when it changed (see `damage.rs`). Called with no key lock
+    /// held. A failure is logged and retried at the next change: the damage stays marked in
+    /// memory, and damaged frames with intact headers are found again by a scan.
+    pub fn persist_damage(&self) {
+        let Some((_in_order, list)) = self.damage.take_dirty() else {
+            return;
+        };
+        if let Err(e) = self.write_system(super::damage::DAMAGED_KEYS_KEY, &list) {
+            tracing::warn!(error = %e, "could not write the damaged-key list");
+            self.damage.set_dirty();
+        }
     }
 
     /// Writes one of the engine's own records, durably.

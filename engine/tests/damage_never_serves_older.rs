@@ -1,0 +1,397 @@
+//! A damaged newest version, tombstone or defragmentation copy never turns into an older answer:
+//! every key reads its newest acknowledged value, nothing (deleted), or CORRUPT, in both open
+//! modes (from a checkpoint, and by a full scan), until the damaged key is rewritten or
+//! deleted. Damage is aimed with the fault device's bit flips and torn sectors.
+
+use std::path::Path;
+use std::sync::Arc;
+
+use quiver_engine::{Config, Engine, Error, WriteOptions};
+use quiver_wal::device::{FaultDevice, SplitMix64};
+use quiver_wal::format::{BlockHeader, Superblock, RECORD_HEADER_BYTES};
+use quiver_wal::scan::{BlockScanner, ScanItem};
+use quiver_wal::Device;
+
+const DEVICE_BYTES: u64 = 8 << 20;
+const BLOCK_BYTES: u64 = 128 << 10;
+const KEYS: u32 = 600;
+
+fn config(checkpoint: Option<&Path>) -> Config {
+    Config {
+        write_block_bytes: BLOCK_BYTES as u32,
+        post_write_cache_bytes: 0,
+        defrag_pause_ms: 0,
+        checkpoint_interval_s: 0,
+        checkpoint_path: checkpoint.map(Path::to_path_buf),
+        background: false,
+        ..Config::memory(DEVICE_BYTES)
+    }
+}
+
+fn open(image: Vec<u8>, checkpoint: Option<&Path>) -> (Arc<FaultDevice>, Engine) {
+    let dev = Arc::new(FaultDevice::from_image(image, 7));
+    let d: Arc<dyn Device> = dev.clone();
+    let e = Engine::open_on_device(config(checkpoint), d).expect("open");
+    (dev, e)
+}
+
+fn key(i: u32) -> Vec<u8> {
+    format!("k{i}").into_bytes()
+}
+
+fn value(version: u32, i: u32) -> Vec<u8> {
+    let mut v = format!("v{version}-{i}-").into_bytes();
+    v.resize(400, b'0' + (i % 10) as u8);
+    v
+}
+
+fn deleted(i: u32) -> bool {
+    i.is_multiple_of(7)
+}
+
+/// Version 1 of every key, version 2 of every key, then every 7th key deleted.
+fn populate(checkpoint: Option<&Path>) -> Vec<u8> {
+    let dev = Arc::new(FaultDevice::new(DEVICE_BYTES, 1));
+    let d: Arc<dyn Device> = dev.clone();
+    let e = Engine::open_on_device(config(checkpoint), d).expect("open");
+    let w = WriteOptions::default();
+    for version in 1..=2 {
+        for i in 0..KEYS {
+            e.put(1, &key(i), &value(version, i), &w).unwrap();
+        }
+    }
+    for i in (0..KEYS).filter(|&i| deleted(i)) {
+        assert!(e.delete(1, &key(i), &w).unwrap());
+    }
+    e.close().expect("close");
+    dev.written_image()
+}
+
+/// A frame in an image: where it is and whose it is.
+struct FrameAt {
+    abs: u64,
+    /// Sequence of its block.
+    seq: u64,
+    total_len: usize,
+    key: Vec<u8>,
+    value: Vec<u8>,
+    tombstone: bool,
+}
+
+fn frames(image: &[u8]) -> Vec<FrameAt> {
+    let sb = Superblock::decode(image).unwrap();
+    let bb = sb.write_block_bytes as usize;
+    let mut out = Vec::new();
+    for b in 1..(image.len() / bb) as u32 {
+        let block = &image[b as usize * bb..(b as usize + 1) * bb];
+        let Some(h) = BlockHeader::decode(block, b, sb.store_id as u64) else {
+            continue;
+        };
+        for item in BlockScanner::new(block, b, h.seq) {
+            if let ScanItem::Record { offset, record } = item {
+                out.push(FrameAt {
+                    abs: b as u64 * bb as u64 + offset as u64,
+                    seq: h.seq,
+                    total_len: record.header.total_len as usize,
+                    key: record.key.to_vec(),
+                    value: record.value.to_vec(),
+                    tombstone: record.header.is_tombstone(),
+                });
+            }
+        }
+    }
+    out
+}
+
+/// The newest frame of each targeted key: its version 2 value, or its tombstone.
+/// Each with whether it may be torn: a torn write looks like a crash's only outside the
+/// blocks a writer had open last (see `recovery_damage.rs`), so tears go elsewhere.
+fn newest_frames(image: &[u8], targets: &[u32]) -> Vec<(u32, u64, usize, bool)> {
+    let all = frames(image);
+    let mut seqs: Vec<u64> = all.iter().map(|f| f.seq).collect();
+    seqs.sort_unstable();
+    seqs.dedup();
+    let exposed = &seqs[seqs.len().saturating_sub(3)..];
+    targets
+        .iter()
+        .map(|&i| {
+            let f = all
+                .iter()
+                .find(|f| {
+                    f.key == key(i)
+                        && if deleted(i) {
+                            f.tombstone
+                        } else {
+                            f.value == value(2, i)
+                        }
+                })
+                .unwrap_or_else(|| panic!("newest frame of key {i}"));
+            (i, f.abs, f.total_len, !exposed.contains(&f.seq))
+        })
+        .collect()
+}
+
+/// Damages the body of each frame, header intact: a flipped bit in the value or key, or (a
+/// torn write) the frame's last sector-aligned part zeroed. Tombstones have no value: their
+/// key takes the flip.
+fn damage(image: &mut [u8], targets: &[(u32, u64, usize, bool)], rng: &mut SplitMix64) {
+    for &(_, abs, len, may_tear) in targets {
+        let body = abs + RECORD_HEADER_BYTES as u64;
+        let body_len = len as u64 - RECORD_HEADER_BYTES as u64;
+        if may_tear && rng.below(2) == 0 && body_len > 64 {
+            let cut = ((abs + len as u64 - 1) / 512 * 512).max(body + 1);
+            image[cut as usize..(abs + len as u64) as usize].fill(0);
+            image[cut as usize - 1] ^= 0x01; // make sure the bytes differ
+        } else {
+            let at = body + rng.below(body_len);
+            image[at as usize] ^= 1 << rng.below(8);
+        }
+    }
+}
+
+/// What a read may answer: the newest value, nothing for a deleted key, or CORRUPT for a
+/// damaged one (and, from a checkpoint, nothing for a deleted key whose tombstone is damaged).
+/// Never an older value.
+fn check(e: &Engine, damaged: &[u32], mode: &str) -> (u32, u32) {
+    let (mut corrupt, mut exact) = (0, 0);
+    for i in 0..KEYS {
+        let got = e.get(1, &key(i));
+        let is_damaged = damaged.contains(&i);
+        match got {
+            Ok(Some(r)) if r.value == value(1, i) => {
+                panic!("{mode}: key {i} served its OLDER value (damaged: {is_damaged})")
+            }
+            Ok(Some(r)) => {
+                assert!(!deleted(i), "{mode}: deleted key {i} came back: {r:?}");
+                assert_eq!(r.value, value(2, i), "{mode}: key {i}");
+                exact += 1;
+            }
+            Ok(None) => {
+                assert!(
+                    deleted(i),
+                    "{mode}: key {i} (damaged: {is_damaged}) read as absent"
+                );
+                exact += 1;
+            }
+            Err(Error::Corrupt { .. }) => {
+                assert!(is_damaged, "{mode}: intact key {i} read as CORRUPT");
+                corrupt += 1;
+            }
+            Err(other) => panic!("{mode}: key {i}: {other}"),
+        }
+    }
+    (corrupt, exact)
+}
+
+fn targets(rng: &mut SplitMix64) -> Vec<u32> {
+    let mut t: Vec<u32> = (0..40)
+        .map(|_| rng.below(KEYS as u64 - 40) as u32)
+        .collect();
+    // Always some tombstones.
+    t.extend([7, 14, 21, 28]);
+    t.sort_unstable();
+    t.dedup();
+    t
+}
+
+#[test]
+fn a_full_scan_never_lets_an_older_version_win() {
+    for seed in 0..4u64 {
+        let mut rng = SplitMix64::new(0xda3a6e + seed);
+        let mut image = populate(None);
+        let t = targets(&mut rng);
+        let aimed = newest_frames(&image, &t);
+        damage(&mut image, &aimed, &mut rng);
+        let (_, e) = open(image, None);
+        let (corrupt, _) = check(&e, &t, "scan");
+        assert_eq!(corrupt as usize, t.len(), "every damaged key reads CORRUPT");
+        let r = e.recovery_report();
+        assert_eq!(r.damaged_keys as usize, t.len(), "{r:?}");
+        assert!(!r.damaged_key_names.is_empty());
+        assert!(
+            r.damaged_key_names.iter().any(|n| n.contains("key 'k")),
+            "the report names keys: {:?}",
+            r.damaged_key_names
+        );
+        assert_eq!(e.stats().damaged_keys as usize, t.len());
+    }
+}
+
+#[test]
+fn a_checkpoint_open_reads_corrupt_not_absent() {
+    let dir = tempfile::tempdir().unwrap();
+    let ckpt = dir.path().join("q.ckpt");
+    let mut rng = SplitMix64::new(0xc4c4);
+    let mut image = populate(Some(&ckpt));
+    assert!(ckpt.exists());
+    let t = targets(&mut rng);
+    let aimed = newest_frames(&image, &t);
+    damage(&mut image, &aimed, &mut rng);
+    let (dev, e) = open(image, Some(&ckpt));
+    assert_eq!(e.recovery_report().mode, "checkpoint");
+    let (corrupt, _) = check(&e, &t, "checkpoint");
+    let live_targets = t.iter().filter(|&&i| !deleted(i)).count();
+    // Every damaged live key; a damaged tombstone too when it sits in the replayed tail.
+    assert!(
+        corrupt as usize >= live_targets,
+        "{corrupt} < {live_targets}"
+    );
+    assert_eq!(e.stats().damaged_keys, corrupt as u64);
+    // The damage found by reads is durable: a full scan (no checkpoint) agrees.
+    drop(e);
+    let image = dev.written_image();
+    let (_, e) = open(image, None);
+    check(&e, &t, "scan after checkpoint");
+}
+
+#[test]
+fn a_damaged_key_reads_again_once_rewritten_or_deleted() {
+    let dir = tempfile::tempdir().unwrap();
+    let ckpt = dir.path().join("q.ckpt");
+    let mut rng = SplitMix64::new(0x5eed);
+    let mut image = populate(None);
+    let t: Vec<u32> = vec![3, 5, 8, 9, 14];
+    let aimed = newest_frames(&image, &t);
+    damage(&mut image, &aimed, &mut rng);
+    let (dev, e) = open(image, Some(&ckpt));
+    let w = WriteOptions::default();
+    assert!(matches!(e.get(1, &key(3)), Err(Error::Corrupt { .. })));
+    e.put(1, &key(3), b"rewritten", &w).unwrap();
+    assert!(
+        e.delete(1, &key(5), &w).unwrap(),
+        "a damaged key is there to delete"
+    );
+    assert!(
+        e.delete(1, &key(14), &w).unwrap(),
+        "a damaged tombstone too"
+    );
+    let modified = e
+        .modify(1, &key(8), &w, |current| {
+            assert!(
+                current.is_none(),
+                "a damaged record is replaced as if absent"
+            );
+            Ok(quiver_engine::Modify::Put {
+                value: b"modified".to_vec(),
+                ttl_s: None,
+                out: (),
+            })
+        })
+        .map(|()| true)
+        .unwrap();
+    assert!(modified);
+    let expect = |e: &Engine, mode: &str| {
+        assert_eq!(
+            e.get(1, &key(3)).unwrap().unwrap().value,
+            b"rewritten",
+            "{mode}"
+        );
+        assert_eq!(e.get(1, &key(5)).unwrap(), None, "{mode}");
+        assert_eq!(e.get(1, &key(14)).unwrap(), None, "{mode}");
+        assert_eq!(
+            e.get(1, &key(8)).unwrap().unwrap().value,
+            b"modified",
+            "{mode}"
+        );
+        assert!(
+            matches!(e.get(1, &key(9)), Err(Error::Corrupt { .. })),
+            "{mode}"
+        );
+        assert_eq!(e.stats().damaged_keys, 1, "{mode}");
+    };
+    expect(&e, "running");
+    e.close().unwrap();
+    let image = dev.written_image();
+    let (_, e) = open(image.clone(), Some(&ckpt));
+    assert_eq!(e.recovery_report().mode, "checkpoint");
+    expect(&e, "checkpoint");
+    drop(e);
+    let (_, e) = open(image, None);
+    expect(&e, "scan");
+}
+
+/// The damaged frame itself may go (defragmentation frees its block, or its header is
+/// damaged too): the durable damaged-key list still keeps the older version out.
+#[test]
+fn damage_outlives_the_damaged_frame() {
+    let mut rng = SplitMix64::new(0xf4ee);
+    let mut image = populate(None);
+    let t: Vec<u32> = vec![10, 11, 12];
+    let aimed = newest_frames(&image, &t);
+    damage(&mut image, &aimed, &mut rng);
+    let (dev, e) = open(image, None);
+    assert_eq!(e.stats().damaged_keys, 3);
+    drop(e);
+    let mut image = dev.written_image();
+    // Now the headers go too: nothing on the device names these keys any more but the list.
+    for &(_, abs, _, _) in &aimed {
+        image[abs as usize + 20] ^= 0xff;
+    }
+    let (_, e) = open(image, None);
+    check(&e, &t, "headers gone");
+    for i in &t {
+        assert!(
+            matches!(e.get(1, &key(*i)), Err(Error::Corrupt { .. })),
+            "key {i}"
+        );
+    }
+}
+
+/// A defragmentation copy that is the newest frame of its key, damaged after the original's
+/// block was freed: the key reads CORRUPT, not the version before it.
+#[test]
+fn a_damaged_defragmentation_copy_is_damage_too() {
+    let dev = Arc::new(FaultDevice::new(DEVICE_BYTES, 3));
+    let d: Arc<dyn Device> = dev.clone();
+    let e = Engine::open_on_device(config(None), d).unwrap();
+    let w = WriteOptions::default();
+    // Version 1 of a few keys next to keys that stay live (their block is never emptied), then
+    // version 2 of the few next to keys overwritten until that block is defragmented.
+    let few: Vec<u32> = (0..8).collect();
+    for &i in &few {
+        e.put(1, &key(i), &value(1, i), &w).unwrap();
+    }
+    for i in 1000..1600 {
+        e.put(1, &key(i), &value(1, i), &w).unwrap();
+    }
+    for &i in &few {
+        e.put(1, &key(i), &value(2, i), &w).unwrap();
+    }
+    for round in 0..3 {
+        for i in 2000..2600 {
+            e.put(1, &key(i), &value(3 + round, i), &w).unwrap();
+        }
+    }
+    e.flush().unwrap();
+    assert!(
+        e.defragment(usize::MAX).unwrap() > 0,
+        "something was defragmented"
+    );
+    e.close().unwrap();
+    let mut image = dev.written_image();
+    let all = frames(&image);
+    let mut copies = 0;
+    for &i in &few {
+        assert!(
+            all.iter()
+                .any(|f| f.key == key(i) && f.value == value(1, i)),
+            "the older version of key {i} is still on the device"
+        );
+        // Damage every frame of version 2 (the copy, and the original if it is still there).
+        for f in all
+            .iter()
+            .filter(|f| f.key == key(i) && f.value == value(2, i))
+        {
+            image[(f.abs + RECORD_HEADER_BYTES as u64 + 10) as usize] ^= 0x20;
+            copies += 1;
+        }
+    }
+    assert!(copies >= few.len());
+    let (_, e) = open(image, None);
+    for &i in &few {
+        match e.get(1, &key(i)) {
+            Err(Error::Corrupt { .. }) => {}
+            other => panic!("key {i}: {other:?}"),
+        }
+    }
+}
