@@ -132,16 +132,20 @@ fn newest_frames(image: &[u8], targets: &[u32]) -> Vec<(u32, u64, usize, bool)> 
 }
 
 /// Damages the body of each frame, header intact: a flipped bit in the value or key, or (a
-/// torn write) the frame's last sector-aligned part zeroed. Tombstones have no value: their
-/// key takes the flip.
+/// torn write) the frame's sectors from a 512-byte boundary on holding older bytes. (Zeros
+/// there would be a write cut by a power loss, never acknowledged: recovery takes the previous
+/// version then.) Tombstones have no value: their key takes the flip.
 fn damage(image: &mut [u8], targets: &[(u32, u64, usize, bool)], rng: &mut SplitMix64) {
-    for &(_, abs, len, may_tear) in targets {
+    for &(_, abs, len, _) in targets {
         let body = abs + RECORD_HEADER_BYTES as u64;
         let body_len = len as u64 - RECORD_HEADER_BYTES as u64;
-        if may_tear && rng.below(2) == 0 && body_len > 64 {
-            let cut = ((abs + len as u64 - 1) / 512 * 512).max(body + 1);
-            image[cut as usize..(abs + len as u64) as usize].fill(0);
-            image[cut as usize - 1] ^= 0x01; // make sure the bytes differ
+        let end = abs + len as u64;
+        let cut = (end - 1) / 512 * 512;
+        if rng.below(2) == 0 && cut > body {
+            // Older bytes: those of the same range one block earlier.
+            for at in cut..end {
+                image[at as usize] = image[(at - BLOCK_BYTES) as usize] ^ 0x5a;
+            }
         } else {
             let at = body + rng.below(body_len);
             image[at as usize] ^= 1 << rng.below(8);

@@ -3,7 +3,8 @@
 //!
 //! `tests/golden/v1/` holds a small data file and its index checkpoint, written by the
 //! format-version-1 code, and `encodings.txt`: the bytes each encoder produced for the fixed
-//! inputs below. A round-trip test cannot see a change made to both sides of a codec; these
+//! inputs below. `tests/golden/v2/` is the same, written by the format-version-2 code (record
+//! frames carry a key tag); every version's image is opened and read back by these tests. A round-trip test cannot see a change made to both sides of a codec; these
 //! can, because the bytes on the other side were written by an older build.
 //!
 //! The data file is stored without its trailing zeros (the tests put them back), so the
@@ -341,8 +342,15 @@ fn ckpt(data: &Path) -> PathBuf {
 
 /// Copies the v1 image into a temporary directory, zeros put back; with its checkpoint or
 /// without.
+/// Every format version with a golden image: each must still open and read back exactly.
+const GOLDEN_VERSIONS: std::ops::RangeInclusive<u32> = 1..=FORMAT_VERSION;
+
 fn v1_copy(with_checkpoint: bool) -> (tempfile::TempDir, PathBuf) {
-    let dir = golden_dir(1);
+    golden_copy(1, with_checkpoint)
+}
+
+fn golden_copy(version: u32, with_checkpoint: bool) -> (tempfile::TempDir, PathBuf) {
+    let dir = golden_dir(version);
     let tmp = tempfile::tempdir().unwrap();
     let data = tmp.path().join("store.data");
     let mut image = std::fs::read(dir.join("store.data")).expect("v1 golden data file");
@@ -480,8 +488,14 @@ fn check_schemas(store: &Store) {
 }
 
 #[test]
-fn v1_image_opens_from_its_checkpoint_and_reads_back_exactly() {
-    let (_tmp, data) = v1_copy(true);
+fn every_golden_image_opens_from_its_checkpoint_and_reads_back_exactly() {
+    for version in GOLDEN_VERSIONS {
+        image_opens_from_its_checkpoint_and_reads_back_exactly(version);
+    }
+}
+
+fn image_opens_from_its_checkpoint_and_reads_back_exactly(version: u32) {
+    let (_tmp, data) = golden_copy(version, true);
     let store = Store::open(config(&data)).unwrap();
     let report = store.engine().recovery_report().clone();
     assert_eq!(report.mode, "checkpoint", "{report:?}");
@@ -505,8 +519,14 @@ fn v1_image_opens_from_its_checkpoint_and_reads_back_exactly() {
 }
 
 #[test]
-fn v1_image_opens_by_full_scan_and_reads_back_exactly() {
-    let (_tmp, data) = v1_copy(false);
+fn every_golden_image_opens_by_full_scan_and_reads_back_exactly() {
+    for version in GOLDEN_VERSIONS {
+        image_opens_by_full_scan_and_reads_back_exactly(version);
+    }
+}
+
+fn image_opens_by_full_scan_and_reads_back_exactly(version: u32) {
+    let (_tmp, data) = golden_copy(version, false);
     let store = Store::open(config(&data)).unwrap();
     let report = store.engine().recovery_report().clone();
     assert_eq!(report.mode, "scan", "{report:?}");
@@ -521,18 +541,44 @@ fn v1_image_opens_by_full_scan_and_reads_back_exactly() {
 }
 
 /// Walks the image's bytes: superblock, block headers and frames decode, and the superblock
-/// and block headers re-encode to exactly the bytes on disk.
+/// and block headers re-encode to exactly the bytes on disk (but for the format version an
+/// older image's carry, and the checksum over it).
 #[test]
-fn v1_image_bytes_decode_frame_by_frame() {
-    let image = std::fs::read(golden_dir(1).join("store.data")).unwrap();
+fn every_golden_image_decodes_frame_by_frame() {
+    for version in GOLDEN_VERSIONS {
+        image_bytes_decode_frame_by_frame(version);
+    }
+}
+
+/// `bytes` as the current encoder writes them: the format version field at 8..12 set to
+/// `FORMAT_VERSION`, and the checksum of `0..sum_at` at `sum_at` recomputed.
+fn as_current_version(bytes: &[u8], sum_at: usize) -> Vec<u8> {
+    let mut b = bytes.to_vec();
+    b[8..12].copy_from_slice(&FORMAT_VERSION.to_le_bytes());
+    let sum = xxhash_rust::xxh3::xxh3_64(&b[..sum_at]);
+    b[sum_at..sum_at + 8].copy_from_slice(&sum.to_le_bytes());
+    b
+}
+
+fn image_bytes_decode_frame_by_frame(version: u32) {
+    let image = std::fs::read(golden_dir(version).join("store.data")).unwrap();
     let sb = Superblock::decode(&image).unwrap();
     assert_eq!(
         (sb.write_block_bytes, sb.device_bytes),
         (BLOCK_BYTES, DEVICE_BYTES)
     );
+    assert_eq!(
+        quiver_wal::format::superblock_version(&image),
+        version,
+        "v{version}"
+    );
     let mut again = vec![0u8; SUPERBLOCK_BYTES];
     sb.encode(&mut again);
-    assert_eq!(again, image[..SUPERBLOCK_BYTES]);
+    assert_eq!(
+        again,
+        as_current_version(&image[..SUPERBLOCK_BYTES], 48),
+        "v{version}"
+    );
     let (mut blocks, mut frames, mut tombstones) = (0, 0, 0);
     for (b, bytes) in image.chunks(BLOCK_BYTES as usize).enumerate().skip(1) {
         let Some(h) = BlockHeader::decode(bytes, b as u32, sb.store_id as u64) else {
@@ -541,10 +587,20 @@ fn v1_image_bytes_decode_frame_by_frame() {
         blocks += 1;
         let mut again = vec![0u8; BLOCK_HEADER_BYTES];
         h.encode(&mut again);
-        assert_eq!(again[..], bytes[..BLOCK_HEADER_BYTES], "block {b}");
+        assert_eq!(
+            again[..],
+            as_current_version(&bytes[..BLOCK_HEADER_BYTES], 56),
+            "v{version} block {b}"
+        );
         let mut at = BLOCK_HEADER_BYTES;
         while let Some(r) = RecordHeader::decode(&bytes[at..]) {
             let v = decode_record(&bytes[at..], b as u32, at as u32, h.seq).unwrap();
+            // Version 2 frames name their key in the header (the key tag).
+            assert_eq!(
+                v.header.key_tag.is_some(),
+                version >= 2,
+                "v{version} block {b}"
+            );
             frames += 1;
             tombstones += v.header.is_tombstone() as usize;
             at += r.padded_len();

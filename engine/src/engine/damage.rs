@@ -237,8 +237,8 @@ pub(crate) fn decode_list(b: &[u8]) -> Result<Vec<DamagedKey>> {
 #[derive(Clone, Debug)]
 pub(crate) struct Candidate {
     pub key: DamagedKey,
-    /// It looks like a write torn by a power loss (zeros from a sector boundary on): in the
-    /// blocks a writer had open last, that is a write never acknowledged as durable, not damage.
+    /// It looks like a write cut short by a power loss (zeros from a sector boundary on):
+    /// a write never acknowledged as durable, not damage.
     pub torn_like: bool,
 }
 

@@ -537,10 +537,12 @@ fn scan_one(
             } => {
                 report.corrupt_records += 1;
                 report.damage.push((b, offset, detail));
-                if let Some(c) =
-                    header.and_then(|h| super::recovery_damage::candidate(b, offset, &h, frame))
-                {
-                    out.damaged.push(c);
+                if let Some(h) = header {
+                    // The tombstone of its key must stay as long as the damaged frame does.
+                    min_lsn = min_lsn.min(h.lsn);
+                    if let Some(c) = super::recovery_damage::candidate(b, offset, &h, frame) {
+                        out.damaged.push(c);
+                    }
                 }
             }
         }

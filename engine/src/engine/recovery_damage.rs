@@ -1,13 +1,11 @@
 //! Recovery's side of damaged keys: turning the damaged frames a scan found, and the durable
 //! damaged-key list, into the set of keys that read as CORRUPT (see `damage.rs`).
 
-use std::sync::atomic::Ordering;
-
 use quiver_index::{digest, identity, Index, Location};
 use quiver_wal::format::{decode_record, RecordHeader, Superblock, UNIT_BYTES};
 use quiver_wal::Device;
 
-use super::blocks::{Blocks, SEALED};
+use super::blocks::Blocks;
 use super::damage::{
     decode_list, Candidate, DamagedKey, Resolver, DAMAGED_KEYS_KEY, DAMAGED_KEYS_NAMED,
 };
@@ -43,9 +41,11 @@ pub(crate) fn candidate(
 const SECTOR_BYTES: usize = 512;
 
 /// Whether the frame looks like a write cut short by a power loss: from a sector boundary
-/// inside its body to its end, every byte is zero (sectors that never landed on a zeroed
-/// area). A flipped bit does not look like that, unless the value itself ends in zeros
-/// across a sector boundary.
+/// inside its body to its end, every byte is zero (sectors that never landed, on an area that
+/// was zeros: a new data file, or the zero padding an earlier flush of the same page wrote).
+/// Such a write was never acknowledged as durable, so the previous version is the right
+/// answer. A flipped bit does not look like that (unless the value itself ends in zeros
+/// across a sector boundary); sectors that kept older nonzero bytes are taken for damage.
 fn torn_like(offset: u32, h: &RecordHeader, frame: &[u8]) -> bool {
     let total = (h.total_len as usize).min(frame.len());
     let Some(last) = frame[..total].iter().rposition(|&b| b != 0) else {
@@ -64,9 +64,10 @@ pub(crate) struct Weighing {
 }
 
 impl Weighing {
-    /// Collects the candidates: the scan's damaged frames (but not a write torn by a crash at
-    /// the end of the block a writer had open last) and the durable list at `persisted_at`
-    /// (else the newest one the scan found).
+    /// Collects the candidates: the scan's damaged frames (but not writes cut short by a power
+    /// loss, see `torn_like`) and the durable list at `persisted_at` (else the newest one the
+    /// scan found). The decision depends on the frame's bytes alone, so every later open makes
+    /// the same one.
     pub fn start(
         device: &dyn Device,
         sb: &Superblock,
@@ -75,14 +76,13 @@ impl Weighing {
         dropped: &[u32],
         persisted_at: Option<Location>,
     ) -> Result<Weighing> {
-        let newest = newest_blocks_of_each_kind(blocks);
         let mut w = Weighing {
             resolver: Resolver::default(),
             persisted: Vec::new(),
             crash_tails: 0,
         };
         for c in &state.damaged {
-            if c.torn_like && newest.contains(&c.key.block) {
+            if c.torn_like {
                 w.crash_tails += 1;
             } else {
                 w.resolver.add(c.key.clone());
@@ -174,33 +174,6 @@ impl Weighing {
         let changed = plain(&damaged) != plain(&self.persisted);
         (damaged, changed)
     }
-}
-
-/// Blocks of each kind (the newest first) whose writes a crash can have cut short: the one
-/// a writer had open last and the one it sealed before, whose last write may still have been
-/// in flight.
-const CRASH_EXPOSED_BLOCKS: usize = 2;
-
-/// The blocks of each writer that a crash can have left with torn writes.
-fn newest_blocks_of_each_kind(blocks: &Blocks) -> Vec<u32> {
-    let mut by_kind: [Vec<(u64, u32)>; 2] = [Vec::new(), Vec::new()];
-    for (b, m) in blocks.meta.iter().enumerate().skip(1) {
-        if m.state.load(Ordering::Acquire) != SEALED {
-            continue;
-        }
-        let kind = (m.kind.load(Ordering::Acquire) as usize).min(1);
-        by_kind[kind].push((m.seq.load(Ordering::Acquire), b as u32));
-    }
-    by_kind
-        .iter_mut()
-        .flat_map(|v| {
-            v.sort_unstable_by(|a, b| b.cmp(a));
-            v.iter()
-                .take(CRASH_EXPOSED_BLOCKS)
-                .map(|&(_, b)| b)
-                .collect::<Vec<_>>()
-        })
-        .collect()
 }
 
 /// The durable damaged-key list at `loc`. A list that cannot be read is reported and taken as
