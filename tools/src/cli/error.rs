@@ -135,7 +135,27 @@ impl From<quiver_engine::Error> for CliError {
             | E::GenerationMismatch { .. }
             | E::AlreadyExists
             | E::NotFound => CliError::Rejected(err.to_string()),
+            // A damaged key reads as CORRUPT, never as an older value: exit code 3.
+            E::Corrupt { .. } => CliError::Corruption {
+                place: "the store".into(),
+                detail: err.to_string(),
+            },
             other => CliError::Store(other.to_string()),
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_damaged_key_exits_with_the_corruption_code() {
+        let err = CliError::from(quiver_engine::Error::Corrupt {
+            group: 1,
+            detail: "group 1 key 'k545'".into(),
+        });
+        assert_eq!(err.exit_code(), exit::CORRUPTION);
+        assert!(err.to_string().contains("k545"), "{err}");
     }
 }
