@@ -202,7 +202,6 @@ impl Store {
             Some(_) => Some(self.prepare_history(schema, &key_bytes, cells.len())?),
             None => None,
         };
-        let write_time_ms = opts.write_time_ms.unwrap_or_else(now_ms);
         let mut removed = Vec::new();
         let track_removed = history.is_some() && opts.mode == WriteMode::ReplaceRow;
         let (result, generation) =
@@ -227,6 +226,7 @@ impl Store {
                     })
                 })?;
         if let Some(loaded) = history {
+            let write_time_ms = opts.write_time_ms.unwrap_or_else(now_ms);
             self.append_history(
                 schema,
                 &key_bytes,

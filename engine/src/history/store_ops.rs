@@ -495,9 +495,7 @@ impl Store {
     ) -> Result<Option<Vec<Vec<FeatureValue>>>> {
         let groups = plan.groups();
         let pair = |g: usize, e: usize| g * entities.len() + e;
-        let Some(loaded) = self.load_pairs(plan, entities)? else {
-            return Ok(None);
-        };
+        let loaded = self.load_pairs(plan, entities)?;
         let seen: Vec<Option<SeenState<'_>>> =
             loaded.iter().map(|l| l.seen()).collect::<Result<_>>()?;
         if seen.iter().flatten().any(|s| s.stale) {
@@ -579,7 +577,7 @@ impl Store {
     }
 
     /// Heads and directories of every (group, entity) pair, in one engine batch.
-    fn load_pairs(&self, plan: &ReadPlan, entities: &[Vec<u8>]) -> Result<Option<Vec<Loaded>>> {
+    fn load_pairs(&self, plan: &ReadPlan, entities: &[Vec<u8>]) -> Result<Vec<Loaded>> {
         let mut keys: Vec<(u32, Vec<u8>)> =
             Vec::with_capacity(plan.groups().len() * entities.len() * 2);
         for group in plan.groups() {
@@ -595,7 +593,7 @@ impl Store {
         while let (Some(head), Some(dir)) = (records.next(), records.next()) {
             out.push(Loaded { head, dir });
         }
-        Ok(Some(out))
+        Ok(out)
     }
 
     /// Every version of `features` of one entity with an event time in `from_ms..=to_ms`
@@ -646,11 +644,10 @@ impl Store {
         range: std::ops::RangeInclusive<u64>,
         known_at_ms: Option<u64>,
     ) -> Result<Option<Vec<HistoryEntry>>> {
-        let Some(mut loaded) = self.load_pairs(plan, std::slice::from_ref(&entity.to_vec()))?
-        else {
-            return Ok(None);
-        };
-        let loaded = loaded.pop().expect("one pair");
+        let loaded = self
+            .load_pairs(plan, std::slice::from_ref(&entity.to_vec()))?
+            .pop()
+            .expect("one pair");
         let Some(seen) = loaded.seen()? else {
             return Ok(Some(Vec::new()));
         };
