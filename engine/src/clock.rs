@@ -8,6 +8,12 @@ use std::sync::atomic::{AtomicU32, Ordering};
 /// A source of the current time in unix seconds.
 pub trait Clock: Send + Sync + fmt::Debug {
     fn now_s(&self) -> u32;
+
+    /// Now in unix milliseconds: the feature store's wall time (value ages, history write
+    /// times and retention). A clock that only knows seconds gives whole seconds.
+    fn now_ms(&self) -> u64 {
+        self.now_s() as u64 * 1000
+    }
 }
 
 /// The system's wall clock.
@@ -17,6 +23,10 @@ pub struct SystemClock;
 impl Clock for SystemClock {
     fn now_s(&self) -> u32 {
         (quiver_wal::writer::now_ms() / 1000) as u32
+    }
+
+    fn now_ms(&self) -> u64 {
+        quiver_wal::writer::now_ms()
     }
 }
 
@@ -57,6 +67,7 @@ mod tests {
     fn manual_clock_moves_only_when_told() {
         let c = ManualClock::new(100);
         assert_eq!(c.now_s(), 100);
+        assert_eq!(c.now_ms(), 100_000);
         c.advance(5);
         assert_eq!(c.now_s(), 105);
         c.set(7);

@@ -16,6 +16,7 @@ pub mod file_step;
 pub mod history;
 pub mod inspect;
 pub mod store;
+pub mod training;
 
 pub use clock::{Clock, ManualClock, SystemClock};
 pub use config::{Config, DeviceConfig, Durability, WriteOptions};

@@ -7,7 +7,6 @@
 
 use std::borrow::Cow;
 use std::sync::Arc;
-use std::time::{SystemTime, UNIX_EPOCH};
 
 use parking_lot::{Mutex, RwLock};
 
@@ -40,12 +39,6 @@ pub struct Store {
 
 /// Stripes of [`Store::history_locks`].
 const HISTORY_LOCKS: usize = 1024;
-
-pub(crate) fn now_ms() -> u64 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map_or(0, |d| d.as_millis() as u64)
-}
 
 fn sync() -> WriteOptions {
     WriteOptions {
@@ -99,6 +92,13 @@ impl Store {
 
     pub fn engine(&self) -> &Engine {
         &self.engine
+    }
+
+    /// Now, in unix ms, by the configured clock ([`Config::clock`]): value ages (TTL), the
+    /// write time of history versions and the retention window are all judged by it, so a
+    /// test's manual clock moves them together with record expiry.
+    pub fn now_ms(&self) -> u64 {
+        self.engine.inner.config.clock.now_ms()
     }
 
     pub fn create_group(&self, spec: GroupSpec) -> Result<Arc<GroupSchema>> {
@@ -226,7 +226,7 @@ impl Store {
                     })
                 })?;
         if let Some(loaded) = history {
-            let write_time_ms = opts.write_time_ms.unwrap_or_else(now_ms);
+            let write_time_ms = opts.write_time_ms.unwrap_or_else(|| self.now_ms());
             self.append_history(
                 schema,
                 &key_bytes,
@@ -283,7 +283,7 @@ impl Store {
         } else {
             self.engine.get_many(&pairs)?
         };
-        let now = now_ms();
+        let now = self.now_ms();
         let rows: Vec<Option<&[u8]>> = records
             .iter()
             .map(|r| r.as_ref().map(|r| r.value.as_slice()))
@@ -352,7 +352,7 @@ impl Store {
         }
         let schema = self.describe_group(group)?;
         let chunk = self.engine.scan(schema.id, cursor, max_items)?;
-        let now = now_ms();
+        let now = self.now_ms();
         let items = chunk
             .records
             .iter()

@@ -153,6 +153,10 @@ pub enum FeatureError {
     NoValues { group: String },
     #[error("schema version of group '{group}' reached its limit")]
     VersionLimit { group: String },
+    #[error("invalid training-set spine: {reason}")]
+    InvalidSpine { reason: String },
+    #[error("spine row {row}: {reason}")]
+    SpineRow { row: u64, reason: String },
     #[error("corrupt {what}: {detail}")]
     Corrupt { what: &'static str, detail: String },
 }

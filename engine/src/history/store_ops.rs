@@ -25,7 +25,7 @@ use crate::feature::{
     EntityKey, FeatureError, FeatureRef, FeatureValue, GroupSchema, Status, Value,
     MAX_ENTITIES_PER_GET,
 };
-use crate::store::{now_ms, Store};
+use crate::store::Store;
 
 /// A read that raced a writer's directory change is retried this many times.
 const READ_ATTEMPTS: usize = 4;
@@ -204,7 +204,7 @@ impl Store {
         dir.entries.push(SegmentInfo::of(n, &head.open));
         head.open.clear();
         head.next_segment = n + 1;
-        let horizon = schema.history.map_or(0, |p| p.horizon_ms(now_ms()));
+        let horizon = schema.history.map_or(0, |p| p.horizon_ms(self.now_ms()));
         let compacted = self.compact_into(hg, entity, &mut head, &mut dir, horizon)?;
         self.commit(hg, entity, &mut head, &mut dir, durability)?;
         self.finish_compaction(hg, entity, &mut dir, &compacted)
@@ -330,7 +330,7 @@ impl Store {
         let mut head = Head::decode(&head_record.value)?;
         let mut dir = decode_dir(&loaded.dir)?;
         dir.entries.retain(|e| e.segment < head.next_segment);
-        let horizon = policy.horizon_ms(now_ms());
+        let horizon = policy.horizon_ms(self.now_ms());
         let compacted = self.compact_into(hg, entity, &mut head, &mut dir, horizon)?;
         if compacted.is_empty() {
             return Ok(0);
@@ -454,7 +454,7 @@ impl Store {
             return Ok(Vec::new());
         };
         let plan = ReadPlan::new(&self.registry.read(), first.key_type(), features)?;
-        let now = now_ms();
+        let now = self.now_ms();
         for group in plan.groups() {
             let policy = group.history.ok_or_else(|| FeatureError::NoHistory {
                 group: group.name.clone(),
@@ -621,7 +621,7 @@ impl Store {
         })?;
         // Versions before the retention window are not returned (compaction may have removed
         // some of them); every version inside it is.
-        let from_ms = from_ms.max(policy.horizon_ms(now_ms()));
+        let from_ms = from_ms.max(policy.horizon_ms(self.now_ms()));
         let entity = self.checked_key(&plan, key)?.into_owned();
         check_entity_key(&schema.name, &entity)?;
         for _ in 0..READ_ATTEMPTS {
