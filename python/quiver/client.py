@@ -1,0 +1,314 @@
+"""The client: one class for a ``quiverd`` connection pool and for an embedded store."""
+
+from __future__ import annotations
+
+import datetime as _dt
+import json
+from dataclasses import dataclass
+from typing import Any, Dict, List, Mapping, Optional, Sequence, Union
+
+import numpy as np
+
+from . import _columns
+from ._native import Handle
+from .results import OnlineFeatures
+from .schema import Feature, GroupSchema, GroupSpec, Seconds, _seconds
+
+Time = Union[_dt.datetime, _dt.date, int, None]
+
+_MODES = ("merge", "replace_row", "create_only", "update_only")
+
+
+def _sync(sync: Optional[bool]) -> Optional[str]:
+    if sync is None:
+        return None
+    return "sync" if sync else "buffered"
+
+
+def _size(size: Union[int, str]) -> int:
+    if isinstance(size, int):
+        return size
+    text = size.strip()
+    units = {"KiB": 1 << 10, "MiB": 1 << 20, "GiB": 1 << 30, "TiB": 1 << 40, "KB": 10**3, "MB": 10**6, "GB": 10**9, "B": 1}
+    for unit, mult in units.items():
+        if text.endswith(unit):
+            return int(float(text[: -len(unit)]) * mult)
+    return int(text)
+
+
+@dataclass(frozen=True)
+class PutResult:
+    """What one put did: values written, values skipped because the stored one is newer, and
+    the row's generation after it."""
+
+    written: int
+    skipped_stale: int
+    generation: int
+
+
+@dataclass(frozen=True)
+class WriteSummary:
+    """What a bulk write did, summed over its rows."""
+
+    rows: int
+    written: int
+    skipped_stale: int
+
+
+@dataclass(frozen=True)
+class HistoryEntry:
+    """One stored version of a feature."""
+
+    feature: str
+    event_time_ms: int
+    write_time_ms: int
+    status: int
+    value: Any
+
+
+class Client:
+    """A connection pool to ``quiverd`` (:func:`connect`) or a store embedded in this process
+    (:func:`open`); both have the same methods.
+
+    Safe to share between threads: each call takes a connection of its own (over the network)
+    and releases the GIL while it waits for the server or the device. Writes are pipelined.
+    """
+
+    def __init__(self, handle: Handle):
+        self._h = handle
+
+    # -- lifecycle -------------------------------------------------------------------------
+
+    @property
+    def is_remote(self) -> bool:
+        """True for a quiverd connection, False for an embedded store."""
+        return self._h.is_remote()
+
+    def server_info(self) -> Optional[Dict[str, Any]]:
+        """The server's handshake (version and limits); None for an embedded store."""
+        return self._h.server_info()
+
+    def stats(self) -> Dict[str, Any]:
+        """The server's STATS document (docs/PROTOCOL.md), or an embedded store's engine figures."""
+        return json.loads(self._h.stats_json())
+
+    def flush(self) -> None:
+        """Makes every buffered write of an embedded store durable (no-op over the network)."""
+        self._h.flush()
+
+    def close(self) -> None:
+        """Closes the connections, or flushes and closes an embedded store."""
+        self._h.close()
+
+    def __enter__(self) -> "Client":
+        return self
+
+    def __exit__(self, *exc: Any) -> None:
+        self.close()
+
+    # -- groups ----------------------------------------------------------------------------
+
+    def create_group(self, spec: GroupSpec) -> GroupSchema:
+        """Creates a group; raises GroupExistsError when the name is taken."""
+        return GroupSchema.from_dict(self._h.create_group(spec.to_dict()))
+
+    def describe_group(self, name: str) -> GroupSchema:
+        return GroupSchema.from_dict(self._h.describe_group(name))
+
+    def list_groups(self, tag: Optional[str] = None) -> List[GroupSchema]:
+        """Live groups by id; only those carrying ``tag`` when given."""
+        return [GroupSchema.from_dict(d) for d in self._h.list_groups(tag)]
+
+    def alter_group(
+        self,
+        name: str,
+        *,
+        add_feature: Optional[Feature] = None,
+        deprecate_feature: Optional[str] = None,
+        ttl: Union[Seconds, str] = "unchanged",
+        description: Optional[str] = None,
+        owner: Optional[str] = None,
+        tags: Optional[Sequence[str]] = None,
+        history: Union[Seconds, str] = "unchanged",
+    ) -> GroupSchema:
+        """Applies each given change in turn (each is one new schema version); returns the
+        last schema. ``ttl=None`` / ``history=None`` turn them off."""
+        changes: List[tuple] = []
+        if add_feature is not None:
+            changes.append(("add_feature", add_feature.to_dict()))
+        if deprecate_feature is not None:
+            changes.append(("deprecate_feature", deprecate_feature))
+        if ttl != "unchanged":
+            changes.append(("set_ttl", _seconds(ttl, "ttl")))  # type: ignore[arg-type]
+        if description is not None:
+            changes.append(("set_description", description))
+        if owner is not None:
+            changes.append(("set_owner", owner))
+        if tags is not None:
+            changes.append(("set_tags", list(tags)))
+        if history != "unchanged":
+            changes.append(("set_history", _seconds(history, "history")))  # type: ignore[arg-type]
+        if not changes:
+            return self.describe_group(name)
+        schema: Dict[str, Any] = {}
+        for kind, arg in changes:
+            schema = self._h.alter_group(name, kind, arg)
+        return GroupSchema.from_dict(schema)
+
+    def drop_group(self, name: str) -> None:
+        """Drops a group: its rows become unreachable at once, their space is reclaimed later."""
+        self._h.drop_group(name)
+
+    # -- writes ----------------------------------------------------------------------------
+
+    def put(
+        self,
+        group: str,
+        key: Union[str, int, bytes],
+        values: Mapping[str, Any],
+        event_time: Time = None,
+        *,
+        mode: str = "merge",
+        sync: Optional[bool] = None,
+        ttl: Seconds = None,
+        expected_generation: Optional[int] = None,
+    ) -> PutResult:
+        """Writes features of one entity, all with ``event_time`` (a datetime, naive = UTC, or
+        Unix ms; default now). ``None`` values are stored nulls. ``mode``: merge (per feature
+        the newest event time wins), replace_row, create_only, update_only. ``sync``: True waits
+        until durable, False acknowledges from memory, None uses the store's default."""
+        written, skipped, generation = self._h.put(
+            group,
+            key,
+            _columns.to_ms(event_time),
+            dict(values),
+            mode,
+            _sync(sync),
+            _seconds(ttl, "ttl"),
+            expected_generation,
+        )
+        return PutResult(written, skipped, generation)
+
+    def put_many(
+        self,
+        group: str,
+        data: Any,
+        *,
+        key: str,
+        event_time: Optional[str] = None,
+        event_time_ms: Time = None,
+        features: Optional[Sequence[str]] = None,
+        mode: str = "merge",
+        sync: Optional[bool] = None,
+        ttl: Seconds = None,
+        skip_nulls: bool = False,
+    ) -> WriteSummary:
+        """Writes one entity per row of ``data``: a ``pandas.DataFrame``, a ``pyarrow.Table``
+        or ``RecordBatch``, or a dict of columns (where a 2-D numpy array is a vector column).
+
+        ``key`` names the key column; ``event_time`` the event-time column (timestamps, naive
+        = UTC, or integer Unix ms) or, when None, ``event_time_ms`` (or now) stamps every row;
+        ``features`` the feature columns (default: every other column). Vectors come from list,
+        fixed-size-list or 2-D numpy columns. Nulls are written as stored nulls, or left out
+        with ``skip_nulls``. Rows are pipelined over one connection; the first failing row
+        stops the write (rows before it are written) and its error names the row."""
+        if mode not in _MODES:
+            raise ValueError(f"mode must be one of {_MODES}, got {mode!r}")
+        schema = self.describe_group(group)
+        keys, times, columns = _columns.table_columns(
+            data, schema, key, event_time, None if event_time else _columns.to_ms(event_time_ms), features
+        )
+        rows, written, skipped = self._h.put_columns(
+            group, keys, times, columns, mode, _sync(sync), _seconds(ttl, "ttl"), skip_nulls
+        )
+        return WriteSummary(rows, written, skipped)
+
+    def delete(self, group: str, key: Union[str, int, bytes], *, sync: Optional[bool] = None) -> bool:
+        """Deletes one entity's row of a group; returns whether it existed."""
+        return self._h.delete(group, key, _sync(sync))
+
+    # -- reads -----------------------------------------------------------------------------
+
+    def get_online_features(
+        self,
+        features: Sequence[str],
+        entities: Union[Sequence[Any], np.ndarray],
+    ) -> OnlineFeatures:
+        """Reads ``features`` ("group:feature", from any groups of the same key type) for every
+        entity in one request (more when the server's batch limit is smaller). Returns
+        values, statuses and event times per feature; ``.to_dict()``, ``.to_arrow()``,
+        ``.to_pandas()``."""
+        refs = list(features)
+        raw = self._h.get(refs, entities)
+        return OnlineFeatures(entities, refs, raw)
+
+    def get_as_of(
+        self,
+        features: Sequence[str],
+        entities: Sequence[Any],
+        times: Union[Time, Sequence[Time]],
+        *,
+        known_at: Union[Time, Sequence[Time]] = None,
+    ) -> OnlineFeatures:
+        """Point-in-time reads of groups that keep history: per entity, the newest value whose
+        event time is at or before its time (one time for all, or one per entity), with the
+        TTL counted from that time; with ``known_at``, only among versions written by then.
+        Needs an embedded store until the server speaks the history operations."""
+        n = len(entities)
+        as_ms = _per_entity(times, n)
+        known = None if known_at is None else _per_entity(known_at, n)
+        refs = list(features)
+        raw = self._h.get_as_of(refs, entities, as_ms, known)
+        return OnlineFeatures(entities, refs, raw)
+
+    def history(
+        self,
+        group: str,
+        key: Union[str, int, bytes],
+        features: Sequence[str],
+        start: Time,
+        end: Time,
+        *,
+        known_at: Time = None,
+    ) -> List[HistoryEntry]:
+        """Every stored version of ``features`` of one entity with an event time in
+        ``start..=end``, by event time then write time."""
+        entries = self._h.history(
+            group,
+            key,
+            list(features),
+            _columns.to_ms(start),
+            _columns.to_ms(end),
+            None if known_at is None else _columns.to_ms(known_at),
+        )
+        return [HistoryEntry(*e) for e in entries]
+
+
+def _per_entity(t: Any, n: int) -> List[int]:
+    if isinstance(t, (list, tuple, np.ndarray)):
+        if len(t) != n:
+            raise ValueError(f"{n} entities need {n} times, got {len(t)}")
+        return [_columns.to_ms(x) for x in t]
+    return [_columns.to_ms(t)] * n
+
+
+def connect(
+    addr: str = "127.0.0.1:7878",
+    token: Optional[str] = None,
+    timeout: Optional[float] = 30.0,
+    connect_timeout: float = 5.0,
+) -> Client:
+    """Connects to ``quiverd`` at ``addr`` ("host:port"). ``token`` is the server's auth token;
+    ``timeout`` the longest wait for an answer, in seconds (None waits forever)."""
+    return Client(Handle.connect(addr, token, timeout, connect_timeout))
+
+
+def open(  # noqa: A001 - the package's verb, like builtins.open for files
+    path: Optional[str] = None,
+    size: Union[int, str] = "1GiB",
+    *,
+    sync: Optional[bool] = None,
+) -> Client:
+    """Opens (or creates, of ``size`` bytes) a store in the file ``path`` inside this process;
+    ``path=None`` keeps it in memory. ``sync`` sets the store's default durability."""
+    return Client(Handle.open(path, _size(size), _sync(sync)))

@@ -1,0 +1,182 @@
+"""Feature groups and their features, as Python values.
+
+Types are written as in the CLI and docs/PROTOCOL.md: ``"bool"``, ``"i64"``, ``"f32"``,
+``"f64"``, ``"string"``, ``"bytes"``, ``"f32[128]"`` (a fixed-size float32 vector; see
+:func:`vector`), ``"list<i64>"``, ``"list<f32>"``, ``"list<string>"``. Key types: ``"string"``,
+``"i64"``, ``"bytes"``.
+"""
+
+from __future__ import annotations
+
+import datetime as _dt
+from dataclasses import dataclass, field
+from typing import Any, Dict, List, Optional, Sequence, Tuple, Union
+
+BOOL = "bool"
+I64 = "i64"
+F32 = "f32"
+F64 = "f64"
+STRING = "string"
+BYTES = "bytes"
+LIST_I64 = "list<i64>"
+LIST_F32 = "list<f32>"
+LIST_STRING = "list<string>"
+
+KEY_STRING = "string"
+KEY_I64 = "i64"
+KEY_BYTES = "bytes"
+
+
+def vector(dim: int) -> str:
+    """The type of a fixed-size float32 vector (an embedding) of ``dim`` values."""
+    return f"f32[{int(dim)}]"
+
+
+def vector_dim(type_name: str) -> Optional[int]:
+    """The dimension of a vector type, or None for other types."""
+    if type_name.startswith("f32[") and type_name.endswith("]"):
+        return int(type_name[4:-1])
+    return None
+
+
+Seconds = Union[int, float, _dt.timedelta, None]
+
+
+def _seconds(value: Seconds, what: str) -> Optional[int]:
+    if value is None:
+        return None
+    if isinstance(value, _dt.timedelta):
+        value = value.total_seconds()
+    seconds = int(value)
+    if seconds != value or seconds <= 0:
+        raise ValueError(f"{what} must be a whole number of seconds above 0, got {value!r}")
+    return seconds
+
+
+@dataclass(frozen=True)
+class Feature:
+    """A feature to create (or add to a group): its name and type."""
+
+    name: str
+    type: str
+    description: str = ""
+    owner: str = ""
+    tags: Tuple[str, ...] = ()
+
+    def to_dict(self) -> Dict[str, Any]:
+        return {
+            "name": self.name,
+            "type": self.type,
+            "description": self.description,
+            "owner": self.owner,
+            "tags": list(self.tags),
+        }
+
+
+@dataclass(frozen=True)
+class GroupSpec:
+    """What a caller gives to create a group.
+
+    ``ttl`` is the max age of a value (from its event time) before reads report it EXPIRED,
+    and the default TTL of the group's records; ``history`` keeps superseded values for that
+    long (as-of reads). Both take seconds or a ``timedelta``. ``compression_level`` turns on
+    zstd at that level.
+    """
+
+    name: str
+    key_type: str
+    features: Sequence[Feature]
+    ttl: Seconds = None
+    compression_level: Optional[int] = None
+    allow_non_finite: bool = False
+    description: str = ""
+    owner: str = ""
+    tags: Tuple[str, ...] = ()
+    history: Seconds = None
+
+    def to_dict(self) -> Dict[str, Any]:
+        return {
+            "name": self.name,
+            "key_type": self.key_type,
+            "features": [f.to_dict() for f in self.features],
+            "ttl_s": _seconds(self.ttl, "ttl"),
+            "compression_level": self.compression_level,
+            "allow_non_finite": self.allow_non_finite,
+            "description": self.description,
+            "owner": self.owner,
+            "tags": list(self.tags),
+            "history_retention_s": _seconds(self.history, "history"),
+        }
+
+
+@dataclass(frozen=True)
+class FeatureInfo:
+    """A feature as the registry holds it."""
+
+    id: int
+    name: str
+    type: str
+    description: str
+    owner: str
+    tags: Tuple[str, ...]
+    deprecated: bool
+
+
+@dataclass(frozen=True)
+class GroupSchema:
+    """A group as the registry holds it; ``version`` grows by one with every change."""
+
+    id: int
+    version: int
+    name: str
+    key_type: str
+    features: Tuple[FeatureInfo, ...]
+    ttl_s: Optional[int]
+    compression_level: Optional[int]
+    allow_non_finite: bool
+    description: str
+    owner: str
+    tags: Tuple[str, ...]
+    history_retention_s: Optional[int]
+    _by_name: Dict[str, FeatureInfo] = field(default_factory=dict, repr=False, compare=False)
+
+    @staticmethod
+    def from_dict(d: Dict[str, Any]) -> "GroupSchema":
+        features = tuple(
+            FeatureInfo(
+                id=f["id"],
+                name=f["name"],
+                type=f["type"],
+                description=f["description"],
+                owner=f["owner"],
+                tags=tuple(f["tags"]),
+                deprecated=f["deprecated"],
+            )
+            for f in d["features"]
+        )
+        return GroupSchema(
+            id=d["id"],
+            version=d["version"],
+            name=d["name"],
+            key_type=d["key_type"],
+            features=features,
+            ttl_s=d["ttl_s"],
+            compression_level=d["compression_level"],
+            allow_non_finite=d["allow_non_finite"],
+            description=d["description"],
+            owner=d["owner"],
+            tags=tuple(d["tags"]),
+            history_retention_s=d["history_retention_s"],
+            _by_name={f.name: f for f in features},
+        )
+
+    def feature(self, name: str) -> FeatureInfo:
+        """The feature called ``name`` (KeyError when the group has none)."""
+        return self._by_name[name]
+
+    @property
+    def feature_names(self) -> List[str]:
+        return [f.name for f in self.features if not f.deprecated]
+
+
+Alteration = Tuple[str, Any]

@@ -1,0 +1,475 @@
+//! `quiver._native`: the extension module under the Python package `quiver`.
+//!
+//! One class, [`Handle`], over either a pool of connections to `quiverd` (the Rust client, so
+//! the wire protocol lives in one place) or a store embedded in the process. Every call that
+//! touches the network or the device releases the GIL; a handle may be shared by threads. The
+//! Python layer (`quiver/`) turns DataFrames and Arrow tables into the column buffers this
+//! module reads, and its answers into dicts, Arrow tables and DataFrames. This module must
+//! never hold the GIL during I/O, and never panic on what Python hands it.
+
+mod backend;
+mod columns;
+mod convert;
+mod error;
+mod read;
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use numpy::PyReadonlyArray1;
+use parking_lot::RwLock;
+use pyo3::prelude::*;
+use pyo3::types::{PyDict, PyList, PyTuple};
+use quiver_engine::feature::{
+    EntityKey, FeatureError, FeatureRef, FeatureType, GroupSchema, PutOptions, WriteMode,
+};
+use quiver_engine::history::AsOf;
+use quiver_engine::{Config, Durability, Store};
+use quiver_server::client::ClientConfig;
+
+use backend::{Backend, Pool, PutTotals, SchemaCache};
+use columns::{Batch, Column, Keys};
+use error::Failure;
+
+/// Rows built and sent per step of a bulk write (bounds the memory a write holds at once).
+const BULK_STEP_ROWS: usize = 4096;
+
+fn durability(text: Option<&str>) -> Result<Option<Durability>, Failure> {
+    match text {
+        None => Ok(None),
+        Some("sync") => Ok(Some(Durability::Sync)),
+        Some("buffered") => Ok(Some(Durability::Buffered)),
+        Some(other) => Err(Failure::invalid(format!(
+            "durability '{other}' is not 'sync' or 'buffered'"
+        ))),
+    }
+}
+
+fn write_mode(text: &str) -> Result<WriteMode, Failure> {
+    Ok(match text {
+        "merge" => WriteMode::Merge,
+        "replace_row" => WriteMode::ReplaceRow,
+        "create_only" => WriteMode::CreateOnly,
+        "update_only" => WriteMode::UpdateOnly,
+        other => {
+            return Err(Failure::invalid(format!(
+                "write mode '{other}' is not one of merge, replace_row, create_only, update_only"
+            )))
+        }
+    })
+}
+
+fn put_options(
+    mode: &str,
+    sync: Option<&str>,
+    ttl_s: Option<u32>,
+    expected_generation: Option<u16>,
+) -> Result<PutOptions, Failure> {
+    Ok(PutOptions {
+        mode: write_mode(mode)?,
+        expected_generation,
+        ttl_s,
+        durability: durability(sync)?,
+        write_time_ms: None,
+    })
+}
+
+fn keys_from(obj: &Bound<'_, PyAny>) -> PyResult<Vec<EntityKey>> {
+    if let Ok(a) = obj.extract::<PyReadonlyArray1<'_, i64>>() {
+        return Ok(a.as_array().iter().map(|&k| EntityKey::I64(k)).collect());
+    }
+    obj.try_iter()?.map(|k| convert::entity_key(&k?)).collect()
+}
+
+fn at_row(row: usize, f: Failure) -> Failure {
+    let prefix = |m: String| format!("row {row}: {m} (rows before it were written)");
+    match f {
+        Failure::Status { status, message } => Failure::Status {
+            status,
+            message: prefix(message),
+        },
+        Failure::Connection(m) => Failure::Connection(prefix(m)),
+        Failure::Timeout(m) => Failure::Timeout(prefix(m)),
+        Failure::Protocol(m) => Failure::Protocol(prefix(m)),
+    }
+}
+
+/// A connection pool to `quiverd` or an embedded store. Shared by threads.
+#[pyclass(module = "quiver._native", frozen)]
+struct Handle {
+    backend: Backend,
+    schemas: SchemaCache,
+}
+
+impl Handle {
+    fn schema(&self, group: &str, refresh: bool) -> Result<Arc<GroupSchema>, Failure> {
+        self.schemas.get(&self.backend, group, refresh)
+    }
+
+    /// The type of each reference, from the cached schemas (refreshed once for a feature the
+    /// cache does not know: it may have been added since).
+    fn types(&self, refs: &[FeatureRef]) -> Result<Vec<FeatureType>, Failure> {
+        refs.iter()
+            .map(|r| {
+                let find = |s: Arc<GroupSchema>| {
+                    s.features
+                        .iter()
+                        .find(|f| f.name == r.feature)
+                        .map(|f| f.ty)
+                };
+                if let Some(ty) = find(self.schema(&r.group, false)?) {
+                    return Ok(ty);
+                }
+                find(self.schema(&r.group, true)?).ok_or_else(|| {
+                    Failure::from(FeatureError::UnknownFeature {
+                        group: r.group.clone(),
+                        feature: r.feature.clone(),
+                    })
+                })
+            })
+            .collect()
+    }
+
+    fn schema_result(&self, py: Python<'_>, s: GroupSchema) -> PyResult<Py<PyDict>> {
+        self.schemas.remember(&s);
+        Ok(convert::schema_dict(py, &s)?.unbind())
+    }
+}
+
+#[pymethods]
+impl Handle {
+    /// Connects to `quiverd` at `addr` ("host:port") and performs the handshake.
+    #[staticmethod]
+    #[pyo3(signature = (addr, token=None, timeout_s=Some(30.0), connect_timeout_s=5.0))]
+    fn connect(
+        py: Python<'_>,
+        addr: String,
+        token: Option<String>,
+        timeout_s: Option<f64>,
+        connect_timeout_s: f64,
+    ) -> PyResult<Handle> {
+        let secs = |s: f64, what: &str| {
+            if s.is_finite() && s > 0.0 {
+                Ok(Duration::from_secs_f64(s))
+            } else {
+                Err(Failure::invalid(format!(
+                    "{what} must be a positive number of seconds, got {s}"
+                )))
+            }
+        };
+        let config = ClientConfig {
+            auth_token: token.map(String::into_bytes),
+            connect_timeout: secs(connect_timeout_s, "connect_timeout")?,
+            io_timeout: timeout_s.map(|t| secs(t, "timeout")).transpose()?,
+            ..ClientConfig::default()
+        };
+        let pool = py.detach(|| Pool::connect(&addr, config))?;
+        Ok(Handle {
+            backend: Backend::Remote(pool),
+            schemas: SchemaCache::default(),
+        })
+    }
+
+    /// Opens (or creates, at `size` bytes) an embedded store in a file, or in memory when
+    /// `path` is None.
+    #[staticmethod]
+    #[pyo3(signature = (path, size_bytes, durability=None))]
+    fn open(
+        py: Python<'_>,
+        path: Option<String>,
+        size_bytes: u64,
+        durability: Option<&str>,
+    ) -> PyResult<Handle> {
+        let mut config = match &path {
+            Some(p) => Config::file(p, size_bytes),
+            None => Config::memory(size_bytes),
+        };
+        if let Some(d) = crate::durability(durability)? {
+            config.durability = d;
+        }
+        if let Some(parent) = path
+            .as_deref()
+            .map(std::path::Path::new)
+            .and_then(|p| p.parent())
+            .filter(|p| !p.as_os_str().is_empty())
+        {
+            std::fs::create_dir_all(parent).map_err(|e| {
+                Failure::invalid(format!("cannot create {}: {e}", parent.display()))
+            })?;
+        }
+        let store = py.detach(|| Store::open(config)).map_err(Failure::from)?;
+        Ok(Handle {
+            backend: Backend::Embedded(RwLock::new(Some(Arc::new(store)))),
+            schemas: SchemaCache::default(),
+        })
+    }
+
+    fn is_remote(&self) -> bool {
+        matches!(self.backend, Backend::Remote(_))
+    }
+
+    /// The server's handshake (its limits), or None for an embedded store.
+    fn server_info<'py>(&self, py: Python<'py>) -> PyResult<Option<Bound<'py, PyDict>>> {
+        let Backend::Remote(pool) = &self.backend else {
+            return Ok(None);
+        };
+        let i = pool.info();
+        let d = PyDict::new(py);
+        d.set_item("version", i.version)?;
+        d.set_item("max_frame_bytes", i.max_frame_bytes)?;
+        d.set_item("max_batch_keys", i.max_batch_keys)?;
+        d.set_item("max_inflight_per_connection", i.max_inflight_per_connection)?;
+        d.set_item("max_features_per_request", i.max_features_per_request)?;
+        d.set_item("max_scan_chunks", i.max_scan_chunks)?;
+        d.set_item("server", &i.server)?;
+        Ok(Some(d))
+    }
+
+    fn create_group(&self, py: Python<'_>, spec: Bound<'_, PyDict>) -> PyResult<Py<PyDict>> {
+        let spec = convert::group_spec(&spec)?;
+        let s = py.detach(|| self.backend.create_group(spec))?;
+        self.schema_result(py, s)
+    }
+
+    fn describe_group(&self, py: Python<'_>, name: &str) -> PyResult<Py<PyDict>> {
+        let s = py.detach(|| self.backend.describe_group(name))?;
+        self.schema_result(py, s)
+    }
+
+    #[pyo3(signature = (tag=None))]
+    fn list_groups<'py>(&self, py: Python<'py>, tag: Option<&str>) -> PyResult<Bound<'py, PyList>> {
+        let groups = py.detach(|| self.backend.list_groups(tag))?;
+        let dicts = groups
+            .iter()
+            .map(|g| convert::schema_dict(py, g))
+            .collect::<PyResult<Vec<_>>>()?;
+        PyList::new(py, dicts)
+    }
+
+    fn alter_group(
+        &self,
+        py: Python<'_>,
+        name: &str,
+        kind: &str,
+        arg: Bound<'_, PyAny>,
+    ) -> PyResult<Py<PyDict>> {
+        let alter = convert::alter(kind, &arg)?;
+        let s = py.detach(|| self.backend.alter_group(name, alter))?;
+        self.schema_result(py, s)
+    }
+
+    fn drop_group(&self, py: Python<'_>, name: &str) -> PyResult<()> {
+        self.schemas.forget(name);
+        Ok(py.detach(|| self.backend.drop_group(name))?)
+    }
+
+    /// Writes one entity; returns `(written, skipped_stale, generation)`.
+    #[pyo3(signature = (group, key, event_time_ms, values, mode="merge", durability=None, ttl_s=None, expected_generation=None))]
+    #[allow(clippy::too_many_arguments)]
+    fn put(
+        &self,
+        py: Python<'_>,
+        group: &str,
+        key: Bound<'_, PyAny>,
+        event_time_ms: u64,
+        values: Bound<'_, PyDict>,
+        mode: &str,
+        durability: Option<&str>,
+        ttl_s: Option<u32>,
+        expected_generation: Option<u16>,
+    ) -> PyResult<(u32, u32, u16)> {
+        let options = put_options(mode, durability, ttl_s, expected_generation)?;
+        let key = convert::entity_key(&key)?;
+        let schema = py.detach(|| self.schema(group, false))?;
+        let values = match convert::row_values(&schema, &values) {
+            Ok(v) => v,
+            Err(_) => {
+                // The cached schema may be older than a feature the caller writes.
+                let fresh = py.detach(|| self.schema(group, true))?;
+                convert::row_values(&fresh, &values)?
+            }
+        };
+        let row = backend::PutRow {
+            key,
+            event_time_ms,
+            values,
+        };
+        let r = py.detach(|| self.backend.put(group, row, options))?;
+        Ok((r.written, r.skipped_stale, r.generation))
+    }
+
+    /// Writes many entities from column buffers (see `quiver._columns`); returns
+    /// `(rows, written, skipped_stale)`.
+    #[pyo3(signature = (group, keys, times_ms, columns, mode="merge", durability=None, ttl_s=None, skip_nulls=false))]
+    #[allow(clippy::too_many_arguments)]
+    fn put_columns(
+        &self,
+        py: Python<'_>,
+        group: &str,
+        keys: Bound<'_, PyTuple>,
+        times_ms: PyReadonlyArray1<'_, i64>,
+        columns: Vec<Bound<'_, PyTuple>>,
+        mode: &str,
+        durability: Option<&str>,
+        ttl_s: Option<u32>,
+        skip_nulls: bool,
+    ) -> PyResult<(u64, u64, u64)> {
+        let options = put_options(mode, durability, ttl_s, None)?;
+        let times_ms: Vec<i64> = times_ms.as_array().iter().copied().collect();
+        let rows = times_ms.len();
+        let batch = Batch {
+            keys: Keys::from_tuple(&keys, rows)?,
+            columns: columns
+                .iter()
+                .map(|c| Column::from_tuple(c, rows))
+                .collect::<PyResult<_>>()?,
+            times_ms,
+            skip_nulls,
+        };
+        let totals = py.detach(|| -> Result<PutTotals, Failure> {
+            let mut sum = PutTotals::default();
+            for from in (0..batch.rows()).step_by(BULK_STEP_ROWS) {
+                let to = (from + BULK_STEP_ROWS).min(batch.rows());
+                let rows = batch.build(from, to).map_err(|(i, e)| at_row(i, e))?;
+                let t = self
+                    .backend
+                    .put_rows(group, rows, options)
+                    .map_err(|(i, e)| at_row(from + i, e))?;
+                sum.rows += t.rows;
+                sum.written += t.written;
+                sum.skipped_stale += t.skipped_stale;
+            }
+            Ok(sum)
+        })?;
+        Ok((totals.rows, totals.written, totals.skipped_stale))
+    }
+
+    /// Reads `refs` ("group:feature") for every key: one tuple per reference,
+    /// `(statuses, event_times_ms, kind, values...)` (see `quiver.results`).
+    fn get<'py>(
+        &self,
+        py: Python<'py>,
+        refs: Vec<String>,
+        keys: Bound<'py, PyAny>,
+    ) -> PyResult<Bound<'py, PyList>> {
+        let keys = keys_from(&keys)?;
+        let parsed = convert::feature_refs(&refs)?;
+        let cols = py.detach(|| {
+            let types = self.types(&parsed)?;
+            let rows = self.backend.get_many(keys, parsed)?;
+            read::columns(&refs, &types, rows)
+        })?;
+        read::columns_into_py(py, cols)
+    }
+
+    /// As-of reads: row `i` is `keys[i]` as of event time `times_ms[i]` (and, when given,
+    /// among the versions written by `known_at_ms[i]`). Same answer shape as `get`.
+    #[pyo3(signature = (refs, keys, times_ms, known_at_ms=None))]
+    fn get_as_of<'py>(
+        &self,
+        py: Python<'py>,
+        refs: Vec<String>,
+        keys: Bound<'py, PyAny>,
+        times_ms: Vec<u64>,
+        known_at_ms: Option<Vec<u64>>,
+    ) -> PyResult<Bound<'py, PyList>> {
+        let keys = keys_from(&keys)?;
+        if times_ms.len() != keys.len()
+            || known_at_ms.as_ref().is_some_and(|k| k.len() != keys.len())
+        {
+            return Err(Failure::invalid(format!(
+                "{} keys need as many times (got {}) and known-at times",
+                keys.len(),
+                times_ms.len()
+            ))
+            .into());
+        }
+        let rows: Vec<(EntityKey, AsOf)> = keys
+            .into_iter()
+            .enumerate()
+            .map(|(i, k)| {
+                let at = match &known_at_ms {
+                    Some(known) => AsOf::known_at(times_ms[i], known[i]),
+                    None => AsOf::event_time(times_ms[i]),
+                };
+                (k, at)
+            })
+            .collect();
+        let parsed = convert::feature_refs(&refs)?;
+        let cols = py.detach(|| {
+            let answers = self.backend.get_as_of(rows, parsed.clone())?;
+            let types = self.types(&parsed)?;
+            read::columns(&refs, &types, answers)
+        })?;
+        read::columns_into_py(py, cols)
+    }
+
+    /// Every version of `features` of one entity with an event time in `from_ms..=to_ms`:
+    /// a list of `(feature, event_time_ms, write_time_ms, status, value)`.
+    #[pyo3(signature = (group, key, features, from_ms, to_ms, known_at_ms=None))]
+    #[allow(clippy::too_many_arguments)]
+    fn history<'py>(
+        &self,
+        py: Python<'py>,
+        group: &str,
+        key: Bound<'py, PyAny>,
+        features: Vec<String>,
+        from_ms: u64,
+        to_ms: u64,
+        known_at_ms: Option<u64>,
+    ) -> PyResult<Bound<'py, PyList>> {
+        let key = convert::entity_key(&key)?;
+        let names: Vec<&str> = features.iter().map(String::as_str).collect();
+        let entries = py.detach(|| {
+            self.backend
+                .history(group, &key, &names, (from_ms, to_ms), known_at_ms)
+        })?;
+        let items = entries
+            .iter()
+            .map(|e| {
+                let parts = vec![
+                    e.feature.clone().into_pyobject(py)?.into_any(),
+                    e.event_time_ms.into_pyobject(py)?.into_any(),
+                    e.write_time_ms.into_pyobject(py)?.into_any(),
+                    (e.status as u8).into_pyobject(py)?.into_any(),
+                    convert::value_object(py, &e.value)?,
+                ];
+                convert::tuple_of(py, parts)
+            })
+            .collect::<PyResult<Vec<_>>>()?;
+        PyList::new(py, items)
+    }
+
+    #[pyo3(signature = (group, key, durability=None))]
+    fn delete(
+        &self,
+        py: Python<'_>,
+        group: &str,
+        key: Bound<'_, PyAny>,
+        durability: Option<&str>,
+    ) -> PyResult<bool> {
+        let key = convert::entity_key(&key)?;
+        let d = crate::durability(durability)?;
+        Ok(py.detach(|| self.backend.delete(group, key, d))?)
+    }
+
+    fn stats_json(&self, py: Python<'_>) -> PyResult<String> {
+        Ok(py.detach(|| self.backend.stats_json())?)
+    }
+
+    fn flush(&self, py: Python<'_>) -> PyResult<()> {
+        Ok(py.detach(|| self.backend.flush())?)
+    }
+
+    fn close(&self, py: Python<'_>) -> PyResult<()> {
+        Ok(py.detach(|| self.backend.close())?)
+    }
+}
+
+#[pymodule]
+fn _native(m: &Bound<'_, PyModule>) -> PyResult<()> {
+    m.add_class::<Handle>()?;
+    m.add_function(wrap_pyfunction!(error::status_codes, m)?)?;
+    m.add("__version__", env!("CARGO_PKG_VERSION"))?;
+    Ok(())
+}

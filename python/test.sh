@@ -1,0 +1,26 @@
+#!/usr/bin/env bash
+# Builds the Python package (python/) into a virtualenv and runs its tests (python/tests):
+# the client against a quiverd they start, the embedded store, and the Feast online store
+# against quiverd and against redis-server (started by the tests on free ports).
+#
+#   bash python/test.sh [pytest args...]
+#
+# The virtualenv is target/py (QUIVER_PY_VENV overrides). The wheel is built with the dev
+# profile, which shares the workspace's target/debug; `pip install ./python` builds the same
+# package in release.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+venv="${QUIVER_PY_VENV:-target/py}"
+python="${PYTHON:-python3}"
+if [ ! -x "$venv/bin/python" ]; then
+    "$python" -m venv "$venv"
+fi
+"$venv/bin/python" -m pip install -q --upgrade pip >/dev/null
+"$venv/bin/python" -m pip install -q -r python/requirements-test.txt
+command -v redis-server >/dev/null || { echo "python/test.sh: redis-server is not installed (apt-get install redis-server)" >&2; exit 1; }
+cargo build -q -p quiver-server --bin quiverd
+rm -rf target/wheels
+"$venv/bin/maturin" build -q -m python/Cargo.toml --profile dev -o target/wheels
+"$venv/bin/python" -m pip install -q --force-reinstall --no-deps target/wheels/quiver_store-*.whl
+# From the repository root, so that the installed package (not python/quiver) is imported.
+exec "$venv/bin/python" -m pytest -q python/tests "$@"
