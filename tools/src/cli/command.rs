@@ -76,6 +76,8 @@ pub enum Command {
     Load(LoadArgs),
     /// Write every row of a group to a JSON Lines or Parquet file
     Export(ExportArgs),
+    /// Build a point-in-time correct training set: a spine file joined with feature history, to Parquet
+    TrainingSet(TrainingSetArgs),
     /// Check a data file or device directly (with the server stopped)
     Inspect(InspectArgs),
     /// Create a demo group, write synthetic users, read some back (works best with --data)
@@ -286,6 +288,43 @@ pub struct ExportArgs {
     #[arg(long, value_enum)]
     pub format: Option<FormatArg>,
     /// Overwrite FILE if it exists
+    #[arg(long)]
+    pub force: bool,
+}
+
+#[derive(Debug, Args)]
+pub struct TrainingSetArgs {
+    /// The spine: a Parquet or CSV file of entity keys, a timestamp and any other columns (labels ...), all passed through
+    #[arg(long, value_name = "FILE")]
+    pub spine: PathBuf,
+    /// Spine format [default: from the extension: .parquet or .csv]
+    #[arg(long, value_enum)]
+    pub format: Option<FormatArg>,
+    /// The spine column holding each row's time (a timestamp, ms since the epoch, a date, or RFC 3339)
+    #[arg(long, value_name = "COLUMN")]
+    pub timestamp_column: String,
+    /// GROUP=COLUMN: the spine column holding GROUP's entity keys (one per group of the features)
+    #[arg(long = "key-column", value_name = "GROUP=COLUMN", required = true)]
+    pub key_columns: Vec<String>,
+    /// A feature to add, GROUP:FEATURE (repeatable; its group must keep history)
+    #[arg(long = "feature", value_name = "GROUP:FEATURE", required = true)]
+    pub features: Vec<String>,
+    /// The Parquet file to write
+    #[arg(long, value_name = "FILE")]
+    pub out: PathBuf,
+    /// event: by event time only (late data is seen); as-served: what the online store served at the row's time; known-at:COLUMN: by event time among versions written by the column's time
+    #[arg(long, value_name = "MODE", default_value = "event", value_parser = crate::cli::training::parse_mode)]
+    pub mode: crate::cli::training::ModeSpec,
+    /// Add a FEATURE__status column per feature: present, null, not_found or expired
+    #[arg(long)]
+    pub status_columns: bool,
+    /// Name feature columns GROUP__FEATURE instead of FEATURE
+    #[arg(long)]
+    pub full_feature_names: bool,
+    /// Spine rows read, joined and written per step (one output row group each)
+    #[arg(long, value_name = "N", default_value_t = 65_536, value_parser = clap::value_parser!(u64).range(1..=quiver_engine::training::MAX_SPINE_BATCH_ROWS as u64))]
+    pub batch_rows: u64,
+    /// Overwrite --out if it exists
     #[arg(long)]
     pub force: bool,
 }

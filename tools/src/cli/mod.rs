@@ -17,6 +17,7 @@ pub mod load;
 pub mod output;
 pub mod parse;
 mod progress;
+pub mod training;
 
 use std::time::{SystemTime, UNIX_EPOCH};
 
@@ -84,6 +85,7 @@ fn run_command(command: &Command, backend: &mut dyn Backend, out: Out) -> CliRes
         Command::Load(args) => load::run(args, backend, out),
         Command::Export(args) => export::run(args, backend, out),
         Command::Demo(args) => demo::run(args, backend, out),
+        Command::TrainingSet(args) => training::run(args, backend, out),
         Command::Inspect(_) | Command::Bench(_) => {
             unreachable!("dispatched before a backend is opened")
         }

@@ -8,6 +8,7 @@ use quiver_engine::feature::{
     Alter, EntityKey, FeatureRef, FeatureValue, GroupSchema, GroupSpec, PutOptions, PutResult,
     ScanItem, Value,
 };
+use quiver_engine::training::{Joined, SpineBatch, TimeMode};
 use quiver_engine::{Config, ScanCursor, Store};
 
 use super::{Backend, PutRow};
@@ -165,6 +166,15 @@ impl Backend for Embedded {
         Ok(self
             .store
             .scan(group, cursor.unwrap_or(ScanCursor::START), max_items)?)
+    }
+
+    fn training_join(
+        &mut self,
+        features: &[FeatureRef],
+        mode: TimeMode,
+        batch: &SpineBatch,
+    ) -> CliResult<Joined> {
+        Ok(self.store.training_set(features, mode)?.join(batch)?)
     }
 
     fn stats(&mut self) -> CliResult<serde_json::Value> {

@@ -12,6 +12,7 @@ use quiver_engine::feature::{
     Alter, EntityKey, FeatureRef, FeatureValue, GroupSchema, GroupSpec, PutOptions, PutResult,
     ScanItem, Value,
 };
+use quiver_engine::training::{Joined, SpineBatch, TimeMode};
 use quiver_engine::ScanCursor;
 
 pub use embedded::Embedded;
@@ -56,6 +57,14 @@ pub trait Backend {
         cursor: Option<ScanCursor>,
         max_items: usize,
     ) -> CliResult<(Vec<ScanItem>, Option<ScanCursor>)>;
+    /// The point-in-time join of one spine batch (see `quiver_engine::training`): one column
+    /// of values per feature.
+    fn training_join(
+        &mut self,
+        features: &[FeatureRef],
+        mode: TimeMode,
+        batch: &SpineBatch,
+    ) -> CliResult<Joined>;
     /// Store or server statistics as a JSON object.
     fn stats(&mut self) -> CliResult<serde_json::Value>;
     /// Flushes and closes; for a local store this makes every write durable.

@@ -7,6 +7,7 @@ use quiver_engine::feature::{
     Alter, EntityKey, FeatureRef, FeatureValue, GroupSchema, GroupSpec, PutOptions, PutResult,
     ScanItem,
 };
+use quiver_engine::training::{Joined, SpineBatch, TimeMode};
 use quiver_engine::ScanCursor;
 use quiver_server::client::{Client, ClientConfig, ClientError};
 use quiver_server::protocol::{Request, Response, StatusCode};
@@ -218,6 +219,17 @@ impl Backend for Remote {
         self.client
             .scan_page(group, cursor, chunk_items, SCAN_MAX_CHUNKS)
             .map_err(|e| self.err(e))
+    }
+
+    fn training_join(
+        &mut self,
+        _features: &[FeatureRef],
+        _mode: TimeMode,
+        _batch: &SpineBatch,
+    ) -> CliResult<Joined> {
+        Err(CliError::usage(
+            "training-set runs on a store opened in this process (--data PATH); quiverd has no training-set operation yet",
+        ))
     }
 
     fn stats(&mut self) -> CliResult<serde_json::Value> {

@@ -6,7 +6,7 @@
 //! failed export never leaves a truncated file under the requested name.
 
 mod jsonl;
-mod parquet;
+pub(crate) mod parquet;
 
 use std::fs::File;
 use std::io::BufWriter;
@@ -76,7 +76,8 @@ pub fn run(args: &ExportArgs, backend: &mut dyn Backend, out: Out) -> CliResult<
     Ok(())
 }
 
-fn partial_path(path: &Path) -> PathBuf {
+/// Where a file is written before it is renamed to `path` when complete.
+pub(crate) fn partial_path(path: &Path) -> PathBuf {
     let mut name = path.file_name().unwrap_or_default().to_os_string();
     name.push(".partial");
     path.with_file_name(name)

@@ -48,24 +48,27 @@ pub fn message_type(schema: &GroupSchema) -> String {
         schema.name
     );
     for f in &schema.features {
-        let name = &f.name;
-        let column = match f.ty {
-            FeatureType::Bool => format!("optional boolean {name};"),
-            FeatureType::I64 => format!("optional int64 {name};"),
-            FeatureType::F32 => format!("optional float {name};"),
-            FeatureType::F64 => format!("optional double {name};"),
-            FeatureType::String => format!("optional binary {name} (STRING);"),
-            FeatureType::Bytes => format!("optional binary {name};"),
-            FeatureType::Vector(_) | FeatureType::ListF32 => list_column(name, "float"),
-            FeatureType::ListI64 => list_column(name, "int64"),
-            FeatureType::ListString => list_column(name, "binary element (STRING)"),
-        };
         text.push_str("  ");
-        text.push_str(&column);
+        text.push_str(&feature_column(&f.name, f.ty));
         text.push('\n');
     }
     text.push('}');
     text
+}
+
+/// The Parquet column (message-type text) of one feature: optional, null when it has no value.
+pub fn feature_column(name: &str, ty: FeatureType) -> String {
+    match ty {
+        FeatureType::Bool => format!("optional boolean {name};"),
+        FeatureType::I64 => format!("optional int64 {name};"),
+        FeatureType::F32 => format!("optional float {name};"),
+        FeatureType::F64 => format!("optional double {name};"),
+        FeatureType::String => format!("optional binary {name} (STRING);"),
+        FeatureType::Bytes => format!("optional binary {name};"),
+        FeatureType::Vector(_) | FeatureType::ListF32 => list_column(name, "float"),
+        FeatureType::ListI64 => list_column(name, "int64"),
+        FeatureType::ListString => list_column(name, "binary element (STRING)"),
+    }
 }
 
 fn list_column(name: &str, element: &str) -> String {
@@ -178,7 +181,7 @@ fn present_values(item: &ScanItem) -> HashMap<&str, &Value> {
         .collect()
 }
 
-type PqResult = Result<(), parquet::errors::ParquetError>;
+pub type PqResult = Result<(), parquet::errors::ParquetError>;
 
 fn write_keys(column: &mut SerializedColumnWriter<'_>, items: &[ScanItem]) -> PqResult {
     if let Some(EntityKey::I64(_)) = items.first().map(|i| &i.key) {
@@ -252,7 +255,8 @@ fn list<T: Clone>(
     (values, defs, reps)
 }
 
-fn write_feature(
+/// Writes one feature column: a value per cell, or null (`None`).
+pub fn write_feature(
     column: &mut SerializedColumnWriter<'_>,
     ty: FeatureType,
     cells: &[Option<&Value>],
