@@ -1,0 +1,298 @@
+"""The Feast online store, end to end with the real `feast` package: `feast apply`,
+`feast materialize`, get_online_features (SDK and the Python feature server) over Quiver,
+compared with Feast's own Redis online store on the same data (issue 13.2), and the
+one-request read of every feature view (issue 21)."""
+
+from __future__ import annotations
+
+import asyncio
+import datetime as dt
+import json
+import os
+import subprocess
+import sys
+import time
+import urllib.request
+from pathlib import Path
+
+import pytest
+from feast import FeatureStore
+from feast.protos.feast.serving.ServingService_pb2 import FieldStatus
+
+import quiver
+from quiver.feast.mapping import group_name
+
+from conftest import free_port
+from feast_repo import FEATURES, VIEWS, feast_cli, frames, write_repo
+
+VECTOR_DIM = 8
+PRESENT, NOT_FOUND = FieldStatus.PRESENT, FieldStatus.NOT_FOUND
+NOW = dt.datetime.now(dt.timezone.utc).replace(microsecond=0)
+START = (NOW - dt.timedelta(days=3)).strftime("%Y-%m-%dT%H:%M:%S")
+END = (NOW + dt.timedelta(minutes=1)).strftime("%Y-%m-%dT%H:%M:%S")
+
+# Entities: some materialized, some unknown to every view, some known to one entity only.
+ROWS = [
+    {"driver_id": 1001, "customer_id": "c0"},
+    {"driver_id": 1005, "customer_id": "c3"},
+    {"driver_id": 1003, "customer_id": "nobody"},
+    {"driver_id": 999999, "customer_id": "c1"},
+    {"driver_id": 1005, "customer_id": "c3"},
+    {"driver_id": 1012, "customer_id": "c9"},
+]
+
+
+@pytest.fixture(scope="module")
+def data():
+    return frames(drivers=20, customers=12, now=NOW, vector_dim=VECTOR_DIM)
+
+
+@pytest.fixture(scope="module")
+def repos(tmp_path_factory, quiverd, redis_server, data):
+    """The same feature repo over quiverd and over redis-server, applied and materialized
+    with the feast command line."""
+    base = tmp_path_factory.mktemp("feast")
+    q = write_repo(
+        base / "quiver",
+        {"type": "quiver.feast.QuiverOnlineStore", "address": quiverd.addr},
+        data,
+        VECTOR_DIM,
+    )
+    r = write_repo(
+        base / "redis",
+        {"type": "redis", "connection_string": f"127.0.0.1:{redis_server.port}"},
+        data,
+        VECTOR_DIM,
+    )
+    for repo in (q, r):
+        feast_cli(repo, "apply")
+        feast_cli(repo, "materialize", START, END)
+    return q, r
+
+
+def responses_equal(a, b, b_is_redis=False):
+    """Feast responses equal value for value, status for status, timestamp for timestamp.
+
+    Feast's Redis store answers an entity it has no row for as PRESENT with an empty value
+    and a zero timestamp (its HMGET returns nils, which it turns into empty values); Quiver
+    answers NOT_FOUND there, as Feast's serving API defines it. With ``b_is_redis`` that is
+    the one difference allowed, and it must be exactly that."""
+    assert list(a.proto.metadata.feature_names.val) == list(b.proto.metadata.feature_names.val)
+    for name, ra, rb in zip(a.proto.metadata.feature_names.val, a.proto.results, b.proto.results):
+        assert list(ra.values) == list(rb.values), name
+        assert list(ra.event_timestamps) == list(rb.event_timestamps), name
+        for i, (sa, sb) in enumerate(zip(ra.statuses, rb.statuses)):
+            if sa != sb and b_is_redis:
+                assert (sa, sb) == (NOT_FOUND, PRESENT), (name, i)
+                assert ra.values[i].WhichOneof("val") is None and ra.event_timestamps[i].seconds == 0
+            else:
+                assert sa == sb, (name, i)
+
+
+def test_apply_creates_one_group_per_view(repos, quiverd):
+    c = quiver.connect(quiverd.addr)
+    names = {g.name for g in c.list_groups(tag="feast")}
+    for view in VIEWS:
+        assert group_name("quiver_test", view) in names
+    prefs = c.describe_group(group_name("quiver_test", "customer_prefs"))
+    assert prefs.ttl_s == 24 * 3600 and prefs.key_type == "bytes"
+    assert c.describe_group(group_name("quiver_test", "driver_profile")).feature("embedding").type == f"f32[{VECTOR_DIM}]"
+
+
+@pytest.mark.parametrize("full_names", [False, True])
+def test_materialized_values_equal_feast_over_redis(repos, full_names):
+    q, r = (FeatureStore(repo_path=str(p)) for p in repos)
+    got = q.get_online_features(features=FEATURES, entity_rows=ROWS, full_feature_names=full_names)
+    want = r.get_online_features(features=FEATURES, entity_rows=ROWS, full_feature_names=full_names)
+    responses_equal(got, want, b_is_redis=True)
+    d = got.to_dict()
+    key = "driver_stats__trips" if full_names else "trips"
+    assert d[key][2] is not None and d[key][3] is None  # materialized / unknown driver
+    service = q.get_feature_service("everything")
+    responses_equal(
+        q.get_online_features(features=service, entity_rows=ROWS),
+        r.get_online_features(features=r.get_feature_service("everything"), entity_rows=ROWS),
+        b_is_redis=True,
+    )
+
+
+def test_materialize_keeps_the_newest_row_per_entity(repos, data):
+    q = FeatureStore(repo_path=str(repos[0]))
+    got = q.get_online_features(features=["driver_stats:trips"], entity_rows=[{"driver_id": 1001}]).to_dict()
+    stats = data["driver_stats"]
+    newest = stats[stats.driver_id == 1001].sort_values("event_timestamp").iloc[-1]
+    assert got["trips"] == [int(newest.trips)]
+
+
+def _post(port: int, body: dict) -> dict:
+    req = urllib.request.Request(
+        f"http://127.0.0.1:{port}/get-online-features",
+        data=json.dumps(body).encode(),
+        headers={"Content-Type": "application/json"},
+    )
+    with urllib.request.urlopen(req, timeout=30) as resp:
+        return json.loads(resp.read())
+
+
+def _serve(repo: Path):
+    port = free_port()
+    exe = Path(sys.executable).with_name("feast")
+    proc = subprocess.Popen(
+        [str(exe), "serve", "--host", "127.0.0.1", "--port", str(port), "--workers", "1"],
+        cwd=repo,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+        env=dict(os.environ, FEAST_USAGE="False"),
+    )
+    deadline = time.time() + 120
+    while time.time() < deadline:
+        try:
+            with urllib.request.urlopen(f"http://127.0.0.1:{port}/health", timeout=2):
+                return proc, port
+        except OSError:
+            if proc.poll() is not None:
+                raise RuntimeError("feast serve exited")
+            time.sleep(0.3)
+    proc.kill()
+    raise RuntimeError("feast serve did not answer /health")
+
+
+def test_python_feature_server_serves_the_same(repos):
+    body = {
+        "features": FEATURES,
+        "entities": {k: [row[k] for row in ROWS] for k in ("driver_id", "customer_id")},
+        "full_feature_names": True,
+    }
+    answers = []
+    for repo in repos:
+        proc, port = _serve(repo)
+        try:
+            answers.append(_post(port, body))
+        finally:
+            proc.terminate()
+            proc.wait(20)
+    # The server lists features in an order of its own (it differs between processes).
+    got, want = ({n: r for n, r in zip(a["metadata"]["feature_names"], a["results"])} for a in answers)
+    assert sorted(got) == sorted(want) and len(got) == len(FEATURES) + 2
+    for name in got:
+        g, w = got[name], want[name]
+        assert g["values"] == w["values"]
+        assert g["event_timestamps"] == w["event_timestamps"]
+        # Redis's PRESENT-for-a-missing-entity, as in responses_equal.
+        for i, (sg, sw) in enumerate(zip(g["statuses"], w["statuses"])):
+            assert sg == sw or (sg, sw, g["values"][i]) == ("NOT_FOUND", "PRESENT", None)
+    assert got["driver_stats__trips"]["statuses"][2:4] == ["PRESENT", "NOT_FOUND"]
+
+
+def test_a_view_removed_on_apply_drops_its_group(tmp_path, quiverd, data):
+    repo = write_repo(
+        tmp_path / "dropping",
+        {"type": "quiver.feast.QuiverOnlineStore", "address": quiverd.addr},
+        data,
+        VECTOR_DIM,
+    )
+    (repo / "feature_store.yaml").write_text((repo / "feature_store.yaml").read_text().replace("quiver_test", "dropping"))
+    feast_cli(repo, "apply")
+    c = quiver.connect(quiverd.addr)
+    gone = group_name("dropping", "driver_extra")
+    assert gone in {g.name for g in c.list_groups()}
+    write_repo(tmp_path / "dropping", {"type": "quiver.feast.QuiverOnlineStore", "address": quiverd.addr}, data, VECTOR_DIM, drop_views=["driver_extra"])
+    (repo / "feature_store.yaml").write_text((repo / "feature_store.yaml").read_text().replace("quiver_test", "dropping"))
+    feast_cli(repo, "apply")
+    names = {g.name for g in c.list_groups()}
+    assert gone not in names
+    assert group_name("dropping", "driver_stats") in names
+
+
+# -- issue 21: every feature view of a request in one Quiver request ------------------------
+
+
+@pytest.fixture(scope="module")
+def edge_store(repos):
+    """The Quiver repo with extra rows written through Feast: nulls, a value older than its
+    view's TTL (1 day for customer_prefs) and entities known to one view only."""
+    store = FeatureStore(repo_path=str(repos[0]))
+    import pandas as pd
+
+    old = pd.Timestamp(NOW - dt.timedelta(days=2))
+    store.write_to_online_store(
+        "customer_prefs",
+        pd.DataFrame({"customer_id": ["expired"], "event_timestamp": [old], "segment": ["old"], "flags": [[True]]}),
+    )
+    store.write_to_online_store(
+        "driver_stats",
+        pd.DataFrame(
+            {
+                "driver_id": [5000],
+                "event_timestamp": [pd.Timestamp(NOW)],
+                "conv_rate": [None],
+                "acc_rate": [None],
+                "trips": [7],
+                "rating": [None],
+            }
+        ),
+    )
+    return store
+
+
+EDGE_ROWS = ROWS + [
+    {"driver_id": 5000, "customer_id": "expired"},
+    {"driver_id": 1002, "customer_id": "expired"},
+]
+
+
+def _both_paths(store, features, rows, full):
+    cfg = store.config.online_store
+    cfg.one_round_trip = True
+    one = store.get_online_features(features=features, entity_rows=rows, full_feature_names=full)
+    cfg.one_round_trip = False
+    try:
+        per_view = store.get_online_features(features=features, entity_rows=rows, full_feature_names=full)
+    finally:
+        cfg.one_round_trip = True
+    return one, per_view
+
+
+@pytest.mark.parametrize("full_names", [False, True])
+def test_one_request_answers_exactly_as_the_per_view_path(edge_store, full_names):
+    one, per_view = _both_paths(edge_store, FEATURES, EDGE_ROWS, full_names)
+    responses_equal(one, per_view)
+    d = one.to_dict()
+    seg = "customer_prefs__segment" if full_names else "segment"
+    trips = "driver_stats__trips" if full_names else "trips"
+    conv = "driver_stats__conv_rate" if full_names else "conv_rate"
+    assert d[seg][-1] is None  # older than the view's TTL: not served stale
+    assert d[trips][-2] == 7 and d[conv][-2] is None  # a stored null
+    # Columns instead of rows, and a feature service.
+    columns = {k: [r[k] for r in EDGE_ROWS] for k in ("driver_id", "customer_id")}
+    responses_equal(*_both_paths(edge_store, FEATURES, columns, full_names))
+    service = edge_store.get_feature_service("everything")
+    responses_equal(*_both_paths(edge_store, service, EDGE_ROWS, full_names))
+
+
+def test_async_path_answers_the_same(edge_store):
+    sync = edge_store.get_online_features(features=FEATURES, entity_rows=EDGE_ROWS)
+    got = asyncio.run(edge_store.get_online_features_async(features=FEATURES, entity_rows=EDGE_ROWS))
+    responses_equal(got, sync)
+
+
+def _requests(c: quiver.Client):
+    ops = c.stats()["ops"]
+    return {name: v["count"] for name, v in ops.items() if name != "stats"}
+
+
+def test_one_quiver_request_per_get_online_features(edge_store, quiverd):
+    c = quiver.connect(quiverd.addr)
+    edge_store.get_online_features(features=FEATURES, entity_rows=EDGE_ROWS)  # schemas cached
+    before = _requests(c)
+    edge_store.get_online_features(features=FEATURES, entity_rows=EDGE_ROWS)
+    after = _requests(c)
+    delta = {k: after[k] - before[k] for k in after if after[k] != before[k]}
+    assert delta == {"get_many": 1}
+    asyncio.run(edge_store.get_online_features_async(features=FEATURES, entity_rows=EDGE_ROWS))
+    delta = {k: v - after[k] for k, v in _requests(c).items() if v != after[k]}
+    assert delta == {"get_many": 1}
+    # The per-view path, for contrast: one request per feature view.
+    _both_paths(edge_store, FEATURES, EDGE_ROWS, False)
+    final = _requests(c)
+    assert final["get_many"] - after["get_many"] - 1 == 1 + len(VIEWS)
