@@ -244,7 +244,9 @@ impl Store {
     }
 
     /// Reads features of one entity across any number of groups (one engine read per group,
-    /// all in flight together). Answers come in the order of `features`.
+    /// all in flight together). Answers come in the order of `features`. A feature whose row is
+    /// damaged on the device answers [`Status::Corrupt`](crate::feature::Status::Corrupt); the
+    /// other features are answered as usual.
     pub fn get(&self, key: &EntityKey, features: &[FeatureRef]) -> Result<Vec<FeatureValue>> {
         let mut out = self.get_many(std::slice::from_ref(key), features)?;
         Ok(out.pop().expect("one answer per entity"))
@@ -252,6 +254,10 @@ impl Store {
 
     /// Reads the same features for many entities in ONE engine `get_many` of every
     /// (entity, group) pair. All keys must share the groups' key type.
+    ///
+    /// Damage is answered per feature, not for the call: the features of an (entity, group) row
+    /// that is damaged on the device answer [`Status::Corrupt`](crate::feature::Status::Corrupt)
+    /// (never an older version), and every other entity and group is answered as usual.
     pub fn get_many(
         &self,
         keys: &[EntityKey],
@@ -274,25 +280,41 @@ impl Store {
             .map(|k| self.checked_key(&plan, k))
             .collect::<Result<Vec<Cow<'_, [u8]>>>>()?;
         let groups = plan.groups();
+        if groups.is_empty() {
+            return Ok(vec![Vec::new(); keys.len()]);
+        }
         let pairs: Vec<(u32, &[u8])> = key_bytes
             .iter()
             .flat_map(|k| groups.iter().map(move |g| (g.id, k.as_ref())))
             .collect();
-        let records = if pairs.is_empty() {
-            Vec::new()
-        } else {
-            self.engine.get_many(&pairs)?
-        };
+        let mut damaged = vec![false; pairs.len()];
+        let mut records = Vec::with_capacity(pairs.len());
+        for (i, answer) in self.engine.get_each(&pairs)?.into_iter().enumerate() {
+            records.push(match answer {
+                Ok(record) => record,
+                Err(Error::Corrupt { .. }) => {
+                    damaged[i] = true;
+                    None
+                }
+                Err(e) => return Err(e),
+            });
+        }
         let now = self.now_ms();
         let rows: Vec<Option<&[u8]>> = records
             .iter()
             .map(|r| r.as_ref().map(|r| r.value.as_slice()))
             .collect();
-        if groups.is_empty() {
-            return Ok(vec![Vec::new(); keys.len()]);
-        }
         rows.chunks(groups.len())
-            .map(|chunk| plan.decode(chunk, now).map_err(Error::from))
+            .zip(damaged.chunks(groups.len()))
+            .map(|(chunk, damaged)| {
+                let mut values = plan.decode(chunk, now)?;
+                for (i, _) in damaged.iter().enumerate().filter(|(_, &d)| d) {
+                    for (slot, _, _) in plan.wanted(i) {
+                        values[slot] = FeatureValue::corrupt();
+                    }
+                }
+                Ok(values)
+            })
             .collect()
     }
 

@@ -399,3 +399,84 @@ fn a_damaged_defragmentation_copy_is_damage_too() {
         }
     }
 }
+
+/// `Store::get_many` answers damage per (entity, group) row: the damaged row's features read
+/// CORRUPT, every other entity and group as usual; it used to fail the whole call.
+#[test]
+fn store_get_many_answers_damage_per_feature() {
+    use quiver_engine::feature::{
+        Compression, EntityKey, FeatureRef, FeatureSpec, FeatureType, GroupSpec, KeyType,
+        PutOptions, Status, Value,
+    };
+    use quiver_engine::Store;
+    let spec = |name: &str| GroupSpec {
+        name: name.into(),
+        key_type: KeyType::String,
+        features: vec![
+            FeatureSpec::new("x", FeatureType::I64),
+            FeatureSpec::new("y", FeatureType::I64),
+        ],
+        ttl_s: None,
+        compression: Compression::None,
+        allow_non_finite: false,
+        description: String::new(),
+        owner: String::new(),
+        tags: vec![],
+        history: None,
+    };
+    let ek = |i: u32| EntityKey::String(format!("entity-{i}"));
+    let dir = tempfile::tempdir().unwrap();
+    let ckpt = dir.path().join("q.ckpt");
+    let dev = Arc::new(FaultDevice::new(DEVICE_BYTES, 11));
+    let d: Arc<dyn Device> = dev.clone();
+    let store = Store::open_on_device(config(Some(&ckpt)), d).unwrap();
+    store.create_group(spec("a")).unwrap();
+    store.create_group(spec("b")).unwrap();
+    for i in 0..20u32 {
+        for g in ["a", "b"] {
+            let values = [("x", Value::I64(i as i64)), ("y", Value::I64(-(i as i64)))];
+            store
+                .put(g, &ek(i), 1000, &values, &PutOptions::default())
+                .unwrap();
+        }
+    }
+    store.close().unwrap();
+    let mut image = dev.written_image();
+    let victim = frames(&image)
+        .into_iter()
+        .find(|f| f.key == b"entity-7" && !f.tombstone && f.value.len() > 4)
+        .expect("the frame of entity-7's row");
+    // Group a's row, written before group b's, is the first frame of the entity.
+    let at = victim.abs + RECORD_HEADER_BYTES as u64 + victim.key.len() as u64 + 2;
+    image[at as usize] ^= 0x10;
+    assert!(ckpt.exists());
+    for checkpoint in [true, false] {
+        let dev = Arc::new(FaultDevice::from_image(image.clone(), 7));
+        let d: Arc<dyn Device> = dev.clone();
+        let store = Store::open_on_device(config(checkpoint.then_some(ckpt.as_path())), d).unwrap();
+        let mode = if checkpoint { "checkpoint" } else { "scan" };
+        assert_eq!(store.engine().recovery_report().mode, mode);
+        let refs = [
+            FeatureRef::new("a", "x"),
+            FeatureRef::new("b", "x"),
+            FeatureRef::new("a", "y"),
+        ];
+        let keys: Vec<EntityKey> = (5..10).map(ek).collect();
+        let rows = store
+            .get_many(&keys, &refs)
+            .expect("one damaged row does not fail the call");
+        for (i, row) in (5..10).zip(&rows) {
+            if i == 7 {
+                assert_eq!(row[0].status, Status::Corrupt, "{row:?}");
+                assert_eq!(row[1].value, Value::I64(7), "group b is intact: {row:?}");
+                assert_eq!(row[2].status, Status::Corrupt, "{row:?}");
+            } else {
+                assert_eq!(row[0].value, Value::I64(i as i64), "{row:?}");
+                assert_eq!(row[2].value, Value::I64(-(i as i64)), "{row:?}");
+            }
+        }
+        let one = store.get(&ek(7), &refs).unwrap();
+        assert_eq!(one, rows[2]);
+        assert_eq!(store.stats().damaged_keys, 1, "{mode}");
+    }
+}

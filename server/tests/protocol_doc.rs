@@ -131,4 +131,16 @@ fn every_opcode_and_status_is_documented() {
         let row = format!("| {} | {} |", s as u16, s.name());
         assert!(doc.contains(&row), "status row {row:?} missing");
     }
+    // Feature statuses, CORRUPT included, and the request flag that asks for it.
+    for code in 0..=u8::MAX {
+        if let Some(status) = Status::from_u8(code) {
+            let item = format!("`{code}` {status}");
+            assert!(doc.contains(&item), "feature status {item:?} missing");
+        }
+    }
+    let flag = format!(
+        "| `0x{:04x}` | `CORRUPT_STATUS` |",
+        quiver_server::protocol::FLAG_CORRUPT_STATUS
+    );
+    assert!(doc.contains(&flag), "request flag row {flag:?} missing");
 }

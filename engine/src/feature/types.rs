@@ -276,7 +276,8 @@ impl Value {
     }
 }
 
-/// The status of one feature in a get, as Feast reports it. On the wire: one byte, 0..=3.
+/// The status of one feature in a get, as Feast reports it (plus `Corrupt`). On the wire: one
+/// byte, 0..=4.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 #[repr(u8)]
 pub enum Status {
@@ -285,6 +286,10 @@ pub enum Status {
     NotFound = 2,
     /// The value's event time is older than the group's max age (its TTL).
     Expired = 3,
+    /// The entity's row of this feature's group is damaged on the device: its value is unknown,
+    /// and no older version is served in its place. It reads so until the row is rewritten or
+    /// deleted.
+    Corrupt = 4,
 }
 
 impl Status {
@@ -294,6 +299,7 @@ impl Status {
             1 => Some(Status::Null),
             2 => Some(Status::NotFound),
             3 => Some(Status::Expired),
+            4 => Some(Status::Corrupt),
             _ => None,
         }
     }
@@ -306,6 +312,7 @@ impl fmt::Display for Status {
             Status::Null => "NULL",
             Status::NotFound => "NOT_FOUND",
             Status::Expired => "EXPIRED",
+            Status::Corrupt => "CORRUPT",
         })
     }
 }
@@ -347,7 +354,7 @@ impl fmt::Display for FeatureRef {
 }
 
 /// One feature as a get returns it. `value` is `Null` unless `status` is `Present`;
-/// `event_time_ms` is 0 for `NotFound`.
+/// `event_time_ms` is 0 for `NotFound` and `Corrupt`.
 #[derive(Debug, Clone, PartialEq)]
 pub struct FeatureValue {
     pub status: Status,
@@ -359,6 +366,15 @@ impl FeatureValue {
     pub fn not_found() -> FeatureValue {
         FeatureValue {
             status: Status::NotFound,
+            value: Value::Null,
+            event_time_ms: 0,
+        }
+    }
+
+    /// The answer for a feature whose row is damaged on the device.
+    pub fn corrupt() -> FeatureValue {
+        FeatureValue {
+            status: Status::Corrupt,
             value: Value::Null,
             event_time_ms: 0,
         }

@@ -2,8 +2,8 @@
 
 use super::{ClientConfig, ClientError, Result};
 use crate::protocol::{
-    decode_response, encode_request, FrameHeader, HandshakeInfo, Request, Response, HEADER_LEN,
-    PROTOCOL_VERSION,
+    decode_response, encode_request_flags, FrameHeader, HandshakeInfo, Request, Response,
+    FLAG_CORRUPT_STATUS, HEADER_LEN, PROTOCOL_VERSION,
 };
 use std::io::{ErrorKind, Read, Write};
 use std::net::{TcpStream, ToSocketAddrs};
@@ -130,7 +130,12 @@ impl Connection {
 
     pub fn queue(&mut self, id: u64, request: &Request, max_body: u32) -> Result<()> {
         let start = self.wbuf.len();
-        encode_request(id, request, &mut self.wbuf);
+        // This client decodes the feature status CORRUPT, so it asks for it.
+        let flags = match request {
+            Request::Get { .. } | Request::GetMany { .. } => FLAG_CORRUPT_STATUS,
+            _ => 0,
+        };
+        encode_request_flags(id, request, flags, &mut self.wbuf);
         let len = self.wbuf.len() - start - HEADER_LEN;
         if len > max_body as usize {
             self.wbuf.truncate(start);

@@ -256,6 +256,9 @@ impl Client {
         }
     }
 
+    /// The values of `features` for one entity, in order. A feature whose stored row is
+    /// damaged comes back with [`Status::Corrupt`](quiver_engine::feature::Status::Corrupt)
+    /// (the client asks for it with the request flag `CORRUPT_STATUS`); the others as usual.
     pub fn get(&mut self, key: EntityKey, features: Vec<FeatureRef>) -> Result<Vec<FeatureValue>> {
         match self.call(&Request::Get { key, features })? {
             Response::Get(v) => Ok(v),
@@ -263,7 +266,9 @@ impl Client {
         }
     }
 
-    /// One result per key: the values, or that key's own error.
+    /// One result per key: the values, or that key's own error. A damaged row is not an
+    /// error: its features come back with
+    /// [`Status::Corrupt`](quiver_engine::feature::Status::Corrupt), as in [`Client::get`].
     pub fn get_many(
         &mut self,
         keys: Vec<EntityKey>,

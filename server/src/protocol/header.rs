@@ -11,6 +11,10 @@ pub const HEADER_LEN: usize = 20;
 /// Response flag: more response frames for the same request id follow (scan streaming).
 pub const FLAG_MORE: u16 = 0x0001;
 const KNOWN_RESPONSE_FLAGS: u16 = FLAG_MORE;
+/// Request flag: the client reads the feature status CORRUPT (4) in GET and GET_MANY answers.
+/// Without it, a damaged row is answered with a status older clients know (STORE_FAILED).
+pub const FLAG_CORRUPT_STATUS: u16 = 0x0002;
+const KNOWN_REQUEST_FLAGS: u16 = FLAG_CORRUPT_STATUS;
 
 /// Operation codes; a response carries the opcode of its request.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
@@ -145,7 +149,7 @@ impl FrameHeader {
 
     /// Checks the parts of a request header that do not affect framing.
     pub fn check_request(&self) -> Result<Opcode, DecodeError> {
-        if self.flags != 0 {
+        if self.flags & !KNOWN_REQUEST_FLAGS != 0 {
             return Err(DecodeError::ReservedFlags { flags: self.flags });
         }
         if self.status != 0 {

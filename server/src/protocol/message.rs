@@ -161,9 +161,14 @@ pub fn frame_bytes(
     out[start + 8..start + 12].copy_from_slice(&body_len.to_le_bytes());
 }
 
-/// Appends one complete request frame to `out`.
+/// Appends one complete request frame to `out`, with no flags.
 pub fn encode_request(request_id: u64, request: &Request, out: &mut Vec<u8>) {
-    frame_bytes(out, request.opcode() as u8, 0, 0, request_id, |b| {
+    encode_request_flags(request_id, request, 0, out);
+}
+
+/// Appends one complete request frame with header `flags` (e.g. [`super::FLAG_CORRUPT_STATUS`]).
+pub fn encode_request_flags(request_id: u64, request: &Request, flags: u16, out: &mut Vec<u8>) {
+    frame_bytes(out, request.opcode() as u8, flags, 0, request_id, |b| {
         encode_request_body(request, b)
     });
 }

@@ -11,11 +11,13 @@ mod types;
 mod wire;
 
 pub use error::DecodeError;
-pub use header::{FrameHeader, Opcode, FLAG_MORE, HEADER_LEN, MAGIC, PROTOCOL_VERSION};
+pub use header::{
+    FrameHeader, Opcode, FLAG_CORRUPT_STATUS, FLAG_MORE, HEADER_LEN, MAGIC, PROTOCOL_VERSION,
+};
 pub use message::{
-    decode_refs, decode_request, decode_response, encode_error, encode_request, encode_response,
-    frame_bytes, put_get_many_count, put_get_many_item, put_scan_chunk, split_get_body,
-    GetManyItem, HandshakeInfo, Request, Response, ScanRequest,
+    decode_refs, decode_request, decode_response, encode_error, encode_request,
+    encode_request_flags, encode_response, frame_bytes, put_get_many_count, put_get_many_item,
+    put_scan_chunk, split_get_body, GetManyItem, HandshakeInfo, Request, Response, ScanRequest,
 };
 pub use status::StatusCode;
 pub use wire::WireReader;

@@ -181,12 +181,13 @@ fn request() -> impl Strategy<Value = Request> {
 }
 
 fn feature_value() -> impl Strategy<Value = FeatureValue> {
-    (0u8..4, any::<u64>(), value()).prop_map(|(s, event_time_ms, value)| FeatureValue {
+    (0u8..5, any::<u64>(), value()).prop_map(|(s, event_time_ms, value)| FeatureValue {
         status: [
             Status::Present,
             Status::Null,
             Status::NotFound,
             Status::Expired,
+            Status::Corrupt,
         ][s as usize],
         value,
         event_time_ms,
@@ -368,4 +369,37 @@ fn bad_magic_and_version_are_framing_errors() {
         FrameHeader::decode(bad[..].try_into().unwrap(), 16),
         Err(DecodeError::UnsupportedVersion { got: 2, .. })
     ));
+}
+
+#[test]
+fn corrupt_status_is_the_only_request_flag() {
+    let header = |flags| FrameHeader {
+        opcode: Opcode::GetMany as u8,
+        flags,
+        status: 0,
+        body_len: 0,
+        request_id: 1,
+    };
+    assert_eq!(
+        header(FLAG_CORRUPT_STATUS).check_request(),
+        Ok(Opcode::GetMany)
+    );
+    for bit in (0..16)
+        .map(|b| 1u16 << b)
+        .filter(|&b| b != FLAG_CORRUPT_STATUS)
+    {
+        assert_eq!(
+            header(bit | FLAG_CORRUPT_STATUS).check_request(),
+            Err(DecodeError::ReservedFlags {
+                flags: bit | FLAG_CORRUPT_STATUS
+            })
+        );
+    }
+    let mut frame = Vec::new();
+    let get = Request::Get {
+        key: EntityKey::I64(1),
+        features: Vec::new(),
+    };
+    encode_request_flags(9, &get, FLAG_CORRUPT_STATUS, &mut frame);
+    assert_eq!(split(&frame).0.flags, FLAG_CORRUPT_STATUS);
 }

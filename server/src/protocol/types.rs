@@ -197,6 +197,7 @@ pub fn status_code(status: Status) -> u8 {
         Status::Null => 1,
         Status::NotFound => 2,
         Status::Expired => 3,
+        Status::Corrupt => 4,
     }
 }
 
@@ -212,6 +213,7 @@ pub fn get_feature_value(r: &mut WireReader<'_>) -> Result<FeatureValue, DecodeE
         1 => Status::Null,
         2 => Status::NotFound,
         3 => Status::Expired,
+        4 => Status::Corrupt,
         tag => {
             return Err(DecodeError::UnknownTag {
                 what: "feature status",

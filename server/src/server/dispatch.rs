@@ -8,7 +8,7 @@ use super::Shared;
 use crate::config::Limits;
 use crate::protocol::{
     decode_refs, decode_request, encode_response, split_get_body, DecodeError, FrameHeader,
-    HandshakeInfo, Opcode, Request, Response, StatusCode, PROTOCOL_VERSION,
+    HandshakeInfo, Opcode, Request, Response, StatusCode, FLAG_CORRUPT_STATUS, PROTOCOL_VERSION,
 };
 use crossbeam::channel::Sender;
 use quiver_engine::feature::FeatureRef;
@@ -161,8 +161,8 @@ impl Dispatch {
                     payload: body.to_vec(),
                 },
             ),
-            Opcode::Get => self.queue_get(conn_id, conn, h.request_id, body, start),
-            _ => self.submit_single(conn_id, conn, opcode, h.request_id, body, start),
+            Opcode::Get => self.queue_get(conn_id, conn, &h, body, start),
+            _ => self.submit_single(conn_id, conn, opcode, &h, body, start),
         }
     }
 
@@ -217,8 +217,16 @@ impl Dispatch {
         self.reply(conn, op, id, start, &Response::Handshake(info));
     }
 
-    fn queue_get(&mut self, conn_id: u64, conn: &mut Conn, id: u64, body: &[u8], start: Instant) {
+    fn queue_get(
+        &mut self,
+        conn_id: u64,
+        conn: &mut Conn,
+        h: &FrameHeader,
+        body: &[u8],
+        start: Instant,
+    ) {
         let op = Opcode::Get;
+        let id = h.request_id;
         let (key, raw_refs) = match split_get_body(body) {
             Ok(parts) => parts,
             Err(e) => {
@@ -263,6 +271,7 @@ impl Dispatch {
             opcode: op,
             start,
             output: conn.output.clone(),
+            corrupt_status: h.flags & FLAG_CORRUPT_STATUS != 0,
         };
         if let Some(p) = self.pending.get_mut(raw_refs) {
             p.items.push(GetItem { target, key });
@@ -275,10 +284,11 @@ impl Dispatch {
         conn_id: u64,
         conn: &mut Conn,
         op: Opcode,
-        id: u64,
+        h: &FrameHeader,
         body: &[u8],
         start: Instant,
     ) {
+        let id = h.request_id;
         let request = match decode_request(op, body) {
             Ok(r) => r,
             Err(e) => {
@@ -295,6 +305,7 @@ impl Dispatch {
             opcode: op,
             start,
             output: conn.output.clone(),
+            corrupt_status: h.flags & FLAG_CORRUPT_STATUS != 0,
         };
         let env = Envelope {
             worker: self.worker,

@@ -9,7 +9,7 @@ use crate::protocol::{
     encode_error, encode_response, frame_bytes, put_get_many_count, put_get_many_item, GetManyItem,
     Opcode, Request, Response, ScanRequest, StatusCode, FLAG_MORE, HEADER_LEN,
 };
-use quiver_engine::feature::{EntityKey, FeatureRef, Value};
+use quiver_engine::feature::{EntityKey, FeatureRef, FeatureValue, Status, Value};
 use quiver_engine::{ScanCursor, Store};
 use std::sync::atomic::Ordering::Relaxed;
 use std::sync::Arc;
@@ -29,6 +29,8 @@ pub struct Target {
     pub start: Instant,
     /// The connection's unsent response bytes.
     pub output: Arc<OutputGauge>,
+    /// The request set `FLAG_CORRUPT_STATUS`: its client reads the feature status CORRUPT.
+    pub corrupt_status: bool,
 }
 
 pub struct GetItem {
@@ -223,7 +225,7 @@ fn execute_gets(
         Ok(rows) if rows.len() == keys.len() => {
             for (t, row) in targets.iter().zip(rows) {
                 if !replies.refuse_if_over_output(shared, t) {
-                    replies.respond(t, &Response::Get(row));
+                    replies.respond(t, &get_response(t, features, row));
                 }
             }
         }
@@ -234,7 +236,7 @@ fn execute_gets(
                     continue;
                 }
                 let response = match shared.store.get(key, features) {
-                    Ok(values) => Response::Get(values),
+                    Ok(values) => get_response(t, features, values),
                     Err(e) => error_response(&e),
                 };
                 replies.respond(t, &response);
@@ -243,10 +245,49 @@ fn execute_gets(
     }
 }
 
+/// The values of one entity as `t`'s client can read them: a client that did not set
+/// `FLAG_CORRUPT_STATUS` gets the STORE_FAILED status it knows instead of values holding
+/// CORRUPT, with a message naming the damaged features.
+fn readable(
+    t: &Target,
+    features: &[FeatureRef],
+    values: Vec<FeatureValue>,
+) -> Result<Vec<FeatureValue>, (StatusCode, String)> {
+    if t.corrupt_status || values.iter().all(|v| v.status != Status::Corrupt) {
+        return Ok(values);
+    }
+    let mut damaged: Vec<String> = Vec::new();
+    for (f, _) in features
+        .iter()
+        .zip(&values)
+        .filter(|(_, v)| v.status == Status::Corrupt)
+    {
+        let name = f.to_string();
+        if !damaged.contains(&name) {
+            damaged.push(name);
+        }
+    }
+    let message = format!(
+        "CORRUPT: the stored row of {} for this entity is damaged on the device; it reads as \
+         CORRUPT (never as an older value) until it is rewritten or deleted. Requests with flag \
+         CORRUPT_STATUS (0x0002) get the other features, and CORRUPT per damaged feature",
+        damaged.join(", ")
+    );
+    Err((StatusCode::StoreFailed, message))
+}
+
+fn get_response(t: &Target, features: &[FeatureRef], values: Vec<FeatureValue>) -> Response {
+    match readable(t, features, values) {
+        Ok(values) => Response::Get(values),
+        Err((status, message)) => Response::Error { status, message },
+    }
+}
+
 /// A GET_MANY response body, built a slice of keys at a time; refused with LIMIT_EXCEEDED as
 /// soon as it exceeds `max_body`.
 fn get_many_body(
     store: &Store,
+    t: &Target,
     keys: &[EntityKey],
     features: &[FeatureRef],
     max_body: usize,
@@ -256,7 +297,7 @@ fn get_many_body(
     let mut done = 0;
     for slice in keys.chunks(GET_MANY_SLICE_KEYS) {
         for item in get_many(store, slice, features) {
-            put_get_many_item(&mut body, &item);
+            put_get_many_item(&mut body, &item.and_then(|v| readable(t, features, v)));
         }
         done += slice.len();
         if body.len() > max_body {
@@ -307,11 +348,11 @@ fn execute_single(shared: &Shared, t: &Target, request: Request, replies: &mut R
         Request::Scan(scan) => return execute_scan(shared, t, &scan, replies),
         request @ Request::Put { .. } => put(store, request),
         Request::Get { key, features } => match store.get(&key, &features) {
-            Ok(values) => Response::Get(values),
+            Ok(values) => get_response(t, &features, values),
             Err(e) => error_response(&e),
         },
         Request::GetMany { keys, features } => {
-            return match get_many_body(store, &keys, &features, replies.max_body) {
+            return match get_many_body(store, t, &keys, &features, replies.max_body) {
                 Ok(body) => replies.respond_body(t, &body),
                 Err(message) => replies.fail(t, StatusCode::LimitExceeded, &message),
             };

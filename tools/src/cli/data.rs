@@ -1,6 +1,8 @@
 //! `quiver ping|stats|put|get|delete`.
 
-use quiver_engine::feature::{EntityKey, FeatureRef, GroupSchema, PutOptions, Value, WriteMode};
+use quiver_engine::feature::{
+    EntityKey, FeatureRef, FeatureValue, GroupSchema, PutOptions, Status, Value, WriteMode,
+};
 use quiver_engine::Durability;
 use serde_json::json;
 
@@ -132,7 +134,28 @@ pub fn get(args: &GetArgs, backend: &mut dyn Backend, out: Out) -> CliResult<()>
         "features": rows.iter().map(|(name, fv)| feature_value_to_json(name, fv)).collect::<Vec<_>>(),
     });
     out.emit(doc, || print_values(&title, &rows));
-    Ok(())
+    corrupt_features(&title, &rows)
+}
+
+/// Exit code 3 (after the values are printed) when a feature read CORRUPT: its row is damaged
+/// on the device, and no older value was served in its place.
+fn corrupt_features(title: &str, rows: &[(String, FeatureValue)]) -> CliResult<()> {
+    let damaged: Vec<&str> = rows
+        .iter()
+        .filter(|(_, fv)| fv.status == Status::Corrupt)
+        .map(|(name, _)| name.as_str())
+        .collect();
+    if damaged.is_empty() {
+        return Ok(());
+    }
+    Err(CliError::Corruption {
+        place: title.to_string(),
+        detail: format!(
+            "{} read CORRUPT: the stored row is damaged on the device; it reads so (never as an \
+             older value) until it is rewritten or deleted",
+            damaged.join(", ")
+        ),
+    })
 }
 
 type GetRequest = (EntityKey, Vec<FeatureRef>, String);

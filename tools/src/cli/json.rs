@@ -170,6 +170,7 @@ pub fn status_name(status: Status) -> &'static str {
         Status::Null => "NULL",
         Status::NotFound => "NOT_FOUND",
         Status::Expired => "EXPIRED",
+        Status::Corrupt => "CORRUPT",
     }
 }
 

@@ -39,7 +39,8 @@ impl RowSink for JsonlSink {
                 match fv.status {
                     Status::Present => map.insert(name.clone(), value_to_json(&fv.value)),
                     Status::Null => map.insert(name.clone(), Json::Null),
-                    Status::NotFound | Status::Expired => None,
+                    // A scan's rows never hold CORRUPT (damaged rows are not scanned).
+                    Status::NotFound | Status::Expired | Status::Corrupt => None,
                 };
             }
             serde_json::to_writer(&mut self.out, &Json::Object(map))
