@@ -23,6 +23,9 @@ class Status(enum.IntEnum):
     NOT_FOUND = 2
     #: Older than the group's max age (TTL).
     EXPIRED = 3
+    #: The entity's row of this feature's group is damaged on the device; no older value is
+    #: served in its place. It reads so until the row is rewritten or deleted.
+    CORRUPT = 4
 
 
 STATUS_NAMES = [s.name for s in Status]
