@@ -6,7 +6,7 @@
 
 mod common;
 
-use common::{f32_group, Quiverd};
+use common::{f32_group, http_get, Quiverd};
 use quiver_engine::feature::{EntityKey, FeatureRef, FeatureValue, PutOptions, Status, Value};
 use quiver_server::client::Client;
 use quiver_server::protocol::{
@@ -28,9 +28,9 @@ fn r(group: &str, feature: &str) -> FeatureRef {
     FeatureRef::new(group, feature)
 }
 
-fn start(data: &Path) -> Quiverd {
+fn args(data: &Path) -> Vec<&str> {
     let p = data.to_str().expect("utf-8 path");
-    Quiverd::start(&[
+    vec![
         "--data",
         p,
         "--size",
@@ -39,7 +39,29 @@ fn start(data: &Path) -> Quiverd {
         "2",
         "--engine-threads",
         "2",
-    ])
+    ]
+}
+
+fn start(data: &Path) -> Quiverd {
+    Quiverd::start(&args(data))
+}
+
+/// The value of the sample `name` in a Prometheus text body.
+fn sample(body: &str, name: &str) -> u64 {
+    body.lines()
+        .find_map(|l| l.strip_prefix(name)?.strip_prefix(' '))
+        .unwrap_or_else(|| panic!("no sample {name} in {body}"))
+        .trim()
+        .parse()
+        .unwrap()
+}
+
+/// STATS' engine figure `name`.
+fn stat(c: &mut Client, name: &str) -> u64 {
+    let doc: serde_json::Value = serde_json::from_str(&c.stats().unwrap()).unwrap();
+    doc["engine"][name]
+        .as_u64()
+        .unwrap_or_else(|| panic!("no engine.{name} in {doc}"))
 }
 
 fn put(c: &mut Client, group: &str, k: &str, f0: f32, f1: f32) {
@@ -207,19 +229,31 @@ fn a_damaged_row_reads_corrupt_per_feature_in_both_open_modes() {
     let ckpt = dir.path().join("q.db.ckpt");
     assert!(ckpt.exists(), "a clean shutdown leaves a checkpoint");
 
-    // From the checkpoint: the index still points at the damaged frame.
+    // Restarted with its checkpoint.
     let q = start(&data);
     let mut c = q.client();
     check_typed(&mut c, "checkpoint");
     check_legacy(&q.addr, "checkpoint");
     assert!(q.terminate().success());
 
-    // By a full scan.
+    // By a full scan; STATS and /metrics count the damaged key and the reads it answered.
     std::fs::remove_file(&ckpt).unwrap();
-    let q = start(&data);
+    let (q, metrics) = Quiverd::start_with_metrics(&args(&data));
     let mut c = q.client();
+    let body = http_get(&metrics, "/metrics");
+    assert_eq!(sample(&body, "quiver_engine_damaged_keys"), 1, "{body}");
+    assert_eq!(sample(&body, "quiver_engine_damaged_reads_total"), 0);
     check_typed(&mut c, "scan");
     check_legacy(&q.addr, "scan");
+    // check_typed reads the damaged row 3 times, check_legacy twice.
+    let body = http_get(&metrics, "/metrics");
+    assert!(
+        body.contains("# TYPE quiver_engine_damaged_reads_total counter"),
+        "{body}"
+    );
+    assert_eq!(sample(&body, "quiver_engine_damaged_reads_total"), 5);
+    assert_eq!(stat(&mut c, "damaged_keys"), 1);
+    assert_eq!(stat(&mut c, "damaged_reads"), 5);
 
     // A rewrite clears the damage.
     put(&mut c, "a", VICTIM, 7.0, 8.0);
@@ -228,4 +262,7 @@ fn a_damaged_row_reads_corrupt_per_feature_in_both_open_modes() {
         .unwrap();
     present(&got[0], 7.0);
     present(&got[1], 3.0);
+    let body = http_get(&metrics, "/metrics");
+    assert_eq!(sample(&body, "quiver_engine_damaged_keys"), 0, "{body}");
+    assert_eq!(stat(&mut c, "damaged_keys"), 0);
 }

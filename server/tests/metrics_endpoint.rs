@@ -3,51 +3,11 @@
 
 mod common;
 
-use common::{f32_group, Quiverd};
-use std::io::{BufRead, BufReader, Read, Write};
-use std::net::TcpStream;
-use std::process::{Command, Stdio};
-
-fn http_get(addr: &str, path: &str) -> String {
-    let mut s = TcpStream::connect(addr).unwrap();
-    write!(s, "GET {path} HTTP/1.1\r\nHost: x\r\n\r\n").unwrap();
-    let mut out = String::new();
-    s.read_to_string(&mut out).unwrap();
-    out
-}
+use common::{f32_group, http_get, Quiverd};
 
 #[test]
 fn metrics_endpoint_serves_prometheus_text() {
-    let mut child = Command::new(env!("CARGO_BIN_EXE_quiverd"))
-        .args([
-            "--memory",
-            "--size",
-            "64MiB",
-            "--listen",
-            "127.0.0.1:0",
-            "--metrics",
-            "127.0.0.1:0",
-        ])
-        .env("QUIVER_LOG", "warn")
-        .stdout(Stdio::piped())
-        .spawn()
-        .unwrap();
-    let mut lines = BufReader::new(child.stdout.take().unwrap()).lines();
-    let addr = lines
-        .next()
-        .unwrap()
-        .unwrap()
-        .strip_prefix("listening on ")
-        .unwrap()
-        .to_owned();
-    let metrics_line = lines.next().unwrap().unwrap();
-    let metrics = metrics_line
-        .strip_prefix("metrics on http://")
-        .unwrap()
-        .strip_suffix("/metrics")
-        .unwrap()
-        .to_owned();
-    let q = Quiverd { child, addr };
+    let (q, metrics) = Quiverd::start_with_metrics(&["--memory", "--size", "64MiB"]);
     let mut c = q.client();
     c.create_group(f32_group("g", 1)).unwrap();
     c.ping().unwrap();
@@ -64,5 +24,13 @@ fn metrics_endpoint_serves_prometheus_text() {
     assert!(body.contains("quiver_connections_open 1"), "{body}");
     assert!(body.contains("quiver_engine_index_bytes"), "{body}");
     assert!(body.contains("quiver_engine_defrag_blocks_freed"), "{body}");
+    // Damage (counted by server/tests/damaged_reads.rs): none here.
+    assert!(body.contains("quiver_engine_damaged_keys 0"), "{body}");
+    assert!(
+        body.contains(
+            "# TYPE quiver_engine_damaged_reads_total counter\nquiver_engine_damaged_reads_total 0"
+        ),
+        "{body}"
+    );
     assert!(http_get(&metrics, "/nope").starts_with("HTTP/1.1 404"));
 }

@@ -77,8 +77,21 @@ fn engine_figures(shared: &Shared) -> Vec<(&'static str, &'static str, u64)> {
             s.defrag_queue,
         ),
         ("checkpoints", "Index checkpoints written.", s.checkpoints),
+        (
+            "damaged_keys",
+            "Keys whose newest record is damaged on the device: they read CORRUPT until rewritten or deleted.",
+            s.damaged_keys,
+        ),
+        (
+            "damaged_reads",
+            "Reads answered CORRUPT because their key is damaged.",
+            s.damaged_reads,
+        ),
     ]
 }
+
+/// Engine figures that only grow: typed `counter` (named `..._total`) in /metrics.
+const ENGINE_COUNTERS: [&str; 1] = ["damaged_reads"];
 
 /// The STATS response body: server counters, latency per opcode, engine figures.
 pub fn stats_json(shared: &Shared) -> String {
@@ -120,7 +133,12 @@ pub fn prometheus_text(shared: &Shared) -> String {
     let mut out = String::with_capacity(8192);
     shared.metrics.render_prometheus(&mut out);
     for (name, help, value) in engine_figures(shared) {
-        let _ = writeln!(out, "# HELP quiver_engine_{name} {help}\n# TYPE quiver_engine_{name} gauge\nquiver_engine_{name} {value}");
+        let (name, kind) = if ENGINE_COUNTERS.contains(&name) {
+            (format!("{name}_total"), "counter")
+        } else {
+            (name.to_string(), "gauge")
+        };
+        let _ = writeln!(out, "# HELP quiver_engine_{name} {help}\n# TYPE quiver_engine_{name} {kind}\nquiver_engine_{name} {value}");
     }
     out
 }

@@ -21,6 +21,27 @@ impl Quiverd {
     }
 
     pub fn start_with_env(args: &[&str], env: &[(&str, &str)]) -> Quiverd {
+        Self::launch(args, env, 1).0
+    }
+
+    /// Starts quiverd with `args` plus `--metrics 127.0.0.1:0`; returns it and the address
+    /// (host:port) of its metrics endpoint, read from the second line of its stdout.
+    pub fn start_with_metrics(args: &[&str]) -> (Quiverd, String) {
+        let mut all = args.to_vec();
+        all.extend_from_slice(&["--metrics", "127.0.0.1:0"]);
+        let (q, lines) = Self::launch(&all, &[], 2);
+        let metrics = lines[1]
+            .trim()
+            .strip_prefix("metrics on http://")
+            .and_then(|l| l.strip_suffix("/metrics"))
+            .unwrap_or_else(|| panic!("unexpected second line {:?}", lines[1]))
+            .to_owned();
+        (q, metrics)
+    }
+
+    /// Spawns quiverd and reads the first `lines` lines of its stdout; the first names the
+    /// bound address.
+    fn launch(args: &[&str], env: &[(&str, &str)], lines: usize) -> (Quiverd, Vec<String>) {
         let mut cmd = Command::new(env!("CARGO_BIN_EXE_quiverd"));
         cmd.args(["--listen", "127.0.0.1:0"]).args(args);
         cmd.env_remove("QUIVER_AUTH_TOKEN")
@@ -34,16 +55,21 @@ impl Quiverd {
             .spawn()
             .expect("spawn quiverd");
         let stdout = child.stdout.take().expect("piped stdout");
-        let mut line = String::new();
-        BufReader::new(stdout)
-            .read_line(&mut line)
-            .expect("read quiverd stdout");
+        let mut reader = BufReader::new(stdout);
+        let read: Vec<String> = (0..lines)
+            .map(|_| {
+                let mut line = String::new();
+                reader.read_line(&mut line).expect("read quiverd stdout");
+                line
+            })
+            .collect();
+        let line = &read[0];
         let addr = line
             .trim()
             .strip_prefix("listening on ")
             .unwrap_or_else(|| panic!("unexpected first line {line:?}"))
             .to_owned();
-        Quiverd { child, addr }
+        (Quiverd { child, addr }, read)
     }
 
     pub fn memory(extra: &[&str]) -> Quiverd {
@@ -86,6 +112,16 @@ impl Drop for Quiverd {
         let _ = self.child.kill();
         let _ = self.child.wait();
     }
+}
+
+/// The raw HTTP response to `GET path` from the metrics endpoint at `addr`.
+pub fn http_get(addr: &str, path: &str) -> String {
+    use std::io::{Read, Write};
+    let mut s = std::net::TcpStream::connect(addr).unwrap();
+    write!(s, "GET {path} HTTP/1.1\r\nHost: x\r\n\r\n").unwrap();
+    let mut out = String::new();
+    s.read_to_string(&mut out).unwrap();
+    out
 }
 
 pub fn test_config() -> ClientConfig {
