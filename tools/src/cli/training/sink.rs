@@ -44,6 +44,8 @@ pub fn status_name(status: Status) -> &'static str {
         Status::Null => "null",
         Status::NotFound => "not_found",
         Status::Expired => "expired",
+        // History reads fail on a damaged record instead of answering it per value.
+        Status::Corrupt => "corrupt",
     }
 }
 
