@@ -95,10 +95,31 @@ def _string_lists(arr):
     return valid, offsets, bounds, data
 
 
+def _arrow_type(type_name: str):
+    """The Arrow type of a feature's values (for a column of nothing but nulls)."""
+    pa, _ = _pa()
+    dim = vector_dim(type_name)
+    if dim is not None:
+        return pa.list_(pa.float32(), dim)
+    return {
+        "bool": pa.bool_(),
+        "i64": pa.int64(),
+        "f32": pa.float32(),
+        "f64": pa.float64(),
+        "string": pa.large_string(),
+        "bytes": pa.large_binary(),
+        "list<f32>": pa.large_list(pa.float32()),
+        "list<i64>": pa.large_list(pa.int64()),
+        "list<string>": pa.large_list(pa.large_string()),
+    }.get(type_name, pa.null())
+
+
 def feature_column(name: str, type_name: str, arr) -> ColumnTuple:
     """``(name, kind, valid, *buffers)`` for a feature of type ``type_name``."""
     pa, _ = _pa()
     arr = _one_chunk(arr)
+    if pa.types.is_null(arr.type):
+        arr = pa.nulls(len(arr), type=_arrow_type(type_name))
     try:
         if type_name == "bool":
             return (name, "bool", *_fixed(arr, pa.bool_(), np.bool_, False))

@@ -282,3 +282,13 @@ def test_connection_errors_are_typed():
 def test_stats(client):
     s = client.stats()
     assert s["ops"]["get_many"]["count"] >= 0 and "engine" in s
+
+
+def test_put_many_of_columns_holding_only_nulls(store, group_name):
+    store.create_group(user_spec(group_name))
+    columns = {"user": ["n1", "n2"], "emb": [None, None], "city": [None, None], "hist": [None, None], "ctr": [None, None]}
+    assert store.put_many(group_name, columns, key="user", event_time_ms=T0).rows == 2
+    refs = [f"{group_name}:{f}" for f in ("emb", "city", "hist", "ctr")]
+    got = store.get_online_features(refs, ["n1", "n2"])
+    for ref in refs:
+        assert list(got.statuses(ref)) == [Status.NULL, Status.NULL], ref

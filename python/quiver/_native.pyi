@@ -1,0 +1,59 @@
+"""Type hints of the extension module (python/src); use the wrappers in quiver.client."""
+
+from typing import Any, Dict, List, Optional, Sequence, Tuple
+
+import numpy as np
+
+__version__: str
+
+def status_codes() -> List[Tuple[str, int]]:
+    """Every protocol status as (name, code)."""
+
+# One answered column: (statuses uint8, event_times_ms int64, kind, values...).
+RawColumn = Tuple[Any, ...]
+
+class Handle:
+    @staticmethod
+    def connect(addr: str, token: Optional[str] = None, timeout_s: Optional[float] = 30.0, connect_timeout_s: float = 5.0) -> "Handle": ...
+    @staticmethod
+    def open(path: Optional[str], size_bytes: int, durability: Optional[str] = None) -> "Handle": ...
+    def is_remote(self) -> bool: ...
+    def server_info(self) -> Optional[Dict[str, Any]]: ...
+    def create_group(self, spec: Dict[str, Any]) -> Dict[str, Any]: ...
+    def describe_group(self, name: str) -> Dict[str, Any]: ...
+    def list_groups(self, tag: Optional[str] = None) -> List[Dict[str, Any]]: ...
+    def alter_group(self, name: str, kind: str, arg: Any) -> Dict[str, Any]: ...
+    def drop_group(self, name: str) -> None: ...
+    def put(
+        self,
+        group: str,
+        key: Any,
+        event_time_ms: int,
+        values: Dict[str, Any],
+        mode: str = "merge",
+        durability: Optional[str] = None,
+        ttl_s: Optional[int] = None,
+        expected_generation: Optional[int] = None,
+    ) -> Tuple[int, int, int]: ...
+    def put_columns(
+        self,
+        group: str,
+        keys: Tuple[Any, ...],
+        times_ms: np.ndarray,
+        columns: Sequence[Tuple[Any, ...]],
+        mode: str = "merge",
+        durability: Optional[str] = None,
+        ttl_s: Optional[int] = None,
+        skip_nulls: bool = False,
+    ) -> Tuple[int, int, int]: ...
+    def get(self, refs: Sequence[str], keys: Any) -> List[RawColumn]: ...
+    def get_as_of(
+        self, refs: Sequence[str], keys: Any, times_ms: Sequence[int], known_at_ms: Optional[Sequence[int]] = None
+    ) -> List[RawColumn]: ...
+    def history(
+        self, group: str, key: Any, features: Sequence[str], from_ms: int, to_ms: int, known_at_ms: Optional[int] = None
+    ) -> List[Tuple[str, int, int, int, Any]]: ...
+    def delete(self, group: str, key: Any, durability: Optional[str] = None) -> bool: ...
+    def stats_json(self) -> str: ...
+    def flush(self) -> None: ...
+    def close(self) -> None: ...
