@@ -62,11 +62,25 @@ fn flipped_bits_are_found_and_never_served() {
     assert_eq!(damaged.damage.len(), 3, "{:?}", damaged.damage);
     assert!(damaged.damage.iter().all(|d| d.block == 1));
     assert_eq!(damaged.records_live, 397);
+    // The keys the damage hits are named (no registry here: the key bytes in hex).
+    let mut named: Vec<String> = damaged
+        .damaged_keys
+        .iter()
+        .map(|k| {
+            assert_eq!((k.group, k.group_name.as_deref()), (1, None), "{k:?}");
+            assert!(damaged
+                .damage
+                .iter()
+                .any(|d| (d.block, d.offset) == (k.block, k.offset)));
+            k.key.clone().unwrap_or_else(|| panic!("key of {k:?}"))
+        })
+        .collect();
+    named.sort();
 
     let e = Engine::open(config(&path)).unwrap();
     assert_eq!(e.recovery_report().corrupt_records, 3);
     // A damaged record reads as CORRUPT (never as data, never as absent).
-    let mut corrupt = 0;
+    let mut corrupt = Vec::new();
     for i in 0..400u32 {
         match e.get(1, &i.to_le_bytes()) {
             Ok(Some(r)) => assert_eq!(
@@ -74,9 +88,16 @@ fn flipped_bits_are_found_and_never_served() {
                 vec![(i % 200) as u8 + 1; 700],
                 "damaged data served for {i}"
             ),
-            Err(quiver_engine::Error::Corrupt { .. }) => corrupt += 1,
+            Err(quiver_engine::Error::Corrupt { .. }) => corrupt.push(
+                i.to_le_bytes()
+                    .iter()
+                    .map(|b| format!("{b:02x}"))
+                    .collect::<String>(),
+            ),
             other => panic!("key {i}: {other:?}"),
         }
     }
-    assert_eq!(corrupt, 3);
+    corrupt.sort();
+    assert_eq!(corrupt.len(), 3);
+    assert_eq!(named, corrupt, "inspect names the keys that read CORRUPT");
 }

@@ -1,8 +1,9 @@
 //! `quiver inspect PATH`: verifies a data file or device offline (the store must not be open)
 //! through `quiver_engine::inspect`, and prints counts, the live fraction of every block in use
-//! as a 10-bucket histogram, and every damaged place. Damage exits with code 3.
+//! as a 10-bucket histogram, every damaged place, and the keys the damage hits (they read
+//! CORRUPT until rewritten or deleted). Damage exits with code 3.
 
-use quiver_engine::inspect::{inspect, Damage, InspectReport};
+use quiver_engine::inspect::{inspect, Damage, DamagedKeyReport, InspectReport};
 use serde_json::json;
 
 use super::command::InspectArgs;
@@ -31,19 +32,31 @@ pub fn run(args: &InspectArgs, out: Out) -> CliResult<()> {
     out.emit(report_json(&report, &histogram, path), || {
         print_report(&report, &histogram, path)
     });
-    match report.damage.first() {
-        None => Ok(()),
-        Some(first) => Err(CliError::Corruption {
-            place: path.display().to_string(),
-            detail: format!(
-                "{} damaged place(s), the first in block {} at offset {}: {}",
-                report.damage.len(),
-                first.block,
-                first.offset,
-                first.what
-            ),
-        }),
+    if !report.is_damaged() {
+        return Ok(());
     }
+    let places = match report.damage.first() {
+        Some(first) => format!(
+            "{} damaged place(s), the first in block {} at offset {}: {}",
+            report.damage.len(),
+            first.block,
+            first.offset,
+            first.what
+        ),
+        None => "no damaged place left (keys found damaged earlier)".to_string(),
+    };
+    let keys = match report.damaged_keys.first() {
+        Some(k) => format!(
+            "{} damaged key(s) read CORRUPT, the first {}",
+            report.damaged_keys.len(),
+            k.describe()
+        ),
+        None => "no key is damaged".to_string(),
+    };
+    Err(CliError::Corruption {
+        place: path.display().to_string(),
+        detail: format!("{places}; {keys}"),
+    })
 }
 
 /// Counts blocks per tenth of live fraction; 1.0 falls in the last bucket.
@@ -59,6 +72,18 @@ pub fn histogram(fractions: &[f64]) -> [u64; HISTOGRAM_BUCKETS] {
 fn damage_json(list: &[Damage]) -> Vec<serde_json::Value> {
     list.iter()
         .map(|d| json!({ "block": d.block, "offset": d.offset, "what": d.what }))
+        .collect()
+}
+
+fn damaged_keys_json(list: &[DamagedKeyReport]) -> Vec<serde_json::Value> {
+    list.iter()
+        .map(|k| {
+            json!({
+                "group": k.group, "group_name": k.group_name, "key": k.key,
+                "tag": format!("{:#016x}", k.tag), "lsn": k.lsn, "block": k.block,
+                "offset": k.offset,
+            })
+        })
         .collect()
 }
 
@@ -82,6 +107,7 @@ fn report_json(r: &InspectReport, histogram: &[u64], path: &std::path::Path) -> 
         "records_seen": r.records_seen, "records_live": r.records_live, "tombstones": r.tombstones,
         "live_fraction_histogram": histogram, "blocks": blocks,
         "damaged": r.is_damaged(), "damage": damage_json(&r.damage), "crash_tails": damage_json(&r.crash_tails),
+        "damaged_keys": damaged_keys_json(&r.damaged_keys),
     })
 }
 
@@ -125,6 +151,21 @@ fn print_report(r: &InspectReport, histogram: &[u64], path: &std::path::Path) {
     } else {
         println!("  damage      {} place(s):", r.damage.len());
         print_places(&r.damage);
+    }
+    if !r.damaged_keys.is_empty() {
+        println!(
+            "  damaged keys {} (they read CORRUPT, never an older value, until rewritten or deleted):",
+            r.damaged_keys.len()
+        );
+        for k in r.damaged_keys.iter().take(MAX_PRINTED_DAMAGE) {
+            println!("    {}", k.describe());
+        }
+        if r.damaged_keys.len() > MAX_PRINTED_DAMAGE {
+            println!(
+                "    ... and {} more (use --json for all)",
+                r.damaged_keys.len() - MAX_PRINTED_DAMAGE
+            );
+        }
     }
 }
 

@@ -154,3 +154,60 @@ pub fn feature<'a>(doc: &'a Json, name: &str) -> &'a Json {
 pub fn exists(path: &Path) -> bool {
     path.exists()
 }
+
+/// One intact record frame found in a data file.
+#[derive(Debug, Clone)]
+pub struct Frame {
+    /// Byte position of the frame in the file.
+    pub abs: u64,
+    pub group: u32,
+    pub lsn: u64,
+    pub key: Vec<u8>,
+    pub value_len: usize,
+    pub tombstone: bool,
+}
+
+/// Every intact record frame of a (closed) data file, block by block, as recovery would scan
+/// them: used to aim damage at chosen records.
+pub fn frames(data: &Path) -> Vec<Frame> {
+    use quiver_wal::format::{BlockHeader, Superblock};
+    use quiver_wal::scan::{BlockScanner, ScanItem};
+    let image = std::fs::read(data).expect("read data file");
+    let sb = Superblock::decode(&image).expect("superblock");
+    let bb = sb.write_block_bytes as usize;
+    let mut out = Vec::new();
+    for b in 1..(image.len() / bb) as u32 {
+        let block = &image[b as usize * bb..(b as usize + 1) * bb];
+        let Some(h) = BlockHeader::decode(block, b, sb.store_id as u64) else {
+            continue;
+        };
+        for item in BlockScanner::new(block, b, h.seq) {
+            if let ScanItem::Record { offset, record } = item {
+                out.push(Frame {
+                    abs: b as u64 * bb as u64 + offset as u64,
+                    group: record.header.group,
+                    lsn: record.header.lsn,
+                    key: record.key.to_vec(),
+                    value_len: record.value.len(),
+                    tombstone: record.header.is_tombstone(),
+                });
+            }
+        }
+    }
+    out
+}
+
+/// XORs the byte at `at` of a file with `mask`.
+pub fn flip_byte(path: &Path, at: u64, mask: u8) {
+    use std::os::unix::fs::FileExt;
+    let f = std::fs::OpenOptions::new()
+        .read(true)
+        .write(true)
+        .open(path)
+        .expect("open data file");
+    let mut b = [0u8; 1];
+    f.read_exact_at(&mut b, at).expect("read byte");
+    b[0] ^= mask;
+    f.write_all_at(&b, at).expect("write byte");
+    f.sync_all().expect("sync");
+}
