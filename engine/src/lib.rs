@@ -15,14 +15,17 @@ pub mod feature;
 pub mod file_step;
 pub mod history;
 pub mod inspect;
+pub mod pending_get;
 pub mod store;
 pub mod training;
 
 pub use clock::{Clock, ManualClock, SystemClock};
 pub use config::{Config, DeviceConfig, Durability, WriteOptions};
 pub use engine::{
-    DamagedKey, Engine, Modify, Record, RecoveryReport, ScanChunk, ScanCursor, Stats, MAX_KEY_BYTES,
+    DamagedKey, DeviceRead, Engine, Modify, ReadStep, Record, RecoveryReport, ScanChunk,
+    ScanCursor, Stats, MAX_KEY_BYTES,
 };
 pub use error::{Error, Result};
 pub use file_step::{FileStep, FileStepHook};
+pub use pending_get::PendingGet;
 pub use store::Store;

@@ -35,6 +35,8 @@ pub struct Store {
     /// Per-entity locks of groups with history: a put's online write and its history append,
     /// and compaction, hold the entity's lock, so both see one order.
     pub(crate) history_locks: Box<[Mutex<()>]>,
+    /// The registry's count of schema changes (see [`Store::registry_changes`]).
+    pub(crate) registry_changes: Arc<std::sync::atomic::AtomicU64>,
 }
 
 /// Stripes of [`Store::history_locks`].
@@ -75,8 +77,10 @@ impl Store {
 
     fn on_engine(engine: Engine) -> Result<Store> {
         let registry = load_registry(&engine)?;
+        let registry_changes = registry.changes();
         let store = Store {
             engine,
+            registry_changes,
             registry: RwLock::new(registry),
             registry_writer: Mutex::new(()),
             history_locks: (0..HISTORY_LOCKS).map(|_| Mutex::new(())).collect(),

@@ -13,7 +13,7 @@ pub mod format;
 pub mod scan;
 pub mod writer;
 
-pub use buf::{AlignedBuf, IO_ALIGN};
+pub use buf::{with_pooled_buf, AlignedBuf, BufPool, IO_ALIGN};
 pub use device::{Device, FileOptions, IoBackend, MemoryDevice, ReadOp, WriteOp};
 pub use error::{Error, Result};
 pub use writer::{Appended, BlockSource, LogWriter, Pos};

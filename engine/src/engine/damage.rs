@@ -173,6 +173,11 @@ impl DamageSet {
         v
     }
 
+    /// Whether the set changed since it was last written.
+    pub fn is_dirty(&self) -> bool {
+        self.dirty.load(Ordering::Acquire)
+    }
+
     /// When the set changed since the last call, the durable list to write now (the caller
     /// holds the returned guard until the write is durable).
     pub fn take_dirty(&self) -> Option<(parking_lot::MutexGuard<'_, ()>, Vec<u8>)> {

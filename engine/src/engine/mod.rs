@@ -25,6 +25,7 @@ use quiver_index::{Digest, Entry, Index};
 use quiver_wal::{Device, LogWriter};
 
 pub use damage::{DamagedKey, DAMAGED_KEYS_NAMED};
+pub use read::{DeviceRead, ReadStep};
 pub use scan::{ScanChunk, ScanCursor};
 pub use stats::{RecoveryReport, Stats};
 
@@ -176,6 +177,57 @@ impl Engine {
     /// [`Error::Corrupt`] when its newest record is damaged on the device (never an older one).
     pub fn get(&self, group: u32, key: &[u8]) -> Result<Option<Record>> {
         self.inner.get(group, key)
+    }
+
+    /// The first step of a read whose device read the caller makes itself (see [`ReadStep`]):
+    /// an event loop submits it to its own io_uring on [`Engine::ring_read_fd`] (or, when
+    /// [`Engine::reads_from_memory`], reads it with [`Engine::read_now`]) and hands the bytes
+    /// to [`Engine::finish_read`]. Call [`Engine::persist_read_damage`] off the loop when
+    /// [`Engine::read_damage_pending`] says a read found damage.
+    pub fn begin_read(&self, group: u32, key: &[u8]) -> ReadStep {
+        self.inner.begin_read(group, key)
+    }
+
+    /// The step after `read` (see [`Engine::begin_read`]): `bytes` are the `read.len` bytes
+    /// read at `read.offset`, or the read's error.
+    pub fn finish_read(
+        &self,
+        group: u32,
+        key: &[u8],
+        read: DeviceRead,
+        bytes: Result<&[u8]>,
+    ) -> ReadStep {
+        self.inner
+            .counters
+            .device_reads
+            .fetch_add(1, Ordering::Relaxed);
+        self.inner.finish_read(group, key, read, bytes)
+    }
+
+    /// The file whose reads a caller may submit to its own io_uring, when the device allows it.
+    pub fn ring_read_fd(&self) -> Option<std::os::fd::RawFd> {
+        self.inner.device.ring_read_fd()
+    }
+
+    /// Whether device reads are copies from memory (a memory store), cheap enough to make on
+    /// an event loop with [`Engine::read_now`].
+    pub fn reads_from_memory(&self) -> bool {
+        self.inner.device.reads_from_memory()
+    }
+
+    /// Makes a device read in place (blocking on a device that is not memory).
+    pub fn read_now(&self, offset: u64, buf: &mut [u8]) -> Result<()> {
+        Ok(self.inner.device.read_at(buf, offset)?)
+    }
+
+    /// Whether a read found damage that is not yet written to the device.
+    pub fn read_damage_pending(&self) -> bool {
+        self.inner.damage.is_dirty()
+    }
+
+    /// Writes the damaged-key list when a read changed it (a durable write: it blocks).
+    pub fn persist_read_damage(&self) {
+        self.inner.persist_damage()
     }
 
     /// Reads many records with all their device reads in flight together.

@@ -6,7 +6,7 @@ use std::sync::atomic::Ordering;
 use quiver_index::{digest, Digest, Entry, Location};
 use quiver_wal::buf::{align_down, align_up};
 use quiver_wal::format::{decode_record, RecordView, UNIT_BYTES};
-use quiver_wal::{AlignedBuf, ReadOp, IO_ALIGN};
+use quiver_wal::{with_pooled_buf, AlignedBuf, BufPool, ReadOp, IO_ALIGN};
 
 use super::{Inner, Record};
 use crate::error::{Error, Result};
@@ -34,21 +34,216 @@ impl Frame {
 /// How many times a read retries when its record moved underneath it (defragmentation).
 const MOVED_RETRIES: usize = 8;
 
+/// One step of a record read: done, or waiting for one device read.
+///
+/// A read is split so that a caller with an event loop can make the device read itself, on its
+/// own io_uring ([`quiver_wal::Device::ring_read_fd`]), without blocking: [`Inner::begin_read`]
+/// probes the index and serves a record held in memory; a record on the device comes back as
+/// a [`DeviceRead`] naming the aligned range to read, and [`Inner::finish_read`] verifies what
+/// was read. A record that moved meanwhile (defragmentation) is followed through the index
+/// again, which may ask for another device read; so does a frame that fails its checks (it
+/// is read once more before its key is marked damaged). The blocking read path is the same
+/// steps with the device read made in place.
+pub enum ReadStep {
+    Done(Result<Option<Record>>),
+    Device(DeviceRead),
+}
+
+/// A device read a record read waits for: `len` bytes at device offset `offset` (both
+/// multiples of [`IO_ALIGN`]) into a buffer aligned to [`IO_ALIGN`].
+#[derive(Clone, Debug)]
+pub struct DeviceRead {
+    pub offset: u64,
+    pub len: usize,
+    /// Where the frame starts in the range read.
+    start: usize,
+    d: Digest,
+    e: Entry,
+    /// The block's sequence before the read.
+    seq: u64,
+    /// Reads so far that found the record moved.
+    attempt: usize,
+    /// The frame failed its checks once; this read confirms the damage.
+    confirming: bool,
+}
+
 impl Inner {
     pub fn get(&self, group: u32, key: &[u8]) -> Result<Option<Record>> {
-        Self::check_key(key)?;
+        let got = self.read_blocking(group, key, self.begin_read(group, key));
+        self.persist_damage();
+        got
+    }
+
+    /// Runs a read to its end, making its device reads in place.
+    fn read_blocking(&self, group: u32, key: &[u8], mut step: ReadStep) -> Result<Option<Record>> {
+        loop {
+            match step {
+                ReadStep::Done(r) => return r,
+                ReadStep::Device(dr) => step = self.read_device_now(group, key, dr),
+            }
+        }
+    }
+
+    fn read_device_now(&self, group: u32, key: &[u8], dr: DeviceRead) -> ReadStep {
+        with_pooled_buf(dr.len, |buf| {
+            let buf = &mut buf[..dr.len];
+            let read = self.device.read_at(buf, dr.offset);
+            self.counters.device_reads.fetch_add(1, Ordering::Relaxed);
+            self.finish_read(group, key, dr, read.map(|()| &buf[..]).map_err(Error::from))
+        })
+    }
+
+    /// The first step of a read of `key` in `group` (see [`ReadStep`]).
+    pub fn begin_read(&self, group: u32, key: &[u8]) -> ReadStep {
+        if let Err(e) = Self::check_key(key) {
+            return ReadStep::Done(Err(e));
+        }
         if self.is_dropped(group) {
-            return Ok(None);
+            return ReadStep::Done(Ok(None));
         }
         let d = digest(group, key);
         self.counters.gets.fetch_add(1, Ordering::Relaxed);
-        self.refuse_damaged(d)?;
-        let got = match self.index.get(d) {
-            Some(e) if !Self::is_expired(&e, self.now_s()) => self.load(group, key, d, e),
-            _ => Ok(None),
+        if let Err(e) = self.refuse_damaged(d) {
+            return ReadStep::Done(Err(e));
+        }
+        match self.index.get(d) {
+            Some(e) if !Self::is_expired(&e, self.now_s()) => self.step(group, key, d, e, 0),
+            _ => ReadStep::Done(Ok(None)),
+        }
+    }
+
+    /// The next step after the device read `dr` asked for: `read` holds the `dr.len` bytes
+    /// read, or the read's error.
+    pub fn finish_read(
+        &self,
+        group: u32,
+        key: &[u8],
+        dr: DeviceRead,
+        read: Result<&[u8]>,
+    ) -> ReadStep {
+        let (verdict, frame) = match read {
+            Ok(b) => {
+                let frame = &b[dr.start..];
+                (self.verify_in(group, key, dr.e, dr.seq, frame), frame)
+            }
+            Err(e) => (Err(e), &[][..]),
         };
-        self.persist_damage();
-        got
+        if !dr.confirming {
+            return self.judge(group, key, dr.d, dr.e, dr.seq, dr.attempt, verdict);
+        }
+        match verdict {
+            Err(Error::Wal(quiver_wal::Error::Corrupt { .. })) => {}
+            other => return ReadStep::Done(other),
+        }
+        let (d, e, seq) = (dr.d, dr.e, dr.seq);
+        if self.blocks.seq(e.loc.block) != seq || self.index.get(d) != Some(e) {
+            // The block was reused or the key moved meanwhile: not damage, read it again.
+            return match self.index.get(d) {
+                Some(now) => self.step(group, key, d, now, dr.attempt + 1),
+                None => ReadStep::Done(Ok(None)),
+            };
+        }
+        ReadStep::Done(Err(self.mark_read_damage(group, key, d, e, frame)))
+    }
+
+    /// Reads the record `e` points at from memory, or asks for its device read.
+    fn step(&self, group: u32, key: &[u8], d: Digest, e: Entry, attempt: usize) -> ReadStep {
+        if attempt >= MOVED_RETRIES {
+            return ReadStep::Done(Err(Error::Moved {
+                attempts: MOVED_RETRIES,
+            }));
+        }
+        let seq = self.blocks.seq(e.loc.block);
+        match self.with_frame_in_memory(e.loc, |bytes| self.verify_in(group, key, e, seq, bytes)) {
+            Some(verdict) => self.judge(group, key, d, e, seq, attempt, verdict),
+            None => {
+                let (offset, len, start) = self.device_range(e.loc);
+                ReadStep::Device(DeviceRead {
+                    offset,
+                    len,
+                    start,
+                    d,
+                    e,
+                    seq,
+                    attempt,
+                    confirming: false,
+                })
+            }
+        }
+    }
+
+    /// What a verified (or failed) frame means. The frame was checked against the block's
+    /// sequence as it was before the read: a block freed and reused under the read (perhaps
+    /// with this key written at the same place again) shows as a changed sequence or a changed
+    /// index entry, and the read starts over from the index. Only a frame that fails its checks
+    /// while neither changed is damage, confirmed by a second read from the device.
+    #[allow(clippy::too_many_arguments)]
+    fn judge(
+        &self,
+        group: u32,
+        key: &[u8],
+        d: Digest,
+        e: Entry,
+        seq: u64,
+        attempt: usize,
+        verdict: Result<Option<Record>>,
+    ) -> ReadStep {
+        if let Ok(Some(rec)) = verdict {
+            self.damage.read_verified(d);
+            return ReadStep::Done(Ok(Some(rec)));
+        }
+        let reused = self.blocks.seq(e.loc.block) != seq;
+        match self.index.get(d) {
+            Some(now) if now != e || reused => self.step(group, key, d, now, attempt + 1),
+            None => ReadStep::Done(Ok(None)),
+            Some(_) => {
+                // Same entry, same use of the block: not a race with a move or a reuse.
+                if verdict.is_err() {
+                    self.counters.corrupt_reads.fetch_add(1, Ordering::Relaxed);
+                }
+                match verdict {
+                    Err(Error::Wal(quiver_wal::Error::Corrupt { .. })) => {
+                        let (offset, len, start) = self.device_range(e.loc);
+                        ReadStep::Device(DeviceRead {
+                            offset,
+                            len,
+                            start,
+                            d,
+                            e,
+                            seq,
+                            attempt,
+                            confirming: true,
+                        })
+                    }
+                    other => ReadStep::Done(other),
+                }
+            }
+        }
+    }
+
+    /// Reads the record `e` points at, verifying it is `key`'s. When it moved meanwhile
+    /// (defragmentation freed its block), follows the index again.
+    pub fn load(&self, group: u32, key: &[u8], d: Digest, e: Entry) -> Result<Option<Record>> {
+        self.read_blocking(group, key, self.step(group, key, d, e, 0))
+    }
+
+    /// A key whose frame failed its checks twice, the index and the block unchanged: marks it
+    /// damaged, so that it reads as CORRUPT from now on, until it is rewritten or deleted.
+    fn mark_read_damage(&self, group: u32, key: &[u8], d: Digest, e: Entry, frame: &[u8]) -> Error {
+        let offset = e.loc.offset_units * UNIT_BYTES as u32;
+        let lsn = quiver_wal::format::RecordHeader::decode(frame).map_or(0, |h| h.lsn);
+        let k = self.damage.mark(super::damage::DamagedKey {
+            group,
+            tag: quiver_wal::format::key_tag_of_digest(d),
+            lsn,
+            block: e.loc.block,
+            offset,
+            key: Some(key.to_vec()),
+            found_by_read: true,
+        });
+        tracing::warn!(key = %k.describe(), "damaged key found by a read: reads as CORRUPT until rewritten or deleted");
+        self.counters.damaged_reads.fetch_add(1, Ordering::Relaxed);
+        k.error()
     }
 
     /// A key marked damaged reads as CORRUPT, whatever the index holds for it.
@@ -62,101 +257,8 @@ impl Inner {
         }
     }
 
-    /// Reads the record `e` points at, verifying it is `key`'s. When it moved meanwhile
-    /// (defragmentation freed its block), follows the index again.
-    ///
-    /// The frame is checked against the block's sequence as it was before the read: a block
-    /// freed and reused under the read (perhaps with this key written at the same place
-    /// again) shows as a changed sequence or a changed index entry, and the read starts over
-    /// from the index. Only a frame that fails its checks while neither changed is damage.
-    pub fn load(&self, group: u32, key: &[u8], d: Digest, mut e: Entry) -> Result<Option<Record>> {
-        for _ in 0..MOVED_RETRIES {
-            let seq = self.blocks.seq(e.loc.block);
-            let frame = self
-                .read_frame_from_memory(e.loc)
-                .map_or_else(|| self.read_frame_from_device(e.loc), Ok);
-            let verdict = frame.and_then(|f| self.verify_in(group, key, e, seq, f.bytes()));
-            match verdict {
-                Ok(Some(rec)) => {
-                    self.damage.read_verified(d);
-                    return Ok(Some(rec));
-                }
-                Ok(None) | Err(_) => {
-                    let reused = self.blocks.seq(e.loc.block) != seq;
-                    match self.index.get(d) {
-                        Some(now) if now != e || reused => {
-                            e = now;
-                            continue;
-                        }
-                        None => return Ok(None),
-                        Some(_) => {
-                            // Same entry, same use of the block: not a race with a move or a
-                            // reuse, damage.
-                            if verdict.is_err() {
-                                self.counters.corrupt_reads.fetch_add(1, Ordering::Relaxed);
-                            }
-                            return match verdict {
-                                Err(Error::Wal(quiver_wal::Error::Corrupt { .. })) => {
-                                    self.confirm_damage(group, key, d, e, seq)
-                                }
-                                other => other,
-                            };
-                        }
-                    }
-                }
-            }
-        }
-        Err(Error::Moved {
-            attempts: MOVED_RETRIES,
-        })
-    }
-
-    /// The frame `e` points at failed its checks. Reads it from the device once more (the
-    /// first read may have been damaged on its way); failing again, the key is marked
-    /// damaged and reads as CORRUPT from now on, until it is rewritten or deleted.
-    fn confirm_damage(
-        &self,
-        group: u32,
-        key: &[u8],
-        d: Digest,
-        e: Entry,
-        seq: u64,
-    ) -> Result<Option<Record>> {
-        let frame = self.read_frame_from_device(e.loc)?;
-        let offset = e.loc.offset_units * UNIT_BYTES as u32;
-        match self.verify_in(group, key, e, seq, frame.bytes()) {
-            Err(Error::Wal(quiver_wal::Error::Corrupt { .. })) => {}
-            other => return other,
-        }
-        if self.blocks.seq(e.loc.block) != seq || self.index.get(d) != Some(e) {
-            // The block was reused or the key moved meanwhile: not damage, read it again.
-            return match self.index.get(d) {
-                Some(now) => self.load(group, key, d, now),
-                None => Ok(None),
-            };
-        }
-        let lsn = quiver_wal::format::RecordHeader::decode(frame.bytes()).map_or(0, |h| h.lsn);
-        let k = self.damage.mark(super::damage::DamagedKey {
-            group,
-            tag: quiver_wal::format::key_tag_of_digest(d),
-            lsn,
-            block: e.loc.block,
-            offset,
-            key: Some(key.to_vec()),
-            found_by_read: true,
-        });
-        tracing::warn!(key = %k.describe(), "damaged key found by a read: reads as CORRUPT until rewritten or deleted");
-        self.counters.damaged_reads.fetch_add(1, Ordering::Relaxed);
-        Err(k.error())
-    }
-
-    /// Checks a frame: checksums, enclosing block, and that it is this key's record (a
-    /// digest collision in the index reads as absent).
-    fn verify(&self, group: u32, key: &[u8], e: Entry, bytes: &[u8]) -> Result<Option<Record>> {
-        self.verify_in(group, key, e, self.blocks.seq(e.loc.block), bytes)
-    }
-
-    /// [`Inner::verify`] against the block sequence `seq`.
+    /// Checks a frame against the block sequence `seq`: checksums, enclosing block, and
+    /// that it is this key's record (a digest collision in the index reads as absent).
     fn verify_in(
         &self,
         group: u32,
@@ -177,6 +279,42 @@ impl Inner {
             expiry_s: view.header.expiry_s,
             last_update_s: view.header.last_update_s,
         }))
+    }
+
+    /// Runs `f` on the frame at `loc` when it is in memory: in a writer's open or
+    /// sealed-but-unwritten block (copied out under the writer's lock into a buffer this
+    /// thread reuses), or in the post-write cache (read in place).
+    fn with_frame_in_memory<R>(&self, loc: Location, f: impl FnOnce(&[u8]) -> R) -> Option<R> {
+        let offset = loc.offset_units * UNIT_BYTES as u32;
+        let len = loc.len_units * UNIT_BYTES as u32;
+        // Only an open block (or one sealed but not yet fully written, which stays OPEN until
+        // then) can be in a writer's hands: other reads skip the writers' locks.
+        if self.blocks.state(loc.block) == super::blocks::OPEN {
+            let mut copy = PENDING_COPY.with(|c| std::mem::take(&mut *c.borrow_mut()));
+            copy.clear();
+            let found = self.fg.read_pending(loc.block, offset, len, &mut copy)
+                || self.dw.read_pending(loc.block, offset, len, &mut copy);
+            if found {
+                self.counters.memory_reads.fetch_add(1, Ordering::Relaxed);
+                let out = f(&copy);
+                keep_pending_copy(copy);
+                return Some(out);
+            }
+            keep_pending_copy(copy);
+        }
+        self.with_cached_frame(loc, offset, len, f)
+    }
+
+    fn with_cached_frame<R>(
+        &self,
+        loc: Location,
+        offset: u32,
+        len: u32,
+        f: impl FnOnce(&[u8]) -> R,
+    ) -> Option<R> {
+        let buf = self.blocks.cached(loc.block)?;
+        self.counters.memory_reads.fetch_add(1, Ordering::Relaxed);
+        Some(f(&buf[offset as usize..(offset + len) as usize]))
     }
 
     pub fn read_frame_from_memory(&self, loc: Location) -> Option<Frame> {
@@ -252,7 +390,7 @@ impl Inner {
         self.index.get_many(&digests, &mut entries);
         let now = self.now_s();
         let mut out: Vec<Result<Option<Record>>> = (0..keys.len()).map(|_| Ok(None)).collect();
-        let mut pending: Vec<(usize, Entry, AlignedBuf, u64, usize)> = Vec::new();
+        let mut pending: Vec<(usize, DeviceRead)> = Vec::new();
         for (i, (&(group, key), entry)) in keys.iter().zip(&entries).enumerate() {
             if self.is_dropped(group) {
                 continue;
@@ -264,23 +402,25 @@ impl Inner {
             let Some(e) = entry.filter(|e| !Self::is_expired(e, now)) else {
                 continue;
             };
-            match self.read_frame_from_memory(e.loc) {
-                Some(f) => out[i] = self.verify_or_reload(group, key, digests[i], e, Ok(f)),
-                None => {
-                    let (offset, len, start) = self.device_range(e.loc);
-                    pending.push((i, e, AlignedBuf::new(len), offset, start));
-                }
+            match self.step(group, key, digests[i], e, 0) {
+                ReadStep::Done(r) => out[i] = r,
+                ReadStep::Device(dr) => pending.push((i, dr)),
             }
         }
         if pending.is_empty() {
             return Ok(out);
         }
+        let mut bufs: Vec<AlignedBuf> = BATCH_BUFS.with(|p| {
+            let mut pool = p.borrow_mut();
+            pending.iter().map(|(_, dr)| pool.take(dr.len)).collect()
+        });
         let results = {
             let mut ops: Vec<ReadOp<'_>> = pending
-                .iter_mut()
-                .map(|(_, _, buf, offset, _)| ReadOp {
-                    offset: *offset,
-                    buf: &mut buf[..],
+                .iter()
+                .zip(bufs.iter_mut())
+                .map(|((_, dr), buf)| ReadOp {
+                    offset: dr.offset,
+                    buf: &mut buf[..dr.len],
                 })
                 .collect();
             self.device.read_many(&mut ops)
@@ -288,31 +428,34 @@ impl Inner {
         self.counters
             .device_reads
             .fetch_add(pending.len() as u64, Ordering::Relaxed);
-        for ((i, e, buf, _, start), res) in pending.into_iter().zip(results) {
+        for (((i, dr), buf), res) in pending.into_iter().zip(&bufs).zip(results) {
             let (group, key) = keys[i];
-            let frame = res.map(|()| Frame {
-                bytes: FrameBytes::Aligned(buf),
-                start,
-            });
-            out[i] = self.verify_or_reload(group, key, digests[i], e, frame.map_err(Error::from));
+            let len = dr.len;
+            let read = res.map(|()| &buf[..len]).map_err(Error::from);
+            let step = self.finish_read(group, key, dr, read);
+            out[i] = self.read_blocking(group, key, step);
         }
+        BATCH_BUFS.with(|p| {
+            let mut pool = p.borrow_mut();
+            bufs.drain(..).for_each(|b| pool.give(b));
+        });
         Ok(out)
     }
+}
 
-    fn verify_or_reload(
-        &self,
-        group: u32,
-        key: &[u8],
-        d: Digest,
-        e: Entry,
-        frame: Result<Frame>,
-    ) -> Result<Option<Record>> {
-        match frame.and_then(|f| self.verify(group, key, e, f.bytes())) {
-            Ok(Some(r)) => {
-                self.damage.read_verified(d);
-                Ok(Some(r))
-            }
-            _ => self.load(group, key, d, e),
-        }
+/// Largest copy of a frame from a writer's block a thread keeps for its next memory read.
+const PENDING_COPY_KEEP_BYTES: usize = 64 << 10;
+
+fn keep_pending_copy(copy: Vec<u8>) {
+    if copy.capacity() <= PENDING_COPY_KEEP_BYTES {
+        PENDING_COPY.with(|c| *c.borrow_mut() = copy);
     }
+}
+
+thread_local! {
+    /// A thread's buffer for frames copied out of a writer's block.
+    static PENDING_COPY: std::cell::RefCell<Vec<u8>> = const { std::cell::RefCell::new(Vec::new()) };
+    /// A thread's buffers for the device reads of a batch (up to one batch's worth kept).
+    static BATCH_BUFS: std::cell::RefCell<BufPool> =
+        const { std::cell::RefCell::new(BufPool::new(quiver_wal::device::MAX_IN_FLIGHT)) };
 }

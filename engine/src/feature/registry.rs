@@ -3,6 +3,7 @@
 //! `Durability::Sync`, and only then committed to memory.
 
 use std::collections::HashMap;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 
 use super::error::FeatureError;
@@ -57,6 +58,10 @@ impl GroupEntry {
 pub struct Registry {
     index: RegistryIndex,
     groups: HashMap<String, GroupEntry>,
+    /// Counts the schema changes made visible (creates, alters, drops), so that a caller
+    /// holding a [`crate::feature::read::ReadPlan`] learns, without the registry's lock, when
+    /// it must resolve its features again.
+    changes: Arc<AtomicU64>,
 }
 
 impl Registry {
@@ -90,7 +95,16 @@ impl Registry {
                 "a listed group has no schema",
             ));
         }
-        Ok(Registry { index, groups })
+        Ok(Registry {
+            index,
+            groups,
+            changes: Arc::default(),
+        })
+    }
+
+    /// The counter of schema changes (see the field).
+    pub fn changes(&self) -> Arc<AtomicU64> {
+        self.changes.clone()
     }
 
     pub fn index(&self) -> &RegistryIndex {
@@ -177,6 +191,7 @@ impl Registry {
         let entry = GroupEntry::new(schema);
         let out = entry.schema.clone();
         self.groups.insert(out.name.clone(), entry);
+        self.changes.fetch_add(1, Ordering::Release);
         out
     }
 
@@ -184,6 +199,7 @@ impl Registry {
     pub fn commit_drop(&mut self, name: &str, index: RegistryIndex) {
         self.groups.remove(name);
         self.index = index;
+        self.changes.fetch_add(1, Ordering::Release);
     }
 
     /// Records that a dropped group's space is reclaimed: returns the index to write.

@@ -37,6 +37,17 @@ impl Device for MemoryDevice {
             .collect()
     }
 
+    fn read_at(&self, buf: &mut [u8], offset: u64) -> Result<()> {
+        check_io(buf.as_ptr(), buf.len(), offset, self.capacity)?;
+        let start = offset as usize;
+        buf.copy_from_slice(&self.bytes.read()[start..start + buf.len()]);
+        Ok(())
+    }
+
+    fn reads_from_memory(&self) -> bool {
+        true
+    }
+
     fn write_many(&self, ops: &[WriteOp<'_>]) -> Result<()> {
         let mut bytes = self.bytes.write();
         for op in ops {

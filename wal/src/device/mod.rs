@@ -54,6 +54,20 @@ pub trait Device: Send + Sync {
         false
     }
 
+    /// The file a caller may read with its own io_uring (`IORING_OP_READ` at the offsets and
+    /// lengths this trait accepts), for back ends whose reads are exactly that: an event loop
+    /// then submits record reads on its own ring instead of blocking in [`Device::read_at`].
+    /// `None` for back ends that must be called.
+    fn ring_read_fd(&self) -> Option<std::os::fd::RawFd> {
+        None
+    }
+
+    /// Whether a read is a copy from memory that never waits for a device, so a caller may
+    /// make it from an event loop.
+    fn reads_from_memory(&self) -> bool {
+        false
+    }
+
     fn read_at(&self, buf: &mut [u8], offset: u64) -> Result<()> {
         let mut ops = [ReadOp { offset, buf }];
         self.read_many(&mut ops).pop().expect("one result per op")

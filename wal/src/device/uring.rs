@@ -36,20 +36,90 @@ impl UringDevice {
     /// Runs `entries` (user_data = index) with at most MAX_IN_FLIGHT in flight; returns each
     /// operation's raw result (bytes transferred or -errno).
     fn run(&self, entries: &[squeue::Entry]) -> io::Result<Vec<i32>> {
-        RING.with(|cell| {
-            let mut slot = cell.borrow_mut();
-            if slot.is_none() {
-                *slot = Some(IoUring::new(RING_ENTRIES)?);
+        with_ring(|ring| drive(ring, entries))
+    }
+
+    /// One read, without the batch path's allocations: the point read of every get.
+    fn read_one(&self, buf: &mut [u8], offset: u64) -> Result<()> {
+        check_io(buf.as_ptr(), buf.len(), offset, self.capacity)?;
+        let fd = types::Fd(self.file.as_raw_fd());
+        let mut done = 0;
+        for _ in 0..MAX_ROUNDS {
+            let rest = &mut buf[done..];
+            let at = offset + done as u64;
+            let entry = opcode::Read::new(fd, rest.as_mut_ptr(), rest.len() as u32)
+                .offset(at)
+                .build()
+                .user_data(0);
+            let res = with_ring(|ring| drive_one(ring, &entry))
+                .map_err(|e| Error::io("io_uring submit", e))?;
+            match res {
+                r if r < 0 => {
+                    return Err(Error::io(
+                        format!("io_uring read at offset {at}"),
+                        io::Error::from_raw_os_error(-r),
+                    ))
+                }
+                r if r == 0 || r as usize > rest.len() => break,
+                r => done += r as usize,
             }
-            let ring = slot.as_mut().expect("ring created above");
-            let result = drive(ring, entries);
-            if result.is_err() {
-                // Nothing of ours is in flight (drive only fails before any op was consumed, or
-                // aborts); a fresh ring next time clears any unconsumed entries.
-                *slot = None;
+            if done == buf.len() {
+                return Ok(());
             }
-            result
+        }
+        Err(Error::ShortIo {
+            op: "read",
+            offset,
+            done,
+            len: buf.len(),
         })
+    }
+}
+
+/// Runs `f` on this thread's ring (created on first use).
+fn with_ring<R>(f: impl FnOnce(&mut IoUring) -> io::Result<R>) -> io::Result<R> {
+    RING.with(|cell| {
+        let mut slot = cell.borrow_mut();
+        if slot.is_none() {
+            *slot = Some(IoUring::new(RING_ENTRIES)?);
+        }
+        let ring = slot.as_mut().expect("ring created above");
+        let result = f(ring);
+        if result.is_err() {
+            // Nothing of ours is in flight (drive only fails before any op was consumed, or
+            // aborts); a fresh ring next time clears any unconsumed entries.
+            *slot = None;
+        }
+        result
+    })
+}
+
+/// Submits one entry and waits for its completion; returns its raw result.
+fn drive_one(ring: &mut IoUring, entry: &squeue::Entry) -> io::Result<i32> {
+    // SAFETY: the buffer the entry points at is borrowed by our caller for the whole call,
+    // and this function does not return Ok before the entry has completed.
+    unsafe { ring.submission().push(entry) }
+        .map_err(|_| io::Error::other("io_uring submission queue full"))?;
+    loop {
+        match ring.submit_and_wait(1) {
+            Ok(_) => {}
+            Err(e)
+                if matches!(
+                    e.raw_os_error(),
+                    Some(libc::EINTR) | Some(libc::EBUSY) | Some(libc::EAGAIN)
+                ) =>
+            {
+                continue
+            }
+            Err(e) => {
+                // The entry may already be in the kernel's hands with our buffer.
+                eprintln!("quiver: io_uring submit failed with I/O in flight: {e}; aborting");
+                std::process::abort();
+            }
+        }
+        if let Some(cqe) = ring.completion().next() {
+            return Ok(cqe.result());
+        }
     }
 }
 
@@ -223,6 +293,14 @@ impl Device for UringDevice {
             checks[index[k]] = res;
         }
         checks
+    }
+
+    fn read_at(&self, buf: &mut [u8], offset: u64) -> Result<()> {
+        self.read_one(buf, offset)
+    }
+
+    fn ring_read_fd(&self) -> Option<std::os::fd::RawFd> {
+        Some(self.file.as_raw_fd())
     }
 
     fn write_many(&self, ops: &[WriteOp<'_>]) -> Result<()> {
