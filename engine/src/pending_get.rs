@@ -15,12 +15,14 @@ use crate::engine::{DeviceRead, ReadStep};
 use crate::error::{Error, Result};
 use crate::feature::read::ReadPlan;
 use crate::feature::{EntityKey, FeatureRef, FeatureValue, KeyType};
-use crate::store::{now_ms, Store};
+use crate::store::Store;
 
 /// One group's read of a [`PendingGet`].
 enum Slot {
     /// The row (`None`: the entity has none in this group).
     Row(Option<Vec<u8>>),
+    /// The row is damaged on the device: its features answer CORRUPT.
+    Damaged,
     /// Waiting for a device read.
     Waiting(DeviceRead),
     /// Taken by [`PendingGet::complete`] while it runs.
@@ -32,7 +34,8 @@ pub struct PendingGet {
     plan: Arc<ReadPlan>,
     key: Vec<u8>,
     slots: Vec<Slot>,
-    /// The first error of any group's read: the get fails as a whole, as [`Store::get`] does.
+    /// The first error of any group's read other than damage: the get fails as a whole, as
+    /// [`Store::get`] does.
     error: Option<Error>,
 }
 
@@ -60,14 +63,7 @@ impl Store {
         let slots = plan
             .groups()
             .iter()
-            .map(|g| match engine.begin_read(g.id, &key) {
-                ReadStep::Done(Ok(r)) => Slot::Row(r.map(|r| r.value)),
-                ReadStep::Done(Err(e)) => {
-                    error.get_or_insert(e);
-                    Slot::Row(None)
-                }
-                ReadStep::Device(dr) => Slot::Waiting(dr),
-            })
+            .map(|g| slot_after(engine.begin_read(g.id, &key), &mut error))
             .collect();
         Ok(PendingGet {
             plan: plan.clone(),
@@ -101,28 +97,23 @@ impl PendingGet {
         };
         let group = self.plan.groups()[slot].id;
         let step = store.engine().finish_read(group, &self.key, dr, bytes);
-        self.slots[slot] = match step {
-            ReadStep::Done(Ok(r)) => Slot::Row(r.map(|r| r.value)),
-            ReadStep::Done(Err(e)) => {
-                self.error.get_or_insert(e);
-                Slot::Row(None)
-            }
-            ReadStep::Device(dr) => {
-                let next = (dr.offset, dr.len);
-                self.slots[slot] = Slot::Waiting(dr);
-                return Some(next);
-            }
-        };
-        None
+        self.slots[slot] = slot_after(step, &mut self.error);
+        match &self.slots[slot] {
+            Slot::Waiting(dr) => Some((dr.offset, dr.len)),
+            _ => None,
+        }
     }
 
     /// Whether no device read is outstanding.
     pub fn is_ready(&self) -> bool {
-        self.slots.iter().all(|s| matches!(s, Slot::Row(_)))
+        self.slots
+            .iter()
+            .all(|s| matches!(s, Slot::Row(_) | Slot::Damaged))
     }
 
-    /// The answer, in the order of the plan's features (as [`Store::get`] gives it).
-    pub fn finish(self) -> Result<Vec<FeatureValue>> {
+    /// The answer, in the order of the plan's features, as [`Store::get`] gives it: the
+    /// features of a damaged row answer CORRUPT.
+    pub fn finish(self, store: &Store) -> Result<Vec<FeatureValue>> {
         assert!(
             self.is_ready(),
             "a pending get finished with reads outstanding"
@@ -138,7 +129,31 @@ impl PendingGet {
                 _ => None,
             })
             .collect();
-        Ok(self.plan.decode(&rows, now_ms())?)
+        let mut values = self.plan.decode(&rows, store.now_ms())?;
+        for (i, _) in self
+            .slots
+            .iter()
+            .enumerate()
+            .filter(|(_, s)| matches!(s, Slot::Damaged))
+        {
+            for (slot, _, _) in self.plan.wanted(i) {
+                values[slot] = FeatureValue::corrupt();
+            }
+        }
+        Ok(values)
+    }
+}
+
+/// A group's slot after a read step: damage reads CORRUPT, any other error fails the get.
+fn slot_after(step: ReadStep, error: &mut Option<Error>) -> Slot {
+    match step {
+        ReadStep::Done(Ok(r)) => Slot::Row(r.map(|r| r.value)),
+        ReadStep::Done(Err(Error::Corrupt { .. })) => Slot::Damaged,
+        ReadStep::Done(Err(e)) => {
+            error.get_or_insert(e);
+            Slot::Row(None)
+        }
+        ReadStep::Device(dr) => Slot::Waiting(dr),
     }
 }
 
@@ -182,7 +197,7 @@ mod tests {
                 queue.push((slot, o, l));
             }
         }
-        (get.finish(), reads)
+        (get.finish(store), reads)
     }
 
     /// Every entity k0..k51 read both ways; returns the device reads the pending gets made.

@@ -110,6 +110,16 @@ pub enum DataConfig {
     Path { path: PathBuf, size_bytes: u64 },
 }
 
+/// Which event loops serve connections.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum IoMode {
+    /// One io_uring per loop for sockets and device reads (falls back to epoll, with a log
+    /// line saying why, where the kernel lacks what it needs).
+    Uring,
+    /// epoll loops with every engine call in the engine pool.
+    Epoll,
+}
+
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum LogFormat {
     Text,
@@ -128,6 +138,7 @@ pub struct ServerConfig {
     pub workers: usize,
     pub engine_threads: usize,
     pub engine_queue: usize,
+    pub io: IoMode,
     pub log_format: LogFormat,
     pub limits: Limits,
     pub storage: Storage,
@@ -147,6 +158,7 @@ impl ServerConfig {
             workers: cores,
             engine_threads: (cores * 2).max(4),
             engine_queue: 4_096,
+            io: IoMode::Uring,
             log_format: LogFormat::Text,
             limits: Limits::default(),
             storage: Storage::default(),
@@ -204,6 +216,10 @@ pub struct Args {
     /// Engine jobs queued before requests get BUSY [default: 4096].
     #[arg(long)]
     pub engine_queue: Option<usize>,
+    /// Event loops: uring (one io_uring per loop for sockets and device reads; epoll where
+    /// the kernel lacks what it needs) or epoll [default: uring].
+    #[arg(long)]
+    pub io: Option<String>,
     /// Log format: text or json [default: text].
     #[arg(long)]
     pub log_format: Option<String>,
@@ -267,6 +283,7 @@ struct FileConfig {
     workers: Option<usize>,
     engine_threads: Option<usize>,
     engine_queue: Option<usize>,
+    io: Option<String>,
     log_format: Option<String>,
     max_frame_bytes: Option<String>,
     max_batch_keys: Option<u32>,
@@ -395,6 +412,11 @@ impl Args {
         if let Some(q) = self.engine_queue.or(file.engine_queue) {
             config.engine_queue = in_range("engine-queue", q, 1, 1 << 20)?;
         }
+        config.io = match self.io.or(file.io).as_deref() {
+            None | Some("uring") => IoMode::Uring,
+            Some("epoll") => IoMode::Epoll,
+            Some(other) => return Err(invalid("io", format!("'{other}' is not uring or epoll"))),
+        };
         config.log_format = match self.log_format.or(file.log_format).as_deref() {
             None | Some("text") => LogFormat::Text,
             Some("json") => LogFormat::Json,

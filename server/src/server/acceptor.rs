@@ -1,12 +1,14 @@
 //! The accept loop: admits connections under the connection limit and deals them out to
 //! the workers round-robin.
 
+use super::wake::EventFd;
 use super::Shared;
 use crate::protocol::{encode_error, StatusCode};
 use crossbeam::channel::Sender;
 use mio::net::{TcpListener, TcpStream};
-use mio::{Events, Interest, Poll, Token, Waker};
+use mio::{Events, Interest, Poll, Token};
 use std::io::Write;
+use std::os::fd::{FromRawFd, IntoRawFd};
 use std::sync::atomic::Ordering::{Acquire, Relaxed};
 use std::sync::Arc;
 use std::time::Duration;
@@ -17,8 +19,8 @@ pub const WAKER: Token = Token(1);
 const TICK: Duration = Duration::from_millis(200);
 
 pub struct WorkerInbox {
-    pub tx: Sender<TcpStream>,
-    pub waker: Arc<Waker>,
+    pub tx: Sender<std::net::TcpStream>,
+    pub waker: Arc<EventFd>,
 }
 
 pub fn run(
@@ -72,8 +74,10 @@ fn accept_all(listener: &TcpListener, shared: &Shared, workers: &[WorkerInbox], 
         shared.metrics.connections_accepted.fetch_add(1, Relaxed);
         let inbox = &workers[*next % workers.len()];
         *next = next.wrapping_add(1);
+        // SAFETY: the descriptor comes out of the mio stream, which gives up owning it.
+        let stream = unsafe { std::net::TcpStream::from_raw_fd(stream.into_raw_fd()) };
         if inbox.tx.send(stream).is_ok() {
-            let _ = inbox.waker.wake();
+            inbox.waker.wake();
         } else {
             shared.metrics.connections_open.fetch_sub(1, Relaxed);
         }

@@ -2,8 +2,8 @@
 
 use super::output::OutputGauge;
 use crate::protocol::{encode_error, DecodeError, FrameHeader, StatusCode, HEADER_LEN};
-use mio::net::TcpStream;
 use std::io::{ErrorKind, Read, Write};
+use std::net::TcpStream;
 use std::sync::Arc;
 use std::time::Instant;
 
@@ -40,14 +40,24 @@ pub fn next_frame(buf: &[u8], max_body: u32) -> NextFrame {
 }
 
 pub struct Conn {
+    /// Non-blocking under the epoll loop; the io_uring loop only hands its descriptor to the
+    /// kernel.
     pub stream: TcpStream,
     /// Received bytes not yet parsed; always starts at a frame boundary.
     pub rbuf: Vec<u8>,
     /// Response bytes; `wbuf[wpos..]` is still to be written.
     pub wbuf: Vec<u8>,
     pub wpos: usize,
-    /// Requests handed to the engine pool and not yet answered.
+    /// Response bytes already handed to the kernel and not yet confirmed sent (the io_uring
+    /// loop's send in flight; always 0 under the epoll loop).
+    pub sending: usize,
+    /// Requests handed to the engine pool (or waiting for the device) and not yet answered.
     pub inflight: u32,
+    /// Bytes of engine responses the io_uring loop encoded while parsing the current batch
+    /// of frames (GETs served from memory at once). Like the responses of requests handed to
+    /// the pool, they do not stop the admission of the batch's later frames; those are
+    /// answered BUSY at execution when the output is over its limit (docs/PROTOCOL.md).
+    pub batch_engine_bytes: usize,
     pub handshaken: bool,
     /// Stop reading and close once the queued responses are written and nothing is in flight.
     pub closing: bool,
@@ -75,7 +85,9 @@ impl Conn {
             rbuf: Vec::new(),
             wbuf: Vec::new(),
             wpos: 0,
+            sending: 0,
             inflight: 0,
+            batch_engine_bytes: 0,
             handshaken: false,
             closing: false,
             paused: false,
@@ -86,7 +98,17 @@ impl Conn {
     }
 
     pub fn queued_output(&self) -> usize {
-        self.wbuf.len() - self.wpos
+        self.wbuf.len() - self.wpos + self.sending
+    }
+
+    /// Restarts or stops the slow-client clock after frames were parsed: it runs only while a
+    /// partial frame waits for its remaining bytes.
+    pub fn after_parse(&mut self, paused: bool, completed: bool, now: Instant) {
+        if paused || self.rbuf.is_empty() {
+            self.frame_started = None;
+        } else if completed || self.frame_started.is_none() {
+            self.frame_started = Some(now);
+        }
     }
 
     pub fn push_error(&mut self, opcode: u8, request_id: u64, status: StatusCode, message: &str) {
@@ -102,7 +124,7 @@ impl Conn {
     ) -> std::io::Result<(usize, bool, bool)> {
         let mut total = 0;
         while total < budget {
-            match self.stream.read(scratch) {
+            match (&self.stream).read(scratch) {
                 Ok(0) => return Ok((total, true, false)),
                 Ok(n) => {
                     self.rbuf.extend_from_slice(&scratch[..n]);
@@ -119,7 +141,7 @@ impl Conn {
     /// Writes queued responses until the socket would block or the queue is empty.
     pub fn write_some(&mut self) -> std::io::Result<WriteState> {
         while self.wpos < self.wbuf.len() {
-            match self.stream.write(&self.wbuf[self.wpos..]) {
+            match (&self.stream).write(&self.wbuf[self.wpos..]) {
                 Ok(0) => return Err(ErrorKind::WriteZero.into()),
                 Ok(n) => self.wpos += n,
                 Err(e) if e.kind() == ErrorKind::WouldBlock => return Ok(WriteState::Blocked),

@@ -3,6 +3,7 @@
 use super::auth::token_matches;
 use super::conn::Conn;
 use super::executor::{submit, Envelope};
+use super::gets::LoopGets;
 use super::job::{GetItem, Job, Target};
 use super::Shared;
 use crate::config::Limits;
@@ -23,12 +24,22 @@ pub struct PendingGets {
     pub items: Vec<GetItem>,
 }
 
+/// Where GETs are served.
+pub enum GetRoute {
+    /// By the engine pool, batched per pass into one `get_many` per feature list (the epoll
+    /// loop, and devices whose reads must block a thread).
+    Pool,
+    /// By the io_uring loop itself, its device reads on the loop's ring.
+    Loop(Box<LoopGets>),
+}
+
 /// A worker's per-pass state for routing requests.
 pub struct Dispatch {
     pub worker: usize,
     pub shared: Arc<Shared>,
     pub pool: Sender<Envelope>,
     pub pending: HashMap<Vec<u8>, PendingGets>,
+    pub gets: GetRoute,
 }
 
 /// The status a decoding error is answered with.
@@ -104,7 +115,62 @@ fn elapsed_us(start: Instant) -> u64 {
     start.elapsed().as_micros() as u64
 }
 
+/// Answers a request refused because the engine queue is full.
+pub fn answer_busy(shared: &Shared, conn: &mut Conn, t: &Target) {
+    let msg = format!(
+        "engine queue full ({} jobs); retry later",
+        shared.config.engine_queue
+    );
+    shared.metrics.busy_rejections.fetch_add(1, Relaxed);
+    shared
+        .metrics
+        .record(t.opcode, &[(t.start.elapsed().as_micros() as u64, true)]);
+    conn.inflight = conn.inflight.saturating_sub(1);
+    conn.push_error(t.opcode as u8, t.request_id, StatusCode::Busy, &msg);
+}
+
 impl Dispatch {
+    pub fn new(worker: usize, shared: Arc<Shared>, pool: Sender<Envelope>, gets: GetRoute) -> Self {
+        Dispatch {
+            worker,
+            shared,
+            pool,
+            pending: HashMap::new(),
+            gets,
+        }
+    }
+
+    /// Sends this pass's queued GETs to the engine pool, one job per reference list and batch
+    /// limit; `refused` gets each request the full queue turned away (to be answered BUSY).
+    pub fn flush_gets(&mut self, mut refused: impl FnMut(Target)) {
+        if self.pending.is_empty() {
+            return;
+        }
+        let max = self.shared.config.limits.max_batch_keys as usize;
+        let pending: Vec<PendingGets> = self.pending.drain().map(|(_, p)| p).collect();
+        for PendingGets {
+            features,
+            mut items,
+        } in pending
+        {
+            while !items.is_empty() {
+                let rest = items.split_off(items.len().min(max));
+                let job = Job::Gets {
+                    features: features.clone(),
+                    items,
+                };
+                items = rest;
+                let env = Envelope {
+                    worker: self.worker,
+                    job,
+                };
+                if let Err(env) = submit(&self.pool, env) {
+                    env.job.targets().into_iter().for_each(&mut refused);
+                }
+            }
+        }
+    }
+
     fn reply_error(
         &self,
         conn: &mut Conn,
@@ -161,7 +227,10 @@ impl Dispatch {
                     payload: body.to_vec(),
                 },
             ),
-            Opcode::Get => self.queue_get(conn_id, conn, &h, body, start),
+            Opcode::Get => match &mut self.gets {
+                GetRoute::Loop(gets) => gets.start(conn_id, conn, &h, body, start),
+                GetRoute::Pool => self.queue_get(conn_id, conn, &h, body, start),
+            },
             _ => self.submit_single(conn_id, conn, opcode, &h, body, start),
         }
     }

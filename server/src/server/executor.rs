@@ -2,10 +2,11 @@
 //! read must not stall the other connections of a worker. Jobs go in through a bounded
 //! queue; results come back to the owning worker through its mailbox and `mio::Waker`.
 
+use super::conn::Conn;
 use super::job::{execute, Job};
+use super::wake::EventFd;
 use super::Shared;
 use crossbeam::channel::{bounded, Receiver, Sender, TrySendError};
-use mio::Waker;
 use std::panic::{catch_unwind, AssertUnwindSafe};
 use std::sync::Arc;
 use std::thread::JoinHandle;
@@ -22,7 +23,39 @@ pub struct Completion {
 /// Where a worker receives completions.
 pub struct Mailbox {
     pub tx: Sender<Completion>,
-    pub waker: Arc<Waker>,
+    pub waker: Arc<EventFd>,
+}
+
+/// Records a completion's finished requests in the metrics: one histogram lock per run of
+/// requests of one opcode.
+pub fn record_completion(shared: &Shared, c: &Completion) {
+    let now = Instant::now();
+    let mut run_start = 0;
+    let mut samples: Vec<(u64, bool)> = Vec::with_capacity(c.finished.len());
+    for i in 1..=c.finished.len() {
+        if i == c.finished.len() || c.finished[i].0 != c.finished[run_start].0 {
+            samples.clear();
+            samples.extend(c.finished[run_start..i].iter().map(|(_, start, failed)| {
+                (now.duration_since(*start).as_micros() as u64, *failed)
+            }));
+            shared.metrics.record(c.finished[run_start].0, &samples);
+            run_start = i;
+        }
+    }
+}
+
+impl Conn {
+    /// Takes a completion's response bytes into the write buffer.
+    pub fn take_completion(&mut self, c: Completion) {
+        self.inflight = self.inflight.saturating_sub(c.finished.len() as u32);
+        self.output.take_built(c.out.len());
+        if self.wbuf.is_empty() && self.wpos == 0 {
+            self.wbuf = c.out;
+        } else {
+            self.wbuf.extend_from_slice(&c.out);
+        }
+        self.output.set_queued(self.queued_output());
+    }
 }
 
 /// A job and the worker it belongs to.
@@ -95,6 +128,6 @@ fn run(rx: Receiver<Envelope>, shared: &Shared, mailboxes: &[Mailbox]) {
                 return;
             }
         }
-        let _ = mailbox.waker.wake();
+        mailbox.waker.wake();
     }
 }

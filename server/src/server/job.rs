@@ -48,6 +48,9 @@ pub enum Job {
         target: Target,
         request: Box<Request>,
     },
+    /// Writes the damaged-key list a loop's read changed (a durable write, so never on a
+    /// loop). Answers nobody.
+    PersistReadDamage,
 }
 
 impl Job {
@@ -55,6 +58,7 @@ impl Job {
         match self {
             Job::Gets { items, .. } => items.iter().map(|i| i.target.clone()).collect(),
             Job::Single { target, .. } => vec![target.clone()],
+            Job::PersistReadDamage => Vec::new(),
         }
     }
 }
@@ -118,22 +122,9 @@ impl Replies {
         let max_body = self.max_body;
         let slot = self.slot(t.conn);
         let before = slot.out.len();
-        encode_response(&mut slot.out, t.opcode, t.request_id, response);
-        let body_len = slot.out.len() - before - HEADER_LEN;
-        if body_len > max_body {
-            slot.out.truncate(before);
-            let message = format!(
-                "{} response of {body_len} bytes exceeds the max_frame_bytes limit of {max_body}",
-                t.opcode.name()
-            );
-            return self.fail(t, StatusCode::LimitExceeded, &message);
-        }
+        let failed = encode_checked(&mut slot.out, t.opcode, t.request_id, response, max_body);
         t.output.add_built(slot.out.len() - before);
-        slot.finished.push((
-            t.opcode,
-            t.start,
-            matches!(response, Response::Error { .. }),
-        ));
+        slot.finished.push((t.opcode, t.start, failed));
     }
 
     /// An OK response whose body is already encoded (and checked against the frame limit).
@@ -166,7 +157,38 @@ impl Replies {
     }
 }
 
-fn error_response(err: &quiver_engine::Error) -> Response {
+/// Encodes `response` into `out`, or, when its body would exceed `max_body`
+/// (`max_frame_bytes`), a LIMIT_EXCEEDED error naming the limit. Returns whether the request
+/// failed (an error response or the refusal).
+pub fn encode_checked(
+    out: &mut Vec<u8>,
+    opcode: Opcode,
+    request_id: u64,
+    response: &Response,
+    max_body: usize,
+) -> bool {
+    let before = out.len();
+    encode_response(out, opcode, request_id, response);
+    let body_len = out.len() - before - HEADER_LEN;
+    if body_len <= max_body {
+        return matches!(response, Response::Error { .. });
+    }
+    out.truncate(before);
+    let message = format!(
+        "{} response of {body_len} bytes exceeds the max_frame_bytes limit of {max_body}",
+        opcode.name()
+    );
+    encode_error(
+        out,
+        opcode as u8,
+        request_id,
+        StatusCode::LimitExceeded,
+        &message,
+    );
+    true
+}
+
+pub fn error_response(err: &quiver_engine::Error) -> Response {
     let (status, message) = engine_error(err);
     Response::Error { status, message }
 }
@@ -193,6 +215,7 @@ pub fn execute(shared: &Shared, job: Job) -> Vec<Completion> {
                 execute_single(shared, &target, *request, &mut replies)
             }
         }
+        Job::PersistReadDamage => shared.store.engine().persist_read_damage(),
     }
     replies.list
 }

@@ -1,24 +1,29 @@
-//! The event-driven server: an acceptor, a fixed set of network workers (mio), and a
-//! bounded pool of engine threads. No thread is ever created per connection.
+//! The event-driven server: one event loop per core (io_uring, or epoll where the kernel
+//! lacks what the io_uring loop needs), and a bounded pool of engine threads for the calls
+//! that may block. No thread is ever created per connection.
 
 mod acceptor;
 mod auth;
 mod conn;
 mod dispatch;
 mod executor;
+mod frames;
+mod gets;
 mod http;
 mod job;
 mod metrics;
 mod output;
+mod ring;
 mod stats;
 mod status_map;
+mod wake;
 mod worker;
 
 pub use auth::token_matches;
 pub use metrics::{LatencySummary, Metrics};
 pub use status_map::engine_error;
 
-use crate::config::ServerConfig;
+use crate::config::{IoMode, ServerConfig};
 use crossbeam::channel::unbounded;
 use executor::{EnginePool, Mailbox};
 use mio::{Poll, Waker};
@@ -27,6 +32,7 @@ use std::net::SocketAddr;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::thread::JoinHandle;
+use wake::EventFd;
 
 /// Longest auth token accepted in configuration and in a handshake.
 pub const MAX_TOKEN_BYTES: usize = 1024;
@@ -50,10 +56,21 @@ pub struct ServerHandle {
     local_addr: SocketAddr,
     metrics_addr: Option<SocketAddr>,
     shared: Arc<Shared>,
-    acceptor: (JoinHandle<()>, Arc<Waker>),
-    workers: Vec<(JoinHandle<()>, Arc<Waker>)>,
+    /// The epoll loops' accepting thread (the io_uring loops accept on their own).
+    acceptor: Option<(JoinHandle<()>, Arc<Waker>)>,
+    loops: Vec<(JoinHandle<()>, Arc<EventFd>)>,
     pool: EnginePool,
     http: Option<JoinHandle<()>>,
+    io: EventLoop,
+}
+
+/// Which event loops serve the connections.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum EventLoop {
+    /// One io_uring per loop for sockets and device reads; GETs served on the loop.
+    Uring,
+    /// mio (epoll) loops, an accepting thread, and every engine call in the pool.
+    Epoll,
 }
 
 fn spawn(name: String, f: impl FnOnce() + Send + 'static) -> std::io::Result<JoinHandle<()>> {
@@ -74,28 +91,165 @@ fn widen_backlog(listener: &std::net::TcpListener) {
     }
 }
 
-/// Binds the listener (and the metrics endpoint, if configured) and starts every thread.
-pub fn start(config: ServerConfig, store: Arc<Store>) -> std::io::Result<ServerHandle> {
-    let std_listener = std::net::TcpListener::bind(config.listen)?;
-    widen_backlog(&std_listener);
-    std_listener.set_nonblocking(true)?;
-    let local_addr = std_listener.local_addr()?;
-    let listener = mio::net::TcpListener::from_std(std_listener);
-    let n_workers = config.workers.max(1);
-    let metrics_listen = config.metrics;
-    let shared = Arc::new(Shared {
+fn new_shared(config: ServerConfig, store: Arc<Store>) -> Arc<Shared> {
+    Arc::new(Shared {
         config,
         store,
         metrics: Metrics::default(),
         shutdown: AtomicBool::new(false),
-    });
+    })
+}
 
+/// Binds the listener (and the metrics endpoint, if configured) and starts every thread: the
+/// io_uring loops where the kernel has what they need (see `ring::check`), the epoll loops
+/// otherwise or when configured.
+pub fn start(config: ServerConfig, store: Arc<Store>) -> std::io::Result<ServerHandle> {
+    let listener = std::net::TcpListener::bind(config.listen)?;
+    widen_backlog(&listener);
+    let local_addr = listener.local_addr()?;
+    let metrics_listen = config.metrics;
+    let mut running = None;
+    if config.io == IoMode::Uring {
+        match ring::check() {
+            Ok(()) => match start_ring(&listener, config.clone(), store.clone()) {
+                Ok(r) => running = Some(r),
+                Err(e) => tracing::warn!(
+                    error = %e,
+                    "io_uring event loops failed to start; serving with epoll loops and the engine pool"
+                ),
+            },
+            Err(why) => tracing::warn!(
+                reason = %why,
+                "io_uring event loops unavailable; serving with epoll loops and the engine pool"
+            ),
+        }
+    }
+    let (shared, acceptor, loops, pool, io) = match running {
+        Some((shared, loops, pool)) => (shared, None, loops, pool, EventLoop::Uring),
+        None => {
+            let (shared, acceptor, loops, pool) = start_epoll(listener, config, store)?;
+            (shared, Some(acceptor), loops, pool, EventLoop::Epoll)
+        }
+    };
+    let (metrics_addr, http) = match metrics_listen {
+        Some(addr) => {
+            let (bound, handle) = http::start(addr, shared.clone())?;
+            (Some(bound), Some(handle))
+        }
+        None => (None, None),
+    };
+    Ok(ServerHandle {
+        local_addr,
+        metrics_addr,
+        shared,
+        acceptor,
+        loops,
+        pool,
+        http,
+        io,
+    })
+}
+
+type Loops = Vec<(JoinHandle<()>, Arc<EventFd>)>;
+
+/// The io_uring loops: the first accepts (blocking listener: io_uring waits on it) and deals
+/// connections out. Each loop builds its ring on its own thread and reports back; if any
+/// fails, all stop and the caller falls back.
+fn start_ring(
+    listener: &std::net::TcpListener,
+    config: ServerConfig,
+    store: Arc<Store>,
+) -> std::io::Result<(Arc<Shared>, Loops, EnginePool)> {
+    let listener = Arc::new(listener.try_clone()?);
+    listener.set_nonblocking(false)?;
+    let n = config.workers.max(1);
+    let shared = new_shared(config, store);
+    let mut wakes = Vec::with_capacity(n);
+    let mut mailboxes = Vec::with_capacity(n);
+    let mut inboxes = Vec::with_capacity(n);
+    let mut receivers = Vec::with_capacity(n);
+    for _ in 0..n {
+        let wake = Arc::new(EventFd::new(false)?);
+        let (conn_tx, conn_rx) = unbounded();
+        let (done_tx, done_rx) = unbounded();
+        mailboxes.push(Mailbox {
+            tx: done_tx,
+            waker: wake.clone(),
+        });
+        inboxes.push(ring::Inbox {
+            tx: conn_tx,
+            wake: wake.clone(),
+        });
+        receivers.push((conn_rx, done_rx));
+        wakes.push(wake);
+    }
+    let pool = EnginePool::start(shared.clone(), Arc::new(mailboxes))?;
+    let inboxes = Arc::new(inboxes);
+    let (ready_tx, ready_rx) = unbounded::<Result<(), String>>();
+    let mut loops = Vec::with_capacity(n);
+    for (id, (new_conns, completions)) in receivers.into_iter().enumerate() {
+        let setup = ring::LoopSetup {
+            id,
+            wake: wakes[id].clone(),
+            new_conns,
+            completions,
+            listener: (id == 0).then(|| listener.clone()),
+            inboxes: inboxes.clone(),
+        };
+        let (s, tx, ready) = (shared.clone(), pool.sender(), ready_tx.clone());
+        let handle = spawn(
+            format!("quiver-loop-{id}"),
+            move || match ring::RingLoop::new(setup, s, tx) {
+                Ok(l) => {
+                    let _ = ready.send(Ok(()));
+                    l.run();
+                }
+                Err(e) => {
+                    let _ = ready.send(Err(e.to_string()));
+                }
+            },
+        )?;
+        loops.push((handle, wakes[id].clone()));
+    }
+    let mut failure = None;
+    for _ in 0..n {
+        if let Ok(Err(e)) | Err(e) = ready_rx.recv().map_err(|e| e.to_string()) {
+            failure.get_or_insert(e);
+        }
+    }
+    if let Some(e) = failure {
+        shared.shutdown.store(true, Ordering::Release);
+        for (handle, wake) in loops {
+            wake.wake();
+            let _ = handle.join();
+        }
+        pool.stop();
+        return Err(std::io::Error::other(e));
+    }
+    Ok((shared, loops, pool))
+}
+
+/// The epoll loops, their accepting thread, and the engine pool that serves every request.
+fn start_epoll(
+    listener: std::net::TcpListener,
+    config: ServerConfig,
+    store: Arc<Store>,
+) -> std::io::Result<(Arc<Shared>, (JoinHandle<()>, Arc<Waker>), Loops, EnginePool)> {
+    listener.set_nonblocking(true)?;
+    let listener = mio::net::TcpListener::from_std(listener);
+    let n_workers = config.workers.max(1);
+    let shared = new_shared(config, store);
     let mut setups = Vec::with_capacity(n_workers);
     let mut mailboxes = Vec::with_capacity(n_workers);
     let mut inboxes = Vec::with_capacity(n_workers);
     for id in 0..n_workers {
         let poll = Poll::new()?;
-        let waker = Arc::new(Waker::new(poll.registry(), worker::WAKER)?);
+        let waker = Arc::new(EventFd::new(true)?);
+        poll.registry().register(
+            &mut mio::unix::SourceFd(&std::os::fd::AsRawFd::as_raw_fd(&*waker)),
+            worker::WAKER,
+            mio::Interest::READABLE,
+        )?;
         let (conn_tx, conn_rx) = unbounded();
         let (done_tx, done_rx) = unbounded();
         mailboxes.push(Mailbox {
@@ -130,22 +284,7 @@ pub fn start(config: ServerConfig, store: Arc<Store>) -> std::io::Result<ServerH
     let acceptor = spawn("quiver-accept".into(), move || {
         acceptor::run(listener, accept_poll, s, inboxes)
     })?;
-    let (metrics_addr, http) = match metrics_listen {
-        Some(addr) => {
-            let (bound, handle) = http::start(addr, shared.clone())?;
-            (Some(bound), Some(handle))
-        }
-        None => (None, None),
-    };
-    Ok(ServerHandle {
-        local_addr,
-        metrics_addr,
-        shared,
-        acceptor: (acceptor, accept_waker),
-        workers,
-        pool,
-        http,
-    })
+    Ok((shared, (acceptor, accept_waker), workers, pool))
 }
 
 impl ServerHandle {
@@ -161,17 +300,24 @@ impl ServerHandle {
         &self.shared.metrics
     }
 
+    /// The event loops serving connections (io_uring unless unavailable or configured off).
+    pub fn event_loop(&self) -> EventLoop {
+        self.io
+    }
+
     /// Stops accepting, lets workers finish in-flight requests and write their responses
     /// (bounded by a grace period), stops the engine pool, and hands back the store so the
     /// caller can close it (flush + checkpoint).
     pub fn shutdown(self) -> Arc<Store> {
         self.shared.shutdown.store(true, Ordering::Release);
-        let _ = self.acceptor.1.wake();
-        let _ = self.acceptor.0.join();
-        for (_, waker) in &self.workers {
+        if let Some((handle, waker)) = self.acceptor {
             let _ = waker.wake();
+            let _ = handle.join();
         }
-        for (handle, _) in self.workers {
+        for (_, wake) in &self.loops {
+            wake.wake();
+        }
+        for (handle, _) in self.loops {
             let _ = handle.join();
         }
         self.pool.stop();

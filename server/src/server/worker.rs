@@ -1,16 +1,19 @@
 //! A network worker: one mio event loop serving many connections. It parses frames, answers
 //! cheap requests inline, hands engine work to the pool, and writes completions back.
 
-use super::conn::{next_frame, Conn, NextFrame};
-use super::dispatch::{decode_status, Dispatch, PendingGets};
-use super::executor::{submit, Completion, Envelope};
-use super::job::Job;
-use super::{Shared, MAX_PRE_HANDSHAKE_FRAME_BYTES};
-use crate::protocol::{DecodeError, StatusCode, HEADER_LEN};
+use super::conn::Conn;
+use super::dispatch::{answer_busy, Dispatch, GetRoute};
+use super::executor::{record_completion, Completion, Envelope};
+use super::frames::{handle_frames, idle_trimmed};
+use super::wake::EventFd;
+use super::Shared;
+use crate::protocol::StatusCode;
 use crossbeam::channel::{Receiver, Sender};
-use mio::net::TcpStream;
-use mio::{Events, Interest, Poll, Token, Waker};
+use mio::unix::SourceFd;
+use mio::{Events, Interest, Poll, Token};
 use std::collections::HashMap;
+use std::net::TcpStream;
+use std::os::fd::AsRawFd;
 use std::sync::atomic::Ordering::{Acquire, Relaxed};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -21,21 +24,20 @@ const TICK: Duration = Duration::from_millis(100);
 /// Bytes read from one connection before the worker serves the others.
 const READ_BUDGET: usize = 1 << 20;
 const SCRATCH_BYTES: usize = 256 * 1024;
-/// Capacity a read buffer holding part of a frame may keep after a larger peak.
-const RBUF_KEEP_BYTES: usize = 64 * 1024;
 /// How long a shutting-down worker waits for in-flight requests and unwritten responses.
 const SHUTDOWN_GRACE: Duration = Duration::from_secs(10);
 
 pub struct WorkerSetup {
     pub id: usize,
     pub poll: Poll,
-    pub waker: Arc<Waker>,
+    pub waker: Arc<EventFd>,
     pub new_conns: Receiver<TcpStream>,
     pub completions: Receiver<Completion>,
 }
 
 pub struct Worker {
     poll: Poll,
+    waker: Arc<EventFd>,
     new_conns: Receiver<TcpStream>,
     completions: Receiver<Completion>,
     shared: Arc<Shared>,
@@ -51,14 +53,10 @@ pub struct Worker {
 
 impl Worker {
     pub fn new(setup: WorkerSetup, shared: Arc<Shared>, pool: Sender<Envelope>) -> Worker {
-        let dispatch = Dispatch {
-            worker: setup.id,
-            shared: shared.clone(),
-            pool,
-            pending: HashMap::new(),
-        };
+        let dispatch = Dispatch::new(setup.id, shared.clone(), pool, GetRoute::Pool);
         Worker {
             poll: setup.poll,
+            waker: setup.waker,
             new_conns: setup.new_conns,
             completions: setup.completions,
             shared,
@@ -112,6 +110,7 @@ impl Worker {
     fn handle_events(&mut self, events: &Events) {
         for ev in events.iter() {
             if ev.token() == WAKER {
+                self.waker.drain();
                 self.accept_new();
                 continue;
             }
@@ -143,11 +142,11 @@ impl Worker {
     }
 
     fn accept_new(&mut self) {
-        while let Ok(mut stream) = self.new_conns.try_recv() {
+        while let Ok(stream) = self.new_conns.try_recv() {
             let id = self.next_conn;
             self.next_conn += 1;
             let registered = self.poll.registry().register(
-                &mut stream,
+                &mut SourceFd(&stream.as_raw_fd()),
                 Token(id as usize),
                 Interest::READABLE | Interest::WRITABLE,
             );
@@ -161,38 +160,13 @@ impl Worker {
 
     fn drain_completions(&mut self) {
         while let Ok(c) = self.completions.try_recv() {
-            self.record(&c);
+            record_completion(&self.shared, &c);
             let Some(conn) = self.conns.get_mut(&c.conn) else {
                 continue;
             };
-            conn.inflight = conn.inflight.saturating_sub(c.finished.len() as u32);
-            conn.output.take_built(c.out.len());
-            if conn.wbuf.is_empty() {
-                conn.wbuf = c.out;
-            } else {
-                conn.wbuf.extend_from_slice(&c.out);
-            }
-            conn.output.set_queued(conn.queued_output());
-            self.dirty.push(c.conn);
-        }
-    }
-
-    fn record(&self, c: &Completion) {
-        let now = Instant::now();
-        let mut run_start = 0;
-        for i in 1..=c.finished.len() {
-            if i == c.finished.len() || c.finished[i].0 != c.finished[run_start].0 {
-                let samples: Vec<(u64, bool)> = c.finished[run_start..i]
-                    .iter()
-                    .map(|(_, start, failed)| {
-                        (now.duration_since(*start).as_micros() as u64, *failed)
-                    })
-                    .collect();
-                self.shared
-                    .metrics
-                    .record(c.finished[run_start].0, &samples);
-                run_start = i;
-            }
+            let id = c.conn;
+            conn.take_completion(c);
+            self.dirty.push(id);
         }
     }
 
@@ -300,104 +274,24 @@ impl Worker {
 
     /// Handles every complete frame at the front of the connection's read buffer.
     fn parse_frames(&mut self, id: u64) {
-        let limits = self.shared.config.limits.clone();
         let Some(conn) = self.conns.get_mut(&id) else {
             return;
         };
-        let buf = std::mem::take(&mut conn.rbuf);
-        let mut pos = 0;
-        let mut completed = false;
-        let mut paused = false;
-        while !conn.closing {
-            if conn.inflight >= limits.max_inflight_per_connection
-                || conn.queued_output() as u64 >= limits.max_output_bytes_per_connection
-            {
-                paused = true;
-                break;
-            }
-            let max_body = if conn.handshaken {
-                limits.max_frame_bytes
-            } else {
-                MAX_PRE_HANDSHAKE_FRAME_BYTES
-            };
-            match next_frame(&buf[pos..], max_body) {
-                NextFrame::Complete(h, end) => {
-                    let body = &buf[pos + HEADER_LEN..pos + end];
-                    self.dispatch.on_frame(id, conn, h, body);
-                    pos += end;
-                    completed = true;
-                }
-                NextFrame::Incomplete => break,
-                NextFrame::Broken(e, request_id) => {
-                    self.shared.metrics.frames_malformed.fetch_add(1, Relaxed);
-                    let status = decode_status(&e);
-                    let message = match e {
-                        DecodeError::FrameTooLarge { len, max } if !conn.handshaken => format!(
-                            "frame body of {len} bytes before HANDSHAKE exceeds the {max}-byte \
-                             limit for frames before a successful handshake"
-                        ),
-                        e => e.to_string(),
-                    };
-                    conn.push_error(0, request_id, status, &message);
-                    conn.closing = true;
-                    pos = buf.len();
-                }
-            }
-        }
-        let mut buf = buf;
-        buf.drain(..pos);
+        let mut buf = std::mem::take(&mut conn.rbuf);
+        let parsed = handle_frames(&mut self.dispatch, id, conn, &buf);
+        buf.drain(..parsed.consumed);
         conn.rbuf = idle_trimmed(buf);
-        conn.paused |= paused;
-        // The slow-client clock runs only while a partial frame waits for its remaining bytes.
-        if paused || conn.rbuf.is_empty() {
-            conn.frame_started = None;
-        } else if completed || conn.frame_started.is_none() {
-            conn.frame_started = Some(Instant::now());
-        }
+        conn.paused |= parsed.paused;
+        conn.after_parse(parsed.paused, parsed.completed, Instant::now());
     }
 
-    /// Sends this pass's GETs to the engine pool, one job per reference list and batch limit.
+    /// Sends this pass's GETs to the engine pool.
     fn flush_gets(&mut self) {
-        let max = self.shared.config.limits.max_batch_keys as usize;
-        let pending: Vec<PendingGets> = self.dispatch.pending.drain().map(|(_, p)| p).collect();
-        for PendingGets {
-            features,
-            mut items,
-        } in pending
-        {
-            while !items.is_empty() {
-                let rest = items.split_off(items.len().min(max));
-                let job = Job::Gets {
-                    features: features.clone(),
-                    items,
-                };
-                items = rest;
-                if let Err(env) = submit(
-                    &self.dispatch.pool,
-                    Envelope {
-                        worker: self.dispatch.worker,
-                        job,
-                    },
-                ) {
-                    self.answer_busy(env.job);
-                }
-            }
-        }
-    }
-
-    fn answer_busy(&mut self, job: Job) {
-        let msg = format!(
-            "engine queue full ({} jobs); retry later",
-            self.shared.config.engine_queue
-        );
-        for t in job.targets() {
-            self.shared.metrics.busy_rejections.fetch_add(1, Relaxed);
-            self.shared
-                .metrics
-                .record(t.opcode, &[(t.start.elapsed().as_micros() as u64, true)]);
+        let mut refused = Vec::new();
+        self.dispatch.flush_gets(|t| refused.push(t));
+        for t in refused {
             if let Some(conn) = self.conns.get_mut(&t.conn) {
-                conn.inflight = conn.inflight.saturating_sub(1);
-                conn.push_error(t.opcode as u8, t.request_id, StatusCode::Busy, &msg);
+                answer_busy(&self.shared, conn, &t);
                 self.dirty.push(t.conn);
             }
         }
@@ -455,22 +349,12 @@ impl Worker {
     }
 
     fn close(&mut self, id: u64) {
-        if let Some(mut conn) = self.conns.remove(&id) {
-            let _ = self.poll.registry().deregister(&mut conn.stream);
+        if let Some(conn) = self.conns.remove(&id) {
+            let _ = self
+                .poll
+                .registry()
+                .deregister(&mut SourceFd(&conn.stream.as_raw_fd()));
             self.shared.metrics.connections_open.fetch_sub(1, Relaxed);
         }
     }
-}
-
-/// A read buffer after its whole frames were handled: an empty one is freed (an idle
-/// connection holds no read memory), and one left holding a small partial frame after a
-/// large one gives back the rest of its peak capacity.
-fn idle_trimmed(mut buf: Vec<u8>) -> Vec<u8> {
-    if buf.is_empty() {
-        return Vec::new();
-    }
-    if buf.capacity() > RBUF_KEEP_BYTES && buf.len() * 4 < buf.capacity() {
-        buf.shrink_to(buf.len().max(RBUF_KEEP_BYTES));
-    }
-    buf
 }
