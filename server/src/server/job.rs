@@ -268,15 +268,15 @@ fn execute_gets(
     }
 }
 
-/// The values of one entity as `t`'s client can read them: a client that did not set
-/// `FLAG_CORRUPT_STATUS` gets the STORE_FAILED status it knows instead of values holding
-/// CORRUPT, with a message naming the damaged features.
-fn readable(
-    t: &Target,
+/// The values of one entity as the request's client can read them: a client that did not set
+/// `FLAG_CORRUPT_STATUS` (`corrupt_status`) gets the STORE_FAILED status it knows instead of
+/// values holding CORRUPT, with a message naming the damaged features.
+pub fn readable(
+    corrupt_status: bool,
     features: &[FeatureRef],
     values: Vec<FeatureValue>,
 ) -> Result<Vec<FeatureValue>, (StatusCode, String)> {
-    if t.corrupt_status || values.iter().all(|v| v.status != Status::Corrupt) {
+    if corrupt_status || values.iter().all(|v| v.status != Status::Corrupt) {
         return Ok(values);
     }
     let mut damaged: Vec<String> = Vec::new();
@@ -300,7 +300,7 @@ fn readable(
 }
 
 fn get_response(t: &Target, features: &[FeatureRef], values: Vec<FeatureValue>) -> Response {
-    match readable(t, features, values) {
+    match readable(t.corrupt_status, features, values) {
         Ok(values) => Response::Get(values),
         Err((status, message)) => Response::Error { status, message },
     }
@@ -320,7 +320,10 @@ fn get_many_body(
     let mut done = 0;
     for slice in keys.chunks(GET_MANY_SLICE_KEYS) {
         for item in get_many(store, slice, features) {
-            put_get_many_item(&mut body, &item.and_then(|v| readable(t, features, v)));
+            put_get_many_item(
+                &mut body,
+                &item.and_then(|v| readable(t.corrupt_status, features, v)),
+            );
         }
         done += slice.len();
         if body.len() > max_body {

@@ -1,0 +1,320 @@
+//! GETs served by the io_uring loop itself: no hand-off to another thread, no wake-up.
+//!
+//! A GET resolves its feature list through a small cache of read plans (made again when the
+//! registry's schemas change), starts the store's [`PendingGet`], and answers at once when every
+//! row was in memory. Otherwise the device reads it needs go to [`LoopGets::outbox`], which the
+//! loop submits to its ring with everybody else's reads of the turn; each completion comes
+//! back through [`LoopGets::complete_read`], and the answer is encoded into the connection's
+//! write buffer by [`LoopGets::respond`].
+
+use super::conn::Conn;
+use super::job::{encode_checked, error_response, readable};
+use super::Shared;
+use crate::protocol::{
+    decode_refs, split_get_body, FrameHeader, Opcode, Response, StatusCode, FLAG_CORRUPT_STATUS,
+};
+use quiver_engine::feature::read::ReadPlan;
+use quiver_engine::feature::{FeatureRef, FeatureValue, KeyType};
+use quiver_engine::PendingGet;
+use quiver_wal::BufPool;
+use std::collections::HashMap;
+use std::sync::atomic::Ordering::Relaxed;
+use std::sync::Arc;
+use std::time::Instant;
+
+/// Distinct feature lists whose plans a loop keeps (the cache starts over when full).
+const MAX_CACHED_PLANS: usize = 256;
+/// Read buffers a loop keeps per size class for memory stores' in-place reads.
+const MEMORY_READ_BUFS: usize = 16;
+
+/// A device read a GET waits for.
+#[derive(Debug, Clone, Copy)]
+pub struct ReadRequest {
+    /// Index of the GET in [`LoopGets`].
+    pub get: u32,
+    /// The group slot of the GET's [`PendingGet`].
+    pub slot: u32,
+    pub offset: u64,
+    pub len: usize,
+}
+
+/// What a GET's answer is encoded for.
+#[derive(Clone)]
+pub struct GetTarget {
+    pub conn: u64,
+    pub request_id: u64,
+    pub start: Instant,
+    /// The request set `FLAG_CORRUPT_STATUS`.
+    pub corrupt_status: bool,
+    /// The features asked for (named in the message a damaged row gets without the flag).
+    pub features: Arc<Vec<FeatureRef>>,
+}
+
+/// A GET whose device reads are outstanding.
+struct LoopGet {
+    pending: PendingGet,
+    target: GetTarget,
+    outstanding: u32,
+}
+
+/// A GET whose reads are done, to be answered on its connection.
+pub struct FinishedGet {
+    pub target: GetTarget,
+    pub answer: quiver_engine::Result<Vec<FeatureValue>>,
+}
+
+/// A resolved feature list.
+#[derive(Clone)]
+struct Plan {
+    read: Arc<ReadPlan>,
+    features: Arc<Vec<FeatureRef>>,
+}
+
+struct CachedPlan {
+    changes: u64,
+    key_type: KeyType,
+    plan: Plan,
+}
+
+pub struct LoopGets {
+    shared: Arc<Shared>,
+    plans: HashMap<Vec<u8>, CachedPlan>,
+    gets: Vec<Option<LoopGet>>,
+    free: Vec<u32>,
+    /// Device reads to submit this turn.
+    pub outbox: Vec<ReadRequest>,
+    /// Device reads are copies from memory (a memory store): made in place.
+    reads_in_place: bool,
+    bufs: BufPool,
+    /// Latencies of answered GETs, recorded once per loop turn.
+    samples: Vec<(u64, bool)>,
+    /// A read found damage: the loop has the damaged-key list written off the loop.
+    pub damage_found: bool,
+}
+
+impl LoopGets {
+    pub fn new(shared: Arc<Shared>) -> LoopGets {
+        let reads_in_place = shared.store.engine().reads_from_memory();
+        LoopGets {
+            shared,
+            plans: HashMap::new(),
+            gets: Vec::new(),
+            free: Vec::new(),
+            outbox: Vec::new(),
+            reads_in_place,
+            bufs: BufPool::new(MEMORY_READ_BUFS),
+            samples: Vec::new(),
+            damage_found: false,
+        }
+    }
+
+    /// Handles one GET frame of connection `conn_id`.
+    pub fn start(
+        &mut self,
+        conn_id: u64,
+        conn: &mut Conn,
+        h: &FrameHeader,
+        body: &[u8],
+        start: Instant,
+    ) {
+        let id = h.request_id;
+        let (key, raw_refs) = match split_get_body(body) {
+            Ok(parts) => parts,
+            Err(e) => return self.malformed(conn, id, start, &e.to_string()),
+        };
+        let plan = match self.plan(raw_refs, key.key_type()) {
+            Ok(plan) => plan,
+            Err((status, message)) => {
+                if status == StatusCode::BadFrame {
+                    return self.malformed(conn, id, start, &message);
+                }
+                return self.fail(conn, id, start, status, &message);
+            }
+        };
+        let target = GetTarget {
+            conn: conn_id,
+            request_id: id,
+            start,
+            corrupt_status: h.flags & FLAG_CORRUPT_STATUS != 0,
+            features: plan.features,
+        };
+        let store = &self.shared.store;
+        let mut pending = match store.begin_get(&plan.read, &key) {
+            Ok(p) => p,
+            Err(e) => return self.respond(conn, &target, Err(e)),
+        };
+        if self.reads_in_place {
+            self.read_in_place(&mut pending);
+        }
+        if pending.is_ready() {
+            let before = conn.wbuf.len();
+            let answer = pending.finish(&self.shared.store);
+            self.note_damage();
+            self.respond(conn, &target, answer);
+            conn.batch_engine_bytes += conn.wbuf.len() - before;
+            return;
+        }
+        let index = self.free.pop().unwrap_or_else(|| {
+            self.gets.push(None);
+            (self.gets.len() - 1) as u32
+        });
+        let mut outstanding = 0;
+        for (slot, offset, len) in pending.device_reads() {
+            outstanding += 1;
+            self.outbox.push(ReadRequest {
+                get: index,
+                slot: slot as u32,
+                offset,
+                len,
+            });
+        }
+        self.gets[index as usize] = Some(LoopGet {
+            pending,
+            target,
+            outstanding,
+        });
+        conn.inflight += 1;
+    }
+
+    /// A read that found damage leaves the damaged-key list to write (a durable write): the
+    /// loop has it written off the loop.
+    fn note_damage(&mut self) {
+        if self.shared.store.engine().read_damage_pending() {
+            self.damage_found = true;
+        }
+    }
+
+    /// A memory store's reads are copies: made here, until none is outstanding.
+    fn read_in_place(&mut self, pending: &mut PendingGet) {
+        let store = self.shared.store.clone();
+        loop {
+            let Some((slot, offset, len)) = pending.device_reads().next() else {
+                return;
+            };
+            let mut buf = self.bufs.take(len);
+            let read = store.engine().read_now(offset, &mut buf[..len]);
+            pending.complete(&store, slot, read.map(|()| &buf[..len]));
+            self.bufs.give(buf);
+        }
+    }
+
+    /// The plan for `raw_refs` (a GET body's reference list) and entities of `key_type`.
+    fn plan(&mut self, raw_refs: &[u8], key_type: KeyType) -> Result<Plan, (StatusCode, String)> {
+        let changes = self.shared.store.registry_changes();
+        if let Some(c) = self.plans.get(raw_refs) {
+            if c.changes == changes && c.key_type == key_type {
+                return Ok(c.plan.clone());
+            }
+        }
+        let features = decode_refs(raw_refs).map_err(|e| (StatusCode::BadFrame, e.to_string()))?;
+        let max = self.shared.config.limits.max_features_per_request;
+        if features.len() > max as usize {
+            let msg = format!(
+                "feature list of {} exceeds the max_features_per_request limit of {max}",
+                features.len()
+            );
+            return Err((StatusCode::LimitExceeded, msg));
+        }
+        let read = self
+            .shared
+            .store
+            .read_plan(key_type, &features)
+            .map_err(|e| super::engine_error(&e))?;
+        let plan = Plan {
+            read,
+            features: Arc::new(features),
+        };
+        if self.plans.len() >= MAX_CACHED_PLANS {
+            self.plans.clear();
+        }
+        self.plans.insert(
+            raw_refs.to_vec(),
+            CachedPlan {
+                changes,
+                key_type,
+                plan: plan.clone(),
+            },
+        );
+        Ok(plan)
+    }
+
+    /// Hands over the bytes (or error) of a read from the outbox. Returns the GET when it is
+    /// done; a read that must be made again (a moved record) goes back to the outbox.
+    pub fn complete_read(
+        &mut self,
+        r: ReadRequest,
+        bytes: quiver_engine::Result<&[u8]>,
+    ) -> Option<FinishedGet> {
+        let get = self.gets[r.get as usize]
+            .as_mut()
+            .expect("a read completes for a GET in flight");
+        let store = &self.shared.store;
+        match get.pending.complete(store, r.slot as usize, bytes) {
+            Some((offset, len)) => self.outbox.push(ReadRequest { offset, len, ..r }),
+            None => get.outstanding -= 1,
+        }
+        if get.outstanding > 0 {
+            return None;
+        }
+        let done = self.gets[r.get as usize].take().expect("checked above");
+        self.free.push(r.get);
+        let answer = done.pending.finish(&self.shared.store);
+        self.note_damage();
+        Some(FinishedGet {
+            target: done.target,
+            answer,
+        })
+    }
+
+    /// Encodes a GET's answer on its connection: the values (a damaged row's features CORRUPT,
+    /// or STORE_FAILED for a client that did not ask for that status), the engine's error,
+    /// LIMIT_EXCEEDED when the response would exceed the frame limit, or BUSY when the
+    /// connection's unread responses already reach `max_output_bytes_per_connection`.
+    pub fn respond(
+        &mut self,
+        conn: &mut Conn,
+        t: &GetTarget,
+        answer: quiver_engine::Result<Vec<FeatureValue>>,
+    ) {
+        let limits = &self.shared.config.limits;
+        let (id, start) = (t.request_id, t.start);
+        let unsent = conn.queued_output() as u64;
+        if unsent >= limits.max_output_bytes_per_connection {
+            self.shared.metrics.busy_rejections.fetch_add(1, Relaxed);
+            let message = format!(
+                "this connection has {unsent} bytes of unread responses, at the \
+                 max_output_bytes_per_connection limit of {}; read responses, then retry",
+                limits.max_output_bytes_per_connection
+            );
+            return self.fail(conn, id, start, StatusCode::Busy, &message);
+        }
+        let response = match answer.map(|v| readable(t.corrupt_status, &t.features, v)) {
+            Ok(Ok(values)) => Response::Get(values),
+            Ok(Err((status, message))) => Response::Error { status, message },
+            Err(e) => error_response(&e),
+        };
+        let max_body = limits.max_frame_bytes as usize;
+        let failed = encode_checked(&mut conn.wbuf, Opcode::Get, id, &response, max_body);
+        self.samples
+            .push((start.elapsed().as_micros() as u64, failed));
+    }
+
+    fn fail(&mut self, conn: &mut Conn, id: u64, start: Instant, status: StatusCode, msg: &str) {
+        conn.push_error(Opcode::Get as u8, id, status, msg);
+        self.samples
+            .push((start.elapsed().as_micros() as u64, true));
+    }
+
+    fn malformed(&mut self, conn: &mut Conn, id: u64, start: Instant, msg: &str) {
+        self.shared.metrics.frames_malformed.fetch_add(1, Relaxed);
+        self.fail(conn, id, start, StatusCode::BadFrame, msg);
+    }
+
+    /// Records this turn's latencies (one histogram lock per turn, not per GET).
+    pub fn flush_samples(&mut self) {
+        if !self.samples.is_empty() {
+            self.shared.metrics.record(Opcode::Get, &self.samples);
+            self.samples.clear();
+        }
+    }
+}
