@@ -1,0 +1,61 @@
+#!/usr/bin/env bash
+# Training sets: quiver training-set against DuckDB's ASOF JOIN over the same history in
+# Parquet (rows/s and peak RSS, alternating A,B,A,B), "as served" against event time only, and
+# the history's device bytes per version with and without the write time. See
+# docs/BENCHMARKS.md. The defaults are the scaled-down run; the issue's full size is
+#   ENTITIES=100000 VERSIONS=10000000 SPINE_ROWS=1000000 scripts/training-set-bench.sh
+set -euo pipefail
+cd "$(dirname "$0")/.."
+DIR="${DIR:-/var/tmp/quiver-training-bench}"
+ENTITIES="${ENTITIES:-10000}"
+VERSIONS="${VERSIONS:-1000000}"
+SPINE_ROWS="${SPINE_ROWS:-100000}"
+ROUNDS="${ROUNDS:-2}"
+QUIVER_VENV="${QUIVER_VENV:-$HOME/.cache/quiver/venv}"
+
+if ! "$QUIVER_VENV/bin/python" -c 'import duckdb' >/dev/null 2>&1; then
+    rm -rf "$QUIVER_VENV"
+    python3 -m venv "$QUIVER_VENV"
+    "$QUIVER_VENV/bin/pip" install -q --disable-pip-version-check duckdb
+fi
+PY="$QUIVER_VENV/bin/python"
+cargo build --release -q -p quiver-tools --bin quiver -p quiver-benches --bin quiver-training-bench
+BIN=target/release
+mkdir -p "$DIR"
+echo "machine: $(nproc) cores, load $(cut -d' ' -f1-3 /proc/loadavg)"
+
+echo "== load: $VERSIONS versions, $ENTITIES entities per group, $SPINE_ROWS spine rows"
+"$BIN/quiver-training-bench" --dir "$DIR" --entities "$ENTITIES" --versions "$VERSIONS" --spine-rows "$SPINE_ROWS"
+"$PY" scripts/training_bench_duckdb.py prepare "$DIR"
+
+# Runs a command, prints "<seconds> s, peak RSS <MiB> MiB" for it alone.
+measure() {
+    "$PY" - "$@" <<'PYEOF'
+import resource, subprocess, sys, time
+t = time.perf_counter()
+subprocess.run(sys.argv[1:], check=True, stdout=subprocess.DEVNULL)
+s = time.perf_counter() - t
+rss = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss / 1024
+print(f"{s:.2f} s, peak RSS {rss:.0f} MiB")
+PYEOF
+}
+
+quiver_set() { # MODE OUT
+    measure "$BIN/quiver" --data "$DIR/store.db" training-set --spine "$DIR/spine.parquet" \
+        --timestamp-column ts --key-column user=user_id --key-column shop=shop_id \
+        --feature user:clicks --feature user:score --feature shop:orders --feature shop:rating \
+        --mode "$1" --out "$2" --force
+}
+
+echo "== quiver training-set (event time) vs DuckDB ASOF JOIN, $SPINE_ROWS rows, A,B,A,B"
+for round in $(seq "$ROUNDS"); do
+    echo "round $round quiver: $(quiver_set event "$DIR/quiver_event.parquet")"
+    echo "round $round duckdb: $(measure "$PY" scripts/training_bench_duckdb.py asof "$DIR" "$DIR/duckdb.parquet")"
+done
+echo "same answers: $("$PY" scripts/training_bench_duckdb.py check "$DIR" "$DIR/quiver_event.parquet" "$DIR/duckdb.parquet")"
+
+echo "== as-served vs event time only, A,B,A,B"
+for round in $(seq "$ROUNDS"); do
+    echo "round $round as-served: $(quiver_set as-served "$DIR/quiver_served.parquet")"
+    echo "round $round event:     $(quiver_set event "$DIR/quiver_event.parquet")"
+done
