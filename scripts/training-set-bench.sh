@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Training sets: quiver training-set against DuckDB's ASOF JOIN over the same history in
 # Parquet (rows/s and peak RSS, alternating A,B,A,B), "as served" against event time only, and
-# the history's device bytes per version with and without the write time. See
+# the history's device bytes per version with and without the write time (printed by the
+# load). See
 # docs/BENCHMARKS.md. The defaults are the scaled-down run; the full size is
 #   ENTITIES=100000 VERSIONS=10000000 SPINE_ROWS=1000000 scripts/training-set-bench.sh
 set -euo pipefail
@@ -24,9 +25,11 @@ BIN=target/release
 mkdir -p "$DIR"
 echo "machine: $(nproc) cores, load $(cut -d' ' -f1-3 /proc/loadavg)"
 
-echo "== load: $VERSIONS versions, $ENTITIES entities per group, $SPINE_ROWS spine rows"
-"$BIN/quiver-training-bench" --dir "$DIR" --entities "$ENTITIES" --versions "$VERSIONS" --spine-rows "$SPINE_ROWS"
-"$PY" scripts/training_bench_duckdb.py prepare "$DIR"
+if [ "${SKIP_LOAD:-0}" != 1 ]; then # SKIP_LOAD=1 measures the store and files of the last load
+    echo "== load: $VERSIONS versions, $ENTITIES entities per group, $SPINE_ROWS spine rows"
+    "$BIN/quiver-training-bench" --dir "$DIR" --entities "$ENTITIES" --versions "$VERSIONS" --spine-rows "$SPINE_ROWS"
+    "$PY" scripts/training_bench_duckdb.py prepare "$DIR"
+fi
 
 # Runs a command, prints "<seconds> s, peak RSS <MiB> MiB" for it alone.
 measure() {

@@ -15,6 +15,8 @@ use crate::store::Store;
 
 /// Most threads one batch's reads are spread over.
 pub const MAX_JOIN_THREADS: usize = 64;
+/// Join threads per core by default.
+const THREADS_PER_CORE: usize = 4;
 
 /// The features of one group a training set reads, and where their answers go.
 #[derive(Debug, Clone)]
@@ -101,13 +103,15 @@ impl Store {
             part.refs.push(r.clone());
             part.columns.push(column);
         }
-        let threads = std::thread::available_parallelism().map_or(1, |n| n.get());
+        // Reads mostly wait for the device: a few more threads than cores keep more of them
+        // in flight.
+        let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
         Ok(TrainingSet {
             store: self,
             mode,
             features: features.to_vec(),
             groups,
-            threads: threads.min(MAX_JOIN_THREADS),
+            threads: (cores * THREADS_PER_CORE).min(MAX_JOIN_THREADS),
         })
     }
 }
@@ -127,8 +131,7 @@ impl<'s> TrainingSet<'s> {
         self.mode
     }
 
-    /// Spreads each batch's reads over at most `threads` threads (default: the machine's
-    /// cores).
+    /// Spreads each batch's reads over at most `threads` threads (default: four per core).
     pub fn threads(mut self, threads: usize) -> TrainingSet<'s> {
         self.threads = threads.clamp(1, MAX_JOIN_THREADS);
         self

@@ -321,8 +321,8 @@ pub struct TrainingSetArgs {
     /// Name feature columns GROUP__FEATURE instead of FEATURE
     #[arg(long)]
     pub full_feature_names: bool,
-    /// Spine rows read, joined and written per step (one output row group each)
-    #[arg(long, value_name = "N", default_value_t = 65_536, value_parser = clap::value_parser!(u64).range(1..=quiver_engine::training::MAX_SPINE_BATCH_ROWS as u64))]
+    /// Spine rows read, joined and written per step (one output row group each); rows of one entity in a step share its reads
+    #[arg(long, value_name = "N", default_value_t = 262_144, value_parser = clap::value_parser!(u64).range(1..=quiver_engine::training::MAX_SPINE_BATCH_ROWS as u64))]
     pub batch_rows: u64,
     /// Overwrite --out if it exists
     #[arg(long)]

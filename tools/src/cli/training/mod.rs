@@ -148,7 +148,7 @@ fn write(
 
 fn report(args: &TrainingSetArgs, counts: &Counts, seconds: f64, out: Out) {
     let rate = counts.rows as f64 / seconds.max(1e-9);
-    let [present, null, not_found, expired] = counts.statuses;
+    let [present, nulls, not_found, expired] = counts.statuses;
     let doc = json!({
         "spine": args.spine.display().to_string(),
         "out": args.out.display().to_string(),
@@ -157,7 +157,7 @@ fn report(args: &TrainingSetArgs, counts: &Counts, seconds: f64, out: Out) {
         "features": args.features.len(),
         "seconds": seconds,
         "rows_per_s": rate,
-        "values": { "present": present, "null": null, "not_found": not_found, "expired": expired },
+        "values": { "present": present, "null": nulls, "not_found": not_found, "expired": expired },
     });
     out.emit(doc, || {
         println!(
@@ -171,7 +171,7 @@ fn report(args: &TrainingSetArgs, counts: &Counts, seconds: f64, out: Out) {
         println!(
             "values: {} present, {} null, {} not found, {} expired",
             thousands(present),
-            thousands(null),
+            thousands(nulls),
             thousands(not_found),
             thousands(expired)
         );
