@@ -105,11 +105,22 @@ pub fn run(args: &TrainingSetArgs, backend: &mut dyn Backend, out: Out) -> CliRe
     Ok(())
 }
 
-/// Rows written and values by status (present, null, not found, expired).
+/// Rows written and values by status (present, null, not found, expired, corrupt).
 #[derive(Debug, Default)]
 struct Counts {
     rows: u64,
-    statuses: [u64; 4],
+    statuses: [u64; 5],
+}
+
+/// Where a status is counted in [`Counts::statuses`].
+fn status_slot(status: Status) -> usize {
+    match status {
+        Status::Present => 0,
+        Status::Null => 1,
+        Status::NotFound => 2,
+        Status::Expired => 3,
+        Status::Corrupt => 4,
+    }
 }
 
 fn write(
@@ -135,7 +146,7 @@ fn write(
         sink.write(&chunk, &joined)?;
         counts.rows += chunk.batch.len() as u64;
         for v in joined.columns.iter().flatten() {
-            counts.statuses[v.status as usize] += 1;
+            counts.statuses[status_slot(v.status)] += 1;
         }
         progress.set_position(counts.rows);
         let rate = counts.rows as f64 / start.elapsed().as_secs_f64().max(1e-9);
@@ -148,7 +159,7 @@ fn write(
 
 fn report(args: &TrainingSetArgs, counts: &Counts, seconds: f64, out: Out) {
     let rate = counts.rows as f64 / seconds.max(1e-9);
-    let [present, nulls, not_found, expired] = counts.statuses;
+    let [present, nulls, not_found, expired, corrupt] = counts.statuses;
     let doc = json!({
         "spine": args.spine.display().to_string(),
         "out": args.out.display().to_string(),
@@ -157,7 +168,7 @@ fn report(args: &TrainingSetArgs, counts: &Counts, seconds: f64, out: Out) {
         "features": args.features.len(),
         "seconds": seconds,
         "rows_per_s": rate,
-        "values": { "present": present, "null": nulls, "not_found": not_found, "expired": expired },
+        "values": { "present": present, "null": nulls, "not_found": not_found, "expired": expired, "corrupt": corrupt },
     });
     out.emit(doc, || {
         println!(
