@@ -24,6 +24,8 @@ pub struct Metrics {
     pub engine_batches: AtomicU64,
     pub engine_batched_gets: AtomicU64,
     pub busy_rejections: AtomicU64,
+    /// Device reads of GETs submitted by the io_uring loops to their own rings.
+    pub loop_device_reads: AtomicU64,
 }
 
 fn histogram() -> Mutex<Histogram<u64>> {
@@ -45,6 +47,7 @@ impl Default for Metrics {
             engine_batches: AtomicU64::new(0),
             engine_batched_gets: AtomicU64::new(0),
             busy_rejections: AtomicU64::new(0),
+            loop_device_reads: AtomicU64::new(0),
         }
     }
 }
@@ -178,6 +181,12 @@ impl Metrics {
                 "counter",
                 "Requests answered BUSY because the engine queue was full.",
                 &self.busy_rejections,
+            ),
+            (
+                "quiver_loop_device_reads_total",
+                "counter",
+                "Device reads of GETs submitted by the io_uring event loops to their own rings.",
+                &self.loop_device_reads,
             ),
         ];
         for (name, kind, help, v) in gauges {

@@ -49,6 +49,8 @@ pub struct Shared {
     pub store: Arc<Store>,
     pub metrics: Metrics,
     pub shutdown: AtomicBool,
+    /// The event loops serving connections.
+    pub event_loop: EventLoop,
 }
 
 /// A running server. Dropping it without [`ServerHandle::shutdown`] leaves threads running.
@@ -57,7 +59,7 @@ pub struct ServerHandle {
     metrics_addr: Option<SocketAddr>,
     shared: Arc<Shared>,
     /// The epoll loops' accepting thread (the io_uring loops accept on their own).
-    acceptor: Option<(JoinHandle<()>, Arc<Waker>)>,
+    acceptor: Option<Acceptor>,
     loops: Vec<(JoinHandle<()>, Arc<EventFd>)>,
     pool: EnginePool,
     http: Option<JoinHandle<()>>,
@@ -71,6 +73,15 @@ pub enum EventLoop {
     Uring,
     /// mio (epoll) loops, an accepting thread, and every engine call in the pool.
     Epoll,
+}
+
+impl EventLoop {
+    pub fn name(self) -> &'static str {
+        match self {
+            EventLoop::Uring => "io_uring",
+            EventLoop::Epoll => "epoll",
+        }
+    }
 }
 
 fn spawn(name: String, f: impl FnOnce() + Send + 'static) -> std::io::Result<JoinHandle<()>> {
@@ -91,12 +102,13 @@ fn widen_backlog(listener: &std::net::TcpListener) {
     }
 }
 
-fn new_shared(config: ServerConfig, store: Arc<Store>) -> Arc<Shared> {
+fn new_shared(config: ServerConfig, store: Arc<Store>, event_loop: EventLoop) -> Arc<Shared> {
     Arc::new(Shared {
         config,
         store,
         metrics: Metrics::default(),
         shutdown: AtomicBool::new(false),
+        event_loop,
     })
 }
 
@@ -151,6 +163,8 @@ pub fn start(config: ServerConfig, store: Arc<Store>) -> std::io::Result<ServerH
 }
 
 type Loops = Vec<(JoinHandle<()>, Arc<EventFd>)>;
+/// The epoll loops' accepting thread and its waker.
+type Acceptor = (JoinHandle<()>, Arc<Waker>);
 
 /// The io_uring loops: the first accepts (blocking listener: io_uring waits on it) and deals
 /// connections out. Each loop builds its ring on its own thread and reports back; if any
@@ -163,7 +177,7 @@ fn start_ring(
     let listener = Arc::new(listener.try_clone()?);
     listener.set_nonblocking(false)?;
     let n = config.workers.max(1);
-    let shared = new_shared(config, store);
+    let shared = new_shared(config, store, EventLoop::Uring);
     let mut wakes = Vec::with_capacity(n);
     let mut mailboxes = Vec::with_capacity(n);
     let mut inboxes = Vec::with_capacity(n);
@@ -234,11 +248,11 @@ fn start_epoll(
     listener: std::net::TcpListener,
     config: ServerConfig,
     store: Arc<Store>,
-) -> std::io::Result<(Arc<Shared>, (JoinHandle<()>, Arc<Waker>), Loops, EnginePool)> {
+) -> std::io::Result<(Arc<Shared>, Acceptor, Loops, EnginePool)> {
     listener.set_nonblocking(true)?;
     let listener = mio::net::TcpListener::from_std(listener);
     let n_workers = config.workers.max(1);
-    let shared = new_shared(config, store);
+    let shared = new_shared(config, store, EventLoop::Epoll);
     let mut setups = Vec::with_capacity(n_workers);
     let mut mailboxes = Vec::with_capacity(n_workers);
     let mut inboxes = Vec::with_capacity(n_workers);

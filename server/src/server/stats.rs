@@ -120,6 +120,8 @@ pub fn stats_json(shared: &Shared) -> String {
             "engine_batches": m.engine_batches.load(Relaxed),
             "engine_batched_gets": m.engine_batched_gets.load(Relaxed),
             "busy_rejections": m.busy_rejections.load(Relaxed),
+            "event_loop": shared.event_loop.name(),
+            "loop_device_reads": m.loop_device_reads.load(Relaxed),
         },
         "ops": ops,
         "engine": engine,

@@ -666,6 +666,10 @@ impl RingLoop {
         };
         let room = MAX_DEVICE_READS.saturating_sub(self.reads_in_flight);
         let take = gets.outbox.len().min(room);
+        self.shared
+            .metrics
+            .loop_device_reads
+            .fetch_add(take as u64, Relaxed);
         for req in gets.outbox.drain(..take) {
             let index = self.free_reads.pop().unwrap_or_else(|| {
                 self.reads.push(None);
