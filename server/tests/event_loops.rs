@@ -15,7 +15,7 @@ const FEATURES: usize = 40;
 
 fn refs(group: &str, n: usize) -> Vec<FeatureRef> {
     (0..n)
-        .map(|i| FeatureRef::new(group, &format!("f{i}")))
+        .map(|i| FeatureRef::new(group, format!("f{i}")))
         .collect()
 }
 
