@@ -40,10 +40,16 @@ impl Quiverd {
     }
 
     /// Spawns quiverd and reads the first `lines` lines of its stdout; the first names the
-    /// bound address.
+    /// bound address. `QUIVER_TEST_IO=epoll` (or `uring`) gives every quiverd that `--io`
+    /// unless the test names one itself: the whole suite against either event loop.
     fn launch(args: &[&str], env: &[(&str, &str)], lines: usize) -> (Quiverd, Vec<String>) {
         let mut cmd = Command::new(env!("CARGO_BIN_EXE_quiverd"));
         cmd.args(["--listen", "127.0.0.1:0"]).args(args);
+        if let Ok(io) = std::env::var("QUIVER_TEST_IO") {
+            if !args.contains(&"--io") {
+                cmd.args(["--io", &io]);
+            }
+        }
         cmd.env_remove("QUIVER_AUTH_TOKEN")
             .env("QUIVER_LOG", "warn");
         for (k, v) in env {
