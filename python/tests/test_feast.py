@@ -296,3 +296,28 @@ def test_one_quiver_request_per_get_online_features(edge_store, quiverd):
     _both_paths(edge_store, FEATURES, EDGE_ROWS, False)
     final = _requests(c)
     assert final["get_many"] - after["get_many"] - 1 == 1 + len(VIEWS)
+
+
+def test_past_the_servers_limits_the_answers_stay_the_same(tmp_path, data, caplog):
+    """A quiverd taking 5 features per request and 3 keys per batch: a request for every view
+    (21 references) falls back to the per-view path, saying so once; keys beyond the batch
+    limit go in pipelined requests. Answers are unchanged."""
+    from conftest import Quiverd
+
+    small = Quiverd(["--max-features-per-request", "5", "--max-batch-keys", "3"])
+    try:
+        repo = write_repo(tmp_path / "limits", {"type": "quiver.feast.QuiverOnlineStore", "address": small.addr}, data, VECTOR_DIM)
+        feast_cli(repo, "apply")
+        store = FeatureStore(repo_path=str(repo))
+        for view in VIEWS:
+            store.write_to_online_store(view, data[view].sort_values("event_timestamp").drop_duplicates(data[view].columns[0], keep="last"))
+        caplog.set_level("WARNING", logger="quiver.feast.online_store")
+        one, per_view = _both_paths(store, FEATURES, EDGE_ROWS, False)
+        responses_equal(one, per_view)
+        one_again, _ = _both_paths(store, FEATURES, EDGE_ROWS, False)
+        responses_equal(one_again, per_view)
+        said = [r for r in caplog.records if "one feature view at a time" in r.getMessage()]
+        assert len(said) == 1
+        assert one.to_dict()["trips"][0] is not None
+    finally:
+        small.stop()

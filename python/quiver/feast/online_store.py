@@ -16,6 +16,8 @@ from __future__ import annotations
 
 import asyncio
 import logging
+
+import numpy as np
 import threading
 from datetime import datetime
 from typing import Any, Callable, Dict, List, Literal, Optional, Sequence, Tuple
@@ -342,41 +344,76 @@ class _ViewPlan:
         the row was written with. A row with nothing left is ``(None, None)``."""
         if got is None:
             return [(None, None)] * len(positions)
+        pos = np.asarray(positions, dtype=np.intp)
         cols = [got.columns[r] for r in self.refs]
-        statuses = [col.statuses.tolist() for col in cols]
-        values = [_plain(col) for col in cols[:-1]]
-        times_ms = [col.event_times_ms.tolist() for col in cols[:-1]]
-        ts_status, ts_values = statuses[-1], cols[-1].values.tolist()
+        statuses = [col.statuses[pos].tolist() for col in cols]
+        times_ms = [col.event_times_ms[pos].tolist() for col in cols[:-1]]
+        protos = [_protos(col, pos, codec) for col, codec in zip(cols[:-1], self.codecs)]
+        ts_status, ts_values = statuses[-1], cols[-1].values[pos].tolist()
         out: List[Row] = []
-        for p in positions:
+        for i in range(len(pos)):
             row: Dict[str, ValueProto] = {}
             newest_ms = 0
             for j, name in enumerate(self.names):
-                s = statuses[j][p]
+                s = statuses[j][i]
                 if s == Status.PRESENT:
-                    row[name] = self.codecs[j].to_proto(values[j][p])
+                    row[name] = protos[j](i)
                 elif s == Status.NULL:
                     row[name] = ValueProto()
                 else:
                     continue
-                newest_ms = max(newest_ms, times_ms[j][p])
+                newest_ms = max(newest_ms, times_ms[j][i])
             if not row:
                 out.append((None, None))
                 continue
-            if ts_status[p] == Status.PRESENT:
-                ts = datetime_from_micros(ts_values[p])
+            if ts_status[i] == Status.PRESENT:
+                ts = datetime_from_micros(ts_values[i])
             else:
                 ts = datetime_from_micros(newest_ms * 1000)
             out.append((ts, row))
         return out
 
 
-def _plain(col) -> List[Any]:
-    """A column's values as plain Python objects, one per entity."""
+def _varint(n: int) -> bytes:
+    out = bytearray()
+    while True:
+        byte = n & 0x7F
+        n >>= 7
+        if n:
+            out.append(byte | 0x80)
+        else:
+            out.append(byte)
+            return bytes(out)
+
+
+_FLOAT_LIST_KEY = _varint((ValueProto.DESCRIPTOR.fields_by_name["float_list_val"].number << 3) | 2)
+
+
+def _float_list_proto(row: np.ndarray) -> ValueProto:
+    """``ValueProto(float_list_val=FloatList(val=row))``, parsed from its wire bytes (a packed
+    repeated float is the row's little-endian bytes), without a Python float per element."""
+    data = row.astype("<f4", copy=False).tobytes()
+    inner = b"\x0a" + _varint(len(data)) + data
+    return ValueProto.FromString(_FLOAT_LIST_KEY + _varint(len(inner)) + inner)
+
+
+def _protos(col, pos: np.ndarray, codec) -> Callable[[int], ValueProto]:
+    """A function from an entity's index in ``pos`` to its value's ValueProto."""
+    if col.kind == "vec" and codec.field == "float_list_val":
+        m = col.values[pos]
+        return lambda i: _float_list_proto(m[i])
+    if col.kind == "list_f32" and codec.field == "float_list_val":
+        lists = col.values
+        picked = [lists[p] for p in pos.tolist()]
+        return lambda i: _float_list_proto(picked[i])
     v = col.values
     if hasattr(v, "tolist"):
-        return v.tolist()
-    return [x.tolist() if hasattr(x, "tolist") else x for x in v]
+        plain = v[pos].tolist()
+    else:
+        plain = [v[p] for p in pos.tolist()]
+        plain = [x.tolist() if hasattr(x, "tolist") else x for x in plain]
+    to_proto = codec.to_proto
+    return lambda i: to_proto(plain[i])
 
 
 def _write_columns(c: quiver.Client, group: str, columns: Dict[str, Any], sync: Optional[bool]) -> int:

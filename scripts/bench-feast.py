@@ -1,0 +1,197 @@
+"""Feast get_online_features latency: Feast over Quiver (one request for all views, and
+Feast's per-view path) against Feast over Redis (Feast's own Redis store and redis-server),
+and the Python SDK against the Rust client. Run by scripts/bench-feast.sh (which builds
+everything in release mode); figures go to docs/BENCHMARKS.md.
+
+Each case is measured in rounds A, B, C, A, B, C...; every round makes `--calls` calls after a
+warm-up, and the report gives per system the median over rounds of p50 and p99 (latency of one
+whole get_online_features call, in microseconds, measured in this process).
+"""
+
+from __future__ import annotations
+
+import argparse
+import datetime as dt
+import json
+import os
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+REPO = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(REPO / "python" / "tests"))
+
+from conftest import Quiverd, RedisServer  # noqa: E402
+from feast_repo import FEATURES, VIEWS, feast_cli, frames, write_repo  # noqa: E402
+
+WIDE = '''
+from datetime import timedelta
+from feast import Entity, FeatureView, Field, FileSource
+from feast.types import Array, Float32, Float64
+from feast.value_type import ValueType
+
+user = Entity(name="user", join_keys=["user_id"], value_type=ValueType.INT64)
+wide = FeatureView(
+    name="wide", entities=[user], ttl=timedelta(days=7),
+    source=FileSource(name="wide", path="data/wide.parquet", timestamp_field="event_timestamp"),
+    schema=[Field(name=f"f{i}", dtype=Float64) for i in range(10)]
+    + [Field(name="embedding", dtype=Array(Float32), vector_length=128)],
+)
+'''
+
+
+def pct(samples, q):
+    return float(np.percentile(np.array(samples), q))
+
+
+def measure(fn, calls):
+    for _ in range(max(20, calls // 10)):
+        fn()
+    out = []
+    for _ in range(calls):
+        t = time.perf_counter_ns()
+        fn()
+        out.append((time.perf_counter_ns() - t) / 1000)
+    return out
+
+
+def run_cases(cases, rounds, calls):
+    """cases: {system: fn}; A,B,C,... rounds; returns {system: (p50, p99)} medians."""
+    got = {name: [] for name in cases}
+    for _ in range(rounds):
+        for name, fn in cases.items():
+            s = measure(fn, calls)
+            got[name].append((pct(s, 50), pct(s, 99)))
+    return {n: (statistics.median(a for a, _ in v), statistics.median(b for _, b in v)) for n, v in got.items()}
+
+
+def wide_repo(base: Path, online_store, users: int):
+    rng = np.random.default_rng(1)
+    now = pd.Timestamp(dt.datetime.now(dt.timezone.utc))
+    df = pd.DataFrame({"user_id": np.arange(users, dtype=np.int64), "event_timestamp": [now] * users})
+    for i in range(10):
+        df[f"f{i}"] = rng.random(users)
+    df["embedding"] = [rng.random(128).astype(np.float32) for _ in range(users)]
+    base.mkdir(parents=True)
+    (base / "data").mkdir()
+    lines = ["project: bench", "registry: data/registry.db", "provider: local", "entity_key_serialization_version: 3", "online_store:"]
+    lines += [f"    {k}: {v}" for k, v in online_store.items()] + ["offline_store:", "    type: file"]
+    (base / "feature_store.yaml").write_text("\n".join(lines) + "\n")
+    (base / "features.py").write_text(WIDE)
+    df.to_parquet(base / "data" / "wide.parquet")
+    return base, df
+
+
+def main():
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--rounds", type=int, default=3)
+    ap.add_argument("--calls", type=int, default=300)
+    ap.add_argument("--entities", type=int, default=1000, help="entities written per entity type")
+    ap.add_argument("--json", type=Path, help="also write the figures here")
+    args = ap.parse_args()
+
+    from feast import FeatureStore
+
+    import quiver
+
+    quiverd = Quiverd()
+    redis = RedisServer()
+    results = {}
+    try:
+        base = Path(tempfile.mkdtemp(prefix="bench-feast-"))
+        stores = {
+            "quiver": {"type": "quiver.feast.QuiverOnlineStore", "address": quiverd.addr},
+            "redis": {"type": "redis", "connection_string": f"127.0.0.1:{redis.port}"},
+        }
+        rng = np.random.default_rng(3)
+
+        # Issue 13: one view of 10 doubles and a 128-float vector.
+        wide = {}
+        for name, cfg in stores.items():
+            path, df = wide_repo(base / f"wide-{name}", cfg, args.entities)
+            feast_cli(path, "apply")
+            fs = FeatureStore(repo_path=str(path))
+            fs.write_to_online_store("wide", df)
+            wide[name] = fs
+        feats = [f"wide:f{i}" for i in range(10)] + ["wide:embedding"]
+        for n in (1, 100):
+            rows = [{"user_id": int(x)} for x in rng.choice(args.entities, n, replace=False)]
+            cases = {name: (lambda fs=fs, rows=rows: fs.get_online_features(features=feats, entity_rows=rows)) for name, fs in wide.items()}
+            results[f"one view (10 f64 + f32[128]), {n} entities"] = run_cases(cases, args.rounds, args.calls)
+            print(json.dumps({k: v for k, v in results.items()}, indent=1), flush=True)
+
+        # Issue 21: 5 views over 2 entities.
+        data = frames(drivers=args.entities, customers=args.entities, now=dt.datetime.now(dt.timezone.utc), vector_dim=128)
+        five = {}
+        for name, cfg in stores.items():
+            path = write_repo(base / f"five-{name}", cfg, data, 128, prefs_ttl_hours=48)
+            feast_cli(path, "apply")
+            fs = FeatureStore(repo_path=str(path))
+            for v in VIEWS:
+                latest = data[v].sort_values("event_timestamp").groupby(list(data[v].columns[:1]), as_index=False).last()
+                fs.write_to_online_store(v, latest)
+            five[name] = fs
+        feats5 = [f for f in FEATURES if not f.startswith("conv_plus_spend")]
+        qcfg = five["quiver"].config.online_store
+
+        def quiver_call(one_trip, rows):
+            def call():
+                qcfg.one_round_trip = one_trip
+                return five["quiver"].get_online_features(features=feats5, entity_rows=rows)
+
+            return call
+
+        for n in (1, 100):
+            ids = rng.choice(args.entities, n, replace=False)
+            rows = [{"driver_id": 1001 + int(i), "customer_id": f"c{int(i)}"} for i in ids]
+            cases = {
+                "quiver, one request": quiver_call(True, rows),
+                "quiver, per view": quiver_call(False, rows),
+                "redis": lambda rows=rows: five["redis"].get_online_features(features=feats5, entity_rows=rows),
+            }
+            results[f"5 views over 2 entities, {n} entities"] = run_cases(cases, args.rounds, args.calls)
+            print(json.dumps(results, indent=1), flush=True)
+        qcfg.one_round_trip = True
+
+        # The SDK against the Rust client: `quiver bench` (Rust client, one connection, closed
+        # loop) loads its `bench` group (i64 keys, 10 f32 + f32[128]) and times batch gets of
+        # 100 entities; then the SDK times get_online_features of 100 entities on that group.
+        report = base / "rust-batch.json"
+        quiver_cli = os.environ.get("QUIVER_BIN", str(REPO / "target" / "release" / "quiver"))
+        records = 10_000
+        subprocess.run(
+            [quiver_cli, "bench", "--target", f"quiverd:{quiverd.addr}", "--records", str(records),
+             "--workload", "batch-get", "--batch", "100", "--scalars", "10", "--vector-dim", "128",
+             "--connections", "1", "--warmup", "2s", "--duration", "10s", "--json", str(report)],
+            check=True, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+        )
+        rust = json.loads(report.read_text())["latency_us"]
+        c = quiver.connect(quiverd.addr)
+        refs = [f"bench:f{i}" for i in range(10)] + ["bench:embedding"]
+        picks = [rng.choice(records, 100, replace=False).astype(np.int64) for _ in range(64)]
+        it = iter(range(10**9))
+        sdk = run_cases({"python sdk": lambda: c.get_online_features(refs, picks[next(it) % 64])}, args.rounds, args.calls)
+        results["batch get of 100 entities (10 f32 + f32[128]), one connection"] = {
+            "rust client (quiver bench)": (rust["p50"], rust["p99"]),
+            **sdk,
+        }
+        print(json.dumps(results, indent=1), flush=True)
+    finally:
+        quiverd.stop()
+        redis.stop()
+    if args.json:
+        args.json.write_text(json.dumps(results, indent=1))
+    print("\n| case | system | p50 us | p99 us |\n| --- | --- | --- | --- |")
+    for case, systems in results.items():
+        for system, (p50, p99) in systems.items():
+            print(f"| {case} | {system} | {p50:.0f} | {p99:.0f} |")
+
+
+if __name__ == "__main__":
+    main()
