@@ -1,8 +1,9 @@
 //! docs/PROTOCOL.md's worked example is what the encoder writes, byte for byte.
 
 use quiver_engine::feature::{EntityKey, FeatureRef, FeatureValue, Status, Value};
+use quiver_engine::history::{AsOf, HistoryCursor, HistoryEntry};
 use quiver_server::protocol::{
-    encode_request, encode_response, HandshakeInfo, Opcode, Request, Response,
+    encode_request, encode_response, GetAsOfRequest, HandshakeInfo, Opcode, Request, Response,
 };
 
 fn doc() -> String {
@@ -92,6 +93,58 @@ fn example_handshake_response() -> Vec<u8> {
     let mut out = Vec::new();
     encode_response(&mut out, Opcode::Handshake, 1, &resp);
     out
+}
+
+/// GET_AS_OF of "u1", feature user:ctr, as of 1,700,000,000,000 as known at
+/// 1,700,000,100,000 (request id 8).
+fn example_as_of_request() -> Vec<u8> {
+    let req = Request::GetAsOf(GetAsOfRequest {
+        keys: vec![EntityKey::String("u1".into())],
+        times: vec![AsOf::known_at(1_700_000_000_000, 1_700_000_100_000)],
+        features: vec![FeatureRef::new("user", "ctr")],
+    });
+    let mut out = Vec::new();
+    encode_request(8, &req, &mut out);
+    out
+}
+
+/// A HISTORY page of one version of "ctr" with more to come (request id 9).
+fn example_history_response() -> Vec<u8> {
+    let t = 1_700_000_000_000;
+    let resp = Response::History {
+        entries: vec![HistoryEntry {
+            feature: "ctr".into(),
+            event_time_ms: t,
+            write_time_ms: t + 5,
+            status: Status::Present,
+            value: Value::F32(0.5),
+        }],
+        next: Some(HistoryCursor {
+            event_time_ms: t,
+            write_time_ms: t + 5,
+            feature: 0,
+            skip: 1,
+        }),
+    };
+    let mut out = Vec::new();
+    encode_response(&mut out, Opcode::History, 9, &resp);
+    out
+}
+
+#[test]
+fn history_examples_match_the_encoder() {
+    let doc = doc();
+    for (name, bytes) in [
+        ("get-as-of-request", example_as_of_request()),
+        ("history-response", example_history_response()),
+    ] {
+        assert_eq!(
+            hex_block(&doc, name),
+            bytes,
+            "expected in the doc under {name}:\n{}",
+            hex(&bytes)
+        );
+    }
 }
 
 #[test]

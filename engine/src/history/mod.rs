@@ -32,7 +32,9 @@
 //! An as-of read ([`AsOf`]) reads the head and the directory of every entity it needs in one
 //! batch, then only the segments whose ranges could hold a better version, in a second batch.
 //! A read of a recent time costs the head and directory reads (issued together); an old time
-//! adds the segments that cover it.
+//! adds the segments that cover it. History reads come a bounded page at a time
+//! ([`HistoryPage`], resumed by a [`HistoryCursor`]); [`crate::Store::history_keys`] lists the
+//! entities that have history.
 //!
 //! ## Retention, deletes, drops
 //!
@@ -46,15 +48,17 @@
 
 pub mod codec;
 pub mod keys;
+mod page;
 pub mod policy;
 pub mod resolve;
 mod store_ops;
 
 pub use codec::{Version, KIND_ABSENT, MAX_SEGMENTS};
 pub use keys::{history_group, HISTORY_GROUP_BIT, MAX_HISTORY_ENTITY_KEY_BYTES};
+pub use page::{HistoryCursor, HistoryPage, HistoryRange};
 pub use policy::{HistoryPolicy, MAX_HISTORY_RETENTION_S};
 pub use resolve::AsOf;
-pub use store_ops::{CompactionReport, HistoryEntry};
+pub use store_ops::{CompactionReport, HistoryEntry, MAX_HISTORY_READ_VERSIONS};
 
 /// A head seals its open versions into a segment once it holds this many.
 pub const SEAL_VERSIONS: usize = 64;

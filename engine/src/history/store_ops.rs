@@ -78,7 +78,7 @@ fn open_bytes(open: &[Version<'_>]) -> usize {
 }
 
 /// Whether a segment lies wholly before `horizon_ms` on both time axes.
-fn before(seg: &SegmentInfo, horizon_ms: u64) -> bool {
+pub(super) fn before(seg: &SegmentInfo, horizon_ms: u64) -> bool {
     seg.max_event_ms < horizon_ms && seg.max_write_ms < horizon_ms
 }
 
@@ -90,9 +90,9 @@ fn decode_dir(record: &Option<Record>) -> Result<Directory> {
 }
 
 /// An entity's history as one read saw it: the head and its committed segments.
-struct Seen<'a> {
-    head: Head<'a>,
-    committed: Vec<SegmentInfo>,
+pub(super) struct Seen<'a> {
+    pub(super) head: Head<'a>,
+    pub(super) committed: Vec<SegmentInfo>,
 }
 
 impl Store {
@@ -577,7 +577,7 @@ impl Store {
     }
 
     /// Heads and directories of every (group, entity) pair, in one engine batch.
-    fn load_pairs(&self, plan: &ReadPlan, entities: &[Vec<u8>]) -> Result<Vec<Loaded>> {
+    pub(super) fn load_pairs(&self, plan: &ReadPlan, entities: &[Vec<u8>]) -> Result<Vec<Loaded>> {
         let mut keys: Vec<(u32, Vec<u8>)> =
             Vec::with_capacity(plan.groups().len() * entities.len() * 2);
         for group in plan.groups() {
@@ -705,7 +705,7 @@ impl Store {
     }
 }
 
-fn history_entry(schema: &GroupSchema, v: &Version<'_>) -> Result<HistoryEntry> {
+pub(super) fn history_entry(schema: &GroupSchema, v: &Version<'_>) -> Result<HistoryEntry> {
     let feature = schema.feature_by_id(v.feature).ok_or_else(|| {
         FeatureError::corrupt("history", format!("unknown feature id {}", v.feature))
     })?;
@@ -745,16 +745,16 @@ fn check_horizon(group: &GroupSchema, at: &AsOf, horizon_ms: u64) -> Result<()> 
 }
 
 /// An entity's history as decoded from its head and directory records.
-struct SeenState<'a> {
-    seen: Seen<'a>,
+pub(super) struct SeenState<'a> {
+    pub(super) seen: Seen<'a>,
     /// The directory is older than the head: the read raced a writer.
-    stale: bool,
+    pub(super) stale: bool,
 }
 
 impl Loaded {
     /// `None` when the entity has no history (no head: a directory without one is a leftover
     /// of an interrupted delete and is ignored).
-    fn seen(&self) -> Result<Option<SeenState<'_>>> {
+    pub(super) fn seen(&self) -> Result<Option<SeenState<'_>>> {
         let Some(head) = &self.head else {
             return Ok(None);
         };

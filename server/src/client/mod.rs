@@ -21,15 +21,22 @@ mod error;
 
 pub use error::{ClientError, Result};
 
-use crate::protocol::{HandshakeInfo, Opcode, Request, Response, ScanRequest, StatusCode};
+use crate::protocol::{
+    GetAsOfRequest, HandshakeInfo, HistoryKeysRequest, HistoryRequest, Opcode, Request, Response,
+    ScanRequest, StatusCode,
+};
 use connection::Connection;
 use quiver_engine::feature::{
     Alter, EntityKey, FeatureRef, FeatureValue, GroupSchema, GroupSpec, PutOptions, PutResult,
     ScanItem, Value,
 };
+use quiver_engine::history::{AsOf, HistoryCursor, HistoryEntry, HistoryRange};
 use quiver_engine::{Durability, ScanCursor};
 use std::collections::{HashMap, VecDeque};
 use std::time::Duration;
+
+/// Versions asked for per page by [`Client::history`].
+pub const HISTORY_PAGE_VERSIONS: u32 = 10_000;
 
 /// How the client connects and how long it waits.
 #[derive(Debug, Clone)]
@@ -382,12 +389,134 @@ impl Client {
         }
     }
 
+    /// Features of one entity as of `at` (see [`AsOf`]), with the statuses of a GET (EXPIRED
+    /// counted from the as-of time). Every group must keep history.
+    pub fn get_as_of(
+        &mut self,
+        key: EntityKey,
+        at: AsOf,
+        features: Vec<FeatureRef>,
+    ) -> Result<Vec<FeatureValue>> {
+        let mut items = self.get_many_as_of(vec![(key, at)], features)?;
+        match items.pop() {
+            Some(item) if items.is_empty() => item,
+            _ => Err(unexpected_count(Opcode::GetAsOf, items.len() + 1)),
+        }
+    }
+
+    /// The same features for many (entity, time) rows in one request: one result per row,
+    /// the values or that row's own error. Rows that share one time send it once.
+    pub fn get_many_as_of(
+        &mut self,
+        rows: Vec<(EntityKey, AsOf)>,
+        features: Vec<FeatureRef>,
+    ) -> Result<Vec<Result<Vec<FeatureValue>>>> {
+        let n = rows.len();
+        let shared = rows.first().map(|(_, at)| *at);
+        let (keys, mut times): (Vec<EntityKey>, Vec<AsOf>) = rows.into_iter().unzip();
+        if let Some(at) = shared.filter(|at| times.iter().all(|t| t == at)) {
+            times = vec![at];
+        }
+        let request = Request::GetAsOf(GetAsOfRequest {
+            keys,
+            times,
+            features,
+        });
+        match self.call(&request)? {
+            Response::GetAsOf(items) if items.len() == n => Ok(items
+                .into_iter()
+                .map(|i| i.map_err(|(status, message)| ClientError::Server { status, message }))
+                .collect()),
+            Response::GetAsOf(items) => Err(unexpected_count(Opcode::GetAsOf, items.len())),
+            other => Err(unexpected(Opcode::GetAsOf, &other)),
+        }
+    }
+
+    /// One HISTORY request: up to `max_versions` versions (fewer when the server's frame
+    /// limit is reached) of `features` of one entity, in history order (event time, then
+    /// write time), and the cursor of the next page (`None` after the last).
+    pub fn history_page(
+        &mut self,
+        group: &str,
+        key: EntityKey,
+        features: Vec<String>,
+        range: HistoryRange,
+        after: Option<HistoryCursor>,
+        max_versions: u32,
+    ) -> Result<(Vec<HistoryEntry>, Option<HistoryCursor>)> {
+        let request = Request::History(HistoryRequest {
+            group: group.into(),
+            key,
+            features,
+            range,
+            after,
+            max_versions,
+        });
+        match self.call(&request)? {
+            Response::History { entries, next } => Ok((entries, next)),
+            other => Err(unexpected(Opcode::History, &other)),
+        }
+    }
+
+    /// Every version of `features` of one entity in `range`, page by page.
+    pub fn history(
+        &mut self,
+        group: &str,
+        key: EntityKey,
+        features: Vec<String>,
+        range: HistoryRange,
+    ) -> Result<Vec<HistoryEntry>> {
+        let mut all = Vec::new();
+        let mut after = None;
+        loop {
+            let (entries, next) = self.history_page(
+                group,
+                key.clone(),
+                features.clone(),
+                range,
+                after,
+                HISTORY_PAGE_VERSIONS,
+            )?;
+            all.extend(entries);
+            match next {
+                Some(next) => after = Some(next),
+                None => return Ok(all),
+            }
+        }
+    }
+
+    /// One HISTORY_KEYS request: entities of `group` that have history, from a scan of up to
+    /// `max_records` history records, and the cursor to resume from (`None` at the end).
+    pub fn history_keys_page(
+        &mut self,
+        group: &str,
+        cursor: Option<ScanCursor>,
+        max_records: u32,
+    ) -> Result<(Vec<EntityKey>, Option<ScanCursor>)> {
+        let request = Request::HistoryKeys(HistoryKeysRequest {
+            group: group.into(),
+            cursor,
+            max_records,
+        });
+        match self.call(&request)? {
+            Response::HistoryKeys { keys, next } => Ok((keys, next)),
+            other => Err(unexpected(Opcode::HistoryKeys, &other)),
+        }
+    }
+
     /// The server's STATS document (JSON).
     pub fn stats(&mut self) -> Result<String> {
         match self.call(&Request::Stats)? {
             Response::Stats { json } => Ok(json),
             other => Err(unexpected(Opcode::Stats, &other)),
         }
+    }
+}
+
+fn unexpected_count(op: Opcode, got: usize) -> ClientError {
+    ClientError::Server {
+        status: StatusCode::Internal,
+        message: format!("{} answered with {got} items, not one per key", op.name()),
     }
 }
 

@@ -34,4 +34,6 @@ pub enum DecodeError {
     BadFeatureRef { got: String },
     #[error("unknown status code {code}")]
     UnknownStatus { code: u16 },
+    #[error("{what} must be all zeros when absent")]
+    AbsentNotZero { what: &'static str },
 }

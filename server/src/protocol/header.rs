@@ -26,30 +26,36 @@ pub enum Opcode {
     Get = 0x11,
     GetMany = 0x12,
     Delete = 0x13,
+    GetAsOf = 0x14,
+    History = 0x15,
     GroupCreate = 0x20,
     GroupDescribe = 0x21,
     GroupList = 0x22,
     GroupAlter = 0x23,
     GroupDrop = 0x24,
     Scan = 0x30,
+    HistoryKeys = 0x31,
     Stats = 0x40,
 }
 
 impl Opcode {
     /// Every opcode, in wire order (metrics iterate over it).
-    pub const ALL: [Opcode; 13] = [
+    pub const ALL: [Opcode; 16] = [
         Opcode::Handshake,
         Opcode::Ping,
         Opcode::Put,
         Opcode::Get,
         Opcode::GetMany,
         Opcode::Delete,
+        Opcode::GetAsOf,
+        Opcode::History,
         Opcode::GroupCreate,
         Opcode::GroupDescribe,
         Opcode::GroupList,
         Opcode::GroupAlter,
         Opcode::GroupDrop,
         Opcode::Scan,
+        Opcode::HistoryKeys,
         Opcode::Stats,
     ];
 
@@ -69,12 +75,15 @@ impl Opcode {
             Opcode::Get => "get",
             Opcode::GetMany => "get_many",
             Opcode::Delete => "delete",
+            Opcode::GetAsOf => "get_as_of",
+            Opcode::History => "history",
             Opcode::GroupCreate => "group_create",
             Opcode::GroupDescribe => "group_describe",
             Opcode::GroupList => "group_list",
             Opcode::GroupAlter => "group_alter",
             Opcode::GroupDrop => "group_drop",
             Opcode::Scan => "scan",
+            Opcode::HistoryKeys => "history_keys",
             Opcode::Stats => "stats",
         }
     }

@@ -1,5 +1,6 @@
 //! Typed requests and responses and their frame encodings.
 
+use super::history::*;
 use super::types::*;
 use super::wire::{put_bytes, put_len, put_str, put_u16, put_u32, put_u64, WireReader};
 use super::{DecodeError, FrameHeader, Opcode, StatusCode, FLAG_MORE, HEADER_LEN};
@@ -7,6 +8,7 @@ use quiver_engine::feature::{
     Alter, EntityKey, FeatureRef, FeatureValue, GroupSchema, GroupSpec, PutOptions, PutResult,
     ScanItem, Value,
 };
+use quiver_engine::history::{HistoryCursor, HistoryEntry};
 use quiver_engine::{Durability, ScanCursor};
 
 /// Parameters of a scan request; see `docs/PROTOCOL.md`, "SCAN".
@@ -66,6 +68,9 @@ pub enum Request {
         name: String,
     },
     Scan(ScanRequest),
+    GetAsOf(GetAsOfRequest),
+    History(HistoryRequest),
+    HistoryKeys(HistoryKeysRequest),
     Stats,
 }
 
@@ -107,6 +112,17 @@ pub enum Response {
         next: Option<ScanCursor>,
         more: bool,
     },
+    /// Answer to GET_AS_OF: one item per key, encoded as GET_MANY's.
+    GetAsOf(Vec<GetManyItem>),
+    /// One page of a HISTORY read; `next` resumes it.
+    History {
+        entries: Vec<HistoryEntry>,
+        next: Option<HistoryCursor>,
+    },
+    HistoryKeys {
+        keys: Vec<EntityKey>,
+        next: Option<ScanCursor>,
+    },
     Stats {
         json: String,
     },
@@ -131,6 +147,9 @@ impl Request {
             Request::GroupAlter { .. } => Opcode::GroupAlter,
             Request::GroupDrop { .. } => Opcode::GroupDrop,
             Request::Scan(_) => Opcode::Scan,
+            Request::GetAsOf(_) => Opcode::GetAsOf,
+            Request::History(_) => Opcode::History,
+            Request::HistoryKeys(_) => Opcode::HistoryKeys,
             Request::Stats => Opcode::Stats,
         }
     }
@@ -234,6 +253,9 @@ fn encode_request_body(request: &Request, b: &mut Vec<u8>) {
             put_u32(b, s.chunk_items);
             put_u32(b, s.max_chunks);
         }
+        Request::GetAsOf(r) => put_get_as_of_request(b, r),
+        Request::History(r) => put_history_request(b, r),
+        Request::HistoryKeys(r) => put_history_keys_request(b, r),
         Request::Stats => {}
     }
 }
@@ -302,6 +324,9 @@ pub fn decode_request(opcode: Opcode, body: &[u8]) -> Result<Request, DecodeErro
             name: r.string("group name")?,
         },
         Opcode::Scan => decode_scan(&mut r)?,
+        Opcode::GetAsOf => Request::GetAsOf(get_get_as_of_request(&mut r)?),
+        Opcode::History => Request::History(get_history_request(&mut r)?),
+        Opcode::HistoryKeys => Request::HistoryKeys(get_history_keys_request(&mut r)?),
         Opcode::Stats => Request::Stats,
     };
     r.finish(opcode.name())?;
@@ -381,12 +406,14 @@ fn encode_response_body(response: &Response, b: &mut Vec<u8>) {
         Response::Pong { payload } => b.extend_from_slice(payload),
         Response::Put(p) => put_put_result(b, p),
         Response::Get(values) => put_feature_values(b, values),
-        Response::GetMany(items) => {
+        Response::GetMany(items) | Response::GetAsOf(items) => {
             put_get_many_count(b, items.len());
             for item in items {
                 put_get_many_item(b, item);
             }
         }
+        Response::History { entries, next } => put_history_page(b, entries, next.as_ref()),
+        Response::HistoryKeys { keys, next } => put_history_keys(b, keys, *next),
         Response::Delete { existed } => b.push(*existed as u8),
         Response::Group(g) => put_group_schema(b, g),
         Response::GroupList(groups) => {
@@ -460,7 +487,16 @@ pub fn decode_response(header: &FrameHeader, body: &[u8]) -> Result<Response, De
         },
         Opcode::Put => Response::Put(get_put_result(&mut r)?),
         Opcode::Get => Response::Get(get_feature_values(&mut r)?),
-        Opcode::GetMany => decode_get_many(&mut r)?,
+        Opcode::GetMany => Response::GetMany(decode_get_many(&mut r)?),
+        Opcode::GetAsOf => Response::GetAsOf(decode_get_many(&mut r)?),
+        Opcode::History => {
+            let (entries, next) = get_history_page(&mut r)?;
+            Response::History { entries, next }
+        }
+        Opcode::HistoryKeys => {
+            let (keys, next) = get_history_keys(&mut r)?;
+            Response::HistoryKeys { keys, next }
+        }
         Opcode::Delete => Response::Delete {
             existed: r.bool("existed")?,
         },
@@ -488,7 +524,7 @@ pub fn decode_response(header: &FrameHeader, body: &[u8]) -> Result<Response, De
     Ok(response)
 }
 
-fn decode_get_many(r: &mut WireReader<'_>) -> Result<Response, DecodeError> {
+fn decode_get_many(r: &mut WireReader<'_>) -> Result<Vec<GetManyItem>, DecodeError> {
     let n = r.count("batch items", 6)?;
     let mut items = Vec::with_capacity(n);
     for _ in 0..n {
@@ -499,7 +535,7 @@ fn decode_get_many(r: &mut WireReader<'_>) -> Result<Response, DecodeError> {
             status => Err((status, r.string("item error message")?)),
         });
     }
-    Ok(Response::GetMany(items))
+    Ok(items)
 }
 
 fn decode_scan_chunk(r: &mut WireReader<'_>, more: bool) -> Result<Response, DecodeError> {

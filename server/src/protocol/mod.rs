@@ -5,6 +5,7 @@
 
 mod error;
 mod header;
+mod history;
 mod message;
 mod status;
 mod types;
@@ -13,6 +14,10 @@ mod wire;
 pub use error::DecodeError;
 pub use header::{
     FrameHeader, Opcode, FLAG_CORRUPT_STATUS, FLAG_MORE, HEADER_LEN, MAGIC, PROTOCOL_VERSION,
+};
+pub use history::{
+    put_history_entry, put_history_keys, put_history_next, GetAsOfRequest, HistoryKeysRequest,
+    HistoryRequest, AS_OF_BYTES, HISTORY_CURSOR_BYTES, HISTORY_NEXT_BYTES,
 };
 pub use message::{
     decode_refs, decode_request, decode_response, encode_error, encode_request,

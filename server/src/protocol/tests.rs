@@ -7,6 +7,7 @@ use quiver_engine::feature::{
     Alter, Compression, EntityKey, FeatureRef, FeatureSpec, FeatureType, FeatureValue, GroupSpec,
     KeyType, PutOptions, PutResult, ScanItem, Status, Value, WriteMode,
 };
+use quiver_engine::history::{AsOf, HistoryCursor, HistoryEntry, HistoryRange};
 use quiver_engine::{Durability, ScanCursor};
 
 fn key() -> impl Strategy<Value = EntityKey> {
@@ -176,8 +177,82 @@ fn request() -> impl Strategy<Value = Request> {
                     max_chunks,
                 })
             }),
+        (
+            proptest::collection::vec(key(), 0..4),
+            proptest::collection::vec(as_of(), 0..4),
+            refs()
+        )
+            .prop_map(|(keys, times, features)| Request::GetAsOf(GetAsOfRequest {
+                keys,
+                times,
+                features
+            })),
+        (
+            (
+                "[a-z]{1,6}",
+                key(),
+                proptest::collection::vec("[a-z]{1,5}", 0..4)
+            ),
+            (any::<u64>(), any::<u64>(), any::<Option<u64>>()),
+            proptest::option::of(history_cursor()),
+            any::<u32>()
+        )
+            .prop_map(
+                |((group, key, features), (from_ms, to_ms, known_at_ms), after, max_versions)| {
+                    Request::History(HistoryRequest {
+                        group,
+                        key,
+                        features,
+                        range: HistoryRange {
+                            from_ms,
+                            to_ms,
+                            known_at_ms,
+                        },
+                        after,
+                        max_versions,
+                    })
+                }
+            ),
+        ("[a-z]{1,6}", any::<Option<u64>>(), any::<u32>()).prop_map(|(group, c, max_records)| {
+            Request::HistoryKeys(HistoryKeysRequest {
+                group,
+                cursor: c.map(ScanCursor),
+                max_records,
+            })
+        }),
         Just(Request::Stats),
     ]
+}
+
+fn as_of() -> impl Strategy<Value = AsOf> {
+    (any::<u64>(), any::<Option<u64>>(), any::<u64>()).prop_map(|(e, k, t)| AsOf {
+        event_limit_ms: e,
+        known_at_ms: k,
+        ttl_reference_ms: t,
+    })
+}
+
+fn history_cursor() -> impl Strategy<Value = HistoryCursor> {
+    (any::<u64>(), any::<u64>(), any::<u32>(), any::<u32>()).prop_map(|(e, w, f, s)| {
+        HistoryCursor {
+            event_time_ms: e,
+            write_time_ms: w,
+            feature: f,
+            skip: s,
+        }
+    })
+}
+
+fn history_entry() -> impl Strategy<Value = HistoryEntry> {
+    ("[a-z]{1,5}", any::<u64>(), any::<u64>(), feature_value()).prop_map(
+        |(feature, event_time_ms, write_time_ms, fv)| HistoryEntry {
+            feature,
+            event_time_ms,
+            write_time_ms,
+            status: fv.status,
+            value: fv.value,
+        },
+    )
 }
 
 fn feature_value() -> impl Strategy<Value = FeatureValue> {
@@ -206,6 +281,26 @@ fn response() -> impl Strategy<Value = (Opcode, Response)> {
             0..4
         )
         .prop_map(|items| (Opcode::GetMany, Response::GetMany(items))),
+        proptest::collection::vec(
+            prop_oneof![
+                proptest::collection::vec(feature_value(), 0..3).prop_map(Ok),
+                ".{0,10}".prop_map(|m| Err((StatusCode::InvalidArgument, m))),
+            ],
+            0..4
+        )
+        .prop_map(|items| (Opcode::GetAsOf, Response::GetAsOf(items))),
+        (
+            proptest::collection::vec(history_entry(), 0..4),
+            proptest::option::of(history_cursor())
+        )
+            .prop_map(|(entries, next)| (Opcode::History, Response::History { entries, next })),
+        (proptest::collection::vec(key(), 0..4), any::<Option<u64>>()).prop_map(|(keys, n)| (
+            Opcode::HistoryKeys,
+            Response::HistoryKeys {
+                keys,
+                next: n.map(ScanCursor)
+            }
+        )),
         (any::<u32>(), any::<u32>(), any::<u16>()).prop_map(
             |(written, skipped_stale, generation)| {
                 (

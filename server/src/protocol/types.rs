@@ -207,8 +207,9 @@ pub fn put_feature_value(out: &mut Vec<u8>, fv: &FeatureValue) {
     put_value(out, &fv.value);
 }
 
-pub fn get_feature_value(r: &mut WireReader<'_>) -> Result<FeatureValue, DecodeError> {
-    let status = match r.u8("feature status")? {
+/// The inverse of [`status_code`].
+pub fn get_status(r: &mut WireReader<'_>) -> Result<Status, DecodeError> {
+    Ok(match r.u8("feature status")? {
         0 => Status::Present,
         1 => Status::Null,
         2 => Status::NotFound,
@@ -220,7 +221,11 @@ pub fn get_feature_value(r: &mut WireReader<'_>) -> Result<FeatureValue, DecodeE
                 tag,
             })
         }
-    };
+    })
+}
+
+pub fn get_feature_value(r: &mut WireReader<'_>) -> Result<FeatureValue, DecodeError> {
+    let status = get_status(r)?;
     let event_time_ms = r.u64("event time")?;
     let value = get_value(r)?;
     Ok(FeatureValue {

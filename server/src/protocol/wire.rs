@@ -122,6 +122,13 @@ impl<'a> WireReader<'a> {
         Ok(present.then_some(value))
     }
 
+    /// u8 presence (0/1) + u64 value, always 9 bytes.
+    pub fn opt_u64(&mut self, what: &'static str) -> Result<Option<u64>, DecodeError> {
+        let present = self.bool(what)?;
+        let value = self.u64(what)?;
+        Ok(present.then_some(value))
+    }
+
     /// Fails unless the whole body was consumed.
     pub fn finish(&self, what: &'static str) -> Result<(), DecodeError> {
         match self.remaining() {
@@ -162,4 +169,8 @@ pub fn put_strs(out: &mut Vec<u8>, v: &[String]) {
 pub fn put_opt_u32(out: &mut Vec<u8>, v: Option<u32>) {
     out.push(v.is_some() as u8);
     put_u32(out, v.unwrap_or(0));
+}
+pub fn put_opt_u64(out: &mut Vec<u8>, v: Option<u64>) {
+    out.push(v.is_some() as u8);
+    put_u64(out, v.unwrap_or(0));
 }

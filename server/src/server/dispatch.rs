@@ -13,6 +13,7 @@ use crate::protocol::{
 };
 use crossbeam::channel::Sender;
 use quiver_engine::feature::FeatureRef;
+use quiver_engine::history::MAX_HISTORY_READ_VERSIONS;
 use std::collections::HashMap;
 use std::sync::atomic::Ordering::Relaxed;
 use std::sync::Arc;
@@ -52,21 +53,71 @@ pub fn decode_status(e: &DecodeError) -> StatusCode {
     }
 }
 
+/// Arguments that no limit makes valid, checked after decoding.
+fn check_arguments(request: &Request, limits: &Limits) -> Option<String> {
+    let max_keys = limits.max_batch_keys;
+    match request {
+        Request::GetMany { keys, .. } if keys.is_empty() => Some(format!(
+            "GET_MANY with 0 keys: a batch needs 1..={max_keys} keys (max_batch_keys)"
+        )),
+        Request::GetAsOf(r) if r.keys.is_empty() => Some(format!(
+            "GET_AS_OF with 0 keys: a request needs 1..={max_keys} keys (max_batch_keys)"
+        )),
+        Request::GetAsOf(r) if r.rows().is_none() => Some(format!(
+            "GET_AS_OF with {} keys and {} times: send one time for every key, or one per key",
+            r.keys.len(),
+            r.times.len()
+        )),
+        Request::History(r) if r.features.is_empty() => {
+            Some("HISTORY with 0 features: name 1 or more features of the group".to_string())
+        }
+        Request::History(r) if r.range.from_ms > r.range.to_ms => Some(format!(
+            "HISTORY range from {} ms to {} ms is empty: 'from' must not be after 'to'",
+            r.range.from_ms, r.range.to_ms
+        )),
+        _ => None,
+    }
+}
+
 /// Limits that depend on configuration, checked after decoding.
 fn check_limits(request: &Request, limits: &Limits) -> Result<(), (StatusCode, String)> {
-    if let Request::GetMany { keys, .. } = request {
-        if keys.is_empty() {
-            let msg = format!(
-                "GET_MANY with 0 keys: a batch needs 1..={} keys (max_batch_keys)",
-                limits.max_batch_keys
-            );
-            return Err((StatusCode::InvalidArgument, msg));
-        }
+    if let Some(msg) = check_arguments(request, limits) {
+        return Err((StatusCode::InvalidArgument, msg));
     }
     let over = |what: &str, n: usize, name: &str, max: u32| {
         (n > max as usize).then(|| format!("{what} of {n} exceeds the {name} limit of {max}"))
     };
+    let features = |n: usize| {
+        over(
+            "feature list",
+            n,
+            "max_features_per_request",
+            limits.max_features_per_request,
+        )
+    };
     let problem = match request {
+        Request::GetAsOf(r) => over(
+            "batch",
+            r.keys.len(),
+            "max_batch_keys",
+            limits.max_batch_keys,
+        )
+        .or_else(|| features(r.features.len())),
+        Request::History(r) => features(r.features.len()).or_else(|| {
+            let n = r.max_versions as usize;
+            (n == 0 || n > MAX_HISTORY_READ_VERSIONS).then(|| {
+                format!("HISTORY max_versions of {n} is outside 1..={MAX_HISTORY_READ_VERSIONS}")
+            })
+        }),
+        Request::HistoryKeys(r) if r.max_records == 0 => {
+            Some("HISTORY_KEYS max_records must be at least 1".to_string())
+        }
+        Request::HistoryKeys(r) => over(
+            "history key chunk",
+            r.max_records as usize,
+            "max_batch_keys",
+            limits.max_batch_keys,
+        ),
         Request::GetMany { keys, features } => {
             over("batch", keys.len(), "max_batch_keys", limits.max_batch_keys).or_else(|| {
                 over(

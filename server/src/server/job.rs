@@ -1,6 +1,7 @@
 //! What engine threads execute: batched GETs and single requests, encoded into responses.
 
 use super::executor::Completion;
+use super::history;
 use super::output::OutputGauge;
 use super::stats::stats_json;
 use super::status_map::engine_error;
@@ -136,6 +137,14 @@ impl Replies {
         });
         let slot = self.slot(t.conn);
         slot.finished.push((t.opcode, t.start, false));
+    }
+
+    /// A body built within the frame limit, or the request's refusal.
+    fn respond_built(&mut self, t: &Target, built: Result<Vec<u8>, (StatusCode, String)>) {
+        match built {
+            Ok(body) => self.respond_body(t, &body),
+            Err((status, message)) => self.fail(t, status, &message),
+        }
     }
 
     fn fail(&mut self, t: &Target, status: StatusCode, message: &str) {
@@ -382,6 +391,16 @@ fn execute_single(shared: &Shared, t: &Target, request: Request, replies: &mut R
                 Ok(body) => replies.respond_body(t, &body),
                 Err(message) => replies.fail(t, StatusCode::LimitExceeded, &message),
             };
+        }
+        Request::GetAsOf(r) => {
+            return replies.respond_built(t, history::get_as_of_body(store, &r, replies.max_body))
+        }
+        Request::History(r) => {
+            return replies.respond_built(t, history::history_body(store, &r, replies.max_body))
+        }
+        Request::HistoryKeys(r) => {
+            let body = history::history_keys_body(store, &r, replies.max_body);
+            return replies.respond_built(t, body);
         }
         Request::Delete {
             group,

@@ -9,6 +9,7 @@ mod dispatch;
 mod executor;
 mod frames;
 mod gets;
+mod history;
 mod http;
 mod job;
 mod metrics;

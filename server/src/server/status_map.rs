@@ -42,9 +42,12 @@ fn feature_error(err: &FeatureError) -> StatusCode {
         | F::RowTooLarge { .. }
         | F::SchemaTooLarge { .. }
         | F::KeySize { .. }
+        | F::HistoryKeySize { .. }
+        | F::HistoryFull { .. }
         | F::VersionLimit { .. } => StatusCode::LimitExceeded,
         F::Corrupt { .. } => StatusCode::StoreFailed,
-        // Invalid names, tags, types, TTLs, refused type changes, deprecated features, ...
+        // Invalid names, tags, types, TTLs, history settings, refused type changes, deprecated
+        // features, reads of groups without history or before their history window, ...
         _ => StatusCode::InvalidArgument,
     }
 }

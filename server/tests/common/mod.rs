@@ -1,7 +1,10 @@
 //! A real `quiverd` process on an ephemeral loopback port, and helpers shared by the tests.
 #![allow(dead_code)]
 
-use quiver_engine::feature::{Compression, FeatureSpec, FeatureType, GroupSpec, KeyType};
+use quiver_engine::feature::{
+    Compression, EntityKey, FeatureSpec, FeatureType, GroupSpec, KeyType, PutOptions, Value,
+};
+use quiver_engine::history::HistoryPolicy;
 use quiver_server::client::{Client, ClientConfig};
 use std::io::{BufRead, BufReader};
 use std::path::Path;
@@ -163,4 +166,42 @@ pub fn f32_group(name: &str, n: usize) -> GroupSpec {
         tags: vec![],
         history: None,
     }
+}
+
+/// `spec` keeping history for `retention_s` seconds.
+pub fn with_history(spec: GroupSpec, retention_s: u32) -> GroupSpec {
+    GroupSpec {
+        history: Some(HistoryPolicy::retention(retention_s)),
+        ..spec
+    }
+}
+
+/// Puts `values` of one entity with event time `event_ms`, as if the store had learned them
+/// at `write_ms` (a group with history records that time with each version).
+pub fn put_at(
+    c: &mut Client,
+    group: &str,
+    key: &EntityKey,
+    event_ms: u64,
+    write_ms: u64,
+    values: &[(&str, Value)],
+) {
+    let values = values
+        .iter()
+        .map(|(name, v)| (name.to_string(), v.clone()))
+        .collect();
+    let options = PutOptions {
+        write_time_ms: Some(write_ms),
+        ..PutOptions::default()
+    };
+    c.put(group, key.clone(), event_ms, values, options)
+        .expect("put");
+}
+
+/// Milliseconds since the Unix epoch, now.
+pub fn now_ms() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .expect("clock after 1970")
+        .as_millis() as u64
 }
