@@ -4,7 +4,8 @@
 # the history's device bytes per version with and without the write time (printed by the
 # load). See
 # docs/BENCHMARKS.md. The defaults are the scaled-down run; the issue's full size is
-#   ENTITIES=100000 VERSIONS=10000000 SPINE_ROWS=1000000 scripts/training-set-bench.sh
+#   ENTITIES=100000 VERSIONS=10000000 SPINE_ROWS=1000000 DEVICE_GIB=4 scripts/training-set-bench.sh
+# The store is deleted at the end unless KEEP_STORE=1 (SKIP_LOAD=1 then measures it again).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 DIR="${DIR:-/var/tmp/quiver-training-bench}"
@@ -12,6 +13,8 @@ ENTITIES="${ENTITIES:-10000}"
 VERSIONS="${VERSIONS:-1000000}"
 SPINE_ROWS="${SPINE_ROWS:-100000}"
 ROUNDS="${ROUNDS:-2}"
+# The store file is zeroed at creation: 1 GiB holds the scaled-down run, 4 GiB the full one.
+DEVICE_GIB="${DEVICE_GIB:-1}"
 QUIVER_VENV="${QUIVER_VENV:-$HOME/.cache/quiver/venv}"
 
 if ! "$QUIVER_VENV/bin/python" -c 'import duckdb' >/dev/null 2>&1; then
@@ -27,7 +30,7 @@ echo "machine: $(nproc) cores, load $(cut -d' ' -f1-3 /proc/loadavg)"
 
 if [ "${SKIP_LOAD:-0}" != 1 ]; then # SKIP_LOAD=1 measures the store and files of the last load
     echo "== load: $VERSIONS versions, $ENTITIES entities per group, $SPINE_ROWS spine rows"
-    "$BIN/quiver-training-bench" --dir "$DIR" --entities "$ENTITIES" --versions "$VERSIONS" --spine-rows "$SPINE_ROWS"
+    "$BIN/quiver-training-bench" --dir "$DIR" --entities "$ENTITIES" --versions "$VERSIONS" --spine-rows "$SPINE_ROWS" --device-gib "$DEVICE_GIB"
     "$PY" scripts/training_bench_duckdb.py prepare "$DIR"
 fi
 
@@ -62,3 +65,6 @@ for round in $(seq "$ROUNDS"); do
     echo "round $round as-served: $(quiver_set as-served "$DIR/quiver_served.parquet")"
     echo "round $round event:     $(quiver_set event "$DIR/quiver_event.parquet")"
 done
+if [ "${KEEP_STORE:-0}" != 1 ]; then
+    rm -f "$DIR/store.db" "$DIR/store.db.ckpt"
+fi

@@ -47,8 +47,8 @@ struct Cli {
     /// Rows of the spine.
     #[arg(long, default_value_t = 100_000)]
     spine_rows: u64,
-    /// Size of the store file, GiB.
-    #[arg(long, default_value_t = 8.0)]
+    /// Size of the store file, GiB (zeroed at creation: 1 for 1M versions, 4 for 10M).
+    #[arg(long, default_value_t = 1.0)]
     device_gib: f64,
     #[arg(long, default_value_t = 7)]
     seed: u64,
