@@ -253,7 +253,7 @@ class Client:
         """Point-in-time reads of groups that keep history: per entity, the newest value whose
         event time is at or before its time (one time for all, or one per entity), with the
         TTL counted from that time; with ``known_at``, only among versions written by then.
-        Needs an embedded store until the server speaks the history operations."""
+        Over the network: GET_AS_OF requests (docs/PROTOCOL.md)."""
         n = len(entities)
         as_ms = _per_entity(times, n)
         known = None if known_at is None else _per_entity(known_at, n)

@@ -261,11 +261,18 @@ impl Backend {
         features: Vec<FeatureRef>,
     ) -> Result<Vec<Vec<FeatureValue>>> {
         match self {
-            Backend::Remote(_) => Err(Failure::invalid(
-                "as-of reads over the network need the server's history operations, which \
-                 this version of the protocol does not have; open the store embedded \
-                 (quiver.open) to read history",
-            )),
+            Backend::Remote(p) => {
+                let chunk = self.max_batch_keys();
+                p.with(|c| {
+                    let mut out = Vec::with_capacity(rows.len());
+                    for part in rows.chunks(chunk) {
+                        for item in c.get_many_as_of(part.to_vec(), features.clone())? {
+                            out.push(item?);
+                        }
+                    }
+                    Ok(out)
+                })
+            }
             Backend::Embedded(_) => {
                 let store = self.store()?;
                 let mut out = Vec::with_capacity(rows.len());
@@ -286,11 +293,15 @@ impl Backend {
         known_at_ms: Option<u64>,
     ) -> Result<Vec<quiver_engine::history::HistoryEntry>> {
         match self {
-            Backend::Remote(_) => Err(Failure::invalid(
-                "history reads over the network need the server's history operations, which \
-                 this version of the protocol does not have; open the store embedded \
-                 (quiver.open) to read history",
-            )),
+            Backend::Remote(p) => p.with(|c| {
+                let names = features.iter().map(|f| f.to_string()).collect();
+                let range = quiver_engine::history::HistoryRange {
+                    from_ms: range_ms.0,
+                    to_ms: range_ms.1,
+                    known_at_ms,
+                };
+                Ok(c.history(group, key.clone(), names, range)?)
+            }),
             Backend::Embedded(_) => Ok(self.store()?.history(
                 group,
                 key,

@@ -242,22 +242,21 @@ def test_a_client_is_shared_by_threads(client, group_name):
     assert client.get_online_features([f"{group_name}:v"], keys).values(f"{group_name}:v").tolist() == keys.tolist()
 
 
-def test_as_of_and_history_reads_of_an_embedded_store(tmp_path):
-    with quiver.open(str(tmp_path / "h.db"), size="64MiB") as s:
-        s.create_group(GroupSpec(name="prices", key_type="string", features=[Feature("p", quiver.F64)], history=dt.timedelta(days=3650)))
-        for hours, price in [(0, 1.0), (2, 2.0), (4, 3.0)]:
-            s.put("prices", "x", {"p": price}, T0 + dt.timedelta(hours=hours))
-        got = s.get_as_of(["prices:p"], ["x", "x", "x"], [T0 + dt.timedelta(hours=h) for h in (1, 3, 5)])
-        assert got.values("prices:p").tolist() == [1.0, 2.0, 3.0]
-        before = s.get_as_of(["prices:p"], ["x"], T0 - dt.timedelta(hours=1))
-        assert list(before.statuses("prices:p")) == [Status.NOT_FOUND]
-        versions = s.history("prices", "x", ["p"], T0, T0 + dt.timedelta(hours=3))
-        assert [(v.event_time_ms, v.value) for v in versions] == [(T0_MS, 1.0), (T0_MS + 7_200_000, 2.0)]
-
-
-def test_as_of_over_the_network_says_why_it_cannot(client):
-    with pytest.raises(errors.InvalidArgumentError, match="embedded"):
-        client.get_as_of(["g:f"], ["x"], T0)
+def test_as_of_and_history_reads(store, group_name):
+    s = store
+    s.create_group(GroupSpec(name=group_name, key_type="string", features=[Feature("p", quiver.F64)], history=dt.timedelta(days=3650)))
+    for hours, price in [(0, 1.0), (2, 2.0), (4, 3.0)]:
+        s.put(group_name, "x", {"p": price}, T0 + dt.timedelta(hours=hours))
+    ref = f"{group_name}:p"
+    got = s.get_as_of([ref], ["x", "x", "x"], [T0 + dt.timedelta(hours=h) for h in (1, 3, 5)])
+    assert got.values(ref).tolist() == [1.0, 2.0, 3.0]
+    assert got.event_times_ms(ref).tolist() == [T0_MS, T0_MS + 7_200_000, T0_MS + 14_400_000]
+    before = s.get_as_of([ref], ["x"], T0 - dt.timedelta(hours=1))
+    assert list(before.statuses(ref)) == [Status.NOT_FOUND]
+    versions = s.history(group_name, "x", ["p"], T0, T0 + dt.timedelta(hours=3))
+    assert [(v.event_time_ms, v.value) for v in versions] == [(T0_MS, 1.0), (T0_MS + 7_200_000, 2.0)]
+    with pytest.raises(quiver.QuiverError):
+        s.get_as_of([f"{group_name}_none:p"], ["x"], T0)
 
 
 def test_embedded_store_keeps_data_across_reopen(tmp_path):
