@@ -1,99 +1,11 @@
-//! End-to-end tests of `quiver` against a real quiverd process.
-//!
-//! quiverd is a binary of another crate, which cargo does not build for this one's tests: the
-//! test builds it (`cargo build -p quiver-server --bin quiverd`, into the same target dir), or
-//! uses the binary named by the QUIVERD_BIN environment variable.
+//! End-to-end tests of `quiver` against a real quiverd process (started by
+//! [`cli_support::start_quiverd`]).
 
 mod cli_support;
 
-use std::net::{TcpListener, TcpStream};
-use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
-use std::time::{Duration, Instant};
+use std::process::Command;
 
-use cli_support::{feature, Quiver};
-
-/// How long quiverd may take to start listening.
-const START_TIMEOUT: Duration = Duration::from_secs(60);
-
-fn quiverd_bin() -> PathBuf {
-    if let Some(path) = std::env::var_os("QUIVERD_BIN") {
-        return PathBuf::from(path);
-    }
-    let quiver = Path::new(env!("CARGO_BIN_EXE_quiver"));
-    let profile_dir = quiver.parent().expect("quiver has a folder");
-    let target_dir = profile_dir
-        .parent()
-        .expect("the profile folder has a parent");
-    let mut build = Command::new(env!("CARGO"));
-    build
-        .args([
-            "build",
-            "-p",
-            "quiver-server",
-            "--bin",
-            "quiverd",
-            "--target-dir",
-        ])
-        .arg(target_dir);
-    if profile_dir.file_name().is_some_and(|n| n == "release") {
-        build.arg("--release");
-    }
-    let status = build.status().expect("run cargo build for quiverd");
-    assert!(
-        status.success(),
-        "cargo build -p quiver-server --bin quiverd failed"
-    );
-    profile_dir.join("quiverd")
-}
-
-struct Daemon {
-    child: Child,
-    addr: String,
-}
-
-impl Drop for Daemon {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
-fn free_port() -> u16 {
-    TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
-}
-
-fn start_quiverd(data: &Path, token: Option<&str>) -> Daemon {
-    let addr = format!("127.0.0.1:{}", free_port());
-    let mut cmd = Command::new(quiverd_bin());
-    cmd.arg("--data")
-        .arg(data)
-        .args(["--size", "64MiB", "--listen", &addr]);
-    if let Some(token) = token {
-        cmd.args(["--auth-token", token]);
-    }
-    let child = cmd
-        .env_remove("QUIVER_AUTH_TOKEN")
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .spawn()
-        .expect("start quiverd");
-    let daemon = Daemon { child, addr };
-    let start = Instant::now();
-    while TcpStream::connect(&daemon.addr).is_err() {
-        assert!(
-            start.elapsed() < START_TIMEOUT,
-            "quiverd did not listen on {} in time",
-            daemon.addr
-        );
-        std::thread::sleep(Duration::from_millis(50));
-    }
-    daemon
-}
+use cli_support::{feature, start_quiverd, Quiver};
 
 #[test]
 fn every_command_against_quiverd() {

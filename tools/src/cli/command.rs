@@ -68,13 +68,15 @@ pub enum Command {
     Group(GroupCommand),
     /// Write feature values of one entity: put GROUP KEY NAME=VALUE ...
     Put(PutArgs),
-    /// Read features: get GROUP KEY [NAME ...], or get --entity KEY GROUP:FEATURE ...
+    /// Read features: get GROUP KEY [NAME ...], or get --entity KEY GROUP:FEATURE ...; --as-of TIME reads a past time
     Get(GetArgs),
+    /// Every version of one entity's features between two times: history GROUP KEY [--feature NAME ...]
+    History(HistoryArgs),
     /// Delete one entity's row of a group
     Delete(DeleteArgs),
     /// Bulk-load a CSV, JSON Lines or Parquet file into a group
     Load(LoadArgs),
-    /// Write every row of a group to a JSON Lines or Parquet file
+    /// Write every row of a group (or, with --history, every version) to a JSON Lines or Parquet file
     Export(ExportArgs),
     /// Build a point-in-time correct training set: a spine file joined with feature history, to Parquet
     TrainingSet(TrainingSetArgs),
@@ -128,7 +130,7 @@ pub enum GroupCommand {
         #[arg(long)]
         tag: Option<String>,
     },
-    /// Change a group: add or deprecate features, set its TTL, description or owner
+    /// Change a group: add or deprecate features, set its TTL, history, description or owner
     Alter(GroupAlterArgs),
     /// Drop a group and all its data
     Drop { name: String },
@@ -176,6 +178,9 @@ pub struct GroupCreateArgs {
     /// Accept NaN and infinities in float features
     #[arg(long)]
     pub allow_non_finite: bool,
+    /// Keep every version for this long (90d, 12h, ...) for as-of reads, history and training sets; none by default
+    #[arg(long, value_name = "DURATION", value_parser = parse::parse_duration_s)]
+    pub history: Option<u32>,
 }
 
 #[derive(Debug, Args)]
@@ -195,6 +200,9 @@ pub struct GroupAlterArgs {
     pub description: Option<String>,
     #[arg(long, group = "change")]
     pub owner: Option<String>,
+    /// Keep versions for this long (90d, ...), from now on; or off
+    #[arg(long, value_name = "DURATION|off", group = "change", value_parser = parse_history_arg)]
+    pub history: Option<HistoryArg>,
 }
 
 /// A TTL or `none` (a newtype: clap reads `Option<Option<_>>` as "flag with optional value").
@@ -203,6 +211,14 @@ pub struct TtlArg(pub Option<u32>);
 
 fn parse_ttl_arg(text: &str) -> Result<TtlArg, String> {
     parse::parse_ttl(text).map(TtlArg)
+}
+
+/// A history retention in seconds, or `off` (a newtype for the same reason as [`TtlArg`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct HistoryArg(pub Option<u32>);
+
+fn parse_history_arg(text: &str) -> Result<HistoryArg, String> {
+    parse::parse_history(text).map(HistoryArg)
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
@@ -242,6 +258,30 @@ pub struct GetArgs {
     /// GROUP KEY [NAME ...], or GROUP:FEATURE ... with --entity
     #[arg(required = true, value_name = "ARGS")]
     pub args: Vec<String>,
+    /// Read the values as of this time (ms since the epoch, or RFC 3339) from the groups' history
+    #[arg(long, value_name = "TIME", value_parser = parse::parse_time_ms)]
+    pub as_of: Option<u64>,
+    /// With --as-of: only versions the store had been written by this time (ms or RFC 3339)
+    #[arg(long, value_name = "TIME", requires = "as_of", value_parser = parse::parse_time_ms)]
+    pub known_at: Option<u64>,
+}
+
+#[derive(Debug, Args)]
+pub struct HistoryArgs {
+    pub group: String,
+    pub key: String,
+    /// A feature to list (repeatable) [default: every live feature of the group]
+    #[arg(long = "feature", value_name = "NAME")]
+    pub features: Vec<String>,
+    /// Oldest event time (ms since the epoch, or RFC 3339) [default: the start of the group's history window]
+    #[arg(long, value_name = "TIME", value_parser = parse::parse_time_ms)]
+    pub from: Option<u64>,
+    /// Newest event time, inclusive [default: no limit]
+    #[arg(long, value_name = "TIME", value_parser = parse::parse_time_ms)]
+    pub to: Option<u64>,
+    /// Only versions the store had been written by this time
+    #[arg(long, value_name = "TIME", value_parser = parse::parse_time_ms)]
+    pub known_at: Option<u64>,
 }
 
 #[derive(Debug, Args)]
@@ -270,6 +310,9 @@ pub struct LoadArgs {
     /// Column holding the event time (ms since the epoch, or RFC 3339); rows without one use the load's start time
     #[arg(long, value_name = "NAME", default_value = "event_time")]
     pub ts_column: String,
+    /// Column holding when each row was written (ms since the epoch, or RFC 3339), recorded as the write time of its versions: imports history whose arrival times are known (groups with history only)
+    #[arg(long, value_name = "NAME")]
+    pub write_time_column: Option<String>,
     /// Rejected rows tolerated; one more aborts the load (exit 8)
     #[arg(long, value_name = "N", default_value_t = 100)]
     pub max_errors: u64,
@@ -290,6 +333,18 @@ pub struct ExportArgs {
     /// Overwrite FILE if it exists
     #[arg(long)]
     pub force: bool,
+    /// Export every version kept in the group's history (one row per entity and version) instead of the online rows
+    #[arg(long)]
+    pub history: bool,
+    /// With --history: oldest event time (ms since the epoch, or RFC 3339) [default: the start of the history window]
+    #[arg(long, value_name = "TIME", requires = "history", value_parser = parse::parse_time_ms)]
+    pub from: Option<u64>,
+    /// With --history: newest event time, inclusive [default: no limit]
+    #[arg(long, value_name = "TIME", requires = "history", value_parser = parse::parse_time_ms)]
+    pub to: Option<u64>,
+    /// With --history: only versions the store had been written by this time
+    #[arg(long, value_name = "TIME", requires = "history", value_parser = parse::parse_time_ms)]
+    pub known_at: Option<u64>,
 }
 
 #[derive(Debug, Args)]

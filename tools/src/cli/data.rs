@@ -3,6 +3,7 @@
 use quiver_engine::feature::{
     EntityKey, FeatureRef, FeatureValue, GroupSchema, PutOptions, Status, Value, WriteMode,
 };
+use quiver_engine::history::AsOf;
 use quiver_engine::Durability;
 use serde_json::json;
 
@@ -10,7 +11,7 @@ use super::backend::{Backend, PutRow};
 use super::command::{DeleteArgs, GetArgs, ModeArg, PutArgs};
 use super::error::{CliError, CliResult};
 use super::json::{feature_value_to_json, key_to_json};
-use super::output::{print_json_tree, print_values, Out};
+use super::output::{print_json_tree, print_values, time_text, Out};
 use super::parse::{parse_assignment, parse_key, parse_value};
 
 pub fn ping(backend: &mut dyn Backend, out: Out) -> CliResult<()> {
@@ -53,6 +54,7 @@ pub fn put(args: &PutArgs, backend: &mut dyn Backend, out: Out) -> CliResult<()>
         key,
         event_time_ms: args.ts.unwrap_or_else(super::now_ms),
         values,
+        write_time_ms: None,
     };
     let mut opts = PutOptions {
         mode: write_mode(args.mode),
@@ -109,11 +111,21 @@ pub fn unknown_feature(schema: &GroupSchema, name: &str) -> CliError {
 }
 
 pub fn get(args: &GetArgs, backend: &mut dyn Backend, out: Out) -> CliResult<()> {
-    let (key, refs, title) = match &args.entity {
+    let (key, refs, mut title) = match &args.entity {
         Some(key_text) => cross_group_request(key_text, &args.args, backend)?,
         None => group_request(&args.args, backend)?,
     };
-    let values = backend.get(&key, &refs)?;
+    let at = args.as_of.map(|t| match args.known_at {
+        Some(k) => AsOf::known_at(t, k),
+        None => AsOf::event_time(t),
+    });
+    let values = match at {
+        Some(at) => {
+            title.push_str(&as_of_text(&at));
+            backend.get_as_of(&key, &refs, at)?
+        }
+        None => backend.get(&key, &refs)?,
+    };
     let single_group = args.entity.is_none();
     let rows: Vec<(String, _)> = refs
         .iter()
@@ -129,12 +141,25 @@ pub fn get(args: &GetArgs, backend: &mut dyn Backend, out: Out) -> CliResult<()>
             )
         })
         .collect();
-    let doc = json!({
+    let mut doc = json!({
         "key": key_to_json(&key),
         "features": rows.iter().map(|(name, fv)| feature_value_to_json(name, fv)).collect::<Vec<_>>(),
     });
+    if let Some(at) = at {
+        doc["as_of_ms"] = json!(at.event_limit_ms);
+        doc["known_at_ms"] = json!(at.known_at_ms);
+    }
     out.emit(doc, || print_values(&title, &rows));
     corrupt_features(&title, &rows)
+}
+
+/// " as of TIME[, as known at TIME]" for a title.
+fn as_of_text(at: &AsOf) -> String {
+    let mut text = format!(" as of {}", time_text(at.event_limit_ms));
+    if let Some(k) = at.known_at_ms {
+        text.push_str(&format!(", as known at {}", time_text(k)));
+    }
+    text
 }
 
 /// Exit code 3 (after the values are printed) when a feature read CORRUPT: its row is damaged

@@ -196,5 +196,6 @@ fn synthetic_user(i: u64, event_time_ms: u64) -> PutRow {
         key: user_key(i),
         event_time_ms,
         values,
+        write_time_ms: None,
     }
 }

@@ -1,6 +1,7 @@
 //! `quiver group create|describe|list|alter|drop`.
 
 use quiver_engine::feature::{Alter, Compression, GroupSpec};
+use quiver_engine::history::HistoryPolicy;
 use serde_json::json;
 
 use super::backend::Backend;
@@ -54,6 +55,7 @@ fn group_spec(args: &GroupCreateArgs) -> CliResult<GroupSpec> {
     spec.description = args.description.clone();
     spec.owner = args.owner.clone();
     spec.tags = args.tags.clone();
+    spec.history = args.history.map(HistoryPolicy::retention);
     Ok(spec)
 }
 
@@ -90,6 +92,9 @@ fn alter(args: &GroupAlterArgs, backend: &mut dyn Backend, out: Out) -> CliResul
     }
     if let Some(owner) = &args.owner {
         changes.push(Alter::SetOwner(owner.clone()));
+    }
+    if let Some(history) = args.history {
+        changes.push(Alter::SetHistory(history.0.map(HistoryPolicy::retention)));
     }
     let mut schema = None;
     for change in changes {

@@ -9,6 +9,7 @@ use serde_json::{json, Map, Number, Value as Json};
 use quiver_engine::feature::{
     EntityKey, FeatureType, FeatureValue, GroupSchema, KeyType, Status, Value,
 };
+use quiver_engine::history::HistoryEntry;
 
 use super::parse::{clip, parse_hex};
 
@@ -184,6 +185,17 @@ pub fn feature_value_to_json(name: &str, fv: &FeatureValue) -> Json {
     })
 }
 
+/// One version of a history read as JSON.
+pub fn history_entry_to_json(entry: &HistoryEntry) -> Json {
+    json!({
+        "feature": entry.feature,
+        "event_time_ms": entry.event_time_ms,
+        "write_time_ms": entry.write_time_ms,
+        "status": status_name(entry.status),
+        "value": value_to_json(&entry.value),
+    })
+}
+
 /// A group schema as JSON.
 pub fn schema_to_json(schema: &GroupSchema) -> Json {
     let features: Vec<Json> = schema
@@ -202,6 +214,10 @@ pub fn schema_to_json(schema: &GroupSchema) -> Json {
     map.insert("version".into(), json!(schema.version));
     map.insert("key_type".into(), json!(schema.key_type.to_string()));
     map.insert("ttl_s".into(), json!(schema.ttl_s));
+    map.insert(
+        "history_retention_s".into(),
+        json!(schema.history.map(|h| h.retention_s)),
+    );
     map.insert(
         "compression".into(),
         json!(super::output::compression_text(&schema.compression)),

@@ -11,6 +11,7 @@ mod demo;
 pub mod error;
 mod export;
 mod group;
+mod history;
 mod inspect;
 pub mod json;
 pub mod load;
@@ -81,6 +82,7 @@ fn run_command(command: &Command, backend: &mut dyn Backend, out: Out) -> CliRes
         Command::Group(cmd) => group::run(cmd, backend, out),
         Command::Put(args) => data::put(args, backend, out),
         Command::Get(args) => data::get(args, backend, out),
+        Command::History(args) => history::run(args, backend, out),
         Command::Delete(args) => data::delete(args, backend, out),
         Command::Load(args) => load::run(args, backend, out),
         Command::Export(args) => export::run(args, backend, out),

@@ -42,6 +42,14 @@ pub fn ttl_text(ttl_s: Option<u32>) -> String {
     }
 }
 
+/// A history retention as `create --history` takes it, or `off`.
+pub fn history_text(retention_s: Option<u32>) -> String {
+    match retention_s {
+        None => "off".to_string(),
+        some => ttl_text(some),
+    }
+}
+
 /// Milliseconds since the epoch as RFC 3339 UTC.
 pub fn time_text(ms: u64) -> String {
     i64::try_from(ms)
@@ -58,6 +66,8 @@ pub fn print_schema(schema: &GroupSchema) {
     );
     println!("  key type     {}", schema.key_type);
     println!("  ttl          {}", ttl_text(schema.ttl_s));
+    let history = schema.history.map(|h| h.retention_s);
+    println!("  history      {}", history_text(history));
     println!("  compression  {}", compression_text(&schema.compression));
     if schema.allow_non_finite {
         println!("  non-finite   allowed");
@@ -98,17 +108,18 @@ pub fn print_group_list(groups: &[std::sync::Arc<GroupSchema>]) {
         .unwrap_or(0)
         .max(5);
     println!(
-        "{:<width$}  {:<6}  {:>8}  {:>6}  tags",
-        "group", "key", "features", "ttl"
+        "{:<width$}  {:<6}  {:>8}  {:>6}  {:>7}  tags",
+        "group", "key", "features", "ttl", "history"
     );
     for g in groups {
         let live = g.features.iter().filter(|f| !f.deprecated).count();
         println!(
-            "{:<width$}  {:<6}  {:>8}  {:>6}  {}",
+            "{:<width$}  {:<6}  {:>8}  {:>6}  {:>7}  {}",
             g.name,
             g.key_type.to_string(),
             live,
             ttl_text(g.ttl_s),
+            history_text(g.history.map(|h| h.retention_s)),
             g.tags.join(",")
         );
     }

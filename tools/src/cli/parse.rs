@@ -49,6 +49,42 @@ pub fn parse_ttl(text: &str) -> Result<Option<u32>, String> {
     Ok(Some(ttl))
 }
 
+/// Parses a point in time (`what` names it in errors): ms since the epoch, or RFC 3339
+/// (`2026-01-02T03:04:05Z`, `2026-01-02T04:04:05+01:00`).
+pub fn parse_time(what: &str, text: &str) -> Result<u64, String> {
+    if !text.is_empty() && text.bytes().all(|b| b.is_ascii_digit()) {
+        return text
+            .parse()
+            .map_err(|_| format!("{what} '{text}' is out of range"));
+    }
+    let time = chrono::DateTime::parse_from_rfc3339(text).map_err(|_| {
+        format!(
+            "invalid {what} '{}': expected ms since the epoch or RFC 3339 (e.g. 2026-01-02T03:04:05Z)",
+            clip(text)
+        )
+    })?;
+    u64::try_from(time.timestamp_millis()).map_err(|_| format!("{what} '{text}' is before 1970"))
+}
+
+/// A command-line TIME: ms since the epoch, or RFC 3339.
+pub fn parse_time_ms(text: &str) -> Result<u64, String> {
+    parse_time("time", text)
+}
+
+/// Parses a history retention: a duration (`90d`), or `off` for no history (`None`).
+pub fn parse_history(text: &str) -> Result<Option<u32>, String> {
+    if text == "off" {
+        return Ok(None);
+    }
+    let retention = parse_duration_s(text)?;
+    if retention == 0 {
+        return Err(format!(
+            "history retention '{text}' is zero: use 'off' to keep no history"
+        ));
+    }
+    Ok(Some(retention))
+}
+
 /// Parses `4GiB`, `512MiB`, `64KiB`, `1TiB` or a plain byte count.
 pub fn parse_size_bytes(text: &str) -> Result<u64, String> {
     let bad = || {
@@ -215,6 +251,23 @@ mod tests {
             .contains("limit"));
         assert_eq!(parse_ttl("none"), Ok(None));
         assert!(parse_ttl("0s").is_err());
+    }
+
+    #[test]
+    fn times_and_history_settings_parse() {
+        assert_eq!(parse_time_ms("1700000000000"), Ok(1_700_000_000_000));
+        assert_eq!(parse_time_ms("1970-01-01T00:00:01Z"), Ok(1000));
+        assert_eq!(parse_time_ms("1970-01-01T01:00:01+01:00"), Ok(1000));
+        for bad in ["", "yesterday", "-5", "1969-12-31T23:59:59Z", "2026-01-02"] {
+            assert!(parse_time_ms(bad).is_err(), "{bad}");
+        }
+        assert!(parse_time("write time", "x")
+            .unwrap_err()
+            .contains("write time"));
+        assert_eq!(parse_history("90d"), Ok(Some(90 * 86_400)));
+        assert_eq!(parse_history("off"), Ok(None));
+        assert!(parse_history("0d").is_err());
+        assert!(parse_history("none").is_err());
     }
 
     #[test]

@@ -1,8 +1,10 @@
 //! Helpers shared by the CLI tests: run the real `quiver` binary against a store in a temp dir.
 #![allow(dead_code)]
 
+use std::net::{TcpListener, TcpStream};
 use std::path::{Path, PathBuf};
-use std::process::{Command, Output};
+use std::process::{Child, Command, Output, Stdio};
+use std::time::{Duration, Instant};
 
 use serde_json::Value as Json;
 use tempfile::TempDir;
@@ -210,4 +212,89 @@ pub fn flip_byte(path: &Path, at: u64, mask: u8) {
     b[0] ^= mask;
     f.write_all_at(&b, at).expect("write byte");
     f.sync_all().expect("sync");
+}
+
+/// How long quiverd may take to start listening.
+const START_TIMEOUT: Duration = Duration::from_secs(60);
+
+/// The quiverd binary. quiverd belongs to another crate, which cargo does not build for this
+/// one's tests: this builds it (`cargo build -p quiver-server --bin quiverd`, into the same
+/// target dir), or uses the binary named by the QUIVERD_BIN environment variable.
+fn quiverd_bin() -> PathBuf {
+    if let Some(path) = std::env::var_os("QUIVERD_BIN") {
+        return PathBuf::from(path);
+    }
+    let quiver = Path::new(env!("CARGO_BIN_EXE_quiver"));
+    let profile_dir = quiver.parent().expect("quiver has a folder");
+    let target_dir = profile_dir
+        .parent()
+        .expect("the profile folder has a parent");
+    let mut build = Command::new(env!("CARGO"));
+    build
+        .args([
+            "build",
+            "-p",
+            "quiver-server",
+            "--bin",
+            "quiverd",
+            "--target-dir",
+        ])
+        .arg(target_dir);
+    if profile_dir.file_name().is_some_and(|n| n == "release") {
+        build.arg("--release");
+    }
+    let status = build.status().expect("run cargo build for quiverd");
+    assert!(
+        status.success(),
+        "cargo build -p quiver-server --bin quiverd failed"
+    );
+    profile_dir.join("quiverd")
+}
+
+pub struct Daemon {
+    pub child: Child,
+    pub addr: String,
+}
+
+impl Drop for Daemon {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+pub fn free_port() -> u16 {
+    TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+pub fn start_quiverd(data: &Path, token: Option<&str>) -> Daemon {
+    let addr = format!("127.0.0.1:{}", free_port());
+    let mut cmd = Command::new(quiverd_bin());
+    cmd.arg("--data")
+        .arg(data)
+        .args(["--size", "64MiB", "--listen", &addr]);
+    if let Some(token) = token {
+        cmd.args(["--auth-token", token]);
+    }
+    let child = cmd
+        .env_remove("QUIVER_AUTH_TOKEN")
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("start quiverd");
+    let daemon = Daemon { child, addr };
+    let start = Instant::now();
+    while TcpStream::connect(&daemon.addr).is_err() {
+        assert!(
+            start.elapsed() < START_TIMEOUT,
+            "quiverd did not listen on {} in time",
+            daemon.addr
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    daemon
 }

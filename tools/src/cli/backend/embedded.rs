@@ -8,10 +8,11 @@ use quiver_engine::feature::{
     Alter, EntityKey, FeatureRef, FeatureValue, GroupSchema, GroupSpec, PutOptions, PutResult,
     ScanItem, Value,
 };
+use quiver_engine::history::{AsOf, HistoryCursor, HistoryRange};
 use quiver_engine::training::{Joined, SpineBatch, TimeMode};
 use quiver_engine::{Config, ScanCursor, Store};
 
-use super::{Backend, PutRow};
+use super::{Backend, HistoryPageOut, PutRow, HISTORY_PAGE_VERSIONS};
 use crate::cli::error::{CliError, CliResult};
 
 /// Rows per worker below which a batch is written on the calling thread alone.
@@ -54,11 +55,13 @@ fn put_row(store: &Store, group: &str, row: &PutRow, opts: &PutOptions) -> CliRe
         .iter()
         .map(|(name, v)| (name.as_str(), v.clone()))
         .collect();
-    Ok(store.put(group, &row.key, row.event_time_ms, &values, opts)?)
+    let opts = row.options(opts);
+    Ok(store.put(group, &row.key, row.event_time_ms, &values, &opts)?)
 }
 
 /// Like [`put_row`], moving the values instead of copying them.
 fn put_owned(store: &Store, group: &str, row: PutRow, opts: &PutOptions) -> CliResult<PutResult> {
+    let opts = &row.options(opts);
     let (names, values): (Vec<String>, Vec<Value>) = row.values.into_iter().unzip();
     let values: Vec<(&str, Value)> = names.iter().map(String::as_str).zip(values).collect();
     Ok(store.put(group, &row.key, row.event_time_ms, &values, opts)?)
@@ -151,6 +154,41 @@ impl Backend for Embedded {
 
     fn get(&mut self, key: &EntityKey, refs: &[FeatureRef]) -> CliResult<Vec<FeatureValue>> {
         Ok(self.store.get(key, refs)?)
+    }
+
+    fn get_as_of(
+        &mut self,
+        key: &EntityKey,
+        refs: &[FeatureRef],
+        at: AsOf,
+    ) -> CliResult<Vec<FeatureValue>> {
+        Ok(self.store.get_as_of(key, refs, at)?)
+    }
+
+    fn history_page(
+        &mut self,
+        group: &str,
+        key: &EntityKey,
+        features: &[String],
+        range: HistoryRange,
+        after: Option<HistoryCursor>,
+    ) -> CliResult<HistoryPageOut> {
+        let names: Vec<&str> = features.iter().map(String::as_str).collect();
+        let page =
+            self.store
+                .history_page(group, key, &names, range, after, HISTORY_PAGE_VERSIONS)?;
+        let next = page.next();
+        Ok((page.entries, next))
+    }
+
+    fn history_keys(
+        &mut self,
+        group: &str,
+        cursor: Option<ScanCursor>,
+        max_records: usize,
+    ) -> CliResult<(Vec<EntityKey>, Option<ScanCursor>)> {
+        let cursor = cursor.unwrap_or(ScanCursor::START);
+        Ok(self.store.history_keys(group, cursor, max_records)?)
     }
 
     fn delete(&mut self, group: &str, key: &EntityKey) -> CliResult<bool> {

@@ -12,6 +12,7 @@ use quiver_engine::feature::{
     Alter, EntityKey, FeatureRef, FeatureValue, GroupSchema, GroupSpec, PutOptions, PutResult,
     ScanItem, Value,
 };
+use quiver_engine::history::{AsOf, HistoryCursor, HistoryEntry, HistoryRange};
 use quiver_engine::training::{Joined, SpineBatch, TimeMode};
 use quiver_engine::ScanCursor;
 
@@ -26,7 +27,25 @@ pub struct PutRow {
     pub key: EntityKey,
     pub event_time_ms: u64,
     pub values: Vec<(String, Value)>,
+    /// When the store learned these values (a history backfill), else the time of the put.
+    pub write_time_ms: Option<u64>,
 }
+
+impl PutRow {
+    /// `opts`, with this row's write time when it has one.
+    pub fn options(&self, opts: &PutOptions) -> PutOptions {
+        PutOptions {
+            write_time_ms: self.write_time_ms.or(opts.write_time_ms),
+            ..*opts
+        }
+    }
+}
+
+/// Versions asked for per history page.
+pub const HISTORY_PAGE_VERSIONS: usize = 10_000;
+
+/// One page of a history read and where the next starts (`None` after the last).
+pub type HistoryPageOut = (Vec<HistoryEntry>, Option<HistoryCursor>);
 
 /// The operations the CLI needs from a store, local or remote.
 pub trait Backend {
@@ -48,6 +67,30 @@ pub trait Backend {
         opts: &PutOptions,
     ) -> CliResult<Vec<CliResult<PutResult>>>;
     fn get(&mut self, key: &EntityKey, refs: &[FeatureRef]) -> CliResult<Vec<FeatureValue>>;
+    /// Features of one entity as of `at`, from the groups' history.
+    fn get_as_of(
+        &mut self,
+        key: &EntityKey,
+        refs: &[FeatureRef],
+        at: AsOf,
+    ) -> CliResult<Vec<FeatureValue>>;
+    /// One page (up to [`HISTORY_PAGE_VERSIONS`]) of the versions of `features` of one entity.
+    fn history_page(
+        &mut self,
+        group: &str,
+        key: &EntityKey,
+        features: &[String],
+        range: HistoryRange,
+        after: Option<HistoryCursor>,
+    ) -> CliResult<HistoryPageOut>;
+    /// One chunk of the entities of `group` that have history, from a scan of up to
+    /// `max_records` history records; `None` as the returned cursor ends the listing.
+    fn history_keys(
+        &mut self,
+        group: &str,
+        cursor: Option<ScanCursor>,
+        max_records: usize,
+    ) -> CliResult<(Vec<EntityKey>, Option<ScanCursor>)>;
     fn delete(&mut self, group: &str, key: &EntityKey) -> CliResult<bool>;
     /// One chunk of a group's rows, from the start (`None`) or a returned cursor; `None` as the
     /// returned cursor means the scan is complete.

@@ -7,12 +7,13 @@ use quiver_engine::feature::{
     Alter, EntityKey, FeatureRef, FeatureValue, GroupSchema, GroupSpec, PutOptions, PutResult,
     ScanItem,
 };
+use quiver_engine::history::{AsOf, HistoryCursor, HistoryRange};
 use quiver_engine::training::{Joined, SpineBatch, TimeMode};
 use quiver_engine::ScanCursor;
 use quiver_server::client::{Client, ClientConfig, ClientError};
 use quiver_server::protocol::{Request, Response, StatusCode};
 
-use super::{Backend, PutRow};
+use super::{Backend, HistoryPageOut, PutRow, HISTORY_PAGE_VERSIONS};
 use crate::cli::error::{CliError, CliResult};
 
 /// How long a connection attempt may take.
@@ -148,8 +149,9 @@ impl Backend for Remote {
 
     fn put(&mut self, group: &str, row: &PutRow, opts: &PutOptions) -> CliResult<PutResult> {
         let values = row.values.clone();
+        let opts = row.options(opts);
         self.client
-            .put(group, row.key.clone(), row.event_time_ms, values, *opts)
+            .put(group, row.key.clone(), row.event_time_ms, values, opts)
             .map_err(|e| self.err(e))
     }
 
@@ -165,9 +167,9 @@ impl Backend for Remote {
         for row in rows {
             let request = Request::Put {
                 group: group.to_string(),
+                options: row.options(opts),
                 key: row.key,
                 event_time_ms: row.event_time_ms,
-                options: *opts,
                 values: row.values,
             };
             match self.client.send(&request) {
@@ -198,6 +200,44 @@ impl Backend for Remote {
     fn get(&mut self, key: &EntityKey, refs: &[FeatureRef]) -> CliResult<Vec<FeatureValue>> {
         self.client
             .get(key.clone(), refs.to_vec())
+            .map_err(|e| self.err(e))
+    }
+
+    fn get_as_of(
+        &mut self,
+        key: &EntityKey,
+        refs: &[FeatureRef],
+        at: AsOf,
+    ) -> CliResult<Vec<FeatureValue>> {
+        self.client
+            .get_as_of(key.clone(), at, refs.to_vec())
+            .map_err(|e| self.err(e))
+    }
+
+    fn history_page(
+        &mut self,
+        group: &str,
+        key: &EntityKey,
+        features: &[String],
+        range: HistoryRange,
+        after: Option<HistoryCursor>,
+    ) -> CliResult<HistoryPageOut> {
+        let max = u32::try_from(HISTORY_PAGE_VERSIONS).unwrap_or(u32::MAX);
+        self.client
+            .history_page(group, key.clone(), features.to_vec(), range, after, max)
+            .map_err(|e| self.err(e))
+    }
+
+    fn history_keys(
+        &mut self,
+        group: &str,
+        cursor: Option<ScanCursor>,
+        max_records: usize,
+    ) -> CliResult<(Vec<EntityKey>, Option<ScanCursor>)> {
+        let limit = self.client.server_info().max_batch_keys.max(1) as usize;
+        let max = u32::try_from(max_records.clamp(1, limit)).unwrap_or(u32::MAX);
+        self.client
+            .history_keys_page(group, cursor, max)
             .map_err(|e| self.err(e))
     }
 

@@ -2,9 +2,13 @@
 //! Parquet. Each row carries the entity key (`entity`), the newest event time among its values
 //! (`event_time`, ms) and its feature values, so the file loads back with `quiver load`.
 //!
+//! With `--history`, every version kept in the group's history instead, one row per entity
+//! and version (see `history.rs`).
+//!
 //! The file is written beside its final name (`FILE.partial`) and renamed when complete, so a
 //! failed export never leaves a truncated file under the requested name.
 
+mod history;
 mod jsonl;
 pub(crate) mod parquet;
 
@@ -50,13 +54,29 @@ pub fn run(args: &ExportArgs, backend: &mut dyn Backend, out: Out) -> CliResult<
             "already exists (pass --force to overwrite)",
         ));
     }
-    let schema = backend.describe_group(&args.group)?;
-    check_column_names(&schema)?;
+    let schema = match args.history {
+        true => crate::cli::history::history_group(backend, &args.group)?,
+        false => backend.describe_group(&args.group)?,
+    };
+    let reserved: &[&str] = match args.history {
+        true => &history::COLUMNS,
+        false => &[KEY_COLUMN, TS_COLUMN],
+    };
+    check_column_names(&schema, reserved)?;
+    let range = crate::cli::history::time_range(args.from, args.to, args.known_at)?;
     let partial = partial_path(&args.file);
     let start = Instant::now();
-    let rows = write_file(&partial, format, &schema, backend).inspect_err(|_| {
+    let written = match args.history {
+        true => history::write_file(&partial, format, &schema, range, backend),
+        false => write_file(&partial, format, &schema, backend).map(|rows| history::Written {
+            versions: rows,
+            entities: rows,
+        }),
+    };
+    let written = written.inspect_err(|_| {
         let _ = std::fs::remove_file(&partial);
     })?;
+    let rows = written.versions;
     std::fs::rename(&partial, &args.file).map_err(|e| {
         CliError::file(
             &args.file,
@@ -64,10 +84,21 @@ pub fn run(args: &ExportArgs, backend: &mut dyn Backend, out: Out) -> CliResult<
         )
     })?;
     let seconds = start.elapsed().as_secs_f64();
-    let doc = json!({ "group": args.group, "file": args.file.display().to_string(), "format": format.name(), "rows": rows, "seconds": seconds });
+    let mut doc = json!({ "group": args.group, "file": args.file.display().to_string(), "format": format.name(), "rows": rows, "seconds": seconds });
+    if args.history {
+        doc["history"] = json!(true);
+        doc["entities"] = json!(written.entities);
+        doc["from_ms"] = json!(range.from_ms);
+        doc["to_ms"] = json!(range.to_ms);
+        doc["known_at_ms"] = json!(range.known_at_ms);
+    }
     out.emit(doc, || {
+        let what = match args.history {
+            true => format!("versions of {} entities", thousands(written.entities)),
+            false => "rows".to_string(),
+        };
         println!(
-            "exported {} rows of '{}' to {} in {seconds:.2} s",
+            "exported {} {what} of '{}' to {} in {seconds:.2} s",
             thousands(rows),
             args.group,
             args.file.display()
@@ -84,8 +115,8 @@ pub(crate) fn partial_path(path: &Path) -> PathBuf {
 }
 
 /// The exported file's own columns must not collide with a feature.
-fn check_column_names(schema: &GroupSchema) -> CliResult<()> {
-    for reserved in [KEY_COLUMN, TS_COLUMN] {
+fn check_column_names(schema: &GroupSchema, reserved: &[&str]) -> CliResult<()> {
+    for &reserved in reserved {
         if schema.feature(reserved).is_some() {
             return Err(CliError::Rejected(format!(
                 "group '{}' has a feature named '{reserved}', which is the name of an exported file's own column",

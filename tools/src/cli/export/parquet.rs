@@ -38,11 +38,7 @@ pub struct ParquetSink {
 
 /// The message type of an exported group.
 pub fn message_type(schema: &GroupSchema) -> String {
-    let key = match schema.key_type {
-        KeyType::String => "required binary entity (STRING);",
-        KeyType::I64 => "required int64 entity;",
-        KeyType::Bytes => "required binary entity;",
-    };
+    let key = key_column(schema.key_type);
     let mut text = format!(
         "message {} {{\n  {key}\n  required int64 {TS_COLUMN} (TIMESTAMP(MILLIS,true));\n",
         schema.name
@@ -54,6 +50,42 @@ pub fn message_type(schema: &GroupSchema) -> String {
     }
     text.push('}');
     text
+}
+
+/// The Parquet column (message-type text) of the entity key.
+pub fn key_column(key_type: KeyType) -> &'static str {
+    match key_type {
+        KeyType::String => "required binary entity (STRING);",
+        KeyType::I64 => "required int64 entity;",
+        KeyType::Bytes => "required binary entity;",
+    }
+}
+
+/// Starts a Parquet file of `message` (message-type text) over `out`, snappy-compressed.
+pub fn start_file(
+    out: BufWriter<File>,
+    message: &str,
+    path: &Path,
+) -> CliResult<SerializedFileWriter<BufWriter<File>>> {
+    let parquet_schema = parse_message_type(message)
+        .map_err(|e| CliError::Internal(format!("export schema does not parse: {e}: {message}")))?;
+    let props = WriterProperties::builder()
+        .set_compression(ParquetCompression::SNAPPY)
+        .build();
+    SerializedFileWriter::new(out, Arc::new(parquet_schema), Arc::new(props))
+        .map_err(|e| CliError::file(path, format!("cannot start the Parquet file: {e}")))
+}
+
+/// Writes the footer, flushes and syncs the file.
+pub fn finish_file(writer: SerializedFileWriter<BufWriter<File>>, path: &Path) -> CliResult<()> {
+    let mut out = writer
+        .into_inner()
+        .map_err(|e| CliError::file(path, format!("Parquet write failed: {e}")))?;
+    std::io::Write::flush(&mut out)
+        .map_err(|e| CliError::file(path, format!("write failed: {e}")))?;
+    out.get_ref()
+        .sync_all()
+        .map_err(|e| CliError::file(path, format!("sync failed: {e}")))
 }
 
 /// The Parquet column (message-type text) of one feature: optional, null when it has no value.
@@ -82,15 +114,7 @@ fn list_column(name: &str, element: &str) -> String {
 
 impl ParquetSink {
     pub fn new(out: BufWriter<File>, schema: &GroupSchema, path: &Path) -> CliResult<ParquetSink> {
-        let message = message_type(schema);
-        let parquet_schema = parse_message_type(&message).map_err(|e| {
-            CliError::Internal(format!("export schema does not parse: {e}: {message}"))
-        })?;
-        let props = WriterProperties::builder()
-            .set_compression(ParquetCompression::SNAPPY)
-            .build();
-        let writer = SerializedFileWriter::new(out, Arc::new(parquet_schema), Arc::new(props))
-            .map_err(|e| CliError::file(path, format!("cannot start the Parquet file: {e}")))?;
+        let writer = start_file(out, &message_type(schema), path)?;
         let features = schema
             .features
             .iter()
@@ -120,7 +144,10 @@ impl ParquetSink {
             .map_err(|e| CliError::file(&self.path, e))?
         {
             let written = match index {
-                0 => write_keys(&mut column, &items),
+                0 => {
+                    let keys: Vec<&EntityKey> = items.iter().map(|i| &i.key).collect();
+                    write_keys(&mut column, &keys)
+                }
                 1 => {
                     let times: Vec<i64> = items.iter().map(|i| row_event_time(i) as i64).collect();
                     column
@@ -160,16 +187,7 @@ impl RowSink for ParquetSink {
 
     fn finish(mut self: Box<Self>) -> CliResult<()> {
         self.write_row_group()?;
-        let path = self.path.clone();
-        let mut out = self
-            .writer
-            .into_inner()
-            .map_err(|e| CliError::file(&path, format!("Parquet write failed: {e}")))?;
-        std::io::Write::flush(&mut out)
-            .map_err(|e| CliError::file(&path, format!("write failed: {e}")))?;
-        out.get_ref()
-            .sync_all()
-            .map_err(|e| CliError::file(&path, format!("sync failed: {e}")))
+        finish_file(self.writer, &self.path)
     }
 }
 
@@ -183,20 +201,21 @@ fn present_values(item: &ScanItem) -> HashMap<&str, &Value> {
 
 pub type PqResult = Result<(), parquet::errors::ParquetError>;
 
-fn write_keys(column: &mut SerializedColumnWriter<'_>, items: &[ScanItem]) -> PqResult {
-    if let Some(EntityKey::I64(_)) = items.first().map(|i| &i.key) {
-        let keys: Vec<i64> = items
+/// Writes the required entity-key column.
+pub fn write_keys(column: &mut SerializedColumnWriter<'_>, keys: &[&EntityKey]) -> PqResult {
+    if let Some(EntityKey::I64(_)) = keys.first() {
+        let keys: Vec<i64> = keys
             .iter()
-            .map(|i| if let EntityKey::I64(v) = i.key { v } else { 0 })
+            .map(|k| if let EntityKey::I64(v) = k { *v } else { 0 })
             .collect();
         return column
             .typed::<Int64Type>()
             .write_batch(&keys, None, None)
             .map(drop);
     }
-    let keys: Vec<ByteArray> = items
+    let keys: Vec<ByteArray> = keys
         .iter()
-        .map(|i| match &i.key {
+        .map(|k| match k {
             EntityKey::String(s) => ByteArray::from(s.as_bytes().to_vec()),
             EntityKey::Bytes(b) => ByteArray::from(b.clone()),
             EntityKey::I64(v) => ByteArray::from(v.to_string().into_bytes()),

@@ -10,6 +10,7 @@ use csv::{ByteRecord, ReaderBuilder};
 
 use super::row::{
     finish_row, parse_event_time, Batch, ColumnPlan, LoadSpec, ReadRow, Rejection, RowSource,
+    RowTimes,
 };
 use crate::cli::error::{CliError, CliResult};
 use crate::cli::parse::parse_value;
@@ -79,6 +80,18 @@ impl CsvSource {
             }
             _ => self.spec.default_ts_ms,
         };
+        let write_time_ms = match self.plan.write_time {
+            Some(index) => Some(
+                self.spec
+                    .write_time_from_text(Some(cell(index)?))
+                    .map_err(|r| Rejection::new(line, &self.header[index], r))?,
+            ),
+            None => None,
+        };
+        let times = RowTimes {
+            event_time_ms,
+            write_time_ms,
+        };
         let mut values = Vec::with_capacity(self.plan.features.len());
         for (index, name, ty) in &self.plan.features {
             let text = cell(*index)?;
@@ -89,7 +102,7 @@ impl CsvSource {
                 parse_value(*ty, text).map_err(|r| Rejection::new(line, name.clone(), r))?;
             values.push((name.clone(), value));
         }
-        finish_row(line, key, event_time_ms, values)
+        finish_row(line, key, times, values)
     }
 }
 

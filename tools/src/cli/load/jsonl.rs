@@ -7,9 +7,10 @@ use std::path::Path;
 
 use serde_json::{Map, Value as Json};
 
-use super::row::{finish_row, parse_event_time, Batch, LoadSpec, ReadRow, Rejection, RowSource};
+use super::row::{finish_row, Batch, LoadSpec, ReadRow, Rejection, RowSource, RowTimes};
 use crate::cli::error::{CliError, CliResult};
 use crate::cli::json::{describe, key_from_json, value_from_json};
+use crate::cli::parse::parse_time;
 
 /// Longest line accepted, in bytes.
 pub const MAX_LINE_BYTES: u64 = 64 << 20;
@@ -94,34 +95,31 @@ impl JsonlSource {
         })?;
         let key = key_from_json(self.spec.schema.key_type, &map[key_name])
             .map_err(|r| Rejection::new(line, key_name, r))?;
-        let event_time_ms = match map.get(&self.spec.ts_column) {
-            None | Some(Json::Null) => self.spec.default_ts_ms,
-            Some(Json::Number(n)) => n.as_u64().ok_or_else(|| {
-                Rejection::new(
-                    line,
-                    &self.spec.ts_column,
-                    format!("event time {n} is not a whole number of ms since 1970"),
-                )
-            })?,
-            Some(Json::String(s)) => {
-                parse_event_time(s).map_err(|r| Rejection::new(line, &self.spec.ts_column, r))?
-            }
-            Some(other) => {
-                let reason = format!(
-                    "expected ms since the epoch or an RFC 3339 string, got {}",
-                    describe(other)
-                );
-                return Err(Rejection::new(line, &self.spec.ts_column, reason));
-            }
+        let ts_column = &self.spec.ts_column;
+        let event_time_ms = json_time("event time", map.get(ts_column))
+            .map_err(|r| Rejection::new(line, ts_column, r))?
+            .unwrap_or(self.spec.default_ts_ms);
+        let write_column = self.spec.write_time_column.as_deref();
+        let write_time_ms = match write_column {
+            Some(column) => Some(
+                json_time("write time", map.get(column))
+                    .and_then(|t| t.ok_or_else(|| self.spec.missing_write_time()))
+                    .map_err(|r| Rejection::new(line, column, r))?,
+            ),
+            None => None,
         };
         let mut values = Vec::with_capacity(map.len());
         for (name, json) in &map {
-            if name == key_name || *name == self.spec.ts_column {
+            if name == key_name || name == ts_column || Some(name.as_str()) == write_column {
                 continue;
             }
             values.push((name.clone(), self.value(line, name, json)?));
         }
-        finish_row(line, key, event_time_ms, values)
+        let times = RowTimes {
+            event_time_ms,
+            write_time_ms,
+        };
+        finish_row(line, key, times, values)
     }
 
     fn value(
@@ -147,6 +145,23 @@ impl JsonlSource {
                 )
             })?;
         value_from_json(feature.ty, json).map_err(|r| Rejection::new(line, name, r))
+    }
+}
+
+/// A time from a JSON cell, ms since the epoch or an RFC 3339 string (`what` names it in
+/// errors); `None` when the cell is absent or null.
+fn json_time(what: &str, json: Option<&Json>) -> Result<Option<u64>, String> {
+    match json {
+        None | Some(Json::Null) => Ok(None),
+        Some(Json::Number(n)) => n
+            .as_u64()
+            .map(Some)
+            .ok_or_else(|| format!("{what} {n} is not a whole number of ms since 1970")),
+        Some(Json::String(s)) => parse_time(what, s).map(Some),
+        Some(other) => Err(format!(
+            "expected ms since the epoch or an RFC 3339 string, got {}",
+            describe(other)
+        )),
     }
 }
 

@@ -62,11 +62,18 @@ pub fn run(args: &LoadArgs, backend: &mut dyn Backend, out: Out) -> CliResult<()
     let format = resolve_format(&args.file, args.format)?;
     sniff(&args.file, format)?;
     let schema = backend.describe_group(&args.group)?;
+    if args.write_time_column.is_some() && schema.history.is_none() {
+        return Err(CliError::usage(format!(
+            "--write-time-column sets the write time of history versions, and group '{}' keeps no history (turn it on with: quiver group alter {} --history 90d)",
+            args.group, args.group
+        )));
+    }
     let spec = LoadSpec {
         schema,
         key_column: args.key_column.clone(),
         ts_column: args.ts_column.clone(),
         default_ts_ms: super::now_ms(),
+        write_time_column: args.write_time_column.clone(),
     };
     let opts = PutOptions {
         mode: super::data::write_mode(args.mode),

@@ -14,10 +14,11 @@ use parquet::record::{Field, Row};
 use quiver_engine::feature::{EntityKey, FeatureType, KeyType, Value};
 
 use super::row::{
-    finish_row, parse_event_time, Batch, ColumnPlan, LoadSpec, ReadRow, Rejection, RowSource,
+    finish_row, Batch, ColumnPlan, LoadSpec, ReadRow, Rejection, RowSource, RowTimes,
 };
 use crate::cli::error::{CliError, CliResult};
 use crate::cli::json::hex;
+use crate::cli::parse::parse_time;
 
 const MS_PER_DAY: i64 = 86_400_000;
 
@@ -79,9 +80,22 @@ impl ParquetSource {
             .map_err(|r| Rejection::new(line, key_name, r))?;
         let event_time_ms = match self.plan.ts.map(|i| &columns[i].1) {
             None | Some(Field::Null) => self.spec.default_ts_ms,
-            Some(field) => {
-                field_time(field).map_err(|r| Rejection::new(line, &self.spec.ts_column, r))?
-            }
+            Some(field) => field_time("event time", field)
+                .map_err(|r| Rejection::new(line, &self.spec.ts_column, r))?,
+        };
+        let write_time_ms = match self.plan.write_time {
+            Some(i) => Some(
+                match &columns[i].1 {
+                    Field::Null => Err(self.spec.missing_write_time()),
+                    field => field_time("write time", field),
+                }
+                .map_err(|r| Rejection::new(line, &self.header[i], r))?,
+            ),
+            None => None,
+        };
+        let times = RowTimes {
+            event_time_ms,
+            write_time_ms,
         };
         let mut values = Vec::with_capacity(self.plan.features.len());
         for (index, name, ty) in &self.plan.features {
@@ -89,7 +103,7 @@ impl ParquetSource {
                 .map_err(|r| Rejection::new(line, name.clone(), r))?;
             values.push((name.clone(), value));
         }
-        finish_row(line, key, event_time_ms, values)
+        finish_row(line, key, times, values)
     }
 }
 
@@ -241,21 +255,22 @@ fn field_key(key_type: KeyType, field: &Field) -> Result<EntityKey, String> {
     }
 }
 
-fn field_time(field: &Field) -> Result<u64, String> {
+/// A time from a Parquet cell (`what` names it in errors).
+fn field_time(what: &str, field: &Field) -> Result<u64, String> {
     let ms = match field {
         Field::TimestampMillis(ms) => Some(*ms),
         Field::TimestampMicros(us) => Some(us.div_euclid(1000)),
         Field::Date(days) => i64::from(*days).checked_mul(MS_PER_DAY),
-        Field::Str(s) => return parse_event_time(s),
+        Field::Str(s) => return parse_time(what, s),
         Field::Bytes(b) => {
             return Err(format!(
-                "expected an event time, got bytes 0x{}",
+                "expected the {what}, got bytes 0x{}",
                 hex(b.data())
             ))
         }
         _ => field_i64(field),
     };
     let ms =
-        ms.ok_or_else(|| format!("expected an event time, got a Parquet {}", type_name(field)))?;
-    u64::try_from(ms).map_err(|_| format!("event time {ms} ms is before 1970"))
+        ms.ok_or_else(|| format!("expected the {what}, got a Parquet {}", type_name(field)))?;
+    u64::try_from(ms).map_err(|_| format!("{what} {ms} ms is before 1970"))
 }

@@ -5,6 +5,7 @@ use quiver_engine::feature::{EntityKey, FeatureType, GroupSchema};
 
 use crate::cli::backend::PutRow;
 use crate::cli::error::{CliError, CliResult};
+use crate::cli::parse::parse_time;
 
 /// Rows per batch read ahead of the writer.
 pub const READ_AHEAD_BATCHES: usize = 4;
@@ -32,11 +33,18 @@ impl Rejection {
 /// One row read from a file.
 pub type ReadRow = Result<(u64, PutRow), Rejection>;
 
+/// The times of one row: its event time, and its write time when the load reads one.
+#[derive(Debug, Clone, Copy)]
+pub struct RowTimes {
+    pub event_time_ms: u64,
+    pub write_time_ms: Option<u64>,
+}
+
 /// The row read at `line`, or its rejection when it holds no feature value at all.
 pub fn finish_row(
     line: u64,
     key: EntityKey,
-    event_time_ms: u64,
+    times: RowTimes,
     values: Vec<(String, quiver_engine::feature::Value)>,
 ) -> ReadRow {
     if values.is_empty() {
@@ -46,8 +54,9 @@ pub fn finish_row(
         line,
         PutRow {
             key,
-            event_time_ms,
+            event_time_ms: times.event_time_ms,
             values,
+            write_time_ms: times.write_time_ms,
         },
     ))
 }
@@ -73,6 +82,8 @@ pub trait RowSource {
 pub struct ColumnPlan {
     pub key: usize,
     pub ts: Option<usize>,
+    /// The write-time column, when the load reads one (`--write-time-column`).
+    pub write_time: Option<usize>,
     /// (column index, feature name, feature type)
     pub features: Vec<(usize, String, FeatureType)>,
 }
@@ -84,6 +95,8 @@ pub struct LoadSpec {
     pub key_column: Option<String>,
     pub ts_column: String,
     pub default_ts_ms: u64,
+    /// `--write-time-column`: every row must carry its write time there.
+    pub write_time_column: Option<String>,
 }
 
 impl LoadSpec {
@@ -107,9 +120,18 @@ impl LoadSpec {
             .position(|c| *c == key_name)
             .expect("key column is in the header");
         let ts = header.iter().position(|c| *c == self.ts_column);
+        let write_time = match &self.write_time_column {
+            Some(name) => Some(
+                header
+                    .iter()
+                    .position(|c| c == name)
+                    .ok_or_else(|| self.no_write_time_column(file))?,
+            ),
+            None => None,
+        };
         let mut features = Vec::new();
         for (index, name) in header.iter().enumerate() {
-            if index == key || Some(index) == ts {
+            if index == key || Some(index) == ts || Some(index) == write_time {
                 continue;
             }
             let feature = self.schema.feature(name).ok_or_else(|| {
@@ -127,7 +149,35 @@ impl LoadSpec {
             }
             features.push((index, feature.name.clone(), feature.ty));
         }
-        Ok(ColumnPlan { key, ts, features })
+        Ok(ColumnPlan {
+            key,
+            ts,
+            write_time,
+            features,
+        })
+    }
+
+    pub fn no_write_time_column(&self, file: &str) -> CliError {
+        let name = self.write_time_column.as_deref().unwrap_or("");
+        CliError::File {
+            path: file.to_string(),
+            reason: format!(
+                "no write-time column: expected a column named '{name}' (--write-time-column)"
+            ),
+        }
+    }
+
+    /// A row's write time from the text of its write-time cell (`None`: the cell is empty).
+    pub fn write_time_from_text(&self, text: Option<&str>) -> Result<u64, String> {
+        match text {
+            Some(text) if !text.is_empty() => parse_time("write time", text),
+            _ => Err(self.missing_write_time()),
+        }
+    }
+
+    /// Why a row without a write time is refused.
+    pub fn missing_write_time(&self) -> String {
+        "the row has no write time: with --write-time-column every row carries one".to_string()
     }
 
     pub fn no_key_column(&self, file: &str) -> CliError {
@@ -169,19 +219,7 @@ pub fn live_features(schema: &GroupSchema) -> Vec<&str> {
 
 /// An event time from text: ms since the epoch, or RFC 3339 (`2026-01-02T03:04:05Z`).
 pub fn parse_event_time(text: &str) -> Result<u64, String> {
-    if !text.is_empty() && text.bytes().all(|b| b.is_ascii_digit()) {
-        return text
-            .parse()
-            .map_err(|_| format!("event time '{text}' is out of range"));
-    }
-    let time = chrono::DateTime::parse_from_rfc3339(text).map_err(|_| {
-        format!(
-            "invalid event time '{}': expected ms since the epoch or RFC 3339",
-            crate::cli::parse::clip(text)
-        )
-    })?;
-    u64::try_from(time.timestamp_millis())
-        .map_err(|_| format!("event time '{text}' is before 1970"))
+    parse_time("event time", text)
 }
 
 #[cfg(test)]
