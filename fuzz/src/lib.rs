@@ -308,7 +308,7 @@ pub fn recovery_image(data: &[u8]) {
 /// re-encodes to a frame of the same header and length that decodes to the same request.
 pub fn protocol_frame(data: &[u8]) {
     use quiver_server::protocol::{
-        decode_refs, decode_request, decode_response, encode_request, encode_response,
+        decode_refs, decode_request, decode_response, encode_request_flags, encode_response,
         split_get_body, FrameHeader, Response, HEADER_LEN,
     };
     if data.len() < HEADER_LEN {
@@ -328,10 +328,13 @@ pub fn protocol_frame(data: &[u8]) {
         if let Some(frame) = frame {
             if let Ok(request) = decode_request(op, &frame[HEADER_LEN..]) {
                 let mut again = Vec::new();
-                encode_request(h.request_id, &request, &mut again);
+                // A request may carry the flags a server accepts (CORRUPT_STATUS): re-encoded
+                // with the same flags.
+                encode_request_flags(h.request_id, &request, h.flags, &mut again);
                 // Not byte for byte: the decoder ignores the value bytes of an absent optional
-                // field (PUT options), so the header and the length must match exactly and
-                // the body must decode to the same request.
+                // field (PUT options, an as-of time's known-at, a HISTORY cursor without
+                // resume), so the header and the length must match exactly and the body must
+                // decode to the same request.
                 assert_eq!(again[..HEADER_LEN], frame[..HEADER_LEN], "{request:?}");
                 assert_eq!(
                     again.len(),
@@ -546,7 +549,10 @@ pub fn seeds(target: &str) -> Vec<Vec<u8>> {
 
 fn protocol_seeds() -> Vec<Vec<u8>> {
     use quiver_engine::feature::{EntityKey, FeatureRef, PutOptions, Value};
-    use quiver_server::protocol::{encode_request, Request};
+    use quiver_engine::history::{AsOf, HistoryCursor, HistoryRange};
+    use quiver_server::protocol::{
+        encode_request, GetAsOfRequest, HistoryKeysRequest, HistoryRequest, Request,
+    };
     let requests = [
         Request::Ping {
             payload: b"hello".to_vec(),
@@ -575,6 +581,39 @@ fn protocol_seeds() -> Vec<Vec<u8>> {
             key: EntityKey::Bytes(vec![1, 2, 3]),
             durability: None,
         },
+        Request::GetAsOf(GetAsOfRequest {
+            keys: vec![
+                EntityKey::String("u1".into()),
+                EntityKey::String("u2".into()),
+            ],
+            times: vec![AsOf::known_at(1_700_000_000_000, 1_700_000_100_000)],
+            features: vec![FeatureRef {
+                group: "g".into(),
+                feature: "f".into(),
+            }],
+        }),
+        Request::History(HistoryRequest {
+            group: "g".into(),
+            key: EntityKey::I64(7),
+            features: vec!["f".into()],
+            range: HistoryRange {
+                from_ms: 0,
+                to_ms: u64::MAX,
+                known_at_ms: Some(1_700_000_000_000),
+            },
+            after: Some(HistoryCursor {
+                event_time_ms: 1_700_000_000_000,
+                write_time_ms: 1_700_000_000_005,
+                feature: 0,
+                skip: 1,
+            }),
+            max_versions: 100,
+        }),
+        Request::HistoryKeys(HistoryKeysRequest {
+            group: "g".into(),
+            cursor: Some(quiver_engine::ScanCursor(5)),
+            max_records: 10,
+        }),
     ];
     requests
         .iter()
