@@ -39,7 +39,8 @@ pub struct DamagedKeyReport {
     pub key: Option<String>,
     /// The key tag (low 56 bits of the digest of (group, key)) from the damaged record's header.
     pub tag: u64,
-    /// The damaged record's LSN (0 when known only from the durable damaged-key list).
+    /// The damaged record's LSN (where its header is beyond repair, a bound above the
+    /// versions of the key it outranks).
     pub lsn: u64,
     pub block: u32,
     /// Byte offset of the damaged record in its block.

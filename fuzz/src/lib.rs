@@ -262,8 +262,8 @@ pub fn recovery_image(data: &[u8]) {
     let base = base_image();
     let mut image = base.image.clone();
     let mut rest = data;
-    // A block whose header is damaged reads as free (docs/FORMAT.md): its frames vanish without
-    // a report, so an older version elsewhere may be what a read finds.
+    // A block whose header is damaged beyond one byte reads as free (docs/FORMAT.md): its
+    // frames vanish without a report, so an older version elsewhere may be what a read finds.
     let mut header_patched = false;
     while rest.len() >= 5 {
         let offset =

@@ -35,11 +35,12 @@ use std::path::{Path, PathBuf};
 use std::sync::atomic::Ordering;
 
 use quiver_index::{Entry, Index, Location};
-use quiver_wal::format::{decode_record, BlockHeader, Superblock, UNIT_BYTES};
+use quiver_wal::format::{decode_record, key_tag_of_digest, Superblock, UNIT_BYTES};
 use quiver_wal::{AlignedBuf, Device, ReadOp, IO_ALIGN};
 use xxhash_rust::xxh3::Xxh3Default;
 
 use super::blocks::{Blocks, DEFRAG, OPEN, SEALED};
+use super::damage::{Candidate, DamagedKey};
 use super::recovery::{
     read_dropped_at, recompute_live, scan_blocks, Recovered, ScanState, Version,
 };
@@ -328,7 +329,8 @@ pub(crate) fn load(
         mode: "checkpoint".into(),
         ..RecoveryReport::default()
     };
-    let tail = classify_blocks(device, sb, blocks, &head).map_err(|e| e.to_string())?;
+    let tail =
+        classify_blocks(device, sb, blocks, &head, &mut report).map_err(|e| e.to_string())?;
     for i in 0..head.count {
         let at = head.entries_at + i * ENTRY_BYTES;
         let (d, e) = decode_entry(&bytes[at..at + ENTRY_BYTES]);
@@ -343,9 +345,10 @@ pub(crate) fn load(
     if let Some((_, loc)) = state.dropped_loc {
         dropped = read_dropped_at(device, sb, blocks, loc).map_err(|e| e.to_string())?;
     }
-    apply_tail(device, sb, blocks, index, &state, &head, &dropped, now)
+    let lost = apply_tail(device, sb, blocks, index, &state, &head, &dropped, now)
         .map_err(|e| e.to_string())?;
-    drop_stale(index, blocks, &state, head.replay_from);
+    state.damaged.extend(lost);
+    drop_stale(index, blocks, &state, &head);
     let (damaged, damage_changed) =
         weigh_damage(device, sb, blocks, index, &state, &dropped, &mut report)
             .map_err(|e| e.to_string())?;
@@ -400,6 +403,7 @@ fn classify_blocks(
     sb: &Superblock,
     blocks: &Blocks,
     head: &Head,
+    report: &mut RecoveryReport,
 ) -> Result<Vec<u32>> {
     let bb = sb.write_block_bytes as u64;
     let all: Vec<u32> = (1..blocks.count() as u32).collect();
@@ -419,7 +423,9 @@ fn classify_blocks(
         };
         for ((&b, buf), res) in chunk.iter().zip(&bufs).zip(results) {
             res?;
-            let Some(h) = BlockHeader::decode(buf, b, sb.store_id as u64) else {
+            // A tail block's repaired header is reported by its scan.
+            let mut repaired = RecoveryReport::default();
+            let Some(h) = super::recovery::block_header(buf, b, sb, &mut repaired) else {
                 continue;
             };
             match head.blocks.get(&b) {
@@ -430,6 +436,7 @@ fn classify_blocks(
                     m.used_bytes.store(used as u64, Ordering::Release);
                     m.min_lsn.store(min_lsn, Ordering::Release);
                     m.state.store(SEALED, Ordering::Release);
+                    report.damage.extend(repaired.damage);
                 }
                 _ if h.seq >= head.replay_from => tail.push(b),
                 _ => {
@@ -445,6 +452,15 @@ fn classify_blocks(
 }
 
 /// Folds the replayed tail into the loaded index: the newest version by LSN wins.
+///
+/// Every key current at the walk with an LSN below `walk_lsn` is in the file, so a version in
+/// the tail with an LSN below it is not newer than the file's entry for its key, whatever the
+/// scan found: when the file has no entry, the key had been deleted (its tombstone may be the
+/// frame the scan could not read); when the file's entry points into the tail at another
+/// frame, that frame was the key's newer version and the scan could not read it (damage). The
+/// older version must not win in either case: the first reads as deleted, the second is
+/// returned as a damaged key, which reads CORRUPT (its entry is then dropped as unbacked).
+/// Defragmentation copies keep their original's LSN and are weighed by it.
 #[allow(clippy::too_many_arguments)]
 fn apply_tail(
     device: &dyn Device,
@@ -455,14 +471,33 @@ fn apply_tail(
     head: &Head,
     dropped: &[u32],
     now: u32,
-) -> Result<()> {
+) -> Result<Vec<Candidate>> {
+    let mut lost = Vec::new();
     state.versions.for_each(|d, v| {
+        let after_walk = v.lsn >= head.walk_lsn;
         let wins = match index.get(d) {
-            // Absent from the checkpoint: a fresh write wins; an older copy is of a key that
-            // was deleted or expired before the walk.
-            None => !v.is_relocated() || v.lsn >= head.walk_lsn,
+            // Absent from the checkpoint: only a write after the walk is new; an older frame
+            // is of a key deleted or expired before it.
+            None => after_walk,
             Some(e) if e.loc == v.loc => true,
-            Some(e) if blocks.seq(e.loc.block) >= head.replay_from => true,
+            Some(e) if blocks.seq(e.loc.block) >= head.replay_from => {
+                if !after_walk && !v.is_relocated() {
+                    lost.push(Candidate {
+                        key: DamagedKey {
+                            group: v.group,
+                            tag: key_tag_of_digest(d),
+                            // Newer than the version found, which must not win.
+                            lsn: v.lsn + 1,
+                            block: e.loc.block,
+                            offset: e.loc.offset_units * UNIT_BYTES as u32,
+                            key: None,
+                            found_by_read: false,
+                        },
+                        torn_like: false,
+                    });
+                }
+                after_walk || v.is_relocated()
+            }
             // A fresh write in the tail is newer than anything older than the tail.
             Some(_) if !v.is_relocated() => true,
             // A defragmentation copy may be older than the checkpoint's entry: compare LSNs.
@@ -472,7 +507,7 @@ fn apply_tail(
             apply(index, d, v, now, dropped);
         }
     });
-    Ok(())
+    Ok(lost)
 }
 
 fn apply(index: &Index, d: u128, v: &Version, now: u32, dropped: &[u32]) {
@@ -495,13 +530,19 @@ fn lsn_at(device: &dyn Device, sb: &Superblock, blocks: &Blocks, loc: Location) 
 /// checkpoint, and those pointing into a block reused since (its sequence is now in the tail)
 /// at a frame the tail scan did not find for that key. Such a key was deleted or expired and
 /// its tombstone legitimately dropped once no older frame remained on the device.
-fn drop_stale(index: &Index, blocks: &Blocks, state: &ScanState, replay_from: u64) {
+///
+/// An entry into a tail block that is still the use the checkpoint saw (see `same_use`) at a
+/// frame the scan did not find is kept: that frame is there, durable since the checkpoint, but
+/// damaged, and a read of it answers CORRUPT (and marks the key damaged durably) instead of
+/// the key reading as absent.
+fn drop_stale(index: &Index, blocks: &Blocks, state: &ScanState, head: &Head) {
     let mut stale = Vec::new();
     index.for_each(|d, e| {
         let in_use = matches!(blocks.state(e.loc.block), SEALED | OPEN | DEFRAG);
         let backed = in_use
-            && (blocks.seq(e.loc.block) < replay_from
-                || state.versions.get(d).is_some_and(|v| v.loc == e.loc));
+            && (blocks.seq(e.loc.block) < head.replay_from
+                || state.versions.get(d).is_some_and(|v| v.loc == e.loc)
+                || (state.versions.get(d).is_none() && same_use(blocks, head, e.loc.block)));
         if !backed {
             stale.push((d, e.loc));
         }
@@ -509,4 +550,17 @@ fn drop_stale(index: &Index, blocks: &Blocks, state: &ScanState, replay_from: u6
     for (d, loc) in stale {
         index.remove_if_at(d, loc);
     }
+}
+
+/// Whether tail block `b` is the use of it the checkpoint saw, not one begun after it: a
+/// foreground block holding a write made before the walk (every write of a block begun later
+/// took its LSN after the walk), and not recorded by the checkpoint with another sequence.
+fn same_use(blocks: &Blocks, head: &Head, b: u32) -> bool {
+    let m = &blocks.meta[b as usize];
+    m.kind.load(Ordering::Acquire) == quiver_wal::format::BlockKind::Foreground as u8
+        && m.min_lsn.load(Ordering::Acquire) < head.walk_lsn
+        && head
+            .blocks
+            .get(&b)
+            .is_none_or(|&(seq, ..)| seq == blocks.seq(b))
 }

@@ -44,7 +44,8 @@ pub struct DamagedKey {
     pub group: u32,
     /// The key tag (low 56 bits of the index digest of (group, key)).
     pub tag: u64,
-    /// LSN of the damaged frame; 0 when its header was unreadable too.
+    /// LSN of the damaged frame. Where its header is beyond repair, a bound: above every
+    /// version of the key the damaged frame outranks, and not above a later rewrite.
     pub lsn: u64,
     pub block: u32,
     /// Byte offset of the damaged frame in its block.

@@ -231,7 +231,15 @@ impl Inner {
     /// damaged, so that it reads as CORRUPT from now on, until it is rewritten or deleted.
     fn mark_read_damage(&self, group: u32, key: &[u8], d: Digest, e: Entry, frame: &[u8]) -> Error {
         let offset = e.loc.offset_units * UNIT_BYTES as u32;
-        let lsn = quiver_wal::format::RecordHeader::decode(frame).map_or(0, |h| h.lsn);
+        // The damaged frame's LSN, from its header (restored when one byte of it is damaged).
+        // A header beyond repair: the next LSN, which is newer than every version of the key
+        // on the device (the index pointed at its newest) and not newer than any rewrite to
+        // come, so that a later full scan weighs the damage right against both.
+        let seq = self.blocks.seq(e.loc.block);
+        let lsn = quiver_wal::format::RecordHeader::decode(frame)
+            .filter(|h| h.block_seq == seq)
+            .or_else(|| quiver_wal::damage::repair_record_header(frame, seq).map(|r| r.header))
+            .map_or_else(|| self.next_lsn.load(Ordering::SeqCst), |h| h.lsn);
         let k = self.damage.mark(super::damage::DamagedKey {
             group,
             tag: quiver_wal::format::key_tag_of_digest(d),

@@ -30,6 +30,7 @@ use quiver_wal::{AlignedBuf, Device, ReadOp};
 
 use super::blocks::{Blocks, SEALED};
 use super::damage::{Candidate, DamagedKey};
+use super::recovery_damage::Region;
 use super::stats::RecoveryReport;
 use super::{DROPPED_GROUPS_KEY, SYSTEM_GROUP};
 use crate::config::Config;
@@ -483,7 +484,7 @@ fn scan_one(
     out: &mut DecoderOut,
     pending: &mut [Vec<(Digest, Version)>],
 ) {
-    let Some(h) = BlockHeader::decode(buf, b, sb.store_id as u64) else {
+    let Some(h) = block_header(buf, b, sb, &mut out.report) else {
         return;
     };
     let report = &mut out.report;
@@ -497,6 +498,11 @@ fn scan_one(
         out.last_foreground = out.last_foreground.max(Some((h.seq, b)));
     }
     let mut min_lsn = u64::MAX;
+    // What the block's damaged headers are weighed against: the (offset, LSN) of each frame
+    // whose header holds, and the groups seen. Damaged headers: (offset, length, tail).
+    let mut lsns: Vec<(u32, u64)> = Vec::new();
+    let mut groups: Vec<u32> = Vec::new();
+    let mut regions: Vec<Region> = Vec::new();
     let mut scanner = BlockScanner::new(buf, b, h.seq);
     for item in scanner.by_ref() {
         match item {
@@ -504,6 +510,10 @@ fn scan_one(
                 report.records_seen += 1;
                 let hd = record.header;
                 min_lsn = min_lsn.min(hd.lsn);
+                lsns.push((offset, hd.lsn));
+                if !groups.contains(&hd.group) {
+                    groups.push(hd.group);
+                }
                 out.max_lsn = out.max_lsn.max(hd.lsn);
                 if hd.is_tombstone() {
                     report.tombstones_seen += 1;
@@ -537,30 +547,90 @@ fn scan_one(
             } => {
                 report.corrupt_records += 1;
                 report.damage.push((b, offset, detail));
-                if let Some(h) = header {
-                    // The tombstone of its key must stay as long as the damaged frame does.
-                    min_lsn = min_lsn.min(h.lsn);
-                    if let Some(c) = super::recovery_damage::candidate(b, offset, &h, frame) {
-                        out.damaged.push(c);
+                match header {
+                    Some(rh) => {
+                        // The tombstone of its key must stay as long as the damaged frame does.
+                        min_lsn = min_lsn.min(rh.lsn);
+                        lsns.push((offset, rh.lsn));
+                        let frame = &frame[..(rh.total_len as usize).min(frame.len())];
+                        if let Some(c) = super::recovery_damage::candidate(b, offset, &rh, frame) {
+                            out.damaged.push(c);
+                        }
                     }
+                    None => regions.push(Region {
+                        offset,
+                        len: frame.len(),
+                        tail: false,
+                    }),
                 }
             }
         }
     }
-    let end = match scanner.end() {
+    let mut end = match scanner.end() {
         Some(ScanEnd::Clean { offset }) | Some(ScanEnd::Torn { offset }) => offset as u64,
         _ => sb.write_block_bytes as u64,
     };
     if let Some(ScanEnd::Torn { offset }) = scanner.end() {
-        report.torn_tails += 1;
-        report.damage.push((
-            b,
+        regions.push(Region {
             offset,
-            "torn tail: bytes after the last valid frame".into(),
-        ));
+            len: buf.len() - offset as usize,
+            tail: true,
+        });
+    }
+    let found = super::recovery_damage::damaged_headers(
+        buf,
+        b,
+        (h.seq, h.kind),
+        &regions,
+        &groups,
+        &mut lsns,
+    );
+    for c in found.candidates {
+        min_lsn = min_lsn.min(c.key.lsn);
+        out.damaged.push(c);
+    }
+    report.corrupt_records += found.uncounted;
+    report
+        .damage
+        .extend(found.notes.into_iter().map(|(o, n)| (b, o, n)));
+    match (scanner.end(), found.tail_end) {
+        (Some(ScanEnd::Torn { .. }), Some(tail_end)) => end = tail_end as u64,
+        (Some(ScanEnd::Torn { offset }), None) => {
+            report.torn_tails += 1;
+            report.damage.push((
+                b,
+                offset,
+                "torn tail: bytes after the last valid frame".into(),
+            ));
+        }
+        _ => {}
     }
     m.used_bytes.store(end, Ordering::Release);
     m.min_lsn.store(min_lsn, Ordering::Release);
+}
+
+/// The header of block `b`: decoded, or restored from one damaged byte (reported as damage).
+/// `None`: the block holds no header of this store (free, never written, or damaged beyond
+/// one byte), and recovery treats it as free.
+pub(crate) fn block_header(
+    buf: &[u8],
+    b: u32,
+    sb: &Superblock,
+    report: &mut RecoveryReport,
+) -> Option<BlockHeader> {
+    if let Some(h) = BlockHeader::decode(buf, b, sb.store_id as u64) {
+        return Some(h);
+    }
+    let r = quiver_wal::damage::repair_block_header(buf, b, sb.store_id as u64)?;
+    report.damage.push((
+        b,
+        0,
+        format!(
+            "damaged block header (byte {}), restored from its checksum",
+            r.byte
+        ),
+    ));
+    Some(r.header)
 }
 
 /// The dropped-group list, read from the newest dropped-groups record found.

@@ -2,7 +2,9 @@
 //! damaged-key list, into the set of keys that read as CORRUPT (see `damage.rs`).
 
 use quiver_index::{digest, identity, Index, Location};
-use quiver_wal::format::{decode_record, RecordHeader, Superblock, UNIT_BYTES};
+use quiver_wal::format::{
+    decode_record, RecordHeader, Superblock, RECORD_HEADER_BYTES, UNIT_BYTES,
+};
 use quiver_wal::Device;
 
 use super::blocks::Blocks;
@@ -35,6 +37,152 @@ pub(crate) fn candidate(
         },
         torn_like: torn_like(offset, h, frame),
     })
+}
+
+/// Bytes of a block that hold no valid frame: a damaged header (up to the next valid frame),
+/// or the block's tail after its last valid frame.
+pub(crate) struct Region {
+    pub offset: u32,
+    pub len: usize,
+    /// The tail: bytes after the last valid frame, which may also be a write cut short by a
+    /// crash or an earlier use of the block.
+    pub tail: bool,
+}
+
+/// What [`damaged_headers`] found.
+#[derive(Default)]
+pub(crate) struct HeadersFound {
+    pub candidates: Vec<Candidate>,
+    /// (offset, what) of each damaged header restored or whose key was found.
+    pub notes: Vec<(u32, String)>,
+    /// Damaged frames the scanner did not count: those after the first of a region, and
+    /// those in the tail.
+    pub uncounted: u64,
+    /// Where the block's data ends when its tail held damaged frames.
+    pub tail_end: Option<u32>,
+}
+
+/// Walks the regions of a block that hold no valid frame for frames whose header is damaged,
+/// so that the keys of those frames are damaged keys rather than forgotten (which would let an
+/// older version win).
+///
+/// - A header with one damaged byte is restored from its checksum
+///   (`quiver_wal::damage::repair_record_header`): its key, LSN and length are known, and the
+///   walk goes on after it. Tried in every region, the tail included (a crash never damages
+///   exactly one byte of a header, and an earlier use's frames carry another sequence).
+/// - A header damaged in more bytes, inside the block's data only (not the tail), still names
+///   its key when the key bytes and 5 of the 7 tag bytes hold
+///   (`quiver_wal::damage::find_identity`; `groups`: those of the block's intact frames). Its
+///   LSN is the header's when restoring the identity restored the header; else a bound: in a
+///   foreground block the writes of one key are appended in LSN order (they are made under
+///   its lock), so its older versions lie before the frame and its newer ones after it, and
+///   the LSN after the largest before it (or, for the block's first frame, the smallest after
+///   it) separates them; a defragmentation block's copies keep their LSNs in any order, so
+///   there it is the LSN after the block's largest.
+///
+/// `lsns` ((offset, LSN) of the frames whose header holds) gains the restored ones.
+pub(crate) fn damaged_headers(
+    buf: &[u8],
+    b: u32,
+    (seq, kind): (u64, quiver_wal::format::BlockKind),
+    regions: &[Region],
+    groups: &[u32],
+    lsns: &mut Vec<(u32, u64)>,
+) -> HeadersFound {
+    use quiver_wal::damage::{find_identity, repair_record_header};
+    let mut found = HeadersFound::default();
+    // Offsets not explained by a restored header, for the search: (offset, end of its region,
+    // start of its region).
+    let mut unexplained: Vec<(u32, usize, u32)> = Vec::new();
+    for r in regions {
+        let end = r.offset as usize + r.len;
+        let mut at = r.offset as usize;
+        while at + RECORD_HEADER_BYTES <= end {
+            let bytes = &buf[at..end];
+            if r.tail && bytes[..RECORD_HEADER_BYTES].iter().all(|&x| x == 0) {
+                break;
+            }
+            match repair_record_header(bytes, seq) {
+                Some(rep) => {
+                    let h = rep.header;
+                    lsns.push((at as u32, h.lsn));
+                    let frame = &bytes[..(h.total_len as usize).min(bytes.len())];
+                    found.candidates.extend(candidate(b, at as u32, &h, frame));
+                    found.notes.push((
+                        at as u32,
+                        format!(
+                            "damaged frame header: byte {} restored from its checksum (LSN {})",
+                            rep.byte, h.lsn
+                        ),
+                    ));
+                    found.uncounted += u64::from(at != r.offset as usize || r.tail);
+                    at += h.padded_len();
+                    if r.tail {
+                        found.tail_end = Some(at.min(buf.len()) as u32);
+                    }
+                }
+                None => {
+                    if !r.tail {
+                        unexplained.push((at as u32, end, r.offset));
+                    }
+                    at += UNIT_BYTES;
+                }
+            }
+        }
+    }
+    lsns.sort_unstable();
+    let mut searched_to = 0;
+    for (at, end, start) in unexplained {
+        if (at as usize) < searched_to {
+            continue;
+        }
+        let Some(id) = find_identity(&buf[at as usize..end], seq, groups) else {
+            continue;
+        };
+        let lsn = match id.header {
+            Some(h) => h.lsn,
+            None if kind == quiver_wal::format::BlockKind::Defrag => {
+                match lsns.iter().map(|&(_, l)| l).max() {
+                    Some(l) => l + 1,
+                    None => continue,
+                }
+            }
+            None => match lsns.iter().filter(|&&(o, _)| o < at).map(|&(_, l)| l).max() {
+                Some(l) => l + 1,
+                None => match lsns.iter().map(|&(_, l)| l).min() {
+                    Some(l) => l,
+                    None => continue,
+                },
+            },
+        };
+        let key = &buf[at as usize + RECORD_HEADER_BYTES..][..id.key_len];
+        found.notes.push((
+            at,
+            format!(
+                "damaged frame header: its key found from its tag and key bytes{}",
+                match id.header {
+                    Some(_) => ", and the header restored",
+                    None => ", its LSN bounded by its neighbours",
+                }
+            ),
+        ));
+        found.candidates.push(Candidate {
+            key: DamagedKey {
+                group: id.group,
+                tag: id.tag,
+                lsn,
+                block: b,
+                offset: at,
+                key: Some(key.to_vec()),
+                found_by_read: false,
+            },
+            torn_like: false,
+        });
+        found.uncounted += u64::from(at != start);
+        // Its own bytes hold no other frame's header.
+        searched_to = at as usize + RECORD_HEADER_BYTES + id.key_len;
+    }
+    found
 }
 
 /// Device sectors: the unit a torn write lands or loses whole.
