@@ -62,6 +62,15 @@ fn every_command_against_quiverd() {
         feature(&q.json(&["get", "g", "e2999", "count"]), "count")["value"],
         2999
     );
+    // Many entities at once: batches of GET_MANY.
+    let keys: String = (0..2500).map(|i| format!("e{}\n", i * 7 % 3000)).collect();
+    let keys = q.write("keys.txt", &format!("{keys}\nnobody\n"));
+    let many = q.json(&["get", "--keys", keys.to_str().unwrap(), "g", "count"]);
+    let entities = many["entities"].as_array().unwrap();
+    assert_eq!(entities.len(), 2501);
+    assert_eq!(entities[1000]["key"], "e1000");
+    assert_eq!(feature(&entities[1000], "count")["value"], 1000);
+    assert_eq!(feature(&entities[2500], "count")["status"], "NOT_FOUND");
 
     let out = q.path("out.parquet");
     assert_eq!(

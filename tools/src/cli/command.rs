@@ -68,7 +68,8 @@ pub enum Command {
     Group(GroupCommand),
     /// Write feature values of one entity: put GROUP KEY NAME=VALUE ...
     Put(PutArgs),
-    /// Read features: get GROUP KEY [NAME ...], or get --entity KEY GROUP:FEATURE ...; --as-of TIME reads a past time
+    /// Read features: get GROUP KEY [NAME ...], get --entity KEY GROUP:FEATURE ..., or
+    /// get --keys FILE GROUP [NAME ...]; --as-of TIME reads a past time
     Get(GetArgs),
     /// Every version of one entity's features between two times: history GROUP KEY [--feature NAME ...]
     History(HistoryArgs),
@@ -253,9 +254,13 @@ pub struct PutArgs {
 #[derive(Debug, Args)]
 pub struct GetArgs {
     /// Read across groups: the entity key; the arguments are then GROUP:FEATURE references
-    #[arg(long, value_name = "KEY")]
+    #[arg(long, value_name = "KEY", conflicts_with = "keys")]
     pub entity: Option<String>,
-    /// GROUP KEY [NAME ...], or GROUP:FEATURE ... with --entity
+    /// Read many entities of one group: a file of entity keys, one per line; the arguments are
+    /// then GROUP [NAME ...] (current values only: not with --as-of)
+    #[arg(long, value_name = "FILE", conflicts_with = "as_of")]
+    pub keys: Option<std::path::PathBuf>,
+    /// GROUP KEY [NAME ...], GROUP:FEATURE ... with --entity, or GROUP [NAME ...] with --keys
     #[arg(required = true, value_name = "ARGS")]
     pub args: Vec<String>,
     /// Read the values as of this time (ms since the epoch, or RFC 3339) from the groups' history

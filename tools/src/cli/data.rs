@@ -111,6 +111,9 @@ pub fn unknown_feature(schema: &GroupSchema, name: &str) -> CliError {
 }
 
 pub fn get(args: &GetArgs, backend: &mut dyn Backend, out: Out) -> CliResult<()> {
+    if let Some(file) = &args.keys {
+        return get_keys(file, &args.args, backend, out);
+    }
     let (key, refs, mut title) = match &args.entity {
         Some(key_text) => cross_group_request(key_text, &args.args, backend)?,
         None => group_request(&args.args, backend)?,
@@ -183,18 +186,91 @@ fn corrupt_features(title: &str, rows: &[(String, FeatureValue)]) -> CliResult<(
     })
 }
 
-type GetRequest = (EntityKey, Vec<FeatureRef>, String);
+/// Entities read per backend call by `get --keys`.
+const KEYS_PER_GET: usize = 1_000;
+/// Entities named in the exit-3 message of `get --keys`.
+const NAMED_CORRUPT_KEYS: usize = 10;
 
-/// `GROUP KEY [NAME ...]`: all live features of the group when none are named.
-fn group_request(args: &[String], backend: &mut dyn Backend) -> CliResult<GetRequest> {
-    let [group, key_text, names @ ..] = args else {
-        return Err(CliError::usage(
-            "get needs GROUP KEY [NAME ...], or --entity KEY GROUP:FEATURE ...",
-        ));
+/// `get --keys FILE GROUP [NAME ...]`: the same features of every entity listed in FILE (one
+/// key per line, blank lines skipped), read in batches. Exit code 3, after every entity is
+/// printed, when any read CORRUPT.
+fn get_keys(
+    file: &std::path::Path,
+    args: &[String],
+    backend: &mut dyn Backend,
+    out: Out,
+) -> CliResult<()> {
+    let [group, names @ ..] = args else {
+        return Err(CliError::usage("get --keys FILE needs GROUP [NAME ...]"));
     };
     let schema = backend.describe_group(group)?;
-    let key = parse_key(schema.key_type, key_text).map_err(CliError::Usage)?;
-    let refs: Vec<FeatureRef> = if names.is_empty() {
+    let refs = group_refs(&schema, names)?;
+    let text = std::fs::read_to_string(file).map_err(|e| CliError::file(file, e))?;
+    let keys = text
+        .lines()
+        .enumerate()
+        .filter(|(_, line)| !line.trim().is_empty())
+        .map(|(n, line)| {
+            parse_key(schema.key_type, line.trim())
+                .map_err(|e| CliError::file(file, format!("line {}: {e}", n + 1)))
+        })
+        .collect::<CliResult<Vec<EntityKey>>>()?;
+    let mut answers = Vec::with_capacity(keys.len());
+    for chunk in keys.chunks(KEYS_PER_GET) {
+        answers.extend(backend.get_many(chunk, &refs)?);
+    }
+    let rows: Vec<(&EntityKey, Vec<(String, FeatureValue)>)> = keys
+        .iter()
+        .zip(answers)
+        .map(|(k, values)| {
+            let named = refs.iter().map(|r| r.feature.clone()).zip(values);
+            (k, named.collect())
+        })
+        .collect();
+    let doc = json!({
+        "group": group,
+        "entities": rows.iter().map(|(key, values)| json!({
+            "key": key_to_json(key),
+            "features": values.iter().map(|(name, fv)| feature_value_to_json(name, fv)).collect::<Vec<_>>(),
+        })).collect::<Vec<_>>(),
+    });
+    out.emit(doc, || {
+        for (key, values) in &rows {
+            print_values(&format!("{group} / {key}"), values);
+        }
+    });
+    let corrupt: Vec<String> = rows
+        .iter()
+        .filter(|(_, values)| values.iter().any(|(_, fv)| fv.status == Status::Corrupt))
+        .map(|(key, _)| key.to_string())
+        .collect();
+    if corrupt.is_empty() {
+        return Ok(());
+    }
+    let more = corrupt.len().saturating_sub(NAMED_CORRUPT_KEYS);
+    Err(CliError::Corruption {
+        place: format!("group '{group}'"),
+        detail: format!(
+            "{} of {} entities read CORRUPT ({}{}): their stored rows are damaged on the \
+             device; they read so (never as an older value) until rewritten or deleted",
+            corrupt.len(),
+            rows.len(),
+            corrupt[..corrupt.len().min(NAMED_CORRUPT_KEYS)].join(", "),
+            if more > 0 {
+                format!(" and {more} more")
+            } else {
+                String::new()
+            }
+        ),
+    })
+}
+
+type GetRequest = (EntityKey, Vec<FeatureRef>, String);
+
+/// The features `names` of a group (all live ones when none are named), checked.
+fn group_refs(schema: &GroupSchema, names: &[String]) -> CliResult<Vec<FeatureRef>> {
+    let group = &schema.name;
+    Ok(if names.is_empty() {
         schema
             .features
             .iter()
@@ -205,10 +281,22 @@ fn group_request(args: &[String], backend: &mut dyn Backend) -> CliResult<GetReq
         for name in names {
             schema
                 .feature(name)
-                .ok_or_else(|| unknown_feature(&schema, name))?;
+                .ok_or_else(|| unknown_feature(schema, name))?;
         }
         names.iter().map(|n| FeatureRef::new(group, n)).collect()
+    })
+}
+
+/// `GROUP KEY [NAME ...]`: all live features of the group when none are named.
+fn group_request(args: &[String], backend: &mut dyn Backend) -> CliResult<GetRequest> {
+    let [group, key_text, names @ ..] = args else {
+        return Err(CliError::usage(
+            "get needs GROUP KEY [NAME ...], or --entity KEY GROUP:FEATURE ...",
+        ));
     };
+    let schema = backend.describe_group(group)?;
+    let key = parse_key(schema.key_type, key_text).map_err(CliError::Usage)?;
+    let refs = group_refs(&schema, names)?;
     let title = format!("{group} / {key}");
     Ok((key, refs, title))
 }

@@ -191,6 +191,14 @@ impl Backend for Embedded {
         Ok(self.store.history_keys(group, cursor, max_records)?)
     }
 
+    fn get_many(
+        &mut self,
+        keys: &[EntityKey],
+        refs: &[FeatureRef],
+    ) -> CliResult<Vec<Vec<FeatureValue>>> {
+        Ok(self.store.get_many(keys, refs)?)
+    }
+
     fn delete(&mut self, group: &str, key: &EntityKey) -> CliResult<bool> {
         Ok(self.store.delete(group, key, None)?)
     }

@@ -91,6 +91,12 @@ pub trait Backend {
         cursor: Option<ScanCursor>,
         max_records: usize,
     ) -> CliResult<(Vec<EntityKey>, Option<ScanCursor>)>;
+    /// The same features of many entities (at most 10,000): one answer per key, in order.
+    fn get_many(
+        &mut self,
+        keys: &[EntityKey],
+        refs: &[FeatureRef],
+    ) -> CliResult<Vec<Vec<FeatureValue>>>;
     fn delete(&mut self, group: &str, key: &EntityKey) -> CliResult<bool>;
     /// One chunk of a group's rows, from the start (`None`) or a returned cursor; `None` as the
     /// returned cursor means the scan is complete.

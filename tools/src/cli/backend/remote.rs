@@ -241,6 +241,25 @@ impl Backend for Remote {
             .map_err(|e| self.err(e))
     }
 
+    fn get_many(
+        &mut self,
+        keys: &[EntityKey],
+        refs: &[FeatureRef],
+    ) -> CliResult<Vec<Vec<FeatureValue>>> {
+        let per_request = self.client.server_info().max_batch_keys.max(1) as usize;
+        let mut out = Vec::with_capacity(keys.len());
+        for chunk in keys.chunks(per_request) {
+            let items = self
+                .client
+                .get_many(chunk.to_vec(), refs.to_vec())
+                .map_err(|e| self.err(e))?;
+            for item in items {
+                out.push(item.map_err(|e| self.err(e))?);
+            }
+        }
+        Ok(out)
+    }
+
     fn delete(&mut self, group: &str, key: &EntityKey) -> CliResult<bool> {
         self.client
             .delete(group, key.clone(), None)
