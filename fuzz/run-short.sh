@@ -5,7 +5,8 @@
 #    it is printed, and `FUZZ_SEED=<seed> bash fuzz/run-short.sh` replays the same inputs.
 # 2. Where cargo-fuzz and a nightly toolchain exist (and FUZZ_MODE is not `replay`): libFuzzer
 #    for FUZZ_SECONDS (default 20) per target, starting from the corpus. Where they do not, a
-#    line says that libFuzzer was skipped.
+#    line says that libFuzzer was skipped. `.ci/run` sets FUZZ_MODE=replay unless told
+#    otherwise: the sanitizer build alone takes longer than CI gives fuzzing.
 # Exits non-zero when any target crashes or breaks its invariant.
 set -euo pipefail
 cd "$(dirname "$0")"

@@ -161,37 +161,153 @@ pub fn disk_headers(data: &[u8]) {
 const RECOVERY_DEVICE_BYTES: u64 = 8 * RECOVERY_BLOCK_BYTES as u64;
 const RECOVERY_BLOCK_BYTES: u32 = 128 << 10;
 const RECOVERY_KEYS: u32 = 64;
+/// Device sectors: a torn write lands or loses them whole (as `recovery_damage.rs` assumes).
+const SECTOR_BYTES: usize = 512;
+
+/// One record frame of key `key-<key>` in a valid block of the base image.
+#[derive(Clone, Copy, Debug)]
+pub struct BaseFrame {
+    pub key: usize,
+    /// Image offsets of the frame's block and of the frame itself.
+    pub block_at: usize,
+    pub at: usize,
+    pub total_len: usize,
+    pub lsn: u64,
+    pub tombstone: bool,
+}
 
 /// A valid store image with several blocks (overwrites, deletes, a defragmented and reused
-/// block), every value written to each key, and what each key holds at the end.
+/// block), every value written to each key, what each key holds at the end, and where every
+/// frame of the image lies.
 pub struct BaseImage {
     pub image: Vec<u8>,
     /// Per key index: every value ever written to it.
     pub written: Vec<HashSet<Vec<u8>>>,
     /// Per key index: its latest acknowledged value, `None` once deleted.
     pub latest: Vec<Option<Vec<u8>>>,
+    /// Every frame of a key in a block whose header is valid (originals, copies, tombstones).
+    pub frames: Vec<BaseFrame>,
+    /// Per key index: the LSN of its newest frame (value or tombstone), if any is left.
+    pub newest_lsn: Vec<Option<u64>>,
+}
+
+/// Byte ranges of the image that the fuzz input overwrote.
+struct Patches(Vec<(usize, usize)>);
+
+impl Patches {
+    fn touches(&self, start: usize, end: usize) -> bool {
+        self.0.iter().any(|&(s, e)| s < end && start < e)
+    }
+}
+
+/// What a recovered store may answer for one key, given the patches laid over the image.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Expect {
+    /// A frame of its newest version is untouched and its block's scan reaches it: the key
+    /// reads exactly its latest acknowledged value (absent when that is a tombstone).
+    Exact,
+    /// Its latest value, or nothing, or an error (CORRUPT): never an older or deleted one.
+    LatestOrNothing,
+    /// The patches destroyed every frame of its newest version in a way recovery cannot see
+    /// (docs/RELIABILITY.md, hazard 9, residual risks): any value of this key, or nothing.
+    AnyOwn,
 }
 
 impl BaseImage {
-    /// Checks what a recovered store returned for `key`: only a value of that key, and where
-    /// recovery reported no damage, only its latest value (a deleted key stays deleted).
-    fn check(&self, key: &[u8], got: &[u8], damaged: bool) {
-        let k = std::str::from_utf8(key)
-            .ok()
-            .and_then(|k| k.strip_prefix("key-"))
-            .and_then(|k| k.parse::<usize>().ok())
+    /// A frame "stands" when its block header is untouched and no patch touched its header
+    /// or the header of an earlier frame of its block (zeros there end the block's scan).
+    /// A standing frame whose body was hit is damage recovery must see (the key reads
+    /// CORRUPT), unless the hit left the shape of a write cut by a power loss.
+    fn expect(&self, key: usize, patches: &Patches, image: &[u8]) -> Expect {
+        let Some(newest) = self.newest_lsn[key] else {
+            // Deleted, its tombstone dropped: no frame of the key is left to find.
+            return Expect::Exact;
+        };
+        let stands = |f: &BaseFrame| {
+            !patches.touches(f.block_at, f.block_at + BLOCK_HEADER_BYTES)
+                && !self.frames.iter().any(|g| {
+                    g.block_at == f.block_at
+                        && g.at <= f.at
+                        && patches.touches(g.at, g.at + RECORD_HEADER_BYTES)
+                })
+        };
+        let newest = || {
+            self.frames
+                .iter()
+                .filter(move |f| f.key == key && f.lsn == newest)
+                .filter(|f| stands(f))
+        };
+        if newest().any(|f| !patches.touches(f.at, f.at + f.total_len)) {
+            Expect::Exact
+        } else if newest().any(|f| !torn_like(f, image)) {
+            Expect::LatestOrNothing
+        } else {
+            Expect::AnyOwn
+        }
+    }
+
+    /// Checks a value a recovered store returned for `key`: a value of that key only (never
+    /// another key's), and its latest acknowledged one unless `expect` is `AnyOwn`.
+    fn check(&self, key: &[u8], got: &[u8], expect: &[Expect]) {
+        let k = key_index(key)
             .filter(|&k| k < self.latest.len())
             .unwrap_or_else(|| panic!("a key never written came back: {key:?}"));
         assert!(
             self.written[k].contains(got),
             "key-{k} returned a value it never held (another key's, or made up)"
         );
-        if !damaged {
+        if expect[k] != Expect::AnyOwn {
             assert!(
                 self.latest[k].as_deref() == Some(got),
-                "key-{k} returned an older or deleted value though recovery found no damage"
+                "key-{k} returned an older or deleted value though a frame of its newest \
+                 version ({}) stands",
+                if self.latest[k].is_some() {
+                    "a value"
+                } else {
+                    "a tombstone"
+                }
             );
         }
+    }
+
+    /// Checks a read of `key-<k>`: beyond [`BaseImage::check`], a key whose newest version is
+    /// intact reads exactly as acknowledged (its value, or absent once deleted).
+    fn check_read(
+        &self,
+        k: usize,
+        got: &quiver_engine::Result<Option<quiver_engine::Record>>,
+        expect: &[Expect],
+    ) {
+        let name = format!("key-{k}");
+        if let Ok(Some(r)) = got {
+            self.check(name.as_bytes(), &r.value, expect);
+        }
+        if expect[k] == Expect::Exact {
+            let got = got.as_ref().map(|r| r.as_ref().map(|r| &r.value[..]));
+            assert!(
+                matches!(got, Ok(v) if v == self.latest[k].as_deref()),
+                "{name}'s newest version is intact, yet a read answered {:?}",
+                got.map(|v| v.map(<[u8]>::len))
+            );
+        }
+    }
+}
+
+fn key_index(key: &[u8]) -> Option<usize> {
+    std::str::from_utf8(key)
+        .ok()?
+        .strip_prefix("key-")?
+        .parse::<usize>()
+        .ok()
+}
+
+/// The engine's rule for a write cut by a power loss: from a sector boundary inside the frame
+/// to its end, every byte is zero (then the previous version is the right answer).
+fn torn_like(f: &BaseFrame, image: &[u8]) -> bool {
+    let bytes = &image[f.at..f.at + f.total_len];
+    match bytes.iter().rposition(|&b| b != 0) {
+        None => true,
+        Some(last) => (f.at + last + 1).next_multiple_of(SECTOR_BYTES) < f.at + f.total_len,
     }
 }
 
@@ -214,6 +330,35 @@ fn recovery_value(key: u32, round: u32) -> Vec<u8> {
         (key + round) as u8,
     );
     v
+}
+
+/// Every frame of group 1 in the image's valid blocks; the image must be undamaged.
+fn image_frames(image: &[u8]) -> Vec<BaseFrame> {
+    let store_id_lo = Superblock::decode(image).expect("base superblock").store_id as u64;
+    let block_bytes = RECOVERY_BLOCK_BYTES as usize;
+    let mut frames = Vec::new();
+    for (block, bytes) in image.chunks(block_bytes).enumerate().skip(1) {
+        let Some(h) = BlockHeader::decode(bytes, block as u32, store_id_lo) else {
+            continue;
+        };
+        for item in BlockScanner::new(bytes, block as u32, h.seq) {
+            let ScanItem::Record { offset, record } = item else {
+                panic!("the base image holds a damaged frame in block {block}: {item:?}");
+            };
+            let Some(key) = key_index(record.key).filter(|_| record.header.group == 1) else {
+                continue;
+            };
+            frames.push(BaseFrame {
+                key,
+                block_at: block * block_bytes,
+                at: block * block_bytes + offset as usize,
+                total_len: record.header.total_len as usize,
+                lsn: record.header.lsn,
+                tombstone: record.header.is_tombstone(),
+            });
+        }
+    }
+    frames
 }
 
 pub fn base_image() -> &'static BaseImage {
@@ -245,55 +390,89 @@ pub fn base_image() -> &'static BaseImage {
             e.defragment(usize::MAX).expect("defragment");
         }
         drop(e);
+        let image = dev.crash(CrashMode::DropUnsynced);
+        let frames = image_frames(&image);
+        let mut newest_lsn = vec![None; RECOVERY_KEYS as usize];
+        for f in &frames {
+            let n = &mut newest_lsn[f.key];
+            *n = Some(n.map_or(f.lsn, |n: u64| n.max(f.lsn)));
+        }
+        // The expectations hold on the undamaged image: each key's newest frames hold its
+        // latest value, or are tombstones, or (deleted, its tombstone dropped) nothing is left.
+        for (k, newest) in newest_lsn.iter().enumerate() {
+            for f in frames
+                .iter()
+                .filter(|f| f.key == k && Some(f.lsn) == *newest)
+            {
+                let value = &image
+                    [f.at + RECORD_HEADER_BYTES + format!("key-{k}").len()..f.at + f.total_len];
+                match &latest[k] {
+                    Some(v) => assert!(!f.tombstone && value == &v[..], "key-{k}'s newest frame"),
+                    None => assert!(
+                        f.tombstone,
+                        "key-{k} is deleted but its newest frame is a value"
+                    ),
+                }
+            }
+            assert!(
+                newest.is_some() || latest[k].is_none(),
+                "key-{k} has no frame in the base image"
+            );
+        }
         BaseImage {
-            image: dev.crash(CrashMode::DropUnsynced),
+            image,
             written,
             latest,
+            frames,
+            newest_lsn,
         }
     })
 }
 
 /// Recovery on a damaged image: the fuzz input is a list of patches
-/// (`offset u32 LE`, `len u8`, `len` bytes) laid over a valid image. Opening must not panic;
-/// when it succeeds, a read or scan returns for each key only a value written to that key,
-/// and, where recovery reported no damage, only its latest one (never a deleted one); the
-/// store still takes writes, defragments and closes without panicking.
+/// (`offset u32 LE`, `len u8`, `len` bytes) laid over a valid image whose every frame is
+/// known. Opening must not panic; when it succeeds, a read or scan returns for each key only
+/// a value of that key (never another key's), and that value is its latest acknowledged one
+/// (never an older or a deleted one) unless the patches destroyed every frame of its newest
+/// version in a way recovery cannot see; a key whose newest version is untouched reads
+/// exactly as acknowledged (see [`Expect`]). The store still takes writes, defragments and
+/// closes without panicking.
 pub fn recovery_image(data: &[u8]) {
     let base = base_image();
     let mut image = base.image.clone();
+    let mut patches = Patches(Vec::new());
     let mut rest = data;
-    // A block whose header is damaged beyond one byte reads as free (docs/FORMAT.md): its
-    // frames vanish without a report, so an older version elsewhere may be what a read finds.
-    let mut header_patched = false;
     while rest.len() >= 5 {
         let offset =
             u32::from_le_bytes(rest[..4].try_into().expect("4 bytes")) as usize % image.len();
         let len = (rest[4] as usize).min(rest.len() - 5);
         let end = (offset + len).min(image.len());
-        let block_start = offset / RECOVERY_BLOCK_BYTES as usize * RECOVERY_BLOCK_BYTES as usize;
-        header_patched |= offset < block_start + BLOCK_HEADER_BYTES
-            || end > block_start + RECOVERY_BLOCK_BYTES as usize;
         image[offset..end].copy_from_slice(&rest[5..5 + (end - offset)]);
+        patches.0.push((offset, end));
         rest = &rest[5 + len..];
     }
+    let expect: Vec<Expect> = (0..RECOVERY_KEYS as usize)
+        .map(|k| base.expect(k, &patches, &image))
+        .collect();
     let dev: Arc<dyn Device> = Arc::new(FaultDevice::from_image(image, 0));
     let Ok(e) = Engine::open_on_device(recovery_config(), dev) else {
         return;
     };
-    let report = e.recovery_report();
-    let damaged = header_patched
-        || report.corrupt_records > 0
-        || report.torn_tails > 0
-        || !report.damage.is_empty();
-    for key in 0..RECOVERY_KEYS {
-        let name = format!("key-{key}");
-        if let Ok(Some(r)) = e.get(1, name.as_bytes()) {
-            base.check(name.as_bytes(), &r.value, damaged);
-        }
+    for k in 0..RECOVERY_KEYS as usize {
+        base.check_read(k, &e.get(1, format!("key-{k}").as_bytes()), &expect);
     }
     if let Ok(chunk) = e.scan(1, ScanCursor::START, 1000) {
+        let mut seen = HashSet::new();
         for (_, r) in chunk.records {
-            base.check(&r.key, &r.value, damaged);
+            base.check(&r.key, &r.value, &expect);
+            seen.insert(r.key);
+        }
+        for (k, latest) in base.latest.iter().enumerate() {
+            let name = format!("key-{k}").into_bytes();
+            assert!(
+                expect[k] != Expect::Exact || latest.is_none() || seen.contains(&name),
+                "key-{k}'s newest version is intact, yet a scan missed it"
+            );
         }
     }
     let w = WriteOptions::default();
@@ -303,13 +482,13 @@ pub fn recovery_image(data: &[u8]) {
 }
 
 /// The server's frame header and message decoders, for requests and responses. A frame
-/// (the header and the `body_len` bytes after it) that decodes as a successful response
-/// re-encodes to exactly its bytes (flags aside, see below); one that decodes as a request
-/// re-encodes to a frame of the same header and length that decodes to the same request.
+/// (the header and the `body_len` bytes after it) that decodes as a request, or as a
+/// successful response, re-encodes to exactly its bytes: the decoders accept one encoding of
+/// each message (docs/PROTOCOL.md, "Conventions").
 pub fn protocol_frame(data: &[u8]) {
     use quiver_server::protocol::{
         decode_refs, decode_request, decode_response, encode_request_flags, encode_response,
-        split_get_body, FrameHeader, Response, HEADER_LEN,
+        split_get_body, FrameHeader, Request, HEADER_LEN,
     };
     if data.len() < HEADER_LEN {
         return;
@@ -322,27 +501,26 @@ pub fn protocol_frame(data: &[u8]) {
     let frame = data.get(..HEADER_LEN + h.body_len as usize);
     if let Ok(op) = h.check_request() {
         let _ = decode_request(op, body);
-        if let Ok((_, refs)) = split_get_body(body) {
-            let _ = decode_refs(refs);
+        if let Ok((key, refs)) = split_get_body(body) {
+            // The server's batched GET path decodes the same body in two halves.
+            if let (Ok(features), Some(frame)) = (decode_refs(refs), frame) {
+                if frame.len() == data.len() {
+                    let mut again = Vec::new();
+                    let get = Request::Get { key, features };
+                    encode_request_flags(h.request_id, &get, h.flags, &mut again);
+                    again[3] = frame[3];
+                    assert_eq!(
+                        again, frame,
+                        "a GET body split in two re-encodes differently"
+                    );
+                }
+            }
         }
         if let Some(frame) = frame {
             if let Ok(request) = decode_request(op, &frame[HEADER_LEN..]) {
                 let mut again = Vec::new();
-                // A request may carry the flags a server accepts (CORRUPT_STATUS): re-encoded
-                // with the same flags.
                 encode_request_flags(h.request_id, &request, h.flags, &mut again);
-                // Not byte for byte: the decoder ignores the value bytes of an absent optional
-                // field (PUT options, an as-of time's known-at, a HISTORY cursor without
-                // resume), so the header and the length must match exactly and the body must
-                // decode to the same request.
-                assert_eq!(again[..HEADER_LEN], frame[..HEADER_LEN], "{request:?}");
-                assert_eq!(
-                    again.len(),
-                    frame.len(),
-                    "{request:?} re-encodes longer or shorter"
-                );
-                let back = decode_request(op, &again[HEADER_LEN..]).expect("re-encoded request");
-                assert_eq!(format!("{back:?}"), format!("{request:?}"));
+                assert_eq!(again, frame, "request {request:?} re-encodes differently");
             }
         }
     }
@@ -352,11 +530,6 @@ pub fn protocol_frame(data: &[u8]) {
             if let Ok(response) = decode_response(&h, &frame[HEADER_LEN..]) {
                 let mut again = Vec::new();
                 encode_response(&mut again, op, h.request_id, &response);
-                // The decoder accepts FLAG_MORE on any response and only a scan chunk
-                // carries it, so the flags are compared for scan chunks only.
-                if !matches!(response, Response::ScanChunk { .. }) {
-                    again[4..6].copy_from_slice(&frame[4..6]);
-                }
                 assert_eq!(again, frame, "response {response:?} re-encodes differently");
             }
         }
@@ -524,7 +697,9 @@ pub fn seeds(target: &str) -> Vec<Vec<u8>> {
                 .chain([4])
                 .chain(base.image[data_at..data_at + 4].iter().copied())
                 .collect();
-            vec![Vec::new(), flip, header, unchanged]
+            let mut out = vec![Vec::new(), flip, header, unchanged];
+            out.extend(aimed_recovery_seeds(base));
+            out
         }
         "protocol_frame" => protocol_seeds(),
         "feature_codec" => {
@@ -547,11 +722,96 @@ pub fn seeds(target: &str) -> Vec<Vec<u8>> {
     }
 }
 
+/// One patch of a recovery input: `offset u32 LE`, `len u8`, the bytes.
+fn patch(out: &mut Vec<u8>, at: usize, bytes: &[u8]) {
+    for (i, chunk) in bytes.chunks(u8::MAX as usize).enumerate() {
+        out.extend_from_slice(&((at + i * u8::MAX as usize) as u32).to_le_bytes());
+        out.push(chunk.len() as u8);
+        out.extend_from_slice(chunk);
+    }
+}
+
+/// Recovery inputs aimed at the frames that decide what a key reads: a flipped byte in the
+/// body and in the header of a key's newest value, in a tombstone's header, a newest frame
+/// cut at a sector boundary (a power loss's shape), zeros over a header in the middle of a
+/// block (its scan ends there), and a damaged block header.
+fn aimed_recovery_seeds(base: &BaseImage) -> Vec<Vec<u8>> {
+    let newest = |pick: &dyn Fn(&BaseFrame) -> bool| {
+        base.frames
+            .iter()
+            .copied()
+            .filter(|f| Some(f.lsn) == base.newest_lsn[f.key] && pick(f))
+            .max_by_key(|f| (f.total_len, f.key))
+            .expect("a frame of that kind")
+    };
+    let flip = |at: usize| [base.image[at] ^ 0x5a];
+    let mut out = Vec::new();
+    let value = newest(&|f| !f.tombstone && f.key % 5 == 0);
+    let mut b = Vec::new();
+    patch(
+        &mut b,
+        value.at + value.total_len / 2,
+        &flip(value.at + value.total_len / 2),
+    );
+    out.push(b);
+    let mut b = Vec::new();
+    patch(&mut b, value.at + 20, &flip(value.at + 20));
+    out.push(b);
+    let tombstone = newest(&|f| f.tombstone);
+    let mut b = Vec::new();
+    patch(&mut b, tombstone.at + 17, &flip(tombstone.at + 17));
+    out.push(b);
+    let long = newest(&|f| !f.tombstone && f.total_len > 2 * SECTOR_BYTES);
+    let cut = (long.at + RECORD_HEADER_BYTES + 1).next_multiple_of(SECTOR_BYTES);
+    let mut b = Vec::new();
+    patch(&mut b, cut, &vec![0; long.at + long.total_len - cut]);
+    out.push(b);
+    let middle = base
+        .frames
+        .iter()
+        .filter(|f| f.block_at == value.block_at)
+        .nth(3)
+        .expect("a block of several frames");
+    let mut b = Vec::new();
+    patch(&mut b, middle.at, &[0; RECORD_HEADER_BYTES]);
+    patch(
+        &mut b,
+        tombstone.block_at + 40,
+        &flip(tombstone.block_at + 40),
+    );
+    out.push(b);
+    out
+}
+
 fn protocol_seeds() -> Vec<Vec<u8>> {
-    use quiver_engine::feature::{EntityKey, FeatureRef, PutOptions, Value};
-    use quiver_engine::history::{AsOf, HistoryCursor, HistoryRange};
+    use quiver_engine::feature::{
+        Alter, Compression, EntityKey, FeatureRef, FeatureSpec, FeatureType, FeatureValue,
+        GroupSchema, GroupSpec, KeyType, PutOptions, PutResult, ScanItem, Status, Value, WriteMode,
+    };
+    use quiver_engine::history::{AsOf, HistoryCursor, HistoryPolicy, HistoryRange};
     use quiver_server::protocol::{
-        encode_request, GetAsOfRequest, HistoryKeysRequest, HistoryRequest, Request,
+        encode_request, encode_request_flags, encode_response, GetAsOfRequest, HandshakeInfo,
+        HistoryKeysRequest, HistoryRequest, Opcode, Request, Response, ScanRequest, StatusCode,
+        FLAG_CORRUPT_STATUS,
+    };
+    let feature = |g: &str, f: &str| FeatureRef {
+        group: g.into(),
+        feature: f.into(),
+    };
+    let spec = GroupSpec {
+        name: "g".into(),
+        key_type: KeyType::String,
+        features: vec![
+            FeatureSpec::new("a", FeatureType::F32),
+            FeatureSpec::new("v", FeatureType::Vector(2)),
+        ],
+        ttl_s: Some(3600),
+        compression: Compression::Zstd { level: 3 },
+        allow_non_finite: false,
+        description: "d".into(),
+        owner: "o".into(),
+        tags: vec!["t".into()],
+        history: Some(HistoryPolicy::retention(86_400)),
     };
     let requests = [
         Request::Ping {
@@ -560,10 +820,7 @@ fn protocol_seeds() -> Vec<Vec<u8>> {
         Request::Stats,
         Request::Get {
             key: EntityKey::String("user:1".into()),
-            features: vec![FeatureRef {
-                group: "g".into(),
-                feature: "f".into(),
-            }],
+            features: vec![feature("g", "f")],
         },
         Request::Put {
             group: "g".into(),
@@ -587,10 +844,7 @@ fn protocol_seeds() -> Vec<Vec<u8>> {
                 EntityKey::String("u2".into()),
             ],
             times: vec![AsOf::known_at(1_700_000_000_000, 1_700_000_100_000)],
-            features: vec![FeatureRef {
-                group: "g".into(),
-                feature: "f".into(),
-            }],
+            features: vec![feature("g", "f")],
         }),
         Request::History(HistoryRequest {
             group: "g".into(),
@@ -614,8 +868,132 @@ fn protocol_seeds() -> Vec<Vec<u8>> {
             cursor: Some(quiver_engine::ScanCursor(5)),
             max_records: 10,
         }),
+        Request::Handshake {
+            version: 1,
+            token: b"secret".to_vec(),
+        },
+        Request::Put {
+            group: "g".into(),
+            key: EntityKey::String("u".into()),
+            event_time_ms: 5,
+            options: PutOptions {
+                mode: WriteMode::ReplaceRow,
+                expected_generation: Some(3),
+                ttl_s: Some(60),
+                durability: Some(quiver_engine::Durability::Sync),
+                write_time_ms: Some(9),
+            },
+            values: vec![
+                ("n".into(), Value::Null),
+                ("i".into(), Value::ListI64(vec![-1, 2])),
+            ],
+        },
+        Request::GetMany {
+            keys: vec![EntityKey::I64(1), EntityKey::I64(2)],
+            features: vec![feature("g", "a"), feature("h", "b:c")],
+        },
+        Request::GroupCreate(spec.clone()),
+        Request::GroupDescribe { name: "g".into() },
+        Request::GroupList { tag: None },
+        Request::GroupList {
+            tag: Some("t".into()),
+        },
+        Request::GroupAlter {
+            name: "g".into(),
+            alter: Alter::SetTtl(None),
+        },
+        Request::GroupAlter {
+            name: "g".into(),
+            alter: Alter::AddFeature(FeatureSpec::new("w", FeatureType::Vector(4))),
+        },
+        Request::GroupAlter {
+            name: "g".into(),
+            alter: Alter::SetHistory(Some(HistoryPolicy::retention(60))),
+        },
+        Request::GroupDrop { name: "g".into() },
+        Request::Scan(ScanRequest {
+            group: "g".into(),
+            cursor: None,
+            chunk_items: 100,
+            max_chunks: 2,
+        }),
+        Request::Scan(ScanRequest {
+            group: "g".into(),
+            cursor: Some(quiver_engine::ScanCursor(77)),
+            chunk_items: 100,
+            max_chunks: 2,
+        }),
     ];
-    requests
+    let value = |v: Value| FeatureValue {
+        status: Status::Present,
+        value: v,
+        event_time_ms: 12,
+    };
+    let schema = GroupSchema::from_spec(3, spec).expect("a valid spec");
+    let responses = [
+        (
+            Opcode::Handshake,
+            Response::Handshake(HandshakeInfo {
+                version: 1,
+                max_frame_bytes: 1 << 24,
+                max_batch_keys: 10_000,
+                max_inflight_per_connection: 1024,
+                max_features_per_request: 1024,
+                max_scan_chunks: 64,
+                server: "quiverd".into(),
+            }),
+        ),
+        (
+            Opcode::Get,
+            Response::Get(vec![
+                value(Value::F64(2.5)),
+                FeatureValue {
+                    status: Status::NotFound,
+                    value: Value::Null,
+                    event_time_ms: 0,
+                },
+            ]),
+        ),
+        (
+            Opcode::GetMany,
+            Response::GetMany(vec![
+                Ok(vec![value(Value::Bool(true))]),
+                Err((StatusCode::TypeMismatch, "key type".into())),
+            ]),
+        ),
+        (
+            Opcode::Put,
+            Response::Put(PutResult {
+                written: 2,
+                skipped_stale: 1,
+                generation: 4,
+            }),
+        ),
+        (Opcode::Delete, Response::Delete { existed: true }),
+        (Opcode::GroupDescribe, Response::Group(schema.clone())),
+        (Opcode::GroupList, Response::GroupList(vec![schema])),
+        (
+            Opcode::Scan,
+            Response::ScanChunk {
+                items: vec![ScanItem {
+                    key: EntityKey::String("u".into()),
+                    values: vec![("a".into(), value(Value::String("s".into())))],
+                }],
+                next: Some(quiver_engine::ScanCursor(5)),
+                more: true,
+            },
+        ),
+        (
+            Opcode::Scan,
+            Response::ScanChunk {
+                items: Vec::new(),
+                next: None,
+                more: false,
+            },
+        ),
+        (Opcode::Stats, Response::Stats { json: "{}".into() }),
+    ];
+    let mut out: Vec<Vec<u8>> = requests
         .iter()
         .enumerate()
         .map(|(i, r)| {
@@ -623,5 +1001,14 @@ fn protocol_seeds() -> Vec<Vec<u8>> {
             encode_request(i as u64, r, &mut out);
             out
         })
-        .collect()
+        .collect();
+    for (i, (op, r)) in responses.iter().enumerate() {
+        let mut frame = Vec::new();
+        encode_response(&mut frame, *op, 100 + i as u64, r);
+        out.push(frame);
+    }
+    let mut frame = Vec::new();
+    encode_request_flags(200, &requests[10], FLAG_CORRUPT_STATUS, &mut frame);
+    out.push(frame);
+    out
 }

@@ -35,7 +35,7 @@ use quiver_wal::{BlockSource, Result};
 
 use super::blocks::Blocks;
 
-const MAGIC: &[u8; 8] = b"QVRMARKS";
+pub(crate) const MAGIC: &[u8; 8] = b"QVRMARKS";
 const VERSION: u32 = 1;
 const SLOT_BYTES: usize = 56;
 /// Where the two slots live in block 0 (the superblock is in the first page).

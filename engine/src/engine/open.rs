@@ -9,7 +9,9 @@ use std::time::{Duration, Instant};
 use parking_lot::{Mutex, RwLock};
 use quiver_index::Index;
 use quiver_wal::device::{open_path, FileOptions, IoBackend};
-use quiver_wal::format::{BlockKind, Superblock, MAX_WRITE_BLOCK_BYTES, MIN_WRITE_BLOCK_BYTES};
+use quiver_wal::format::{
+    BlockKind, Superblock, BLOCK_MAGIC, MAX_WRITE_BLOCK_BYTES, MIN_WRITE_BLOCK_BYTES,
+};
 use quiver_wal::{AlignedBuf, Device, LogWriter, MemoryDevice, IO_ALIGN};
 
 use super::blocks::{OPEN, SEALED};
@@ -160,8 +162,9 @@ fn open_device(config: &Config) -> Result<Arc<dyn Device>> {
     }
 }
 
-/// Reads the superblock, or formats a device whose first 4 KiB are zeros. A device holding
-/// anything else is refused: it is not ours to overwrite.
+/// Reads the superblock, or formats a device whose first 4 KiB are zeros and that holds no
+/// trace of a store (see [`refuse_lost_superblock`]). A device holding anything else is
+/// refused: it is not ours to overwrite.
 fn read_or_format(device: &dyn Device, config: &Config) -> Result<Superblock> {
     let mut first = AlignedBuf::new(IO_ALIGN);
     device.read_at(&mut first, 0)?;
@@ -200,10 +203,37 @@ fn read_or_format(device: &dyn Device, config: &Config) -> Result<Superblock> {
                     "{why}; the device holds other data and is left untouched"
                 ))));
             }
+            refuse_lost_superblock(device)?;
             format(device, config)
         }
         Err(e) => Err(e.into()),
     }
+}
+
+/// A superblock of zeros over a device that still holds a store is a lost superblock (a
+/// zeroed or unreadable first sector), not a blank device: formatting would give the device a
+/// new store id and make every record on it unreachable. The marks of block 0 (at 4 and
+/// 8 KiB) and the header of block 1 for every write block size (128 KiB..=8 MiB) are looked
+/// at: any of them holding its magic refuses the open.
+fn refuse_lost_superblock(device: &dyn Device) -> Result<()> {
+    let marks = super::marks::SLOT_OFFSETS.map(|at| (at, super::marks::MAGIC, "marks slot"));
+    let blocks = (MIN_WRITE_BLOCK_BYTES.trailing_zeros()..=MAX_WRITE_BLOCK_BYTES.trailing_zeros())
+        .map(|shift| (1u64 << shift, &BLOCK_MAGIC, "write block header"));
+    for (at, magic, what) in marks.into_iter().chain(blocks) {
+        if at + IO_ALIGN as u64 > device.capacity() {
+            continue;
+        }
+        let mut page = AlignedBuf::new(IO_ALIGN);
+        device.read_at(&mut page, at)?;
+        if page[..magic.len()] == magic[..] {
+            return Err(Error::Wal(quiver_wal::Error::NotOurs(format!(
+                "the superblock (the first 4 KiB) is zeros, but byte {at} holds a Quiver {what}: \
+                 a store whose superblock was lost; refusing to format over it (restore the \
+                 superblock from a copy, or wipe the device to start a new store)"
+            ))));
+        }
+    }
+    Ok(())
 }
 
 /// Rewrites an older format's superblock with the current version, so that a build that

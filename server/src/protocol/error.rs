@@ -36,4 +36,14 @@ pub enum DecodeError {
     UnknownStatus { code: u16 },
     #[error("{what} must be all zeros when absent")]
     AbsentNotZero { what: &'static str },
+    /// A field that must be zero because another field says it is absent or unused: every
+    /// value has exactly one encoding (see `docs/PROTOCOL.md`, "Conventions").
+    #[error("{what} must be 0 {when}, got {got} (every field has one encoding)")]
+    NotCanonical {
+        what: &'static str,
+        when: &'static str,
+        got: u64,
+    },
+    #[error("the MORE flag is set on a {opcode} response: only SCAN responses stream")]
+    MoreOnSingleResponse { opcode: &'static str },
 }

@@ -4,7 +4,9 @@
 
 use super::types::status_code;
 use super::types::{get_key, get_refs, get_status, get_value, put_key, put_refs, put_value};
-use super::wire::{put_len, put_opt_u64, put_str, put_strs, put_u32, put_u64, WireReader};
+use super::wire::{
+    put_len, put_opt_u64, put_str, put_strs, put_u32, put_u64, zero_unless, WireReader,
+};
 use super::DecodeError;
 use quiver_engine::feature::{EntityKey, FeatureRef};
 use quiver_engine::history::{AsOf, HistoryCursor, HistoryEntry, HistoryRange};
@@ -159,7 +161,7 @@ pub fn get_history_request(r: &mut WireReader<'_>) -> Result<HistoryRequest, Dec
         key,
         features,
         range,
-        after: resume.then_some(cursor),
+        after: present(resume, cursor, ZERO_CURSOR, "history cursor")?,
         max_versions,
     })
 }
@@ -175,6 +177,7 @@ pub fn get_history_keys_request(r: &mut WireReader<'_>) -> Result<HistoryKeysReq
     let group = r.string("group name")?;
     let resume = r.bool("history keys resume flag")?;
     let cursor = r.u64("history keys cursor")?;
+    zero_unless(resume, "history keys cursor", "when resume is 0", cursor)?;
     Ok(HistoryKeysRequest {
         group,
         cursor: resume.then_some(ScanCursor(cursor)),
@@ -251,8 +254,8 @@ pub fn get_history_keys(r: &mut WireReader<'_>) -> Result<DecodedKeys, DecodeErr
     Ok((keys, next.map(ScanCursor)))
 }
 
-/// A response's optional field: its bytes must be zeros when absent, so that every response
-/// that decodes re-encodes to the same bytes.
+/// An optional field of several values: its bytes must be zeros when absent, so that every
+/// frame that decodes re-encodes to the same bytes.
 fn present<T: PartialEq>(
     has: bool,
     value: T,

@@ -2,7 +2,9 @@
 
 use super::history::*;
 use super::types::*;
-use super::wire::{put_bytes, put_len, put_str, put_u16, put_u32, put_u64, WireReader};
+use super::wire::{
+    put_bytes, put_len, put_str, put_u16, put_u32, put_u64, zero_unless, WireReader,
+};
 use super::{DecodeError, FrameHeader, Opcode, StatusCode, FLAG_MORE, HEADER_LEN};
 use quiver_engine::feature::{
     Alter, EntityKey, FeatureRef, FeatureValue, GroupSchema, GroupSpec, PutOptions, PutResult,
@@ -312,6 +314,12 @@ pub fn decode_request(opcode: Opcode, body: &[u8]) -> Result<Request, DecodeErro
         Opcode::GroupList => {
             let has_tag = r.bool("tag present")?;
             let tag = r.string("tag")?;
+            zero_unless(
+                has_tag,
+                "tag length",
+                "when no tag is given (has_tag 0)",
+                tag.len() as u64,
+            )?;
             Request::GroupList {
                 tag: has_tag.then_some(tag),
             }
@@ -357,6 +365,7 @@ fn decode_scan(r: &mut WireReader<'_>) -> Result<Request, DecodeError> {
     let group = r.string("group name")?;
     let resume = r.bool("scan resume flag")?;
     let cursor = r.u64("scan cursor")?;
+    zero_unless(resume, "scan cursor", "when resume is 0", cursor)?;
     Ok(Request::Scan(ScanRequest {
         group,
         cursor: resume.then_some(ScanCursor(cursor)),
@@ -471,6 +480,11 @@ pub fn decode_response(header: &FrameHeader, body: &[u8]) -> Result<Response, De
         return Ok(Response::Error { status, message });
     }
     let opcode = header.check_response()?;
+    if header.flags & FLAG_MORE != 0 && opcode != Opcode::Scan {
+        return Err(DecodeError::MoreOnSingleResponse {
+            opcode: opcode.name(),
+        });
+    }
     let mut r = WireReader::new(body);
     let response = match opcode {
         Opcode::Handshake => Response::Handshake(HandshakeInfo {
@@ -543,6 +557,7 @@ fn decode_scan_chunk(r: &mut WireReader<'_>, more: bool) -> Result<Response, Dec
     let items = (0..n).map(|_| get_scan_item(r)).collect::<Result<_, _>>()?;
     let has_next = r.bool("scan has_next")?;
     let next = r.u64("scan next cursor")?;
+    zero_unless(has_next, "scan next cursor", "when has_next is 0", next)?;
     Ok(Response::ScanChunk {
         items,
         next: has_next.then_some(ScanCursor(next)),

@@ -498,3 +498,233 @@ fn corrupt_status_is_the_only_request_flag() {
     encode_request_flags(9, &get, FLAG_CORRUPT_STATUS, &mut frame);
     assert_eq!(split(&frame).0.flags, FLAG_CORRUPT_STATUS);
 }
+
+/// Every request field has one encoding: bytes that only an absent or unused field would
+/// carry must be zeros, so a decoded request re-encodes to exactly its bytes (the fuzz target
+/// `protocol_frame` asserts that for any accepted frame).
+mod canonical {
+    use super::*;
+
+    fn body(request: &Request) -> Vec<u8> {
+        let mut frame = Vec::new();
+        encode_request(1, request, &mut frame);
+        frame.split_off(HEADER_LEN)
+    }
+
+    fn refused(op: Opcode, body: &[u8]) -> DecodeError {
+        decode_request(op, body).expect_err("a non-canonical body was accepted")
+    }
+
+    fn assert_not_canonical(err: DecodeError, field: &str) {
+        match &err {
+            DecodeError::NotCanonical { what, .. } => assert_eq!(*what, field, "{err}"),
+            other => panic!("expected a non-canonical {field}, got {other:?}"),
+        }
+        assert!(err.to_string().contains(field), "{err}");
+    }
+
+    fn put(options: PutOptions) -> Request {
+        Request::Put {
+            group: "g".into(),
+            key: EntityKey::I64(1),
+            event_time_ms: 5,
+            options,
+            values: vec![("f".into(), Value::I64(3))],
+        }
+    }
+
+    /// Offset of the put options in a PUT body for group "g" and an i64 key.
+    const PUT_OPTIONS_AT: usize = 4 + 1 + 1 + 8 + 8;
+
+    #[test]
+    fn absent_put_options_must_carry_zeros() {
+        let canonical = body(&put(PutOptions::default()));
+        decode_request(Opcode::Put, &canonical).expect("canonical put");
+        // expected generation: bytes 2..4 of the options, bit 0x01 clear.
+        let mut b = canonical.clone();
+        b[PUT_OPTIONS_AT + 2] = 7;
+        assert_not_canonical(refused(Opcode::Put, &b), "expected generation");
+        // ttl: bytes 4..8, bit 0x02 clear.
+        let mut b = canonical.clone();
+        b[PUT_OPTIONS_AT + 5] = 1;
+        let err = refused(Opcode::Put, &b);
+        assert_not_canonical(err.clone(), "put ttl");
+        assert_eq!(
+            err.to_string(),
+            "put ttl must be 0 when put option bit 0x02 is clear, got 256 (every field has one encoding)"
+        );
+        // With the bit set the same bytes are a value.
+        b[PUT_OPTIONS_AT + 1] = 0x02;
+        match decode_request(Opcode::Put, &b).expect("ttl present") {
+            Request::Put { options, .. } => assert_eq!(options.ttl_s, Some(256)),
+            other => panic!("{other:?}"),
+        }
+    }
+
+    #[test]
+    fn absent_opt_u32_must_be_zero() {
+        let alter = Request::GroupAlter {
+            name: "g".into(),
+            alter: Alter::SetTtl(None),
+        };
+        let mut b = body(&alter);
+        decode_request(Opcode::GroupAlter, &b).expect("canonical alter");
+        let value_at = b.len() - 4;
+        b[value_at] = 9;
+        assert_not_canonical(refused(Opcode::GroupAlter, &b), "group ttl");
+    }
+
+    #[test]
+    fn unused_dimension_and_compression_level_must_be_zero() {
+        let spec = GroupSpec {
+            name: "g".into(),
+            key_type: KeyType::I64,
+            features: vec![FeatureSpec::new("f", FeatureType::I64)],
+            ttl_s: None,
+            compression: Compression::None,
+            allow_non_finite: false,
+            description: String::new(),
+            owner: String::new(),
+            tags: Vec::new(),
+            history: None,
+        };
+        let canonical = body(&Request::GroupCreate(spec));
+        decode_request(Opcode::GroupCreate, &canonical).expect("canonical spec");
+        // name (4 + 1), key type (1), feature count (4), feature name (4 + 1), type tag (1).
+        let dim_at = 5 + 1 + 4 + 5 + 1;
+        let mut b = canonical.clone();
+        b[dim_at] = 3;
+        assert_not_canonical(refused(Opcode::GroupCreate, &b), "feature type dimension");
+        // After the feature: description, owner, tags (3 × 4), then ttl (5), compression tag.
+        let level_at = dim_at + 4 + 4 + 4 + 4 + 5 + 1;
+        let mut b = canonical.clone();
+        b[level_at] = 3;
+        assert_not_canonical(refused(Opcode::GroupCreate, &b), "compression level");
+    }
+
+    #[test]
+    fn absent_list_tag_and_scan_cursor_must_be_empty() {
+        let mut b = body(&Request::GroupList { tag: None });
+        b.truncate(1);
+        b.extend_from_slice(&1u32.to_le_bytes());
+        b.push(b'x');
+        assert_not_canonical(refused(Opcode::GroupList, &b), "tag length");
+
+        let scan = Request::Scan(ScanRequest {
+            group: "g".into(),
+            cursor: None,
+            chunk_items: 10,
+            max_chunks: 1,
+        });
+        let mut b = body(&scan);
+        decode_request(Opcode::Scan, &b).expect("canonical scan");
+        b[5 + 1] = 1; // the cursor's low byte, right after the resume flag
+        assert_not_canonical(refused(Opcode::Scan, &b), "scan cursor");
+    }
+
+    #[test]
+    fn flags_status_and_trailing_bytes_are_refused_in_requests() {
+        for (flags, status) in [(FLAG_MORE, 0), (0x8000, 0), (0, 1)] {
+            let h = FrameHeader {
+                opcode: Opcode::Stats as u8,
+                flags,
+                status,
+                body_len: 0,
+                request_id: 1,
+            };
+            assert!(
+                h.check_request().is_err(),
+                "flags {flags:#x} status {status}"
+            );
+        }
+        let mut b = body(&put(PutOptions::default()));
+        b.push(0);
+        assert!(matches!(
+            refused(Opcode::Put, &b),
+            DecodeError::TrailingBytes {
+                what: "put",
+                len: 1
+            }
+        ));
+    }
+
+    #[test]
+    fn absent_history_fields_must_be_zeros() {
+        // GET_AS_OF: an as-of time without a known-at time (opt_u64 absent).
+        let as_of = Request::GetAsOf(GetAsOfRequest {
+            keys: vec![EntityKey::I64(1)],
+            times: vec![AsOf::event_time(5)],
+            features: vec![FeatureRef::new("g", "f")],
+        });
+        let mut b = body(&as_of);
+        decode_request(Opcode::GetAsOf, &b).expect("canonical as-of");
+        // keys (4 + 9), time count (4), event limit (8), known-at present flag (1), its u64.
+        b[4 + 9 + 4 + 8 + 1] = 1;
+        assert_not_canonical(refused(Opcode::GetAsOf, &b), "as-of known-at time");
+        // HISTORY: the cursor of a first page.
+        let history = Request::History(HistoryRequest {
+            group: "g".into(),
+            key: EntityKey::I64(1),
+            features: vec!["f".into()],
+            range: HistoryRange {
+                from_ms: 0,
+                to_ms: 9,
+                known_at_ms: None,
+            },
+            after: None,
+            max_versions: 10,
+        });
+        let mut b = body(&history);
+        decode_request(Opcode::History, &b).expect("canonical history");
+        let last = b.len() - 1;
+        b[last] = 1; // the cursor's skip, after resume 0
+        assert!(matches!(
+            refused(Opcode::History, &b),
+            DecodeError::AbsentNotZero {
+                what: "history cursor"
+            }
+        ));
+        // HISTORY_KEYS: the cursor of a first chunk.
+        let keys = Request::HistoryKeys(HistoryKeysRequest {
+            group: "g".into(),
+            cursor: None,
+            max_records: 10,
+        });
+        let mut b = body(&keys);
+        decode_request(Opcode::HistoryKeys, &b).expect("canonical history keys");
+        b[5 + 1] = 1;
+        assert_not_canonical(refused(Opcode::HistoryKeys, &b), "history keys cursor");
+    }
+
+    #[test]
+    fn responses_are_canonical_too() {
+        let chunk = Response::ScanChunk {
+            items: Vec::new(),
+            next: None,
+            more: false,
+        };
+        let mut frame = Vec::new();
+        encode_response(&mut frame, Opcode::Scan, 1, &chunk);
+        let (h, body) = split(&frame);
+        let mut b = body.to_vec();
+        let cursor_at = b.len() - 8;
+        b[cursor_at] = 1;
+        assert_not_canonical(
+            decode_response(&h, &b).expect_err("cursor without has_next"),
+            "scan next cursor",
+        );
+        let mut frame = Vec::new();
+        encode_response(
+            &mut frame,
+            Opcode::Delete,
+            1,
+            &Response::Delete { existed: true },
+        );
+        let (mut h, body) = split(&frame);
+        h.flags = FLAG_MORE;
+        assert!(matches!(
+            decode_response(&h, body),
+            Err(DecodeError::MoreOnSingleResponse { opcode: "delete" })
+        ));
+    }
+}

@@ -2,7 +2,8 @@
 //! Each function pair is documented byte by byte in `docs/PROTOCOL.md`, section "Types".
 
 use super::wire::{
-    put_bytes, put_len, put_opt_u32, put_str, put_strs, put_u16, put_u32, put_u64, WireReader,
+    put_bytes, put_len, put_opt_u32, put_str, put_strs, put_u16, put_u32, put_u64, zero_unless,
+    WireReader,
 };
 use super::DecodeError;
 use quiver_engine::feature::{
@@ -82,6 +83,12 @@ pub fn put_feature_type(out: &mut Vec<u8>, ty: FeatureType) {
 pub fn get_feature_type(r: &mut WireReader<'_>) -> Result<FeatureType, DecodeError> {
     let tag = r.u8("feature type")?;
     let dim = r.u32("feature type dimension")?;
+    zero_unless(
+        tag == 6,
+        "feature type dimension",
+        "for a type other than a vector (tag 6)",
+        dim.into(),
+    )?;
     Ok(match tag {
         0 => FeatureType::Bool,
         1 => FeatureType::I64,
@@ -286,6 +293,12 @@ fn put_compression(out: &mut Vec<u8>, c: Compression) {
 fn get_compression(r: &mut WireReader<'_>) -> Result<Compression, DecodeError> {
     let tag = r.u8("compression")?;
     let level = r.i32("compression level")?;
+    zero_unless(
+        tag != 0,
+        "compression level",
+        "when compression is none (tag 0)",
+        level as u32 as u64,
+    )?;
     match tag {
         0 => Ok(Compression::None),
         1 => Ok(Compression::Zstd { level }),
@@ -551,7 +564,19 @@ pub fn get_put_options(r: &mut WireReader<'_>) -> Result<PutOptions, DecodeError
         });
     }
     let generation = r.u16("expected generation")?;
+    zero_unless(
+        bits & HAS_GENERATION != 0,
+        "expected generation",
+        "when put option bit 0x01 is clear",
+        generation.into(),
+    )?;
     let ttl = r.u32("put ttl")?;
+    zero_unless(
+        bits & HAS_TTL != 0,
+        "put ttl",
+        "when put option bit 0x02 is clear",
+        ttl.into(),
+    )?;
     Ok(PutOptions {
         mode,
         expected_generation: (bits & HAS_GENERATION != 0).then_some(generation),

@@ -115,17 +115,21 @@ impl<'a> WireReader<'a> {
         (0..n).map(|_| self.string(what)).collect()
     }
 
-    /// u8 presence (0/1) + u32 value, always 5 bytes.
+    /// u8 presence (0/1) + u32 value, always 5 bytes; an absent value must be sent as 0.
     pub fn opt_u32(&mut self, what: &'static str) -> Result<Option<u32>, DecodeError> {
         let present = self.bool(what)?;
         let value = self.u32(what)?;
+        if !present {
+            zero_unless(false, what, "when absent", value.into())?;
+        }
         Ok(present.then_some(value))
     }
 
-    /// u8 presence (0/1) + u64 value, always 9 bytes.
+    /// u8 presence (0/1) + u64 value, always 9 bytes; an absent value must be sent as 0.
     pub fn opt_u64(&mut self, what: &'static str) -> Result<Option<u64>, DecodeError> {
         let present = self.bool(what)?;
         let value = self.u64(what)?;
+        zero_unless(present, what, "when absent", value)?;
         Ok(present.then_some(value))
     }
 
@@ -135,6 +139,21 @@ impl<'a> WireReader<'a> {
             0 => Ok(()),
             len => Err(DecodeError::TrailingBytes { what, len }),
         }
+    }
+}
+
+/// Refuses a non-zero `got` for a field that must be zero unless `used`: an absent or unused
+/// field has one encoding (zeros), so a decoded request re-encodes to exactly its bytes.
+pub fn zero_unless(
+    used: bool,
+    what: &'static str,
+    when: &'static str,
+    got: u64,
+) -> Result<(), DecodeError> {
+    if used || got == 0 {
+        Ok(())
+    } else {
+        Err(DecodeError::NotCanonical { what, when, got })
     }
 }
 
