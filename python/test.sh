@@ -17,6 +17,11 @@ if [ ! -x "$venv/bin/python" ]; then
 fi
 "$venv/bin/python" -m pip install -q --upgrade pip >/dev/null
 "$venv/bin/python" -m pip install -q -r python/requirements-test.txt
+# The Feast tests compare with Feast's Redis online store over a real redis-server.
+if ! command -v redis-server >/dev/null && [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null; then
+    echo "python/test.sh: installing redis-server (apt-get)" >&2
+    apt-get update -qq && apt-get install -y -qq redis-server >/dev/null
+fi
 command -v redis-server >/dev/null || { echo "python/test.sh: redis-server is not installed (apt-get install redis-server)" >&2; exit 1; }
 cargo build -q -p quiver-server --bin quiverd
 rm -rf target/wheels
