@@ -93,8 +93,14 @@ def main():
     ap.add_argument("--rounds", type=int, default=3)
     ap.add_argument("--calls", type=int, default=300)
     ap.add_argument("--entities", type=int, default=1000, help="entities written per entity type")
+    ap.add_argument("--write-rows", type=int, default=1_000_000, help="rows of the DataFrame write test (0: skip it)")
+    ap.add_argument("--only-writes", action="store_true", help="run only the DataFrame write test")
     ap.add_argument("--json", type=Path, help="also write the figures here")
     args = ap.parse_args()
+    if args.only_writes:
+        results = {"writes": write_bench(args)}
+        print(json.dumps(results, indent=1))
+        return
 
     from feast import FeatureStore
 
@@ -185,12 +191,72 @@ def main():
     finally:
         quiverd.stop()
         redis.stop()
+    if args.write_rows:
+        results["writes"] = write_bench(args)
     if args.json:
         args.json.write_text(json.dumps(results, indent=1))
     print("\n| case | system | p50 us | p99 us |\n| --- | --- | --- | --- |")
     for case, systems in results.items():
+        if case == "writes":
+            continue
         for system, (p50, p99) in systems.items():
             print(f"| {case} | {system} | {p50:.0f} | {p99:.0f} |")
+
+
+def write_bench(args):
+    """Issue 13: writes of a DataFrame of `--write-rows` rows (i64 key, event time, 10 f32, a
+    128-float vector) through the SDK's put_many, against `quiver load` of the same rows from a
+    Parquet file (the CLI's bulk path), into a fresh group each run of a fresh memory quiverd;
+    A,B,A,B,... over `--rounds` rounds. Reports rows/s per run and the median ratio."""
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    import quiver
+    from quiver.schema import Feature, GroupSpec
+
+    n = args.write_rows
+    rng = np.random.default_rng(5)
+    now_ms = int(time.time() * 1000)
+    vectors = rng.random((n, 128), dtype=np.float32)
+    cols = {"key": np.arange(n, dtype=np.int64), "event_time": np.full(n, now_ms, dtype=np.int64)}
+    for i in range(10):
+        cols[f"f{i}"] = rng.random(n, dtype=np.float32)
+    table = pa.table({**cols, "embedding": pa.FixedSizeListArray.from_arrays(pa.array(vectors.reshape(-1)), 128)})
+    frame = pd.DataFrame(cols)
+    frame["embedding"] = list(vectors)  # one numpy row per cell, as a DataFrame holds vectors
+    tmp = Path(tempfile.mkdtemp(prefix="bench-writes-"))
+    parquet = tmp / "rows.parquet"
+    pq.write_table(table, parquet)
+    quiver_cli = os.environ.get("QUIVER_BIN", str(REPO / "target" / "release" / "quiver"))
+    features = [Feature(f"f{i}", "f32") for i in range(10)] + [Feature("embedding", "f32[128]")]
+    runs = {"sdk put_many (DataFrame)": [], "quiver load (Parquet)": []}
+    for r in range(args.rounds):
+        for system in runs:
+            server = Quiverd(size=f"{max(1, n * 1200 // 2**30 + 1)}GiB")
+            try:
+                c = quiver.connect(server.addr)
+                c.create_group(GroupSpec(name="w", key_type="i64", features=features))
+                t = time.perf_counter()
+                if system.startswith("sdk"):
+                    done = c.put_many("w", frame, key="key", event_time="event_time").rows
+                else:
+                    subprocess.run(
+                        [quiver_cli, "--addr", server.addr, "load", "w", str(parquet), "--key-column", "key",
+                         "--ts-column", "event_time"],
+                        check=True, stdout=subprocess.DEVNULL,
+                    )
+                    done = n
+                secs = time.perf_counter() - t
+                last = c.get_online_features(["w:f0", "w:embedding"], [0, n - 1])
+                assert done == n and (last["w:embedding"].statuses == 0).all(), "rows are missing"
+                assert last["w:f0"].values.tolist() == frame["f0"].iloc[[0, n - 1]].tolist()
+                c.close()
+            finally:
+                server.stop()
+            runs[system].append(n / secs)
+            print(f"writes round {r}: {system}: {n / secs:,.0f} rows/s ({secs:.2f} s)", flush=True)
+    sdk, cli = (statistics.median(v) for v in runs.values())
+    return {"rows": n, "rows_per_s": runs, "median_sdk": sdk, "median_cli": cli, "ratio": sdk / cli}
 
 
 if __name__ == "__main__":

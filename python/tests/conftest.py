@@ -33,8 +33,8 @@ def quiverd_binary() -> str:
 class Quiverd:
     """A quiverd process in memory on an ephemeral port."""
 
-    def __init__(self, args: Optional[List[str]] = None):
-        cmd = [quiverd_binary(), "--listen", "127.0.0.1:0", "--memory", "--size", "256MiB", "--workers", "2"]
+    def __init__(self, args: Optional[List[str]] = None, size: str = "256MiB"):
+        cmd = [quiverd_binary(), "--listen", "127.0.0.1:0", "--memory", "--size", size, "--workers", "2"]
         env = dict(os.environ, QUIVER_LOG="warn")
         env.pop("QUIVER_AUTH_TOKEN", None)
         self.proc = subprocess.Popen(cmd + (args or []), stdout=subprocess.PIPE, env=env, text=True)

@@ -36,6 +36,7 @@ from quiver import errors
 from quiver.results import Status
 from quiver.schema import Feature, GroupSpec
 
+from . import response
 from .mapping import TS_FEATURE, datetime_from_micros, group_name, micros, python_value, ttl_seconds, view_features
 
 logger = logging.getLogger(__name__)
@@ -106,6 +107,17 @@ def _warned(flag: str, message: str, *args: Any) -> None:
 
 
 _warned.seen = set()  # type: ignore[attr-defined]
+
+
+def _track_statuses(view: str, present: int, not_found: int) -> None:
+    """Feast's per-view status counters (a no-op unless Feast's metrics are on), as Feast's
+    own response conversion counts them."""
+    try:
+        from feast.metrics import track_feature_statuses
+
+        track_feature_statuses(view, present, not_found)
+    except Exception:
+        pass
 
 
 class QuiverOnlineStore(OnlineStore):
@@ -254,10 +266,12 @@ class QuiverOnlineStore(OnlineStore):
         prepares the entity rows, runs on-demand views and shapes the response. Each view's
         entity keys are joined on its own join keys; the request carries the union of those
         keys and every view's features (a key of one view read in another's group is simply
-        absent there). Each view's answers then go through the same conversion as
-        :meth:`online_read` and Feast's own ``_populate_response_from_feature_data``, so the
-        response is exactly what the per-view path returns. Requests beyond the server's
-        per-request feature limit fall back to the per-view path (logged once)."""
+        absent there). Each view's answers are then written into the response as protobuf
+        bytes built from the answer's columns (:mod:`quiver.feast.response`): the messages
+        Feast's ``_populate_response_from_feature_data`` builds from :meth:`online_read`'s
+        rows, without a Python object per value, so the response is exactly what the per-view
+        path returns. Requests beyond the server's per-request feature limit fall back to the
+        per-view path (logged once)."""
         cfg = config.online_store
         if not cfg.one_round_trip:
             return super()._read_features_per_fv(
@@ -275,17 +289,15 @@ class QuiverOnlineStore(OnlineStore):
         key_index: Dict[bytes, int] = {}
         refs: List[str] = []
         for table, requested in grouped_refs:
-            entity_values, idxs, output_len = utils._get_unique_entities(
-                table, join_key_values, entity_name_to_join_key_map
-            )
-            keys = [
-                serialize_entity_key(k, entity_key_serialization_version=version)
-                for k in utils._get_entity_key_protos(entity_values)
-            ]
-            positions = [key_index.setdefault(k, len(key_index)) for k in keys]
+            values = utils._get_table_entity_values(table, entity_name_to_join_key_map, join_key_values)
+            if not values or not any(values.values()) or len(set(map(len, values.values()))) != 1:
+                # Feast's own checks (and errors) for missing or ragged join keys.
+                utils._get_unique_entities(table, join_key_values, entity_name_to_join_key_map)
+            keys = response.entity_keys(values, version)
+            positions = np.fromiter((key_index.setdefault(k, len(key_index)) for k in keys), dtype=np.intp, count=len(keys))
             plan = _ViewPlan(config.project, table, requested, first_column=len(refs))
             refs.extend(plan.refs)
-            views.append((table, requested, plan, positions, idxs, output_len))
+            views.append((table, requested, plan, positions))
         info = c.server_info()
         if info is not None and len(refs) > info["max_features_per_request"]:
             _warned(
@@ -304,17 +316,31 @@ class QuiverOnlineStore(OnlineStore):
                 include_feature_view_version_metadata,
             )
         got = c.get_online_features(refs, list(key_index)) if refs else None
-        for table, requested, plan, positions, idxs, output_len in views:
-            utils._populate_response_from_feature_data(
-                requested,
-                plan.rows(got, positions),
-                idxs,
-                online_features_response,
-                full_feature_names,
-                table,
-                output_len,
-                include_feature_view_version_metadata,
-            )
+        if include_feature_view_version_metadata or got is None:
+            # Feast's own conversion, which also writes the views' version metadata.
+            for table, requested, plan, positions in views:
+                idxs = [[i] for i in range(len(positions))]
+                utils._populate_response_from_feature_data(
+                    requested,
+                    plan.rows(got, positions),
+                    idxs,
+                    online_features_response,
+                    full_feature_names,
+                    table,
+                    len(positions),
+                    include_feature_view_version_metadata,
+                )
+            return
+        names: List[str] = []
+        results: List[bytes] = []
+        for table, requested, plan, positions in views:
+            table_name = table.projection.name_to_use()
+            names.extend(f"{table_name}__{n}" if full_feature_names else n for n in plan.names)
+            cols = [got.columns[r] for r in plan.refs]
+            encoded, present = plan.encoding.vectors(cols[:-1], cols[-1], positions)
+            results.append(encoded)
+            _track_statuses(table.name, present, len(plan.names) * len(positions) - present)
+        online_features_response.MergeFromString(response.feature_names(names) + b"".join(results))
 
     async def _read_features_per_fv_async(self, config, *args) -> None:
         """The async path: the same single request, run off the event loop (the client
@@ -336,6 +362,7 @@ class _ViewPlan:
         self.codecs = [by_name[n][1] for n in self.names]
         self.refs = [f"{group}:{by_name[n][0]}" for n in self.names] + [f"{group}:{TS_FEATURE}"]
         self.first = first_column
+        self.encoding = response.ViewEncoding(self.names, self.codecs)
 
     def rows(self, got: Optional["quiver.OnlineFeatures"], positions) -> List[Row]:
         """Feast rows for the entities at ``positions`` of the answer: a PRESENT value as its
