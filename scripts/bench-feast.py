@@ -3,9 +3,10 @@ Feast's per-view path) against Feast over Redis (Feast's own Redis store and red
 and the Python SDK against the Rust client. Run by scripts/bench-feast.sh (which builds
 everything in release mode); figures go to docs/BENCHMARKS.md.
 
-Each case is measured in rounds A, B, C, A, B, C...; every round makes `--calls` calls after a
-warm-up, and the report gives per system the median over rounds of p50 and p99 (latency of one
-whole get_online_features call, in microseconds, measured in this process).
+Each case is measured in `--rounds` rounds; in a round the systems take turns call by call
+(A, B, C, A, B, C, ..., `--calls` calls each after a warm-up), and the report gives per system
+the median over rounds of p50 and p99 (latency of one whole get_online_features call, in
+microseconds, measured in this process).
 """
 
 from __future__ import annotations
@@ -62,11 +63,21 @@ def measure(fn, calls):
 
 
 def run_cases(cases, rounds, calls):
-    """cases: {system: fn}; A,B,C,... rounds; returns {system: (p50, p99)} medians."""
+    """cases: {system: fn}; returns {system: (p50, p99)}, medians over rounds. Within a round
+    the systems take turns call by call (A, B, C, A, B, C, ...), so that on a shared machine
+    each sees the same load; each round starts with a warm-up of every system."""
     got = {name: [] for name in cases}
     for _ in range(rounds):
-        for name, fn in cases.items():
-            s = measure(fn, calls)
+        for fn in cases.values():
+            for _ in range(max(20, calls // 10)):
+                fn()
+        samples = {name: [] for name in cases}
+        for _ in range(calls):
+            for name, fn in cases.items():
+                t = time.perf_counter_ns()
+                fn()
+                samples[name].append((time.perf_counter_ns() - t) / 1000)
+        for name, s in samples.items():
             got[name].append((pct(s, 50), pct(s, 99)))
     return {n: (statistics.median(a for a, _ in v), statistics.median(b for _, b in v)) for n, v in got.items()}
 
@@ -95,6 +106,7 @@ def main():
     ap.add_argument("--entities", type=int, default=1000, help="entities written per entity type")
     ap.add_argument("--write-rows", type=int, default=1_000_000, help="rows of the DataFrame write test (0: skip it)")
     ap.add_argument("--only-writes", action="store_true", help="run only the DataFrame write test")
+    ap.add_argument("--only-reads", action="store_true", help="skip the DataFrame write test")
     ap.add_argument("--json", type=Path, help="also write the figures here")
     args = ap.parse_args()
     if args.only_writes:
@@ -165,33 +177,39 @@ def main():
             print(json.dumps(results, indent=1), flush=True)
         qcfg.one_round_trip = True
 
-        # The SDK against the Rust client: `quiver bench` (Rust client, one connection, closed
-        # loop) loads its `bench` group (i64 keys, 10 f32 + f32[128]) and times batch gets of
-        # 100 entities; then the SDK times get_online_features of 100 entities on that group.
+        # The SDK against the Rust client, A,B,A,B: `quiver bench` (Rust client, one
+        # connection, closed loop, 4 s) loads its `bench` group (i64 keys, 10 f32 + f32[128])
+        # and times batch gets of 100 entities; then the SDK times get_online_features of 100
+        # entities on that group (`--calls` calls). Medians over rounds of each run's p50, p99.
         report = base / "rust-batch.json"
         quiver_cli = os.environ.get("QUIVER_BIN", str(REPO / "target" / "release" / "quiver"))
         records = 10_000
-        subprocess.run(
-            [quiver_cli, "bench", "--target", f"quiverd:{quiverd.addr}", "--records", str(records),
-             "--workload", "batch-get", "--batch", "100", "--scalars", "10", "--vector-dim", "128",
-             "--connections", "1", "--warmup", "2s", "--duration", "10s", "--json", str(report)],
-            check=True, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
-        )
-        rust = json.loads(report.read_text())["latency_us"]
         c = quiver.connect(quiverd.addr)
         refs = [f"bench:f{i}" for i in range(10)] + ["bench:embedding"]
         picks = [rng.choice(records, 100, replace=False).astype(np.int64) for _ in range(64)]
         it = iter(range(10**9))
-        sdk = run_cases({"python sdk": lambda: c.get_online_features(refs, picks[next(it) % 64])}, args.rounds, args.calls)
+        rust_runs, sdk_runs = [], []
+        for _ in range(args.rounds):
+            subprocess.run(
+                [quiver_cli, "bench", "--target", f"quiverd:{quiverd.addr}", "--records", str(records),
+                 "--workload", "batch-get", "--batch", "100", "--scalars", "10", "--vector-dim", "128",
+                 "--connections", "1", "--warmup", "1s", "--duration", "4s", "--json", str(report)],
+                check=True, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+            )
+            rust = json.loads(report.read_text())["latency_us"]
+            rust_runs.append((rust["p50"], rust["p99"]))
+            s = measure(lambda: c.get_online_features(refs, picks[next(it) % 64]), args.calls)
+            sdk_runs.append((pct(s, 50), pct(s, 99)))
+        med = lambda runs: (statistics.median(a for a, _ in runs), statistics.median(b for _, b in runs))  # noqa: E731
         results["batch get of 100 entities (10 f32 + f32[128]), one connection"] = {
-            "rust client (quiver bench)": (rust["p50"], rust["p99"]),
-            **sdk,
+            "rust client (quiver bench)": med(rust_runs),
+            "python sdk": med(sdk_runs),
         }
         print(json.dumps(results, indent=1), flush=True)
     finally:
         quiverd.stop()
         redis.stop()
-    if args.write_rows:
+    if args.write_rows and not args.only_reads:
         results["writes"] = write_bench(args)
     if args.json:
         args.json.write_text(json.dumps(results, indent=1))
