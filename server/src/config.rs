@@ -133,6 +133,11 @@ pub struct ServerConfig {
     pub listen: SocketAddr,
     pub durability: Durability,
     pub metrics: Option<SocketAddr>,
+    /// The HTTP/JSON API's address (off when `None`).
+    pub http: Option<SocketAddr>,
+    /// Threads serving the HTTP API's sockets (its engine calls run on up to
+    /// `engine_threads` more).
+    pub http_threads: usize,
     pub auth_token: Option<Vec<u8>>,
     pub trusted_network: bool,
     pub workers: usize,
@@ -153,6 +158,8 @@ impl ServerConfig {
             listen: SocketAddr::from(([127, 0, 0, 1], 0)),
             durability: Durability::Buffered,
             metrics: None,
+            http: None,
+            http_threads: 2,
             auth_token: None,
             trusted_network: false,
             workers: cores,
@@ -167,9 +174,11 @@ impl ServerConfig {
 
     /// Refuses an unauthenticated non-loopback listener unless the network is declared trusted.
     pub fn check_security(&self) -> Result<(), ConfigError> {
-        let exposed = !self.listen.ip().is_loopback();
-        if exposed && self.auth_token.is_none() && !self.trusted_network {
-            return Err(ConfigError::UnprotectedListen { addr: self.listen });
+        let open = self.auth_token.is_none() && !self.trusted_network;
+        for addr in std::iter::once(self.listen).chain(self.http) {
+            if open && !addr.ip().is_loopback() {
+                return Err(ConfigError::UnprotectedListen { addr });
+            }
         }
         Ok(())
     }
@@ -201,6 +210,12 @@ pub struct Args {
     /// Serve Prometheus metrics over HTTP at this address (off by default).
     #[arg(long)]
     pub metrics: Option<String>,
+    /// Serve the HTTP/JSON API (docs/HTTP.md) at this address (off by default).
+    #[arg(long)]
+    pub http: Option<String>,
+    /// Threads serving HTTP connections [default: 2].
+    #[arg(long)]
+    pub http_threads: Option<usize>,
     /// Token clients must present in the handshake (or env QUIVER_AUTH_TOKEN).
     #[arg(long)]
     pub auth_token: Option<String>,
@@ -278,6 +293,8 @@ struct FileConfig {
     listen: Option<String>,
     commit: Option<String>,
     metrics: Option<String>,
+    http: Option<String>,
+    http_threads: Option<usize>,
     auth_token: Option<String>,
     trusted_network: Option<bool>,
     workers: Option<usize>,
@@ -387,6 +404,12 @@ impl Args {
         };
         if let Some(m) = self.metrics.or(file.metrics) {
             config.metrics = Some(addr_setting("metrics", &m)?);
+        }
+        if let Some(h) = self.http.or(file.http) {
+            config.http = Some(addr_setting("http", &h)?);
+        }
+        if let Some(t) = self.http_threads.or(file.http_threads) {
+            config.http_threads = in_range("http-threads", t, 1, 64)?;
         }
         let token = self
             .auth_token
@@ -682,6 +705,15 @@ mod tests {
         assert!(args(&["--listen", "0.0.0.0:7878", "--trusted-network"])
             .resolve(None)
             .is_ok());
+        let err = args(&["--http", "0.0.0.0:8080"]).resolve(None).unwrap_err();
+        assert!(
+            matches!(err, ConfigError::UnprotectedListen { addr } if addr.port() == 8080),
+            "{err}"
+        );
+        let c = args(&["--http", "0.0.0.0:8080", "--http-threads", "3"])
+            .resolve(Some("t0ken".into()))
+            .unwrap();
+        assert_eq!((c.http.unwrap().port(), c.http_threads), (8080, 3));
     }
 
     #[test]

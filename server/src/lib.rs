@@ -7,6 +7,7 @@
 
 pub mod client;
 pub mod config;
+pub mod http;
 pub mod protocol;
 pub mod server;
 pub mod size;

@@ -7,6 +7,11 @@
 - An entity key is the group's ``bytes`` key: Feast's own ``serialize_entity_key`` (join key
   names, types and values), the same bytes Feast's Redis store hashes on. Every group of a
   project has that key type, so one request reads any mix of views.
+- The group's description names the view and records its entity key, which quiverd's HTTP
+  API (docs/HTTP.md) reads to answer Feast's ``/get-online-features`` by itself:
+  ``Feast feature view <project>/<view>; entity key {"join_keys": [[name, TYPE], ...],
+  "version": V}`` (TYPE a Feast ``ValueType`` name, V the ``entity_key_serialization_version``).
+  A feature stored as a serialized ``ValueProto`` carries the tag :data:`PROTO_TAG`.
 - Feast's event timestamp is the Quiver event time of every value of the row (so merges keep
   the newest row per feature, and the group's TTL, the view's ``ttl``, expires values by event
   time). Quiver keeps milliseconds; the exact microseconds go in a hidden i64 feature,
@@ -21,6 +26,7 @@ from __future__ import annotations
 
 import datetime as _dt
 import hashlib
+import json
 import re
 from typing import Any, Callable, Dict, Optional, Tuple
 
@@ -31,10 +37,13 @@ from feast.protos.feast.types.Value_pb2 import (
     StringList,
 )
 from feast.protos.feast.types.Value_pb2 import Value as ValueProto
+from feast.feature_view import DUMMY_ENTITY_ID, DUMMY_ENTITY_NAME
 from feast.value_type import ValueType
 
 #: Hidden feature holding each row's exact Feast event timestamp, in Unix microseconds.
 TS_FEATURE = "feast_event_time_us"
+#: Tag of a feature whose values are serialized Feast ``ValueProto`` bytes.
+PROTO_TAG = "feast:value_proto"
 
 _QUIVER_NAME = re.compile(r"[a-z][a-z0-9_]{0,62}")
 _EPOCH = _dt.datetime(1970, 1, 1, tzinfo=_dt.timezone.utc)
@@ -54,6 +63,20 @@ def quiver_name(name: str) -> str:
 
 def group_name(project: str, view_name: str) -> str:
     return quiver_name(f"{project}__{view_name}")
+
+
+def view_description(project: str, view, key_version: int) -> str:
+    """The description of a view's group: its names and its entity key (join keys sorted by
+    name, with their Feast value types; Feast's ``__dummy_id`` for a view without entities).
+    A view whose join key types are not known (not inferred yet) gets the names only."""
+    name = f"Feast feature view {project}/{view.name}"
+    keys = sorted((f.name, f.dtype.to_value_type().name) for f in view.entity_columns)
+    if not keys:
+        if list(view.entities) not in ([], [DUMMY_ENTITY_NAME]):
+            return name
+        keys = [(DUMMY_ENTITY_ID, "STRING")]
+    spec = json.dumps({"join_keys": [list(k) for k in keys], "version": key_version}, separators=(",", ":"))
+    return f"{name}; entity key {spec}"
 
 
 def ttl_seconds(ttl: Optional[_dt.timedelta]) -> Optional[int]:

@@ -37,7 +37,17 @@ from quiver.results import Status
 from quiver.schema import Feature, GroupSpec
 
 from . import response
-from .mapping import TS_FEATURE, datetime_from_micros, group_name, micros, python_value, ttl_seconds, view_features
+from .mapping import (
+    PROTO_TAG,
+    TS_FEATURE,
+    datetime_from_micros,
+    group_name,
+    micros,
+    python_value,
+    ttl_seconds,
+    view_description,
+    view_features,
+)
 
 logger = logging.getLogger(__name__)
 
@@ -85,8 +95,11 @@ def client_for(cfg: QuiverOnlineStoreConfig) -> quiver.Client:
         return c
 
 
-def _spec(project: str, view: FeatureView) -> GroupSpec:
-    features = [Feature(q, c.quiver_type, description=name) for name, q, c in view_features(view)]
+def _spec(project: str, view: FeatureView, key_version: int) -> GroupSpec:
+    features = [
+        Feature(q, c.quiver_type, description=name, tags=() if c.field else (PROTO_TAG,))
+        for name, q, c in view_features(view)
+    ]
     features.append(Feature(TS_FEATURE, "i64", description="Feast event timestamp, Unix microseconds"))
     return GroupSpec(
         name=group_name(project, view.name),
@@ -94,7 +107,7 @@ def _spec(project: str, view: FeatureView) -> GroupSpec:
         features=features,
         ttl=ttl_seconds(view.ttl),
         allow_non_finite=True,
-        description=f"Feast feature view {project}/{view.name}",
+        description=view_description(project, view, key_version),
         tags=("feast",),
     )
 
@@ -157,7 +170,7 @@ class QuiverOnlineStore(OnlineStore):
         for view in tables_to_delete:
             self._drop(c, group_name(config.project, view.name))
         for view in tables_to_keep:
-            self._ensure_group(c, config.project, view)
+            self._ensure_group(c, config.project, view, config.entity_key_serialization_version)
 
     def teardown(self, config: RepoConfig, tables: Sequence[FeatureView], entities: Sequence[Entity]) -> None:
         c = client_for(config.online_store)
@@ -171,8 +184,8 @@ class QuiverOnlineStore(OnlineStore):
         except errors.UnknownGroupError:
             pass
 
-    def _ensure_group(self, c: quiver.Client, project: str, view: FeatureView) -> None:
-        spec = _spec(project, view)
+    def _ensure_group(self, c: quiver.Client, project: str, view: FeatureView, key_version: int) -> None:
+        spec = _spec(project, view, key_version)
         try:
             current = c.describe_group(spec.name)
         except errors.UnknownGroupError:
@@ -193,6 +206,8 @@ class QuiverOnlineStore(OnlineStore):
                 c.alter_group(spec.name, deprecate_feature=name)
         if current.ttl_s != spec.to_dict()["ttl_s"]:
             c.alter_group(spec.name, ttl=spec.ttl)
+        if current.description != spec.description:
+            c.alter_group(spec.name, description=spec.description)
 
     # -- writes ----------------------------------------------------------------------------
 

@@ -1,7 +1,7 @@
 //! `quiverd`: the Quiver feature store server.
 //!
 //! Prints `listening on ADDR` as the first line of stdout once it accepts connections (logs go
-//! to stderr), and shuts down gracefully on SIGTERM or SIGINT: stop accepting, finish
+//! to stderr; then `metrics on ...` and `http on ...` when those are served), and shuts down gracefully on SIGTERM or SIGINT: stop accepting, finish
 //! in-flight requests, then close the store (flush + checkpoint).
 
 use clap::Parser;
@@ -138,6 +138,9 @@ fn run(config: ServerConfig) -> Result<(), String> {
         let _ = writeln!(out, "listening on {}", handle.local_addr());
         if let Some(m) = handle.metrics_addr() {
             let _ = writeln!(out, "metrics on http://{m}/metrics");
+        }
+        if let Some(h) = handle.http_addr() {
+            let _ = writeln!(out, "http on http://{h}");
         }
         let _ = out.flush();
     }

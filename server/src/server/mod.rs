@@ -64,6 +64,8 @@ pub struct ServerHandle {
     loops: Vec<(JoinHandle<()>, Arc<EventFd>)>,
     pool: EnginePool,
     http: Option<JoinHandle<()>>,
+    /// The HTTP/JSON API (`--http`).
+    api: Option<crate::http::HttpApi>,
     io: EventLoop,
 }
 
@@ -151,6 +153,10 @@ pub fn start(config: ServerConfig, store: Arc<Store>) -> std::io::Result<ServerH
         }
         None => (None, None),
     };
+    let api = match shared.config.http {
+        Some(addr) => Some(crate::http::start(addr, shared.clone())?),
+        None => None,
+    };
     Ok(ServerHandle {
         local_addr,
         metrics_addr,
@@ -159,6 +165,7 @@ pub fn start(config: ServerConfig, store: Arc<Store>) -> std::io::Result<ServerH
         loops,
         pool,
         http,
+        api,
         io,
     })
 }
@@ -311,6 +318,11 @@ impl ServerHandle {
         self.metrics_addr
     }
 
+    /// Where the HTTP/JSON API listens (`--http`).
+    pub fn http_addr(&self) -> Option<SocketAddr> {
+        self.api.as_ref().map(|a| a.local_addr())
+    }
+
     pub fn metrics(&self) -> &Metrics {
         &self.shared.metrics
     }
@@ -325,6 +337,9 @@ impl ServerHandle {
     /// caller can close it (flush + checkpoint).
     pub fn shutdown(self) -> Arc<Store> {
         self.shared.shutdown.store(true, Ordering::Release);
+        if let Some(api) = self.api {
+            api.stop();
+        }
         if let Some((handle, waker)) = self.acceptor {
             let _ = waker.wake();
             let _ = handle.join();

@@ -42,6 +42,21 @@ impl Quiverd {
         (q, metrics)
     }
 
+    /// Starts a small memory quiverd with `args` plus `--http 127.0.0.1:0`; returns it and
+    /// the address (host:port) of its HTTP API, read from the second line of its stdout.
+    pub fn start_with_http(args: &[&str]) -> (Quiverd, String) {
+        let mut all = vec!["--memory", "--size", "256MiB", "--workers", "2"];
+        all.extend_from_slice(&["--engine-threads", "4", "--http", "127.0.0.1:0"]);
+        all.extend_from_slice(args);
+        let (q, lines) = Self::launch(&all, &[], 2);
+        let http = lines[1]
+            .trim()
+            .strip_prefix("http on http://")
+            .unwrap_or_else(|| panic!("unexpected second line {:?}", lines[1]))
+            .to_owned();
+        (q, http)
+    }
+
     /// Spawns quiverd and reads the first `lines` lines of its stdout; the first names the
     /// bound address. `QUIVER_TEST_IO=epoll` (or `uring`) gives every quiverd that `--io`
     /// unless the test names one itself: the whole suite against either event loop.
