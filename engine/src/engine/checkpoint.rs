@@ -460,7 +460,10 @@ fn classify_blocks(
 /// frame, that frame was the key's newer version and the scan could not read it (damage). The
 /// older version must not win in either case: the first reads as deleted, the second is
 /// returned as a damaged key, which reads CORRUPT (its entry is then dropped as unbacked).
-/// Defragmentation copies keep their original's LSN and are weighed by it.
+/// Defragmentation copies keep their original's LSN and are weighed by it: a copy beats an
+/// entry into a block older than the tail only when the entry's frame is older, or gone with
+/// its block (moved by defragmentation after the walk); when that frame is there but damaged,
+/// the copy must be at least as new as the frame's header says, else the key is damaged.
 #[allow(clippy::too_many_arguments)]
 fn apply_tail(
     device: &dyn Device,
@@ -494,6 +497,7 @@ fn apply_tail(
                             found_by_read: false,
                         },
                         torn_like: false,
+                        lsn_exact: false,
                     });
                 }
                 after_walk || v.is_relocated()
@@ -501,7 +505,34 @@ fn apply_tail(
             // A fresh write in the tail is newer than anything older than the tail.
             Some(_) if !v.is_relocated() => true,
             // A defragmentation copy may be older than the checkpoint's entry: compare LSNs.
-            Some(e) => lsn_at(device, sb, blocks, e.loc).is_none_or(|lsn| lsn <= v.lsn),
+            Some(e) => match lsn_at(device, sb, blocks, e.loc) {
+                Some(lsn) => lsn <= v.lsn,
+                // The entry's block is still the use the checkpoint recorded, so its frame is
+                // there but damaged: the copy wins only if it is at least as new as that
+                // frame's header says, else the key is damaged.
+                None if still_recorded(blocks, head, e.loc.block) => {
+                    let damaged_lsn = header_lsn_at(device, sb, blocks, e.loc);
+                    let wins = damaged_lsn.is_some_and(|lsn| lsn <= v.lsn);
+                    if !wins {
+                        lost.push(Candidate {
+                            key: DamagedKey {
+                                group: v.group,
+                                tag: key_tag_of_digest(d),
+                                lsn: damaged_lsn.unwrap_or(v.lsn + 1),
+                                block: e.loc.block,
+                                offset: e.loc.offset_units * UNIT_BYTES as u32,
+                                key: None,
+                                found_by_read: false,
+                            },
+                            torn_like: false,
+                            lsn_exact: damaged_lsn.is_some(),
+                        });
+                    }
+                    wins
+                }
+                // The entry's block was freed since (its frame moved): the copy is current.
+                None => true,
+            },
         };
         if wins {
             apply(index, d, v, now, dropped);
@@ -516,6 +547,33 @@ fn apply(index: &Index, d: u128, v: &Version, now: u32, dropped: &[u32]) {
     } else {
         index.remove(d);
     }
+}
+
+/// Whether block `b` is sealed as the use of it the checkpoint recorded (not replayed).
+fn still_recorded(blocks: &Blocks, head: &Head, b: u32) -> bool {
+    blocks.state(b) == SEALED
+        && blocks.seq(b) < head.replay_from
+        && head
+            .blocks
+            .get(&b)
+            .is_some_and(|&(seq, ..)| seq == blocks.seq(b))
+}
+
+/// The LSN in the header of the frame at `loc` when its header holds (or is restored from one
+/// damaged byte), whatever its body.
+fn header_lsn_at(
+    device: &dyn Device,
+    sb: &Superblock,
+    blocks: &Blocks,
+    loc: Location,
+) -> Option<u64> {
+    let (buf, start) = super::recovery::read_frame(device, sb, loc).ok()?;
+    let seq = blocks.seq(loc.block);
+    let frame = &buf[start..];
+    quiver_wal::format::RecordHeader::decode(frame)
+        .filter(|h| h.block_seq == seq)
+        .or_else(|| quiver_wal::damage::repair_record_header(frame, seq).map(|r| r.header))
+        .map(|h| h.lsn)
 }
 
 fn lsn_at(device: &dyn Device, sb: &Superblock, blocks: &Blocks, loc: Location) -> Option<u64> {

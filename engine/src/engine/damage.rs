@@ -126,7 +126,12 @@ impl DamageSet {
 
     /// Any damage recorded for the key of digest `d`.
     pub fn contains(&self, d: Digest) -> bool {
-        self.len() > 0 && self.keys.read().contains_key(&key_tag_of_digest(d))
+        self.contains_tag(key_tag_of_digest(d))
+    }
+
+    /// Any damage recorded for key tag `tag`.
+    pub fn contains_tag(&self, tag: u64) -> bool {
+        self.len() > 0 && self.keys.read().contains_key(&tag)
     }
 
     /// A read of the key of digest `d` verified: damage a read found was in the transfer.
@@ -153,6 +158,26 @@ impl DamageSet {
         self.len.store(keys.len(), Ordering::Release);
         self.dirty.store(true, Ordering::Release);
         kept
+    }
+
+    /// Marks a key damaged whose damaged frame is about to go (defragmentation frees its
+    /// block): it reads CORRUPT without a device read from now on, also when a read had found
+    /// the damage first (its entry is kept, with the higher LSN).
+    pub fn mark_settled(&self, k: DamagedKey) {
+        let mut keys = self.keys.write();
+        keys.entry(k.tag)
+            .and_modify(|old| {
+                old.found_by_read = false;
+                if k.lsn > old.lsn {
+                    old.lsn = k.lsn;
+                }
+                if old.key.is_none() {
+                    old.key = k.key.clone();
+                }
+            })
+            .or_insert(k);
+        self.len.store(keys.len(), Ordering::Release);
+        self.dirty.store(true, Ordering::Release);
     }
 
     /// The key of digest `d` was rewritten or deleted: it is no longer damaged.
@@ -246,6 +271,8 @@ pub(crate) struct Candidate {
     /// It looks like a write cut short by a power loss (zeros from a sector boundary on):
     /// a write never acknowledged as durable, not damage.
     pub torn_like: bool,
+    /// `key.lsn` is the frame's own (from its header, intact or restored), not a bound.
+    pub lsn_exact: bool,
 }
 
 /// Weighs damage candidates against the intact versions of their tags (see the module doc).

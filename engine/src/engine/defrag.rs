@@ -27,13 +27,22 @@
 //! - A foreground write races with a copy: the copy is made under the key's stripe lock and
 //!   only if the index still points at the old frame; the index is switched with a
 //!   compare-and-set on the location.
+//! - A damaged frame cannot be copied, and freeing its block erases the only trace of the
+//!   damage, so that the next open would serve the key's older version (or bring a deleted
+//!   key back): before a block with damaged frames is freed, every key the index still points
+//!   into it at is marked damaged (it reads CORRUPT), and every damaged frame that may hide an
+//!   older version elsewhere is kept, as a tombstone at its LSN when its header names its key
+//!   and LSN, else as a damaged key; the damaged-key list is durable before the erase.
 
 use std::sync::atomic::Ordering;
 use std::time::Duration;
 
-use quiver_index::{digest, identity, Location};
-use quiver_wal::format::{RecordInput, RecordView, FLAG_RELOCATED, FLAG_TOMBSTONE, UNIT_BYTES};
-use quiver_wal::scan::{BlockScanner, ScanItem};
+use quiver_index::{digest, identity, Digest, Entry, Location};
+use quiver_wal::format::{
+    key_tag_of_digest, BlockKind, RecordInput, RecordView, FLAG_RELOCATED, FLAG_TOMBSTONE,
+    UNIT_BYTES,
+};
+use quiver_wal::scan::{BlockScanner, ScanEnd, ScanItem};
 use quiver_wal::{AlignedBuf, WriteOp, IO_ALIGN};
 
 use super::blocks::{DEFRAG, OPEN, SEALED};
@@ -231,6 +240,10 @@ impl Inner {
                 return (0, copying);
             }
         }
+        // Damage found in these blocks outlives them only on the device.
+        if let Err(e) = self.try_persist_damage() {
+            return (0, Err(e));
+        }
         match self.free_copied(&blocks[..done]) {
             Ok(()) => (done, copying),
             Err(e) => (0, Err(e)),
@@ -251,16 +264,109 @@ impl Inner {
         for (i, (&b, bytes)) in blocks.iter().zip(contents).enumerate() {
             let seq = self.blocks.seq(b);
             let oldest_elsewhere = self.blocks.oldest_hiding_lsn_except(b);
-            for item in BlockScanner::new(bytes, b, seq) {
+            let mut damaged = false;
+            let mut scanner = BlockScanner::new(bytes, b, seq);
+            for item in scanner.by_ref() {
                 let ScanItem::Record { offset, record } = item else {
+                    damaged = true;
                     continue;
                 };
                 if let Err(e) = self.defrag_record(b, offset, &record, oldest_elsewhere, now) {
                     return (i, Err(e));
                 }
             }
+            damaged |= matches!(scanner.end(), Some(ScanEnd::Torn { .. }));
+            if damaged {
+                if let Err(e) = self.keep_damage(b, bytes, seq, oldest_elsewhere) {
+                    return (i, Err(e));
+                }
+            }
         }
         (blocks.len(), Ok(()))
+    }
+
+    /// Keeps the damage in block `b` (its intact frames already copied) from going with it:
+    /// see the module doc. Runs only for blocks whose scan met bytes that are no valid frame.
+    fn keep_damage(&self, b: u32, bytes: &[u8], seq: u64, oldest_elsewhere: u64) -> Result<()> {
+        let kind = match self.blocks.meta[b as usize].kind.load(Ordering::Acquire) {
+            k if k == BlockKind::Defrag as u8 => BlockKind::Defrag,
+            _ => BlockKind::Foreground,
+        };
+        let (mut found, groups) = super::recovery_damage::block_damage(bytes, b, seq, kind);
+        // Writes cut short by a power loss were never acknowledged: not damage (as recovery).
+        found.retain(|c| !c.torn_like);
+        let tags: std::collections::HashSet<u64> = found.iter().map(|c| c.key.tag).collect();
+        let mut stranded: Vec<(Digest, Entry)> = Vec::new();
+        let mut tags_in_index = std::collections::HashSet::new();
+        self.index.for_each(|d, e| {
+            if e.loc.block == b {
+                stranded.push((d, e));
+            } else if tags.contains(&key_tag_of_digest(d)) {
+                tags_in_index.insert(key_tag_of_digest(d));
+            }
+        });
+        for (d, e) in stranded {
+            self.strand(b, d, e, &found, &groups);
+        }
+        for c in &found {
+            let k = &c.key;
+            // A newer version of the key lives elsewhere, or its damage is recorded already;
+            // or no older frame of it can exist: the frame may go.
+            if tags_in_index.contains(&k.tag)
+                || self.damage.contains_tag(k.tag)
+                || oldest_elsewhere > k.lsn
+                || k.group == super::SYSTEM_GROUP
+            {
+                continue;
+            }
+            match (&k.key, c.lsn_exact) {
+                (Some(key), true) => {
+                    let _key_lock = self.stripe(digest(k.group, key)).lock();
+                    self.write_marker(k.lsn, k.group, key, 0, 0)?;
+                }
+                _ => self.damage.mark_settled(k.clone()),
+            }
+        }
+        Ok(())
+    }
+
+    /// The index still points into block `b` at a frame that could not be copied: the key's
+    /// newest version is damaged. It leaves the index and reads CORRUPT.
+    fn strand(
+        &self,
+        b: u32,
+        d: Digest,
+        e: Entry,
+        found: &[super::damage::Candidate],
+        groups: &[u32],
+    ) {
+        let offset = e.loc.offset_units * UNIT_BYTES as u32;
+        let _key_lock = self.stripe(d).lock();
+        if self.index.remove_if_at(d, e.loc).is_none() {
+            return;
+        }
+        self.blocks.sub_live(b, e.loc.len_units * UNIT_BYTES as u32);
+        if d == identity(digest(super::SYSTEM_GROUP, super::damage::DAMAGED_KEYS_KEY)) {
+            // Written again from memory before the block goes.
+            self.damage.set_dirty();
+            return;
+        }
+        let c = found
+            .iter()
+            .find(|c| c.key.block == b && c.key.offset == offset);
+        let k = super::damage::DamagedKey {
+            // A header beyond repair: the group of the block's intact frames.
+            group: c.map_or(groups.first().copied().unwrap_or(0), |c| c.key.group),
+            tag: key_tag_of_digest(d),
+            // Else the next LSN: newer than every version of the key on the device.
+            lsn: c.map_or_else(|| self.next_lsn.load(Ordering::SeqCst), |c| c.key.lsn),
+            block: b,
+            offset,
+            key: c.and_then(|c| c.key.key.clone()),
+            found_by_read: false,
+        };
+        tracing::warn!(key = %k.describe(), "damaged key found by defragmentation: reads as CORRUPT until rewritten or deleted");
+        self.damage.mark_settled(k);
     }
 
     /// Makes the copies out of `blocks` durable, then erases and frees the blocks.
@@ -364,24 +470,35 @@ impl Inner {
                 .fetch_add(1, Ordering::Relaxed);
             return Ok(());
         }
+        self.write_marker(h.lsn, h.group, r.key, h.generation, h.last_update_s)
+    }
+
+    /// Writes a tombstone of `key` at `lsn` into the defragmentation writer.
+    fn write_marker(
+        &self,
+        lsn: u64,
+        group: u32,
+        key: &[u8],
+        generation: u16,
+        last_update_s: u32,
+    ) -> Result<()> {
         let marker = RecordInput {
-            lsn: h.lsn,
-            group: h.group,
-            key: r.key,
+            lsn,
+            group,
+            key,
             value: &[],
             flags: FLAG_TOMBSTONE | FLAG_RELOCATED,
-            generation: h.generation,
+            generation,
             expiry_s: 0,
-            last_update_s: h.last_update_s,
+            last_update_s,
         };
         let (placed, ()) = self
             .dw
             .append(&marker, |_| ())
             .map_err(|e| self.defrag_error(e))?;
         self.blocks
-            .note_frame(placed.block, h.lsn, placed.offset + placed.padded_len);
-        self.blocks
-            .add_marker(placed.block, placed.padded_len, h.lsn);
+            .note_frame(placed.block, lsn, placed.offset + placed.padded_len);
+        self.blocks.add_marker(placed.block, placed.padded_len, lsn);
         self.counters
             .tombstones_kept
             .fetch_add(1, Ordering::Relaxed);

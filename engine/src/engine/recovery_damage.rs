@@ -36,6 +36,7 @@ pub(crate) fn candidate(
             found_by_read: false,
         },
         torn_like: torn_like(offset, h, frame),
+        lsn_exact: true,
     })
 }
 
@@ -177,12 +178,70 @@ pub(crate) fn damaged_headers(
                 found_by_read: false,
             },
             torn_like: false,
+            lsn_exact: id.header.is_some(),
         });
         found.uncounted += u64::from(at != start);
         // Its own bytes hold no other frame's header.
         searched_to = at as usize + RECORD_HEADER_BYTES + id.key_len;
     }
     found
+}
+
+/// The damaged frames of one block whose key can be named, and the groups of its intact
+/// frames, as a scan finds them (`recovery.rs`): defragmentation weighs them before it frees
+/// the block, which erases the only trace of the damage on the device.
+pub(crate) fn block_damage(
+    buf: &[u8],
+    b: u32,
+    seq: u64,
+    kind: quiver_wal::format::BlockKind,
+) -> (Vec<Candidate>, Vec<u32>) {
+    use quiver_wal::scan::{BlockScanner, ScanEnd, ScanItem};
+    let mut lsns: Vec<(u32, u64)> = Vec::new();
+    let mut groups: Vec<u32> = Vec::new();
+    let mut regions: Vec<Region> = Vec::new();
+    let mut out = Vec::new();
+    let mut scanner = BlockScanner::new(buf, b, seq);
+    for item in scanner.by_ref() {
+        match item {
+            ScanItem::Record { offset, record } => {
+                lsns.push((offset, record.header.lsn));
+                if !groups.contains(&record.header.group) {
+                    groups.push(record.header.group);
+                }
+            }
+            ScanItem::Corrupt {
+                offset,
+                header: Some(rh),
+                frame,
+                ..
+            } => {
+                lsns.push((offset, rh.lsn));
+                let frame = &frame[..(rh.total_len as usize).min(frame.len())];
+                out.extend(candidate(b, offset, &rh, frame));
+            }
+            ScanItem::Corrupt {
+                offset,
+                header: None,
+                frame,
+                ..
+            } => regions.push(Region {
+                offset,
+                len: frame.len(),
+                tail: false,
+            }),
+        }
+    }
+    if let Some(ScanEnd::Torn { offset }) = scanner.end() {
+        regions.push(Region {
+            offset,
+            len: buf.len() - offset as usize,
+            tail: true,
+        });
+    }
+    let found = damaged_headers(buf, b, (seq, kind), &regions, &groups, &mut lsns);
+    out.extend(found.candidates);
+    (out, groups)
 }
 
 /// Device sectors: the unit a torn write lands or loses whole.

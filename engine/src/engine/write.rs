@@ -289,13 +289,18 @@ impl Inner {
     /// held. A failure is logged and retried at the next change: the damage stays marked in
     /// memory, and damaged frames with intact headers are found again by a scan.
     pub fn persist_damage(&self) {
-        let Some((_in_order, list)) = self.damage.take_dirty() else {
-            return;
-        };
-        if let Err(e) = self.write_system(super::damage::DAMAGED_KEYS_KEY, &list) {
+        if let Err(e) = self.try_persist_damage() {
             tracing::warn!(error = %e, "could not write the damaged-key list");
-            self.damage.set_dirty();
         }
+    }
+
+    /// As `persist_damage`, returning the failure (the list stays to be written).
+    pub fn try_persist_damage(&self) -> Result<()> {
+        let Some((_in_order, list)) = self.damage.take_dirty() else {
+            return Ok(());
+        };
+        self.write_system(super::damage::DAMAGED_KEYS_KEY, &list)
+            .inspect_err(|_| self.damage.set_dirty())
     }
 
     /// Writes one of the engine's own records, durably.
