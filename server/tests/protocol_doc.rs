@@ -2,8 +2,10 @@
 
 use quiver_engine::feature::{EntityKey, FeatureRef, FeatureValue, Status, Value};
 use quiver_engine::history::{AsOf, HistoryCursor, HistoryEntry};
+use quiver_engine::training::TimeMode;
 use quiver_server::protocol::{
     encode_request, encode_response, GetAsOfRequest, HandshakeInfo, Opcode, Request, Response,
+    TrainingSetRequest,
 };
 
 fn doc() -> String {
@@ -129,6 +131,62 @@ fn example_history_response() -> Vec<u8> {
     let mut out = Vec::new();
     encode_response(&mut out, Opcode::History, 9, &resp);
     out
+}
+
+/// TRAINING_SET of user:ctr for two spine rows (request id 10): "u1" at 1,700,000,000,000
+/// and a row without a user at 1,700,000,060,000, by event time.
+fn example_training_set_request() -> Vec<u8> {
+    let t = 1_700_000_000_000;
+    let req = Request::TrainingSet(TrainingSetRequest {
+        features: vec![FeatureRef::new("user", "ctr")],
+        mode: TimeMode::EventTime,
+        first_row: 0,
+        timestamps_ms: vec![t, t + 60_000],
+        known_at_ms: None,
+        key_columns: vec![(
+            "user".into(),
+            vec![Some(EntityKey::String("u1".into())), None],
+        )],
+    });
+    let mut out = Vec::new();
+    encode_request(10, &req, &mut out);
+    out
+}
+
+/// Its answer in one frame: row 1 PRESENT 0.5, row 2 NOT_FOUND.
+fn example_training_set_response() -> Vec<u8> {
+    let resp = Response::TrainingChunk {
+        first: 0,
+        rows: 2,
+        columns: vec![vec![
+            FeatureValue {
+                status: Status::Present,
+                value: Value::F32(0.5),
+                event_time_ms: 1_700_000_000_000,
+            },
+            FeatureValue::not_found(),
+        ]],
+        more: false,
+    };
+    let mut out = Vec::new();
+    encode_response(&mut out, Opcode::TrainingSet, 10, &resp);
+    out
+}
+
+#[test]
+fn training_set_examples_match_the_encoder() {
+    let doc = doc();
+    for (name, bytes) in [
+        ("training-set-request", example_training_set_request()),
+        ("training-set-response", example_training_set_response()),
+    ] {
+        assert_eq!(
+            hex_block(&doc, name),
+            bytes,
+            "expected in the doc under {name}:\n{}",
+            hex(&bytes)
+        );
+    }
 }
 
 #[test]

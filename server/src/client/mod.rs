@@ -18,8 +18,10 @@
 
 mod connection;
 mod error;
+mod training;
 
 pub use error::{ClientError, Result};
+pub use training::{RemoteTrainingSet, TRAINING_PIPELINE_DEPTH, TRAINING_REQUEST_ROWS};
 
 use crate::protocol::{
     GetAsOfRequest, HandshakeInfo, HistoryKeysRequest, HistoryRequest, Opcode, Request, Response,
@@ -181,7 +183,10 @@ impl Client {
                 });
             }
         }
-        let last = !matches!(response, Response::ScanChunk { more: true, .. });
+        let last = !matches!(
+            response,
+            Response::ScanChunk { more: true, .. } | Response::TrainingChunk { more: true, .. }
+        );
         if last {
             self.outstanding.remove(&id);
         }

@@ -44,6 +44,8 @@ pub enum DecodeError {
         when: &'static str,
         got: u64,
     },
-    #[error("the MORE flag is set on a {opcode} response: only SCAN responses stream")]
+    #[error(
+        "the MORE flag is set on a {opcode} response: only SCAN and TRAINING_SET responses stream"
+    )]
     MoreOnSingleResponse { opcode: &'static str },
 }

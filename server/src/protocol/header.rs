@@ -8,7 +8,8 @@ pub const MAGIC: u16 = 0x5651;
 pub const PROTOCOL_VERSION: u8 = 1;
 /// Size of [`FrameHeader`] on the wire.
 pub const HEADER_LEN: usize = 20;
-/// Response flag: more response frames for the same request id follow (scan streaming).
+/// Response flag: more response frames for the same request id follow (SCAN and
+/// TRAINING_SET stream).
 pub const FLAG_MORE: u16 = 0x0001;
 const KNOWN_RESPONSE_FLAGS: u16 = FLAG_MORE;
 /// Request flag: the client reads the feature status CORRUPT (4) in GET and GET_MANY answers.
@@ -28,6 +29,7 @@ pub enum Opcode {
     Delete = 0x13,
     GetAsOf = 0x14,
     History = 0x15,
+    TrainingSet = 0x16,
     GroupCreate = 0x20,
     GroupDescribe = 0x21,
     GroupList = 0x22,
@@ -40,7 +42,7 @@ pub enum Opcode {
 
 impl Opcode {
     /// Every opcode, in wire order (metrics iterate over it).
-    pub const ALL: [Opcode; 16] = [
+    pub const ALL: [Opcode; 17] = [
         Opcode::Handshake,
         Opcode::Ping,
         Opcode::Put,
@@ -49,6 +51,7 @@ impl Opcode {
         Opcode::Delete,
         Opcode::GetAsOf,
         Opcode::History,
+        Opcode::TrainingSet,
         Opcode::GroupCreate,
         Opcode::GroupDescribe,
         Opcode::GroupList,
@@ -77,6 +80,7 @@ impl Opcode {
             Opcode::Delete => "delete",
             Opcode::GetAsOf => "get_as_of",
             Opcode::History => "history",
+            Opcode::TrainingSet => "training_set",
             Opcode::GroupCreate => "group_create",
             Opcode::GroupDescribe => "group_describe",
             Opcode::GroupList => "group_list",

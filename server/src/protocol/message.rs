@@ -1,6 +1,7 @@
 //! Typed requests and responses and their frame encodings.
 
 use super::history::*;
+use super::training::*;
 use super::types::*;
 use super::wire::{
     put_bytes, put_len, put_str, put_u16, put_u32, put_u64, zero_unless, WireReader,
@@ -73,6 +74,7 @@ pub enum Request {
     GetAsOf(GetAsOfRequest),
     History(HistoryRequest),
     HistoryKeys(HistoryKeysRequest),
+    TrainingSet(TrainingSetRequest),
     Stats,
 }
 
@@ -125,6 +127,14 @@ pub enum Response {
         keys: Vec<EntityKey>,
         next: Option<ScanCursor>,
     },
+    /// One frame of a TRAINING_SET answer: rows `first..first + rows` of the request's batch,
+    /// one column of values per feature; `more` mirrors the header's MORE flag.
+    TrainingChunk {
+        first: u32,
+        rows: u32,
+        columns: Vec<Vec<FeatureValue>>,
+        more: bool,
+    },
     Stats {
         json: String,
     },
@@ -152,6 +162,7 @@ impl Request {
             Request::GetAsOf(_) => Opcode::GetAsOf,
             Request::History(_) => Opcode::History,
             Request::HistoryKeys(_) => Opcode::HistoryKeys,
+            Request::TrainingSet(_) => Opcode::TrainingSet,
             Request::Stats => Opcode::Stats,
         }
     }
@@ -258,6 +269,7 @@ fn encode_request_body(request: &Request, b: &mut Vec<u8>) {
         Request::GetAsOf(r) => put_get_as_of_request(b, r),
         Request::History(r) => put_history_request(b, r),
         Request::HistoryKeys(r) => put_history_keys_request(b, r),
+        Request::TrainingSet(r) => put_training_set_request(b, r),
         Request::Stats => {}
     }
 }
@@ -335,6 +347,7 @@ pub fn decode_request(opcode: Opcode, body: &[u8]) -> Result<Request, DecodeErro
         Opcode::GetAsOf => Request::GetAsOf(get_get_as_of_request(&mut r)?),
         Opcode::History => Request::History(get_history_request(&mut r)?),
         Opcode::HistoryKeys => Request::HistoryKeys(get_history_keys_request(&mut r)?),
+        Opcode::TrainingSet => Request::TrainingSet(get_training_set_request(&mut r)?),
         Opcode::Stats => Request::Stats,
     };
     r.finish(opcode.name())?;
@@ -393,7 +406,9 @@ pub fn encode_response(out: &mut Vec<u8>, opcode: Opcode, request_id: u64, respo
         return encode_error(out, opcode as u8, request_id, *status, message);
     }
     let flags = match response {
-        Response::ScanChunk { more: true, .. } => FLAG_MORE,
+        Response::ScanChunk { more: true, .. } | Response::TrainingChunk { more: true, .. } => {
+            FLAG_MORE
+        }
         _ => 0,
     };
     frame_bytes(out, opcode as u8, flags, 0, request_id, |b| {
@@ -423,6 +438,12 @@ fn encode_response_body(response: &Response, b: &mut Vec<u8>) {
         }
         Response::History { entries, next } => put_history_page(b, entries, next.as_ref()),
         Response::HistoryKeys { keys, next } => put_history_keys(b, keys, *next),
+        Response::TrainingChunk {
+            first,
+            rows,
+            columns,
+            ..
+        } => put_training_chunk(b, *first, 0..*rows as usize, columns),
         Response::Delete { existed } => b.push(*existed as u8),
         Response::Group(g) => put_group_schema(b, g),
         Response::GroupList(groups) => {
@@ -480,7 +501,7 @@ pub fn decode_response(header: &FrameHeader, body: &[u8]) -> Result<Response, De
         return Ok(Response::Error { status, message });
     }
     let opcode = header.check_response()?;
-    if header.flags & FLAG_MORE != 0 && opcode != Opcode::Scan {
+    if header.flags & FLAG_MORE != 0 && !matches!(opcode, Opcode::Scan | Opcode::TrainingSet) {
         return Err(DecodeError::MoreOnSingleResponse {
             opcode: opcode.name(),
         });
@@ -510,6 +531,15 @@ pub fn decode_response(header: &FrameHeader, body: &[u8]) -> Result<Response, De
         Opcode::HistoryKeys => {
             let (keys, next) = get_history_keys(&mut r)?;
             Response::HistoryKeys { keys, next }
+        }
+        Opcode::TrainingSet => {
+            let (first, rows, columns) = get_training_chunk(&mut r)?;
+            Response::TrainingChunk {
+                first,
+                rows,
+                columns,
+                more: header.flags & FLAG_MORE != 0,
+            }
         }
         Opcode::Delete => Response::Delete {
             existed: r.bool("existed")?,

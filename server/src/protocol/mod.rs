@@ -8,6 +8,7 @@ mod header;
 mod history;
 mod message;
 mod status;
+mod training;
 mod types;
 mod wire;
 
@@ -25,6 +26,10 @@ pub use message::{
     put_scan_chunk, split_get_body, GetManyItem, HandshakeInfo, Request, Response, ScanRequest,
 };
 pub use status::StatusCode;
+pub use training::{
+    feature_value_len, mode_code, opt_key_len, put_training_chunk, TrainingSetRequest,
+    TRAINING_CHUNK_HEAD_BYTES,
+};
 pub use wire::WireReader;
 
 #[cfg(test)]

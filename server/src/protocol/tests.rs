@@ -221,7 +221,48 @@ fn request() -> impl Strategy<Value = Request> {
             })
         }),
         Just(Request::Stats),
+        training_set_request(),
     ]
+}
+
+fn training_set_request() -> impl Strategy<Value = Request> {
+    (
+        refs(),
+        0u8..3,
+        any::<u64>(),
+        proptest::collection::vec((any::<u64>(), any::<u64>()), 1..4),
+        proptest::collection::vec(
+            (
+                "[a-z]{1,4}",
+                proptest::collection::vec(proptest::option::of(key()), 3),
+            ),
+            0..3,
+        ),
+    )
+        .prop_map(|(features, m, first_row, times, columns)| {
+            let mode = [
+                quiver_engine::training::TimeMode::EventTime,
+                quiver_engine::training::TimeMode::AsServed,
+                quiver_engine::training::TimeMode::KnownAt,
+            ][m as usize];
+            let rows = times.len();
+            Request::TrainingSet(TrainingSetRequest {
+                features,
+                mode,
+                first_row,
+                timestamps_ms: times.iter().map(|t| t.0).collect(),
+                known_at_ms: mode
+                    .needs_known_at()
+                    .then(|| times.iter().map(|t| t.1).collect()),
+                key_columns: columns
+                    .into_iter()
+                    .map(|(g, mut keys)| {
+                        keys.truncate(rows);
+                        (g, keys)
+                    })
+                    .collect(),
+            })
+        })
 }
 
 fn as_of() -> impl Strategy<Value = AsOf> {
@@ -339,6 +380,29 @@ fn response() -> impl Strategy<Value = (Opcode, Response)> {
                 )
             }),
         any::<bool>().prop_map(|existed| (Opcode::Delete, Response::Delete { existed })),
+        (
+            any::<u32>(),
+            proptest::collection::vec(proptest::collection::vec(feature_value(), 2), 1..3),
+            any::<bool>()
+        )
+            .prop_map(|(first, columns, more)| (
+                Opcode::TrainingSet,
+                Response::TrainingChunk {
+                    first,
+                    rows: 2,
+                    columns,
+                    more
+                }
+            )),
+        (any::<u32>(), any::<u32>(), any::<bool>()).prop_map(|(first, rows, more)| (
+            Opcode::TrainingSet,
+            Response::TrainingChunk {
+                first,
+                rows,
+                columns: Vec::new(),
+                more
+            }
+        )),
         (any::<[u32; 5]>(), ".{0,12}").prop_map(|(l, server)| (
             Opcode::Handshake,
             Response::Handshake(HandshakeInfo {

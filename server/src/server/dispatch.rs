@@ -5,6 +5,7 @@ use super::conn::Conn;
 use super::executor::{submit, Envelope};
 use super::gets::LoopGets;
 use super::job::{GetItem, Job, Target};
+use super::training;
 use super::Shared;
 use crate::config::Limits;
 use crate::protocol::{
@@ -75,6 +76,7 @@ fn check_arguments(request: &Request, limits: &Limits) -> Option<String> {
             "HISTORY range from {} ms to {} ms is empty: 'from' must not be after 'to'",
             r.range.from_ms, r.range.to_ms
         )),
+        Request::TrainingSet(r) => training::check_request(r, max_keys),
         _ => None,
     }
 }
@@ -109,6 +111,13 @@ fn check_limits(request: &Request, limits: &Limits) -> Result<(), (StatusCode, S
                 format!("HISTORY max_versions of {n} is outside 1..={MAX_HISTORY_READ_VERSIONS}")
             })
         }),
+        Request::TrainingSet(r) => over(
+            "training-set batch",
+            r.rows(),
+            "max_batch_keys",
+            limits.max_batch_keys,
+        )
+        .or_else(|| features(r.features.len())),
         Request::HistoryKeys(r) if r.max_records == 0 => {
             Some("HISTORY_KEYS max_records must be at least 1".to_string())
         }

@@ -5,10 +5,11 @@ use super::history;
 use super::output::OutputGauge;
 use super::stats::stats_json;
 use super::status_map::engine_error;
+use super::training;
 use super::Shared;
 use crate::protocol::{
     encode_error, encode_response, frame_bytes, put_get_many_count, put_get_many_item, GetManyItem,
-    Opcode, Request, Response, ScanRequest, StatusCode, FLAG_MORE, HEADER_LEN,
+    Opcode, Request, Response, ScanRequest, StatusCode, TrainingSetRequest, FLAG_MORE, HEADER_LEN,
 };
 use quiver_engine::feature::{EntityKey, FeatureRef, FeatureValue, Status, Value};
 use quiver_engine::{ScanCursor, Store};
@@ -402,6 +403,7 @@ fn execute_single(shared: &Shared, t: &Target, request: Request, replies: &mut R
             let body = history::history_keys_body(store, &r, replies.max_body);
             return replies.respond_built(t, body);
         }
+        Request::TrainingSet(r) => return execute_training_set(shared, t, r, replies),
         Request::Delete {
             group,
             key,
@@ -434,6 +436,38 @@ fn execute_single(shared: &Shared, t: &Target, request: Request, replies: &mut R
         },
     };
     replies.respond(t, &response);
+}
+
+/// Streams the frames of a TRAINING_SET answer (see [`training::run`]); an error ends the
+/// stream with an error frame.
+fn execute_training_set(
+    shared: &Shared,
+    t: &Target,
+    request: TrainingSetRequest,
+    replies: &mut Replies,
+) {
+    let (max_body, max_output) = (replies.max_body, replies.max_output);
+    let result = training::run(
+        &shared.store,
+        request,
+        max_body,
+        max_output,
+        |body, more| {
+            let flags = if more { FLAG_MORE } else { 0 };
+            replies.append(t, |out| {
+                frame_bytes(out, t.opcode as u8, flags, 0, t.request_id, |b| {
+                    b.extend_from_slice(body)
+                })
+            });
+        },
+    );
+    match result {
+        Ok(()) => replies
+            .slot(t.conn)
+            .finished
+            .push((t.opcode, t.start, false)),
+        Err((status, message)) => replies.fail(t, status, &message),
+    }
 }
 
 fn group_result(

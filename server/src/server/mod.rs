@@ -17,6 +17,7 @@ mod output;
 mod ring;
 mod stats;
 mod status_map;
+mod training;
 mod wake;
 mod worker;
 

@@ -272,14 +272,20 @@ pub fn free_port() -> u16 {
 }
 
 pub fn start_quiverd(data: &Path, token: Option<&str>) -> Daemon {
+    match token {
+        Some(token) => start_quiverd_with(data, &["--auth-token", token]),
+        None => start_quiverd_with(data, &[]),
+    }
+}
+
+/// Starts quiverd over `data` with more flags (limits, a token).
+pub fn start_quiverd_with(data: &Path, flags: &[&str]) -> Daemon {
     let addr = format!("127.0.0.1:{}", free_port());
     let mut cmd = Command::new(quiverd_bin());
     cmd.arg("--data")
         .arg(data)
-        .args(["--size", "64MiB", "--listen", &addr]);
-    if let Some(token) = token {
-        cmd.args(["--auth-token", token]);
-    }
+        .args(["--size", "64MiB", "--listen", &addr])
+        .args(flags);
     let child = cmd
         .env_remove("QUIVER_AUTH_TOKEN")
         .stdout(Stdio::null())

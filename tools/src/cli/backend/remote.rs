@@ -282,13 +282,15 @@ impl Backend for Remote {
 
     fn training_join(
         &mut self,
-        _features: &[FeatureRef],
-        _mode: TimeMode,
-        _batch: &SpineBatch,
+        features: &[FeatureRef],
+        mode: TimeMode,
+        batch: &SpineBatch,
     ) -> CliResult<Joined> {
-        Err(CliError::usage(
-            "training-set runs on a store opened in this process (--data PATH); quiverd has no training-set operation yet",
-        ))
+        let joined = self
+            .client
+            .training_set(features.to_vec(), mode)
+            .and_then(|mut set| set.join(batch));
+        joined.map_err(|e| self.err(e))
     }
 
     fn stats(&mut self) -> CliResult<serde_json::Value> {
