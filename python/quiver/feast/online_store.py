@@ -310,7 +310,7 @@ class QuiverOnlineStore(OnlineStore):
                 utils._get_unique_entities(table, join_key_values, entity_name_to_join_key_map)
             keys = response.entity_keys(values, version)
             positions = np.fromiter((key_index.setdefault(k, len(key_index)) for k in keys), dtype=np.intp, count=len(keys))
-            plan = _ViewPlan(config.project, table, requested, first_column=len(refs))
+            plan = _plan(config.project, table, requested)
             refs.extend(plan.refs)
             views.append((table, requested, plan, positions))
         info = c.server_info()
@@ -364,10 +364,32 @@ class QuiverOnlineStore(OnlineStore):
         await loop.run_in_executor(None, self._read_features_per_fv, config, *args)
 
 
+_plans: Dict[Tuple[str, int, Tuple[str, ...]], Tuple[FeatureView, "_ViewPlan"]] = {}
+_plans_lock = threading.Lock()
+
+
+def _plan(project: str, table: FeatureView, requested: Optional[List[str]]) -> "_ViewPlan":
+    """The view's plan, kept while Feast hands the same FeatureView object (its registry cache
+    keeps them between refreshes): a plan is names, codecs and encoders, which cost more
+    than the read itself for one entity. The entry holds the view, so its id is not reused
+    while cached."""
+    ident = (project, id(table), tuple(requested or ()))
+    with _plans_lock:
+        hit = _plans.get(ident)
+    if hit is not None and hit[0] is table:
+        return hit[1]
+    plan = _ViewPlan(project, table, requested)
+    with _plans_lock:
+        if len(_plans) >= 1024:
+            _plans.clear()
+        _plans[ident] = (table, plan)
+    return plan
+
+
 class _ViewPlan:
     """The references one view's read asks for, and how answers become Feast rows."""
 
-    def __init__(self, project: str, table: FeatureView, requested: Optional[List[str]], first_column: int = 0):
+    def __init__(self, project: str, table: FeatureView, requested: Optional[List[str]]):
         group = group_name(project, table.name)
         by_name = {name: (q, c) for name, q, c in view_features(table)}
         self.names = list(requested) if requested else list(by_name)
@@ -376,7 +398,6 @@ class _ViewPlan:
             raise errors.UnknownFeatureError(f"feature view {table.name} has no features {missing}")
         self.codecs = [by_name[n][1] for n in self.names]
         self.refs = [f"{group}:{by_name[n][0]}" for n in self.names] + [f"{group}:{TS_FEATURE}"]
-        self.first = first_column
         self.encoding = response.ViewEncoding(self.names, self.codecs)
 
     def rows(self, got: Optional["quiver.OnlineFeatures"], positions) -> List[Row]:
