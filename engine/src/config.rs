@@ -85,7 +85,17 @@ pub struct Config {
     pub direct_io: bool,
     /// Expected record count, to presize the index.
     pub expected_records: usize,
-    /// Start the background threads (flusher, defragmentation, expiry, checkpoint).
+    /// Pause between two background retention sweeps of feature history: each enforces the
+    /// retention window and version count of every group with a history setting. 0 = none
+    /// (`Store::compact_history` still runs one on demand).
+    pub history_retention_interval_s: u64,
+    /// History records one step of a retention sweep scans (1 to 100,000); the entities whose
+    /// heads it finds are trimmed, one at a time under their lock.
+    pub history_retention_batch: u32,
+    /// Pause between two steps of a retention sweep (throttle).
+    pub history_retention_pause_ms: u64,
+    /// Start the background threads (flusher, defragmentation, expiry, checkpoint, history
+    /// retention).
     pub background: bool,
     /// Told of each step of writing the checkpoint file (for fault injection in tests).
     pub file_step_hook: Option<FileStepHook>,
@@ -116,6 +126,9 @@ impl Default for Config {
             io_uring: true,
             direct_io: true,
             expected_records: 0,
+            history_retention_interval_s: 60,
+            history_retention_batch: 1024,
+            history_retention_pause_ms: 10,
             background: true,
             file_step_hook: None,
             clock: Arc::new(SystemClock),
@@ -198,6 +211,13 @@ impl Config {
                 self.evict_high_water_pct
             )));
         }
+        let batch = self.history_retention_batch;
+        if !(1..=crate::engine::MAX_SCAN_CHUNK as u32).contains(&batch) {
+            return Err(Error::Config(format!(
+                "history_retention_batch {batch} must be from 1 to {}",
+                crate::engine::MAX_SCAN_CHUNK
+            )));
+        }
         if !(1..=60_000).contains(&self.flush_interval_ms) {
             return Err(Error::Config(format!(
                 "flush_interval_ms {} must be from 1 to 60000",
@@ -248,6 +268,13 @@ mod tests {
                 "write_block_bytes",
                 Config {
                     write_block_bytes: 3 << 20,
+                    ..Config::default()
+                },
+            ),
+            (
+                "history_retention_batch",
+                Config {
+                    history_retention_batch: 0,
                     ..Config::default()
                 },
             ),

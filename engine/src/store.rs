@@ -23,20 +23,25 @@ use crate::feature::{
     check_value, merge_row, Alter, EncodedCells, EntityKey, FeatureError, FeatureRef, FeatureValue,
     GroupSchema, GroupSpec, PutOptions, PutResult, RegistryIndex, Row, ScanItem, Value, WriteMode,
 };
+use crate::history::retention::{RetentionState, RetentionTask};
 
 /// A feature store. `Send + Sync`: share it behind an `Arc`.
 pub struct Store {
+    /// The history retention thread, if any; first, so that it stops before the rest drops.
+    retention_task: RetentionTask,
     pub(crate) engine: Engine,
     /// Puts hold the read side for their whole write, so a drop (which takes the write side)
     /// never races a put into the group it is dropping.
-    pub(crate) registry: RwLock<Registry>,
+    pub(crate) registry: Arc<RwLock<Registry>>,
     /// Serializes registry changes (create, alter, drop) with each other.
-    registry_writer: Mutex<()>,
+    registry_writer: Arc<Mutex<()>>,
     /// Per-entity locks of groups with history: a put's online write and its history append,
     /// and compaction, hold the entity's lock, so both see one order.
-    pub(crate) history_locks: Box<[Mutex<()>]>,
+    pub(crate) history_locks: Arc<[Mutex<()>]>,
     /// The registry's count of schema changes (see [`Store::registry_changes`]).
     pub(crate) registry_changes: Arc<std::sync::atomic::AtomicU64>,
+    /// What history retention did, shared with its thread.
+    pub(crate) retention: Arc<RetentionState>,
 }
 
 /// Stripes of [`Store::history_locks`].
@@ -78,12 +83,15 @@ impl Store {
     fn on_engine(engine: Engine) -> Result<Store> {
         let registry = load_registry(&engine)?;
         let registry_changes = registry.changes();
-        let store = Store {
+        let retention = Arc::new(RetentionState::default());
+        let mut store = Store {
+            retention_task: RetentionTask::none(Arc::clone(&retention)),
             engine,
             registry_changes,
-            registry: RwLock::new(registry),
-            registry_writer: Mutex::new(()),
+            registry: Arc::new(RwLock::new(registry)),
+            registry_writer: Arc::new(Mutex::new(())),
             history_locks: (0..HISTORY_LOCKS).map(|_| Mutex::new(())).collect(),
+            retention,
         };
         let _writer = store.registry_writer.lock();
         let pending = store.registry.read().index().dropping.clone();
@@ -91,7 +99,22 @@ impl Store {
             store.finish_drop(id)?;
         }
         drop(_writer);
+        store.retention_task = RetentionTask::start(&store);
         Ok(store)
+    }
+
+    /// A second handle on this store for its own background thread: same engine, registry
+    /// and locks, no thread of its own.
+    pub(crate) fn handle(&self) -> Store {
+        Store {
+            retention_task: RetentionTask::none(Arc::clone(&self.retention)),
+            engine: self.engine.handle(),
+            registry: Arc::clone(&self.registry),
+            registry_writer: Arc::clone(&self.registry_writer),
+            history_locks: Arc::clone(&self.history_locks),
+            registry_changes: Arc::clone(&self.registry_changes),
+            retention: Arc::clone(&self.retention),
+        }
     }
 
     pub fn engine(&self) -> &Engine {
@@ -398,6 +421,7 @@ impl Store {
     }
 
     pub fn close(self) -> Result<()> {
+        drop(self.retention_task);
         self.engine.close()
     }
 

@@ -1,6 +1,8 @@
 //! Model test of feature history: random puts (late events, corrections, backfilled write
 //! times, whole-row replaces), deletes, restarts, power cuts, defragmentation and retention
-//! compaction, checked against a plain list of versions per entity. Every as-of read (by event
+//! (the window's compaction, and the version count enforced by whole sweeps run in small
+//! steps, as the background task runs them), checked against a plain list of versions per
+//! entity, from which each sweep removes what the version count removes. Every as-of read (by event
 //! time, bitemporal, "as served") and every history read must equal the model's answer.
 //!
 //! All puts are `sync`, so every acknowledged version must survive a power cut; what compaction
@@ -15,7 +17,7 @@ use quiver_engine::feature::{
     EntityKey, FeatureRef, FeatureSpec, FeatureType, GroupSpec, KeyType, PutOptions, Status, Value,
     WriteMode,
 };
-use quiver_engine::history::{AsOf, HistoryPolicy};
+use quiver_engine::history::{AsOf, HistoryPolicy, RetentionCursor};
 use quiver_engine::store::Store;
 use quiver_engine::{Config, Durability};
 use quiver_wal::device::{CrashMode, FaultDevice};
@@ -25,6 +27,8 @@ const FEATURES: [&str; 3] = ["f0", "f1", "f2"];
 const DEVICE_BYTES: u64 = 16 << 20;
 const BLOCK_BYTES: u32 = 128 << 10;
 const RETENTION_S: u32 = 1_000;
+/// Superseded versions kept per feature and entity.
+const MAX_VERSIONS: u32 = 3;
 /// Times are offsets in ms from a base 2,000 s in the past, so half of them fall before the
 /// retention window and compaction has work.
 const SPAN_MS: u64 = 2_000_000;
@@ -52,6 +56,10 @@ enum Op {
     PowerCut,
     Defrag,
     Compact,
+    /// A whole retention sweep, in steps scanning `batch` history records each.
+    Retain {
+        batch: usize,
+    },
 }
 
 /// How far before its write time a put's event time lies: mostly a little, sometimes a lot.
@@ -71,6 +79,7 @@ fn op() -> impl Strategy<Value = Op> {
         1 => Just(Op::PowerCut),
         1 => Just(Op::Defrag),
         1 => Just(Op::Compact),
+        2 => (1..4usize).prop_map(|batch| Op::Retain { batch }),
     ]
 }
 
@@ -92,6 +101,7 @@ struct Harness {
     versions: Vec<Vec<ModelVersion>>,
     /// Features in each entity's online row (for whole-row replaces).
     online: Vec<Vec<bool>>,
+    window: bool,
 }
 
 fn now_ms() -> u64 {
@@ -102,7 +112,9 @@ fn now_ms() -> u64 {
 }
 
 impl Harness {
-    fn new(seed: u64) -> Harness {
+    /// `window`: the group keeps a retention window besides its version count; without one,
+    /// reads of any time are answered and the count alone decides what is kept.
+    fn new(seed: u64, window: bool) -> Harness {
         let mut h = Harness {
             dir: tempfile::tempdir().unwrap(),
             device: Arc::new(FaultDevice::new(DEVICE_BYTES, seed)),
@@ -111,6 +123,7 @@ impl Harness {
             serial: 0,
             versions: vec![Vec::new(); ENTITIES as usize],
             online: vec![vec![false; FEATURES.len()]; ENTITIES as usize],
+            window: false,
         };
         h.open();
         let mut spec = GroupSpec::new(
@@ -121,7 +134,12 @@ impl Harness {
                 .map(|f| FeatureSpec::new(*f, FeatureType::I64))
                 .collect(),
         );
-        spec.history = Some(HistoryPolicy::retention(RETENTION_S));
+        spec.history = Some(if window {
+            HistoryPolicy::retention(RETENTION_S).with_max_versions(MAX_VERSIONS)
+        } else {
+            HistoryPolicy::versions(MAX_VERSIONS)
+        });
+        h.window = window;
         h.s().create_group(spec).unwrap();
         h
     }
@@ -145,6 +163,9 @@ impl Harness {
 
     /// The window start, with a margin for the wall clock moving during the case.
     fn horizon(&self) -> u64 {
+        if !self.window {
+            return 0;
+        }
         (now_ms() + 60_000).saturating_sub(RETENTION_S as u64 * 1000)
     }
 
@@ -186,6 +207,37 @@ impl Harness {
             }
             Op::Compact => {
                 self.s().compact_history().unwrap();
+                self.trim();
+            }
+            Op::Retain { batch } => {
+                let mut cursor = RetentionCursor::START;
+                let mut steps = 0;
+                while let (_, Some(next)) = self.s().retention_step(cursor, *batch).unwrap() {
+                    cursor = next;
+                    steps += 1;
+                    assert!(steps < 10_000, "a sweep must end");
+                }
+                self.trim();
+            }
+        }
+    }
+
+    /// What a completed sweep leaves of each feature's versions: the newest and at most
+    /// `MAX_VERSIONS` superseded ones (versions tied with the last one kept stay with it).
+    fn trim(&mut self) {
+        for versions in &mut self.versions {
+            for f in 0..FEATURES.len() {
+                let mut orders: Vec<(u64, u64)> = versions
+                    .iter()
+                    .filter(|v| v.feature == f)
+                    .map(|v| (v.event, v.write))
+                    .collect();
+                orders.sort_unstable_by(|a, b| b.cmp(a));
+                orders.dedup();
+                let Some(&cut) = orders.get(MAX_VERSIONS as usize) else {
+                    continue;
+                };
+                versions.retain(|v| v.feature != f || (v.event, v.write) >= cut);
             }
         }
     }
@@ -327,17 +379,20 @@ fn history_matches_the_model() {
         }),
     );
     runner
-        .run(&prop::collection::vec(op(), 100..600), |ops| {
-            let mut h = Harness::new(seed);
-            for op in &ops {
-                h.apply(op);
-            }
-            for e in 0..ENTITIES {
-                for t in [0, SPAN_MS / 2, SPAN_MS - 1] {
-                    h.check(e, t, None, false);
+        .run(
+            &(any::<bool>(), prop::collection::vec(op(), 100..600)),
+            |(window, ops)| {
+                let mut h = Harness::new(seed, window);
+                for op in &ops {
+                    h.apply(op);
                 }
-            }
-            Ok(())
-        })
+                for e in 0..ENTITIES {
+                    for t in [0, SPAN_MS / 2, SPAN_MS - 1] {
+                        h.check(e, t, None, false);
+                    }
+                }
+                Ok(())
+            },
+        )
         .unwrap();
 }

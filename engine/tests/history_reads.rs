@@ -319,10 +319,7 @@ fn delete_forgets_history_and_groups_without_history_refuse_as_of() {
     );
     // Turned on by alter: writes from then on are kept.
     store
-        .alter_group(
-            "plain",
-            Alter::SetHistory(Some(HistoryPolicy::retention(60))),
-        )
+        .alter_group("plain", Alter::SetHistoryRetention(Some(60)))
         .unwrap();
     store
         .put(

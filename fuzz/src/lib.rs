@@ -811,7 +811,7 @@ fn protocol_seeds() -> Vec<Vec<u8>> {
         description: "d".into(),
         owner: "o".into(),
         tags: vec!["t".into()],
-        history: Some(HistoryPolicy::retention(86_400)),
+        history: Some(HistoryPolicy::retention(86_400).with_max_versions(5)),
     };
     let requests = [
         Request::Ping {
@@ -908,7 +908,11 @@ fn protocol_seeds() -> Vec<Vec<u8>> {
         },
         Request::GroupAlter {
             name: "g".into(),
-            alter: Alter::SetHistory(Some(HistoryPolicy::retention(60))),
+            alter: Alter::SetHistoryRetention(Some(60)),
+        },
+        Request::GroupAlter {
+            name: "g".into(),
+            alter: Alter::SetHistoryMaxVersions(Some(3)),
         },
         Request::GroupDrop { name: "g".into() },
         Request::Scan(ScanRequest {

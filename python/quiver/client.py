@@ -130,9 +130,13 @@ class Client:
         owner: Optional[str] = None,
         tags: Optional[Sequence[str]] = None,
         history: Union[Seconds, str] = "unchanged",
+        history_max_versions: Union[int, None, str] = "unchanged",
     ) -> GroupSchema:
         """Applies each given change in turn (each is one new schema version); returns the
-        last schema. ``ttl=None`` / ``history=None`` turn them off."""
+        last schema. ``ttl=None`` / ``history=None`` turn them off (``history=None`` turns all
+        of history off). ``history_max_versions=N`` keeps at most N superseded versions per
+        feature and entity (turning history on if it is off); ``None`` removes that bound
+        (refused when no ``history`` window is set)."""
         changes: List[tuple] = []
         if add_feature is not None:
             changes.append(("add_feature", add_feature.to_dict()))
@@ -148,6 +152,8 @@ class Client:
             changes.append(("set_tags", list(tags)))
         if history != "unchanged":
             changes.append(("set_history", _seconds(history, "history")))  # type: ignore[arg-type]
+        if history_max_versions != "unchanged":
+            changes.append(("set_history_max_versions", history_max_versions))
         if not changes:
             return self.describe_group(name)
         schema: Dict[str, Any] = {}

@@ -79,8 +79,10 @@ class GroupSpec:
 
     ``ttl`` is the max age of a value (from its event time) before reads report it EXPIRED,
     and the default TTL of the group's records; ``history`` keeps superseded values for that
-    long (as-of reads). Both take seconds or a ``timedelta``. ``compression_level`` turns on
-    zstd at that level.
+    long (as-of reads). Both take seconds or a ``timedelta``. ``history_max_versions`` keeps at
+    most that many superseded versions per feature and entity (1 to 100000), alone or with
+    ``history`` (a version either bound removes is removed; trimmed in the background).
+    ``compression_level`` turns on zstd at that level.
     """
 
     name: str
@@ -93,6 +95,7 @@ class GroupSpec:
     owner: str = ""
     tags: Tuple[str, ...] = ()
     history: Seconds = None
+    history_max_versions: Optional[int] = None
 
     def to_dict(self) -> Dict[str, Any]:
         return {
@@ -106,6 +109,7 @@ class GroupSpec:
             "owner": self.owner,
             "tags": list(self.tags),
             "history_retention_s": _seconds(self.history, "history"),
+            "history_max_versions": self.history_max_versions,
         }
 
 
@@ -138,6 +142,7 @@ class GroupSchema:
     owner: str
     tags: Tuple[str, ...]
     history_retention_s: Optional[int]
+    history_max_versions: Optional[int]
     _by_name: Dict[str, FeatureInfo] = field(default_factory=dict, repr=False, compare=False)
 
     @staticmethod
@@ -167,6 +172,7 @@ class GroupSchema:
             owner=d["owner"],
             tags=tuple(d["tags"]),
             history_retention_s=d["history_retention_s"],
+            history_max_versions=d.get("history_max_versions"),
             _by_name={f.name: f for f in features},
         )
 

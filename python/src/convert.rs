@@ -79,7 +79,16 @@ pub fn group_spec(d: &Bound<'_, PyDict>) -> PyResult<GroupSpec> {
         description: field!(d, "description", String).unwrap_or_default(),
         owner: field!(d, "owner", String).unwrap_or_default(),
         tags: field!(d, "tags", Vec<String>).unwrap_or_default(),
-        history: field!(d, "history_retention_s", u32).map(HistoryPolicy::retention),
+        history: match (
+            field!(d, "history_retention_s", u32),
+            field!(d, "history_max_versions", u32),
+        ) {
+            (None, None) => None,
+            (retention_s, max_versions) => Some(HistoryPolicy {
+                retention_s,
+                max_versions,
+            }),
+        },
     })
 }
 
@@ -120,7 +129,11 @@ pub fn schema_dict<'py>(py: Python<'py>, g: &GroupSchema) -> PyResult<Bound<'py,
     d.set_item("description", &g.description)?;
     d.set_item("owner", &g.owner)?;
     d.set_item("tags", &g.tags)?;
-    d.set_item("history_retention_s", g.history.map(|h| h.retention_s))?;
+    d.set_item("history_retention_s", g.history.and_then(|h| h.retention_s))?;
+    d.set_item(
+        "history_max_versions",
+        g.history.and_then(|h| h.max_versions),
+    )?;
     Ok(d)
 }
 
@@ -133,9 +146,8 @@ pub fn alter(kind: &str, arg: &Bound<'_, PyAny>) -> PyResult<Alter> {
         "set_description" => Alter::SetDescription(arg.extract()?),
         "set_owner" => Alter::SetOwner(arg.extract()?),
         "set_tags" => Alter::SetTags(arg.extract()?),
-        "set_history" => {
-            Alter::SetHistory(arg.extract::<Option<u32>>()?.map(HistoryPolicy::retention))
-        }
+        "set_history" => Alter::SetHistoryRetention(arg.extract()?),
+        "set_history_max_versions" => Alter::SetHistoryMaxVersions(arg.extract()?),
         "change_feature_type" => {
             let (name, ty): (String, String) = arg.extract()?;
             Alter::ChangeFeatureType(name, parse_type(&ty)?)
@@ -143,7 +155,8 @@ pub fn alter(kind: &str, arg: &Bound<'_, PyAny>) -> PyResult<Alter> {
         other => {
             return Err(Failure::invalid(format!(
                 "unknown alteration '{other}' (add_feature, deprecate_feature, set_ttl, \
-                 set_description, set_owner, set_tags, set_history, change_feature_type)"
+                 set_description, set_owner, set_tags, set_history, set_history_max_versions, \
+                 change_feature_type)"
             ))
             .into())
         }

@@ -259,6 +259,18 @@ def test_as_of_and_history_reads(store, group_name):
         s.get_as_of([f"{group_name}_none:p"], ["x"], T0)
 
 
+def test_history_max_versions_on_create_alter_and_describe(store, group_name):
+    spec = GroupSpec(name=group_name, key_type="string", features=[Feature("p", quiver.F64)], history_max_versions=3)
+    created = store.create_group(spec)
+    assert (created.history_retention_s, created.history_max_versions) == (None, 3)
+    altered = store.alter_group(group_name, history=dt.timedelta(days=30), history_max_versions=5)
+    assert (altered.history_retention_s, altered.history_max_versions) == (30 * 86400, 5)
+    assert store.describe_group(group_name) == altered
+    assert store.alter_group(group_name, history_max_versions=None).history_max_versions is None
+    with pytest.raises(errors.InvalidArgumentError, match="outside 1..=100000"):
+        store.alter_group(group_name, history_max_versions=0)
+
+
 def test_embedded_store_keeps_data_across_reopen(tmp_path):
     path = str(tmp_path / "keep.db")
     with quiver.open(path, size="64MiB") as s:

@@ -77,6 +77,8 @@ pub struct Storage {
     pub min_free_pct: u8,
     /// Longest a buffered write stays only in memory, in milliseconds.
     pub flush_interval_ms: u64,
+    /// Pause between background history retention sweeps, in seconds; 0 = none.
+    pub history_retention_interval_s: u64,
 }
 
 impl Default for Storage {
@@ -88,6 +90,7 @@ impl Default for Storage {
             defrag_lwm_pct: d.defrag_lwm_pct,
             min_free_pct: d.min_free_pct,
             flush_interval_ms: d.flush_interval_ms,
+            history_retention_interval_s: d.history_retention_interval_s,
         }
     }
 }
@@ -100,6 +103,7 @@ impl Storage {
         engine.defrag_lwm_pct = self.defrag_lwm_pct;
         engine.min_free_pct = self.min_free_pct;
         engine.flush_interval_ms = self.flush_interval_ms;
+        engine.history_retention_interval_s = self.history_retention_interval_s;
     }
 }
 
@@ -281,6 +285,10 @@ pub struct Args {
     /// Longest a buffered write stays only in memory, in milliseconds [default: 1000].
     #[arg(long)]
     pub flush_interval_ms: Option<u64>,
+    /// Pause between background sweeps that enforce the history retention window and max
+    /// versions of every group, in seconds, 0 = none [default: 60].
+    #[arg(long)]
+    pub history_retention_interval_s: Option<u64>,
 }
 
 /// The TOML file: the same settings as [`Args`].
@@ -316,6 +324,7 @@ struct FileConfig {
     defrag_lwm_pct: Option<u8>,
     min_free_pct: Option<u8>,
     flush_interval_ms: Option<u64>,
+    history_retention_interval_s: Option<u64>,
 }
 
 fn invalid(name: &'static str, message: impl Into<String>) -> ConfigError {
@@ -496,6 +505,14 @@ impl Args {
                     .unwrap_or(d.flush_interval_ms),
                 1,
                 60_000,
+            )?,
+            history_retention_interval_s: in_range(
+                "history-retention-interval-s",
+                self.history_retention_interval_s
+                    .or(file.history_retention_interval_s)
+                    .unwrap_or(d.history_retention_interval_s),
+                0,
+                7 * 86_400,
             )?,
         })
     }

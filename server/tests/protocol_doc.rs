@@ -153,6 +153,17 @@ fn example_training_set_request() -> Vec<u8> {
     out
 }
 
+/// A GROUP_ALTER setting group "user"'s history max versions to 5 (request id 10).
+fn example_alter_max_versions_request() -> Vec<u8> {
+    let req = Request::GroupAlter {
+        name: "user".into(),
+        alter: quiver_engine::feature::Alter::SetHistoryMaxVersions(Some(5)),
+    };
+    let mut out = Vec::new();
+    encode_request(10, &req, &mut out);
+    out
+}
+
 /// Its answer in one frame: row 1 PRESENT 0.5, row 2 NOT_FOUND.
 fn example_training_set_response() -> Vec<u8> {
     let resp = Response::TrainingChunk {
@@ -195,6 +206,10 @@ fn history_examples_match_the_encoder() {
     for (name, bytes) in [
         ("get-as-of-request", example_as_of_request()),
         ("history-response", example_history_response()),
+        (
+            "alter-max-versions-request",
+            example_alter_max_versions_request(),
+        ),
     ] {
         assert_eq!(
             hex_block(&doc, name),

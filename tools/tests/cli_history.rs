@@ -521,3 +521,57 @@ fn a_parquet_backfill_sets_write_times() {
     let doc = q.json(&["get", "g", "u1", "n", "--as-of", &(t + 15).to_string()]);
     assert_eq!(feature(&doc, "n")["value"], 1);
 }
+
+/// `--max-versions` on create and alter, shown by describe (text and JSON), with its limits.
+#[test]
+fn max_versions_through_the_cli() {
+    let q = Quiver::embedded();
+    let refused = q.run(&[
+        "group",
+        "create",
+        "g",
+        "--key-type",
+        "string",
+        "--feature",
+        "x:i64",
+        "--max-versions",
+        "0",
+    ]);
+    assert!(!refused.status.success());
+    let err = String::from_utf8_lossy(&refused.stderr);
+    assert!(
+        err.contains("invalid max versions '0'") && err.contains("1 to 100000"),
+        "{err}"
+    );
+    q.ok(&[
+        "group",
+        "create",
+        "g",
+        "--key-type",
+        "string",
+        "--feature",
+        "x:i64",
+        "--max-versions",
+        "3",
+    ]);
+    let doc = q.json(&["group", "describe", "g"]);
+    assert_eq!(doc["history_max_versions"], json!(3));
+    assert_eq!(doc["history_retention_s"], Json::Null);
+    let text = q.ok(&["group", "describe", "g"]);
+    assert!(text.contains("history      max 3 versions"), "{text}");
+    let doc = q.json(&["group", "alter", "g", "--history", "30d"]);
+    assert_eq!(doc["history_retention_s"], json!(30 * 86_400));
+    assert_eq!(doc["history_max_versions"], json!(3));
+    let text = q.ok(&["group", "describe", "g"]);
+    assert!(text.contains("history      30d, max 3 versions"), "{text}");
+    let doc = q.json(&["group", "alter", "g", "--max-versions", "off"]);
+    assert_eq!(doc["history_max_versions"], Json::Null);
+    assert_eq!(doc["history_retention_s"], json!(30 * 86_400));
+    // Without a window, the count is history's only bound and cannot be removed.
+    q.ok(&["group", "alter", "g", "--history", "off"]);
+    q.ok(&["group", "alter", "g", "--max-versions", "2"]);
+    let refused = q.run(&["group", "alter", "g", "--max-versions", "off"]);
+    assert!(!refused.status.success());
+    let err = String::from_utf8_lossy(&refused.stderr);
+    assert!(err.contains("without a bound"), "{err}");
+}

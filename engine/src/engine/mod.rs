@@ -26,7 +26,7 @@ use quiver_wal::{Device, LogWriter};
 
 pub use damage::{DamagedKey, DAMAGED_KEYS_NAMED};
 pub use read::{DeviceRead, ReadStep};
-pub use scan::{ScanChunk, ScanCursor};
+pub use scan::{ScanChunk, ScanCursor, MAX_SCAN_CHUNK};
 pub use stats::{RecoveryReport, Stats};
 
 use crate::config::Config;
@@ -278,6 +278,22 @@ impl Engine {
     /// Current records of `group` in device order, `max_records` at a time.
     pub fn scan(&self, group: u32, cursor: ScanCursor, max_records: usize) -> Result<ScanChunk> {
         self.inner.scan(group, cursor, max_records)
+    }
+
+    /// [`Engine::scan`] for background sweeps that may miss a record moved between their
+    /// chunks (the next sweep finds it): it does not hold defragmentation off.
+    pub fn sweep(&self, group: u32, cursor: ScanCursor, max_records: usize) -> Result<ScanChunk> {
+        self.inner.scan_with(group, cursor, max_records, false)
+    }
+
+    /// A second handle on this engine for a task of the layer above that runs on its own
+    /// thread. It owns no background threads: dropping it leaves the engine running, and the
+    /// task must end before the engine is closed.
+    pub(crate) fn handle(&self) -> Engine {
+        Engine {
+            inner: Arc::clone(&self.inner),
+            workers: Mutex::new(Vec::new()),
+        }
     }
 
     /// Makes every record of `group` unreachable now; their space is reclaimed in the

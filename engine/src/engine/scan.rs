@@ -40,12 +40,25 @@ pub const MAX_SCAN_CHUNK: usize = 100_000;
 
 impl Inner {
     pub fn scan(&self, group: u32, cursor: ScanCursor, max_records: usize) -> Result<ScanChunk> {
+        self.scan_with(group, cursor, max_records, true)
+    }
+
+    /// A scan chunk; `lease`: hold defragmentation off for `SCAN_LEASE_MS` after it.
+    pub fn scan_with(
+        &self,
+        group: u32,
+        cursor: ScanCursor,
+        max_records: usize,
+        lease: bool,
+    ) -> Result<ScanChunk> {
         self.check_group(group)?;
         let max = max_records.clamp(1, MAX_SCAN_CHUNK);
         let _no_moves = self.scan_guard.read();
         let now_ms = quiver_wal::writer::now_ms();
-        self.scan_lease_ms
-            .store(now_ms, std::sync::atomic::Ordering::Release);
+        if lease {
+            self.scan_lease_ms
+                .store(now_ms, std::sync::atomic::Ordering::Release);
+        }
         let mut pending = self.scan_moves.take(group, cursor.0, now_ms);
         let mut records = Vec::new();
         let start_block = ((cursor.0 >> 32) as u32).max(1);

@@ -107,7 +107,7 @@ impl GroupSpec {
 /// | 4 | schema version, u32 (1 at creation, +1 per change) |
 /// | str | group name (1..=63 bytes of `[a-z0-9_]`, starting with a letter) |
 /// | 1 | key type: 1 = string, 2 = i64, 3 = bytes |
-/// | 1 | flags: bit 0 = NaN/infinity allowed, bit 1 = a TTL is set, bit 2 = history is kept; other bits 0 |
+/// | 1 | flags: bit 0 = NaN/infinity allowed, bit 1 = a TTL is set, bit 2 = history is kept for a retention window, bit 3 = history is kept for a number of versions; other bits 0 |
 /// | 4 | TTL / max age in seconds, u32 (0 when flag bit 1 is clear) |
 /// | 1 | compression: 0 = none, 1 = zstd |
 /// | 4 | zstd level, i32 (0 when compression is none) |
@@ -116,6 +116,7 @@ impl GroupSpec {
 /// | varint | tag count T (at most 32), then T × str tag (1..=63 bytes of printable ASCII) |
 /// | varint | feature count F (at most 4096), then F features |
 /// | 4 | only when flag bit 2 is set: history retention in seconds, u32 (1..=315360000) |
+/// | 4 | only when flag bit 3 is set: history max versions, superseded versions kept per feature and entity, u32 (1..=100000) |
 ///
 /// A feature (its id is its position, 0-based: features are never removed, only deprecated,
 /// so ids are never reused):
@@ -130,7 +131,7 @@ impl GroupSpec {
 /// | str | owner (at most 255 bytes) |
 /// | varint | tag count T (at most 32), then T × str tag |
 ///
-/// Nothing follows the last feature but the history setting (when flag bit 2 is set).
+/// Nothing follows the last feature but the history setting (when flag bit 2 or 3 is set).
 #[derive(Debug, Clone, PartialEq)]
 pub struct GroupSchema {
     pub id: u32,
@@ -157,9 +158,14 @@ pub enum Alter {
     SetDescription(String),
     SetOwner(String),
     SetTags(Vec<String>),
-    /// Turns history on (or changes its bounds) for writes from now on, or off (`None`):
-    /// versions already kept stay until the group is dropped or they leave the retention.
-    SetHistory(Option<HistoryPolicy>),
+    /// Sets the history retention window (keeping the version count bound), turning history
+    /// on for writes from now on; `None` turns history off (both bounds): versions already kept
+    /// stay until the group is dropped, and reads of them are refused while history is off.
+    SetHistoryRetention(Option<u32>),
+    /// Sets the history version count bound (keeping the window), turning history on for
+    /// writes from now on; `None` removes the count bound, refused when the group has no
+    /// window (turn history off with `SetHistoryRetention(None)` instead).
+    SetHistoryMaxVersions(Option<u32>),
     /// Always refused: stored values keep their type; add a new feature instead.
     ChangeFeatureType(String, FeatureType),
 }
@@ -315,11 +321,26 @@ impl GroupSchema {
                 check_tags(&what, &tags)?;
                 next.tags = tags;
             }
-            Alter::SetHistory(policy) => {
-                if let Some(policy) = &policy {
-                    policy.check(&self.name)?;
+            Alter::SetHistoryRetention(retention_s) => {
+                next.history = retention_s.map(|r| HistoryPolicy {
+                    retention_s: Some(r),
+                    max_versions: self.history.and_then(|h| h.max_versions),
+                });
+            }
+            Alter::SetHistoryMaxVersions(max_versions) => {
+                let retention_s = self.history.and_then(|h| h.retention_s);
+                if max_versions.is_none() && retention_s.is_none() {
+                    return Err(FeatureError::InvalidHistory {
+                        group: self.name.clone(),
+                        reason: "removing the version count would leave history without a bound \
+                                 (no retention window is set); turn history off instead"
+                            .into(),
+                    });
                 }
-                next.history = policy;
+                next.history = Some(HistoryPolicy {
+                    retention_s,
+                    max_versions,
+                });
             }
             Alter::ChangeFeatureType(name, to) => {
                 let feature = self
@@ -332,6 +353,9 @@ impl GroupSchema {
                     to,
                 });
             }
+        }
+        if let Some(policy) = &next.history {
+            policy.check(&self.name)?;
         }
         Ok(next)
     }

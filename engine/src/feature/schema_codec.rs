@@ -106,7 +106,8 @@ impl GroupSchema {
         out.push(
             self.allow_non_finite as u8
                 | (self.ttl_s.is_some() as u8) << 1
-                | (self.history.is_some() as u8) << 2,
+                | (self.history.is_some_and(|h| h.retention_s.is_some()) as u8) << 2
+                | (self.history.is_some_and(|h| h.max_versions.is_some()) as u8) << 3,
         );
         out.extend_from_slice(&self.ttl_s.unwrap_or(0).to_le_bytes());
         let (codec, level) = match self.compression {
@@ -124,7 +125,9 @@ impl GroupSchema {
             put_feature(&mut out, feature);
         }
         if let Some(h) = &self.history {
-            out.extend_from_slice(&h.retention_s.to_le_bytes());
+            for bound in [h.retention_s, h.max_versions].into_iter().flatten() {
+                out.extend_from_slice(&bound.to_le_bytes());
+            }
         }
         out
     }
@@ -141,7 +144,7 @@ impl GroupSchema {
         let name = read_name(&mut r, "group")?;
         let key_type = KeyType::from_tag(r.u8()?).ok_or_else(|| r.err("unknown key type"))?;
         let flags = r.u8()?;
-        if flags & !0b111 != 0 {
+        if flags & !0b1111 != 0 {
             return Err(r.err(format!("group flags {flags:#x} has unknown bits")));
         }
         let ttl_raw = r.u32()?;
@@ -158,8 +161,11 @@ impl GroupSchema {
         let features = (0..count as u32)
             .map(|id| read_feature(&mut r, id))
             .collect::<Result<Vec<_>, _>>()?;
-        let history = if flags & 0b100 != 0 {
-            let policy = HistoryPolicy::retention(r.u32()?);
+        let history = if flags & 0b1100 != 0 {
+            let policy = HistoryPolicy {
+                retention_s: (flags & 0b100 != 0).then(|| r.u32()).transpose()?,
+                max_versions: (flags & 0b1000 != 0).then(|| r.u32()).transpose()?,
+            };
             policy
                 .check(&name)
                 .map_err(|e| r.err(format!("history setting: {e}")))?;
@@ -317,14 +323,20 @@ mod tests {
         plain.ttl_s = None;
         assert_eq!(GroupSchema::decode(&plain.encode()).unwrap(), plain);
         let without = plain.encode();
-        for history in [
-            HistoryPolicy::retention(86_400),
-            HistoryPolicy::retention(1),
+        for (history, extra) in [
+            (HistoryPolicy::retention(86_400), 4),
+            (HistoryPolicy::retention(1), 4),
+            (HistoryPolicy::versions(3), 4),
+            (HistoryPolicy::retention(60).with_max_versions(1), 8),
         ] {
             let mut kept = plain.clone();
             kept.history = Some(history);
             let bytes = kept.encode();
-            assert_eq!(bytes.len(), without.len() + 4, "a u32 after the features");
+            assert_eq!(
+                bytes.len(),
+                without.len() + extra,
+                "a u32 per bound after the features"
+            );
             assert_eq!(GroupSchema::decode(&bytes).unwrap(), kept);
             for len in without.len()..bytes.len() {
                 assert!(GroupSchema::decode(&bytes[..len]).is_err(), "len {len}");

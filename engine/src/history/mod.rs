@@ -51,13 +51,15 @@ pub mod keys;
 mod page;
 pub mod policy;
 pub mod resolve;
+pub(crate) mod retention;
 mod store_ops;
 
 pub use codec::{Version, KIND_ABSENT, MAX_SEGMENTS};
 pub use keys::{history_group, HISTORY_GROUP_BIT, MAX_HISTORY_ENTITY_KEY_BYTES};
 pub use page::{HistoryCursor, HistoryPage, HistoryRange};
-pub use policy::{HistoryPolicy, MAX_HISTORY_RETENTION_S};
+pub use policy::{HistoryPolicy, MAX_HISTORY_RETENTION_S, MAX_HISTORY_VERSIONS};
 pub use resolve::AsOf;
+pub use retention::{RetentionCursor, RetentionStats};
 pub use store_ops::{CompactionReport, HistoryEntry, MAX_HISTORY_READ_VERSIONS};
 
 /// A head seals its open versions into a segment once it holds this many.

@@ -11,13 +11,13 @@ use super::codec::{
     SegmentInfo, Version, KIND_ABSENT, MAX_SEGMENTS,
 };
 use super::keys::{
-    check_entity_key, directory_key, entity_of_head, head_key, history_group, segment_key,
+    check_entity_key, directory_key, head_key, history_group, segment_key,
     MAX_HISTORY_ENTITY_KEY_BYTES,
 };
 use super::resolve::{answer, AsOf, Best};
 use super::{SEAL_BYTES, SEAL_VERSIONS};
 use crate::config::{Durability, WriteOptions};
-use crate::engine::{Record, ScanCursor};
+use crate::engine::Record;
 use crate::error::{Error, Result};
 use crate::feature::read::ReadPlan;
 use crate::feature::row::EncodedCells;
@@ -31,8 +31,6 @@ use crate::store::Store;
 const READ_ATTEMPTS: usize = 4;
 /// Most versions one history read may return.
 pub const MAX_HISTORY_READ_VERSIONS: usize = 100_000;
-/// Records per scan chunk of the compaction sweep.
-const SWEEP_CHUNK: usize = 1024;
 
 /// One version as a history read returns it.
 #[derive(Debug, Clone, PartialEq)]
@@ -46,20 +44,31 @@ pub struct HistoryEntry {
     pub value: Value,
 }
 
-/// What a compaction sweep did.
+/// What a retention sweep (or a step of it) did.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 pub struct CompactionReport {
     pub entities: u64,
     pub segments_removed: u64,
+    /// Versions removed: by the window (beyond the anchor each feature keeps) and by the
+    /// version count.
+    pub versions_removed: u64,
+}
+
+impl CompactionReport {
+    pub fn add(&mut self, other: &CompactionReport) {
+        self.entities += other.entities;
+        self.segments_removed += other.segments_removed;
+        self.versions_removed += other.versions_removed;
+    }
 }
 
 /// An entity's head and directory records, as read under its lock before a put.
 pub(crate) struct Loaded {
-    head: Option<Record>,
-    dir: Option<Record>,
+    pub(super) head: Option<Record>,
+    pub(super) dir: Option<Record>,
 }
 
-fn buffered() -> WriteOptions {
+pub(super) fn buffered() -> WriteOptions {
     WriteOptions {
         durability: Some(Durability::Buffered),
         ttl_s: None,
@@ -82,7 +91,7 @@ pub(super) fn before(seg: &SegmentInfo, horizon_ms: u64) -> bool {
     seg.max_event_ms < horizon_ms && seg.max_write_ms < horizon_ms
 }
 
-fn decode_dir(record: &Option<Record>) -> Result<Directory> {
+pub(super) fn decode_dir(record: &Option<Record>) -> Result<Directory> {
     Ok(match record {
         Some(r) => decode_directory(&r.value)?,
         None => Directory::default(),
@@ -101,7 +110,7 @@ impl Store {
         self.history_locks[slot].lock()
     }
 
-    fn read_head_and_dir(&self, hg: u32, entity: &[u8]) -> Result<Loaded> {
+    pub(super) fn read_head_and_dir(&self, hg: u32, entity: &[u8]) -> Result<Loaded> {
         let (hk, dk) = (head_key(entity), directory_key(entity));
         let mut records = self.engine.get_many(&[(hg, &hk[..]), (hg, &dk[..])])?;
         let dir = records.pop().expect("two answers");
@@ -137,7 +146,7 @@ impl Store {
         let seals = head.open.len() + new_versions >= SEAL_VERSIONS;
         if seals && committed + 2 > MAX_SEGMENTS {
             drop(head);
-            self.compact_locked(schema, entity)?;
+            self.retain_locked(schema, entity)?;
             let reloaded = self.read_head_and_dir(hg, entity)?;
             let dir = decode_dir(&reloaded.dir)?;
             if dir.entries.len() + 2 > MAX_SEGMENTS {
@@ -205,13 +214,13 @@ impl Store {
         head.open.clear();
         head.next_segment = n + 1;
         let horizon = schema.history.map_or(0, |p| p.horizon_ms(self.now_ms()));
-        let compacted = self.compact_into(hg, entity, &mut head, &mut dir, horizon)?;
+        let (compacted, _) = self.compact_into(hg, entity, &mut head, &mut dir, horizon)?;
         self.commit(hg, entity, &mut head, &mut dir, durability)?;
         self.finish_compaction(hg, entity, &mut dir, &compacted)
     }
 
     /// Writes the directory, then the head that commits it.
-    fn commit(
+    pub(super) fn commit(
         &self,
         hg: u32,
         entity: &[u8],
@@ -235,7 +244,8 @@ impl Store {
     /// Merges the committed segments that lie wholly before `horizon_ms` into one segment of
     /// anchors (per feature, the newest of their versions) when there are two or more. The new
     /// segment is written and listed; the old ones stay listed until the head committing the
-    /// anchors is written ([`Store::finish_compaction`] removes them). Returns the old ones.
+    /// anchors is written ([`Store::finish_compaction`] removes them). Returns the old ones
+    /// and the number of anchors.
     fn compact_into(
         &self,
         hg: u32,
@@ -243,7 +253,7 @@ impl Store {
         head: &mut Head<'_>,
         dir: &mut Directory,
         horizon_ms: u64,
-    ) -> Result<Vec<SegmentInfo>> {
+    ) -> Result<(Vec<SegmentInfo>, usize)> {
         let old: Vec<SegmentInfo> = dir
             .entries
             .iter()
@@ -251,7 +261,7 @@ impl Store {
             .copied()
             .collect();
         if old.len() < 2 {
-            return Ok(Vec::new());
+            return Ok((Vec::new(), 0));
         }
         let keys: Vec<Vec<u8>> = old.iter().map(|e| segment_key(entity, e.segment)).collect();
         let pairs: Vec<(u32, &[u8])> = keys.iter().map(|k| (hg, &k[..])).collect();
@@ -284,7 +294,7 @@ impl Store {
             head.next_segment = m + 1;
         }
         head.horizon_ms = head.horizon_ms.max(horizon_ms);
-        Ok(old)
+        Ok((old, anchors.len()))
     }
 
     /// After the head committed a compaction: deletes the compacted segments, then lists
@@ -316,58 +326,34 @@ impl Store {
         Ok(())
     }
 
-    /// Compacts one entity's history now (caller holds its lock); returns the segments
-    /// removed.
-    fn compact_locked(&self, schema: &GroupSchema, entity: &[u8]) -> Result<u64> {
+    /// Compacts one entity's history by its window now (caller holds its lock).
+    pub(super) fn compact_locked(
+        &self,
+        schema: &GroupSchema,
+        entity: &[u8],
+    ) -> Result<CompactionReport> {
+        let mut report = CompactionReport::default();
         let Some(policy) = schema.history else {
-            return Ok(0);
+            return Ok(report);
         };
         let hg = history_group(schema.id);
         let loaded = self.read_head_and_dir(hg, entity)?;
         let Some(head_record) = &loaded.head else {
-            return Ok(0);
+            return Ok(report);
         };
         let mut head = Head::decode(&head_record.value)?;
         let mut dir = decode_dir(&loaded.dir)?;
         dir.entries.retain(|e| e.segment < head.next_segment);
         let horizon = policy.horizon_ms(self.now_ms());
-        let compacted = self.compact_into(hg, entity, &mut head, &mut dir, horizon)?;
+        let (compacted, anchors) = self.compact_into(hg, entity, &mut head, &mut dir, horizon)?;
         if compacted.is_empty() {
-            return Ok(0);
+            return Ok(report);
         }
         self.commit(hg, entity, &mut head, &mut dir, None)?;
         self.finish_compaction(hg, entity, &mut dir, &compacted)?;
-        Ok(compacted.len() as u64)
-    }
-
-    /// Runs retention compaction over every entity of every group that keeps history, for
-    /// entities that no longer receive writes (writes compact as they seal).
-    pub fn compact_history(&self) -> Result<CompactionReport> {
-        let mut report = CompactionReport::default();
-        let groups: Vec<_> = self
-            .list_groups(None)
-            .into_iter()
-            .filter(|g| g.history.is_some())
-            .collect();
-        for schema in groups {
-            let hg = history_group(schema.id);
-            let mut cursor = ScanCursor::START;
-            loop {
-                let chunk = self.engine.scan(hg, cursor, SWEEP_CHUNK)?;
-                for (_, record) in &chunk.records {
-                    let Some(entity) = entity_of_head(&record.key) else {
-                        continue;
-                    };
-                    let _lock = self.history_lock(schema.id, entity);
-                    report.entities += 1;
-                    report.segments_removed += self.compact_locked(&schema, entity)?;
-                }
-                match chunk.next {
-                    Some(next) => cursor = next,
-                    None => break,
-                }
-            }
-        }
+        report.segments_removed = compacted.len() as u64;
+        report.versions_removed =
+            compacted.iter().map(|s| s.count as u64).sum::<u64>() - anchors as u64;
         Ok(report)
     }
 
@@ -720,7 +706,7 @@ pub(super) fn history_entry(schema: &GroupSchema, v: &Version<'_>) -> Result<His
     })
 }
 
-fn missing_segment(segment: u32) -> Error {
+pub(super) fn missing_segment(segment: u32) -> Error {
     FeatureError::corrupt(
         "history",
         format!("segment {segment} is listed in the directory but missing"),

@@ -95,7 +95,7 @@ impl Store {
                         key_type: schema.key_type,
                         refs: Vec::new(),
                         columns: Vec::new(),
-                        retention_s: policy.retention_s,
+                        retention_s: policy.retention_s.unwrap_or(0),
                     });
                     groups.last_mut().expect("just pushed")
                 }
@@ -181,7 +181,11 @@ impl<'s> TrainingSet<'s> {
     fn check_rows(&self, batch: &SpineBatch, reads: &[AsOf]) -> Result<()> {
         let now_ms = self.store.now_ms();
         for (part, keys) in self.groups.iter().zip(&batch.keys) {
-            let horizon_ms = now_ms.saturating_sub(part.retention_s as u64 * 1000);
+            // A group bounded by version count alone (retention 0 here) has no window.
+            let horizon_ms = match part.retention_s {
+                0 => 0,
+                r => now_ms.saturating_sub(r as u64 * 1000),
+            };
             for (i, key) in keys.iter().enumerate() {
                 let row = || batch.row_number(i);
                 if let Some(key) = key {

@@ -112,7 +112,15 @@ fn group_spec() -> impl Strategy<Value = GroupSpec> {
                 description: "d".into(),
                 owner: String::new(),
                 tags: vec!["t".into()],
-                history: ttl_s.map(quiver_engine::history::HistoryPolicy::retention),
+                // Every combination of the two bounds that keeps history, and none.
+                history: match (ttl_s, level % 3) {
+                    (None, 0) => None,
+                    (None, _) => Some(quiver_engine::history::HistoryPolicy::versions(7)),
+                    (Some(t), 1) => Some(
+                        quiver_engine::history::HistoryPolicy::retention(t).with_max_versions(3),
+                    ),
+                    (Some(t), _) => Some(quiver_engine::history::HistoryPolicy::retention(t)),
+                },
             },
         )
 }
@@ -126,6 +134,8 @@ fn alter() -> impl Strategy<Value = Alter> {
         ".{0,5}".prop_map(Alter::SetOwner),
         proptest::collection::vec("[a-z]{1,4}", 0..3).prop_map(Alter::SetTags),
         ("[a-z]{1,5}", feature_type()).prop_map(|(n, t)| Alter::ChangeFeatureType(n, t)),
+        any::<Option<u32>>().prop_map(Alter::SetHistoryRetention),
+        any::<Option<u32>>().prop_map(Alter::SetHistoryMaxVersions),
     ]
 }
 

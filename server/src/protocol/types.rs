@@ -343,14 +343,22 @@ pub fn put_group_spec(out: &mut Vec<u8>, g: &GroupSpec) {
     put_history(out, g.history);
 }
 
-/// History retention in seconds as an `opt_u32`: absent = the group keeps no history.
+/// History bounds as two `opt_u32`s, retention seconds then max versions: both absent = the
+/// group keeps no history.
 fn put_history(out: &mut Vec<u8>, h: Option<HistoryPolicy>) {
-    put_opt_u32(out, h.map(|h| h.retention_s));
+    put_opt_u32(out, h.and_then(|h| h.retention_s));
+    put_opt_u32(out, h.and_then(|h| h.max_versions));
 }
 
 fn get_history(r: &mut WireReader<'_>) -> Result<Option<HistoryPolicy>, DecodeError> {
-    Ok(r.opt_u32("history retention")?
-        .map(HistoryPolicy::retention))
+    let retention_s = r.opt_u32("history retention")?;
+    let max_versions = r.opt_u32("history max versions")?;
+    Ok(
+        (retention_s.is_some() || max_versions.is_some()).then_some(HistoryPolicy {
+            retention_s,
+            max_versions,
+        }),
+    )
 }
 
 pub fn get_group_spec(r: &mut WireReader<'_>) -> Result<GroupSpec, DecodeError> {
@@ -468,9 +476,13 @@ pub fn put_alter(out: &mut Vec<u8>, alter: &Alter) {
             put_str(out, name);
             put_feature_type(out, *ty);
         }
-        Alter::SetHistory(history) => {
+        Alter::SetHistoryRetention(retention_s) => {
             out.push(7);
-            put_history(out, *history);
+            put_opt_u32(out, *retention_s);
+        }
+        Alter::SetHistoryMaxVersions(max_versions) => {
+            out.push(8);
+            put_opt_u32(out, *max_versions);
         }
     }
 }
@@ -484,7 +496,8 @@ pub fn get_alter(r: &mut WireReader<'_>) -> Result<Alter, DecodeError> {
         4 => Alter::SetOwner(r.string("group owner")?),
         5 => Alter::SetTags(r.strings("group tags")?),
         6 => Alter::ChangeFeatureType(r.string("feature name")?, get_feature_type(r)?),
-        7 => Alter::SetHistory(get_history(r)?),
+        7 => Alter::SetHistoryRetention(r.opt_u32("history retention")?),
+        8 => Alter::SetHistoryMaxVersions(r.opt_u32("history max versions")?),
         tag => return Err(DecodeError::UnknownTag { what: "alter", tag }),
     })
 }

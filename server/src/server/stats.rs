@@ -9,7 +9,43 @@ use std::sync::atomic::Ordering::Relaxed;
 /// Engine figures exported by both STATS and /metrics: (name, help, value).
 fn engine_figures(shared: &Shared) -> Vec<(&'static str, &'static str, u64)> {
     let s = shared.store.stats();
+    let r = shared.store.retention_stats();
     vec![
+        (
+            "history_retention_sweeps",
+            "History retention sweeps completed (window and max versions of every group).",
+            r.sweeps,
+        ),
+        (
+            "history_entities_checked",
+            "Entity histories retention sweeps looked at.",
+            r.entities_checked,
+        ),
+        (
+            "history_versions_removed",
+            "History versions removed by retention (window and max versions).",
+            r.versions_removed,
+        ),
+        (
+            "history_segments_removed",
+            "History segment records deleted by retention.",
+            r.segments_removed,
+        ),
+        (
+            "history_retention_errors",
+            "History retention steps that failed.",
+            r.errors,
+        ),
+        (
+            "history_last_sweep_end_ms",
+            "Unix ms when the last history retention sweep ended (0 = none yet).",
+            r.last_sweep_end_ms,
+        ),
+        (
+            "history_last_sweep_ms",
+            "Duration of the last history retention sweep, ms.",
+            r.last_sweep_ms,
+        ),
         ("records", "Records stored, registry included.", s.records),
         (
             "live_bytes",
@@ -91,7 +127,14 @@ fn engine_figures(shared: &Shared) -> Vec<(&'static str, &'static str, u64)> {
 }
 
 /// Engine figures that only grow: typed `counter` (named `..._total`) in /metrics.
-const ENGINE_COUNTERS: [&str; 1] = ["damaged_reads"];
+const ENGINE_COUNTERS: [&str; 6] = [
+    "damaged_reads",
+    "history_retention_sweeps",
+    "history_entities_checked",
+    "history_versions_removed",
+    "history_segments_removed",
+    "history_retention_errors",
+];
 
 /// The STATS response body: server counters, latency per opcode, engine figures.
 pub fn stats_json(shared: &Shared) -> String {

@@ -182,6 +182,9 @@ pub struct GroupCreateArgs {
     /// Keep every version for this long (90d, 12h, ...) for as-of reads, history and training sets; none by default
     #[arg(long, value_name = "DURATION", value_parser = parse::parse_duration_s)]
     pub history: Option<u32>,
+    /// Keep at most N superseded versions per feature and entity (1 to 100000), alone or with --history (a version either bound removes is removed); trimmed in the background
+    #[arg(long, value_name = "N", value_parser = parse::parse_max_versions)]
+    pub max_versions: Option<u32>,
 }
 
 #[derive(Debug, Args)]
@@ -204,6 +207,17 @@ pub struct GroupAlterArgs {
     /// Keep versions for this long (90d, ...), from now on; or off
     #[arg(long, value_name = "DURATION|off", group = "change", value_parser = parse_history_arg)]
     pub history: Option<HistoryArg>,
+    /// Keep at most N superseded versions per feature and entity (1 to 100000), turning history on if it is off; or off to remove the count (the window stays)
+    #[arg(long, value_name = "N|off", group = "change", value_parser = parse_max_versions_arg)]
+    pub max_versions: Option<MaxVersionsArg>,
+}
+
+/// A history version count, or `off` (a newtype for the same reason as [`TtlArg`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct MaxVersionsArg(pub Option<u32>);
+
+fn parse_max_versions_arg(text: &str) -> Result<MaxVersionsArg, String> {
+    parse::parse_max_versions_or_off(text).map(MaxVersionsArg)
 }
 
 /// A TTL or `none` (a newtype: clap reads `Option<Option<_>>` as "flag with optional value").

@@ -55,7 +55,13 @@ fn group_spec(args: &GroupCreateArgs) -> CliResult<GroupSpec> {
     spec.description = args.description.clone();
     spec.owner = args.owner.clone();
     spec.tags = args.tags.clone();
-    spec.history = args.history.map(HistoryPolicy::retention);
+    spec.history = match (args.history, args.max_versions) {
+        (None, None) => None,
+        (retention_s, max_versions) => Some(HistoryPolicy {
+            retention_s,
+            max_versions,
+        }),
+    };
     Ok(spec)
 }
 
@@ -94,7 +100,10 @@ fn alter(args: &GroupAlterArgs, backend: &mut dyn Backend, out: Out) -> CliResul
         changes.push(Alter::SetOwner(owner.clone()));
     }
     if let Some(history) = args.history {
-        changes.push(Alter::SetHistory(history.0.map(HistoryPolicy::retention)));
+        changes.push(Alter::SetHistoryRetention(history.0));
+    }
+    if let Some(max_versions) = args.max_versions {
+        changes.push(Alter::SetHistoryMaxVersions(max_versions.0));
     }
     let mut schema = None;
     for change in changes {

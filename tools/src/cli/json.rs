@@ -216,7 +216,11 @@ pub fn schema_to_json(schema: &GroupSchema) -> Json {
     map.insert("ttl_s".into(), json!(schema.ttl_s));
     map.insert(
         "history_retention_s".into(),
-        json!(schema.history.map(|h| h.retention_s)),
+        json!(schema.history.and_then(|h| h.retention_s)),
+    );
+    map.insert(
+        "history_max_versions".into(),
+        json!(schema.history.and_then(|h| h.max_versions)),
     );
     map.insert(
         "compression".into(),

@@ -1,6 +1,7 @@
 //! Human-readable printing; `--json` output is built from `json.rs` and printed here too.
 
 use quiver_engine::feature::{Compression, FeatureValue, GroupSchema, Status, Value};
+use quiver_engine::history::HistoryPolicy;
 use serde_json::Value as Json;
 
 use super::json::{hex, status_name};
@@ -42,12 +43,19 @@ pub fn ttl_text(ttl_s: Option<u32>) -> String {
     }
 }
 
-/// A history retention as `create --history` takes it, or `off`.
-pub fn history_text(retention_s: Option<u32>) -> String {
-    match retention_s {
-        None => "off".to_string(),
-        some => ttl_text(some),
-    }
+/// A history setting: the window as `create --history` takes it and the version count, or
+/// `off`.
+pub fn history_text(history: Option<HistoryPolicy>) -> String {
+    let Some(h) = history else {
+        return "off".to_string();
+    };
+    let window = h.retention_s.map(|r| ttl_text(Some(r)));
+    let count = h.max_versions.map(|n| format!("max {n} versions"));
+    [window, count]
+        .into_iter()
+        .flatten()
+        .collect::<Vec<_>>()
+        .join(", ")
 }
 
 /// Milliseconds since the epoch as RFC 3339 UTC.
@@ -66,8 +74,7 @@ pub fn print_schema(schema: &GroupSchema) {
     );
     println!("  key type     {}", schema.key_type);
     println!("  ttl          {}", ttl_text(schema.ttl_s));
-    let history = schema.history.map(|h| h.retention_s);
-    println!("  history      {}", history_text(history));
+    println!("  history      {}", history_text(schema.history));
     println!("  compression  {}", compression_text(&schema.compression));
     if schema.allow_non_finite {
         println!("  non-finite   allowed");
@@ -119,7 +126,7 @@ pub fn print_group_list(groups: &[std::sync::Arc<GroupSchema>]) {
             g.key_type.to_string(),
             live,
             ttl_text(g.ttl_s),
-            history_text(g.history.map(|h| h.retention_s)),
+            history_text(g.history),
             g.tags.join(",")
         );
     }

@@ -85,6 +85,28 @@ pub fn parse_history(text: &str) -> Result<Option<u32>, String> {
     Ok(Some(retention))
 }
 
+/// Parses a history version count: superseded versions kept per feature and entity,
+/// 1..=`MAX_HISTORY_VERSIONS`.
+pub fn parse_max_versions(text: &str) -> Result<u32, String> {
+    let max = quiver_engine::history::MAX_HISTORY_VERSIONS;
+    match text.parse::<u32>() {
+        Ok(n) if (1..=max).contains(&n) => Ok(n),
+        _ => Err(format!(
+            "invalid max versions '{}': expected a whole number of superseded versions to keep \
+             per feature, 1 to {max}",
+            clip(text)
+        )),
+    }
+}
+
+/// Parses a version count, or `off` for no count bound (`None`).
+pub fn parse_max_versions_or_off(text: &str) -> Result<Option<u32>, String> {
+    if text == "off" {
+        return Ok(None);
+    }
+    parse_max_versions(text).map(Some)
+}
+
 /// Parses `4GiB`, `512MiB`, `64KiB`, `1TiB` or a plain byte count.
 pub fn parse_size_bytes(text: &str) -> Result<u64, String> {
     let bad = || {
@@ -268,6 +290,13 @@ mod tests {
         assert_eq!(parse_history("off"), Ok(None));
         assert!(parse_history("0d").is_err());
         assert!(parse_history("none").is_err());
+        assert_eq!(parse_max_versions("5"), Ok(5));
+        assert_eq!(parse_max_versions_or_off("off"), Ok(None));
+        assert_eq!(parse_max_versions_or_off("100000"), Ok(Some(100_000)));
+        for bad in ["0", "100001", "-1", "x"] {
+            let err = parse_max_versions(bad).unwrap_err();
+            assert!(err.contains("1 to 100000"), "{err}");
+        }
     }
 
     #[test]
