@@ -14,10 +14,10 @@ use std::time::Instant;
 use clap::Parser;
 use quiver_benches::store::{check_range, io_err, PerfError, Result};
 use quiver_engine::feature::{
-    EntityKey, FeatureSpec, FeatureType, GroupSpec, KeyType, PutOptions, Value,
+    EntityKey, FeatureRef, FeatureSpec, FeatureType, GroupSpec, KeyType, PutOptions, Value,
 };
 use quiver_engine::history::codec::{decode_segment, Head, Version};
-use quiver_engine::history::{history_group, HistoryPolicy};
+use quiver_engine::history::{history_group, AsOf, HistoryPolicy};
 use quiver_engine::{Config, ScanCursor, Store};
 use quiver_wal::format::{padded_frame_len, RECORD_HEADER_BYTES};
 use rand::rngs::SmallRng;
@@ -52,6 +52,16 @@ struct Cli {
     device_gib: f64,
     #[arg(long, default_value_t = 7)]
     seed: u64,
+    /// Instead of loading: opens the store of the last load and measures this many as-of reads
+    /// of a recent time against as many plain gets, one at a time, alternating A,B per round.
+    #[arg(long)]
+    reads: Option<u64>,
+    /// Rounds of `--reads`.
+    #[arg(long, default_value_t = 2)]
+    rounds: usize,
+    /// Threads writing the puts (each entity's puts stay in one thread, in order).
+    #[arg(long, default_value_t = 2)]
+    threads: usize,
 }
 
 fn main() -> ExitCode {
@@ -85,6 +95,10 @@ fn writer(path: &Path, header: &str) -> Result<BufWriter<File>> {
 }
 
 fn run(cli: &Cli) -> Result<()> {
+    if let Some(reads) = cli.reads {
+        check_range("--reads", reads as f64, 1.0, 10_000_000.0)?;
+        return measure_reads(cli, reads);
+    }
     check_range("--entities", cli.entities as f64, 1.0, 100_000_000.0)?;
     check_range("--versions", cli.versions as f64, 4.0, MAX_VERSIONS)?;
     check_range("--spine-rows", cli.spine_rows as f64, 1.0, MAX_VERSIONS)?;
@@ -137,7 +151,8 @@ fn load(cli: &Cli, store: &Store, t0: u64, now: u64) -> Result<u64> {
         writer(&paths[1], "entity,event_time,write_time,orders,rating")?,
     ];
     let puts = cli.versions / 2;
-    for _ in 0..puts {
+    let mut chunk: Vec<Put> = Vec::with_capacity(LOAD_CHUNK);
+    for i in 0..puts {
         let g = rng.gen_range(0..2usize);
         let e = rng.gen_range(0..cli.entities);
         let event = t0 + rng.gen_range(0..SPAN_DAYS * DAY_MS);
@@ -149,30 +164,126 @@ fn load(cli: &Cli, store: &Store, t0: u64, now: u64) -> Result<u64> {
         let write = (event + lag).min(now);
         let a = rng.gen_range(0..1_000i64);
         let b = rng.gen_range(0..100_000) as f64 / 64.0;
-        let (group, key, names) = match g {
-            0 => (
-                "user",
-                EntityKey::String(format!("u{e}")),
-                ["clicks", "score"],
-            ),
-            _ => ("shop", EntityKey::I64(e as i64), ["orders", "rating"]),
-        };
-        let opts = PutOptions {
-            write_time_ms: Some(write),
-            ..PutOptions::default()
-        };
-        let values = [(names[0], Value::I64(a)), (names[1], Value::F64(b))];
-        store.put(group, &key, event, &values, &opts)?;
-        let entity = match &key {
-            EntityKey::String(s) => s.clone(),
+        let entity = match g {
+            0 => format!("u{e}"),
             _ => e.to_string(),
         };
         writeln!(files[g], "{entity},{event},{write},{a},{b}").map_err(io_err(&paths[g]))?;
+        chunk.push(Put {
+            group: g,
+            entity: e,
+            event,
+            write,
+            a,
+            b,
+        });
+        if chunk.len() == LOAD_CHUNK || i + 1 == puts {
+            write_chunk(store, &chunk, cli.threads.clamp(1, 64))?;
+            chunk.clear();
+        }
     }
     for (f, p) in files.iter_mut().zip(&paths) {
         f.flush().map_err(io_err(p))?;
     }
     Ok(puts)
+}
+
+/// Puts generated before they are written, a chunk at a time.
+const LOAD_CHUNK: usize = 65_536;
+
+struct Put {
+    group: usize,
+    entity: u64,
+    event: u64,
+    write: u64,
+    a: i64,
+    b: f64,
+}
+
+/// Writes a chunk of puts on `threads` threads, each entity's on one of them, in order.
+fn write_chunk(store: &Store, chunk: &[Put], threads: usize) -> Result<()> {
+    std::thread::scope(|scope| {
+        let workers: Vec<_> = (0..threads)
+            .map(|t| {
+                scope.spawn(move || -> Result<()> {
+                    for p in chunk.iter().filter(|p| p.entity as usize % threads == t) {
+                        let (group, key, names) = match p.group {
+                            0 => (
+                                "user",
+                                EntityKey::String(format!("u{}", p.entity)),
+                                ["clicks", "score"],
+                            ),
+                            _ => (
+                                "shop",
+                                EntityKey::I64(p.entity as i64),
+                                ["orders", "rating"],
+                            ),
+                        };
+                        let opts = PutOptions {
+                            write_time_ms: Some(p.write),
+                            ..PutOptions::default()
+                        };
+                        let values = [(names[0], Value::I64(p.a)), (names[1], Value::F64(p.b))];
+                        store.put(group, &key, p.event, &values, &opts)?;
+                    }
+                    Ok(())
+                })
+            })
+            .collect();
+        workers
+            .into_iter()
+            .try_for_each(|w| w.join().expect("a load thread panicked"))
+    })
+}
+
+/// Reads of random `user` entities (both features), one at a time on a store just opened
+/// (O_DIRECT: every record comes from the device): plain gets of the online row against
+/// as-of reads of the current time (the history's head and directory). Prints one JSON line
+/// per round and kind, A,B,A,B.
+fn measure_reads(cli: &Cli, reads: u64) -> Result<()> {
+    let db = cli.dir.join("store.db");
+    let size = std::fs::metadata(&db).map_err(io_err(&db))?.len();
+    let store = Store::open(Config::file(&db, size))?;
+    let features = [
+        FeatureRef::new("user", "clicks"),
+        FeatureRef::new("user", "score"),
+    ];
+    let mut rng = SmallRng::seed_from_u64(cli.seed ^ 0xa50f);
+    for round in 1..=cli.rounds {
+        for kind in ["get", "as_of"] {
+            let reads_before = store.stats().device_reads;
+            let mut us: Vec<f64> = Vec::with_capacity(reads as usize);
+            let start = Instant::now();
+            for _ in 0..reads {
+                let key = EntityKey::String(format!("u{}", rng.gen_range(0..cli.entities)));
+                let t = Instant::now();
+                let values = match kind {
+                    "get" => store.get(&key, &features)?,
+                    _ => store.get_as_of(&key, &features, AsOf::event_time(store.now_ms()))?,
+                };
+                us.push(t.elapsed().as_secs_f64() * 1e6);
+                std::hint::black_box(values);
+            }
+            let secs = start.elapsed().as_secs_f64();
+            us.sort_by(f64::total_cmp);
+            let q = |p: f64| us[((us.len() - 1) as f64 * p).round() as usize];
+            let doc = serde_json::json!({
+                "bench": "training-set-reads",
+                "round": round,
+                "kind": kind,
+                "reads": reads,
+                "reads_per_s": reads as f64 / secs,
+                "p50_us": q(0.5),
+                "p99_us": q(0.99),
+                "p999_us": q(0.999),
+                "device_reads_per_read":
+                    (store.stats().device_reads - reads_before) as f64 / reads as f64,
+            });
+            println!("{doc}");
+        }
+    }
+    store.close()?;
+    Ok(())
 }
 
 /// The spine: a user and a shop per row (10% of entity ids never written), a time inside the

@@ -415,9 +415,19 @@ impl Inner {
                 ReadStep::Device(dr) => pending.push((i, dr)),
             }
         }
-        if pending.is_empty() {
-            return Ok(out);
+        for chunk in pending.chunks(MAX_BATCH_READS) {
+            self.read_pending(keys, chunk, &mut out);
         }
+        Ok(out)
+    }
+
+    /// Makes the device reads of `pending` in one batch and finishes their records.
+    fn read_pending(
+        &self,
+        keys: &[(u32, &[u8])],
+        pending: &[(usize, DeviceRead)],
+        out: &mut [Result<Option<Record>>],
+    ) {
         let mut bufs: Vec<AlignedBuf> = BATCH_BUFS.with(|p| {
             let mut pool = p.borrow_mut();
             pending.iter().map(|(_, dr)| pool.take(dr.len)).collect()
@@ -436,20 +446,23 @@ impl Inner {
         self.counters
             .device_reads
             .fetch_add(pending.len() as u64, Ordering::Relaxed);
-        for (((i, dr), buf), res) in pending.into_iter().zip(&bufs).zip(results) {
-            let (group, key) = keys[i];
+        for (((i, dr), buf), res) in pending.iter().zip(&bufs).zip(results) {
+            let (group, key) = keys[*i];
             let len = dr.len;
             let read = res.map(|()| &buf[..len]).map_err(Error::from);
-            let step = self.finish_read(group, key, dr, read);
-            out[i] = self.read_blocking(group, key, step);
+            let step = self.finish_read(group, key, dr.clone(), read);
+            out[*i] = self.read_blocking(group, key, step);
         }
         BATCH_BUFS.with(|p| {
             let mut pool = p.borrow_mut();
             bufs.drain(..).for_each(|b| pool.give(b));
         });
-        Ok(out)
     }
 }
+
+/// Most device reads one batch read makes at once: its buffers are held together, so this
+/// bounds a batch's memory (about 4-8 KiB a read) whatever the number of keys.
+const MAX_BATCH_READS: usize = 1024;
 
 /// Largest copy of a frame from a writer's block a thread keeps for its next memory read.
 const PENDING_COPY_KEEP_BYTES: usize = 64 << 10;

@@ -46,6 +46,7 @@
 //! compaction for entities that no longer receive writes. A delete of an entity removes its
 //! online row and its whole history; dropping a group drops its history group.
 
+mod batch;
 pub mod codec;
 pub mod keys;
 mod page;
@@ -53,7 +54,10 @@ pub mod policy;
 pub mod resolve;
 pub(crate) mod retention;
 mod store_ops;
+mod sweep;
 
+pub(crate) use batch::{EntityRows, GroupRead};
+pub use batch::{HistoryCache, HistoryCacheStats, DEFAULT_HISTORY_CACHE_BYTES};
 pub use codec::{Version, KIND_ABSENT, MAX_SEGMENTS};
 pub use keys::{history_group, HISTORY_GROUP_BIT, MAX_HISTORY_ENTITY_KEY_BYTES};
 pub use page::{HistoryCursor, HistoryPage, HistoryRange};

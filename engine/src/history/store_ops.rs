@@ -62,7 +62,9 @@ impl CompactionReport {
     }
 }
 
-/// An entity's head and directory records, as read under its lock before a put.
+/// An entity's head and directory records, as read under its lock before a put (or by a
+/// read).
+#[derive(Debug, Clone)]
 pub(crate) struct Loaded {
     pub(super) head: Option<Record>,
     pub(super) dir: Option<Record>,
@@ -715,7 +717,7 @@ pub(super) fn missing_segment(segment: u32) -> Error {
 }
 
 /// Refuses a read whose as-of or known-at time lies before `horizon_ms`.
-fn check_horizon(group: &GroupSchema, at: &AsOf, horizon_ms: u64) -> Result<()> {
+pub(super) fn check_horizon(group: &GroupSchema, at: &AsOf, horizon_ms: u64) -> Result<()> {
     for (what, time_ms) in at.times() {
         if time_ms < horizon_ms {
             return Err(FeatureError::OutsideHistory {

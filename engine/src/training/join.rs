@@ -7,16 +7,19 @@ use super::mode::TimeMode;
 use super::spine::SpineBatch;
 use crate::error::{Error, Result};
 use crate::feature::{
-    EntityKey, FeatureError, FeatureRef, FeatureValue, KeyType, MAX_ENTITIES_PER_GET,
-    MAX_FEATURE_REFS,
+    EntityKey, FeatureError, FeatureRef, FeatureValue, KeyType, MAX_FEATURE_REFS,
 };
-use crate::history::AsOf;
+use crate::history::keys::check_entity_key;
+use crate::history::{AsOf, EntityRows, GroupRead, HistoryCache, DEFAULT_HISTORY_CACHE_BYTES};
 use crate::store::Store;
 
 /// Most threads one batch's reads are spread over.
 pub const MAX_JOIN_THREADS: usize = 64;
 /// Join threads per core by default.
 const THREADS_PER_CORE: usize = 4;
+/// Entities one job of a batch reads together (a head and a directory read each, in one
+/// engine batch, then the segments they need in another).
+const JOB_ENTITIES: usize = 1024;
 
 /// The features of one group a training set reads, and where their answers go.
 #[derive(Debug, Clone)]
@@ -38,6 +41,7 @@ pub struct TrainingSet<'s> {
     features: Vec<FeatureRef>,
     groups: Vec<GroupPart>,
     threads: usize,
+    cache: HistoryCache,
 }
 
 /// The answers for one spine batch: per requested feature (in request order), one value per
@@ -48,10 +52,10 @@ pub struct Joined {
     pub columns: Vec<Vec<FeatureValue>>,
 }
 
-/// One read of up to [`MAX_ENTITIES_PER_GET`] rows of one group.
+/// One read of up to [`JOB_ENTITIES`] entities of one group (with all their rows).
 struct Job {
     group: usize,
-    rows: Vec<usize>,
+    entities: std::ops::Range<usize>,
 }
 
 impl Store {
@@ -112,6 +116,7 @@ impl Store {
             features: features.to_vec(),
             groups,
             threads: (cores * THREADS_PER_CORE).min(MAX_JOIN_THREADS),
+            cache: HistoryCache::new(DEFAULT_HISTORY_CACHE_BYTES),
         })
     }
 }
@@ -137,6 +142,20 @@ impl<'s> TrainingSet<'s> {
         self
     }
 
+    /// Keeps the entity histories this training set reads in `cache` (and answers from what
+    /// it holds), instead of a cache of its own of
+    /// [`DEFAULT_HISTORY_CACHE_BYTES`]: a caller that joins one spine batch by batch through
+    /// several `TrainingSet`s passes them one cache, so that an entity's history is read once
+    /// per spine while the cache holds it. A cache of budget 0 keeps nothing.
+    pub fn with_cache(mut self, cache: HistoryCache) -> TrainingSet<'s> {
+        self.cache = cache;
+        self
+    }
+
+    pub fn cache(&self) -> &HistoryCache {
+        &self.cache
+    }
+
     /// Joins a stream of spine batches, one answer per batch, lazily.
     pub fn stream<'a, I>(&'a self, batches: I) -> impl Iterator<Item = Result<Joined>> + 'a
     where
@@ -154,16 +173,43 @@ impl<'s> TrainingSet<'s> {
         let reads = self.reads(batch);
         self.check_rows(batch, &reads)?;
         let mut columns = vec![vec![FeatureValue::not_found(); batch.len()]; self.features.len()];
-        let jobs = self.jobs(batch);
-        for (job, answers) in jobs.iter().zip(self.run(batch, &reads, &jobs)?) {
+        let plans = self.group_reads()?;
+        let entities: Vec<Vec<(Vec<u8>, Vec<usize>)>> = batch
+            .keys
+            .iter()
+            .map(|keys| entities_of(keys))
+            .collect::<Result<_>>()?;
+        let jobs = jobs(&entities);
+        let answers = self.run(&plans, &entities, &reads, &jobs)?;
+        for (job, values) in jobs.iter().zip(answers) {
             let part = &self.groups[job.group];
-            for (&row, values) in job.rows.iter().zip(answers) {
-                for (&column, value) in part.columns.iter().zip(values) {
-                    columns[column][row] = value;
+            let mut values = values.into_iter();
+            for (_, rows) in &entities[job.group][job.entities.clone()] {
+                for &row in rows {
+                    for &column in &part.columns {
+                        columns[column][row] = values.next().expect("one value per feature");
+                    }
                 }
             }
         }
         Ok(Joined { columns })
+    }
+
+    /// Each group's features as the history reads want them, from the current schemas.
+    fn group_reads(&self) -> Result<Vec<GroupRead>> {
+        let registry = self.store.registry.read();
+        self.groups
+            .iter()
+            .map(|part| {
+                let entry = registry.group(&part.name)?;
+                let wanted = part
+                    .refs
+                    .iter()
+                    .map(|r| entry.feature(&r.feature).map(|f| (f.id, f.ty)))
+                    .collect::<std::result::Result<Vec<_>, _>>()?;
+                Ok(GroupRead::new(entry.schema.clone(), wanted))
+            })
+            .collect()
     }
 
     /// Each row's read.
@@ -200,8 +246,11 @@ impl<'s> TrainingSet<'s> {
                             ),
                         ));
                     }
-                    key.to_key_bytes()
+                    let bytes = key
+                        .to_key_bytes()
                         .map_err(|e| spine_row(row(), format!("group '{}': {e}", part.name)))?;
+                    check_entity_key(&part.name, &bytes)
+                        .map_err(|e| spine_row(row(), e.to_string()))?;
                 }
                 for (what, time_ms) in reads[i].times() {
                     if time_ms < horizon_ms {
@@ -219,62 +268,28 @@ impl<'s> TrainingSet<'s> {
         Ok(())
     }
 
-    /// Per group, the rows that have an entity, ordered so that the rows of one entity are
-    /// adjacent (first appearance first), cut into reads of at most
-    /// [`MAX_ENTITIES_PER_GET`] rows.
-    fn jobs(&self, batch: &SpineBatch) -> Vec<Job> {
-        let mut jobs = Vec::new();
-        for (group, keys) in batch.keys.iter().enumerate() {
-            let mut entity_of: HashMap<&EntityKey, usize> = HashMap::new();
-            let mut rows_of: Vec<Vec<usize>> = Vec::new();
-            for (row, key) in keys.iter().enumerate() {
-                let Some(key) = key else { continue };
-                let next = rows_of.len();
-                let e = *entity_of.entry(key).or_insert(next);
-                if e == next {
-                    rows_of.push(Vec::new());
-                }
-                rows_of[e].push(row);
-            }
-            let mut rows = Vec::with_capacity(MAX_ENTITIES_PER_GET);
-            for row in rows_of.into_iter().flatten() {
-                rows.push(row);
-                if rows.len() == MAX_ENTITIES_PER_GET {
-                    let full =
-                        std::mem::replace(&mut rows, Vec::with_capacity(MAX_ENTITIES_PER_GET));
-                    jobs.push(Job { group, rows: full });
-                }
-            }
-            if !rows.is_empty() {
-                jobs.push(Job { group, rows });
-            }
-        }
-        jobs
-    }
-
     /// Runs the jobs on up to `self.threads` threads; answers in job order.
     fn run(
         &self,
-        batch: &SpineBatch,
+        plans: &[GroupRead],
+        entities: &[Vec<(Vec<u8>, Vec<usize>)>],
         reads: &[AsOf],
         jobs: &[Job],
-    ) -> Result<Vec<Vec<Vec<FeatureValue>>>> {
-        let one = |job: &Job| -> Result<Vec<Vec<FeatureValue>>> {
-            let part = &self.groups[job.group];
-            let keys = &batch.keys[job.group];
-            let rows: Vec<(EntityKey, AsOf)> = job
-                .rows
+    ) -> Result<Vec<Vec<FeatureValue>>> {
+        let one = |job: &Job| -> Result<Vec<FeatureValue>> {
+            let rows: Vec<EntityRows<'_>> = entities[job.group][job.entities.clone()]
                 .iter()
-                .map(|&r| (keys[r].clone().expect("jobs hold rows with keys"), reads[r]))
+                .map(|(entity, rows)| EntityRows { entity, rows })
                 .collect();
-            self.store.get_many_as_of(&rows, &part.refs)
+            self.store
+                .as_of_entities(&plans[job.group], &rows, reads, &self.cache)
         };
         let threads = self.threads.min(jobs.len());
         if threads <= 1 {
             return jobs.iter().map(one).collect();
         }
         let next = AtomicUsize::new(0);
-        let mut results: Vec<Option<Result<Vec<Vec<FeatureValue>>>>> =
+        let mut results: Vec<Option<Result<Vec<FeatureValue>>>> =
             (0..jobs.len()).map(|_| None).collect();
         std::thread::scope(|scope| {
             let workers: Vec<_> = (0..threads)
@@ -301,6 +316,38 @@ impl<'s> TrainingSet<'s> {
             .map(|r| r.expect("every job ran"))
             .collect()
     }
+}
+
+/// The distinct entities of one key column with their rows, in order of first appearance.
+fn entities_of(keys: &[Option<EntityKey>]) -> Result<Vec<(Vec<u8>, Vec<usize>)>> {
+    let mut index: HashMap<Vec<u8>, usize> = HashMap::new();
+    let mut out: Vec<(Vec<u8>, Vec<usize>)> = Vec::new();
+    for (row, key) in keys.iter().enumerate() {
+        let Some(key) = key else { continue };
+        let bytes = key.to_key_bytes()?;
+        match index.get(bytes.as_ref()) {
+            Some(&e) => out[e].1.push(row),
+            None => {
+                index.insert(bytes.to_vec(), out.len());
+                out.push((bytes.into_owned(), vec![row]));
+            }
+        }
+    }
+    Ok(out)
+}
+
+/// Per group, its entities cut into reads of at most [`JOB_ENTITIES`] entities.
+fn jobs(entities: &[Vec<(Vec<u8>, Vec<usize>)>]) -> Vec<Job> {
+    let mut jobs = Vec::new();
+    for (group, list) in entities.iter().enumerate() {
+        for start in (0..list.len()).step_by(JOB_ENTITIES) {
+            jobs.push(Job {
+                group,
+                entities: start..(start + JOB_ENTITIES).min(list.len()),
+            });
+        }
+    }
+    jobs
 }
 
 fn spine_row(row: u64, reason: String) -> Error {

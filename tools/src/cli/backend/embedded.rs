@@ -8,7 +8,9 @@ use quiver_engine::feature::{
     Alter, EntityKey, FeatureRef, FeatureValue, GroupSchema, GroupSpec, PutOptions, PutResult,
     ScanItem, Value,
 };
-use quiver_engine::history::{AsOf, HistoryCursor, HistoryRange};
+use quiver_engine::history::{
+    AsOf, HistoryCache, HistoryCursor, HistoryRange, DEFAULT_HISTORY_CACHE_BYTES,
+};
 use quiver_engine::training::{Joined, SpineBatch, TimeMode};
 use quiver_engine::{Config, ScanCursor, Store};
 
@@ -23,6 +25,9 @@ const MAX_PUT_WORKERS: usize = 8;
 pub struct Embedded {
     store: Store,
     path: PathBuf,
+    /// The entity histories the spine being joined has read so far (a new spine, one whose
+    /// first batch starts at row 0, starts a new cache).
+    training_cache: HistoryCache,
 }
 
 impl Embedded {
@@ -45,6 +50,7 @@ impl Embedded {
         Ok(Embedded {
             store,
             path: path.to_path_buf(),
+            training_cache: HistoryCache::new(DEFAULT_HISTORY_CACHE_BYTES),
         })
     }
 }
@@ -220,7 +226,15 @@ impl Backend for Embedded {
         mode: TimeMode,
         batch: &SpineBatch,
     ) -> CliResult<Joined> {
-        Ok(self.store.training_set(features, mode)?.join(batch)?)
+        if batch.first_row == 0 {
+            self.training_cache = HistoryCache::new(self.training_cache.budget_bytes());
+        }
+        let set = self.store.training_set(features, mode)?;
+        Ok(set.with_cache(self.training_cache.clone()).join(batch)?)
+    }
+
+    fn training_cache_bytes(&mut self, bytes: usize) {
+        self.training_cache = HistoryCache::new(bytes);
     }
 
     fn stats(&mut self) -> CliResult<serde_json::Value> {

@@ -114,6 +114,9 @@ pub trait Backend {
         mode: TimeMode,
         batch: &SpineBatch,
     ) -> CliResult<Joined>;
+    /// How many bytes of entity histories a training set keeps between its batches (a local
+    /// store only; a server keeps its own).
+    fn training_cache_bytes(&mut self, _bytes: usize) {}
     /// Store or server statistics as a JSON object.
     fn stats(&mut self) -> CliResult<serde_json::Value>;
     /// Flushes and closes; for a local store this makes every write durable.

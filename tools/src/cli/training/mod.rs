@@ -141,6 +141,7 @@ fn write(
     let start = Instant::now();
     let mut counts = Counts::default();
     let batch_rows = usize::try_from(args.batch_rows).unwrap_or(usize::MAX);
+    backend.training_cache_bytes((args.cache_mib as usize) << 20);
     while let Some(chunk) = source.next_chunk(batch_rows)? {
         let joined = backend.training_join(&request.features, args.mode.mode, &chunk.batch)?;
         sink.write(&chunk, &joined)?;
