@@ -19,7 +19,7 @@ from pathlib import Path
 import duckdb
 import pandas as pd
 from feast import Entity, FeatureStore, FeatureView, Field, FileSource, RepoConfig
-from feast.infra.offline_stores.file import FileOfflineStoreConfig
+from feast.infra.offline_stores.dask import DaskOfflineStoreConfig
 from feast.infra.online_stores.sqlite import SqliteOnlineStoreConfig
 from feast.types import Float64, Int64
 from feast.value_type import ValueType
@@ -39,7 +39,7 @@ def store(d):
         project="training_bench",
         provider="local",
         registry=str(repo / "registry.db"),
-        offline_store=FileOfflineStoreConfig(),
+        offline_store=DaskOfflineStoreConfig(),  # the "file" offline store
         online_store=SqliteOnlineStoreConfig(path=str(repo / "online.db")),
         entity_key_serialization_version=3,
         repo_path=str(repo),
