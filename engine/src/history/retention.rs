@@ -24,7 +24,7 @@ use std::time::{Duration, Instant};
 
 use parking_lot::{Condvar, Mutex};
 
-use super::codec::{encode_directory, encode_segment, Head, SegmentInfo, Version, MAX_SEGMENTS};
+use super::codec::{encode_directory, Head, SegmentInfo, Version, MAX_SEGMENTS};
 use super::keys::{directory_key, entity_of_head, history_group, segment_key};
 use super::store_ops::{before, buffered, decode_dir, missing_segment, CompactionReport};
 use crate::engine::ScanCursor;
@@ -393,15 +393,7 @@ impl Store {
                 .copied()
                 .collect();
             if !kept.is_empty() {
-                let n = head.next_segment;
-                self.engine.put(
-                    hg,
-                    &segment_key(entity, n),
-                    &encode_segment(&kept),
-                    &buffered(),
-                )?;
-                dir.entries.push(SegmentInfo::of(n, &kept));
-                head.next_segment = n + 1;
+                self.append_segment(hg, entity, &mut head, &mut dir, &kept)?;
                 written = true;
             }
             replaced.push(info.segment);

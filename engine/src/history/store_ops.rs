@@ -205,20 +205,34 @@ impl Store {
         }
         let mut dir = decode_dir(&loaded.dir)?;
         dir.entries.retain(|e| e.segment < head.next_segment);
-        let n = head.next_segment;
-        self.engine.put(
-            hg,
-            &segment_key(entity, n),
-            &encode_segment(&head.open),
-            &buffered(),
-        )?;
-        dir.entries.push(SegmentInfo::of(n, &head.open));
-        head.open.clear();
-        head.next_segment = n + 1;
+        let open = std::mem::take(&mut head.open);
+        self.append_segment(hg, entity, &mut head, &mut dir, &open)?;
         let horizon = schema.history.map_or(0, |p| p.horizon_ms(self.now_ms()));
         let (compacted, _) = self.compact_into(hg, entity, &mut head, &mut dir, horizon)?;
         self.commit(hg, entity, &mut head, &mut dir, durability)?;
         self.finish_compaction(hg, entity, &mut dir, &compacted)
+    }
+
+    /// Writes `versions` as the entity's next segment and lists it in `dir`. Readers see it
+    /// once [`Store::commit`] writes the directory and the head.
+    pub(super) fn append_segment(
+        &self,
+        hg: u32,
+        entity: &[u8],
+        head: &mut Head<'_>,
+        dir: &mut Directory,
+        versions: &[Version<'_>],
+    ) -> Result<()> {
+        let n = head.next_segment;
+        self.engine.put(
+            hg,
+            &segment_key(entity, n),
+            &encode_segment(versions),
+            &buffered(),
+        )?;
+        dir.entries.push(SegmentInfo::of(n, versions));
+        head.next_segment = n + 1;
+        Ok(())
     }
 
     /// Writes the directory, then the head that commits it.
@@ -285,15 +299,7 @@ impl Store {
         }
         let anchors: Vec<Version<'_>> = anchors.into_values().collect();
         if !anchors.is_empty() {
-            let m = head.next_segment;
-            self.engine.put(
-                hg,
-                &segment_key(entity, m),
-                &encode_segment(&anchors),
-                &buffered(),
-            )?;
-            dir.entries.push(SegmentInfo::of(m, &anchors));
-            head.next_segment = m + 1;
+            self.append_segment(hg, entity, head, dir, &anchors)?;
         }
         head.horizon_ms = head.horizon_ms.max(horizon_ms);
         Ok((old, anchors.len()))
