@@ -163,12 +163,12 @@ def key_column(name: str, arr) -> Tuple[Any, ...]:
     raise TypeMismatchError(f"key column '{name}' has type {t}; keys are strings, integers or bytes")
 
 
-def time_column(name: str, arr) -> np.ndarray:
+def time_column(name: str, arr, what: str = "event-time") -> np.ndarray:
     """Event times in Unix ms from a timestamp column (naive = UTC) or integer milliseconds."""
     pa, _ = _pa()
     arr = _one_chunk(arr)
     if arr.null_count:
-        raise InvalidArgumentError(f"event-time column '{name}' has {arr.null_count} nulls")
+        raise InvalidArgumentError(f"{what} column '{name}' has {arr.null_count} nulls")
     t = arr.type
     if pa.types.is_timestamp(t):
         ms = arr.cast(pa.timestamp("ms", tz=t.tz), safe=False).cast(pa.int64())
@@ -178,7 +178,7 @@ def time_column(name: str, arr) -> np.ndarray:
         ms = arr.cast(pa.int64())
     else:
         raise TypeMismatchError(
-            f"event-time column '{name}' has type {t}; give timestamps or integer Unix milliseconds"
+            f"{what} column '{name}' has type {t}; give timestamps or integer Unix milliseconds"
         )
     return np.ascontiguousarray(ms.to_numpy(zero_copy_only=False), dtype=np.int64)
 
@@ -231,8 +231,10 @@ def table_columns(
     event_time: Optional[str],
     event_time_ms: Optional[int],
     features: Optional[Sequence[str]],
-) -> Tuple[Tuple[Any, ...], np.ndarray, List[ColumnTuple]]:
-    """The key column, event times and feature columns of a bulk write."""
+    write_time: Optional[str] = None,
+) -> Tuple[Tuple[Any, ...], np.ndarray, List[ColumnTuple], Optional[np.ndarray]]:
+    """The key column, event times, feature columns and write times (when ``write_time``
+    names a column) of a bulk write."""
     vectors: dict = {}
     table = _as_table(data, vectors)
     names = list(table.column_names) if table is not None else []
@@ -250,8 +252,13 @@ def table_columns(
         times = time_column(event_time, table.column(event_time))
     else:
         times = np.full(rows, to_ms(event_time_ms), dtype=np.int64)
+    write_times = None
+    if write_time is not None:
+        if write_time not in names:
+            raise InvalidArgumentError(f"no write-time column '{write_time}' among {names}")
+        write_times = time_column(write_time, table.column(write_time), "write-time")
     if features is None:
-        features = [n for n in names + list(vectors) if n not in (key, event_time)]
+        features = [n for n in names + list(vectors) if n not in (key, event_time, write_time)]
     columns: List[ColumnTuple] = []
     for name in features:
         try:
@@ -271,4 +278,4 @@ def table_columns(
             columns.append(feature_column(name, ty, table.column(name)))
         else:
             raise InvalidArgumentError(f"no column '{name}' among {names + list(vectors)}")
-    return keys, times, columns
+    return keys, times, columns, write_times

@@ -34,6 +34,7 @@ class Handle:
         durability: Optional[str] = None,
         ttl_s: Optional[int] = None,
         expected_generation: Optional[int] = None,
+        write_time_ms: Optional[int] = None,
     ) -> Tuple[int, int, int]: ...
     def put_columns(
         self,
@@ -45,6 +46,7 @@ class Handle:
         durability: Optional[str] = None,
         ttl_s: Optional[int] = None,
         skip_nulls: bool = False,
+        write_times_ms: Optional[np.ndarray] = None,
     ) -> Tuple[int, int, int]: ...
     def get(self, refs: Sequence[str], keys: Any) -> List[RawColumn]: ...
     def get_as_of(
@@ -53,6 +55,18 @@ class Handle:
     def history(
         self, group: str, key: Any, features: Sequence[str], from_ms: int, to_ms: int, known_at_ms: Optional[int] = None
     ) -> List[Tuple[str, int, int, int, Any]]: ...
+    def training_set(
+        self,
+        refs: Sequence[str],
+        mode: str,
+        key_columns: Sequence[Tuple[str, Tuple[Any, ...], Optional[np.ndarray]]],
+        timestamps_ms: np.ndarray,
+        known_at_ms: Optional[np.ndarray] = None,
+        timestamp_column: str = "timestamp",
+        known_at_column: str = "known_at",
+    ) -> List[RawColumn]:
+        """Point-in-time join of a spine (mode: event, as-served, known-at); one column per
+        reference, one value per spine row. Runs without the GIL."""
     def delete(self, group: str, key: Any, durability: Optional[str] = None) -> bool: ...
     def stats_json(self) -> str: ...
     def flush(self) -> None: ...

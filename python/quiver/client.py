@@ -9,7 +9,8 @@ from typing import Any, Dict, List, Mapping, Optional, Sequence, Union
 
 import numpy as np
 
-from . import _columns
+from . import _columns, _spine
+from . import errors as _errors
 from ._native import Handle
 from .results import OnlineFeatures
 from .schema import Feature, GroupSchema, GroupSpec, Seconds, _seconds
@@ -178,11 +179,15 @@ class Client:
         sync: Optional[bool] = None,
         ttl: Seconds = None,
         expected_generation: Optional[int] = None,
+        write_time: Time = None,
     ) -> PutResult:
         """Writes features of one entity, all with ``event_time`` (a datetime, naive = UTC, or
         Unix ms; default now). ``None`` values are stored nulls. ``mode``: merge (per feature
         the newest event time wins), replace_row, create_only, update_only. ``sync``: True waits
-        until durable, False acknowledges from memory, None uses the store's default."""
+        until durable, False acknowledges from memory, None uses the store's default.
+        ``write_time`` (groups with history): when the store learned these values, recorded
+        with each version instead of the store's clock (importing history whose arrival times
+        are known; what ``known_at`` and the "as-served" training sets read)."""
         written, skipped, generation = self._h.put(
             group,
             key,
@@ -192,6 +197,7 @@ class Client:
             _sync(sync),
             _seconds(ttl, "ttl"),
             expected_generation,
+            None if write_time is None else _columns.to_ms(write_time),
         )
         return PutResult(written, skipped, generation)
 
@@ -208,6 +214,7 @@ class Client:
         sync: Optional[bool] = None,
         ttl: Seconds = None,
         skip_nulls: bool = False,
+        write_time: Optional[str] = None,
     ) -> WriteSummary:
         """Writes one entity per row of ``data``: a ``pandas.DataFrame``, a ``pyarrow.Table``
         or ``RecordBatch``, or a dict of columns (where a 2-D numpy array is a vector column).
@@ -216,16 +223,18 @@ class Client:
         = UTC, or integer Unix ms) or, when None, ``event_time_ms`` (or now) stamps every row;
         ``features`` the feature columns (default: every other column). Vectors come from list,
         fixed-size-list or 2-D numpy columns. Nulls are written as stored nulls, or left out
-        with ``skip_nulls``. Rows are pipelined over one connection; the first failing row
-        stops the write (rows before it are written) and its error names the row."""
+        with ``skip_nulls``. ``write_time`` names a column of write times (groups with history:
+        when the store learned each row, instead of its clock; see :meth:`put`). Rows are
+        pipelined over one connection; the first failing row stops the write (rows before it
+        are written) and its error names the row."""
         if mode not in _MODES:
             raise ValueError(f"mode must be one of {_MODES}, got {mode!r}")
         schema = self.describe_group(group)
-        keys, times, columns = _columns.table_columns(
-            data, schema, key, event_time, None if event_time else _columns.to_ms(event_time_ms), features
+        keys, times, columns, write_times = _columns.table_columns(
+            data, schema, key, event_time, None if event_time else _columns.to_ms(event_time_ms), features, write_time
         )
         rows, written, skipped = self._h.put_columns(
-            group, keys, times, columns, mode, _sync(sync), _seconds(ttl, "ttl"), skip_nulls
+            group, keys, times, columns, mode, _sync(sync), _seconds(ttl, "ttl"), skip_nulls, write_times
         )
         return WriteSummary(rows, written, skipped)
 
@@ -288,6 +297,86 @@ class Client:
             None if known_at is None else _columns.to_ms(known_at),
         )
         return [HistoryEntry(*e) for e in entries]
+
+
+    def training_set(
+        self,
+        spine: Any,
+        features: Sequence[str],
+        *,
+        key_columns: Union[str, Mapping[str, str]],
+        timestamp_column: str = "event_timestamp",
+        mode: str = "event",
+        known_at_column: Optional[str] = None,
+        full_feature_names: bool = False,
+        status_columns: bool = False,
+    ):
+        """A point-in-time correct training set, as a ``pyarrow.Table``.
+
+        ``spine``: a ``pandas.DataFrame``, a ``pyarrow.Table`` / ``RecordBatch``, a dict of
+        columns, or the path of a Parquet file; one row per training example. ``features``:
+        ``"group:feature"`` references, from one or more groups that keep history.
+        ``key_columns``: the spine column holding each group's entity keys, as
+        ``{group: column}`` (or one column name for every group); a null key reads as not
+        found. ``timestamp_column``: each row's time (timestamps, naive = UTC, dates, or
+        integer Unix ms).
+
+        For each row and feature the answer is the value as of the row's time: the newest
+        version whose event time is at or before it, null when there is none, the key is null,
+        or the value is older than the group's TTL counted back from the row's time. No value
+        from after the row's time appears. ``mode``:
+
+        - ``"event"`` (Feast's ``get_historical_features``): by event time only, however late a
+          version was written;
+        - ``"as-served"``: what the online store served at the row's time (only versions
+          written by then count);
+        - ``"known-at"`` with ``known_at_column`` (or ``"known-at:COLUMN"``): by event time,
+          among the versions written by the time in that spine column.
+
+        The table has the columns of ``quiver training-set``: the spine's columns unchanged, one
+        column per feature named ``FEATURE`` (``GROUP__FEATURE`` with ``full_feature_names``),
+        null unless present, and with ``status_columns`` a ``FEATURE__status`` string column
+        (``present``, ``null``, ``not_found``, ``expired``). Over the network the spine
+        streams to the server as TRAINING_SET requests (docs/PROTOCOL.md); embedded, the store
+        joins it in this process. The GIL is released while the store works; the result is
+        held in memory (for spines larger than memory, ``quiver training-set`` streams files).
+
+        A bad spine raises before anything is read: :class:`~quiver.errors.MissingColumnError`
+        for a column that is not there, :class:`~quiver.errors.TypeMismatchError` for a key
+        or time column of the wrong type (both carry ``.column``),
+        :class:`~quiver.errors.InvalidArgumentError` for a null or pre-1970 time (naming the
+        row); the store refuses a time before a group's history window, naming the row.
+        """
+        refs = list(features)
+        if not refs:
+            raise _errors.InvalidArgumentError("a training set needs 1 or more features (group:feature)")
+        groups: List[str] = []
+        for r in refs:
+            group, sep, feature = r.partition(":")
+            if not sep or not group or not feature:
+                raise _errors.InvalidArgumentError(f"feature reference {r!r} is not group:feature")
+            if group not in groups:
+                groups.append(group)
+        how = _spine.parse_mode(mode, known_at_column)
+        keys_by_group = _spine.key_columns_of(key_columns, groups)
+        table = _spine.read_spine(spine)
+        times = _spine.spine_times(table, timestamp_column, "timestamp")
+        known = None
+        if how.known_at_column is not None:
+            known = _spine.spine_times(table, how.known_at_column, "known-at")
+        key_args = []
+        for g in groups:
+            schema = self.describe_group(g)
+            keys, valid = _spine.spine_keys(table, g, schema.key_type, keys_by_group[g])
+            key_args.append((g, keys, valid))
+        raw = self._h.training_set(
+            refs, how.name, key_args, times, known, timestamp_column, how.known_at_column or "known_at"
+        )
+        return _spine.output_table(table, refs, raw, full_feature_names, status_columns)
+
+    def training_set_df(self, spine: Any, features: Sequence[str], **options: Any):
+        """:meth:`training_set` as a ``pandas.DataFrame`` (same arguments)."""
+        return self.training_set(spine, features, **options).to_pandas()
 
 
 def _per_entity(t: Any, n: int) -> List[int]:

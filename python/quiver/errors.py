@@ -20,6 +20,8 @@ class QuiverError(Exception):
     status: str = "INTERNAL"
     #: The protocol status number, or None for transport errors.
     code: Optional[int] = None
+    #: The input column at fault, where one is (a training set's spine column), else None.
+    column: Optional[str] = None
 
     def __init__(self, message: str, status: Optional[str] = None, code: Optional[int] = None):
         super().__init__(message)
@@ -72,6 +74,13 @@ class GroupExistsError(QuiverError):
 
 class InvalidArgumentError(QuiverError, ValueError):
     """A malformed name, option or argument (INVALID_ARGUMENT)."""
+
+
+class MissingColumnError(InvalidArgumentError, LookupError):
+    """A column the call names is not in the table given (a spine's key or time column);
+    ``column`` names it (INVALID_ARGUMENT)."""
+
+    status = "INVALID_ARGUMENT"
 
 
 class GenerationMismatchError(QuiverError):

@@ -10,6 +10,7 @@ use quiver_engine::feature::{
     Value,
 };
 use quiver_engine::history::AsOf;
+use quiver_engine::training::{SpineBatch, TimeMode};
 use quiver_engine::{Durability, Store};
 use quiver_server::client::{Client, ClientConfig};
 use quiver_server::protocol::{HandshakeInfo, Request, Response, StatusCode};
@@ -27,6 +28,65 @@ pub struct PutRow {
     pub key: EntityKey,
     pub event_time_ms: u64,
     pub values: Vec<(String, Value)>,
+    /// When the store learned these values (history's second time axis); `None` keeps the
+    /// write's options (by default the store's clock).
+    pub write_time_ms: Option<u64>,
+}
+
+impl PutRow {
+    /// The write's options with this row's write time, if it has one.
+    fn options(&self, options: PutOptions) -> PutOptions {
+        PutOptions {
+            write_time_ms: self.write_time_ms.or(options.write_time_ms),
+            ..options
+        }
+    }
+}
+
+/// Spine rows joined per step of a training set: an engine join (embedded), or a pipeline of
+/// TRAINING_SET requests (remote). The answers of one step are in memory twice at most.
+pub const TRAINING_STEP_ROWS: usize = 65_536;
+
+/// A whole training-set spine, owned by Rust: each row's timestamp, per group its key column
+/// (`None` where the row has no entity of that group), and in the known-at mode each row's
+/// known-at time.
+pub struct Spine {
+    pub timestamps_ms: Vec<u64>,
+    pub keys: Vec<(String, Vec<Option<EntityKey>>)>,
+    pub known_at_ms: Option<Vec<u64>>,
+}
+
+impl Spine {
+    fn rows(&self) -> usize {
+        self.timestamps_ms.len()
+    }
+
+    /// Rows `range` as one batch, the key columns in the order of `groups` (the training set's).
+    fn batch(&self, groups: &[String], range: std::ops::Range<usize>) -> Result<SpineBatch> {
+        let keys = groups
+            .iter()
+            .map(|g| {
+                self.keys
+                    .iter()
+                    .find(|(name, _)| name == g)
+                    .map(|(_, column)| column[range.clone()].to_vec())
+                    .ok_or_else(|| Failure::invalid(format!("no key column for group '{g}'")))
+            })
+            .collect::<Result<Vec<_>>>()?;
+        Ok(SpineBatch {
+            first_row: range.start as u64,
+            timestamps_ms: self.timestamps_ms[range.clone()].to_vec(),
+            keys,
+            known_at_ms: self.known_at_ms.as_ref().map(|k| k[range].to_vec()),
+        })
+    }
+
+    /// The row ranges of the steps.
+    fn steps(&self) -> impl Iterator<Item = std::ops::Range<usize>> + '_ {
+        (0..self.rows())
+            .step_by(TRAINING_STEP_ROWS)
+            .map(|from| from..(from + TRAINING_STEP_ROWS).min(self.rows()))
+    }
 }
 
 /// What a bulk write did, summed over its rows.
@@ -179,6 +239,7 @@ impl Backend {
     pub fn put(&self, group: &str, row: PutRow, options: PutOptions) -> Result<PutResult> {
         match self {
             Backend::Remote(p) => {
+                let options = row.options(options);
                 p.with(|c| Ok(c.put(group, row.key, row.event_time_ms, row.values, options)?))
             }
             Backend::Embedded(_) => {
@@ -187,9 +248,13 @@ impl Backend {
                     .iter()
                     .map(|(n, v)| (n.as_str(), v.clone()))
                     .collect();
-                Ok(self
-                    .store()?
-                    .put(group, &row.key, row.event_time_ms, &values, &options)?)
+                Ok(self.store()?.put(
+                    group,
+                    &row.key,
+                    row.event_time_ms,
+                    &values,
+                    &row.options(options),
+                )?)
             }
         }
     }
@@ -222,7 +287,13 @@ impl Backend {
                         .map(|(n, v)| (n.as_str(), v.clone()))
                         .collect();
                     let r = store
-                        .put(group, &row.key, row.event_time_ms, &values, &options)
+                        .put(
+                            group,
+                            &row.key,
+                            row.event_time_ms,
+                            &values,
+                            &row.options(options),
+                        )
                         .map_err(|e| (i, Failure::from(e)))?;
                     totals.add(&r);
                 }
@@ -282,6 +353,45 @@ impl Backend {
                 Ok(out)
             }
         }
+    }
+
+    /// The point-in-time join of a whole spine: one column of answers per feature, in spine
+    /// order. The spine is joined [`TRAINING_STEP_ROWS`] rows at a time through one engine
+    /// training set (so an entity's history is read once while the set's cache holds it), or
+    /// one remote training set on one connection.
+    pub fn training_set(
+        &self,
+        features: Vec<FeatureRef>,
+        mode: TimeMode,
+        spine: &Spine,
+    ) -> Result<Vec<Vec<FeatureValue>>> {
+        let mut out: Vec<Vec<FeatureValue>> = (0..features.len())
+            .map(|_| Vec::with_capacity(spine.rows()))
+            .collect();
+        let mut append = |columns: Vec<Vec<FeatureValue>>| {
+            for (column, part) in out.iter_mut().zip(columns) {
+                column.extend(part);
+            }
+        };
+        match self {
+            Backend::Remote(p) => p.with(|c| {
+                let mut set = c.training_set(features, mode)?;
+                let groups: Vec<String> = set.groups().map(|(g, _)| g.to_owned()).collect();
+                for range in spine.steps() {
+                    append(set.join(&spine.batch(&groups, range)?)?.columns);
+                }
+                Ok(())
+            })?,
+            Backend::Embedded(_) => {
+                let store = self.store()?;
+                let set = store.training_set(&features, mode)?;
+                let groups: Vec<String> = set.groups().map(|(g, _)| g.to_owned()).collect();
+                for range in spine.steps() {
+                    append(set.join(&spine.batch(&groups, range)?)?.columns);
+                }
+            }
+        }
+        Ok(out)
     }
 
     pub fn history(
@@ -390,9 +500,9 @@ fn pipelined_puts(
         }
         let request = Request::Put {
             group: group.to_owned(),
+            options: row.options(options),
             key: row.key,
             event_time_ms: row.event_time_ms,
-            options,
             values: row.values,
         };
         match c.send(&request) {

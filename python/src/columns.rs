@@ -244,7 +244,7 @@ impl Keys {
         })
     }
 
-    fn key(&self, i: usize) -> Result<EntityKey, Failure> {
+    pub fn key(&self, i: usize) -> Result<EntityKey, Failure> {
         Ok(match self {
             Keys::I64(v) => EntityKey::I64(v[i]),
             Keys::Bytes(r) => EntityKey::Bytes(r.item(i).to_vec()),
@@ -261,6 +261,8 @@ impl Keys {
 pub struct Batch {
     pub keys: Keys,
     pub times_ms: Vec<i64>,
+    /// Each row's write time (when the store learned it), Unix ms; `None`: the store's clock.
+    pub write_times_ms: Option<Vec<i64>>,
     pub columns: Vec<Column>,
     /// Leave a null out of its row instead of writing a stored null.
     pub skip_nulls: bool,
@@ -282,6 +284,16 @@ impl Batch {
                         Failure::invalid(format!("row {i}: event time {t} ms is before 1970")),
                     ));
                 }
+                let write_time_ms = match &self.write_times_ms {
+                    Some(w) if w[i] < 0 => {
+                        return Err((
+                            i,
+                            Failure::invalid(format!("write time {} ms is before 1970", w[i])),
+                        ))
+                    }
+                    Some(w) => Some(w[i] as u64),
+                    None => None,
+                };
                 let mut values = Vec::with_capacity(self.columns.len());
                 for c in &self.columns {
                     let v = c.value(i).map_err(|e| (i, e))?;
@@ -293,6 +305,7 @@ impl Batch {
                     key: self.keys.key(i).map_err(|e| (i, e))?,
                     event_time_ms: t as u64,
                     values,
+                    write_time_ms,
                 })
             })
             .collect()

@@ -24,6 +24,7 @@ use quiver_engine::feature::{
     EntityKey, FeatureError, FeatureRef, FeatureType, GroupSchema, PutOptions, WriteMode,
 };
 use quiver_engine::history::AsOf;
+use quiver_engine::training::TimeMode;
 use quiver_engine::{Config, Durability, Store};
 use quiver_server::client::ClientConfig;
 
@@ -64,14 +65,45 @@ fn put_options(
     sync: Option<&str>,
     ttl_s: Option<u32>,
     expected_generation: Option<u16>,
+    write_time_ms: Option<u64>,
 ) -> Result<PutOptions, Failure> {
     Ok(PutOptions {
         mode: write_mode(mode)?,
         expected_generation,
         ttl_s,
         durability: durability(sync)?,
-        write_time_ms: None,
+        write_time_ms,
     })
+}
+
+fn time_mode(text: &str) -> Result<TimeMode, Failure> {
+    Ok(match text {
+        "event" => TimeMode::EventTime,
+        "as-served" => TimeMode::AsServed,
+        "known-at" => TimeMode::KnownAt,
+        other => {
+            return Err(Failure::invalid(format!(
+                "training-set mode '{other}' is not one of event, as-served, known-at"
+            )))
+        }
+    })
+}
+
+/// Unix ms from a spine's time column; a negative time (before 1970) names its row.
+fn spine_times(times: &PyReadonlyArray1<'_, i64>, column: &str) -> Result<Vec<u64>, Failure> {
+    times
+        .as_array()
+        .iter()
+        .enumerate()
+        .map(|(i, &t)| {
+            u64::try_from(t).map_err(|_| {
+                Failure::invalid(format!(
+                    "spine row {}: column '{column}' holds {t} ms, before 1970",
+                    i + 1
+                ))
+            })
+        })
+        .collect()
 }
 
 fn keys_from(obj: &Bound<'_, PyAny>) -> PyResult<Vec<EntityKey>> {
@@ -264,7 +296,7 @@ impl Handle {
     }
 
     /// Writes one entity; returns `(written, skipped_stale, generation)`.
-    #[pyo3(signature = (group, key, event_time_ms, values, mode="merge", durability=None, ttl_s=None, expected_generation=None))]
+    #[pyo3(signature = (group, key, event_time_ms, values, mode="merge", durability=None, ttl_s=None, expected_generation=None, write_time_ms=None))]
     #[allow(clippy::too_many_arguments)]
     fn put(
         &self,
@@ -277,8 +309,9 @@ impl Handle {
         durability: Option<&str>,
         ttl_s: Option<u32>,
         expected_generation: Option<u16>,
+        write_time_ms: Option<u64>,
     ) -> PyResult<(u32, u32, u16)> {
-        let options = put_options(mode, durability, ttl_s, expected_generation)?;
+        let options = put_options(mode, durability, ttl_s, expected_generation, write_time_ms)?;
         let key = convert::entity_key(&key)?;
         let schema = py.detach(|| self.schema(group, false))?;
         let values = match convert::row_values(&schema, &values) {
@@ -293,6 +326,7 @@ impl Handle {
             key,
             event_time_ms,
             values,
+            write_time_ms: None,
         };
         let r = py.detach(|| self.backend.put(group, row, options))?;
         Ok((r.written, r.skipped_stale, r.generation))
@@ -300,7 +334,7 @@ impl Handle {
 
     /// Writes many entities from column buffers (see `quiver._columns`); returns
     /// `(rows, written, skipped_stale)`.
-    #[pyo3(signature = (group, keys, times_ms, columns, mode="merge", durability=None, ttl_s=None, skip_nulls=false))]
+    #[pyo3(signature = (group, keys, times_ms, columns, mode="merge", durability=None, ttl_s=None, skip_nulls=false, write_times_ms=None))]
     #[allow(clippy::too_many_arguments)]
     fn put_columns(
         &self,
@@ -313,10 +347,22 @@ impl Handle {
         durability: Option<&str>,
         ttl_s: Option<u32>,
         skip_nulls: bool,
+        write_times_ms: Option<PyReadonlyArray1<'_, i64>>,
     ) -> PyResult<(u64, u64, u64)> {
-        let options = put_options(mode, durability, ttl_s, None)?;
+        let options = put_options(mode, durability, ttl_s, None, None)?;
         let times_ms: Vec<i64> = times_ms.as_array().iter().copied().collect();
         let rows = times_ms.len();
+        let write_times_ms: Option<Vec<i64>> =
+            write_times_ms.map(|w| w.as_array().iter().copied().collect());
+        if let Some(w) = &write_times_ms {
+            if w.len() != rows {
+                return Err(Failure::invalid(format!(
+                    "the write-time column has {} values, the write has {rows} rows",
+                    w.len()
+                ))
+                .into());
+            }
+        }
         let batch = Batch {
             keys: Keys::from_tuple(&keys, rows)?,
             columns: columns
@@ -324,6 +370,7 @@ impl Handle {
                 .map(|c| Column::from_tuple(c, rows))
                 .collect::<PyResult<_>>()?,
             times_ms,
+            write_times_ms,
             skip_nulls,
         };
         let totals = py.detach(|| -> Result<PutTotals, Failure> {
@@ -438,6 +485,70 @@ impl Handle {
             })
             .collect::<PyResult<Vec<_>>>()?;
         PyList::new(py, items)
+    }
+
+    /// The point-in-time join of a spine: `key_columns` is one `(group, keys, valid)` per
+    /// group the features name (`keys` as a bulk write's key column, `valid` a bool array or
+    /// None: a row whose key is not valid reads NOT_FOUND); `timestamps_ms` and, in the
+    /// known-at mode, `known_at_ms` are Unix ms per row. Same answer shape as `get`, one value
+    /// per spine row.
+    #[pyo3(signature = (refs, mode, key_columns, timestamps_ms, known_at_ms=None, timestamp_column="timestamp", known_at_column="known_at"))]
+    #[allow(clippy::too_many_arguments)]
+    fn training_set<'py>(
+        &self,
+        py: Python<'py>,
+        refs: Vec<String>,
+        mode: &str,
+        key_columns: Vec<(
+            String,
+            Bound<'py, PyTuple>,
+            Option<PyReadonlyArray1<'py, bool>>,
+        )>,
+        timestamps_ms: PyReadonlyArray1<'py, i64>,
+        known_at_ms: Option<PyReadonlyArray1<'py, i64>>,
+        timestamp_column: &str,
+        known_at_column: &str,
+    ) -> PyResult<Bound<'py, PyList>> {
+        let mode = time_mode(mode)?;
+        let parsed = convert::feature_refs(&refs)?;
+        let timestamps_ms = spine_times(&timestamps_ms, timestamp_column)?;
+        let rows = timestamps_ms.len();
+        let known_at_ms = known_at_ms
+            .map(|k| spine_times(&k, known_at_column))
+            .transpose()?;
+        let mut columns: Vec<(String, Keys, Option<Vec<bool>>)> = Vec::new();
+        for (group, keys, valid) in key_columns {
+            let keys = Keys::from_tuple(&keys, rows)?;
+            let valid: Option<Vec<bool>> = valid.map(|v| v.as_array().iter().copied().collect());
+            if valid.as_ref().is_some_and(|v| v.len() != rows) {
+                return Err(Failure::invalid(format!(
+                    "the key column of group '{group}' has a validity mask of another length than its {rows} rows"
+                ))
+                .into());
+            }
+            columns.push((group, keys, valid));
+        }
+        let cols = py.detach(|| {
+            let mut keys = Vec::with_capacity(columns.len());
+            for (group, column, valid) in columns {
+                let column = (0..rows)
+                    .map(|i| match &valid {
+                        Some(v) if !v[i] => Ok(None),
+                        _ => column.key(i).map(Some),
+                    })
+                    .collect::<Result<Vec<_>, Failure>>()?;
+                keys.push((group, column));
+            }
+            let spine = backend::Spine {
+                timestamps_ms,
+                keys,
+                known_at_ms,
+            };
+            let types = self.types(&parsed)?;
+            let answers = self.backend.training_set(parsed, mode, &spine)?;
+            read::feature_columns(&refs, &types, answers)
+        })?;
+        read::columns_into_py(py, cols)
     }
 
     #[pyo3(signature = (group, key, durability=None))]

@@ -188,6 +188,33 @@ pub fn columns(
     Ok(cols)
 }
 
+/// The same columns from answers that already come one column per reference (a training
+/// set's). Runs without the GIL.
+pub fn feature_columns(
+    references: &[String],
+    types: &[FeatureType],
+    answers: Vec<Vec<FeatureValue>>,
+) -> Result<Vec<Column>, Failure> {
+    if answers.len() != types.len() {
+        return Err(Failure::Protocol(format!(
+            "an answer has {} columns for {} features",
+            answers.len(),
+            types.len()
+        )));
+    }
+    answers
+        .into_iter()
+        .enumerate()
+        .map(|(j, values)| {
+            let mut col = Column::new(types[j], values.len());
+            for fv in values {
+                col.push(&references[j], types[j], fv)?;
+            }
+            Ok(col)
+        })
+        .collect()
+}
+
 pub fn columns_into_py(py: Python<'_>, cols: Vec<Column>) -> PyResult<Bound<'_, PyList>> {
     let items = cols
         .into_iter()
