@@ -478,3 +478,69 @@ fn the_auth_token_is_required_as_a_bearer_token() {
         "the HTTP port is closed after shutdown"
     );
 }
+
+/// The value of one sample line of Prometheus text (`name{labels} value`).
+fn sample(metrics: &str, line_start: &str) -> u64 {
+    metrics
+        .lines()
+        .find_map(|l| l.strip_prefix(line_start)?.strip_prefix(' '))
+        .unwrap_or_else(|| panic!("no sample {line_start} in {metrics}"))
+        .parse()
+        .unwrap()
+}
+
+#[test]
+fn requests_and_latency_per_endpoint_are_in_the_metrics() {
+    let (q, http, metrics) = Quiverd::start_with_http_and_metrics(&[]);
+    q.client().create_group(user_group()).unwrap();
+    let read = json!({"features": ["user:ctr"], "entities": {"user_id": [1, 2]}});
+    for _ in 0..3 {
+        assert_eq!(post(&http, "/get-online-features", &read).0, 200);
+    }
+    let unknown = json!({"features": ["nope:ctr"], "entities": {"user_id": [1]}});
+    assert_eq!(post(&http, "/get-online-features", &unknown).0, 404);
+    assert_eq!(get(&http, "/groups").0, 200);
+    assert_eq!(get(&http, "/groups/user").0, 200);
+    assert_eq!(get(&http, "/groups/nope").0, 404);
+    assert_eq!(get(&http, "/health").0, 200);
+    assert_eq!(get(&http, "/no/such/path").0, 404);
+    assert_eq!(get(&http, "/get-online-features").0, 405);
+
+    let text = common::http_get(&metrics, "/metrics");
+    let count = |endpoint: &str, code: &str| {
+        sample(
+            &text,
+            &format!("quiver_http_requests_total{{endpoint=\"{endpoint}\",code=\"{code}\"}}"),
+        )
+    };
+    assert_eq!(count("/get-online-features", "2xx"), 3);
+    // The unknown group and the GET sent to a POST endpoint.
+    assert_eq!(count("/get-online-features", "4xx"), 2);
+    assert_eq!(count("/groups", "2xx"), 1);
+    assert_eq!(count("/groups/{name}", "2xx"), 1);
+    assert_eq!(count("/groups/{name}", "4xx"), 1);
+    assert_eq!(count("/health", "2xx"), 1);
+    assert_eq!(count("other", "4xx"), 1);
+    assert_eq!(count("/write-to-online-store", "2xx"), 0);
+    assert_eq!(count("/get-online-features", "5xx"), 0);
+    let latency = |endpoint: &str, suffix: &str| {
+        sample(
+            &text,
+            &format!(
+                "quiver_http_request_latency_us{suffix}{{endpoint=\"{endpoint}\"{}}}",
+                if suffix.is_empty() {
+                    ",quantile=\"0.99\""
+                } else {
+                    ""
+                }
+            ),
+        )
+    };
+    assert_eq!(latency("/get-online-features", "_count"), 5);
+    assert!(latency("/get-online-features", "") >= 1);
+    assert_eq!(latency("/write-to-online-store", "_count"), 0);
+    assert!(
+        text.contains("# TYPE quiver_http_request_latency_us summary"),
+        "{text}"
+    );
+}

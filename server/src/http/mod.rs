@@ -9,6 +9,7 @@
 mod error;
 mod feast;
 mod groups;
+mod metrics;
 mod online;
 mod request;
 mod resolve;
@@ -16,6 +17,7 @@ mod values;
 mod write;
 
 pub use error::ApiError;
+pub use metrics::{Endpoint, HttpMetrics};
 
 use crate::protocol::StatusCode;
 use crate::server::{token_matches, Shared};
@@ -29,7 +31,7 @@ use std::convert::Infallible;
 use std::net::SocketAddr;
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 use tokio::sync::{watch, Semaphore};
 
 /// Largest request head (request line and headers); larger ones are answered 431.
@@ -178,10 +180,18 @@ fn failure(e: &ApiError) -> Answer {
 }
 
 async fn answer(req: Request<Incoming>, shared: Arc<Shared>) -> Answer {
-    match route(req, &shared).await {
+    let started = Instant::now();
+    let endpoint = Endpoint::of(req.uri().path());
+    let answer = match route(req, &shared).await {
         Ok(r) => r,
         Err(e) => failure(&e),
-    }
+    };
+    let micros = u64::try_from(started.elapsed().as_micros()).unwrap_or(u64::MAX);
+    shared
+        .metrics
+        .http
+        .record(endpoint, answer.status().as_u16(), micros);
+    answer
 }
 
 async fn route(req: Request<Incoming>, shared: &Arc<Shared>) -> Result<Answer, ApiError> {

@@ -1,5 +1,6 @@
 //! Request counters and latency histograms, shared by workers, read by STATS and /metrics.
 
+use crate::http::HttpMetrics;
 use crate::protocol::Opcode;
 use hdrhistogram::Histogram;
 use parking_lot::Mutex;
@@ -26,6 +27,8 @@ pub struct Metrics {
     pub busy_rejections: AtomicU64,
     /// Device reads of GETs submitted by the io_uring loops to their own rings.
     pub loop_device_reads: AtomicU64,
+    /// The HTTP/JSON API's requests and latency, per endpoint.
+    pub http: HttpMetrics,
 }
 
 fn histogram() -> Mutex<Histogram<u64>> {
@@ -48,6 +51,7 @@ impl Default for Metrics {
             engine_batched_gets: AtomicU64::new(0),
             busy_rejections: AtomicU64::new(0),
             loop_device_reads: AtomicU64::new(0),
+            http: HttpMetrics::default(),
         }
     }
 }
@@ -196,5 +200,6 @@ impl Metrics {
                 v.load(Relaxed)
             );
         }
+        self.http.render_prometheus(out);
     }
 }

@@ -44,6 +44,28 @@ impl Quiverd {
 
     /// Starts a small memory quiverd with `args` plus `--http 127.0.0.1:0`; returns it and
     /// the address (host:port) of its HTTP API, read from the second line of its stdout.
+    /// [`Quiverd::start_with_http`] plus `--metrics 127.0.0.1:0`: returns it, the HTTP API's
+    /// address and the metrics endpoint's (quiverd prints the metrics line first).
+    pub fn start_with_http_and_metrics(args: &[&str]) -> (Quiverd, String, String) {
+        let mut all = vec!["--memory", "--size", "256MiB", "--workers", "2"];
+        all.extend_from_slice(&["--engine-threads", "4", "--http", "127.0.0.1:0"]);
+        all.extend_from_slice(&["--metrics", "127.0.0.1:0"]);
+        all.extend_from_slice(args);
+        let (q, lines) = Self::launch(&all, &[], 3);
+        let metrics = lines[1]
+            .trim()
+            .strip_prefix("metrics on http://")
+            .and_then(|l| l.strip_suffix("/metrics"))
+            .unwrap_or_else(|| panic!("unexpected second line {:?}", lines[1]))
+            .to_owned();
+        let http = lines[2]
+            .trim()
+            .strip_prefix("http on http://")
+            .unwrap_or_else(|| panic!("unexpected third line {:?}", lines[2]))
+            .to_owned();
+        (q, http, metrics)
+    }
+
     pub fn start_with_http(args: &[&str]) -> (Quiverd, String) {
         let mut all = vec!["--memory", "--size", "256MiB", "--workers", "2"];
         all.extend_from_slice(&["--engine-threads", "4", "--http", "127.0.0.1:0"]);
