@@ -5,7 +5,7 @@ from __future__ import annotations
 import datetime as _dt
 import json
 from dataclasses import dataclass
-from typing import Any, Dict, List, Mapping, Optional, Sequence, Union
+from typing import TYPE_CHECKING, Any, Dict, List, Mapping, Optional, Sequence, Union
 
 import numpy as np
 
@@ -14,6 +14,10 @@ from . import errors as _errors
 from ._native import Handle
 from .results import OnlineFeatures
 from .schema import Feature, GroupSchema, GroupSpec, Seconds, _seconds
+
+if TYPE_CHECKING:  # pragma: no cover - annotations only; pyarrow and pandas stay optional
+    import pandas
+    import pyarrow
 
 Time = Union[_dt.datetime, _dt.date, int, None]
 
@@ -310,7 +314,7 @@ class Client:
         known_at_column: Optional[str] = None,
         full_feature_names: bool = False,
         status_columns: bool = False,
-    ):
+    ) -> "pyarrow.Table":
         """A point-in-time correct training set, as a ``pyarrow.Table``.
 
         ``spine``: a ``pandas.DataFrame``, a ``pyarrow.Table`` / ``RecordBatch``, a dict of
@@ -374,7 +378,7 @@ class Client:
         )
         return _spine.output_table(table, refs, raw, full_feature_names, status_columns)
 
-    def training_set_df(self, spine: Any, features: Sequence[str], **options: Any):
+    def training_set_df(self, spine: Any, features: Sequence[str], **options: Any) -> "pandas.DataFrame":
         """:meth:`training_set` as a ``pandas.DataFrame`` (same arguments)."""
         return self.training_set(spine, features, **options).to_pandas()
 
