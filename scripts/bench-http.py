@@ -130,15 +130,19 @@ def load_quiverd(quiver: str, addr: str, http: int, df: pd.DataFrame) -> None:
 
 def same_answers(a: dict, b: dict) -> None:
     """The two servers' answers hold the same names, statuses, timestamps and values (floats
-    compared as float32 where Feast widened them)."""
-    assert a["metadata"] == b["metadata"], (a["metadata"], b["metadata"])
-    for ca, cb in zip(a["results"], b["results"]):
-        assert ca["statuses"] == cb["statuses"]
+    compared as float32 where Feast widened them). Feast's feature server lists the features
+    in an order of its own (it differs between processes), so columns are matched by name."""
+    names_a, names_b = a["metadata"]["feature_names"], b["metadata"]["feature_names"]
+    assert sorted(names_a) == sorted(names_b), (names_a, names_b)
+    by_name = dict(zip(names_b, b["results"]))
+    for name, ca in zip(names_a, a["results"]):
+        cb = by_name[name]
+        assert ca["statuses"] == cb["statuses"], name
         ta = [t.replace(".000000Z", "Z") for t in ca["event_timestamps"]]
-        assert ta == cb["event_timestamps"], (ca["event_timestamps"][:2], cb["event_timestamps"][:2])
+        assert ta == cb["event_timestamps"], (name, ca["event_timestamps"][:2], cb["event_timestamps"][:2])
         va = np.asarray(ca["values"], dtype=np.float64)
         vb = np.asarray(cb["values"], dtype=np.float64)
-        assert np.array_equal(va.astype(np.float32), vb.astype(np.float32)), "values differ"
+        assert np.array_equal(va.astype(np.float32), vb.astype(np.float32)), f"values of {name} differ"
 
 
 def wrk(port: int, body: Path, threads: int, connections: int, duration: str) -> dict:
