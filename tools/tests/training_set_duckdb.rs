@@ -195,7 +195,11 @@ fn spine_csv(rng: &mut StdRng, t0: u64) -> String {
     csv
 }
 
-fn training_set(data: &Path, dir: &Path, spine: &str, ts: &str, mode: &str, name: &str) {
+fn training_set(
+    data: &Path,
+    dir: &Path,
+    (spine, ts, mode, name, batch_rows): (&str, &str, &str, &str, usize),
+) {
     let out = dir.join(format!("out_{name}.parquet"));
     let args = [
         "training-set",
@@ -217,7 +221,7 @@ fn training_set(data: &Path, dir: &Path, spine: &str, ts: &str, mode: &str, name
         mode,
         "--status-columns",
         "--batch-rows",
-        "700",
+        &batch_rows.to_string(),
         "--out",
         &out.display().to_string(),
     ]
@@ -260,14 +264,18 @@ fn training_sets_match_duckdb_in_every_mode() {
     }
     std::fs::write(dir.path().join("spine.csv"), spine_csv(&mut rng, t0)).unwrap();
     run_python("prepare", dir.path());
+    // Batches of 700 rows cut the Parquet spine's row groups of 1,500 rows; batches of
+    // 4,000 rows join rows of several row groups at once.
     let runs = [
-        ("spine.parquet", "ts", "event", "event"),
-        ("spine.parquet", "ts", "as-served", "served"),
-        ("spine.parquet", "ts", "known-at:known", "known"),
-        ("spine.csv", "ts_ms", "event", "csv_event"),
+        ("spine.parquet", "ts", "event", "event", 700),
+        ("spine.parquet", "ts", "as-served", "served", 700),
+        ("spine.parquet", "ts", "known-at:known", "known", 700),
+        ("spine.csv", "ts_ms", "event", "csv_event", 700),
+        ("spine.parquet", "ts", "event", "event_wide", 4000),
+        ("spine.parquet", "ts", "as-served", "served_wide", 4000),
     ];
-    for (spine, ts, mode, name) in runs {
-        training_set(&data, dir.path(), spine, ts, mode, name);
+    for run in runs {
+        training_set(&data, dir.path(), run);
     }
     let ttl_ms = TTL_S as u64 * 1000;
     let features = serde_json::json!({
@@ -276,14 +284,15 @@ fn training_sets_match_duckdb_in_every_mode() {
             {"group": "shop", "feature": "rating", "name": "rating", "key": "shop_id", "ttl_ms": null},
             {"group": "user", "feature": "score", "name": "score", "key": "user_id", "ttl_ms": ttl_ms},
         ],
-        "runs": runs.iter().map(|(_, _, _, name)| {
-            let mode = if *name == "csv_event" { "event" } else { name };
+        "runs": runs.iter().map(|(_, _, _, name, _)| {
+            let mode = name.strip_prefix("csv_").unwrap_or(name);
+            let mode = mode.strip_suffix("_wide").unwrap_or(mode);
             serde_json::json!({"name": name, "mode": mode})
         }).collect::<Vec<_>>(),
     });
     std::fs::write(dir.path().join("features.json"), features.to_string()).unwrap();
     let report: Json = serde_json::from_str(&run_python("compare", dir.path())).unwrap();
-    for (_, _, _, name) in runs {
+    for (_, _, _, name, _) in runs {
         let r = &report[name];
         assert_eq!(r["rows"], SPINE_ROWS as u64, "{name}: {r}");
         assert_eq!(r["mismatches"], 0, "{name}: {r}");

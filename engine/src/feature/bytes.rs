@@ -47,13 +47,23 @@ impl<'a> Reader<'a> {
         FeatureError::corrupt(self.what, format!("{} at byte {}", detail.into(), self.pos))
     }
 
+    /// The error of a read past the end, built out of line: the reads themselves stay small
+    /// enough to inline into the decoders' loops.
+    #[cold]
+    #[inline(never)]
+    fn short(&self, len: usize) -> FeatureError {
+        self.err(format!("needs {len} bytes, {} left", self.remaining()))
+    }
+
+    #[inline]
     pub(crate) fn take(&mut self, len: usize) -> Result<&'a [u8], FeatureError> {
-        if len > self.remaining() {
-            return Err(self.err(format!("needs {len} bytes, {} left", self.remaining())));
+        match self.bytes.get(self.pos..self.pos.wrapping_add(len)) {
+            Some(out) => {
+                self.pos += len;
+                Ok(out)
+            }
+            _ => Err(self.short(len)),
         }
-        let out = &self.bytes[self.pos..self.pos + len];
-        self.pos += len;
-        Ok(out)
     }
 
     /// The unread bytes, without consuming them.
@@ -67,8 +77,15 @@ impl<'a> Reader<'a> {
         out
     }
 
+    #[inline]
     pub(crate) fn u8(&mut self) -> Result<u8, FeatureError> {
-        Ok(self.take(1)?[0])
+        match self.bytes.get(self.pos) {
+            Some(&b) => {
+                self.pos += 1;
+                Ok(b)
+            }
+            None => Err(self.short(1)),
+        }
     }
 
     pub(crate) fn u32(&mut self) -> Result<u32, FeatureError> {
@@ -83,29 +100,49 @@ impl<'a> Reader<'a> {
         ))
     }
 
+    #[inline]
     pub(crate) fn u64(&mut self) -> Result<u64, FeatureError> {
         Ok(u64::from_le_bytes(
             self.take(8)?.try_into().expect("8 bytes"),
         ))
     }
 
+    #[inline]
     pub(crate) fn varint(&mut self) -> Result<u64, FeatureError> {
+        // The common case, one byte, without a loop.
+        if let Some(&byte) = self.bytes.get(self.pos) {
+            if byte < 0x80 {
+                self.pos += 1;
+                return Ok(byte as u64);
+            }
+        }
+        self.varint_long()
+    }
+
+    fn varint_long(&mut self) -> Result<u64, FeatureError> {
+        let rest = &self.bytes[self.pos..];
         let mut value = 0u64;
-        for i in 0..10 {
-            let byte = self.u8()?;
-            let bits = (byte & 0x7f) as u64;
+        for (i, &byte) in rest.iter().take(10).enumerate() {
             if i == 9 && byte > 1 {
+                self.pos += i;
                 return Err(self.err("varint overflows 64 bits"));
             }
-            value |= bits << (7 * i);
+            value |= ((byte & 0x7f) as u64) << (7 * i);
             if byte & 0x80 == 0 {
+                self.pos += i + 1;
                 return Ok(value);
             }
         }
+        if rest.len() < 10 {
+            self.pos += rest.len();
+            return Err(self.short(1));
+        }
+        self.pos += 10;
         Err(self.err("varint longer than 10 bytes"))
     }
 
     /// A varint that must not exceed `max` (a length or a count).
+    #[inline]
     pub(crate) fn varint_max(&mut self, max: usize, name: &str) -> Result<usize, FeatureError> {
         let value = self.varint()?;
         if value > max as u64 {

@@ -14,7 +14,7 @@ use std::sync::Arc;
 
 use parking_lot::Mutex;
 
-use super::codec::{decode_segment, SegmentInfo, Version};
+use super::codec::{decode_segment, decode_segment_into, HeadFields, SegmentInfo, Version};
 use super::keys::{directory_key, head_key, history_group, segment_key};
 use super::resolve::{answer, AsOf, Best};
 use super::store_ops::{before, check_horizon, Loaded, SeenState};
@@ -300,15 +300,32 @@ impl Store {
         slots: &mut [Slot],
     ) -> Result<()> {
         let mut wanted: Vec<(usize, SegmentInfo)> = Vec::new();
+        let mut horizons = vec![0u64; entities.len()];
         for (i, (e, slot)) in entities.iter().zip(slots.iter_mut()).enumerate() {
             let cached = slot.cached.clone().expect("heads are loaded");
-            let Some(state) = cached.loaded.seen()? else {
+            // The head's open versions are decoded only when a segment may be fetched: most
+            // entities have none, or have them all in the cache already.
+            let Some(outline) = cached.loaded.outline()? else {
                 continue;
             };
-            if state.stale {
+            if outline.stale {
                 slot.retry = true;
                 continue;
             }
+            horizons[i] = outline.head.horizon_ms;
+            if outline
+                .committed
+                .iter()
+                .all(|seg| cached.segment(seg.segment).is_some())
+            {
+                for &r in e.rows {
+                    check_horizon(&group.schema, &reads[r], outline.head.horizon_ms)?;
+                }
+                continue;
+            }
+            let Some(state) = cached.loaded.seen()? else {
+                continue;
+            };
             let first = wanted.len();
             needed_segments(group, &state, e.rows, reads, |seg| {
                 if cached.segment(seg.segment).is_none()
@@ -332,13 +349,9 @@ impl Store {
             if slots[i].retry {
                 continue;
             }
-            let horizon = match slots[i].cached.as_ref().expect("loaded").loaded.seen()? {
-                Some(s) => s.seen.head.horizon_ms,
-                None => 0,
-            };
             let good = match &record {
                 Some(r) => SegmentInfo::of(info.segment, &decode_segment(&r.value)?) == info,
-                None => before(&info, horizon),
+                None => before(&info, horizons[i]),
             };
             if good {
                 added.entry(i).or_default().push((info.segment, record));
@@ -415,23 +428,17 @@ fn answer_entity(
         start + rows.len() * group.wanted.len(),
         FeatureValue::not_found(),
     );
-    let Some(state) = cached.loaded.seen()? else {
+    let (Some(head), Some(outline)) = (&cached.loaded.head, cached.loaded.outline()?) else {
         return Ok(());
     };
-    let wanted = |v: &Version<'_>| group.ids.binary_search(&v.feature).is_ok();
-    let mut versions: Vec<Version<'_>> = state
-        .seen
-        .head
-        .open
-        .iter()
-        .filter(|v| wanted(v))
-        .copied()
-        .collect();
+    let wanted = |feature: u32| group.ids.binary_search(&feature).is_ok();
+    let mut versions: Vec<Version<'_>> = Vec::new();
+    HeadFields::decode_open_into(&head.value, wanted, &mut versions)?;
     // Head first, then the segments in directory order: the order `get_many_as_of` offers
     // them in, which decides between versions of equal (event, write) order.
-    for seg in &state.seen.committed {
+    for seg in &outline.committed {
         if let Some(Some(r)) = cached.segment(seg.segment) {
-            versions.extend(decode_segment(&r.value)?.into_iter().filter(|v| wanted(v)));
+            decode_segment_into(&r.value, wanted, &mut versions)?;
         }
     }
     let ttl = group.schema.ttl_s;
@@ -447,17 +454,16 @@ fn answer_entity(
     match sweep::Axis::of(rows.iter().map(|&r| &reads[r])) {
         Some(axis) if rows.len() >= sweep::MIN_ROWS => {
             let bests = sweep::sweep(axis, &group.ids, &mut versions, rows, reads);
-            for (row, found) in bests.iter().enumerate() {
+            for (row, found) in bests.chunks_exact(group.ids.len()).enumerate() {
                 fill(row, found)?;
             }
         }
         _ => {
+            let mut best = Best::new(group.ids.clone());
             for (row, &r) in rows.iter().enumerate() {
-                let mut best = Best::new(group.ids.clone());
+                best.clear();
                 best.offer(&versions, &reads[r]);
-                let found: Vec<Option<Version<'_>>> =
-                    group.ids.iter().map(|&id| best.get(id).copied()).collect();
-                fill(row, &found)?;
+                fill(row, best.found())?;
             }
         }
     }

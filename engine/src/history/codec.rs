@@ -86,10 +86,22 @@ pub fn encode_list(versions: &[Version<'_>], out: &mut Vec<u8>) {
 
 /// Decodes a version list that fills `r` to its end.
 fn decode_list<'a>(r: &mut Reader<'a>) -> Result<Vec<Version<'a>>, FeatureError> {
+    let mut out = Vec::new();
+    decode_list_into(r, |_| true, &mut out)?;
+    Ok(out)
+}
+
+/// Decodes a version list that fills `r` to its end, appending to `out` the versions of the
+/// features `keep` accepts (every version is checked all the same).
+fn decode_list_into<'a>(
+    r: &mut Reader<'a>,
+    keep: impl Fn(u32) -> bool,
+    out: &mut Vec<Version<'a>>,
+) -> Result<(), FeatureError> {
     let count = r.varint_max(MAX_VERSIONS_PER_LIST, "version count")?;
     let base_event = r.u64()?;
     let base_write = r.u64()?;
-    let mut out = Vec::with_capacity(count.min(4096));
+    out.reserve(count.min(4096));
     for _ in 0..count {
         let feature = r.varint_max(u32::MAX as usize, "feature id")? as u32;
         let kind = r.u8()?;
@@ -102,18 +114,20 @@ fn decode_list<'a>(r: &mut Reader<'a>) -> Result<Vec<Version<'a>>, FeatureError>
             KIND_ABSENT => &[][..],
             kind => payload_slice(r, kind)?,
         };
-        out.push(Version {
-            feature,
-            kind,
-            event_time_ms,
-            write_time_ms,
-            payload,
-        });
+        if keep(feature) {
+            out.push(Version {
+                feature,
+                kind,
+                event_time_ms,
+                write_time_ms,
+                payload,
+            });
+        }
     }
     if !r.is_empty() {
         return Err(r.err("trailing bytes after the last version"));
     }
-    Ok(out)
+    Ok(())
 }
 
 fn check_format(r: &mut Reader<'_>, what: &str) -> Result<(), FeatureError> {
@@ -135,6 +149,17 @@ pub fn decode_segment(bytes: &[u8]) -> Result<Vec<Version<'_>>, FeatureError> {
     let mut r = Reader::new(bytes, HISTORY);
     check_format(&mut r, "history segment")?;
     decode_list(&mut r)
+}
+
+/// Appends a segment's versions of the features `keep` accepts to `out`.
+pub fn decode_segment_into<'a>(
+    bytes: &'a [u8],
+    keep: impl Fn(u32) -> bool,
+    out: &mut Vec<Version<'a>>,
+) -> Result<(), FeatureError> {
+    let mut r = Reader::new(bytes, HISTORY);
+    check_format(&mut r, "history segment")?;
+    decode_list_into(&mut r, keep, out)
 }
 
 /// The per-entity head: the versions not yet sealed and what the directory may use.
@@ -168,12 +193,49 @@ impl<'a> Head<'a> {
 
     pub fn decode(bytes: &'a [u8]) -> Result<Head<'a>, FeatureError> {
         let mut r = Reader::new(bytes, HISTORY);
-        check_format(&mut r, "history head")?;
+        let fields = HeadFields::read(&mut r)?;
         Ok(Head {
+            next_segment: fields.next_segment,
+            directory_version: fields.directory_version,
+            horizon_ms: fields.horizon_ms,
+            open: decode_list(&mut r)?,
+        })
+    }
+}
+
+/// A head's fixed fields, read without decoding its open versions (a read that needs only
+/// the directory's use of them, such as choosing which segments to fetch).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct HeadFields {
+    pub next_segment: u32,
+    pub directory_version: u32,
+    pub horizon_ms: u64,
+}
+
+impl HeadFields {
+    pub fn decode(bytes: &[u8]) -> Result<HeadFields, FeatureError> {
+        HeadFields::read(&mut Reader::new(bytes, HISTORY))
+    }
+
+    /// Appends a head's open versions of the features `keep` accepts to `out`; returns its
+    /// fixed fields.
+    pub fn decode_open_into<'a>(
+        bytes: &'a [u8],
+        keep: impl Fn(u32) -> bool,
+        out: &mut Vec<Version<'a>>,
+    ) -> Result<HeadFields, FeatureError> {
+        let mut r = Reader::new(bytes, HISTORY);
+        let fields = HeadFields::read(&mut r)?;
+        decode_list_into(&mut r, keep, out)?;
+        Ok(fields)
+    }
+
+    fn read(r: &mut Reader<'_>) -> Result<HeadFields, FeatureError> {
+        check_format(r, "history head")?;
+        Ok(HeadFields {
             next_segment: r.u32()?,
             directory_version: r.u32()?,
             horizon_ms: r.u64()?,
-            open: decode_list(&mut r)?,
         })
     }
 }

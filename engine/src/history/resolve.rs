@@ -105,6 +105,17 @@ impl<'a> Best<'a> {
             .try_fold(u64::MAX, |acc, t| t.map(|t| acc.min(t)))
     }
 
+    /// Forgets the versions found, to answer another read of the same features.
+    pub fn clear(&mut self) {
+        self.found.fill(None);
+    }
+
+    /// The best version of each wanted feature, in the (ascending) order of the ids given to
+    /// [`Best::new`].
+    pub fn found(&self) -> &[Option<Version<'a>>] {
+        &self.found
+    }
+
     pub fn get(&self, feature: u32) -> Option<&Version<'a>> {
         let i = self.wanted.binary_search(&feature).ok()?;
         self.found[i].as_ref()

@@ -8,7 +8,7 @@ use xxhash_rust::xxh3::xxh3_64_with_seed;
 
 use super::codec::{
     decode_directory, decode_segment, encode_directory, encode_segment, Directory, Head,
-    SegmentInfo, Version, KIND_ABSENT, MAX_SEGMENTS,
+    HeadFields, SegmentInfo, Version, KIND_ABSENT, MAX_SEGMENTS,
 };
 use super::keys::{
     check_entity_key, directory_key, head_key, history_group, segment_key,
@@ -745,14 +745,24 @@ pub(super) struct SeenState<'a> {
     pub(super) stale: bool,
 }
 
+/// What the head and directory records say of an entity's history before its versions are
+/// decoded: the head's fixed fields, the committed segments, and whether the read raced a
+/// writer.
+pub(super) struct Outline {
+    pub(super) head: HeadFields,
+    pub(super) committed: Vec<SegmentInfo>,
+    /// The directory is older than the head: the read raced a writer.
+    pub(super) stale: bool,
+}
+
 impl Loaded {
     /// `None` when the entity has no history (no head: a directory without one is a leftover
     /// of an interrupted delete and is ignored).
-    pub(super) fn seen(&self) -> Result<Option<SeenState<'_>>> {
+    pub(super) fn outline(&self) -> Result<Option<Outline>> {
         let Some(head) = &self.head else {
             return Ok(None);
         };
-        let head = Head::decode(&head.value)?;
+        let head = HeadFields::decode(&head.value)?;
         let dir = decode_dir(&self.dir)?;
         let stale = dir.version < head.directory_version && self.dir.is_some()
             || (self.dir.is_none() && head.directory_version != 0);
@@ -761,9 +771,24 @@ impl Loaded {
             .into_iter()
             .filter(|e| e.segment < head.next_segment)
             .collect();
-        Ok(Some(SeenState {
-            seen: Seen { head, committed },
+        Ok(Some(Outline {
+            head,
+            committed,
             stale,
+        }))
+    }
+
+    /// The outline and the head's open versions; `None` as for [`Loaded::outline`].
+    pub(super) fn seen(&self) -> Result<Option<SeenState<'_>>> {
+        let (Some(record), Some(outline)) = (&self.head, self.outline()?) else {
+            return Ok(None);
+        };
+        Ok(Some(SeenState {
+            seen: Seen {
+                head: Head::decode(&record.value)?,
+                committed: outline.committed,
+            },
+            stale: outline.stale,
         }))
     }
 }

@@ -55,7 +55,8 @@ impl Axis {
 }
 
 /// Per row of `rows` (indices into `reads`, all on `axis`), the best version of each of `ids`
-/// (ascending) the row sees, in `ids` order. `versions` holds only features of `ids`; it is
+/// (ascending) the row sees, in `ids` order: row `i`'s answers are
+/// `out[i * ids.len()..(i + 1) * ids.len()]`. `versions` holds only features of `ids`; it is
 /// sorted along the axis (stably).
 pub(crate) fn sweep<'a>(
     axis: Axis,
@@ -63,15 +64,19 @@ pub(crate) fn sweep<'a>(
     versions: &mut [Version<'a>],
     rows: &[usize],
     reads: &[AsOf],
-) -> Vec<Vec<Option<Version<'a>>>> {
+) -> Vec<Option<Version<'a>>> {
     versions.sort_by_key(|v| axis.version_key(v));
-    let mut order: Vec<usize> = (0..rows.len()).collect();
-    order.sort_unstable_by_key(|&i| axis.read_key(&reads[rows[i]]));
-    let mut best: Vec<Option<Version<'a>>> = vec![None; ids.len()];
-    let mut out = vec![Vec::new(); rows.len()];
+    let mut order: Vec<(u64, usize)> = rows
+        .iter()
+        .enumerate()
+        .map(|(i, &r)| (axis.read_key(&reads[r]), i))
+        .collect();
+    order.sort_unstable();
+    let n = ids.len();
+    let mut best: Vec<Option<Version<'a>>> = vec![None; n];
+    let mut out = vec![None; rows.len() * n];
     let mut next = 0;
-    for i in order {
-        let limit = axis.read_key(&reads[rows[i]]);
+    for (limit, i) in order {
         while let Some(v) = versions.get(next).filter(|v| axis.version_key(v) <= limit) {
             if let Ok(k) = ids.binary_search(&v.feature) {
                 if best[k].is_none_or(|b| v.order() >= b.order()) {
@@ -80,7 +85,7 @@ pub(crate) fn sweep<'a>(
             }
             next += 1;
         }
-        out[i] = best.clone();
+        out[i * n..(i + 1) * n].copy_from_slice(&best);
     }
     out
 }
@@ -130,8 +135,10 @@ mod tests {
             let axis = Axis::of(reads.iter()).expect("one axis");
             let mut sorted = versions.clone();
             let got = sweep(axis, &ids, &mut sorted, &rows, &reads);
+            let n = ids.len();
             for (i, &r) in rows.iter().enumerate() {
-                assert_eq!(got[i], per_row(&ids, &versions, &reads[r]), "case {case}");
+                let row = &got[i * n..(i + 1) * n];
+                assert_eq!(row, per_row(&ids, &versions, &reads[r]), "case {case}");
             }
         }
     }

@@ -1,7 +1,7 @@
 //! The point-in-time join of one spine batch against the store's history.
 
 use std::collections::HashMap;
-use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 
 use super::mode::TimeMode;
 use super::spine::SpineBatch;
@@ -180,8 +180,7 @@ impl<'s> TrainingSet<'s> {
             .map(|keys| entities_of(keys))
             .collect::<Result<_>>()?;
         let jobs = jobs(&entities);
-        let answers = self.run(&plans, &entities, &reads, &jobs)?;
-        for (job, values) in jobs.iter().zip(answers) {
+        self.run(&plans, &entities, &reads, &jobs, |job, values| {
             let part = &self.groups[job.group];
             let mut values = values.into_iter();
             for (_, rows) in &entities[job.group][job.entities.clone()] {
@@ -191,7 +190,7 @@ impl<'s> TrainingSet<'s> {
                     }
                 }
             }
-        }
+        })?;
         Ok(Joined { columns })
     }
 
@@ -268,14 +267,17 @@ impl<'s> TrainingSet<'s> {
         Ok(())
     }
 
-    /// Runs the jobs on up to `self.threads` threads; answers in job order.
+    /// Runs the jobs on up to `self.threads` threads, handing each job's answers to `place`
+    /// on the calling thread as soon as it is done (so that they are not all held at once).
+    /// The first failed job's error is returned once every thread has stopped.
     fn run(
         &self,
         plans: &[GroupRead],
         entities: &[Vec<(Vec<u8>, Vec<usize>)>],
         reads: &[AsOf],
         jobs: &[Job],
-    ) -> Result<Vec<Vec<FeatureValue>>> {
+        mut place: impl FnMut(&Job, Vec<FeatureValue>),
+    ) -> Result<()> {
         let one = |job: &Job| -> Result<Vec<FeatureValue>> {
             let rows: Vec<EntityRows<'_>> = entities[job.group][job.entities.clone()]
                 .iter()
@@ -286,35 +288,45 @@ impl<'s> TrainingSet<'s> {
         };
         let threads = self.threads.min(jobs.len());
         if threads <= 1 {
-            return jobs.iter().map(one).collect();
+            for job in jobs {
+                place(job, one(job)?);
+            }
+            return Ok(());
         }
         let next = AtomicUsize::new(0);
-        let mut results: Vec<Option<Result<Vec<FeatureValue>>>> =
-            (0..jobs.len()).map(|_| None).collect();
+        let failed = AtomicBool::new(false);
+        let (done, answers) =
+            std::sync::mpsc::sync_channel::<(usize, Result<Vec<FeatureValue>>)>(threads);
         std::thread::scope(|scope| {
-            let workers: Vec<_> = (0..threads)
-                .map(|_| {
-                    scope.spawn(|| {
-                        let mut done = Vec::new();
-                        loop {
-                            let j = next.fetch_add(1, Ordering::Relaxed);
-                            let Some(job) = jobs.get(j) else { break };
-                            done.push((j, one(job)));
-                        }
-                        done
-                    })
-                })
-                .collect();
-            for worker in workers {
-                for (j, answer) in worker.join().expect("a join worker panicked") {
-                    results[j] = Some(answer);
+            for _ in 0..threads {
+                let done = done.clone();
+                let (next, failed, one) = (&next, &failed, &one);
+                scope.spawn(move || loop {
+                    let j = next.fetch_add(1, Ordering::Relaxed);
+                    let Some(job) = jobs.get(j) else { break };
+                    if failed.load(Ordering::Relaxed) {
+                        break;
+                    }
+                    let answer = one(job);
+                    failed.fetch_or(answer.is_err(), Ordering::Relaxed);
+                    if done.send((j, answer)).is_err() {
+                        break;
+                    }
+                });
+            }
+            drop(done);
+            let mut first_error = None;
+            for (j, answer) in answers {
+                match answer {
+                    Ok(values) if first_error.is_none() => place(&jobs[j], values),
+                    Ok(_) => {}
+                    Err(e) => {
+                        first_error.get_or_insert(e);
+                    }
                 }
             }
-        });
-        results
-            .into_iter()
-            .map(|r| r.expect("every job ran"))
-            .collect()
+            first_error.map_or(Ok(()), Err)
+        })
     }
 }
 

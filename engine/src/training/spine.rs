@@ -30,6 +30,18 @@ impl SpineBatch {
         self.timestamps_ms.is_empty()
     }
 
+    /// Appends `next`, the rows that follow this batch's in the spine (same columns).
+    pub fn append(&mut self, next: SpineBatch) {
+        debug_assert_eq!(self.first_row + self.len() as u64, next.first_row);
+        self.timestamps_ms.extend(next.timestamps_ms);
+        for (keys, more) in self.keys.iter_mut().zip(next.keys) {
+            keys.extend(more);
+        }
+        if let (Some(known), Some(more)) = (&mut self.known_at_ms, next.known_at_ms) {
+            known.extend(more);
+        }
+    }
+
     /// The 1-based number of row `index` of this batch in the whole spine.
     pub fn row_number(&self, index: usize) -> u64 {
         self.first_row + index as u64 + 1

@@ -396,7 +396,7 @@ pub struct TrainingSetArgs {
     #[arg(long)]
     pub full_feature_names: bool,
     /// Spine rows read, joined and written per step (one output row group each); rows of one entity in a step share its reads
-    #[arg(long, value_name = "N", default_value_t = 262_144, value_parser = clap::value_parser!(u64).range(1..=quiver_engine::training::MAX_SPINE_BATCH_ROWS as u64))]
+    #[arg(long, value_name = "N", default_value_t = quiver_engine::training::MAX_SPINE_BATCH_ROWS as u64, value_parser = clap::value_parser!(u64).range(1..=quiver_engine::training::MAX_SPINE_BATCH_ROWS as u64))]
     pub batch_rows: u64,
     /// MiB of entity histories kept between batches (local store): an entity's history is read from the device once per spine while this holds it
     #[arg(long, value_name = "MIB", default_value_t = 256, value_parser = clap::value_parser!(u64).range(0..=65_536))]

@@ -18,7 +18,7 @@ use std::path::Path;
 use std::time::Instant;
 
 use quiver_engine::feature::{FeatureRef, FeatureType, Status};
-use quiver_engine::training::TimeMode;
+use quiver_engine::training::{Joined, SpineBatch, TimeMode};
 use serde_json::json;
 
 use super::backend::Backend;
@@ -29,7 +29,7 @@ use super::load::{resolve_format, sniff, FileFormat};
 use super::output::Out;
 use super::progress::{bar, thousands};
 use sink::{OutColumn, TrainingSink, STATUS_SUFFIX};
-use spine::{SpinePlan, SpineSource};
+use spine::{SpineChunk, SpinePlan, SpineSource};
 
 /// A `--mode` value: `event`, `as-served`, or `known-at:COLUMN`.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -141,15 +141,68 @@ fn write(
     let start = Instant::now();
     let mut counts = Counts::default();
     let batch_rows = usize::try_from(args.batch_rows).unwrap_or(usize::MAX);
-    backend.training_cache_bytes((args.cache_mib as usize) << 20);
-    while let Some(chunk) = source.next_chunk(batch_rows)? {
-        let joined = backend.training_join(&request.features, args.mode.mode, &chunk.batch)?;
-        sink.write(&chunk, &joined)?;
-        counts.rows += chunk.batch.len() as u64;
+    // The cache serves an entity's rows in later batches: a spine joined in one batch needs
+    // none.
+    let cache_bytes = match source.total_rows() <= batch_rows as u64 {
+        true => 0,
+        false => (args.cache_mib as usize) << 20,
+    };
+    backend.training_cache_bytes(cache_bytes);
+    loop {
+        // A source's chunks end at its row groups: up to `batch_rows` rows of consecutive
+        // chunks are joined as one batch, so that an entity's rows in them share its reads,
+        // and each chunk is written back as a row group of its own.
+        let mut chunks: Vec<SpineChunk> = Vec::new();
+        let mut rows = 0usize;
+        while rows < batch_rows {
+            let Some(chunk) = source.next_chunk(batch_rows - rows)? else {
+                break;
+            };
+            rows += chunk.batch.len();
+            chunks.push(chunk);
+        }
+        if chunks.is_empty() {
+            break;
+        }
+        let mut parts = chunks.iter_mut().map(|c| {
+            let empty = SpineBatch {
+                first_row: c.batch.first_row + c.batch.len() as u64,
+                timestamps_ms: Vec::new(),
+                keys: vec![Vec::new(); c.batch.keys.len()],
+                known_at_ms: c.batch.known_at_ms.as_ref().map(|_| Vec::new()),
+            };
+            std::mem::replace(&mut c.batch, empty)
+        });
+        let mut batch = parts.next().expect("one chunk at least");
+        let lens: Vec<usize> = std::iter::once(batch.len())
+            .chain(parts.map(|part| {
+                let len = part.len();
+                batch.append(part);
+                len
+            }))
+            .collect();
+        let mut joined = backend.training_join(&request.features, args.mode.mode, &batch)?;
         for v in joined.columns.iter().flatten() {
             counts.statuses[status_slot(v.status)] += 1;
         }
-        progress.set_position(counts.rows);
+        // Cut from the end, so that each value is moved once.
+        let mut parts: Vec<Joined> = lens
+            .iter()
+            .rev()
+            .map(|&len| Joined {
+                columns: joined
+                    .columns
+                    .iter_mut()
+                    .map(|column| column.split_off(column.len() - len))
+                    .collect(),
+            })
+            .collect();
+        parts.reverse();
+        for ((chunk, part), len) in chunks.iter().zip(&parts).zip(lens) {
+            sink.write(chunk, part)?;
+            counts.rows += len as u64;
+            progress.set_position(counts.rows);
+        }
         let rate = counts.rows as f64 / start.elapsed().as_secs_f64().max(1e-9);
         progress.set_message(format!("{} rows/s", thousands(rate as u64)));
     }
