@@ -818,6 +818,19 @@ fn protocol_seeds() -> Vec<Vec<u8>> {
             payload: b"hello".to_vec(),
         },
         Request::Stats,
+        Request::Security(quiver_server::protocol::SecurityRequest::Whoami),
+        Request::Security(quiver_server::protocol::SecurityRequest::RoleGrant {
+            role: "analysts".into(),
+            grant: quiver_server::protocol::Grant {
+                permission: quiver_server::protocol::Permission::Read,
+                scope: quiver_server::protocol::Scope::Tag("pii".into()),
+            },
+        }),
+        Request::Security(quiver_server::protocol::SecurityRequest::UserCreate {
+            name: "ana".into(),
+            password: "a-password".into(),
+            roles: vec!["analysts".into()],
+        }),
         Request::Get {
             key: EntityKey::String("user:1".into()),
             features: vec![feature("g", "f")],
@@ -996,6 +1009,26 @@ fn protocol_seeds() -> Vec<Vec<u8>> {
             },
         ),
         (Opcode::Stats, Response::Stats { json: "{}".into() }),
+        (
+            Opcode::Security,
+            Response::Security(quiver_server::protocol::SecurityReply::Whoami {
+                user: "ana".into(),
+                roles: vec!["analysts".into()],
+                grants: vec![quiver_server::protocol::Grant {
+                    permission: quiver_server::protocol::Permission::Write,
+                    scope: quiver_server::protocol::Scope::Group("g".into()),
+                }],
+            }),
+        ),
+        (
+            Opcode::Security,
+            Response::Security(quiver_server::protocol::SecurityReply::Users(vec![
+                quiver_server::protocol::UserInfo {
+                    name: "ana".into(),
+                    roles: vec![],
+                },
+            ])),
+        ),
     ];
     let mut out: Vec<Vec<u8>> = requests
         .iter()

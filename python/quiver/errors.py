@@ -119,6 +119,11 @@ class InternalError(QuiverError):
     """A failure inside the server (INTERNAL)."""
 
 
+class PermissionDeniedError(QuiverError, PermissionError):
+    """The user lacks the permission the request needs on a group it names
+    (PERMISSION_DENIED)."""
+
+
 class QuiverConnectionError(QuiverError, ConnectionError):
     """The server could not be reached, or the connection broke."""
 
@@ -159,6 +164,7 @@ BY_STATUS: Dict[str, Type[QuiverError]] = {
     "SHUTTING_DOWN": ShuttingDownError,
     "BUSY": BusyError,
     "INTERNAL": InternalError,
+    "PERMISSION_DENIED": PermissionDeniedError,
     "CONNECTION": QuiverConnectionError,
     "TIMEOUT": QuiverTimeoutError,
     "PROTOCOL": ProtocolError,

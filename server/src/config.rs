@@ -143,6 +143,12 @@ pub struct ServerConfig {
     /// `engine_threads` more).
     pub http_threads: usize,
     pub auth_token: Option<Vec<u8>>,
+    /// Password of the built-in user `admin`, created on a start that finds no user.
+    pub admin_password: Option<String>,
+    /// Where audit lines go.
+    pub audit_log: crate::security::AuditTarget,
+    /// TLS on the binary protocol and the HTTP listeners (`None`: plaintext).
+    pub tls: Option<crate::tls::TlsFiles>,
     pub trusted_network: bool,
     pub workers: usize,
     pub engine_threads: usize,
@@ -165,6 +171,9 @@ impl ServerConfig {
             http: None,
             http_threads: 2,
             auth_token: None,
+            admin_password: None,
+            audit_log: crate::security::AuditTarget::Off,
+            tls: None,
             trusted_network: false,
             workers: cores,
             engine_threads: (cores * 2).max(4),
@@ -178,7 +187,8 @@ impl ServerConfig {
 
     /// Refuses an unauthenticated non-loopback listener unless the network is declared trusted.
     pub fn check_security(&self) -> Result<(), ConfigError> {
-        let open = self.auth_token.is_none() && !self.trusted_network;
+        let open =
+            self.auth_token.is_none() && self.admin_password.is_none() && !self.trusted_network;
         for addr in std::iter::once(self.listen).chain(self.http) {
             if open && !addr.ip().is_loopback() {
                 return Err(ConfigError::UnprotectedListen { addr });
@@ -223,6 +233,22 @@ pub struct Args {
     /// Token clients must present in the handshake (or env QUIVER_AUTH_TOKEN).
     #[arg(long)]
     pub auth_token: Option<String>,
+    /// Password of the built-in user `admin`, created on a start that finds no user (or env
+    /// QUIVER_ADMIN_PASSWORD); ignored once users exist.
+    #[arg(long)]
+    pub admin_password: Option<String>,
+    /// Audit log: a file to append JSON lines to, or `stderr` [default: off].
+    #[arg(long)]
+    pub audit_log: Option<String>,
+    /// PEM certificate chain of the server: turns TLS on for every listener (with --tls-key).
+    #[arg(long)]
+    pub tls_cert: Option<PathBuf>,
+    /// PEM private key of --tls-cert.
+    #[arg(long)]
+    pub tls_key: Option<PathBuf>,
+    /// PEM CA certificates: clients must present a certificate signed by one (mutual TLS).
+    #[arg(long)]
+    pub tls_client_ca: Option<PathBuf>,
     /// Allow a non-loopback listener without an auth token.
     #[arg(long)]
     pub trusted_network: bool,
@@ -304,6 +330,11 @@ struct FileConfig {
     http: Option<String>,
     http_threads: Option<usize>,
     auth_token: Option<String>,
+    admin_password: Option<String>,
+    audit_log: Option<String>,
+    tls_cert: Option<PathBuf>,
+    tls_key: Option<PathBuf>,
+    tls_client_ca: Option<PathBuf>,
     trusted_network: Option<bool>,
     workers: Option<usize>,
     engine_threads: Option<usize>,
@@ -434,6 +465,36 @@ impl Args {
             )?;
         }
         config.auth_token = token.map(String::into_bytes);
+        config.admin_password = self
+            .admin_password
+            .or(file.admin_password)
+            .or_else(|| std::env::var("QUIVER_ADMIN_PASSWORD").ok())
+            .filter(|p| !p.is_empty());
+        if let Some(p) = &config.admin_password {
+            crate::security::acl::check_password(p).map_err(|m| invalid("admin-password", m))?;
+        }
+        let client_ca = self.tls_client_ca.or(file.tls_client_ca);
+        config.tls =
+            match (
+                self.tls_cert.or(file.tls_cert),
+                self.tls_key.or(file.tls_key),
+            ) {
+                (Some(cert), Some(key)) => Some(crate::tls::TlsFiles {
+                    cert,
+                    key,
+                    client_ca,
+                }),
+                (None, None) if client_ca.is_none() => None,
+                _ => return Err(invalid(
+                    "tls-cert",
+                    "TLS needs both --tls-cert and --tls-key (and --tls-client-ca only with them)",
+                )),
+            };
+        config.audit_log = match self.audit_log.or(file.audit_log).as_deref() {
+            None | Some("") => crate::security::AuditTarget::Off,
+            Some("stderr") => crate::security::AuditTarget::Stderr,
+            Some(path) => crate::security::AuditTarget::File(PathBuf::from(path)),
+        };
         config.trusted_network = self.trusted_network || file.trusted_network.unwrap_or(false);
         if let Some(w) = self.workers.or(file.workers) {
             config.workers = in_range("workers", w, 1, 256)?;

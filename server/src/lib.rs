@@ -9,5 +9,7 @@ pub mod client;
 pub mod config;
 pub mod http;
 pub mod protocol;
+pub mod security;
 pub mod server;
 pub mod size;
+pub mod tls;

@@ -37,6 +37,7 @@ fn options() -> TargetOptions {
         connect_timeout: Duration::from_secs(1),
         request_timeout: Duration::from_secs(5),
         auth_token: None,
+        tls: Default::default(),
     }
 }
 

@@ -28,6 +28,7 @@ fn quiverd_target_runs_every_kind_of_operation() {
         connect_timeout: Duration::from_secs(2),
         request_timeout: Duration::from_secs(10),
         auth_token: None,
+        tls: Default::default(),
     };
     let mut load = true;
     for workload in ["ycsb-a", "batch-get", "ycsb-f", "ycsb-d"] {

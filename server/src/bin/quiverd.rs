@@ -2,12 +2,13 @@
 //!
 //! Prints `listening on ADDR` as the first line of stdout once it accepts connections (logs go
 //! to stderr; then `metrics on ...` and `http on ...` when those are served), and shuts down gracefully on SIGTERM or SIGINT: stop accepting, finish
-//! in-flight requests, then close the store (flush + checkpoint).
+//! in-flight requests, then close the store (flush + checkpoint). SIGHUP rereads the TLS
+//! certificate files and reopens the audit log, without closing any connection.
 
 use clap::Parser;
 use quiver_engine::{Config, DeviceConfig, Store};
 use quiver_server::config::{Args, DataConfig, LogFormat, ServerConfig};
-use signal_hook::consts::{SIGINT, SIGTERM};
+use signal_hook::consts::{SIGHUP, SIGINT, SIGTERM};
 use signal_hook::iterator::Signals;
 use std::io::Write;
 use std::os::unix::fs::FileTypeExt;
@@ -128,24 +129,38 @@ fn run(config: ServerConfig) -> Result<(), String> {
     tracing::info!(data = ?config.data, durability = ?config.durability, "opening store");
     let store = Store::open(engine).map_err(|e| format!("cannot open the store: {e}"))?;
     log_recovery(store.engine().recovery_report());
-    let mut signals = Signals::new([SIGTERM, SIGINT])
+    let mut signals = Signals::new([SIGTERM, SIGINT, SIGHUP])
         .map_err(|e| format!("cannot install signal handlers: {e}"))?;
     let auth = config.auth_token.is_some();
     let handle = quiver_server::server::start(config, Arc::new(store))
         .map_err(|e| format!("cannot start the server: {e}"))?;
     {
         let mut out = std::io::stdout().lock();
+        let scheme = if handle.tls() { "https" } else { "http" };
         let _ = writeln!(out, "listening on {}", handle.local_addr());
         if let Some(m) = handle.metrics_addr() {
-            let _ = writeln!(out, "metrics on http://{m}/metrics");
+            let _ = writeln!(out, "metrics on {scheme}://{m}/metrics");
         }
         if let Some(h) = handle.http_addr() {
-            let _ = writeln!(out, "http on http://{h}");
+            let _ = writeln!(out, "http on {scheme}://{h}");
         }
         let _ = out.flush();
     }
     tracing::info!(addr = %handle.local_addr(), auth, "quiverd serving");
-    let signal = signals.forever().next();
+    let mut signal = None;
+    for sig in signals.forever() {
+        if sig != SIGHUP {
+            signal = Some(sig);
+            break;
+        }
+        // Certificate rotation and log rotation: reread the TLS files, reopen the audit log.
+        match handle.reload() {
+            Ok(()) => tracing::info!("SIGHUP: TLS certificates reloaded, audit log reopened"),
+            Err(e) => {
+                tracing::error!(error = %e, "SIGHUP: TLS reload failed; the old certificates stay")
+            }
+        }
+    }
     tracing::info!(
         ?signal,
         "shutting down: no new connections, finishing in-flight requests"

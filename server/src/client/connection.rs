@@ -14,9 +14,48 @@ const WRITE_BATCH_BYTES: usize = 64 * 1024;
 /// Frame limit assumed while reading the handshake response.
 const HANDSHAKE_MAX_BODY: u32 = 1 << 20;
 
+/// The byte stream under the frames: plain TCP, or TLS over it.
+enum Transport {
+    Plain(TcpStream),
+    Tls(Box<rustls::StreamOwned<rustls::ClientConnection, TcpStream>>),
+}
+
+impl Transport {
+    fn tcp(&self) -> &TcpStream {
+        match self {
+            Transport::Plain(s) => s,
+            Transport::Tls(s) => &s.sock,
+        }
+    }
+}
+
+impl Read for Transport {
+    fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
+        match self {
+            Transport::Plain(s) => s.read(buf),
+            Transport::Tls(s) => s.read(buf),
+        }
+    }
+}
+
+impl Write for Transport {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        match self {
+            Transport::Plain(s) => s.write(buf),
+            Transport::Tls(s) => s.write(buf),
+        }
+    }
+    fn flush(&mut self) -> std::io::Result<()> {
+        match self {
+            Transport::Plain(s) => s.flush(),
+            Transport::Tls(s) => s.flush(),
+        }
+    }
+}
+
 pub struct Connection {
     addr: String,
-    stream: TcpStream,
+    stream: Transport,
     wbuf: Vec<u8>,
     rbuf: Vec<u8>,
     rpos: usize,
@@ -30,6 +69,11 @@ fn io_err(
     timeout: Option<Duration>,
     e: std::io::Error,
 ) -> ClientError {
+    if e.kind() == ErrorKind::InvalidData
+        && e.get_ref().is_some_and(|inner| inner.is::<rustls::Error>())
+    {
+        return ClientError::Tls(e.to_string());
+    }
     match e.kind() {
         ErrorKind::WouldBlock | ErrorKind::TimedOut => ClientError::Timeout {
             what,
@@ -57,7 +101,7 @@ impl Connection {
             match Connection::open(addr, config) {
                 Ok(pair) => return Ok(pair),
                 // A refused handshake will be refused again: do not retry it.
-                Err(e @ ClientError::Server { .. }) => return Err(e),
+                Err(e @ (ClientError::Server { .. } | ClientError::Tls(_))) => return Err(e),
                 Err(e) => last = e.to_string(),
             }
             if attempt + 1 < attempts {
@@ -92,6 +136,15 @@ impl Connection {
             s.set_write_timeout(config.io_timeout)
         };
         setup(&stream).map_err(|e| io_err(addr, "socket setup", None, e))?;
+        let stream = match &config.tls {
+            None => Transport::Plain(stream),
+            Some(tls) => {
+                let name = crate::tls::server_name(addr).map_err(ClientError::Tls)?;
+                let session = rustls::ClientConnection::new(tls.clone(), name)
+                    .map_err(|e| ClientError::Tls(e.to_string()))?;
+                Transport::Tls(Box::new(rustls::StreamOwned::new(session, stream)))
+            }
+        };
         let mut conn = Connection {
             addr: addr.to_owned(),
             stream,
@@ -156,7 +209,7 @@ impl Connection {
         // leaves the socket's data in place and MSG_DONTWAIT never blocks.
         let n = unsafe {
             libc::recv(
-                self.stream.as_raw_fd(),
+                self.stream.tcp().as_raw_fd(),
                 (&mut byte as *mut u8).cast(),
                 1,
                 libc::MSG_PEEK | libc::MSG_DONTWAIT,
@@ -197,6 +250,12 @@ impl Connection {
         let head: [u8; HEADER_LEN] = self.rbuf[self.rpos..self.rpos + HEADER_LEN]
             .try_into()
             .expect("fill() made HEADER_LEN bytes available");
+        if matches!(self.stream, Transport::Plain(_)) && crate::tls::looks_like_tls_record(&head) {
+            return Err(ClientError::Tls(format!(
+                "{} answered with a TLS record: it speaks TLS, connect with TLS (--tls, --ca)",
+                self.addr
+            )));
+        }
         let header = FrameHeader::decode(&head, self.max_body)?;
         let total = HEADER_LEN + header.body_len as usize;
         self.fill(total)?;

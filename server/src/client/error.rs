@@ -31,6 +31,9 @@ pub enum ClientError {
         attempts: u32,
         last: String,
     },
+    /// TLS could not be set up: a certificate refused, or one side not speaking TLS.
+    #[error("TLS: {0}")]
+    Tls(String),
     #[error("request of {len} bytes exceeds the server's {max}-byte frame limit")]
     RequestTooLarge { len: usize, max: u32 },
 }

@@ -25,7 +25,7 @@ pub use training::{RemoteTrainingSet, TRAINING_PIPELINE_DEPTH, TRAINING_REQUEST_
 
 use crate::protocol::{
     GetAsOfRequest, HandshakeInfo, HistoryKeysRequest, HistoryRequest, Opcode, Request, Response,
-    ScanRequest, StatusCode,
+    ScanRequest, SecurityReply, SecurityRequest, StatusCode,
 };
 use connection::Connection;
 use quiver_engine::feature::{
@@ -43,8 +43,10 @@ pub const HISTORY_PAGE_VERSIONS: u32 = 10_000;
 /// How the client connects and how long it waits.
 #[derive(Debug, Clone)]
 pub struct ClientConfig {
-    /// Token presented in the handshake.
+    /// Token presented in the handshake: the server's token, or `user:password`.
     pub auth_token: Option<Vec<u8>>,
+    /// Speak TLS with this configuration (see [`crate::tls::client_config`]).
+    pub tls: Option<std::sync::Arc<rustls::ClientConfig>>,
     pub connect_timeout: Duration,
     /// Longest wait for a response or a write; `None` waits forever.
     pub io_timeout: Option<Duration>,
@@ -58,6 +60,7 @@ impl Default for ClientConfig {
     fn default() -> Self {
         ClientConfig {
             auth_token: None,
+            tls: None,
             connect_timeout: Duration::from_secs(5),
             io_timeout: Some(Duration::from_secs(30)),
             reconnect_attempts: 3,
@@ -506,6 +509,14 @@ impl Client {
         match self.call(&request)? {
             Response::HistoryKeys { keys, next } => Ok((keys, next)),
             other => Err(unexpected(Opcode::HistoryKeys, &other)),
+        }
+    }
+
+    /// A SECURITY command: users, roles, grants, whoami (docs/SECURITY.md).
+    pub fn security(&mut self, request: SecurityRequest) -> Result<SecurityReply> {
+        match self.call(&Request::Security(request))? {
+            Response::Security(reply) => Ok(reply),
+            other => Err(unexpected(Opcode::Security, &other)),
         }
     }
 

@@ -70,6 +70,7 @@ pub fn http_status(status: StatusCode) -> u16 {
         | S::TypeMismatch
         | S::InvalidArgument => 400,
         S::HandshakeRequired | S::AuthFailed => 401,
+        S::PermissionDenied => 403,
         S::UnknownOpcode | S::UnknownGroup | S::UnknownFeature | S::NotFound => 404,
         S::GroupExists | S::AlreadyExists | S::GenerationMismatch => 409,
         S::DeviceFull => 507,

@@ -120,19 +120,27 @@ async fn serve(
             continue;
         };
         let _ = stream.set_nodelay(true);
+        let watcher = graceful.watcher();
         let s = shared.clone();
-        let service = hyper::service::service_fn(move |req| {
-            let s = s.clone();
-            async move { Ok::<_, Infallible>(answer(req, s).await) }
-        });
-        let conn = hyper::server::conn::http1::Builder::new()
-            .timer(TokioTimer::new())
-            .header_read_timeout(header_timeout)
-            .max_buf_size(MAX_HEAD_BYTES)
-            .serve_connection(TokioIo::new(stream), service);
-        let conn = graceful.watch(conn);
+        // With TLS, the handshake must end within the header deadline too.
+        let tls = shared
+            .tls
+            .as_ref()
+            .map(|t| tokio_rustls::TlsAcceptor::from(t.config()));
         tokio::spawn(async move {
-            if let Err(e) = conn.await {
+            let result = match tls {
+                None => serve_connection(TokioIo::new(stream), s, header_timeout, watcher).await,
+                Some(acceptor) => {
+                    match tokio::time::timeout(header_timeout, acceptor.accept(stream)).await {
+                        Ok(Ok(tls)) => {
+                            serve_connection(TokioIo::new(tls), s, header_timeout, watcher).await
+                        }
+                        Ok(Err(e)) => Err(format!("TLS handshake refused: {e}")),
+                        Err(_) => Err("TLS handshake not finished in time".to_string()),
+                    }
+                }
+            };
+            if let Err(e) = result {
                 tracing::debug!(error = %e, "http connection ended with an error");
             }
             drop(slot);
@@ -145,6 +153,28 @@ async fn serve(
     {
         tracing::warn!("http requests still running after the shutdown grace period; closing them");
     }
+}
+
+/// Serves one connection's requests (plaintext or TLS) until it closes or the server stops.
+async fn serve_connection<I>(
+    io: TokioIo<I>,
+    shared: Arc<Shared>,
+    header_timeout: Duration,
+    watcher: hyper_util::server::graceful::Watcher,
+) -> Result<(), String>
+where
+    I: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Send + 'static,
+{
+    let service = hyper::service::service_fn(move |req| {
+        let s = shared.clone();
+        async move { Ok::<_, Infallible>(answer(req, s).await) }
+    });
+    let conn = hyper::server::conn::http1::Builder::new()
+        .timer(TokioTimer::new())
+        .header_read_timeout(header_timeout)
+        .max_buf_size(MAX_HEAD_BYTES)
+        .serve_connection(io, service);
+    watcher.watch(conn).await.map_err(|e| e.to_string())
 }
 
 /// A connection over `max_connections`: a 503 and close.
@@ -255,9 +285,18 @@ fn health(shared: &Shared, method: &Method) -> Result<Answer, ApiError> {
     Ok(json(200, br#"{"status":"SERVING"}"#.to_vec()))
 }
 
-/// Checks `Authorization: Bearer <token>` when the server has a token.
+/// Checks `Authorization: Bearer <token>` when the server has a token. The HTTP API knows
+/// no users: on a server with users it takes the server's token only (full access), and
+/// refuses every request when there is none (docs/SECURITY.md).
 fn authorize(req: &Request<Incoming>, shared: &Shared) -> Result<(), ApiError> {
     let Some(expected) = &shared.config.auth_token else {
+        if shared.security.enforcing() {
+            return Err(ApiError::new(
+                StatusCode::AuthFailed,
+                "this server has users, which the HTTP API does not take: it needs the \
+                 server's auth token (--auth-token)",
+            ));
+        }
         return Ok(());
     };
     let presented = req

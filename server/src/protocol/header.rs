@@ -38,11 +38,12 @@ pub enum Opcode {
     Scan = 0x30,
     HistoryKeys = 0x31,
     Stats = 0x40,
+    Security = 0x50,
 }
 
 impl Opcode {
     /// Every opcode, in wire order (metrics iterate over it).
-    pub const ALL: [Opcode; 17] = [
+    pub const ALL: [Opcode; 18] = [
         Opcode::Handshake,
         Opcode::Ping,
         Opcode::Put,
@@ -60,6 +61,7 @@ impl Opcode {
         Opcode::Scan,
         Opcode::HistoryKeys,
         Opcode::Stats,
+        Opcode::Security,
     ];
 
     pub fn from_u8(opcode: u8) -> Result<Opcode, DecodeError> {
@@ -89,6 +91,7 @@ impl Opcode {
             Opcode::Scan => "scan",
             Opcode::HistoryKeys => "history_keys",
             Opcode::Stats => "stats",
+            Opcode::Security => "security",
         }
     }
 

@@ -1,6 +1,10 @@
 //! Typed requests and responses and their frame encodings.
 
 use super::history::*;
+use super::security::{
+    get_security_reply, get_security_request, put_security_reply, put_security_request,
+    SecurityReply, SecurityRequest,
+};
 use super::training::*;
 use super::types::*;
 use super::wire::{
@@ -76,6 +80,7 @@ pub enum Request {
     HistoryKeys(HistoryKeysRequest),
     TrainingSet(TrainingSetRequest),
     Stats,
+    Security(SecurityRequest),
 }
 
 /// What the server tells a client in its handshake response.
@@ -138,6 +143,7 @@ pub enum Response {
     Stats {
         json: String,
     },
+    Security(SecurityReply),
     Error {
         status: StatusCode,
         message: String,
@@ -164,6 +170,7 @@ impl Request {
             Request::HistoryKeys(_) => Opcode::HistoryKeys,
             Request::TrainingSet(_) => Opcode::TrainingSet,
             Request::Stats => Opcode::Stats,
+            Request::Security(_) => Opcode::Security,
         }
     }
 }
@@ -271,6 +278,7 @@ fn encode_request_body(request: &Request, b: &mut Vec<u8>) {
         Request::HistoryKeys(r) => put_history_keys_request(b, r),
         Request::TrainingSet(r) => put_training_set_request(b, r),
         Request::Stats => {}
+        Request::Security(r) => put_security_request(b, r),
     }
 }
 
@@ -349,6 +357,7 @@ pub fn decode_request(opcode: Opcode, body: &[u8]) -> Result<Request, DecodeErro
         Opcode::HistoryKeys => Request::HistoryKeys(get_history_keys_request(&mut r)?),
         Opcode::TrainingSet => Request::TrainingSet(get_training_set_request(&mut r)?),
         Opcode::Stats => Request::Stats,
+        Opcode::Security => Request::Security(get_security_request(&mut r)?),
     };
     r.finish(opcode.name())?;
     Ok(request)
@@ -455,6 +464,7 @@ fn encode_response_body(response: &Response, b: &mut Vec<u8>) {
         Response::GroupDropped => {}
         Response::ScanChunk { items, next, .. } => put_scan_chunk(b, items, *next),
         Response::Stats { json } => b.extend_from_slice(json.as_bytes()),
+        Response::Security(reply) => put_security_reply(b, reply),
         Response::Error { message, .. } => b.extend_from_slice(message.as_bytes()),
     }
 }
@@ -561,6 +571,7 @@ pub fn decode_response(header: &FrameHeader, body: &[u8]) -> Result<Response, De
             json: String::from_utf8(body.to_vec())
                 .map_err(|_| DecodeError::BadUtf8 { what: "stats" })?,
         },
+        Opcode::Security => Response::Security(get_security_reply(&mut r)?),
     };
     if !matches!(opcode, Opcode::Ping | Opcode::Stats) {
         r.finish(opcode.name())?;

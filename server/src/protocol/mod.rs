@@ -7,10 +7,11 @@ mod error;
 mod header;
 mod history;
 mod message;
+mod security;
 mod status;
 mod training;
 mod types;
-mod wire;
+pub(crate) mod wire;
 
 pub use error::DecodeError;
 pub use header::{
@@ -25,6 +26,8 @@ pub use message::{
     encode_request_flags, encode_response, frame_bytes, put_get_many_count, put_get_many_item,
     put_scan_chunk, split_get_body, GetManyItem, HandshakeInfo, Request, Response, ScanRequest,
 };
+pub(crate) use security::{get_grant as read_grant, put_grant as wire_grant};
+pub use security::{Grant, Permission, RoleInfo, Scope, SecurityReply, SecurityRequest, UserInfo};
 pub use status::StatusCode;
 pub use training::{
     feature_value_len, mode_code, opt_key_len, put_training_chunk, TrainingSetRequest,

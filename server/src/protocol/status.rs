@@ -24,10 +24,11 @@ pub enum StatusCode {
     ShuttingDown = 17,
     Busy = 18,
     Internal = 19,
+    PermissionDenied = 20,
 }
 
 impl StatusCode {
-    pub const ALL: [StatusCode; 20] = [
+    pub const ALL: [StatusCode; 21] = [
         StatusCode::Ok,
         StatusCode::BadFrame,
         StatusCode::UnknownOpcode,
@@ -48,6 +49,7 @@ impl StatusCode {
         StatusCode::ShuttingDown,
         StatusCode::Busy,
         StatusCode::Internal,
+        StatusCode::PermissionDenied,
     ];
 
     pub fn from_u16(code: u16) -> Option<StatusCode> {
@@ -76,6 +78,7 @@ impl StatusCode {
             StatusCode::ShuttingDown => "SHUTTING_DOWN",
             StatusCode::Busy => "BUSY",
             StatusCode::Internal => "INTERNAL",
+            StatusCode::PermissionDenied => "PERMISSION_DENIED",
         }
     }
 }

@@ -59,6 +59,16 @@ pub struct Conn {
     /// answered BUSY at execution when the output is over its limit (docs/PROTOCOL.md).
     pub batch_engine_bytes: usize,
     pub handshaken: bool,
+    /// The TLS session when the listener speaks TLS (epoll loops only): `rbuf` and `wbuf`
+    /// then hold plaintext, and the socket carries TLS records.
+    pub tls: Option<Box<rustls::ServerConnection>>,
+    /// TLS records refused: a last alert (or a plaintext error frame) is being sent before
+    /// the connection closes.
+    pub tls_failed: bool,
+    /// TLS bytes received so far (the first ones tell a plaintext client apart).
+    pub tls_bytes_seen: u64,
+    /// Who the handshake identified (`None` before it).
+    pub access: Option<crate::security::Access>,
     /// Stop reading and close once the queued responses are written and nothing is in flight.
     pub closing: bool,
     /// Reading stopped at a flow-control limit (in-flight requests or queued output).
@@ -89,6 +99,10 @@ impl Conn {
             inflight: 0,
             batch_engine_bytes: 0,
             handshaken: false,
+            tls: None,
+            tls_failed: false,
+            tls_bytes_seen: 0,
+            access: None,
             closing: false,
             paused: false,
             last_activity: now,
@@ -98,7 +112,8 @@ impl Conn {
     }
 
     pub fn queued_output(&self) -> usize {
-        self.wbuf.len() - self.wpos + self.sending
+        let tls_pending = self.tls.as_ref().is_some_and(|t| t.wants_write());
+        self.wbuf.len() - self.wpos + self.sending + usize::from(tls_pending)
     }
 
     /// Restarts or stops the slow-client clock after frames were parsed: it runs only while a
@@ -122,6 +137,9 @@ impl Conn {
         scratch: &mut [u8],
         budget: usize,
     ) -> std::io::Result<(usize, bool, bool)> {
+        if self.tls.is_some() {
+            return self.read_tls(scratch, budget);
+        }
         let mut total = 0;
         while total < budget {
             match (&self.stream).read(scratch) {
@@ -140,6 +158,9 @@ impl Conn {
 
     /// Writes queued responses until the socket would block or the queue is empty.
     pub fn write_some(&mut self) -> std::io::Result<WriteState> {
+        if self.tls.is_some() {
+            return self.write_tls();
+        }
         while self.wpos < self.wbuf.len() {
             match (&self.stream).write(&self.wbuf[self.wpos..]) {
                 Ok(0) => return Err(ErrorKind::WriteZero.into()),
@@ -152,6 +173,111 @@ impl Conn {
         // Nothing left to write: free the buffer, so that an idle connection holds no write
         // memory whatever the size of its last responses (the next completion's buffer is
         // taken over whole, without a copy).
+        self.wbuf = Vec::new();
+        self.wpos = 0;
+        Ok(WriteState::Drained)
+    }
+
+    /// `read_some` under TLS: records from the socket go through rustls; the plaintext they
+    /// carry is appended to `rbuf` (counted against `budget`).
+    fn read_tls(
+        &mut self,
+        scratch: &mut [u8],
+        budget: usize,
+    ) -> std::io::Result<(usize, bool, bool)> {
+        let mut total = 0;
+        let mut first = self.last_activity_was_accept();
+        while total < budget && !self.tls_failed {
+            let n = match (&self.stream).read(scratch) {
+                Ok(0) => return Ok((total, true, false)),
+                Ok(n) => n,
+                Err(e) if e.kind() == ErrorKind::WouldBlock => return Ok((total, false, true)),
+                Err(e) if e.kind() == ErrorKind::Interrupted => continue,
+                Err(e) => return Err(e),
+            };
+            if std::mem::take(&mut first) && crate::tls::looks_like_plaintext_frame(&scratch[..n]) {
+                // A plaintext client: tell it in its own protocol, then close.
+                self.tls = None;
+                self.tls_failed = true;
+                self.closing = true;
+                self.push_error(
+                    0,
+                    0,
+                    StatusCode::BadFrame,
+                    "this port speaks TLS: connect with TLS (--tls, --ca)",
+                );
+                return Ok((total, false, false));
+            }
+            total += self.feed_tls(&scratch[..n])?;
+        }
+        Ok((total, false, false))
+    }
+
+    /// True until the first byte of a TLS connection was read.
+    fn last_activity_was_accept(&self) -> bool {
+        self.tls_bytes_seen == 0
+    }
+
+    /// Hands received records to rustls and moves the plaintext into `rbuf`.
+    fn feed_tls(&mut self, mut raw: &[u8]) -> std::io::Result<usize> {
+        let tls = self.tls.as_mut().expect("feed_tls under TLS only");
+        self.tls_bytes_seen += raw.len() as u64;
+        let mut plain = 0;
+        while !raw.is_empty() {
+            if tls.read_tls(&mut raw)? == 0 {
+                return Err(std::io::Error::other("TLS took no bytes"));
+            }
+            let state = match tls.process_new_packets() {
+                Ok(state) => state,
+                Err(e) => {
+                    // rustls queued an alert for the peer: send it, then close.
+                    self.tls_failed = true;
+                    self.closing = true;
+                    tracing::debug!(error = %e, "TLS refused");
+                    return Ok(plain);
+                }
+            };
+            let n = state.plaintext_bytes_to_read();
+            if n > 0 {
+                let start = self.rbuf.len();
+                self.rbuf.resize(start + n, 0);
+                tls.reader().read_exact(&mut self.rbuf[start..])?;
+                plain += n;
+            }
+        }
+        Ok(plain)
+    }
+
+    /// `write_some` under TLS: queued plaintext goes into rustls, its records to the socket.
+    fn write_tls(&mut self) -> std::io::Result<WriteState> {
+        let tls = match self.tls.as_mut() {
+            Some(t) => t,
+            None => return self.write_some(),
+        };
+        loop {
+            let mut fed = 0;
+            if self.wpos < self.wbuf.len() && !self.tls_failed {
+                fed = tls.writer().write(&self.wbuf[self.wpos..])?;
+                self.wpos += fed;
+            }
+            if tls.wants_write() {
+                match tls.write_tls(&mut &self.stream) {
+                    Ok(0) => return Err(ErrorKind::WriteZero.into()),
+                    Ok(_) => continue,
+                    Err(e) if e.kind() == ErrorKind::WouldBlock => return Ok(WriteState::Blocked),
+                    Err(e) if e.kind() == ErrorKind::Interrupted => continue,
+                    Err(e) => return Err(e),
+                }
+            }
+            if self.wpos >= self.wbuf.len() || self.tls_failed {
+                break;
+            }
+            if fed == 0 {
+                // rustls holds plaintext until its handshake ends; the bytes that end it
+                // arrive as a read event, which writes again.
+                return Ok(WriteState::Blocked);
+            }
+        }
         self.wbuf = Vec::new();
         self.wpos = 0;
         Ok(WriteState::Drained)

@@ -1,6 +1,6 @@
 //! Turning one received frame into an inline answer, a queued GET or an engine job.
 
-use super::auth::token_matches;
+use super::authorize::{audit, authorize, listed, Verdict, DENIED};
 use super::conn::Conn;
 use super::executor::{submit, Envelope};
 use super::gets::LoopGets;
@@ -10,8 +10,10 @@ use super::Shared;
 use crate::config::Limits;
 use crate::protocol::{
     decode_refs, decode_request, encode_response, split_get_body, DecodeError, FrameHeader,
-    HandshakeInfo, Opcode, Request, Response, StatusCode, FLAG_CORRUPT_STATUS, PROTOCOL_VERSION,
+    HandshakeInfo, Opcode, Permission, Request, Response, SecurityRequest, StatusCode,
+    FLAG_CORRUPT_STATUS, PROTOCOL_VERSION,
 };
+use crate::security::Access;
 use crossbeam::channel::Sender;
 use quiver_engine::feature::FeatureRef;
 use quiver_engine::history::MAX_HISTORY_READ_VERSIONS;
@@ -287,6 +289,7 @@ impl Dispatch {
                     payload: body.to_vec(),
                 },
             ),
+            Opcode::Get if !self.get_allowed(conn, h.request_id, body, start) => {}
             Opcode::Get => match &mut self.gets {
                 GetRoute::Loop(gets) => gets.start(conn_id, conn, &h, body, start),
                 GetRoute::Pool => self.queue_get(conn_id, conn, &h, body, start),
@@ -313,23 +316,16 @@ impl Dispatch {
             );
             return self.reply_error(conn, op, id, start, StatusCode::UnsupportedVersion, &msg);
         }
-        if let Some(expected) = &self.shared.config.auth_token {
-            if !token_matches(expected, &token) {
+        let peer = conn.stream.peer_addr().ok();
+        match self.shared.security.login(peer, &token) {
+            Ok(principal) => conn.access = Some(Access::new(principal, peer)),
+            Err(msg) => {
                 conn.closing = true;
-                let peer = conn.stream.peer_addr().ok();
-                tracing::warn!(
-                    ?peer,
-                    presented_len = token.len(),
-                    "handshake refused: wrong auth token"
-                );
-                return self.reply_error(
-                    conn,
-                    op,
-                    id,
-                    start,
-                    StatusCode::AuthFailed,
-                    "auth token refused",
-                );
+                let user = claimed_user(&token);
+                tracing::warn!(?peer, user, "handshake refused: {msg}");
+                let who = Access::new(crate::security::Principal::User(user.into()), peer);
+                audit(&self.shared.security, &who, "login", "", Some(&msg));
+                return self.reply_error(conn, op, id, start, StatusCode::AuthFailed, &msg);
             }
         }
         conn.handshaken = true;
@@ -344,6 +340,89 @@ impl Dispatch {
             server: format!("quiverd {}", env!("CARGO_PKG_VERSION")),
         };
         self.reply(conn, op, id, start, &Response::Handshake(info));
+    }
+
+    /// Checks that the connection may read every group of a GET. A malformed body passes:
+    /// decoding refuses it next.
+    fn get_allowed(&mut self, conn: &mut Conn, id: u64, body: &[u8], start: Instant) -> bool {
+        let security = &self.shared.security;
+        let Some(access) = conn.access.as_mut().filter(|a| !a.is_super()) else {
+            return true;
+        };
+        let Ok((_, raw)) = split_get_body(body) else {
+            return true;
+        };
+        if access.refs_allowed(security, raw) {
+            return true;
+        }
+        let Ok(refs) = decode_refs(raw) else {
+            return true;
+        };
+        match access.check(
+            security,
+            Permission::Read,
+            refs.iter().map(|r| r.group.as_str()),
+        ) {
+            Ok(()) => {
+                access.remember_refs(raw);
+                true
+            }
+            Err(group) => {
+                let message = format!(
+                    "user '{}' lacks read permission on group '{group}'",
+                    access.principal.name()
+                );
+                audit(security, access, Opcode::Get.name(), &group, Some(&message));
+                self.reply_error(conn, Opcode::Get, id, start, DENIED, &message);
+                false
+            }
+        }
+    }
+
+    /// Applies the access check to a decoded request: answers it when refused, or when the
+    /// answer depends on who asks (the group list, WHOAMI). True when it was answered.
+    fn answered_by_access(
+        &mut self,
+        conn: &mut Conn,
+        op: Opcode,
+        id: u64,
+        start: Instant,
+        request: &Request,
+    ) -> bool {
+        let security = &self.shared.security;
+        let Some(access) = conn.access.as_mut() else {
+            return false;
+        };
+        let operation = match request {
+            Request::Security(r) => r.name(),
+            _ => op.name(),
+        };
+        match authorize(security, access, request) {
+            Verdict::Allow => {}
+            Verdict::Audited(target) => audit(security, access, operation, &target, None),
+            Verdict::Deny { target, message } => {
+                audit(security, access, operation, &target, Some(&message));
+                self.reply_error(conn, op, id, start, DENIED, &message);
+                return true;
+            }
+        }
+        let response = match request {
+            Request::Security(SecurityRequest::Whoami) => {
+                Response::Security(security.whoami(&access.principal))
+            }
+            Request::GroupList { tag } if !access.is_super() => Response::GroupList(
+                self.shared
+                    .store
+                    .list_groups(tag.as_deref())
+                    .iter()
+                    .filter(|g| listed(security, access, &g.name, &g.tags))
+                    .map(|g| (**g).clone())
+                    .collect(),
+            ),
+            _ => return false,
+        };
+        self.reply(conn, op, id, start, &response);
+        true
     }
 
     fn queue_get(
@@ -425,6 +504,11 @@ impl Dispatch {
                 return self.reply_error(conn, op, id, start, StatusCode::BadFrame, &e.to_string());
             }
         };
+        // Who may run it is settled before its arguments are looked at: a refused user learns
+        // nothing about them.
+        if self.answered_by_access(conn, op, id, start, &request) {
+            return;
+        }
         if let Err((status, msg)) = check_limits(&request, &self.shared.config.limits) {
             return self.reply_error(conn, op, id, start, status, &msg);
         }
@@ -454,5 +538,18 @@ impl Dispatch {
                 self.reply_error(conn, op, id, start, StatusCode::Busy, &msg);
             }
         }
+    }
+}
+
+/// The user name a refused handshake claimed, for the audit log: the part before ':' when it
+/// is a valid name, never any byte of a password or a token.
+fn claimed_user(token: &[u8]) -> &str {
+    let name = token
+        .iter()
+        .position(|&b| b == b':')
+        .and_then(|i| std::str::from_utf8(&token[..i]).ok());
+    match name {
+        Some(n) if crate::security::acl::check_name("user", n).is_ok() => n,
+        _ => "-",
     }
 }

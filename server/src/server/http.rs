@@ -46,7 +46,7 @@ pub fn start(
     Ok((local, handle))
 }
 
-fn read_head(stream: &mut TcpStream) -> std::io::Result<Option<Vec<u8>>> {
+fn read_head(stream: &mut impl Read) -> std::io::Result<Option<Vec<u8>>> {
     let mut head = Vec::with_capacity(512);
     let mut buf = [0u8; 1024];
     while !head.windows(4).any(|w| w == b"\r\n\r\n") {
@@ -62,10 +62,24 @@ fn read_head(stream: &mut TcpStream) -> std::io::Result<Option<Vec<u8>>> {
     Ok(Some(head))
 }
 
-fn serve(mut stream: TcpStream, shared: &Shared) -> std::io::Result<()> {
+fn serve(stream: TcpStream, shared: &Shared) -> std::io::Result<()> {
     stream.set_nonblocking(false)?;
     stream.set_read_timeout(Some(READ_TIMEOUT))?;
     stream.set_write_timeout(Some(READ_TIMEOUT))?;
+    match &shared.tls {
+        None => respond(stream, shared),
+        Some(tls) => {
+            let session =
+                rustls::ServerConnection::new(tls.config()).map_err(std::io::Error::other)?;
+            let mut tls_stream = rustls::StreamOwned::new(session, stream);
+            respond(&mut tls_stream, shared)?;
+            tls_stream.conn.send_close_notify();
+            tls_stream.flush()
+        }
+    }
+}
+
+fn respond(mut stream: impl Read + Write, shared: &Shared) -> std::io::Result<()> {
     let (status, body) = match read_head(&mut stream)? {
         None => (
             "431 Request Header Fields Too Large",

@@ -430,6 +430,10 @@ fn execute_single(shared: &Shared, t: &Target, request: Request, replies: &mut R
             json: stats_json(shared),
         },
         Request::Ping { payload } => Response::Pong { payload },
+        Request::Security(r) => match shared.security.execute(r) {
+            Ok(reply) => Response::Security(reply),
+            Err((status, message)) => Response::Error { status, message },
+        },
         Request::Handshake { .. } => Response::Error {
             status: StatusCode::Internal,
             message: "handshake is answered by the network worker".into(),

@@ -4,6 +4,7 @@
 
 mod acceptor;
 mod auth;
+mod authorize;
 mod conn;
 mod dispatch;
 mod executor;
@@ -50,6 +51,10 @@ pub struct Shared {
     pub config: ServerConfig,
     pub store: Arc<Store>,
     pub metrics: Metrics,
+    /// The listener's TLS configuration (`None`: plaintext).
+    pub tls: Option<crate::tls::ServerTls>,
+    /// Users, roles, the audit log and the failed-login limit.
+    pub security: crate::security::Security,
     pub shutdown: AtomicBool,
     /// The event loops serving connections.
     pub event_loop: EventLoop,
@@ -106,14 +111,35 @@ fn widen_backlog(listener: &std::net::TcpListener) {
     }
 }
 
-fn new_shared(config: ServerConfig, store: Arc<Store>, event_loop: EventLoop) -> Arc<Shared> {
-    Arc::new(Shared {
+fn new_shared(
+    config: ServerConfig,
+    store: Arc<Store>,
+    event_loop: EventLoop,
+) -> std::io::Result<Arc<Shared>> {
+    let audit = crate::security::Audit::new(config.audit_log.clone())
+        .map_err(|e| std::io::Error::new(e.kind(), format!("cannot open the audit log: {e}")))?;
+    let security = crate::security::Security::open(
+        store.clone(),
+        config.auth_token.clone(),
+        config.admin_password.as_deref(),
+        audit,
+    )
+    .map_err(std::io::Error::other)?;
+    let tls = match &config.tls {
+        Some(files) => Some(crate::tls::ServerTls::load(files.clone()).map_err(|e| {
+            std::io::Error::new(std::io::ErrorKind::InvalidInput, format!("TLS: {e}"))
+        })?),
+        None => None,
+    };
+    Ok(Arc::new(Shared {
         config,
         store,
         metrics: Metrics::default(),
+        tls,
+        security,
         shutdown: AtomicBool::new(false),
         event_loop,
-    })
+    }))
 }
 
 /// Binds the listener (and the metrics endpoint, if configured) and starts every thread: the
@@ -125,7 +151,11 @@ pub fn start(config: ServerConfig, store: Arc<Store>) -> std::io::Result<ServerH
     let local_addr = listener.local_addr()?;
     let metrics_listen = config.metrics;
     let mut running = None;
-    if config.io == IoMode::Uring {
+    if config.io == IoMode::Uring && config.tls.is_some() {
+        // TLS sessions live in the epoll loops (docs/SECURITY.md): rustls reads and writes
+        // the socket there, the io_uring loop hands raw buffers to the kernel.
+        tracing::info!("TLS is on: serving with epoll loops and the engine pool");
+    } else if config.io == IoMode::Uring {
         match ring::check() {
             Ok(()) => match start_ring(&listener, config.clone(), store.clone()) {
                 Ok(r) => running = Some(r),
@@ -186,7 +216,7 @@ fn start_ring(
     let listener = Arc::new(listener.try_clone()?);
     listener.set_nonblocking(false)?;
     let n = config.workers.max(1);
-    let shared = new_shared(config, store, EventLoop::Uring);
+    let shared = new_shared(config, store, EventLoop::Uring)?;
     let mut wakes = Vec::with_capacity(n);
     let mut mailboxes = Vec::with_capacity(n);
     let mut inboxes = Vec::with_capacity(n);
@@ -261,7 +291,7 @@ fn start_epoll(
     listener.set_nonblocking(true)?;
     let listener = mio::net::TcpListener::from_std(listener);
     let n_workers = config.workers.max(1);
-    let shared = new_shared(config, store, EventLoop::Epoll);
+    let shared = new_shared(config, store, EventLoop::Epoll)?;
     let mut setups = Vec::with_capacity(n_workers);
     let mut mailboxes = Vec::with_capacity(n_workers);
     let mut inboxes = Vec::with_capacity(n_workers);
@@ -326,6 +356,23 @@ impl ServerHandle {
 
     pub fn metrics(&self) -> &Metrics {
         &self.shared.metrics
+    }
+
+    /// Whether the listeners speak TLS.
+    pub fn tls(&self) -> bool {
+        self.shared.tls.is_some()
+    }
+
+    /// Reads the TLS certificate, key and client CA files again (SIGHUP): new connections
+    /// use them, open ones keep their sessions. Also reopens the audit log file.
+    pub fn reload(&self) -> Result<(), String> {
+        if let Err(e) = self.shared.security.audit.reopen() {
+            tracing::error!(error = %e, "cannot reopen the audit log");
+        }
+        match &self.shared.tls {
+            Some(tls) => tls.reload(),
+            None => Ok(()),
+        }
     }
 
     /// The event loops serving connections (io_uring unless unavailable or configured off).

@@ -154,7 +154,22 @@ impl Worker {
                 self.shared.metrics.connections_open.fetch_sub(1, Relaxed);
                 continue;
             }
-            self.conns.insert(id, Conn::new(stream, Instant::now()));
+            let mut conn = Conn::new(stream, Instant::now());
+            if let Some(tls) = &self.shared.tls {
+                match rustls::ServerConnection::new(tls.config()) {
+                    Ok(session) => conn.tls = Some(Box::new(session)),
+                    Err(e) => {
+                        tracing::warn!(error = %e, "cannot start a TLS session");
+                        let _ = self
+                            .poll
+                            .registry()
+                            .deregister(&mut SourceFd(&conn.stream.as_raw_fd()));
+                        self.shared.metrics.connections_open.fetch_sub(1, Relaxed);
+                        continue;
+                    }
+                }
+            }
+            self.conns.insert(id, conn);
         }
     }
 
@@ -242,6 +257,9 @@ impl Worker {
             let conn = self.conns.get_mut(&id).expect("checked above");
             match conn.read_some(&mut self.scratch, budget) {
                 Ok((n, eof, would_block)) => {
+                    if conn.tls.as_ref().is_some_and(|t| t.wants_write()) || conn.tls_failed {
+                        self.dirty.push(id);
+                    }
                     if n > 0 {
                         conn.last_activity = Instant::now();
                     }

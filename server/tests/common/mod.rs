@@ -82,7 +82,7 @@ impl Quiverd {
     /// Spawns quiverd and reads the first `lines` lines of its stdout; the first names the
     /// bound address. `QUIVER_TEST_IO=epoll` (or `uring`) gives every quiverd that `--io`
     /// unless the test names one itself: the whole suite against either event loop.
-    fn launch(args: &[&str], env: &[(&str, &str)], lines: usize) -> (Quiverd, Vec<String>) {
+    pub fn launch(args: &[&str], env: &[(&str, &str)], lines: usize) -> (Quiverd, Vec<String>) {
         let mut cmd = Command::new(env!("CARGO_BIN_EXE_quiverd"));
         cmd.args(["--listen", "127.0.0.1:0"]).args(args);
         if let Ok(io) = std::env::var("QUIVER_TEST_IO") {
@@ -91,6 +91,7 @@ impl Quiverd {
             }
         }
         cmd.env_remove("QUIVER_AUTH_TOKEN")
+            .env_remove("QUIVER_ADMIN_PASSWORD")
             .env("QUIVER_LOG", "warn");
         for (k, v) in env {
             cmd.env(k, v);

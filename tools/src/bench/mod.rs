@@ -124,6 +124,19 @@ pub struct BenchArgs {
     /// quiverd: the token presented in the handshake.
     #[arg(long, env = "QUIVER_AUTH_TOKEN", hide_env_values = true)]
     pub auth_token: Option<String>,
+    /// quiverd: speak TLS (with --ca; --cert/--key for a server that asks for a client
+    /// certificate).
+    #[arg(long)]
+    pub tls: bool,
+    /// quiverd over TLS: PEM CA certificate that signed the server's certificate.
+    #[arg(long)]
+    pub ca: Option<PathBuf>,
+    /// quiverd over TLS: PEM client certificate.
+    #[arg(long)]
+    pub cert: Option<PathBuf>,
+    /// quiverd over TLS: PEM private key of --cert.
+    #[arg(long)]
+    pub key: Option<PathBuf>,
     /// Network targets: longest wait to connect.
     #[arg(long, default_value = "5s", value_parser = duration_arg)]
     pub connect_timeout: Duration,
@@ -268,6 +281,12 @@ fn target_options(args: &BenchArgs) -> TargetOptions {
         connect_timeout: args.connect_timeout,
         request_timeout: args.request_timeout,
         auth_token: args.auth_token.clone(),
+        tls: target::TlsFlags {
+            enabled: args.tls,
+            ca: args.ca.clone(),
+            cert: args.cert.clone(),
+            key: args.key.clone(),
+        },
     }
 }
 

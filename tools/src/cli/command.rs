@@ -53,6 +53,30 @@ pub struct Cli {
         value_name = "TOKEN"
     )]
     pub auth_token: Option<String>,
+    /// User to log in as (with --password); instead of --auth-token
+    #[arg(long = "user", global = true, env = "QUIVER_USER", value_name = "NAME")]
+    pub login_user: Option<String>,
+    /// Password of --user
+    #[arg(
+        long,
+        global = true,
+        env = "QUIVER_PASSWORD",
+        hide_env_values = true,
+        value_name = "PASSWORD"
+    )]
+    pub password: Option<String>,
+    /// Speak TLS to quiverd (with --ca)
+    #[arg(long, global = true)]
+    pub tls: bool,
+    /// PEM CA certificate that signed quiverd's certificate
+    #[arg(long = "ca", global = true, value_name = "FILE")]
+    pub tls_ca: Option<PathBuf>,
+    /// PEM client certificate, for a quiverd that asks for one (with --key)
+    #[arg(long = "cert", global = true, value_name = "FILE")]
+    pub tls_cert: Option<PathBuf>,
+    /// PEM private key of --cert
+    #[arg(long = "key", global = true, value_name = "FILE")]
+    pub tls_key: Option<PathBuf>,
     #[command(subcommand)]
     pub command: Command,
 }
@@ -81,6 +105,14 @@ pub enum Command {
     Export(ExportArgs),
     /// Build a point-in-time correct training set: a spine file joined with feature history, to Parquet
     TrainingSet(TrainingSetArgs),
+    /// Users of quiverd: create, drop, passwd (new password from QUIVER_NEW_PASSWORD or stdin), list
+    #[command(subcommand)]
+    User(UserCommand),
+    /// Roles of quiverd: create, drop, grant/revoke PERMISSION SCOPE, assign/unassign USER, list
+    #[command(subcommand)]
+    Role(RoleCommand),
+    /// Who quiverd takes this connection for, and what it may do
+    Whoami,
     /// Check a data file or device directly (with the server stopped)
     Inspect(InspectArgs),
     /// Create a demo group, write synthetic users, read some back (works best with --data)
@@ -117,6 +149,57 @@ pub fn parse_bench(argv: &[std::ffi::OsString]) -> Option<BenchCli> {
         return None;
     }
     Some(BenchCli::parse_from(argv.iter().skip(1)))
+}
+
+#[derive(Debug, Subcommand)]
+pub enum UserCommand {
+    /// Create a user (password from QUIVER_NEW_PASSWORD or the first line of stdin)
+    Create {
+        name: String,
+        /// Role the user holds (repeatable)
+        #[arg(long = "role", value_name = "ROLE")]
+        roles: Vec<String>,
+    },
+    /// Drop a user
+    Drop { name: String },
+    /// Set a user's password (from QUIVER_NEW_PASSWORD or the first line of stdin)
+    Passwd { name: String },
+    /// List users and their roles
+    List,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum RoleCommand {
+    /// Create a role with no grant
+    Create { name: String },
+    /// Drop a role no user holds
+    Drop { name: String },
+    /// Grant PERMISSION (read, write, admin) on SCOPE ('*', group:NAME, tag:NAME) to a role
+    Grant {
+        role: String,
+        permission: String,
+        scope: String,
+    },
+    /// Revoke a grant from a role
+    Revoke {
+        role: String,
+        permission: String,
+        scope: String,
+    },
+    /// Give a role to a user
+    Assign {
+        role: String,
+        #[arg(value_name = "USER")]
+        member: String,
+    },
+    /// Take a role from a user
+    Unassign {
+        role: String,
+        #[arg(value_name = "USER")]
+        member: String,
+    },
+    /// List roles and their grants
+    List,
 }
 
 #[derive(Debug, Subcommand)]

@@ -18,6 +18,7 @@ pub mod exit {
     pub const LOAD_ABORTED: u8 = 8;
     pub const FILE: u8 = 9;
     pub const STORE: u8 = 10;
+    pub const DENIED: u8 = 11;
 }
 
 /// The exit-code table as `quiver --help` prints it.
@@ -33,7 +34,8 @@ Exit codes:
    7  rejected: the store refused the request (wrong type, limit exceeded, group exists, ...)
    8  load aborted: more rows were rejected than --max-errors allows
    9  file error: cannot read or write a file, or the file is not in the format it claims
-  10  store or server failure: I/O error, device full, server shutting down";
+  10  store or server failure: I/O error, device full, server shutting down
+  11  permission denied: the user lacks the permission the command needs";
 
 /// Everything the CLI can fail with. Messages name the thing and, where one applies, the limit.
 #[derive(Debug, thiserror::Error)]
@@ -59,6 +61,8 @@ pub enum CliError {
     File { path: String, reason: String },
     #[error("{0}")]
     Store(String),
+    #[error("permission denied: {0}")]
+    Denied(String),
     #[error("internal error: {0}")]
     Internal(String),
 }
@@ -88,6 +92,7 @@ impl CliError {
             CliError::LoadAborted { .. } => exit::LOAD_ABORTED,
             CliError::File { .. } => exit::FILE,
             CliError::Store(_) => exit::STORE,
+            CliError::Denied(_) => exit::DENIED,
             CliError::Internal(_) => exit::INTERNAL,
         }
     }
@@ -105,6 +110,7 @@ impl CliError {
             CliError::LoadAborted { .. } => "load_aborted",
             CliError::File { .. } => "file",
             CliError::Store(_) => "store",
+            CliError::Denied(_) => "permission_denied",
             CliError::Internal(_) => "internal",
         }
     }

@@ -18,6 +18,7 @@ pub mod load;
 pub mod output;
 pub mod parse;
 mod progress;
+mod security;
 pub mod training;
 
 use std::time::{SystemTime, UNIX_EPOCH};
@@ -88,6 +89,9 @@ fn run_command(command: &Command, backend: &mut dyn Backend, out: Out) -> CliRes
         Command::Export(args) => export::run(args, backend, out),
         Command::Demo(args) => demo::run(args, backend, out),
         Command::TrainingSet(args) => training::run(args, backend, out),
+        Command::User(cmd) => security::user(cmd, backend, out),
+        Command::Role(cmd) => security::role(cmd, backend, out),
+        Command::Whoami => security::whoami(backend, out),
         Command::Inspect(_) | Command::Bench(_) => {
             unreachable!("dispatched before a backend is opened")
         }
@@ -99,7 +103,23 @@ fn open_backend(cli: &Cli) -> CliResult<Box<dyn Backend>> {
         Some(path) => Ok(Box::new(Embedded::open(path, cli.data_size)?)),
         None => {
             let addr = cli.addr.as_deref().unwrap_or(DEFAULT_ADDR);
-            Ok(Box::new(Remote::connect(addr, cli.auth_token.as_deref())?))
+            let login = match (&cli.login_user, &cli.password) {
+                (Some(user), Some(password)) => Some(format!("{user}:{password}")),
+                (Some(_), None) => {
+                    return Err(CliError::usage(
+                        "--user needs --password (or QUIVER_PASSWORD)",
+                    ))
+                }
+                (None, _) => cli.auth_token.clone(),
+            };
+            let tls = quiver_server::tls::client_from_flags(
+                cli.tls,
+                cli.tls_ca.as_deref(),
+                cli.tls_cert.as_deref(),
+                cli.tls_key.as_deref(),
+            )
+            .map_err(CliError::Usage)?;
+            Ok(Box::new(Remote::connect(addr, login.as_deref(), tls)?))
         }
     }
 }

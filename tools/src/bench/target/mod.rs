@@ -118,6 +118,17 @@ pub struct TargetOptions {
     pub request_timeout: Duration,
     /// quiverd: the token presented in the handshake.
     pub auth_token: Option<String>,
+    /// quiverd: `--tls`, `--ca`, `--cert`, `--key`.
+    pub tls: TlsFlags,
+}
+
+/// The TLS flags of a quiverd target.
+#[derive(Debug, Clone, Default)]
+pub struct TlsFlags {
+    pub enabled: bool,
+    pub ca: Option<std::path::PathBuf>,
+    pub cert: Option<std::path::PathBuf>,
+    pub key: Option<std::path::PathBuf>,
 }
 
 /// Opens the target named by `spec`.

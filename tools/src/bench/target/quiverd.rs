@@ -27,8 +27,20 @@ impl QuiverdTarget {
     pub fn open(addr: &str, opts: &TargetOptions) -> Result<QuiverdTarget, TargetError> {
         // A plain TCP connect first, for a short "connection refused" message.
         drop(tcp_connect(addr, opts.connect_timeout)?);
+        let flags = &opts.tls;
+        let tls = quiver_server::tls::client_from_flags(
+            flags.enabled,
+            flags.ca.as_deref(),
+            flags.cert.as_deref(),
+            flags.key.as_deref(),
+        )
+        .map_err(|reason| TargetError::Connect {
+            addr: addr.to_string(),
+            reason,
+        })?;
         let config = ClientConfig {
             auth_token: opts.auth_token.clone().map(String::into_bytes),
+            tls,
             connect_timeout: opts.connect_timeout,
             io_timeout: Some(opts.request_timeout),
             reconnect_attempts: 1,

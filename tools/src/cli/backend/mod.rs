@@ -50,6 +50,15 @@ pub type HistoryPageOut = (Vec<HistoryEntry>, Option<HistoryCursor>);
 /// The operations the CLI needs from a store, local or remote.
 pub trait Backend {
     /// Where requests go, for messages: "quiverd at 127.0.0.1:7878" or "store ./demo.db".
+    /// A SECURITY command (users, roles, whoami): only quiverd has users.
+    fn security(
+        &mut self,
+        _req: quiver_server::protocol::SecurityRequest,
+    ) -> CliResult<quiver_server::protocol::SecurityReply> {
+        Err(super::error::CliError::usage(
+            "users and roles live in quiverd: use --addr (an in-process store has no users)",
+        ))
+    }
     fn target(&self) -> String;
     fn ping(&mut self) -> CliResult<Duration>;
     fn create_group(&mut self, spec: GroupSpec) -> CliResult<Arc<GroupSchema>>;

@@ -30,9 +30,14 @@ pub struct Remote {
 
 impl Remote {
     /// Connects once (no retries: a person is waiting) and performs the handshake.
-    pub fn connect(addr: &str, auth_token: Option<&str>) -> CliResult<Remote> {
+    pub fn connect(
+        addr: &str,
+        auth_token: Option<&str>,
+        tls: Option<std::sync::Arc<quiver_server::tls::TlsClientConfig>>,
+    ) -> CliResult<Remote> {
         let config = ClientConfig {
             auth_token: auth_token.map(|t| t.as_bytes().to_vec()),
+            tls,
             connect_timeout: CONNECT_TIMEOUT,
             io_timeout: Some(IO_TIMEOUT),
             reconnect_attempts: 1,
@@ -84,6 +89,7 @@ pub fn map_error(addr: &str, err: ClientError) -> CliError {
     match err {
         ClientError::Server { status, message } => match status {
             StatusCode::UnknownGroup | StatusCode::UnknownFeature => CliError::NotFound(message),
+            StatusCode::PermissionDenied => CliError::Denied(message),
             StatusCode::AuthFailed | StatusCode::HandshakeRequired => CliError::Auth {
                 addr: addr.to_string(),
                 reason: message,
@@ -102,11 +108,22 @@ pub fn map_error(addr: &str, err: ClientError) -> CliError {
             reason: connect_reason(addr, &last),
         },
         ClientError::RequestTooLarge { .. } => CliError::Rejected(err.to_string()),
+        ClientError::Tls(reason) => CliError::Connect {
+            addr: addr.to_string(),
+            reason: format!("TLS: {reason}"),
+        },
         other => lost(other.to_string()),
     }
 }
 
 impl Backend for Remote {
+    fn security(
+        &mut self,
+        req: quiver_server::protocol::SecurityRequest,
+    ) -> CliResult<quiver_server::protocol::SecurityReply> {
+        self.client.security(req).map_err(|e| self.err(e))
+    }
+
     fn target(&self) -> String {
         format!("quiverd at {}", self.addr)
     }
