@@ -23,7 +23,8 @@ if ! command -v redis-server >/dev/null && [ "$(id -u)" = 0 ] && command -v apt-
     apt-get update -qq && apt-get install -y -qq redis-server >/dev/null
 fi
 command -v redis-server >/dev/null || { echo "python/test.sh: redis-server is not installed (apt-get install redis-server)" >&2; exit 1; }
-cargo build -q -p quiver-server --bin quiverd
+# quiverd for the tests to start; the quiver CLI, whose training sets the SDK's must equal.
+cargo build -q -p quiver-server --bin quiverd -p quiver-tools --bin quiver
 rm -rf target/wheels
 "$venv/bin/maturin" build -q -m python/Cargo.toml --profile dev -o target/wheels
 "$venv/bin/python" -m pip install -q --force-reinstall --no-deps target/wheels/quiver_store-*.whl

@@ -12,7 +12,9 @@ remote answers must be identical; a bad spine raises a typed error naming its co
 from __future__ import annotations
 
 import datetime as dt
+import os
 import random
+import subprocess
 from typing import Dict, List
 
 import duckdb
@@ -24,6 +26,8 @@ import pytest
 
 import quiver
 from quiver import Feature, GroupSpec, errors
+
+from conftest import REPO
 
 T0_MS = 1_767_225_600_000  # 2026-01-01 00:00 UTC
 HOUR_MS = 3_600_000
@@ -291,6 +295,35 @@ def test_embedded_and_remote_identical(loaded, data: Data, mode: str):
     remote = _run(loaded["remote"], data, mode)
     embedded = _run(loaded["embedded"], data, mode)
     assert remote.equals(embedded)
+
+
+def quiver_cli() -> str:
+    path = os.environ.get("QUIVER_BIN") or str(REPO / "target" / "debug" / "quiver")
+    if not os.access(path, os.X_OK):
+        pytest.fail(f"the quiver CLI is not at {path}: run `cargo build -p quiver-tools --bin quiver` or set QUIVER_BIN")
+    return path
+
+
+@pytest.mark.parametrize("mode", MODES)
+def test_same_columns_and_values_as_the_cli(loaded, data: Data, quiverd, tmp_path, mode: str):
+    """`quiver training-set` against the same quiverd writes the table the SDK returns: the
+    same column names in the same order and the same values."""
+    spine = tmp_path / "spine.parquet"
+    pq.write_table(pa.Table.from_pandas(data.spine, preserve_index=False), spine)
+    out = tmp_path / "out.parquet"
+    args = [quiver_cli(), "--addr", quiverd.addr, "training-set", "--spine", str(spine), "--timestamp-column", "ts"]
+    for group, column in data.keys.items():
+        args += ["--key-column", f"{group}={column}"]
+    for ref in data.refs:
+        args += ["--feature", ref]
+    args += ["--out", str(out), "--status-columns", "--mode", "known-at:known" if mode == "known-at" else mode]
+    done = subprocess.run(args, capture_output=True, text=True, timeout=300)
+    assert done.returncode == 0, done.stderr
+    cli = pq.read_table(out)
+    sdk = _run(loaded["remote"], data, mode)
+    assert cli.column_names == sdk.column_names
+    for name in sdk.column_names:
+        assert cli.column(name).to_pylist() == sdk.column(name).to_pylist(), name
 
 
 def test_spine_kinds_and_dataframe(loaded, data: Data, tmp_path):
