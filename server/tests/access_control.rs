@@ -544,3 +544,77 @@ fn the_http_api_refuses_everything_on_a_server_with_users_but_no_token() {
     assert!(groups.contains("AUTH_FAILED"), "{groups}");
     assert!(get("/health").starts_with("HTTP/1.1 200"));
 }
+
+/// Frames sent right behind a password HANDSHAKE wait for its verification (done off the
+/// network loop), then are answered; behind a refused one, none is answered.
+#[test]
+fn requests_pipelined_behind_a_password_login_wait_for_it() {
+    use quiver_server::protocol::{
+        decode_response, encode_request, FrameHeader, Response, HEADER_LEN, PROTOCOL_VERSION,
+    };
+    use std::io::{Read, Write};
+    let q = start(&[]);
+    let frames = |token: &str| {
+        let mut out = Vec::new();
+        let handshake = Request::Handshake {
+            version: PROTOCOL_VERSION.into(),
+            token: token.as_bytes().to_vec(),
+        };
+        encode_request(1, &handshake, &mut out);
+        for id in 2..12 {
+            encode_request(
+                id,
+                &Request::Ping {
+                    payload: vec![id as u8],
+                },
+                &mut out,
+            );
+        }
+        out
+    };
+    let responses = |token: &str| -> Vec<(u64, Response)> {
+        let mut s = std::net::TcpStream::connect(&q.addr).unwrap();
+        s.set_read_timeout(Some(std::time::Duration::from_secs(20)))
+            .unwrap();
+        s.write_all(&frames(token)).unwrap();
+        // Half-closed: the server answers every whole frame, then closes.
+        s.shutdown(std::net::Shutdown::Write).unwrap();
+        let mut buf = Vec::new();
+        s.read_to_end(&mut buf).unwrap();
+        let mut out = Vec::new();
+        let mut pos = 0;
+        while buf.len() >= pos + HEADER_LEN {
+            let head: [u8; HEADER_LEN] = buf[pos..pos + HEADER_LEN].try_into().unwrap();
+            let h = FrameHeader::decode(&head, 1 << 20).unwrap();
+            let end = pos + HEADER_LEN + h.body_len as usize;
+            out.push((
+                h.request_id,
+                decode_response(&h, &buf[pos + HEADER_LEN..end]).unwrap(),
+            ));
+            pos = end;
+        }
+        out
+    };
+    let ok = responses(&format!("admin:{ADMIN_PW}"));
+    assert_eq!(ok.len(), 11, "{ok:?}");
+    assert!(matches!(ok[0], (1, Response::Handshake(_))), "{ok:?}");
+    for (i, (id, r)) in ok[1..].iter().enumerate() {
+        assert_eq!(*id, i as u64 + 2);
+        assert!(
+            matches!(r, Response::Pong { payload } if payload == &vec![*id as u8]),
+            "{r:?}"
+        );
+    }
+    let refused = responses("admin:not-the-password");
+    assert_eq!(refused.len(), 1, "{refused:?}");
+    assert!(matches!(
+        &refused[0],
+        (
+            1,
+            Response::Error {
+                status: StatusCode::AuthFailed,
+                ..
+            }
+        )
+    ));
+}

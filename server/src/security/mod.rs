@@ -124,6 +124,16 @@ impl Security {
         self.token.is_some() || !self.acl().users.is_empty()
     }
 
+    /// True when checking `token` means verifying a password hash (slow: engine threads do
+    /// it): the server has users and the token is not the server's.
+    pub fn needs_hash(&self, token: &[u8]) -> bool {
+        let is_token = self
+            .token
+            .as_ref()
+            .is_some_and(|t| crate::server::token_matches(t, token));
+        !is_token && !self.acl().users.is_empty() && token.contains(&b':')
+    }
+
     /// Checks a handshake's token: the server's single token, or `user:password`.
     pub fn login(&self, peer: Option<SocketAddr>, token: &[u8]) -> Result<Principal, String> {
         let now = Instant::now();

@@ -142,3 +142,24 @@ pub fn listed(sec: &Security, access: &mut Access, name: &str, tags: &[String]) 
         || !tags.iter().any(|t| t == SENSITIVE_TAG)
         || access.permission(sec, name).is_some()
 }
+
+/// Logs and audits a refused login (the user name it claimed, never a byte of a secret).
+pub fn login_refused(sec: &Security, token: &[u8], peer: Option<std::net::SocketAddr>, msg: &str) {
+    let user = claimed_user(token);
+    tracing::warn!(?peer, user, "handshake refused: {msg}");
+    let who = Access::new(Principal::User(user.into()), peer);
+    audit(sec, &who, "login", "", Some(msg));
+}
+
+/// The user name a refused handshake claimed, for the logs: the part before ':' when it is
+/// a valid name, never any byte of a password or a token.
+fn claimed_user(token: &[u8]) -> &str {
+    let name = token
+        .iter()
+        .position(|&b| b == b':')
+        .and_then(|i| std::str::from_utf8(&token[..i]).ok());
+    match name {
+        Some(n) if crate::security::acl::check_name("user", n).is_ok() => n,
+        _ => "-",
+    }
+}

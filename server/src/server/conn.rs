@@ -67,6 +67,9 @@ pub struct Conn {
     pub tls_failed: bool,
     /// TLS bytes received so far (the first ones tell a plaintext client apart).
     pub tls_bytes_seen: u64,
+    /// A password login is being checked on an engine thread: no frame is parsed (nor more
+    /// bytes read) until its answer arrives.
+    pub login_pending: bool,
     /// Who the handshake identified (`None` before it).
     pub access: Option<crate::security::Access>,
     /// Stop reading and close once the queued responses are written and nothing is in flight.
@@ -102,6 +105,7 @@ impl Conn {
             tls: None,
             tls_failed: false,
             tls_bytes_seen: 0,
+            login_pending: false,
             access: None,
             closing: false,
             paused: false,

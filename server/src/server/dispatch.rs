@@ -1,17 +1,17 @@
 //! Turning one received frame into an inline answer, a queued GET or an engine job.
 
-use super::authorize::{audit, authorize, listed, Verdict, DENIED};
+use super::authorize::{audit, authorize, listed, login_refused, Verdict, DENIED};
 use super::conn::Conn;
 use super::executor::{submit, Envelope};
 use super::gets::LoopGets;
-use super::job::{GetItem, Job, Target};
+use super::job::{handshake_info, GetItem, Job, Target};
 use super::training;
 use super::Shared;
 use crate::config::Limits;
 use crate::protocol::{
-    decode_refs, decode_request, encode_response, split_get_body, DecodeError, FrameHeader,
-    HandshakeInfo, Opcode, Permission, Request, Response, SecurityRequest, StatusCode,
-    FLAG_CORRUPT_STATUS, PROTOCOL_VERSION,
+    decode_refs, decode_request, encode_response, split_get_body, DecodeError, FrameHeader, Opcode,
+    Permission, Request, Response, SecurityRequest, StatusCode, FLAG_CORRUPT_STATUS,
+    PROTOCOL_VERSION,
 };
 use crate::security::Access;
 use crossbeam::channel::Sender;
@@ -279,7 +279,7 @@ impl Dispatch {
             );
         }
         match opcode {
-            Opcode::Handshake => self.handshake(conn, h.request_id, body, start),
+            Opcode::Handshake => self.handshake(conn_id, conn, h.request_id, body, start),
             Opcode::Ping => self.reply(
                 conn,
                 opcode,
@@ -298,7 +298,7 @@ impl Dispatch {
         }
     }
 
-    fn handshake(&mut self, conn: &mut Conn, id: u64, body: &[u8], start: Instant) {
+    fn handshake(&mut self, conn_id: u64, conn: &mut Conn, id: u64, body: &[u8], start: Instant) {
         let op = Opcode::Handshake;
         let (version, token) = match decode_request(op, body) {
             Ok(Request::Handshake { version, token }) => (version, token),
@@ -317,28 +317,63 @@ impl Dispatch {
             return self.reply_error(conn, op, id, start, StatusCode::UnsupportedVersion, &msg);
         }
         let peer = conn.stream.peer_addr().ok();
-        match self.shared.security.login(peer, &token) {
+        if self.shared.security.needs_hash(&token) {
+            // A password: its hash is checked on an engine thread; the connection reads no
+            // further until the answer (`Conn::login_pending`).
+            let target = Target {
+                conn: conn_id,
+                request_id: id,
+                opcode: op,
+                start,
+                output: conn.output.clone(),
+                corrupt_status: false,
+            };
+            let job = Job::Login {
+                target,
+                token,
+                peer,
+            };
+            let env = Envelope {
+                worker: self.worker,
+                job,
+            };
+            match submit(&self.pool, env) {
+                Ok(()) => {
+                    conn.login_pending = true;
+                    conn.inflight += 1;
+                    return;
+                }
+                Err(env) => match env.job {
+                    // The queue is full: check it here rather than refuse a login.
+                    Job::Login { token, .. } => {
+                        return self.login_inline(conn, id, start, &token, peer)
+                    }
+                    _ => unreachable!("the job sent back is the login"),
+                },
+            }
+        }
+        self.login_inline(conn, id, start, &token, peer)
+    }
+
+    fn login_inline(
+        &mut self,
+        conn: &mut Conn,
+        id: u64,
+        start: Instant,
+        token: &[u8],
+        peer: Option<std::net::SocketAddr>,
+    ) {
+        let op = Opcode::Handshake;
+        match self.shared.security.login(peer, token) {
             Ok(principal) => conn.access = Some(Access::new(principal, peer)),
             Err(msg) => {
                 conn.closing = true;
-                let user = claimed_user(&token);
-                tracing::warn!(?peer, user, "handshake refused: {msg}");
-                let who = Access::new(crate::security::Principal::User(user.into()), peer);
-                audit(&self.shared.security, &who, "login", "", Some(&msg));
+                login_refused(&self.shared.security, token, peer, &msg);
                 return self.reply_error(conn, op, id, start, StatusCode::AuthFailed, &msg);
             }
         }
         conn.handshaken = true;
-        let limits = &self.shared.config.limits;
-        let info = HandshakeInfo {
-            version: PROTOCOL_VERSION.into(),
-            max_frame_bytes: limits.max_frame_bytes,
-            max_batch_keys: limits.max_batch_keys,
-            max_inflight_per_connection: limits.max_inflight_per_connection,
-            max_features_per_request: limits.max_features_per_request,
-            max_scan_chunks: limits.max_scan_chunks,
-            server: format!("quiverd {}", env!("CARGO_PKG_VERSION")),
-        };
+        let info = handshake_info(&self.shared);
         self.reply(conn, op, id, start, &Response::Handshake(info));
     }
 
@@ -538,18 +573,5 @@ impl Dispatch {
                 self.reply_error(conn, op, id, start, StatusCode::Busy, &msg);
             }
         }
-    }
-}
-
-/// The user name a refused handshake claimed, for the audit log: the part before ':' when it
-/// is a valid name, never any byte of a password or a token.
-fn claimed_user(token: &[u8]) -> &str {
-    let name = token
-        .iter()
-        .position(|&b| b == b':')
-        .and_then(|i| std::str::from_utf8(&token[..i]).ok());
-    match name {
-        Some(n) if crate::security::acl::check_name("user", n).is_ok() => n,
-        _ => "-",
     }
 }

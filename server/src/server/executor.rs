@@ -18,6 +18,14 @@ pub struct Completion {
     pub out: Vec<u8>,
     /// Finished requests: opcode index, start time, failed.
     pub finished: Vec<(crate::protocol::Opcode, Instant, bool)>,
+    /// The outcome of a password login checked on an engine thread.
+    pub login: Option<Login>,
+}
+
+/// A password login checked off the loop (its hash costs milliseconds).
+pub enum Login {
+    Accepted(crate::security::Access),
+    Refused,
 }
 
 /// Where a worker receives completions.
@@ -47,6 +55,18 @@ pub fn record_completion(shared: &Shared, c: &Completion) {
 impl Conn {
     /// Takes a completion's response bytes into the write buffer.
     pub fn take_completion(&mut self, c: Completion) {
+        match c.login {
+            Some(Login::Accepted(access)) => {
+                self.access = Some(access);
+                self.handshaken = true;
+                self.login_pending = false;
+            }
+            Some(Login::Refused) => {
+                self.login_pending = false;
+                self.closing = true;
+            }
+            None => {}
+        }
         self.inflight = self.inflight.saturating_sub(c.finished.len() as u32);
         self.output.take_built(c.out.len());
         if self.wbuf.is_empty() && self.wpos == 0 {

@@ -45,6 +45,10 @@ pub fn handle_frames(dispatch: &mut Dispatch, id: u64, conn: &mut Conn, buf: &[u
     };
     conn.batch_engine_bytes = 0;
     while !conn.closing {
+        if conn.login_pending {
+            parsed.paused = true;
+            break;
+        }
         let admitted_output = conn.queued_output().saturating_sub(conn.batch_engine_bytes);
         if conn.inflight >= limits.max_inflight_per_connection
             || admitted_output as u64 >= limits.max_output_bytes_per_connection

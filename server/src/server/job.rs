@@ -50,6 +50,12 @@ pub enum Job {
         target: Target,
         request: Box<Request>,
     },
+    /// A HANDSHAKE with a password: the argon2id verification runs here, not on a loop.
+    Login {
+        target: Target,
+        token: Vec<u8>,
+        peer: Option<std::net::SocketAddr>,
+    },
     /// Writes the damaged-key list a loop's read changed (a durable write, so never on a
     /// loop). Answers nobody.
     PersistReadDamage,
@@ -59,7 +65,7 @@ impl Job {
     pub fn targets(&self) -> Vec<Target> {
         match self {
             Job::Gets { items, .. } => items.iter().map(|i| i.target.clone()).collect(),
-            Job::Single { target, .. } => vec![target.clone()],
+            Job::Single { target, .. } | Job::Login { target, .. } => vec![target.clone()],
             Job::PersistReadDamage => Vec::new(),
         }
     }
@@ -92,6 +98,7 @@ impl Replies {
                 conn,
                 out: Vec::new(),
                 finished: Vec::new(),
+                login: None,
             });
         }
         self.list.last_mut().expect("pushed above")
@@ -225,9 +232,66 @@ pub fn execute(shared: &Shared, job: Job) -> Vec<Completion> {
                 execute_single(shared, &target, *request, &mut replies)
             }
         }
+        Job::Login {
+            target,
+            token,
+            peer,
+        } => return vec![login(shared, &target, &token, peer)],
         Job::PersistReadDamage => shared.store.engine().persist_read_damage(),
     }
     replies.list
+}
+
+/// What the server tells a client whose handshake succeeded.
+pub fn handshake_info(shared: &Shared) -> crate::protocol::HandshakeInfo {
+    let limits = &shared.config.limits;
+    crate::protocol::HandshakeInfo {
+        version: crate::protocol::PROTOCOL_VERSION.into(),
+        max_frame_bytes: limits.max_frame_bytes,
+        max_batch_keys: limits.max_batch_keys,
+        max_inflight_per_connection: limits.max_inflight_per_connection,
+        max_features_per_request: limits.max_features_per_request,
+        max_scan_chunks: limits.max_scan_chunks,
+        server: format!("quiverd {}", env!("CARGO_PKG_VERSION")),
+    }
+}
+
+/// Checks a password login and answers its HANDSHAKE.
+fn login(
+    shared: &Shared,
+    t: &Target,
+    token: &[u8],
+    peer: Option<std::net::SocketAddr>,
+) -> Completion {
+    use super::executor::Login;
+    let mut out = Vec::new();
+    let (login, failed) = match shared.security.login(peer, token) {
+        Ok(principal) => {
+            let info = Response::Handshake(handshake_info(shared));
+            encode_response(&mut out, Opcode::Handshake, t.request_id, &info);
+            let access = crate::security::Access::new(principal, peer);
+            (Login::Accepted(access), false)
+        }
+        Err(msg) => {
+            super::authorize::login_refused(&shared.security, token, peer, &msg);
+            let status = StatusCode::AuthFailed;
+            encode_error(
+                &mut out,
+                Opcode::Handshake as u8,
+                t.request_id,
+                status,
+                &msg,
+            );
+            (Login::Refused, true)
+        }
+    };
+    t.output.add_built(out.len());
+    Completion {
+        conn: t.conn,
+        out,
+        finished: vec![(Opcode::Handshake, t.start, failed)],
+        login: Some(login),
+    }
 }
 
 fn execute_gets(

@@ -187,7 +187,8 @@ impl Worker {
 
     fn over_limits(&self, conn: &Conn) -> bool {
         let l = &self.shared.config.limits;
-        conn.inflight >= l.max_inflight_per_connection
+        conn.login_pending
+            || conn.inflight >= l.max_inflight_per_connection
             || conn.queued_output() as u64 >= l.max_output_bytes_per_connection
     }
 

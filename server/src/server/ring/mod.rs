@@ -548,7 +548,8 @@ impl RingLoop {
         let id = conn_id(index, slot.generation);
         if !slot.abort {
             let conn = &mut slot.conn;
-            let over = conn.inflight >= limits.max_inflight_per_connection
+            let over = conn.login_pending
+                || conn.inflight >= limits.max_inflight_per_connection
                 || conn.queued_output() as u64 >= limits.max_output_bytes_per_connection;
             if conn.paused && !conn.closing && !over {
                 conn.paused = false;
