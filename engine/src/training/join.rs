@@ -13,6 +13,24 @@ use crate::history::keys::check_entity_key;
 use crate::history::{AsOf, EntityRows, GroupRead, HistoryCache, DEFAULT_HISTORY_CACHE_BYTES};
 use crate::store::Store;
 
+/// Hashes entity keys for grouping a batch's rows, with one xxh3 call per key (SipHash's
+/// resistance to chosen keys is not needed for a spine the caller supplies, and costs several
+/// times more per key).
+#[derive(Default, Clone, Copy)]
+struct KeyHasher(u64);
+
+impl std::hash::Hasher for KeyHasher {
+    fn write(&mut self, bytes: &[u8]) {
+        self.0 = xxhash_rust::xxh3::xxh3_64_with_seed(bytes, self.0);
+    }
+
+    fn finish(&self) -> u64 {
+        self.0
+    }
+}
+
+type Xxh3Builder = std::hash::BuildHasherDefault<KeyHasher>;
+
 /// Most threads one batch's reads are spread over.
 pub const MAX_JOIN_THREADS: usize = 64;
 /// Join threads per core by default.
@@ -172,19 +190,32 @@ impl<'s> TrainingSet<'s> {
         batch.check_shape(self.groups.len(), self.mode.needs_known_at())?;
         let reads = self.reads(batch);
         self.check_rows(batch, &reads)?;
-        let mut columns = vec![vec![FeatureValue::not_found(); batch.len()]; self.features.len()];
+        let mut columns: Vec<Vec<FeatureValue>> = (0..self.features.len())
+            .map(|_| {
+                (0..batch.len())
+                    .map(|_| FeatureValue::not_found())
+                    .collect()
+            })
+            .collect();
         let plans = self.group_reads()?;
-        let entities: Vec<Vec<(Vec<u8>, Vec<usize>)>> = batch
-            .keys
-            .iter()
-            .map(|keys| entities_of(keys))
-            .collect::<Result<_>>()?;
+        // Each group's rows are grouped by entity on a thread of its own.
+        let entities: Vec<Entities<'_>> = std::thread::scope(|scope| {
+            let workers: Vec<_> = batch
+                .keys
+                .iter()
+                .map(|keys| scope.spawn(|| Entities::of(keys)))
+                .collect();
+            workers
+                .into_iter()
+                .map(|w| w.join().expect("grouping a spine batch's rows panicked"))
+                .collect()
+        });
         let jobs = jobs(&entities);
         self.run(&plans, &entities, &reads, &jobs, |job, values| {
             let part = &self.groups[job.group];
             let mut values = values.into_iter();
-            for (_, rows) in &entities[job.group][job.entities.clone()] {
-                for &row in rows {
+            for e in job.entities.clone() {
+                for &row in entities[job.group].get(e).1 {
                     for &column in &part.columns {
                         columns[column][row] = values.next().expect("one value per feature");
                     }
@@ -245,11 +276,14 @@ impl<'s> TrainingSet<'s> {
                             ),
                         ));
                     }
-                    let bytes = key
-                        .to_key_bytes()
-                        .map_err(|e| spine_row(row(), format!("group '{}': {e}", part.name)))?;
-                    check_entity_key(&part.name, &bytes)
-                        .map_err(|e| spine_row(row(), e.to_string()))?;
+                    // An i64 key is always 8 bytes: only other keys need their size checked.
+                    if !matches!(key, EntityKey::I64(_)) {
+                        let bytes = key
+                            .to_key_bytes()
+                            .map_err(|e| spine_row(row(), format!("group '{}': {e}", part.name)))?;
+                        check_entity_key(&part.name, &bytes)
+                            .map_err(|e| spine_row(row(), e.to_string()))?;
+                    }
                 }
                 for (what, time_ms) in reads[i].times() {
                     if time_ms < horizon_ms {
@@ -273,15 +307,19 @@ impl<'s> TrainingSet<'s> {
     fn run(
         &self,
         plans: &[GroupRead],
-        entities: &[Vec<(Vec<u8>, Vec<usize>)>],
+        entities: &[Entities<'_>],
         reads: &[AsOf],
         jobs: &[Job],
         mut place: impl FnMut(&Job, Vec<FeatureValue>),
     ) -> Result<()> {
         let one = |job: &Job| -> Result<Vec<FeatureValue>> {
-            let rows: Vec<EntityRows<'_>> = entities[job.group][job.entities.clone()]
-                .iter()
-                .map(|(entity, rows)| EntityRows { entity, rows })
+            let rows: Vec<EntityRows<'_>> = job
+                .entities
+                .clone()
+                .map(|e| {
+                    let (entity, rows) = entities[job.group].get(e);
+                    EntityRows { entity, rows }
+                })
                 .collect();
             self.store
                 .as_of_entities(&plans[job.group], &rows, reads, &self.cache)
@@ -330,26 +368,101 @@ impl<'s> TrainingSet<'s> {
     }
 }
 
-/// The distinct entities of one key column with their rows, in order of first appearance.
-fn entities_of(keys: &[Option<EntityKey>]) -> Result<Vec<(Vec<u8>, Vec<usize>)>> {
-    let mut index: HashMap<Vec<u8>, usize> = HashMap::new();
-    let mut out: Vec<(Vec<u8>, Vec<usize>)> = Vec::new();
-    for (row, key) in keys.iter().enumerate() {
-        let Some(key) = key else { continue };
-        let bytes = key.to_key_bytes()?;
-        match index.get(bytes.as_ref()) {
-            Some(&e) => out[e].1.push(row),
-            None => {
-                index.insert(bytes.to_vec(), out.len());
-                out.push((bytes.into_owned(), vec![row]));
-            }
+/// The distinct entities of one key column and their rows, in order of first appearance:
+/// entity `e`'s key bytes are `keys[e]`, its rows (in spine order) `rows[starts[e]..starts[e +
+/// 1]]`.
+struct Entities<'b> {
+    keys: Vec<KeyBytes<'b>>,
+    starts: Vec<usize>,
+    rows: Vec<usize>,
+}
+
+/// An entity key's bytes, borrowed from the spine batch or, for an i64 key, held inline.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum KeyBytes<'b> {
+    Borrowed(&'b [u8]),
+    I64([u8; 8]),
+}
+
+impl KeyBytes<'_> {
+    fn as_slice(&self) -> &[u8] {
+        match self {
+            KeyBytes::Borrowed(b) => b,
+            KeyBytes::I64(b) => b,
         }
     }
-    Ok(out)
+}
+
+impl std::hash::Hash for KeyBytes<'_> {
+    fn hash<H: std::hash::Hasher>(&self, state: &mut H) {
+        state.write(self.as_slice());
+    }
+}
+
+impl<'b> Entities<'b> {
+    /// Groups the rows of `keys` by entity (rows without a key belong to none).
+    fn of(keys: &'b [Option<EntityKey>]) -> Entities<'b> {
+        let mut index: HashMap<KeyBytes<'b>, u32, Xxh3Builder> =
+            HashMap::with_hasher(Xxh3Builder::default());
+        let mut list: Vec<KeyBytes<'b>> = Vec::new();
+        let mut entity_of: Vec<u32> = Vec::with_capacity(keys.len());
+        let mut counts: Vec<usize> = Vec::new();
+        for key in keys {
+            let Some(key) = key else {
+                entity_of.push(u32::MAX);
+                continue;
+            };
+            let bytes = match key {
+                EntityKey::I64(v) => KeyBytes::I64(v.to_le_bytes()),
+                EntityKey::String(s) => KeyBytes::Borrowed(s.as_bytes()),
+                EntityKey::Bytes(b) => KeyBytes::Borrowed(b),
+            };
+            let e = *index.entry(bytes).or_insert_with(|| {
+                list.push(bytes);
+                counts.push(0);
+                (list.len() - 1) as u32
+            });
+            counts[e as usize] += 1;
+            entity_of.push(e);
+        }
+        let mut starts = Vec::with_capacity(list.len() + 1);
+        let mut total = 0;
+        starts.push(0);
+        for c in &counts {
+            total += c;
+            starts.push(total);
+        }
+        // Fill each entity's slots in row order.
+        let mut next: Vec<usize> = starts[..list.len()].to_vec();
+        let mut rows = vec![0; total];
+        for (row, &e) in entity_of.iter().enumerate() {
+            if e != u32::MAX {
+                rows[next[e as usize]] = row;
+                next[e as usize] += 1;
+            }
+        }
+        Entities {
+            keys: list,
+            starts,
+            rows,
+        }
+    }
+
+    fn len(&self) -> usize {
+        self.keys.len()
+    }
+
+    /// Entity `e`'s key bytes and rows.
+    fn get(&self, e: usize) -> (&[u8], &[usize]) {
+        (
+            self.keys[e].as_slice(),
+            &self.rows[self.starts[e]..self.starts[e + 1]],
+        )
+    }
 }
 
 /// Per group, its entities cut into reads of at most [`JOB_ENTITIES`] entities.
-fn jobs(entities: &[Vec<(Vec<u8>, Vec<usize>)>]) -> Vec<Job> {
+fn jobs(entities: &[Entities<'_>]) -> Vec<Job> {
     let mut jobs = Vec::new();
     for (group, list) in entities.iter().enumerate() {
         for start in (0..list.len()).step_by(JOB_ENTITIES) {
