@@ -178,6 +178,7 @@ mod tests {
             owner: String::new(),
             tags: vec![],
             history: None,
+            on_violation: Default::default(),
         }
     }
 

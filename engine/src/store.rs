@@ -21,7 +21,8 @@ use crate::feature::registry::{schema_key, GroupEntry, Registry, REGISTRY_GROUP,
 use crate::feature::schema::check_ttl;
 use crate::feature::{
     check_value, merge_row, Alter, EncodedCells, EntityKey, FeatureError, FeatureRef, FeatureValue,
-    GroupSchema, GroupSpec, PutOptions, PutResult, RegistryIndex, Row, ScanItem, Value, WriteMode,
+    GroupSchema, GroupSpec, PutOptions, PutResult, RegistryIndex, Row, ScanItem, Value,
+    ViolationMode, WriteMode,
 };
 use crate::history::retention::{RetentionState, RetentionTask};
 
@@ -215,7 +216,20 @@ impl Store {
         check_key_type(entry, key)?;
         let key_bytes = key.to_key_bytes()?;
         check_ttl(opts.ttl_s)?;
-        let cells = encode_values(entry, event_time_ms, values)?;
+        let (cells, dropped) = encode_values(entry, event_time_ms, values, self.now_ms())?;
+        if cells.is_empty() {
+            // Every value broke a rule and was dropped: nothing to write, nothing else to check.
+            let generation = self
+                .engine
+                .get(schema.id, &key_bytes)?
+                .map_or(0, |r| r.generation);
+            return Ok(PutResult {
+                written: 0,
+                skipped_stale: 0,
+                generation,
+                dropped,
+            });
+        }
         let ttl_s = opts.ttl_s.or(schema.ttl_s);
         let write = WriteOptions {
             durability: opts.durability,
@@ -246,6 +260,7 @@ impl Store {
                         written: outcome.written,
                         skipped_stale: outcome.skipped_stale,
                         generation: 0,
+                        dropped,
                     };
                     Ok(match outcome.row {
                         Some(value) => Modify::Put { value, ttl_s, out },
@@ -453,12 +468,15 @@ fn check_generation(expected: Option<u16>, current: Option<&Record>) -> Result<(
 }
 
 /// Resolves, checks and encodes a put's values: every feature known, not deprecated, named
-/// once, and its value of the right type and within limits.
+/// once, its value of the right type and within limits, and within the feature's rules. A
+/// value that breaks a rule refuses the put, or, in a group whose violation mode is `Drop`,
+/// is left out and counted (the second part of the answer).
 fn encode_values(
     entry: &GroupEntry,
     event_time_ms: u64,
     values: &[(&str, Value)],
-) -> Result<EncodedCells, FeatureError> {
+    now_ms: u64,
+) -> Result<(EncodedCells, u32), FeatureError> {
     let schema = &entry.schema;
     if values.is_empty() {
         return Err(FeatureError::NoValues {
@@ -474,6 +492,7 @@ fn encode_values(
     }
     let mut seen = vec![false; schema.features.len()];
     let mut resolved = Vec::with_capacity(values.len());
+    let mut dropped = 0;
     for (name, value) in values {
         let feature = entry.feature(name)?;
         if feature.deprecated {
@@ -488,10 +507,27 @@ fn encode_values(
                 feature: feature.name.clone(),
             });
         }
-        check_value(schema, feature, value)?;
+        // The group's refusal of NaN and infinity is a rule like the feature's own: in drop
+        // mode it drops the value. Every other type or limit error refuses the put.
+        let checked = match check_value(schema, feature, value) {
+            Err(e @ FeatureError::NonFinite { .. }) => Err(e),
+            Err(e) => return Err(e),
+            Ok(()) => match entry.checker(feature.id) {
+                Some(checker) => checker.check(&schema.name, name, value, event_time_ms, now_ms),
+                None => Ok(()),
+            },
+        };
+        match (checked, schema.on_violation) {
+            (Ok(()), _) => {}
+            (Err(_), ViolationMode::Drop) => {
+                dropped += 1;
+                continue;
+            }
+            (Err(e), ViolationMode::Reject) => return Err(e),
+        }
         resolved.push((feature.id, value));
     }
-    Ok(EncodedCells::new(event_time_ms, resolved))
+    Ok((EncodedCells::new(event_time_ms, resolved), dropped))
 }
 
 /// Loads the registry index and every live group's schema, by key: no device scan.

@@ -705,7 +705,9 @@ pub fn seeds(target: &str) -> Vec<Vec<u8>> {
         "feature_codec" => {
             let mut schema = vec![0u8];
             schema.extend(every_type_schema().encode());
-            vec![schema, vec![1, 0, 0, 0, 0], vec![2, 0, 0]]
+            let mut ruled = vec![0u8];
+            ruled.extend(ruled_schema().encode());
+            vec![schema, ruled, vec![1, 0, 0, 0, 0], vec![2, 0, 0]]
         }
         "config_size" => [
             "8GiB",
@@ -720,6 +722,52 @@ pub fn seeds(target: &str) -> Vec<Vec<u8>> {
         .collect(),
         _ => Vec::new(),
     }
+}
+
+/// Rules of the given texts (see `quiver_engine::feature::rules::text`).
+fn rules(texts: &[&str]) -> quiver_engine::feature::FeatureRules {
+    let mut rules = quiver_engine::feature::FeatureRules::default();
+    for t in texts {
+        rules.parse_rule(t).expect("a valid rule text");
+    }
+    rules
+}
+
+/// A schema in drop mode whose features carry every kind of validation rule.
+fn ruled_schema() -> quiver_engine::feature::GroupSchema {
+    use quiver_engine::feature::{FeatureSpec, FeatureType, GroupSchema, GroupSpec, KeyType};
+    let ruled = |name: &str, ty, texts: &[&str]| FeatureSpec {
+        rules: rules(texts),
+        ..FeatureSpec::new(name, ty)
+    };
+    let mut spec = GroupSpec::new(
+        "ruled",
+        KeyType::String,
+        vec![
+            ruled(
+                "age",
+                FeatureType::I64,
+                &["not-null", "range=[0,150)", "in=1,2,3"],
+            ),
+            ruled(
+                "emb",
+                FeatureType::Vector(3),
+                &["finite", "norm=[0.9,1.1]", "range=(-1,1)"],
+            ),
+            ruled(
+                "city",
+                FeatureType::String,
+                &["regex=[a-z]+", "len=[1,32]", "lag=1h"],
+            ),
+            ruled(
+                "ids",
+                FeatureType::ListString,
+                &["in=a,b", "future=5m", "len=(0,)"],
+            ),
+        ],
+    );
+    spec.on_violation = quiver_engine::feature::ViolationMode::Drop;
+    GroupSchema::from_spec(3, spec).expect("a valid ruled schema")
 }
 
 /// One patch of a recovery input: `offset u32 LE`, `len u8`, the bytes.
@@ -812,7 +860,10 @@ fn protocol_seeds() -> Vec<Vec<u8>> {
         owner: "o".into(),
         tags: vec!["t".into()],
         history: Some(HistoryPolicy::retention(86_400).with_max_versions(5)),
+        on_violation: quiver_engine::feature::ViolationMode::Drop,
     };
+    let mut spec = spec;
+    spec.features[0].rules = rules(&["finite", "range=[0,1]"]);
     let requests = [
         Request::Ping {
             payload: b"hello".to_vec(),
@@ -926,6 +977,14 @@ fn protocol_seeds() -> Vec<Vec<u8>> {
         Request::GroupAlter {
             name: "g".into(),
             alter: Alter::SetHistoryMaxVersions(Some(3)),
+        },
+        Request::GroupAlter {
+            name: "g".into(),
+            alter: Alter::SetRules("a".into(), rules(&["not-null", "lag=1h", "in=1,2"])),
+        },
+        Request::GroupAlter {
+            name: "g".into(),
+            alter: Alter::SetViolationMode(quiver_engine::feature::ViolationMode::Reject),
         },
         Request::GroupDrop { name: "g".into() },
         Request::Scan(ScanRequest {

@@ -55,6 +55,7 @@ fn feature_spec(d: &Bound<'_, PyDict>) -> PyResult<FeatureSpec> {
         description: field!(d, "description", String).unwrap_or_default(),
         owner: field!(d, "owner", String).unwrap_or_default(),
         tags: field!(d, "tags", Vec<String>).unwrap_or_default(),
+        rules: Default::default(),
     })
 }
 
@@ -89,6 +90,7 @@ pub fn group_spec(d: &Bound<'_, PyDict>) -> PyResult<GroupSpec> {
                 max_versions,
             }),
         },
+        on_violation: Default::default(),
     })
 }
 

@@ -111,6 +111,7 @@ fn load_quiver(args: &Args) {
         owner: String::new(),
         tags: vec![],
         history: None,
+        on_violation: Default::default(),
     };
     match c.create_group(spec) {
         Ok(_) => {}

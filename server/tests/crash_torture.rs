@@ -588,6 +588,7 @@ fn group_spec() -> GroupSpec {
         owner: String::new(),
         tags: vec![],
         history: None,
+        on_violation: Default::default(),
     }
 }
 

@@ -72,6 +72,7 @@ fn user_group() -> GroupSpec {
         owner: String::new(),
         tags: vec![],
         history: None,
+        on_violation: Default::default(),
     }
 }
 
@@ -102,7 +103,10 @@ fn values_statuses_and_event_times_round_trip() {
     });
     let (status, body) = post(&http, "/write-to-online-store", &write);
     assert_eq!(status, 200, "{body}");
-    assert_eq!(body, json!({"rows": 2, "written": 10, "skipped_stale": 0}));
+    assert_eq!(
+        body,
+        json!({"rows": 2, "written": 10, "skipped_stale": 0, "dropped": 0})
+    );
 
     let read = json!({
         "features": ["user:ctr", "user:clicks", "user:emb", "user:tags"],
@@ -152,7 +156,10 @@ fn values_statuses_and_event_times_round_trip() {
     // A stale write is skipped, per feature, as over the binary protocol.
     let stale = json!({"feature_view_name": "user", "df": {"key": [1], "event_timestamp": [t - 1], "ctr": [9.0]}});
     let (_, body) = post(&http, "/write-to-online-store", &stale);
-    assert_eq!(body, json!({"rows": 1, "written": 0, "skipped_stale": 1}));
+    assert_eq!(
+        body,
+        json!({"rows": 1, "written": 0, "skipped_stale": 1, "dropped": 0})
+    );
     let got = q
         .client()
         .get(EntityKey::I64(1), vec!["user:ctr".parse().unwrap()])
@@ -221,6 +228,7 @@ fn feast_group() -> GroupSpec {
         owner: String::new(),
         tags: vec!["feast".into()],
         history: None,
+        on_violation: Default::default(),
     }
 }
 

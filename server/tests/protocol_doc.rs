@@ -164,6 +164,19 @@ fn example_alter_max_versions_request() -> Vec<u8> {
     out
 }
 
+/// A GROUP_ALTER setting the rules of feature "age" of group "user" to `range=[0,150]`.
+fn example_alter_rules_request() -> Vec<u8> {
+    let mut rules = quiver_engine::feature::FeatureRules::default();
+    rules.parse_rule("range=[0,150]").unwrap();
+    let req = Request::GroupAlter {
+        name: "user".into(),
+        alter: quiver_engine::feature::Alter::SetRules("age".into(), rules),
+    };
+    let mut out = Vec::new();
+    encode_request(10, &req, &mut out);
+    out
+}
+
 /// Its answer in one frame: row 1 PRESENT 0.5, row 2 NOT_FOUND.
 fn example_training_set_response() -> Vec<u8> {
     let resp = Response::TrainingChunk {
@@ -210,6 +223,7 @@ fn history_examples_match_the_encoder() {
             "alter-max-versions-request",
             example_alter_max_versions_request(),
         ),
+        ("alter-rules-request", example_alter_rules_request()),
     ] {
         assert_eq!(
             hex_block(&doc, name),

@@ -35,6 +35,7 @@ fn blob_group() -> GroupSpec {
         owner: String::new(),
         tags: vec![],
         history: None,
+        on_violation: Default::default(),
     }
 }
 

@@ -243,6 +243,7 @@ fn group_spec() -> GroupSpec {
         owner: String::new(),
         tags: vec![],
         history: None,
+        on_violation: Default::default(),
     }
 }
 

@@ -149,6 +149,19 @@ pub enum FeatureError {
         len: usize,
         max: usize,
     },
+    #[error("invalid rule for feature '{feature}' of group '{group}': {reason}")]
+    InvalidRule {
+        group: String,
+        feature: String,
+        reason: String,
+    },
+    #[error("feature '{feature}' of group '{group}' breaks rule {rule}: got {value}")]
+    RuleViolation {
+        group: String,
+        feature: String,
+        rule: String,
+        value: String,
+    },
     #[error("a put to group '{group}' must carry at least one value")]
     NoValues { group: String },
     #[error("schema version of group '{group}' reached its limit")]

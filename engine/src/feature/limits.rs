@@ -40,3 +40,9 @@ pub const MIN_ZSTD_LEVEL: i32 = 1;
 pub const MAX_ZSTD_LEVEL: i32 = 22;
 /// Rows shorter than this are never compressed: zstd's frame overhead would eat the gain.
 pub const MIN_COMPRESS_BYTES: usize = 64;
+/// Most values in one feature's allowed set (rule `in=`).
+pub const MAX_ALLOWED_VALUES: usize = 1024;
+/// Longest value of an allowed set, in bytes.
+pub const MAX_ALLOWED_VALUE_BYTES: usize = 1024;
+/// Longest regular expression of a rule, in bytes.
+pub const MAX_PATTERN_BYTES: usize = 1024;

@@ -13,6 +13,9 @@ pub struct PutResult {
     pub skipped_stale: u32,
     /// The record's generation after the put (unchanged when nothing was written).
     pub generation: u16,
+    /// Values left out because they broke a rule of their feature, in a group whose
+    /// violation mode is `Drop` (always 0 otherwise: such a put is refused instead).
+    pub dropped: u32,
 }
 
 /// One row of a scan: the entity and the values its row holds, by feature name.

@@ -8,6 +8,7 @@ use std::sync::Arc;
 
 use super::error::FeatureError;
 use super::limits::MAX_GROUPS;
+use super::rules::RuleChecker;
 use super::schema::{Alter, Feature, GroupSchema, GroupSpec};
 use super::schema_codec::RegistryIndex;
 
@@ -26,6 +27,8 @@ pub fn schema_key(id: u32) -> Vec<u8> {
 pub struct GroupEntry {
     pub schema: Arc<GroupSchema>,
     by_name: HashMap<String, u32>,
+    /// The compiled rules of each feature, by feature id; `None`: the feature has none.
+    checkers: Vec<Option<RuleChecker>>,
 }
 
 impl GroupEntry {
@@ -35,10 +38,21 @@ impl GroupEntry {
             .iter()
             .map(|f| (f.name.clone(), f.id))
             .collect();
+        let checkers = schema
+            .features
+            .iter()
+            .map(|f| (!f.rules.is_empty()).then(|| RuleChecker::new(&f.rules)))
+            .collect();
         GroupEntry {
             schema: Arc::new(schema),
             by_name,
+            checkers,
         }
+    }
+
+    /// The compiled rules of feature `id`, if it has any.
+    pub fn checker(&self, id: u32) -> Option<&RuleChecker> {
+        self.checkers.get(id as usize).and_then(Option::as_ref)
     }
 
     /// The feature named `name`, deprecated or not.

@@ -3,6 +3,7 @@
 use super::error::FeatureError;
 use super::limits::{MAX_FEATURES_PER_GROUP, MAX_TTL_S, MAX_ZSTD_LEVEL, MIN_ZSTD_LEVEL};
 use super::name::{check_description, check_name, check_owner, check_tags};
+use super::rules::{FeatureRules, ViolationMode};
 use super::types::{FeatureType, KeyType};
 use crate::history::HistoryPolicy;
 
@@ -14,6 +15,8 @@ pub struct FeatureSpec {
     pub description: String,
     pub owner: String,
     pub tags: Vec<String>,
+    /// Validation rules of the feature's values; `Default`: none.
+    pub rules: FeatureRules,
 }
 
 impl FeatureSpec {
@@ -24,6 +27,7 @@ impl FeatureSpec {
             description: String::new(),
             owner: String::new(),
             tags: Vec::new(),
+            rules: FeatureRules::default(),
         }
     }
 }
@@ -39,6 +43,7 @@ pub struct Feature {
     pub owner: String,
     pub tags: Vec<String>,
     pub deprecated: bool,
+    pub rules: FeatureRules,
 }
 
 /// How a group's rows are compressed. zstd is used on a row only when it makes the row smaller.
@@ -68,6 +73,8 @@ pub struct GroupSpec {
     pub tags: Vec<String>,
     /// Keep superseded values (as-of reads, training sets); `None`: only the newest value.
     pub history: Option<HistoryPolicy>,
+    /// What a put that breaks a feature's rule does.
+    pub on_violation: ViolationMode,
 }
 
 impl GroupSpec {
@@ -87,6 +94,7 @@ impl GroupSpec {
             owner: String::new(),
             tags: Vec::new(),
             history: None,
+            on_violation: ViolationMode::Reject,
         }
     }
 }
@@ -107,7 +115,7 @@ impl GroupSpec {
 /// | 4 | schema version, u32 (1 at creation, +1 per change) |
 /// | str | group name (1..=63 bytes of `[a-z0-9_]`, starting with a letter) |
 /// | 1 | key type: 1 = string, 2 = i64, 3 = bytes |
-/// | 1 | flags: bit 0 = NaN/infinity allowed, bit 1 = a TTL is set, bit 2 = history is kept for a retention window, bit 3 = history is kept for a number of versions; other bits 0 |
+/// | 1 | flags: bit 0 = NaN/infinity allowed, bit 1 = a TTL is set, bit 2 = history is kept for a retention window, bit 3 = history is kept for a number of versions, bit 4 = a value that breaks a feature's rule is dropped from its put (clear: the put is refused); other bits 0 |
 /// | 4 | TTL / max age in seconds, u32 (0 when flag bit 1 is clear) |
 /// | 1 | compression: 0 = none, 1 = zstd |
 /// | 4 | zstd level, i32 (0 when compression is none) |
@@ -126,10 +134,11 @@ impl GroupSpec {
 /// | str | feature name (same rule as group names, unique within the group) |
 /// | 1 | type tag: 1 bool, 2 i64, 3 f32, 4 f64, 5 string, 6 bytes, 7 f32[N], 8 list<i64>, 9 list<f32>, 10 list<string> |
 /// | 4 | only for tag 7: dimension N, u32, 1..=65536 |
-/// | 1 | flags: bit 0 = deprecated; other bits 0 |
+/// | 1 | flags: bit 0 = deprecated, bit 1 = the feature has validation rules; other bits 0 |
 /// | str | description (at most 1024 bytes) |
 /// | str | owner (at most 255 bytes) |
 /// | varint | tag count T (at most 32), then T × str tag |
+/// | … | only when flag bit 1 is set: the feature's rules, as documented on [`FeatureRules`] |
 ///
 /// Nothing follows the last feature but the history setting (when flag bit 2 or 3 is set).
 #[derive(Debug, Clone, PartialEq)]
@@ -147,6 +156,8 @@ pub struct GroupSchema {
     pub tags: Vec<String>,
     /// What the group keeps of superseded values; `None`: nothing (the default).
     pub history: Option<HistoryPolicy>,
+    /// What a put that breaks a feature's rule does.
+    pub on_violation: ViolationMode,
 }
 
 /// One change to a group.
@@ -168,6 +179,11 @@ pub enum Alter {
     SetHistoryMaxVersions(Option<u32>),
     /// Always refused: stored values keep their type; add a new feature instead.
     ChangeFeatureType(String, FeatureType),
+    /// Replaces all the rules of a feature (`FeatureRules::default()` removes them). Values
+    /// already stored are not checked again.
+    SetRules(String, FeatureRules),
+    /// Sets what a put that breaks a rule does.
+    SetViolationMode(ViolationMode),
 }
 
 pub(crate) fn check_ttl(ttl_s: Option<u32>) -> Result<(), FeatureError> {
@@ -199,7 +215,8 @@ fn check_feature_spec(group: &str, spec: &FeatureSpec) -> Result<(), FeatureErro
     let what = format!("feature '{}' of group '{group}'", spec.name);
     check_description(&what, &spec.description)?;
     check_owner(&what, &spec.owner)?;
-    check_tags(&what, &spec.tags)
+    check_tags(&what, &spec.tags)?;
+    spec.rules.check(group, &spec.name, spec.ty)
 }
 
 impl GroupSchema {
@@ -228,6 +245,7 @@ impl GroupSchema {
             owner: spec.owner,
             tags: spec.tags,
             history: spec.history,
+            on_violation: spec.on_violation,
         };
         for feature in spec.features {
             schema.push_feature(feature)?;
@@ -275,6 +293,7 @@ impl GroupSchema {
             owner: spec.owner,
             tags: spec.tags,
             deprecated: false,
+            rules: spec.rules,
         });
         Ok(())
     }
@@ -342,6 +361,15 @@ impl GroupSchema {
                     max_versions,
                 });
             }
+            Alter::SetRules(name, rules) => {
+                let index = self
+                    .feature(&name)
+                    .ok_or_else(|| self.unknown_feature(&name))?
+                    .id as usize;
+                rules.check(&self.name, &name, self.features[index].ty)?;
+                next.features[index].rules = rules;
+            }
+            Alter::SetViolationMode(mode) => next.on_violation = mode,
             Alter::ChangeFeatureType(name, to) => {
                 let feature = self
                     .feature(&name)

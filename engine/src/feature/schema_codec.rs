@@ -10,6 +10,7 @@ use super::limits::{
     MAX_TAGS,
 };
 use super::name::{check_name, check_tags};
+use super::rules::{FeatureRules, ViolationMode};
 use super::schema::{Compression, Feature, GroupSchema};
 use super::types::{FeatureType, KeyType};
 use crate::history::HistoryPolicy;
@@ -69,28 +70,46 @@ fn read_feature_type(r: &mut Reader<'_>) -> Result<FeatureType, FeatureError> {
 fn put_feature(out: &mut Vec<u8>, f: &Feature) {
     put_bytes(out, f.name.as_bytes());
     put_feature_type(out, f.ty);
-    out.push(f.deprecated as u8);
+    out.push(f.deprecated as u8 | (!f.rules.is_empty() as u8) << 1);
     put_bytes(out, f.description.as_bytes());
     put_bytes(out, f.owner.as_bytes());
     put_tags(out, &f.tags);
+    if !f.rules.is_empty() {
+        f.rules.put(out);
+    }
 }
 
 fn read_feature(r: &mut Reader<'_>, id: u32) -> Result<Feature, FeatureError> {
     let name = read_name(r, "feature")?;
     let ty = read_feature_type(r)?;
-    let deprecated = match r.u8()? {
-        0 => false,
-        1 => true,
-        b => return Err(r.err(format!("feature flags {b:#x} has unknown bits"))),
+    let flags = r.u8()?;
+    if flags & !0b11 != 0 {
+        return Err(r.err(format!("feature flags {flags:#x} has unknown bits")));
+    }
+    let description = r.string(MAX_DESCRIPTION_BYTES, "description")?;
+    let owner = r.string(MAX_OWNER_BYTES, "owner")?;
+    let tags = read_tags(r)?;
+    let rules = if flags & 0b10 != 0 {
+        let rules = FeatureRules::read(r)?;
+        if rules.is_empty() {
+            return Err(r.err("rules flag set with no rule"));
+        }
+        rules
+            .check("stored schema", &name, ty)
+            .map_err(|e| r.err(e.to_string()))?;
+        rules
+    } else {
+        FeatureRules::default()
     };
     Ok(Feature {
         id,
         name,
         ty,
-        deprecated,
-        description: r.string(MAX_DESCRIPTION_BYTES, "description")?,
-        owner: r.string(MAX_OWNER_BYTES, "owner")?,
-        tags: read_tags(r)?,
+        deprecated: flags & 1 != 0,
+        description,
+        owner,
+        tags,
+        rules,
     })
 }
 
@@ -107,7 +126,8 @@ impl GroupSchema {
             self.allow_non_finite as u8
                 | (self.ttl_s.is_some() as u8) << 1
                 | (self.history.is_some_and(|h| h.retention_s.is_some()) as u8) << 2
-                | (self.history.is_some_and(|h| h.max_versions.is_some()) as u8) << 3,
+                | (self.history.is_some_and(|h| h.max_versions.is_some()) as u8) << 3
+                | ((self.on_violation == ViolationMode::Drop) as u8) << 4,
         );
         out.extend_from_slice(&self.ttl_s.unwrap_or(0).to_le_bytes());
         let (codec, level) = match self.compression {
@@ -144,7 +164,7 @@ impl GroupSchema {
         let name = read_name(&mut r, "group")?;
         let key_type = KeyType::from_tag(r.u8()?).ok_or_else(|| r.err("unknown key type"))?;
         let flags = r.u8()?;
-        if flags & !0b1111 != 0 {
+        if flags & !0b1_1111 != 0 {
             return Err(r.err(format!("group flags {flags:#x} has unknown bits")));
         }
         let ttl_raw = r.u32()?;
@@ -189,6 +209,11 @@ impl GroupSchema {
             owner,
             tags,
             history,
+            on_violation: if flags & 0b1_0000 != 0 {
+                ViolationMode::Drop
+            } else {
+                ViolationMode::Reject
+            },
         };
         schema.check_unique_names()?;
         Ok(schema)
@@ -308,6 +333,20 @@ mod tests {
         spec.allow_non_finite = true;
         spec.description = "users".into();
         spec.tags = vec!["core".into(), "team:ads".into()];
+        spec.on_violation = ViolationMode::Drop;
+        for t in ["range=[0,1e6)", "norm=[0.5,2]", "finite"] {
+            spec.features[1].rules.parse_rule(t).unwrap();
+        }
+        for t in [
+            "in=a,b",
+            "regex=[a-z]+",
+            "len=[1,8]",
+            "not-null",
+            "lag=1d",
+            "future=5m",
+        ] {
+            spec.features[2].rules.parse_rule(t).unwrap();
+        }
         GroupSchema::from_spec(5, spec)
             .unwrap()
             .altered(Alter::DeprecateFeature("age".into()))

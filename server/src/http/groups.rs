@@ -3,7 +3,7 @@
 
 use super::feast::FeastView;
 use super::ApiError;
-use quiver_engine::feature::{Compression, GroupSchema};
+use quiver_engine::feature::{Compression, GroupSchema, ViolationMode};
 use quiver_engine::Store;
 use serde_json::{json, Value as Json};
 
@@ -16,7 +16,7 @@ pub fn schema_json(schema: &GroupSchema) -> Json {
             json!({
                 "id": f.id, "name": f.name, "type": f.ty.to_string(),
                 "description": f.description, "owner": f.owner, "tags": f.tags,
-                "deprecated": f.deprecated,
+                "deprecated": f.deprecated, "rules": f.rules.texts(),
             })
         })
         .collect();
@@ -41,6 +41,10 @@ pub fn schema_json(schema: &GroupSchema) -> Json {
         "history_retention_s": schema.history.map(|h| h.retention_s),
         "compression": compression,
         "allow_non_finite": schema.allow_non_finite,
+        "on_violation": match schema.on_violation {
+            ViolationMode::Reject => "reject",
+            ViolationMode::Drop => "drop",
+        },
         "description": schema.description,
         "owner": schema.owner,
         "tags": schema.tags,

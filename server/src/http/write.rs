@@ -150,7 +150,7 @@ fn rows(
     Ok((t.schema.name.clone(), out))
 }
 
-/// Writes the rows; answers `{"rows": N, "written": W, "skipped_stale": S}` (values stored,
+/// Writes the rows; answers `{"rows": N, "written": W, "skipped_stale": S, "dropped": D}` (values stored,
 /// and values not stored because the stored one is newer).
 pub fn write_to_online_store(
     store: &Store,
@@ -160,7 +160,7 @@ pub fn write_to_online_store(
     let req: WriteRequest = parse("/write-to-online-store", body)?;
     let opts = options(&req)?;
     let (group, rows) = rows(store, &req, limits)?;
-    let (mut written, mut stale) = (0u64, 0u64);
+    let (mut written, mut stale, mut dropped) = (0u64, 0u64, 0u64);
     for (i, row) in rows.iter().enumerate() {
         let values: Vec<(&str, Value)> = row
             .values
@@ -171,6 +171,7 @@ pub fn write_to_online_store(
             Ok(r) => {
                 written += u64::from(r.written);
                 stale += u64::from(r.skipped_stale);
+                dropped += u64::from(r.dropped);
             }
             Err(e) => {
                 let mut err = ApiError::from_engine(&e);
@@ -183,6 +184,6 @@ pub fn write_to_online_store(
             }
         }
     }
-    let body = serde_json::json!({"rows": rows.len(), "written": written, "skipped_stale": stale});
+    let body = serde_json::json!({"rows": rows.len(), "written": written, "skipped_stale": stale, "dropped": dropped});
     Ok(serde_json::to_vec(&body).expect("JSON of numbers"))
 }

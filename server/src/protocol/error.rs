@@ -44,6 +44,9 @@ pub enum DecodeError {
         when: &'static str,
         got: u64,
     },
+    /// A field whose bytes have an encoding of their own that does not decode.
+    #[error("invalid {what}: {reason}")]
+    Invalid { what: &'static str, reason: String },
     #[error(
         "the MORE flag is set on a {opcode} response: only SCAN and TRAINING_SET responses stream"
     )]

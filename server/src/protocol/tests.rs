@@ -56,19 +56,45 @@ fn refs() -> impl Strategy<Value = Vec<FeatureRef>> {
     )
 }
 
+/// Any set of rules (the codec does not look at the feature's type; the store does).
+fn rules() -> impl Strategy<Value = quiver_engine::feature::FeatureRules> {
+    const TEXTS: [&str; 10] = [
+        "not-null",
+        "finite",
+        "range=[0,150)",
+        "range=(,-1.5]",
+        "norm=[0.9,1.1]",
+        "len=[1,)",
+        "in=a,bc,d",
+        "regex=[a-z]+\\d?",
+        "lag=1h",
+        "future=30s",
+    ];
+    proptest::collection::vec(0..TEXTS.len(), 0..5).prop_map(|picks| {
+        let mut rules = quiver_engine::feature::FeatureRules::default();
+        for i in picks {
+            // A second range is refused as given twice: keep the first.
+            let _ = rules.parse_rule(TEXTS[i]);
+        }
+        rules
+    })
+}
+
 fn spec() -> impl Strategy<Value = FeatureSpec> {
     (
         "[a-z]{1,8}",
         feature_type(),
         ".{0,6}",
         proptest::collection::vec("[a-z]{1,4}", 0..3),
+        rules(),
     )
-        .prop_map(|(name, ty, description, tags)| FeatureSpec {
+        .prop_map(|(name, ty, description, tags, rules)| FeatureSpec {
             name,
             ty,
             description,
             owner: "o".into(),
             tags,
+            rules,
         })
 }
 
@@ -121,6 +147,11 @@ fn group_spec() -> impl Strategy<Value = GroupSpec> {
                     ),
                     (Some(t), _) => Some(quiver_engine::history::HistoryPolicy::retention(t)),
                 },
+                on_violation: if level % 2 == 0 {
+                    quiver_engine::feature::ViolationMode::Drop
+                } else {
+                    quiver_engine::feature::ViolationMode::Reject
+                },
             },
         )
 }
@@ -136,6 +167,12 @@ fn alter() -> impl Strategy<Value = Alter> {
         ("[a-z]{1,5}", feature_type()).prop_map(|(n, t)| Alter::ChangeFeatureType(n, t)),
         any::<Option<u32>>().prop_map(Alter::SetHistoryRetention),
         any::<Option<u32>>().prop_map(Alter::SetHistoryMaxVersions),
+        ("[a-z]{1,5}", rules()).prop_map(|(n, r)| Alter::SetRules(n, r)),
+        any::<bool>().prop_map(|drop| Alter::SetViolationMode(if drop {
+            quiver_engine::feature::ViolationMode::Drop
+        } else {
+            quiver_engine::feature::ViolationMode::Reject
+        })),
     ]
 }
 
@@ -352,14 +389,15 @@ fn response() -> impl Strategy<Value = (Opcode, Response)> {
                 next: n.map(ScanCursor)
             }
         )),
-        (any::<u32>(), any::<u32>(), any::<u16>()).prop_map(
-            |(written, skipped_stale, generation)| {
+        (any::<u32>(), any::<u32>(), any::<u16>(), any::<u32>()).prop_map(
+            |(written, skipped_stale, generation, dropped)| {
                 (
                     Opcode::Put,
                     Response::Put(PutResult {
                         written,
                         skipped_stale,
                         generation,
+                        dropped,
                     }),
                 )
             }
@@ -661,6 +699,7 @@ mod canonical {
             owner: String::new(),
             tags: Vec::new(),
             history: None,
+            on_violation: Default::default(),
         };
         let canonical = body(&Request::GroupCreate(spec));
         decode_request(Opcode::GroupCreate, &canonical).expect("canonical spec");
@@ -669,8 +708,9 @@ mod canonical {
         let mut b = canonical.clone();
         b[dim_at] = 3;
         assert_not_canonical(refused(Opcode::GroupCreate, &b), "feature type dimension");
-        // After the feature: description, owner, tags (3 × 4), then ttl (5), compression tag.
-        let level_at = dim_at + 4 + 4 + 4 + 4 + 5 + 1;
+        // After the feature: description, owner, tags, rules (4 × 4), then ttl (5), compression
+        // tag.
+        let level_at = dim_at + 4 + 4 + 4 + 4 + 4 + 5 + 1;
         let mut b = canonical.clone();
         b[level_at] = 3;
         assert_not_canonical(refused(Opcode::GroupCreate, &b), "compression level");

@@ -7,8 +7,9 @@ use super::wire::{
 };
 use super::DecodeError;
 use quiver_engine::feature::{
-    Alter, Compression, EntityKey, Feature, FeatureRef, FeatureSpec, FeatureType, FeatureValue,
-    GroupSchema, GroupSpec, KeyType, PutOptions, PutResult, ScanItem, Status, Value, WriteMode,
+    Alter, Compression, EntityKey, Feature, FeatureRef, FeatureRules, FeatureSpec, FeatureType,
+    FeatureValue, GroupSchema, GroupSpec, KeyType, PutOptions, PutResult, ScanItem, Status, Value,
+    ViolationMode, WriteMode,
 };
 use quiver_engine::history::HistoryPolicy;
 use quiver_engine::Durability;
@@ -309,12 +310,44 @@ fn get_compression(r: &mut WireReader<'_>) -> Result<Compression, DecodeError> {
     }
 }
 
+/// A feature's rules as `bytes`: the encoding documented in docs/FORMAT.md ("Feature rules"),
+/// empty for no rules.
+fn put_rules(out: &mut Vec<u8>, rules: &FeatureRules) {
+    put_bytes(out, &rules.to_bytes());
+}
+
+fn get_rules(r: &mut WireReader<'_>) -> Result<FeatureRules, DecodeError> {
+    FeatureRules::from_bytes(r.bytes("feature rules")?).map_err(|e| DecodeError::Invalid {
+        what: "feature rules",
+        reason: e.to_string(),
+    })
+}
+
+fn put_violation_mode(out: &mut Vec<u8>, mode: ViolationMode) {
+    out.push(match mode {
+        ViolationMode::Reject => 0,
+        ViolationMode::Drop => 1,
+    });
+}
+
+fn get_violation_mode(r: &mut WireReader<'_>) -> Result<ViolationMode, DecodeError> {
+    match r.u8("violation mode")? {
+        0 => Ok(ViolationMode::Reject),
+        1 => Ok(ViolationMode::Drop),
+        tag => Err(DecodeError::UnknownTag {
+            what: "violation mode",
+            tag,
+        }),
+    }
+}
+
 pub fn put_feature_spec(out: &mut Vec<u8>, f: &FeatureSpec) {
     put_str(out, &f.name);
     put_feature_type(out, f.ty);
     put_str(out, &f.description);
     put_str(out, &f.owner);
     put_strs(out, &f.tags);
+    put_rules(out, &f.rules);
 }
 
 pub fn get_feature_spec(r: &mut WireReader<'_>) -> Result<FeatureSpec, DecodeError> {
@@ -324,6 +357,7 @@ pub fn get_feature_spec(r: &mut WireReader<'_>) -> Result<FeatureSpec, DecodeErr
         description: r.string("feature description")?,
         owner: r.string("feature owner")?,
         tags: r.strings("feature tags")?,
+        rules: get_rules(r)?,
     })
 }
 
@@ -341,6 +375,7 @@ pub fn put_group_spec(out: &mut Vec<u8>, g: &GroupSpec) {
     put_str(out, &g.owner);
     put_strs(out, &g.tags);
     put_history(out, g.history);
+    put_violation_mode(out, g.on_violation);
 }
 
 /// History bounds as two `opt_u32`s, retention seconds then max versions: both absent = the
@@ -364,7 +399,7 @@ fn get_history(r: &mut WireReader<'_>) -> Result<Option<HistoryPolicy>, DecodeEr
 pub fn get_group_spec(r: &mut WireReader<'_>) -> Result<GroupSpec, DecodeError> {
     let name = r.string("group name")?;
     let key_type = get_key_type(r)?;
-    let n = r.count("group features", 21)?;
+    let n = r.count("group features", 25)?;
     let features = (0..n)
         .map(|_| get_feature_spec(r))
         .collect::<Result<_, _>>()?;
@@ -379,6 +414,7 @@ pub fn get_group_spec(r: &mut WireReader<'_>) -> Result<GroupSpec, DecodeError> 
         owner: r.string("group owner")?,
         tags: r.strings("group tags")?,
         history: get_history(r)?,
+        on_violation: get_violation_mode(r)?,
     })
 }
 
@@ -390,6 +426,7 @@ fn put_feature(out: &mut Vec<u8>, f: &Feature) {
     put_str(out, &f.owner);
     put_strs(out, &f.tags);
     out.push(f.deprecated as u8);
+    put_rules(out, &f.rules);
 }
 
 fn get_feature(r: &mut WireReader<'_>) -> Result<Feature, DecodeError> {
@@ -401,6 +438,7 @@ fn get_feature(r: &mut WireReader<'_>) -> Result<Feature, DecodeError> {
         owner: r.string("feature owner")?,
         tags: r.strings("feature tags")?,
         deprecated: r.bool("feature deprecated")?,
+        rules: get_rules(r)?,
     })
 }
 
@@ -420,6 +458,7 @@ pub fn put_group_schema(out: &mut Vec<u8>, g: &GroupSchema) {
     put_str(out, &g.owner);
     put_strs(out, &g.tags);
     put_history(out, g.history);
+    put_violation_mode(out, g.on_violation);
 }
 
 pub fn get_group_schema(r: &mut WireReader<'_>) -> Result<GroupSchema, DecodeError> {
@@ -427,7 +466,7 @@ pub fn get_group_schema(r: &mut WireReader<'_>) -> Result<GroupSchema, DecodeErr
     let version = r.u32("group version")?;
     let name = r.string("group name")?;
     let key_type = get_key_type(r)?;
-    let n = r.count("group features", 26)?;
+    let n = r.count("group features", 30)?;
     let features = (0..n).map(|_| get_feature(r)).collect::<Result<_, _>>()?;
     Ok(GroupSchema {
         id,
@@ -442,6 +481,7 @@ pub fn get_group_schema(r: &mut WireReader<'_>) -> Result<GroupSchema, DecodeErr
         owner: r.string("group owner")?,
         tags: r.strings("group tags")?,
         history: get_history(r)?,
+        on_violation: get_violation_mode(r)?,
     })
 }
 
@@ -484,6 +524,15 @@ pub fn put_alter(out: &mut Vec<u8>, alter: &Alter) {
             out.push(8);
             put_opt_u32(out, *max_versions);
         }
+        Alter::SetRules(name, rules) => {
+            out.push(9);
+            put_str(out, name);
+            put_rules(out, rules);
+        }
+        Alter::SetViolationMode(mode) => {
+            out.push(10);
+            put_violation_mode(out, *mode);
+        }
     }
 }
 
@@ -498,6 +547,8 @@ pub fn get_alter(r: &mut WireReader<'_>) -> Result<Alter, DecodeError> {
         6 => Alter::ChangeFeatureType(r.string("feature name")?, get_feature_type(r)?),
         7 => Alter::SetHistoryRetention(r.opt_u32("history retention")?),
         8 => Alter::SetHistoryMaxVersions(r.opt_u32("history max versions")?),
+        9 => Alter::SetRules(r.string("feature name")?, get_rules(r)?),
+        10 => Alter::SetViolationMode(get_violation_mode(r)?),
         tag => return Err(DecodeError::UnknownTag { what: "alter", tag }),
     })
 }
@@ -607,6 +658,7 @@ pub fn put_put_result(out: &mut Vec<u8>, p: &PutResult) {
     put_u32(out, p.written);
     put_u32(out, p.skipped_stale);
     put_u16(out, p.generation);
+    put_u32(out, p.dropped);
 }
 
 pub fn get_put_result(r: &mut WireReader<'_>) -> Result<PutResult, DecodeError> {
@@ -614,6 +666,7 @@ pub fn get_put_result(r: &mut WireReader<'_>) -> Result<PutResult, DecodeError> 
         written: r.u32("written")?,
         skipped_stale: r.u32("skipped_stale")?,
         generation: r.u16("generation")?,
+        dropped: r.u32("dropped")?,
     })
 }
 

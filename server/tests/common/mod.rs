@@ -185,6 +185,7 @@ pub fn feature(name: &str, ty: FeatureType) -> FeatureSpec {
         description: String::new(),
         owner: String::new(),
         tags: vec![],
+        rules: Default::default(),
     }
 }
 
@@ -203,6 +204,7 @@ pub fn f32_group(name: &str, n: usize) -> GroupSpec {
         owner: String::new(),
         tags: vec![],
         history: None,
+        on_violation: Default::default(),
     }
 }
 

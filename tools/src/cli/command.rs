@@ -268,6 +268,47 @@ pub struct GroupCreateArgs {
     /// Keep at most N superseded versions per feature and entity (1 to 100000), alone or with --history (a version either bound removes is removed); trimmed in the background
     #[arg(long, value_name = "N", value_parser = parse::parse_max_versions)]
     pub max_versions: Option<u32>,
+    /// A validation rule of a feature, FEATURE:RULE (repeatable): not-null, finite, range=[A,B), norm=[A,B], len=[A,B], in=V,V,..., regex=PATTERN, lag=DURATION, future=DURATION
+    #[arg(long = "rule", value_name = "FEATURE:RULE", value_parser = parse_rule_arg)]
+    pub rules: Vec<RuleArg>,
+    /// What a put that breaks a rule does: reject refuses the whole put, drop leaves out the offending values and counts them
+    #[arg(long, value_enum, default_value = "reject")]
+    pub on_violation: ViolationArg,
+}
+
+/// One `--rule FEATURE:RULE`.
+#[derive(Debug, Clone, PartialEq)]
+pub struct RuleArg {
+    pub feature: String,
+    pub rule: String,
+}
+
+fn parse_rule_arg(text: &str) -> Result<RuleArg, String> {
+    let (feature, rule) = text
+        .split_once(':')
+        .ok_or_else(|| format!("invalid rule '{text}': expected FEATURE:RULE"))?;
+    quiver_engine::feature::FeatureRules::default().parse_rule(rule)?;
+    Ok(RuleArg {
+        feature: feature.to_string(),
+        rule: rule.to_string(),
+    })
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum ViolationArg {
+    /// Refuse the whole put
+    Reject,
+    /// Leave out the offending values and count them
+    Drop,
+}
+
+impl From<ViolationArg> for quiver_engine::feature::ViolationMode {
+    fn from(arg: ViolationArg) -> Self {
+        match arg {
+            ViolationArg::Reject => quiver_engine::feature::ViolationMode::Reject,
+            ViolationArg::Drop => quiver_engine::feature::ViolationMode::Drop,
+        }
+    }
 }
 
 #[derive(Debug, Args)]
@@ -293,6 +334,15 @@ pub struct GroupAlterArgs {
     /// Keep at most N superseded versions per feature and entity (1 to 100000), turning history on if it is off; or off to remove the count (the window stays)
     #[arg(long, value_name = "N|off", group = "change", value_parser = parse_max_versions_arg)]
     pub max_versions: Option<MaxVersionsArg>,
+    /// Set a feature's rules, FEATURE:RULE (repeatable): the rules given for a feature replace all of its rules
+    #[arg(long = "rule", value_name = "FEATURE:RULE", group = "change", value_parser = parse_rule_arg)]
+    pub rules: Vec<RuleArg>,
+    /// Remove all the rules of a feature (repeatable)
+    #[arg(long = "clear-rules", value_name = "FEATURE", group = "change")]
+    pub clear_rules: Vec<String>,
+    /// What a put that breaks a rule does from now on
+    #[arg(long, value_enum, group = "change")]
+    pub on_violation: Option<ViolationArg>,
 }
 
 /// A history version count, or `off` (a newtype for the same reason as [`TtlArg`]).

@@ -67,6 +67,7 @@ pub fn put(args: &PutArgs, backend: &mut dyn Backend, out: Out) -> CliResult<()>
     let doc = json!({
         "group": args.group, "key": key_to_json(&row.key), "written": result.written,
         "skipped_stale": result.skipped_stale, "generation": result.generation,
+        "dropped": result.dropped,
     });
     out.emit(doc, || {
         print!("put {}/{}: {} written", args.group, row.key, result.written);
@@ -74,6 +75,12 @@ pub fn put(args: &PutArgs, backend: &mut dyn Backend, out: Out) -> CliResult<()>
             print!(
                 ", {} skipped (the store holds newer values)",
                 result.skipped_stale
+            );
+        }
+        if result.dropped > 0 {
+            print!(
+                ", {} dropped (they broke a rule of their feature)",
+                result.dropped
             );
         }
         println!(", generation {}", result.generation);

@@ -1,11 +1,11 @@
 //! `quiver group create|describe|list|alter|drop`.
 
-use quiver_engine::feature::{Alter, Compression, GroupSpec};
+use quiver_engine::feature::{Alter, Compression, FeatureRules, GroupSpec};
 use quiver_engine::history::HistoryPolicy;
 use serde_json::json;
 
 use super::backend::Backend;
-use super::command::{GroupAlterArgs, GroupCommand, GroupCreateArgs};
+use super::command::{GroupAlterArgs, GroupCommand, GroupCreateArgs, RuleArg};
 use super::error::{CliError, CliResult};
 use super::json::schema_to_json;
 use super::output::{print_group_list, print_schema, Out};
@@ -62,7 +62,39 @@ fn group_spec(args: &GroupCreateArgs) -> CliResult<GroupSpec> {
             max_versions,
         }),
     };
+    spec.on_violation = args.on_violation.into();
+    for (feature, rules) in rules_by_feature(&args.rules)? {
+        let spec_feature = spec
+            .features
+            .iter_mut()
+            .find(|f| f.name == feature)
+            .ok_or_else(|| {
+                CliError::usage(format!(
+                    "--rule names feature '{feature}', which is not among the --feature options"
+                ))
+            })?;
+        spec_feature.rules = rules;
+    }
     Ok(spec)
+}
+
+/// The `--rule FEATURE:RULE` options gathered per feature, in order of first mention.
+fn rules_by_feature(args: &[RuleArg]) -> CliResult<Vec<(String, FeatureRules)>> {
+    let mut out: Vec<(String, FeatureRules)> = Vec::new();
+    for arg in args {
+        let index = match out.iter().position(|(f, _)| *f == arg.feature) {
+            Some(i) => i,
+            None => {
+                out.push((arg.feature.clone(), FeatureRules::default()));
+                out.len() - 1
+            }
+        };
+        out[index]
+            .1
+            .parse_rule(&arg.rule)
+            .map_err(|e| CliError::usage(format!("feature '{}': {e}", arg.feature)))?;
+    }
+    Ok(out)
 }
 
 /// `none`, `zstd` or `zstd:LEVEL`.
@@ -104,6 +136,15 @@ fn alter(args: &GroupAlterArgs, backend: &mut dyn Backend, out: Out) -> CliResul
     }
     if let Some(max_versions) = args.max_versions {
         changes.push(Alter::SetHistoryMaxVersions(max_versions.0));
+    }
+    for (feature, rules) in rules_by_feature(&args.rules)? {
+        changes.push(Alter::SetRules(feature, rules));
+    }
+    for feature in &args.clear_rules {
+        changes.push(Alter::SetRules(feature.clone(), FeatureRules::default()));
+    }
+    if let Some(mode) = args.on_violation {
+        changes.push(Alter::SetViolationMode(mode.into()));
     }
     let mut schema = None;
     for change in changes {

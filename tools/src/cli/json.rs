@@ -205,6 +205,7 @@ pub fn schema_to_json(schema: &GroupSchema) -> Json {
             json!({
                 "id": f.id, "name": f.name, "type": f.ty.to_string(), "description": f.description,
                 "owner": f.owner, "tags": f.tags, "deprecated": f.deprecated,
+                "rules": f.rules.texts(),
             })
         })
         .collect();
@@ -227,6 +228,10 @@ pub fn schema_to_json(schema: &GroupSchema) -> Json {
         json!(super::output::compression_text(&schema.compression)),
     );
     map.insert("allow_non_finite".into(), json!(schema.allow_non_finite));
+    map.insert(
+        "on_violation".into(),
+        json!(super::output::violation_text(schema.on_violation)),
+    );
     map.insert("description".into(), json!(schema.description));
     map.insert("owner".into(), json!(schema.owner));
     map.insert("tags".into(), json!(schema.tags));

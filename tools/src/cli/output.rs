@@ -67,6 +67,14 @@ pub fn time_text(ms: u64) -> String {
         .unwrap_or_else(|| format!("{ms} ms"))
 }
 
+/// `reject` or `drop`.
+pub fn violation_text(mode: quiver_engine::feature::ViolationMode) -> &'static str {
+    match mode {
+        quiver_engine::feature::ViolationMode::Reject => "reject",
+        quiver_engine::feature::ViolationMode::Drop => "drop",
+    }
+}
+
 pub fn print_schema(schema: &GroupSchema) {
     println!(
         "group {} (id {}, version {})",
@@ -78,6 +86,9 @@ pub fn print_schema(schema: &GroupSchema) {
     println!("  compression  {}", compression_text(&schema.compression));
     if schema.allow_non_finite {
         println!("  non-finite   allowed");
+    }
+    if schema.features.iter().any(|f| !f.rules.is_empty()) {
+        println!("  on violation {}", violation_text(schema.on_violation));
     }
     for (label, text) in [
         ("description", &schema.description),
@@ -99,7 +110,13 @@ pub fn print_schema(schema: &GroupSchema) {
         .unwrap_or(0);
     for f in &schema.features {
         let note = if f.deprecated { "  (deprecated)" } else { "" };
-        println!("    {:<width$}  {}{note}", f.name, f.ty);
+        let rules = f.rules.texts();
+        let rules = if rules.is_empty() {
+            String::new()
+        } else {
+            format!("  rules: {}", rules.join(" "))
+        };
+        println!("    {:<width$}  {}{note}{rules}", f.name, f.ty);
     }
 }
 

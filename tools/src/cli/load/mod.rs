@@ -44,6 +44,8 @@ pub struct Tally {
     pub rows_written: u64,
     pub values_written: u64,
     pub skipped_stale: u64,
+    /// Values left out for breaking a rule (groups whose violation mode is drop).
+    pub values_dropped: u64,
     pub rejected: u64,
     pub rejections: Vec<Rejection>,
     pub aborted: bool,
@@ -217,6 +219,7 @@ fn write_batch(
                 tally.rows_written += 1;
                 tally.values_written += u64::from(result.written);
                 tally.skipped_stale += u64::from(result.skipped_stale);
+                tally.values_dropped += u64::from(result.dropped);
             }
             Err(err) if is_fatal(&err) => return Err(err),
             Err(err) => tally.reject(Rejection::new(line, "", err.to_string())),
@@ -233,7 +236,7 @@ fn report(args: &LoadArgs, format: FileFormat, tally: &Tally, seconds: f64, out:
         "group": args.group, "file": args.file.display().to_string(), "format": format.name(),
         "rows_read": tally.rows_read, "rows_written": tally.rows_written,
         "values_written": tally.values_written, "skipped_stale": tally.skipped_stale,
-        "rows_rejected": tally.rejected, "aborted": tally.aborted,
+        "values_dropped": tally.values_dropped, "rows_rejected": tally.rejected, "aborted": tally.aborted,
         "seconds": seconds, "rows_per_s": rate.round(),
         "rejected": rejections.iter().map(|r| json!({"line": r.line, "column": r.column, "reason": r.reason})).collect::<Vec<_>>(),
     });
@@ -243,6 +246,12 @@ fn report(args: &LoadArgs, format: FileFormat, tally: &Tally, seconds: f64, out:
             thousands(tally.rows_written), thousands(tally.rows_read), args.group, thousands(rate as u64),
             thousands(tally.values_written), thousands(tally.skipped_stale)
         );
+        if tally.values_dropped > 0 {
+            println!(
+                "{} values dropped for breaking a rule of their feature",
+                thousands(tally.values_dropped)
+            );
+        }
         print_rejections(tally, &rejections, format);
     });
 }
