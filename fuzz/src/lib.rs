@@ -1043,6 +1043,7 @@ fn protocol_seeds() -> Vec<Vec<u8>> {
                 written: 2,
                 skipped_stale: 1,
                 generation: 4,
+                dropped: 1,
             }),
         ),
         (Opcode::Delete, Response::Delete { existed: true }),
