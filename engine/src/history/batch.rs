@@ -318,9 +318,7 @@ impl Store {
                 .iter()
                 .all(|seg| cached.segment(seg.segment).is_some())
             {
-                for &r in e.rows {
-                    check_horizon(&group.schema, &reads[r], outline.head.horizon_ms)?;
-                }
+                check_horizons(group, e.rows, reads, outline.head.horizon_ms)?;
                 continue;
             }
             let Some(state) = cached.loaded.seen()? else {
@@ -380,7 +378,19 @@ impl Store {
     }
 }
 
-/// Calls `each` with every committed segment some row of `rows` may need (possibly twice).
+/// Checks every row of `rows` against an entity's history horizon.
+fn check_horizons(
+    group: &GroupRead,
+    rows: &[usize],
+    reads: &[AsOf],
+    horizon_ms: u64,
+) -> Result<()> {
+    rows.iter()
+        .try_for_each(|&r| check_horizon(&group.schema, &reads[r], horizon_ms))
+}
+
+/// Checks every row of `rows` against the horizon and calls `each` with every committed
+/// segment some row may need (possibly twice).
 fn needed_segments(
     group: &GroupRead,
     state: &SeenState<'_>,
@@ -388,16 +398,11 @@ fn needed_segments(
     reads: &[AsOf],
     mut each: impl FnMut(&SegmentInfo),
 ) -> Result<()> {
-    if state.seen.committed.is_empty() {
-        for &r in rows {
-            check_horizon(&group.schema, &reads[r], state.seen.head.horizon_ms)?;
-        }
-        return Ok(());
-    }
+    check_horizons(group, rows, reads, state.seen.head.horizon_ms)?;
+    let mut best = Best::new(group.ids.clone());
     for &r in rows {
         let at = &reads[r];
-        check_horizon(&group.schema, at, state.seen.head.horizon_ms)?;
-        let mut best = Best::new(group.ids.clone());
+        best.clear();
         best.offer(&state.seen.head.open, at);
         let floor = best.floor_ms();
         for seg in state
