@@ -235,6 +235,14 @@ impl Engine {
         self.inner.get_many(keys)
     }
 
+    /// Where each key's record starts on the device (byte offset), or `u64::MAX` for a key
+    /// without one: a caller about to read many records sorts its work by this, so that
+    /// neighbouring records fall into the same batch and are read together (batch reads
+    /// make the device reads of close records as one).
+    pub fn device_order(&self, keys: &[(u32, &[u8])]) -> Vec<u64> {
+        self.inner.device_order(keys)
+    }
+
     /// As `get_many`, with an answer per key: a damaged key's is [`Error::Corrupt`] while the
     /// others read normally.
     pub fn get_each(&self, keys: &[(u32, &[u8])]) -> Result<Vec<Result<Option<Record>>>> {

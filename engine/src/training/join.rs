@@ -9,8 +9,10 @@ use crate::error::{Error, Result};
 use crate::feature::{
     EntityKey, FeatureError, FeatureRef, FeatureValue, KeyType, MAX_FEATURE_REFS,
 };
-use crate::history::keys::check_entity_key;
-use crate::history::{AsOf, EntityRows, GroupRead, HistoryCache, DEFAULT_HISTORY_CACHE_BYTES};
+use crate::history::keys::{check_entity_key, head_key};
+use crate::history::{
+    history_group, AsOf, EntityRows, GroupRead, HistoryCache, DEFAULT_HISTORY_CACHE_BYTES,
+};
 use crate::store::Store;
 
 /// Hashes entity keys for grouping a batch's rows, with one xxh3 call per key (SipHash's
@@ -198,12 +200,27 @@ impl<'s> TrainingSet<'s> {
             })
             .collect();
         let plans = self.group_reads()?;
-        // Each group's rows are grouped by entity on a thread of its own.
+        // Each group's rows are grouped by entity on a thread of its own, and its entities
+        // put in the order of their heads on the device: a job then reads entities whose
+        // records lie close together, and its batch read makes their device reads as a few
+        // longer ones.
         let entities: Vec<Entities<'_>> = std::thread::scope(|scope| {
             let workers: Vec<_> = batch
                 .keys
                 .iter()
-                .map(|keys| scope.spawn(|| Entities::of(keys)))
+                .zip(&plans)
+                .map(|(keys, plan)| {
+                    scope.spawn(move || {
+                        let entities = Entities::of(keys);
+                        let hg = history_group(plan.schema.id);
+                        let heads: Vec<Vec<u8>> = (0..entities.len())
+                            .map(|e| head_key(entities.get(e).0))
+                            .collect();
+                        let pairs: Vec<(u32, &[u8])> = heads.iter().map(|k| (hg, &k[..])).collect();
+                        let order = self.store.engine.device_order(&pairs);
+                        entities.sorted_by(&order)
+                    })
+                })
                 .collect();
             workers
                 .into_iter()
@@ -450,6 +467,22 @@ impl<'b> Entities<'b> {
 
     fn len(&self) -> usize {
         self.keys.len()
+    }
+
+    /// The same entities in ascending order of `by[e]` (ties in their current order).
+    fn sorted_by(self, by: &[u64]) -> Entities<'b> {
+        let mut order: Vec<usize> = (0..self.len()).collect();
+        order.sort_by_key(|&e| by[e]);
+        let mut keys = Vec::with_capacity(self.keys.len());
+        let mut starts = Vec::with_capacity(self.starts.len());
+        let mut rows = Vec::with_capacity(self.rows.len());
+        starts.push(0);
+        for e in order {
+            keys.push(self.keys[e]);
+            rows.extend_from_slice(self.get(e).1);
+            starts.push(rows.len());
+        }
+        Entities { keys, starts, rows }
     }
 
     /// Entity `e`'s key bytes and rows.
