@@ -1,7 +1,8 @@
 //! TLS on every listener, with certificates made here at run time (rcgen): the binary
 //! protocol, mutual TLS, wrong, expired and self-signed certificates refused, plaintext
 //! clients told clearly, certificates reloaded on SIGHUP without dropping connections, and
-//! the metrics endpoint and HTTP API over TLS.
+//! the metrics endpoint and HTTP API over TLS. TLS is served by the io_uring loops by default
+//! (`QUIVER_TEST_IO=epoll` runs the file against the epoll loops).
 
 mod common;
 
@@ -103,6 +104,26 @@ fn start_tls(cert: &Path, key: &Path, extra: &[&str]) -> Quiverd {
     Quiverd::memory(&args)
 }
 
+/// Checks that `c`'s server serves TLS on the loops the suite asked for: the io_uring loops
+/// unless `QUIVER_TEST_IO=epoll` (where the kernel lacks them, outside CI, the epoll loops).
+fn assert_event_loop(c: &mut Client) {
+    let stats: serde_json::Value = serde_json::from_str(&c.stats().unwrap()).unwrap();
+    let event_loop = stats["server"]["event_loop"].as_str().unwrap().to_string();
+    match std::env::var("QUIVER_TEST_IO").as_deref() {
+        Ok("epoll") => assert_eq!(event_loop, "epoll"),
+        _ if std::env::var("CI").as_deref() == Ok("true") => {
+            assert_eq!(
+                event_loop, "io_uring",
+                "TLS served by {event_loop} loops (CI=true)"
+            )
+        }
+        _ if event_loop != "io_uring" => {
+            eprintln!("io_uring loops unavailable here: TLS tested on the {event_loop} loops")
+        }
+        _ => {}
+    }
+}
+
 fn round_trip(c: &mut Client) {
     c.create_group(f32_group("g", 1)).ok();
     let key = EntityKey::String("k".into());
@@ -124,6 +145,7 @@ fn requests_over_tls_and_a_plaintext_client_is_told_clearly() {
     let root_pem = ca_file(dir.path(), "root.pem", &root);
     let q = start_tls(&cert, &key, &[]);
     let mut c = tls_client(&q.addr, &root_pem, None).unwrap();
+    assert_event_loop(&mut c);
     round_trip(&mut c);
     // Many pipelined requests through one TLS session.
     let ids: Vec<u64> = (0..500)
@@ -146,6 +168,45 @@ fn requests_over_tls_and_a_plaintext_client_is_told_clearly() {
         .expect("plaintext refused");
     assert_eq!(err.status(), Some(StatusCode::BadFrame), "{err}");
     assert!(err.to_string().contains("speaks TLS"), "{err}");
+}
+
+/// Responses far larger than a TLS record, one send and rustls' own buffer, pipelined on one
+/// session while requests keep arriving: every byte comes back, in order.
+#[test]
+fn large_pipelined_responses_cross_many_records_and_sends() {
+    let dir = tempfile::tempdir().unwrap();
+    let root = ca("root");
+    let (cert, key) = server_files(
+        dir.path(),
+        &leaf(Some(&root), ExtendedKeyUsagePurpose::ServerAuth, false),
+    );
+    let root_pem = ca_file(dir.path(), "root.pem", &root);
+    let q = start_tls(&cert, &key, &[]);
+    let mut c = tls_client(&q.addr, &root_pem, None).unwrap();
+    assert_event_loop(&mut c);
+    // 48 pings of up to 200 KiB each: about 5 MiB of responses.
+    let payload = |i: usize| -> Vec<u8> {
+        (0..(i * 4_357) % (200 << 10) + 1)
+            .map(|b| (b * 31 + i) as u8)
+            .collect()
+    };
+    let ids: Vec<(usize, u64)> = (0..48)
+        .map(|i| {
+            let req = quiver_server::protocol::Request::Ping {
+                payload: payload(i),
+            };
+            (i, c.send(&req).unwrap())
+        })
+        .collect();
+    for (i, id) in ids {
+        match c.wait(id).unwrap() {
+            quiver_server::protocol::Response::Pong { payload: got } => {
+                assert!(got == payload(i), "ping {i}: payload differs")
+            }
+            other => panic!("ping {i}: {other:?}"),
+        }
+    }
+    round_trip(&mut c);
 }
 
 #[test]

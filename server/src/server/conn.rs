@@ -7,6 +7,10 @@ use std::net::TcpStream;
 use std::sync::Arc;
 use std::time::Instant;
 
+/// Capacity the plaintext queue of a TLS connection keeps once sealed (the io_uring loop
+/// encodes its GET responses into it, turn after turn).
+const SEALED_WBUF_KEEP_BYTES: usize = 64 << 10;
+
 /// The result of looking at the front of a read buffer.
 pub enum NextFrame {
     /// A whole frame: its header, and the end of its body in the buffer.
@@ -59,8 +63,9 @@ pub struct Conn {
     /// answered BUSY at execution when the output is over its limit (docs/PROTOCOL.md).
     pub batch_engine_bytes: usize,
     pub handshaken: bool,
-    /// The TLS session when the listener speaks TLS (epoll loops only): `rbuf` and `wbuf`
-    /// then hold plaintext, and the socket carries TLS records.
+    /// The TLS session when the listener speaks TLS: `rbuf` and `wbuf` then hold plaintext,
+    /// and the socket carries TLS records (written by rustls under the epoll loop, sealed
+    /// into the send buffer under the io_uring loop).
     pub tls: Option<Box<rustls::ServerConnection>>,
     /// TLS records refused: a last alert (or a plaintext error frame) is being sent before
     /// the connection closes.
@@ -190,8 +195,7 @@ impl Conn {
         budget: usize,
     ) -> std::io::Result<(usize, bool, bool)> {
         let mut total = 0;
-        let mut first = self.last_activity_was_accept();
-        while total < budget && !self.tls_failed {
+        while total < budget && self.tls.is_some() && !self.tls_failed {
             let n = match (&self.stream).read(scratch) {
                 Ok(0) => return Ok((total, true, false)),
                 Ok(n) => n,
@@ -199,27 +203,32 @@ impl Conn {
                 Err(e) if e.kind() == ErrorKind::Interrupted => continue,
                 Err(e) => return Err(e),
             };
-            if std::mem::take(&mut first) && crate::tls::looks_like_plaintext_frame(&scratch[..n]) {
-                // A plaintext client: tell it in its own protocol, then close.
-                self.tls = None;
-                self.tls_failed = true;
-                self.closing = true;
-                self.push_error(
-                    0,
-                    0,
-                    StatusCode::BadFrame,
-                    "this port speaks TLS: connect with TLS (--tls, --ca)",
-                );
-                return Ok((total, false, false));
-            }
-            total += self.feed_tls(&scratch[..n])?;
+            total += self.take_tls_bytes(&scratch[..n])?;
         }
         Ok((total, false, false))
     }
 
-    /// True until the first byte of a TLS connection was read.
-    fn last_activity_was_accept(&self) -> bool {
-        self.tls_bytes_seen == 0
+    /// Bytes received from the socket of a TLS connection (both event loops): their
+    /// plaintext is appended to `rbuf`; returns its length. A first flight that opens with
+    /// this protocol's frame magic is a plaintext client: it is told so in its own protocol
+    /// (the error frame goes out unencrypted) and the connection closes.
+    pub fn take_tls_bytes(&mut self, raw: &[u8]) -> std::io::Result<usize> {
+        if self.tls_failed || self.tls.is_none() {
+            return Ok(0);
+        }
+        if self.tls_bytes_seen == 0 && crate::tls::looks_like_plaintext_frame(raw) {
+            self.tls = None;
+            self.tls_failed = true;
+            self.closing = true;
+            self.push_error(
+                0,
+                0,
+                StatusCode::BadFrame,
+                "this port speaks TLS: connect with TLS (--tls, --ca)",
+            );
+            return Ok(0);
+        }
+        self.feed_tls(raw)
     }
 
     /// Hands received records to rustls and moves the plaintext into `rbuf`.
@@ -285,6 +294,42 @@ impl Conn {
         self.wbuf = Vec::new();
         self.wpos = 0;
         Ok(WriteState::Drained)
+    }
+
+    /// Under TLS (the io_uring loop): queued plaintext goes into rustls, and the records it
+    /// makes (handshake, responses, a last alert) are appended to `out` until it holds about
+    /// `max` bytes. Plaintext fed whole leaves `wbuf` empty; what rustls does not take yet
+    /// (its handshake has not ended, or `out` is full) stays queued in `wbuf[wpos..]`.
+    pub fn seal_into(&mut self, out: &mut Vec<u8>, max: usize) -> std::io::Result<()> {
+        let Some(tls) = self.tls.as_mut() else {
+            return Ok(());
+        };
+        if self.tls_failed {
+            // Nothing more is said over a refused session but its alert.
+            self.wbuf.clear();
+            self.wpos = 0;
+        }
+        loop {
+            let mut fed = 0;
+            if self.wpos < self.wbuf.len() && out.len() < max {
+                fed = tls.writer().write(&self.wbuf[self.wpos..])?;
+                self.wpos += fed;
+            }
+            while tls.wants_write() && out.len() < max {
+                tls.write_tls(out)?;
+            }
+            if self.wpos >= self.wbuf.len() || fed == 0 || out.len() >= max {
+                break;
+            }
+        }
+        if self.wpos >= self.wbuf.len() {
+            if self.wbuf.capacity() > SEALED_WBUF_KEEP_BYTES {
+                self.wbuf = Vec::new();
+            }
+            self.wbuf.clear();
+            self.wpos = 0;
+        }
+        Ok(())
     }
 
     /// True once a closing connection has nothing left to deliver.

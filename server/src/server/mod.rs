@@ -4,7 +4,7 @@
 
 mod acceptor;
 mod auth;
-mod authorize;
+pub(crate) mod authorize;
 mod conn;
 mod dispatch;
 mod executor;
@@ -151,11 +151,7 @@ pub fn start(config: ServerConfig, store: Arc<Store>) -> std::io::Result<ServerH
     let local_addr = listener.local_addr()?;
     let metrics_listen = config.metrics;
     let mut running = None;
-    if config.io == IoMode::Uring && config.tls.is_some() {
-        // TLS sessions live in the epoll loops (docs/SECURITY.md): rustls reads and writes
-        // the socket there, the io_uring loop hands raw buffers to the kernel.
-        tracing::info!("TLS is on: serving with epoll loops and the engine pool");
-    } else if config.io == IoMode::Uring {
+    if config.io == IoMode::Uring {
         match ring::check() {
             Ok(()) => match start_ring(&listener, config.clone(), store.clone()) {
                 Ok(r) => running = Some(r),

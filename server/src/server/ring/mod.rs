@@ -7,6 +7,10 @@
 //! engine pool, because it may block (a sync commit, a defragmentation pause, a scan), and
 //! comes back through the loop's mailbox and eventfd.
 //!
+//! A TLS connection's receive completions go through its rustls session, whose plaintext is
+//! parsed like any other connection's; its responses are sealed into records in its send
+//! buffer, which is handed to the kernel like a plaintext one.
+//!
 //! A buffer handed to the kernel (a send's bytes, a device read's buffer, the provided receive
 //! buffers, the eventfd's 8 bytes) stays owned by the loop until its completion arrives, even
 //! for a connection already closed: a connection's slot is freed only once no operation of it
@@ -55,6 +59,9 @@ const MAX_DEVICE_READS: usize = 512;
 const MAX_READ_ROUNDS: u8 = 8;
 /// Capacity a connection's send buffer may keep after its bytes went out.
 const SEND_BUF_KEEP_BYTES: usize = 64 << 10;
+/// Sealed TLS records one send carries at most (rustls seals at most 16 KiB of plaintext per
+/// record; a larger queue goes out over several sends).
+const TLS_SEND_BYTES: usize = 256 << 10;
 /// Aligned read buffers kept per size class.
 const READ_BUFS_KEPT: usize = 256;
 
@@ -432,13 +439,26 @@ impl RingLoop {
     }
 
     fn adopt(&mut self, stream: TcpStream) {
+        let mut conn = Conn::new(stream, Instant::now());
+        if let Some(tls) = &self.shared.tls {
+            // The configuration of the moment: a reload (SIGHUP) reaches new connections,
+            // open ones keep the session they started with.
+            match rustls::ServerConnection::new(tls.config()) {
+                Ok(session) => conn.tls = Some(Box::new(session)),
+                Err(e) => {
+                    tracing::warn!(error = %e, "cannot start a TLS session");
+                    self.shared.metrics.connections_open.fetch_sub(1, Relaxed);
+                    return;
+                }
+            }
+        }
         let index = self.free_slots.pop().unwrap_or_else(|| {
             self.slots.push(None);
             self.generations.push(0);
             (self.slots.len() - 1) as u32
         });
         self.slots[index as usize] = Some(Slot {
-            conn: Conn::new(stream, Instant::now()),
+            conn,
             generation: self.generations[index as usize],
             recv_armed: false,
             recv_cancelled: false,
@@ -490,7 +510,11 @@ impl RingLoop {
                 let bid = bid.expect("a receive with bytes names its buffer");
                 let id = conn_id(index, slot.generation);
                 let data = self.recv_bufs.bytes(bid, n as usize);
-                feed(&mut self.dispatch, id, slot, data);
+                if slot.conn.tls.is_some() {
+                    feed_sealed(&mut self.dispatch, id, slot, data);
+                } else {
+                    feed(&mut self.dispatch, id, slot, data);
+                }
                 self.recv_bufs.give_back(bid);
             }
             0 => slot.eof = true,
@@ -566,12 +590,22 @@ impl RingLoop {
                 slot.abort = true;
             }
         }
-        if !slot.send_in_flight && !slot.abort {
-            if slot.out_pos == slot.out.len() && !slot.conn.wbuf.is_empty() {
+        if !slot.send_in_flight && !slot.abort && slot.out_pos == slot.out.len() {
+            if slot.conn.tls.is_some() {
+                // TLS: the plaintext queue is sealed into records in the send buffer (no
+                // send is in flight, so the kernel holds none of its bytes).
+                slot.out.clear();
+                slot.out_pos = 0;
+                if slot.conn.seal_into(&mut slot.out, TLS_SEND_BYTES).is_err() {
+                    slot.abort = true;
+                }
+            } else if !slot.conn.wbuf.is_empty() {
                 std::mem::swap(&mut slot.out, &mut slot.conn.wbuf);
                 slot.conn.wbuf.clear();
                 slot.out_pos = 0;
             }
+        }
+        if !slot.send_in_flight && !slot.abort {
             if slot.out_pos < slot.out.len() {
                 let bytes = &slot.out[slot.out_pos..];
                 let entry = opcode::Send::new(
@@ -937,6 +971,25 @@ fn feed(dispatch: &mut Dispatch, id: u64, slot: &mut Slot, data: &[u8]) {
     }
     conn.paused |= parsed.paused;
     conn.after_parse(parsed.paused, parsed.completed, now);
+}
+
+/// Received TLS records for a connection: rustls opens them into its read buffer, whose
+/// whole frames are then handled as a plaintext connection's are.
+fn feed_sealed(dispatch: &mut Dispatch, id: u64, slot: &mut Slot, data: &[u8]) {
+    let conn = &mut slot.conn;
+    if conn.closing || slot.abort {
+        return;
+    }
+    conn.last_activity = Instant::now();
+    match conn.take_tls_bytes(data) {
+        Err(e) => {
+            tracing::debug!(error = %e, "TLS records unreadable; closing");
+            slot.abort = true;
+        }
+        Ok(0) => {}
+        Ok(_) if conn.paused || conn.closing => {}
+        Ok(_) => parse_buffered(dispatch, id, conn),
+    }
 }
 
 /// Handles the whole frames of a connection's read buffer.
