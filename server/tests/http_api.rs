@@ -460,7 +460,7 @@ fn the_auth_token_is_required_as_a_bearer_token() {
         &[("Authorization", "Bearer wrong")],
         body.as_bytes(),
     );
-    assert_error((s, b), 401, "AUTH_FAILED", "not the server's auth token");
+    assert_error((s, b), 401, "AUTH_FAILED", "auth token refused");
     let (s, b) = call(
         &http,
         "GET",
@@ -468,7 +468,15 @@ fn the_auth_token_is_required_as_a_bearer_token() {
         &[("Authorization", "Basic s3cret")],
         b"",
     );
-    assert_error((s, b), 401, "AUTH_FAILED", "Bearer");
+    assert_error((s, b), 401, "AUTH_FAILED", "not base64");
+    let (s, b) = call(
+        &http,
+        "GET",
+        "/groups",
+        &[("Authorization", "Token s3cret")],
+        b"",
+    );
+    assert_error((s, b), 401, "AUTH_FAILED", "neither Basic");
     // The right token reaches the store (which has no such group); /health needs none.
     let (s, b) = call(
         &http,

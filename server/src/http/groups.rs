@@ -53,19 +53,30 @@ pub fn schema_json(schema: &GroupSchema) -> Json {
     })
 }
 
-/// `{"groups": [schema, ...]}`, only those tagged `tag` when one is given.
-pub fn list(store: &Store, tag: Option<&str>) -> Vec<u8> {
+/// `{"groups": [schema, ...]}`, only those tagged `tag` when one is given, and only those
+/// `shown` lets the caller see.
+pub fn list(
+    store: &Store,
+    tag: Option<&str>,
+    shown: &mut dyn FnMut(&str, &[String]) -> bool,
+) -> Vec<u8> {
     let groups: Vec<Json> = store
         .list_groups(tag)
         .iter()
+        .filter(|g| shown(&g.name, &g.tags))
         .map(|g| schema_json(g))
         .collect();
     serde_json::to_vec(&json!({ "groups": groups })).expect("JSON")
 }
 
-pub fn describe(store: &Store, name: &str) -> Result<Vec<u8>, ApiError> {
+/// Ok when the caller may see the group of this name and tags; else why not.
+pub type MaySee<'a> = dyn FnMut(&str, &[String]) -> Result<(), ApiError> + 'a;
+
+/// One group's schema, when `may_see` lets the caller see it.
+pub fn describe(store: &Store, name: &str, may_see: &mut MaySee) -> Result<Vec<u8>, ApiError> {
     let schema = store
         .describe_group(name)
         .map_err(|e| ApiError::from_engine(&e))?;
+    may_see(&schema.name, &schema.tags)?;
     Ok(serde_json::to_vec(&schema_json(&schema)).expect("JSON"))
 }

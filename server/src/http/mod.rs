@@ -3,9 +3,11 @@
 //! hyper (HTTP/1.1) on a small tokio runtime of its own: `http_threads` threads serve the
 //! sockets, and every engine call runs on the runtime's blocking pool (at most
 //! `engine_threads` threads), so neither a device read nor a slow client holds up the binary
-//! protocol's event loops, which never see these connections. The same auth token, the same
-//! limits and the same status names as the binary protocol; every answer is JSON.
+//! protocol's event loops, which never see these connections. The same credentials (the
+//! server's token, or a user's password: see [`caller`]), the same per-group permissions,
+//! the same limits and the same status names as the binary protocol; every answer is JSON.
 
+mod caller;
 mod error;
 mod feast;
 mod groups;
@@ -19,11 +21,13 @@ mod write;
 pub use error::ApiError;
 pub use metrics::{Endpoint, HttpMetrics};
 
+use crate::protocol::Permission;
 use crate::protocol::StatusCode;
-use crate::server::{token_matches, Shared};
+use crate::server::Shared;
+use caller::Session;
 use http_body_util::{BodyExt, Full, Limited};
 use hyper::body::{Bytes, Incoming};
-use hyper::header::{HeaderValue, AUTHORIZATION, CONTENT_LENGTH, CONTENT_TYPE, WWW_AUTHENTICATE};
+use hyper::header::{HeaderValue, CONTENT_LENGTH, CONTENT_TYPE, WWW_AUTHENTICATE};
 use hyper::{Method, Request, Response};
 use hyper_util::rt::{TokioIo, TokioTimer};
 use hyper_util::server::graceful::GracefulShutdown;
@@ -103,9 +107,9 @@ async fn serve(
     ));
     let header_timeout = Duration::from_millis(shared.config.limits.frame_deadline_ms);
     loop {
-        let stream = tokio::select! {
+        let (stream, peer) = tokio::select! {
             accepted = listener.accept() => match accepted {
-                Ok((stream, _)) => stream,
+                Ok(pair) => pair,
                 Err(e) => {
                     // Out of descriptors, most likely: wait instead of spinning.
                     tracing::warn!(error = %e, "http accept failed");
@@ -129,11 +133,14 @@ async fn serve(
             .map(|t| tokio_rustls::TlsAcceptor::from(t.config()));
         tokio::spawn(async move {
             let result = match tls {
-                None => serve_connection(TokioIo::new(stream), s, header_timeout, watcher).await,
+                None => {
+                    serve_connection(TokioIo::new(stream), s, peer, header_timeout, watcher).await
+                }
                 Some(acceptor) => {
                     match tokio::time::timeout(header_timeout, acceptor.accept(stream)).await {
                         Ok(Ok(tls)) => {
-                            serve_connection(TokioIo::new(tls), s, header_timeout, watcher).await
+                            let io = TokioIo::new(tls);
+                            serve_connection(io, s, peer, header_timeout, watcher).await
                         }
                         Ok(Err(e)) => Err(format!("TLS handshake refused: {e}")),
                         Err(_) => Err("TLS handshake not finished in time".to_string()),
@@ -159,15 +166,17 @@ async fn serve(
 async fn serve_connection<I>(
     io: TokioIo<I>,
     shared: Arc<Shared>,
+    peer: SocketAddr,
     header_timeout: Duration,
     watcher: hyper_util::server::graceful::Watcher,
 ) -> Result<(), String>
 where
     I: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Send + 'static,
 {
+    let session = Arc::new(Session::default());
     let service = hyper::service::service_fn(move |req| {
-        let s = shared.clone();
-        async move { Ok::<_, Infallible>(answer(req, s).await) }
+        let (s, session) = (shared.clone(), session.clone());
+        async move { Ok::<_, Infallible>(answer(req, s, peer, session).await) }
     });
     let conn = hyper::server::conn::http1::Builder::new()
         .timer(TokioTimer::new())
@@ -203,16 +212,25 @@ fn json(http: u16, body: Vec<u8>) -> Answer {
 fn failure(e: &ApiError) -> Answer {
     let mut r = json(e.http, e.body());
     if e.http == 401 {
-        r.headers_mut()
-            .insert(WWW_AUTHENTICATE, HeaderValue::from_static("Bearer"));
+        let h = r.headers_mut();
+        h.insert(
+            WWW_AUTHENTICATE,
+            HeaderValue::from_static("Basic realm=\"quiver\", charset=\"UTF-8\""),
+        );
+        h.append(WWW_AUTHENTICATE, HeaderValue::from_static("Bearer"));
     }
     r
 }
 
-async fn answer(req: Request<Incoming>, shared: Arc<Shared>) -> Answer {
+async fn answer(
+    req: Request<Incoming>,
+    shared: Arc<Shared>,
+    peer: SocketAddr,
+    session: Arc<Session>,
+) -> Answer {
     let started = Instant::now();
     let endpoint = Endpoint::of(req.uri().path());
-    let answer = match route(req, &shared).await {
+    let answer = match route(req, &shared, peer, &session).await {
         Ok(r) => r,
         Err(e) => failure(&e),
     };
@@ -224,36 +242,55 @@ async fn answer(req: Request<Incoming>, shared: Arc<Shared>) -> Answer {
     answer
 }
 
-async fn route(req: Request<Incoming>, shared: &Arc<Shared>) -> Result<Answer, ApiError> {
+async fn route(
+    req: Request<Incoming>,
+    shared: &Arc<Shared>,
+    peer: SocketAddr,
+    session: &Arc<Session>,
+) -> Result<Answer, ApiError> {
     let path = req.uri().path().to_owned();
     let method = req.method().clone();
     if path == "/health" {
         return health(shared, &method);
     }
-    authorize(&req, shared)?;
+    let mut caller = caller::identify(req.headers(), shared, Some(peer), session).await?;
     let limits = shared.config.limits.clone();
     match (&method, path.as_str()) {
         (&Method::POST, "/get-online-features") => {
             let body = read_body(req, shared).await?;
             engine(shared, move |s| {
-                online::get_online_features(&s.store, &limits, &body)
+                let op = "http_get_online_features";
+                let mut may_read = |g: &str| caller.may(&s.security, Permission::Read, g, op);
+                online::get_online_features(&s.store, &limits, &body, &mut may_read)
             })
             .await
         }
         (&Method::POST, "/write-to-online-store") => {
             let body = read_body(req, shared).await?;
             engine(shared, move |s| {
-                write::write_to_online_store(&s.store, &limits, &body)
+                let op = "http_write_to_online_store";
+                let mut may_write = |g: &str| caller.may(&s.security, Permission::Write, g, op);
+                write::write_to_online_store(&s.store, &limits, &body, &mut may_write)
             })
             .await
         }
         (&Method::GET, "/groups") => {
             let tag = query_param(req.uri().query(), "tag");
-            engine(shared, move |s| Ok(groups::list(&s.store, tag.as_deref()))).await
+            engine(shared, move |s| {
+                let mut shown = |name: &str, tags: &[String]| caller.lists(&s.security, name, tags);
+                Ok(groups::list(&s.store, tag.as_deref(), &mut shown))
+            })
+            .await
         }
         (&Method::GET, p) if p.starts_with("/groups/") => {
             let name = p["/groups/".len()..].to_owned();
-            engine(shared, move |s| groups::describe(&s.store, &name)).await
+            engine(shared, move |s| {
+                let op = "http_group_describe";
+                let mut may_see =
+                    |name: &str, tags: &[String]| caller.may_describe(&s.security, name, tags, op);
+                groups::describe(&s.store, &name, &mut may_see)
+            })
+            .await
         }
         (_, "/get-online-features" | "/write-to-online-store" | "/groups") => Err(ApiError {
             http: 405,
@@ -283,42 +320,6 @@ fn health(shared: &Shared, method: &Method) -> Result<Answer, ApiError> {
         ));
     }
     Ok(json(200, br#"{"status":"SERVING"}"#.to_vec()))
-}
-
-/// Checks `Authorization: Bearer <token>` when the server has a token. The HTTP API knows
-/// no users: on a server with users it takes the server's token only (full access), and
-/// refuses every request when there is none (docs/SECURITY.md).
-fn authorize(req: &Request<Incoming>, shared: &Shared) -> Result<(), ApiError> {
-    let Some(expected) = &shared.config.auth_token else {
-        if shared.security.enforcing() {
-            return Err(ApiError::new(
-                StatusCode::AuthFailed,
-                "this server has users, which the HTTP API does not take: it needs the \
-                 server's auth token (--auth-token)",
-            ));
-        }
-        return Ok(());
-    };
-    let presented = req
-        .headers()
-        .get(AUTHORIZATION)
-        .map(|v| v.as_bytes())
-        .and_then(|v| {
-            v.get(..7)
-                .filter(|s| s.eq_ignore_ascii_case(b"bearer "))
-                .map(|_| &v[7..])
-        });
-    match presented {
-        Some(token) if token_matches(expected, token) => Ok(()),
-        Some(_) => Err(ApiError::new(
-            StatusCode::AuthFailed,
-            "the bearer token is not the server's auth token",
-        )),
-        None => Err(ApiError::new(
-            StatusCode::AuthFailed,
-            "this server requires an auth token: send the header `Authorization: Bearer <token>`",
-        )),
-    }
 }
 
 /// The request body, at most `max_frame_bytes` (413 above it), complete within

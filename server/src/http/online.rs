@@ -59,10 +59,15 @@ pub fn status_name(s: Status) -> &'static str {
     }
 }
 
+/// A group the caller may not read refuses the whole request, before any of its features is
+/// looked up.
+pub type MayRead<'a> = dyn FnMut(&str) -> Result<(), ApiError> + 'a;
+
 fn plan(
     store: &Store,
     req: &OnlineRequest,
     limits: &Limits,
+    may_read: &mut MayRead,
 ) -> Result<(Vec<Source>, Vec<Column>), ApiError> {
     if req.feature_service.is_some() && req.features.is_empty() {
         return Err(ApiError::invalid(
@@ -97,6 +102,7 @@ fn plan(
             Some(i) => i,
             None => {
                 let t = target(store, view, req.project.as_deref())?;
+                may_read(&t.schema.name)?;
                 let ts = t
                     .ts_feature()
                     .map(|f| FeatureRef::new(&t.schema.name, &f.name));
@@ -135,10 +141,11 @@ pub fn get_online_features(
     store: &Store,
     limits: &Limits,
     body: &[u8],
+    may_read: &mut MayRead,
 ) -> Result<Vec<u8>, ApiError> {
     let req: OnlineRequest = parse("/get-online-features", body)?;
     let n = req.entities.rows("entities", limits.max_batch_keys)?;
-    let (sources, columns) = plan(store, &req, limits)?;
+    let (sources, columns) = plan(store, &req, limits, may_read)?;
     let mut rows = Vec::with_capacity(sources.len());
     for s in &sources {
         let keys = s.target.keys(&req.entities, n, "entities")?;

@@ -37,6 +37,9 @@ fn default_ts_column() -> String {
     "event_timestamp".into()
 }
 
+/// A group the caller may not write refuses the request before any row is read.
+pub type MayWrite<'a> = dyn FnMut(&str) -> Result<(), ApiError> + 'a;
+
 /// One row ready to put.
 struct Row {
     key: EntityKey,
@@ -74,9 +77,11 @@ fn rows(
     store: &Store,
     req: &WriteRequest,
     limits: &Limits,
+    may_write: &mut MayWrite,
 ) -> Result<(String, Vec<Row>), ApiError> {
     let n = req.df.rows("df", limits.max_batch_keys)?;
     let t = target(store, &req.feature_view_name, req.project.as_deref())?;
+    may_write(&t.schema.name)?;
     let keys = t.keys(&req.df, n, "df")?;
     let ts_column = req.df.get(&req.event_timestamp_column).ok_or_else(|| {
         ApiError::invalid(format!(
@@ -156,10 +161,11 @@ pub fn write_to_online_store(
     store: &Store,
     limits: &Limits,
     body: &[u8],
+    may_write: &mut MayWrite,
 ) -> Result<Vec<u8>, ApiError> {
     let req: WriteRequest = parse("/write-to-online-store", body)?;
     let opts = options(&req)?;
-    let (group, rows) = rows(store, &req, limits)?;
+    let (group, rows) = rows(store, &req, limits, may_write)?;
     let (mut written, mut stale, mut dropped) = (0u64, 0u64, 0u64);
     for (i, row) in rows.iter().enumerate() {
         let values: Vec<(&str, Value)> = row
