@@ -49,6 +49,10 @@ pub enum CliError {
     Connect { addr: String, reason: String },
     #[error("connection to {addr} lost: {reason}")]
     ConnectionLost { addr: String, reason: String },
+    /// The server answers, but not in the way the client speaks: TLS refused on either side
+    /// (a certificate, a CA, a protocol), or a plaintext client on a TLS port.
+    #[error("cannot talk to {addr}: {reason}")]
+    Tls { addr: String, reason: String },
     #[error("quiverd at {addr} refused the auth token: {reason}")]
     Auth { addr: String, reason: String },
     #[error("{0}")]
@@ -85,7 +89,9 @@ impl CliError {
         match self {
             CliError::Usage(_) => exit::USAGE,
             CliError::Corruption { .. } => exit::CORRUPTION,
-            CliError::Connect { .. } | CliError::ConnectionLost { .. } => exit::CONNECT,
+            CliError::Connect { .. } | CliError::ConnectionLost { .. } | CliError::Tls { .. } => {
+                exit::CONNECT
+            }
             CliError::Auth { .. } => exit::AUTH,
             CliError::NotFound(_) => exit::NOT_FOUND,
             CliError::Rejected(_) => exit::REJECTED,
@@ -104,6 +110,7 @@ impl CliError {
             CliError::Corruption { .. } => "corruption",
             CliError::Connect { .. } => "connect",
             CliError::ConnectionLost { .. } => "connection_lost",
+            CliError::Tls { .. } => "tls",
             CliError::Auth { .. } => "auth",
             CliError::NotFound(_) => "not_found",
             CliError::Rejected(_) => "rejected",

@@ -61,6 +61,15 @@ fn map_connect_error(addr: &str, err: ClientError) -> CliError {
             addr: addr.to_string(),
             reason: connect_reason(addr, &last),
         },
+        // The handshake's frame could not be read: the port speaks another protocol (TLS,
+        // for a client without --tls), which its message names.
+        ClientError::Server {
+            status: StatusCode::BadFrame,
+            message,
+        } => CliError::Tls {
+            addr: addr.to_string(),
+            reason: message,
+        },
         other => map_error(addr, other),
     }
 }
@@ -108,7 +117,7 @@ pub fn map_error(addr: &str, err: ClientError) -> CliError {
             reason: connect_reason(addr, &last),
         },
         ClientError::RequestTooLarge { .. } => CliError::Rejected(err.to_string()),
-        ClientError::Tls(reason) => CliError::Connect {
+        ClientError::Tls(reason) => CliError::Tls {
             addr: addr.to_string(),
             reason: format!("TLS: {reason}"),
         },
