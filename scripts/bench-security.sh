@@ -6,13 +6,15 @@
 #
 #   scripts/bench-security.sh [--quiverd BIN] [--quiver BIN] [--example BIN] [--rounds N]
 #                             [--secs N] [--records N] [--connections N]
+#                             [--configs "tls plain-uring tls-epoll"] [--no-handshakes]
 #
-# Configurations:
+# Configurations (all by default, in this order, each round):
 #   plain-uring  token auth, plaintext, io_uring loops (the default server)
-#   plain-epoll  token auth, plaintext, epoll loops (the loops TLS runs on)
-#   tls          token auth, TLS (epoll loops, forced by TLS)
-#   user-epoll   a user with grants (per-request permission checks), plaintext epoll
+#   plain-epoll  token auth, plaintext, epoll loops
+#   tls          token auth, TLS on the io_uring loops (the default server with TLS)
+#   tls-epoll    token auth, TLS on the epoll loops (--io epoll)
 #   token-epoll  = plain-epoll, the baseline of user-epoll (same run order as the others)
+#   user-epoll   a user with grants (per-request permission checks), plaintext epoll
 set -euo pipefail
 
 ROOT=$(cd "$(dirname "$0")/.." && pwd)
@@ -20,6 +22,7 @@ QUIVERD=$ROOT/target/release/quiverd
 QUIVER=$ROOT/target/release/quiver
 EXAMPLE=$ROOT/target/release/examples/handshake_rate
 ROUNDS=2; SECS=10; RECORDS=100000; CONNS=32
+CONFIGS="plain-uring plain-epoll tls tls-epoll token-epoll user-epoll"; HANDSHAKES=1
 PORT=${QUIVERD_PORT:-7493}
 while [ $# -gt 0 ]; do
     case "$1" in
@@ -30,7 +33,9 @@ while [ $# -gt 0 ]; do
         --secs) SECS=$2; shift ;;
         --records) RECORDS=$2; shift ;;
         --connections) CONNS=$2; shift ;;
-        -h|--help) sed -n '2,16p' "$0"; exit 0 ;;
+        --configs) CONFIGS=$2; shift ;;
+        --no-handshakes) HANDSHAKES=0 ;;
+        -h|--help) sed -n '2,18p' "$0"; exit 0 ;;
         *) echo "bench-security: unknown flag $1 (see --help)" >&2; exit 2 ;;
     esac
     shift
@@ -59,6 +64,8 @@ start_server() { # config -> PID
         plain-uring) ;;
         plain-epoll|token-epoll|user-epoll) args+=(--io epoll) ;;
         tls) args+=(--tls-cert "$DIR/server.pem" --tls-key "$DIR/server.key") ;;
+        tls-epoll) args+=(--io epoll --tls-cert "$DIR/server.pem" --tls-key "$DIR/server.key") ;;
+        *) echo "bench-security: unknown configuration $1" >&2; exit 2 ;;
     esac
     QUIVER_LOG=warn "$QUIVERD" "${args[@]}" > "$DIR/quiverd.out" &
     PID=$!
@@ -68,7 +75,7 @@ start_server() { # config -> PID
 
 client_flags() { # config -> flags of quiver for it
     case "$1" in
-        tls) echo "--tls --ca $DIR/ca.pem" ;;
+        tls|tls-epoll) echo "--tls --ca $DIR/ca.pem" ;;
         *) echo "" ;;
     esac
 }
@@ -104,8 +111,9 @@ PY
 
 for round in $(seq "$ROUNDS"); do
     echo "round $round"
-    for config in plain-uring plain-epoll tls token-epoll user-epoll; do run "$config"; done
+    for config in $CONFIGS; do run "$config"; done
 done
+[ "$HANDSHAKES" = 1 ] || exit 0
 
 echo "handshakes (8 threads, ${SECS}s each, token auth)"
 for config in plain-epoll tls; do
