@@ -869,6 +869,17 @@ fn protocol_seeds() -> Vec<Vec<u8>> {
             payload: b"hello".to_vec(),
         },
         Request::Stats,
+        Request::ClusterMap,
+        Request::Replicate(quiver_server::protocol::ReplicateRequest {
+            map_version: 3,
+            from_node: 2,
+            partition: 4095,
+            write: Box::new(Request::Delete {
+                group: "g".into(),
+                key: EntityKey::String("u".into()),
+                durability: Some(quiver_engine::Durability::Sync),
+            }),
+        }),
         Request::Security(quiver_server::protocol::SecurityRequest::Whoami),
         Request::Security(quiver_server::protocol::SecurityRequest::RoleGrant {
             role: "analysts".into(),
@@ -1069,6 +1080,21 @@ fn protocol_seeds() -> Vec<Vec<u8>> {
             },
         ),
         (Opcode::Stats, Response::Stats { json: "{}".into() }),
+        (Opcode::Replicate, Response::Replicated),
+        (
+            Opcode::ClusterMap,
+            Response::ClusterMap(quiver_server::protocol::ClusterMapInfo {
+                node_id: 1,
+                map: Some(
+                    quiver_server::cluster::map::PartitionMap::initial(&[1, 2].into(), 2)
+                        .expect("a two-node map"),
+                ),
+                nodes: vec![quiver_server::protocol::ClusterNode {
+                    id: 1,
+                    address: "127.0.0.1:7878".into(),
+                }],
+            }),
+        ),
         (
             Opcode::Security,
             Response::Security(quiver_server::protocol::SecurityReply::Whoami {
@@ -1105,7 +1131,7 @@ fn protocol_seeds() -> Vec<Vec<u8>> {
         out.push(frame);
     }
     let mut frame = Vec::new();
-    encode_request_flags(200, &requests[10], FLAG_CORRUPT_STATUS, &mut frame);
+    encode_request_flags(200, &requests[12], FLAG_CORRUPT_STATUS, &mut frame);
     out.push(frame);
     out
 }

@@ -157,6 +157,8 @@ pub struct ServerConfig {
     pub log_format: LogFormat,
     pub limits: Limits,
     pub storage: Storage,
+    /// Cluster mode (`None`: a single node).
+    pub cluster: Option<crate::cluster::ClusterConfig>,
 }
 
 impl ServerConfig {
@@ -182,6 +184,7 @@ impl ServerConfig {
             log_format: LogFormat::Text,
             limits: Limits::default(),
             storage: Storage::default(),
+            cluster: None,
         }
     }
 
@@ -315,6 +318,9 @@ pub struct Args {
     /// versions of every group, in seconds, 0 = none [default: 60].
     #[arg(long)]
     pub history_retention_interval_s: Option<u64>,
+    /// Cluster mode (docs/CLUSTER.md); flags only, not read from the TOML file.
+    #[command(flatten)]
+    pub cluster: crate::cluster::config::ClusterArgs,
 }
 
 /// The TOML file: the same settings as [`Args`].
@@ -490,6 +496,14 @@ impl Args {
                     "TLS needs both --tls-cert and --tls-key (and --tls-client-ca only with them)",
                 )),
             };
+        config.cluster = self.cluster.resolve().map_err(|m| invalid("cluster", m))?;
+        if config.cluster.is_some() && config.http.is_some() {
+            return Err(invalid(
+                "http",
+                "the HTTP API writes to the local store directly, so it is not served in \
+                 cluster mode (--cluster-etcd); use the binary protocol",
+            ));
+        }
         config.audit_log = match self.audit_log.or(file.audit_log).as_deref() {
             None | Some("") => crate::security::AuditTarget::Off,
             Some("stderr") => crate::security::AuditTarget::Stderr,

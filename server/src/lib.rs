@@ -6,6 +6,7 @@
 //! protects the server (idle, slow-loris), or the server shuts down.
 
 pub mod client;
+pub mod cluster;
 pub mod config;
 pub mod http;
 pub mod protocol;

@@ -16,10 +16,12 @@
 //! handshake) up to `reconnect_attempts` times. The failed call itself is not retried: the
 //! caller decides whether its request is safe to repeat.
 
+pub mod cluster;
 mod connection;
 mod error;
 mod training;
 
+pub use cluster::{ClusterClient, RetryPolicy};
 pub use error::{ClientError, Result};
 pub use training::{RemoteTrainingSet, TRAINING_PIPELINE_DEPTH, TRAINING_REQUEST_ROWS};
 

@@ -74,7 +74,7 @@ pub fn http_status(status: StatusCode) -> u16 {
         S::UnknownOpcode | S::UnknownGroup | S::UnknownFeature | S::NotFound => 404,
         S::GroupExists | S::AlreadyExists | S::GenerationMismatch => 409,
         S::DeviceFull => 507,
-        S::ShuttingDown | S::Busy => 503,
+        S::ShuttingDown | S::Busy | S::NotMaster | S::Unavailable => 503,
         S::StoreFailed | S::Internal => 500,
     }
 }

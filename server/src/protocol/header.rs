@@ -39,11 +39,13 @@ pub enum Opcode {
     HistoryKeys = 0x31,
     Stats = 0x40,
     Security = 0x50,
+    ClusterMap = 0x60,
+    Replicate = 0x61,
 }
 
 impl Opcode {
     /// Every opcode, in wire order (metrics iterate over it).
-    pub const ALL: [Opcode; 18] = [
+    pub const ALL: [Opcode; 20] = [
         Opcode::Handshake,
         Opcode::Ping,
         Opcode::Put,
@@ -62,6 +64,8 @@ impl Opcode {
         Opcode::HistoryKeys,
         Opcode::Stats,
         Opcode::Security,
+        Opcode::ClusterMap,
+        Opcode::Replicate,
     ];
 
     pub fn from_u8(opcode: u8) -> Result<Opcode, DecodeError> {
@@ -92,6 +96,8 @@ impl Opcode {
             Opcode::HistoryKeys => "history_keys",
             Opcode::Stats => "stats",
             Opcode::Security => "security",
+            Opcode::ClusterMap => "cluster_map",
+            Opcode::Replicate => "replicate",
         }
     }
 

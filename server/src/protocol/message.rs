@@ -1,5 +1,9 @@
 //! Typed requests and responses and their frame encodings.
 
+use super::cluster::{
+    get_cluster_map, get_replicate, put_cluster_map, put_replicate, ClusterMapInfo,
+    ReplicateRequest,
+};
 use super::history::*;
 use super::security::{
     get_security_reply, get_security_request, put_security_reply, put_security_request,
@@ -81,6 +85,10 @@ pub enum Request {
     TrainingSet(TrainingSetRequest),
     Stats,
     Security(SecurityRequest),
+    /// The partition map and the nodes (cluster mode).
+    ClusterMap,
+    /// A master's write forwarded to a replica (peer port only).
+    Replicate(ReplicateRequest),
 }
 
 /// What the server tells a client in its handshake response.
@@ -144,6 +152,9 @@ pub enum Response {
         json: String,
     },
     Security(SecurityReply),
+    ClusterMap(ClusterMapInfo),
+    /// A replica applied a REPLICATE write (durably when it asked for sync).
+    Replicated,
     Error {
         status: StatusCode,
         message: String,
@@ -171,6 +182,8 @@ impl Request {
             Request::TrainingSet(_) => Opcode::TrainingSet,
             Request::Stats => Opcode::Stats,
             Request::Security(_) => Opcode::Security,
+            Request::ClusterMap => Opcode::ClusterMap,
+            Request::Replicate(_) => Opcode::Replicate,
         }
     }
 }
@@ -212,7 +225,7 @@ pub fn encode_request_flags(request_id: u64, request: &Request, flags: u16, out:
     });
 }
 
-fn encode_request_body(request: &Request, b: &mut Vec<u8>) {
+pub(super) fn encode_request_body(request: &Request, b: &mut Vec<u8>) {
     match request {
         Request::Handshake { version, token } => {
             put_u16(b, *version);
@@ -279,6 +292,8 @@ fn encode_request_body(request: &Request, b: &mut Vec<u8>) {
         Request::TrainingSet(r) => put_training_set_request(b, r),
         Request::Stats => {}
         Request::Security(r) => put_security_request(b, r),
+        Request::ClusterMap => {}
+        Request::Replicate(r) => put_replicate(b, r),
     }
 }
 
@@ -358,6 +373,8 @@ pub fn decode_request(opcode: Opcode, body: &[u8]) -> Result<Request, DecodeErro
         Opcode::TrainingSet => Request::TrainingSet(get_training_set_request(&mut r)?),
         Opcode::Stats => Request::Stats,
         Opcode::Security => Request::Security(get_security_request(&mut r)?),
+        Opcode::ClusterMap => Request::ClusterMap,
+        Opcode::Replicate => Request::Replicate(get_replicate(&mut r)?),
     };
     r.finish(opcode.name())?;
     Ok(request)
@@ -465,6 +482,8 @@ fn encode_response_body(response: &Response, b: &mut Vec<u8>) {
         Response::ScanChunk { items, next, .. } => put_scan_chunk(b, items, *next),
         Response::Stats { json } => b.extend_from_slice(json.as_bytes()),
         Response::Security(reply) => put_security_reply(b, reply),
+        Response::ClusterMap(info) => put_cluster_map(b, info),
+        Response::Replicated => {}
         Response::Error { message, .. } => b.extend_from_slice(message.as_bytes()),
     }
 }
@@ -572,6 +591,8 @@ pub fn decode_response(header: &FrameHeader, body: &[u8]) -> Result<Response, De
                 .map_err(|_| DecodeError::BadUtf8 { what: "stats" })?,
         },
         Opcode::Security => Response::Security(get_security_reply(&mut r)?),
+        Opcode::ClusterMap => Response::ClusterMap(get_cluster_map(&mut r)?),
+        Opcode::Replicate => Response::Replicated,
     };
     if !matches!(opcode, Opcode::Ping | Opcode::Stats) {
         r.finish(opcode.name())?;

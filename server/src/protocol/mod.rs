@@ -3,6 +3,7 @@
 //! The byte-exact description lives in `docs/PROTOCOL.md`; this module is its implementation
 //! and a test keeps the document's worked example equal to what [`encode_request`] writes.
 
+pub(crate) mod cluster;
 mod error;
 mod header;
 mod history;
@@ -13,6 +14,7 @@ mod training;
 mod types;
 pub(crate) mod wire;
 
+pub use cluster::{ClusterMapInfo, ClusterNode, ReplicateRequest, MAX_CLUSTER_NODES};
 pub use error::DecodeError;
 pub use header::{
     FrameHeader, Opcode, FLAG_CORRUPT_STATUS, FLAG_MORE, HEADER_LEN, MAGIC, PROTOCOL_VERSION,

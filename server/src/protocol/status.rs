@@ -25,10 +25,12 @@ pub enum StatusCode {
     Busy = 18,
     Internal = 19,
     PermissionDenied = 20,
+    NotMaster = 21,
+    Unavailable = 22,
 }
 
 impl StatusCode {
-    pub const ALL: [StatusCode; 21] = [
+    pub const ALL: [StatusCode; 23] = [
         StatusCode::Ok,
         StatusCode::BadFrame,
         StatusCode::UnknownOpcode,
@@ -50,6 +52,8 @@ impl StatusCode {
         StatusCode::Busy,
         StatusCode::Internal,
         StatusCode::PermissionDenied,
+        StatusCode::NotMaster,
+        StatusCode::Unavailable,
     ];
 
     pub fn from_u16(code: u16) -> Option<StatusCode> {
@@ -79,6 +83,8 @@ impl StatusCode {
             StatusCode::Busy => "BUSY",
             StatusCode::Internal => "INTERNAL",
             StatusCode::PermissionDenied => "PERMISSION_DENIED",
+            StatusCode::NotMaster => "NOT_MASTER",
+            StatusCode::Unavailable => "UNAVAILABLE",
         }
     }
 }

@@ -57,6 +57,9 @@ pub fn authorize(sec: &Security, access: &mut Access, request: &Request) -> Verd
     let (read, write) = (Permission::Read, Permission::Write);
     match request {
         Request::Handshake { .. } | Request::Ping { .. } | Request::Stats => Verdict::Allow,
+        // The map is public to every logged-in client (it names nodes, no data); REPLICATE
+        // is refused on the client port whoever sends it.
+        Request::ClusterMap | Request::Replicate(_) => Verdict::Allow,
         Request::GroupList { .. } => Verdict::Allow,
         Request::Put { group, .. } | Request::Delete { group, .. } => {
             groups(sec, access, write, [group])

@@ -79,7 +79,29 @@ fn check_arguments(request: &Request, limits: &Limits) -> Option<String> {
             r.range.from_ms, r.range.to_ms
         )),
         Request::TrainingSet(r) => training::check_request(r, max_keys),
+        Request::Replicate(_) => Some(
+            "REPLICATE is accepted only on a cluster node's peer port (--peer-listen), not on \
+             the client port"
+                .to_string(),
+        ),
         _ => None,
+    }
+}
+
+/// Cluster mode: refuses a read of a key this node does not master (NOT_MASTER naming the
+/// master and the map version, or UNAVAILABLE while the partition has none). Writes are
+/// checked again where they are applied, under the partition's lock.
+fn check_route(
+    cluster: &crate::cluster::Cluster,
+    request: &Request,
+) -> Result<(), (StatusCode, String)> {
+    match request {
+        Request::Get { key, .. } => cluster.check_keys([key]),
+        Request::GetMany { keys, .. } => cluster.check_keys(keys),
+        Request::GetAsOf(r) => cluster.check_keys(&r.keys),
+        Request::History(r) => cluster.check_keys([&r.key]),
+        Request::Put { key, .. } | Request::Delete { key, .. } => cluster.check_keys([key]),
+        _ => Ok(()),
     }
 }
 
@@ -290,6 +312,7 @@ impl Dispatch {
                 },
             ),
             Opcode::Get if !self.get_allowed(conn, h.request_id, body, start) => {}
+            Opcode::Get if !self.get_routed(conn, h.request_id, body, start) => {}
             Opcode::Get => match &mut self.gets {
                 GetRoute::Loop(gets) => gets.start(conn_id, conn, &h, body, start),
                 GetRoute::Pool => self.queue_get(conn_id, conn, &h, body, start),
@@ -409,6 +432,24 @@ impl Dispatch {
                 );
                 audit(security, access, Opcode::Get.name(), &group, Some(&message));
                 self.reply_error(conn, Opcode::Get, id, start, DENIED, &message);
+                false
+            }
+        }
+    }
+
+    /// Cluster mode: whether this node masters a GET's key (else the GET is answered here).
+    /// A malformed body passes: decoding refuses it next.
+    fn get_routed(&mut self, conn: &mut Conn, id: u64, body: &[u8], start: Instant) -> bool {
+        let Some(cluster) = &self.shared.cluster else {
+            return true;
+        };
+        let Ok((key, _)) = split_get_body(body) else {
+            return true;
+        };
+        match cluster.check_keys([&key]) {
+            Ok(()) => true,
+            Err((status, msg)) => {
+                self.reply_error(conn, Opcode::Get, id, start, status, &msg);
                 false
             }
         }
@@ -546,6 +587,11 @@ impl Dispatch {
         }
         if let Err((status, msg)) = check_limits(&request, &self.shared.config.limits) {
             return self.reply_error(conn, op, id, start, status, &msg);
+        }
+        if let Some(cluster) = &self.shared.cluster {
+            if let Err((status, msg)) = check_route(cluster, &request) {
+                return self.reply_error(conn, op, id, start, status, &msg);
+            }
         }
         let target = Target {
             conn: conn_id,

@@ -423,7 +423,8 @@ fn get_many(store: &Store, keys: &[EntityKey], features: &[FeatureRef]) -> Vec<G
     }
 }
 
-fn put(store: &Store, request: Request) -> Response {
+/// A PUT or DELETE on the local store.
+fn write(store: &Store, request: Request) -> Response {
     let Request::Put {
         group,
         key,
@@ -432,7 +433,18 @@ fn put(store: &Store, request: Request) -> Response {
         values,
     } = request
     else {
-        unreachable!("put() is only called with Request::Put");
+        let Request::Delete {
+            group,
+            key,
+            durability,
+        } = request
+        else {
+            unreachable!("write() is only called with PUT or DELETE");
+        };
+        return match store.delete(&group, &key, durability) {
+            Ok(existed) => Response::Delete { existed },
+            Err(e) => error_response(&e),
+        };
     };
     let (names, vals): (Vec<String>, Vec<Value>) = values.into_iter().unzip();
     let pairs: Vec<(&str, Value)> = names.iter().map(String::as_str).zip(vals).collect();
@@ -446,7 +458,10 @@ fn execute_single(shared: &Shared, t: &Target, request: Request, replies: &mut R
     let store = &*shared.store;
     let response = match request {
         Request::Scan(scan) => return execute_scan(shared, t, &scan, replies),
-        request @ Request::Put { .. } => put(store, request),
+        request @ (Request::Put { .. } | Request::Delete { .. }) => match &shared.cluster {
+            Some(cluster) => cluster.write(request, |r| write(store, r)),
+            None => write(store, request),
+        },
         Request::Get { key, features } => match store.get(&key, &features) {
             Ok(values) => get_response(t, &features, values),
             Err(e) => error_response(&e),
@@ -468,14 +483,6 @@ fn execute_single(shared: &Shared, t: &Target, request: Request, replies: &mut R
             return replies.respond_built(t, body);
         }
         Request::TrainingSet(r) => return execute_training_set(shared, t, r, replies),
-        Request::Delete {
-            group,
-            key,
-            durability,
-        } => match store.delete(&group, &key, durability) {
-            Ok(existed) => Response::Delete { existed },
-            Err(e) => error_response(&e),
-        },
         Request::GroupCreate(spec) => group_result(store.create_group(spec)),
         Request::GroupDescribe { name } => group_result(store.describe_group(&name)),
         Request::GroupAlter { name, alter } => group_result(store.alter_group(&name, alter)),
@@ -498,9 +505,16 @@ fn execute_single(shared: &Shared, t: &Target, request: Request, replies: &mut R
             Ok(reply) => Response::Security(reply),
             Err((status, message)) => Response::Error { status, message },
         },
-        Request::Handshake { .. } => Response::Error {
+        Request::ClusterMap => match &shared.cluster {
+            Some(cluster) => Response::ClusterMap(cluster.map_info()),
+            None => Response::Error {
+                status: StatusCode::InvalidArgument,
+                message: "this server is not in a cluster (started without --cluster-etcd)".into(),
+            },
+        },
+        Request::Handshake { .. } | Request::Replicate(_) => Response::Error {
             status: StatusCode::Internal,
-            message: "handshake is answered by the network worker".into(),
+            message: format!("{} is not executed by the engine pool", t.opcode.name()),
         },
     };
     replies.respond(t, &response);

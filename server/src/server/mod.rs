@@ -58,6 +58,8 @@ pub struct Shared {
     pub shutdown: AtomicBool,
     /// The event loops serving connections.
     pub event_loop: EventLoop,
+    /// Cluster mode: the partition map, routing checks and replication (`None`: one node).
+    pub cluster: Option<Arc<crate::cluster::Cluster>>,
 }
 
 /// A running server. Dropping it without [`ServerHandle::shutdown`] leaves threads running.
@@ -115,6 +117,7 @@ fn new_shared(
     config: ServerConfig,
     store: Arc<Store>,
     event_loop: EventLoop,
+    cluster: Option<Arc<crate::cluster::Cluster>>,
 ) -> std::io::Result<Arc<Shared>> {
     let audit = crate::security::Audit::new(config.audit_log.clone())
         .map_err(|e| std::io::Error::new(e.kind(), format!("cannot open the audit log: {e}")))?;
@@ -139,6 +142,7 @@ fn new_shared(
         security,
         shutdown: AtomicBool::new(false),
         event_loop,
+        cluster,
     }))
 }
 
@@ -149,11 +153,12 @@ pub fn start(config: ServerConfig, store: Arc<Store>) -> std::io::Result<ServerH
     let listener = std::net::TcpListener::bind(config.listen)?;
     widen_backlog(&listener);
     let local_addr = listener.local_addr()?;
+    let cluster = join_cluster(&config, &store, local_addr)?;
     let metrics_listen = config.metrics;
     let mut running = None;
     if config.io == IoMode::Uring {
         match ring::check() {
-            Ok(()) => match start_ring(&listener, config.clone(), store.clone()) {
+            Ok(()) => match start_ring(&listener, config.clone(), store.clone(), cluster.clone()) {
                 Ok(r) => running = Some(r),
                 Err(e) => tracing::warn!(
                     error = %e,
@@ -169,7 +174,7 @@ pub fn start(config: ServerConfig, store: Arc<Store>) -> std::io::Result<ServerH
     let (shared, acceptor, loops, pool, io) = match running {
         Some((shared, loops, pool)) => (shared, None, loops, pool, EventLoop::Uring),
         None => {
-            let (shared, acceptor, loops, pool) = start_epoll(listener, config, store)?;
+            let (shared, acceptor, loops, pool) = start_epoll(listener, config, store, cluster)?;
             (shared, Some(acceptor), loops, pool, EventLoop::Epoll)
         }
     };
@@ -197,6 +202,27 @@ pub fn start(config: ServerConfig, store: Arc<Store>) -> std::io::Result<ServerH
     })
 }
 
+/// Cluster mode: registers this node in etcd and starts the membership and peer threads
+/// before any connection is served.
+fn join_cluster(
+    config: &ServerConfig,
+    store: &Arc<Store>,
+    local_addr: SocketAddr,
+) -> std::io::Result<Option<Arc<crate::cluster::Cluster>>> {
+    let Some(cc) = &config.cluster else {
+        return Ok(None);
+    };
+    let cluster = crate::cluster::Cluster::new(
+        cc.clone(),
+        store.clone(),
+        config.durability,
+        config.limits.max_frame_bytes,
+    )
+    .map_err(|e| std::io::Error::new(std::io::ErrorKind::InvalidInput, e))?;
+    cluster.start(local_addr).map_err(std::io::Error::other)?;
+    Ok(Some(cluster))
+}
+
 type Loops = Vec<(JoinHandle<()>, Arc<EventFd>)>;
 /// The epoll loops' accepting thread and its waker.
 type Acceptor = (JoinHandle<()>, Arc<Waker>);
@@ -208,11 +234,12 @@ fn start_ring(
     listener: &std::net::TcpListener,
     config: ServerConfig,
     store: Arc<Store>,
+    cluster: Option<Arc<crate::cluster::Cluster>>,
 ) -> std::io::Result<(Arc<Shared>, Loops, EnginePool)> {
     let listener = Arc::new(listener.try_clone()?);
     listener.set_nonblocking(false)?;
     let n = config.workers.max(1);
-    let shared = new_shared(config, store, EventLoop::Uring)?;
+    let shared = new_shared(config, store, EventLoop::Uring, cluster)?;
     let mut wakes = Vec::with_capacity(n);
     let mut mailboxes = Vec::with_capacity(n);
     let mut inboxes = Vec::with_capacity(n);
@@ -283,11 +310,12 @@ fn start_epoll(
     listener: std::net::TcpListener,
     config: ServerConfig,
     store: Arc<Store>,
+    cluster: Option<Arc<crate::cluster::Cluster>>,
 ) -> std::io::Result<(Arc<Shared>, Acceptor, Loops, EnginePool)> {
     listener.set_nonblocking(true)?;
     let listener = mio::net::TcpListener::from_std(listener);
     let n_workers = config.workers.max(1);
-    let shared = new_shared(config, store, EventLoop::Epoll)?;
+    let shared = new_shared(config, store, EventLoop::Epoll, cluster)?;
     let mut setups = Vec::with_capacity(n_workers);
     let mut mailboxes = Vec::with_capacity(n_workers);
     let mut inboxes = Vec::with_capacity(n_workers);
@@ -380,6 +408,10 @@ impl ServerHandle {
     /// (bounded by a grace period), stops the engine pool, and hands back the store so the
     /// caller can close it (flush + checkpoint).
     pub fn shutdown(self) -> Arc<Store> {
+        if let Some(cluster) = &self.shared.cluster {
+            // Leaves the cluster first: the survivors take this node's partitions at once.
+            cluster.stop();
+        }
         self.shared.shutdown.store(true, Ordering::Release);
         if let Some(api) = self.api {
             api.stop();

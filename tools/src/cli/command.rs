@@ -113,6 +113,9 @@ pub enum Command {
     Role(RoleCommand),
     /// Who quiverd takes this connection for, and what it may do
     Whoami,
+    /// The partition map of a cluster: status, nodes, partitions (ask any node with --addr)
+    #[command(subcommand)]
+    Cluster(ClusterCommand),
     /// Check a data file or device directly (with the server stopped)
     Inspect(InspectArgs),
     /// Create a demo group, write synthetic users, read some back (works best with --data)
@@ -200,6 +203,20 @@ pub enum RoleCommand {
     },
     /// List roles and their grants
     List,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum ClusterCommand {
+    /// Map version, replication factor, live nodes, partitions without a master or a replica
+    Status,
+    /// Each node: address, whether it is live, partitions it masters and replicates
+    Nodes,
+    /// Each partition's master and replicas
+    Partitions {
+        /// Only the partitions this node masters or replicates
+        #[arg(long)]
+        node: Option<u32>,
+    },
 }
 
 #[derive(Debug, Subcommand)]

@@ -5,6 +5,7 @@
 //! exit code.
 
 pub mod backend;
+mod cluster;
 pub mod command;
 mod data;
 mod demo;
@@ -92,6 +93,7 @@ fn run_command(command: &Command, backend: &mut dyn Backend, out: Out) -> CliRes
         Command::User(cmd) => security::user(cmd, backend, out),
         Command::Role(cmd) => security::role(cmd, backend, out),
         Command::Whoami => security::whoami(backend, out),
+        Command::Cluster(cmd) => cluster::run(cmd, backend, out),
         Command::Inspect(_) | Command::Bench(_) => {
             unreachable!("dispatched before a backend is opened")
         }

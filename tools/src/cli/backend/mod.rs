@@ -59,6 +59,12 @@ pub trait Backend {
             "users and roles live in quiverd: use --addr (an in-process store has no users)",
         ))
     }
+    /// The partition map of the cluster quiverd belongs to (CLUSTER_MAP).
+    fn cluster_map(&mut self) -> CliResult<quiver_server::protocol::ClusterMapInfo> {
+        Err(super::error::CliError::usage(
+            "the partition map lives in a cluster's quiverd nodes: use --addr",
+        ))
+    }
     fn target(&self) -> String;
     fn ping(&mut self) -> CliResult<Duration>;
     fn create_group(&mut self, spec: GroupSpec) -> CliResult<Arc<GroupSchema>>;

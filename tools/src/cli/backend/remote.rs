@@ -10,7 +10,8 @@ use quiver_engine::feature::{
 use quiver_engine::history::{AsOf, HistoryCursor, HistoryRange};
 use quiver_engine::training::{Joined, SpineBatch, TimeMode};
 use quiver_engine::ScanCursor;
-use quiver_server::client::{Client, ClientConfig, ClientError};
+use quiver_server::client::{Client, ClientConfig, ClientError, ClusterClient};
+use quiver_server::protocol::{ClusterMapInfo, HistoryRequest};
 use quiver_server::protocol::{Request, Response, StatusCode};
 
 use super::{Backend, HistoryPageOut, PutRow, HISTORY_PAGE_VERSIONS};
@@ -23,9 +24,16 @@ const IO_TIMEOUT: Duration = Duration::from_secs(60);
 /// Scan frames asked for per scan request.
 const SCAN_MAX_CHUNKS: u32 = 4;
 
+/// How long a routed request is retried on a cluster (NOT_MASTER, UNAVAILABLE, a lost
+/// connection) before the command gives up.
+const CLUSTER_RETRY: Duration = Duration::from_secs(10);
+
 pub struct Remote {
     client: Client,
     addr: String,
+    /// Set when `addr` is a node of a cluster: keyed requests go to their key's master and
+    /// group changes to every node.
+    routed: Option<ClusterClient>,
 }
 
 impl Remote {
@@ -43,10 +51,23 @@ impl Remote {
             reconnect_attempts: 1,
             ..ClientConfig::default()
         };
-        let client = Client::connect(addr, config).map_err(|e| map_connect_error(addr, e))?;
+        let mut client =
+            Client::connect(addr, config.clone()).map_err(|e| map_connect_error(addr, e))?;
+        // A node of a cluster has a map; a single server answers INVALID_ARGUMENT (an older
+        // one UNKNOWN_OPCODE).
+        let routed = match client.call(&Request::ClusterMap) {
+            Ok(Response::ClusterMap(info)) if info.map.is_some() => {
+                let mut routed = ClusterClient::connect(&[addr], config)
+                    .map_err(|e| map_connect_error(addr, e))?;
+                routed.retry.deadline = CLUSTER_RETRY;
+                Some(routed)
+            }
+            _ => None,
+        };
         Ok(Remote {
             client,
             addr: addr.to_string(),
+            routed,
         })
     }
 
@@ -126,6 +147,16 @@ pub fn map_error(addr: &str, err: ClientError) -> CliError {
 }
 
 impl Backend for Remote {
+    fn cluster_map(&mut self) -> CliResult<ClusterMapInfo> {
+        match self.client.call(&Request::ClusterMap) {
+            Ok(Response::ClusterMap(info)) => Ok(info),
+            Ok(other) => Err(CliError::Internal(format!(
+                "unexpected answer to CLUSTER_MAP: {other:?}"
+            ))),
+            Err(e) => Err(self.err(e)),
+        }
+    }
+
     fn security(
         &mut self,
         req: quiver_server::protocol::SecurityRequest,
@@ -144,6 +175,10 @@ impl Backend for Remote {
     }
 
     fn create_group(&mut self, spec: GroupSpec) -> CliResult<Arc<GroupSchema>> {
+        if let Some(r) = &mut self.routed {
+            let created = r.create_group(spec);
+            return created.map(Arc::new).map_err(|e| self.err(e));
+        }
         self.client
             .create_group(spec)
             .map(Arc::new)
@@ -163,6 +198,10 @@ impl Backend for Remote {
     }
 
     fn alter_group(&mut self, name: &str, alter: Alter) -> CliResult<Arc<GroupSchema>> {
+        if let Some(r) = &mut self.routed {
+            let altered = r.alter_group(name, alter);
+            return altered.map(Arc::new).map_err(|e| self.err(e));
+        }
         self.client
             .alter_group(name, alter)
             .map(Arc::new)
@@ -170,15 +209,23 @@ impl Backend for Remote {
     }
 
     fn drop_group(&mut self, name: &str) -> CliResult<()> {
+        if let Some(r) = &mut self.routed {
+            let dropped = r.drop_group(name);
+            return dropped.map_err(|e| self.err(e));
+        }
         self.client.drop_group(name).map_err(|e| self.err(e))
     }
 
     fn put(&mut self, group: &str, row: &PutRow, opts: &PutOptions) -> CliResult<PutResult> {
         let values = row.values.clone();
         let opts = row.options(opts);
-        self.client
-            .put(group, row.key.clone(), row.event_time_ms, values, opts)
-            .map_err(|e| self.err(e))
+        let put = match &mut self.routed {
+            Some(r) => r.put(group, row.key.clone(), row.event_time_ms, values, opts),
+            None => self
+                .client
+                .put(group, row.key.clone(), row.event_time_ms, values, opts),
+        };
+        put.map_err(|e| self.err(e))
     }
 
     /// Sends every put before reading any answer (the client reads early only when the
@@ -189,6 +236,10 @@ impl Backend for Remote {
         rows: Vec<PutRow>,
         opts: &PutOptions,
     ) -> CliResult<Vec<CliResult<PutResult>>> {
+        if self.routed.is_some() {
+            // On a cluster each row goes to its own master, one at a time.
+            return Ok(rows.iter().map(|row| self.put(group, row, opts)).collect());
+        }
         let mut ids = Vec::with_capacity(rows.len());
         for row in rows {
             let request = Request::Put {
@@ -224,9 +275,11 @@ impl Backend for Remote {
     }
 
     fn get(&mut self, key: &EntityKey, refs: &[FeatureRef]) -> CliResult<Vec<FeatureValue>> {
-        self.client
-            .get(key.clone(), refs.to_vec())
-            .map_err(|e| self.err(e))
+        let got = match &mut self.routed {
+            Some(r) => r.get(key.clone(), refs.to_vec()),
+            None => self.client.get(key.clone(), refs.to_vec()),
+        };
+        got.map_err(|e| self.err(e))
     }
 
     fn get_as_of(
@@ -235,9 +288,11 @@ impl Backend for Remote {
         refs: &[FeatureRef],
         at: AsOf,
     ) -> CliResult<Vec<FeatureValue>> {
-        self.client
-            .get_as_of(key.clone(), at, refs.to_vec())
-            .map_err(|e| self.err(e))
+        let got = match &mut self.routed {
+            Some(r) => r.get_as_of(key.clone(), at, refs.to_vec()),
+            None => self.client.get_as_of(key.clone(), at, refs.to_vec()),
+        };
+        got.map_err(|e| self.err(e))
     }
 
     fn history_page(
@@ -249,9 +304,22 @@ impl Backend for Remote {
         after: Option<HistoryCursor>,
     ) -> CliResult<HistoryPageOut> {
         let max = u32::try_from(HISTORY_PAGE_VERSIONS).unwrap_or(u32::MAX);
-        self.client
-            .history_page(group, key.clone(), features.to_vec(), range, after, max)
-            .map_err(|e| self.err(e))
+        let page = match &mut self.routed {
+            Some(r) => r.history_page(HistoryRequest {
+                group: group.into(),
+                key: key.clone(),
+                features: features.to_vec(),
+                range,
+                after,
+                max_versions: max,
+            }),
+            None => {
+                let features = features.to_vec();
+                self.client
+                    .history_page(group, key.clone(), features, range, after, max)
+            }
+        };
+        page.map_err(|e| self.err(e))
     }
 
     fn history_keys(
@@ -275,10 +343,11 @@ impl Backend for Remote {
         let per_request = self.client.server_info().max_batch_keys.max(1) as usize;
         let mut out = Vec::with_capacity(keys.len());
         for chunk in keys.chunks(per_request) {
-            let items = self
-                .client
-                .get_many(chunk.to_vec(), refs.to_vec())
-                .map_err(|e| self.err(e))?;
+            let items = match &mut self.routed {
+                Some(r) => r.get_many(chunk.to_vec(), refs.to_vec()),
+                None => self.client.get_many(chunk.to_vec(), refs.to_vec()),
+            };
+            let items = items.map_err(|e| self.err(e))?;
             for item in items {
                 out.push(item.map_err(|e| self.err(e))?);
             }
@@ -287,9 +356,11 @@ impl Backend for Remote {
     }
 
     fn delete(&mut self, group: &str, key: &EntityKey) -> CliResult<bool> {
-        self.client
-            .delete(group, key.clone(), None)
-            .map_err(|e| self.err(e))
+        let deleted = match &mut self.routed {
+            Some(r) => r.delete(group, key.clone(), None),
+            None => self.client.delete(group, key.clone(), None),
+        };
+        deleted.map_err(|e| self.err(e))
     }
 
     fn scan(

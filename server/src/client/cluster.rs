@@ -1,0 +1,430 @@
+//! A client of a Quiver cluster: it learns the partition map from any node (CLUSTER_MAP),
+//! sends each key's requests straight to the key's master, splits a batch get by node (the
+//! parts go in parallel), and on NOT_MASTER, UNAVAILABLE or a lost connection refreshes the
+//! map and tries again until its retry deadline.
+//!
+//! A retried PUT may be applied twice when the first attempt reached the master but its
+//! answer was lost (harmless for MERGE and REPLACE_ROW puts of the same values; the row's
+//! generation counts both; a CREATE_ONLY retry then answers ALREADY_EXISTS).
+
+use super::{unexpected, Client, ClientConfig, ClientError, Result};
+use crate::cluster::map::{partition_of, NO_NODE};
+use crate::protocol::{
+    ClusterMapInfo, GetAsOfRequest, HistoryRequest, Opcode, Request, Response, StatusCode,
+};
+use quiver_engine::feature::{
+    Alter, EntityKey, FeatureRef, FeatureValue, GroupSchema, GroupSpec, PutOptions, PutResult,
+    Value,
+};
+use quiver_engine::history::{AsOf, HistoryCursor, HistoryEntry};
+use quiver_engine::Durability;
+use std::collections::{BTreeMap, HashMap};
+use std::time::{Duration, Instant};
+
+/// How long and how often a routed request is tried again.
+#[derive(Debug, Clone)]
+pub struct RetryPolicy {
+    /// Give up this long after the first attempt (zero: one attempt).
+    pub deadline: Duration,
+    /// First pause between attempts, doubled up to `max_backoff`.
+    pub backoff: Duration,
+    pub max_backoff: Duration,
+}
+
+impl Default for RetryPolicy {
+    fn default() -> Self {
+        RetryPolicy {
+            deadline: Duration::from_secs(20),
+            backoff: Duration::from_millis(20),
+            max_backoff: Duration::from_millis(500),
+        }
+    }
+}
+
+/// Whether an error may go away once the map is refreshed.
+pub fn retryable(e: &ClientError) -> bool {
+    match e {
+        ClientError::Server { status, .. } => matches!(
+            status,
+            StatusCode::NotMaster
+                | StatusCode::Unavailable
+                | StatusCode::Busy
+                | StatusCode::ShuttingDown
+        ),
+        ClientError::Io { .. }
+        | ClientError::Disconnected
+        | ClientError::Timeout { .. }
+        | ClientError::Connect { .. } => true,
+        _ => false,
+    }
+}
+
+/// Connections to the nodes of one cluster, routed by its partition map.
+pub struct ClusterClient {
+    seeds: Vec<String>,
+    config: ClientConfig,
+    pub retry: RetryPolicy,
+    map: Option<ClusterMapInfo>,
+    conns: HashMap<u32, Client>,
+}
+
+impl ClusterClient {
+    /// Fetches the map from the first seed that answers.
+    pub fn connect(seeds: &[&str], config: ClientConfig) -> Result<ClusterClient> {
+        let mut c = ClusterClient {
+            seeds: seeds.iter().map(|s| s.to_string()).collect(),
+            config,
+            retry: RetryPolicy::default(),
+            map: None,
+            conns: HashMap::new(),
+        };
+        c.refresh()?;
+        Ok(c)
+    }
+
+    /// The map as last fetched.
+    pub fn map(&self) -> Option<&ClusterMapInfo> {
+        self.map.as_ref()
+    }
+
+    fn addr_of(&self, node: u32) -> Option<String> {
+        let map = self.map.as_ref()?;
+        map.nodes
+            .iter()
+            .find(|n| n.id == node)
+            .map(|n| n.address.clone())
+    }
+
+    /// Asks the known nodes, then the seeds, for the map; keeps the newest answer.
+    pub fn refresh(&mut self) -> Result<()> {
+        let mut addrs: Vec<String> = self
+            .map
+            .iter()
+            .flat_map(|m| m.nodes.iter().map(|n| n.address.clone()))
+            .collect();
+        addrs.extend(self.seeds.iter().cloned());
+        addrs.dedup();
+        let mut config = self.config.clone();
+        config.reconnect_attempts = 1;
+        let mut last = None;
+        for addr in addrs {
+            let fetched = Client::connect(&addr, config.clone()).and_then(|mut c| {
+                match c.call(&Request::ClusterMap)? {
+                    Response::ClusterMap(info) => Ok(info),
+                    other => Err(unexpected(Opcode::ClusterMap, &other)),
+                }
+            });
+            match fetched {
+                Ok(info) => {
+                    let newer = |m: &ClusterMapInfo| m.map.as_ref().map_or(0, |x| x.version);
+                    if self.map.as_ref().is_none_or(|m| newer(&info) >= newer(m)) {
+                        self.map = Some(info);
+                    }
+                    if self.map.as_ref().is_some_and(|m| m.map.is_some()) {
+                        return Ok(());
+                    }
+                }
+                Err(e) => last = Some(e),
+            }
+        }
+        match (&self.map, last) {
+            (Some(_), _) => Ok(()),
+            (None, Some(e)) => Err(e),
+            (None, None) => Err(ClientError::Connect {
+                addr: String::new(),
+                attempts: 0,
+                last: "no seed address given".into(),
+            }),
+        }
+    }
+
+    /// The master of `key`'s partition, per the map.
+    pub fn master_of(&self, key: &EntityKey) -> Result<u32> {
+        let p = partition_of(key);
+        let master = self
+            .map
+            .as_ref()
+            .and_then(|m| m.map.as_ref())
+            .map_or(NO_NODE, |m| m.partitions[p].master);
+        if master == NO_NODE {
+            return Err(ClientError::Server {
+                status: StatusCode::Unavailable,
+                message: format!("partition {p} has no master in the client's map"),
+            });
+        }
+        Ok(master)
+    }
+
+    fn conn(&mut self, node: u32) -> Result<&mut Client> {
+        if !self.conns.contains_key(&node) {
+            let addr = self.addr_of(node).ok_or_else(|| ClientError::Server {
+                status: StatusCode::Unavailable,
+                message: format!("node {node} is not registered (down)"),
+            })?;
+            let mut config = self.config.clone();
+            config.reconnect_attempts = 1;
+            let client = Client::connect(&addr, config)?;
+            self.conns.insert(node, client);
+        }
+        Ok(self.conns.get_mut(&node).expect("inserted above"))
+    }
+
+    /// Runs `attempt` until it succeeds, fails for good, or the retry deadline passes;
+    /// refreshes the map between attempts.
+    fn retrying<T>(&mut self, mut attempt: impl FnMut(&mut Self) -> Result<T>) -> Result<T> {
+        let start = Instant::now();
+        let mut pause = self.retry.backoff;
+        loop {
+            let e = match attempt(self) {
+                Ok(v) => return Ok(v),
+                Err(e) => e,
+            };
+            if !retryable(&e) || start.elapsed() + pause > self.retry.deadline {
+                return Err(e);
+            }
+            if !matches!(e, ClientError::Server { .. }) {
+                self.conns.clear();
+            }
+            std::thread::sleep(pause);
+            pause = (pause * 2).min(self.retry.max_backoff);
+            let _ = self.refresh();
+        }
+    }
+
+    /// Sends `request` to the master of `key` (once; no retry).
+    pub fn call_routed(&mut self, key: &EntityKey, request: &Request) -> Result<Response> {
+        let node = self.master_of(key)?;
+        let conn = self.conn(node)?;
+        let r = conn.call(request);
+        if r.as_ref()
+            .is_err_and(|e| !matches!(e, ClientError::Server { .. }))
+        {
+            self.conns.remove(&node);
+        }
+        r
+    }
+
+    pub fn put(
+        &mut self,
+        group: &str,
+        key: EntityKey,
+        event_time_ms: u64,
+        values: Vec<(String, Value)>,
+        options: PutOptions,
+    ) -> Result<PutResult> {
+        let req = Request::Put {
+            group: group.into(),
+            key: key.clone(),
+            event_time_ms,
+            options,
+            values,
+        };
+        self.retrying(|c| match c.call_routed(&key, &req)? {
+            Response::Put(r) => Ok(r),
+            other => Err(unexpected(Opcode::Put, &other)),
+        })
+    }
+
+    pub fn delete(
+        &mut self,
+        group: &str,
+        key: EntityKey,
+        durability: Option<Durability>,
+    ) -> Result<bool> {
+        let req = Request::Delete {
+            group: group.into(),
+            key: key.clone(),
+            durability,
+        };
+        self.retrying(|c| match c.call_routed(&key, &req)? {
+            Response::Delete { existed } => Ok(existed),
+            other => Err(unexpected(Opcode::Delete, &other)),
+        })
+    }
+
+    pub fn get(&mut self, key: EntityKey, features: Vec<FeatureRef>) -> Result<Vec<FeatureValue>> {
+        let req = Request::Get {
+            key: key.clone(),
+            features,
+        };
+        self.retrying(|c| match c.call_routed(&key, &req)? {
+            Response::Get(v) => Ok(v),
+            other => Err(unexpected(Opcode::Get, &other)),
+        })
+    }
+
+    /// The features of one entity as of `at`, from its master.
+    pub fn get_as_of(
+        &mut self,
+        key: EntityKey,
+        at: AsOf,
+        features: Vec<FeatureRef>,
+    ) -> Result<Vec<FeatureValue>> {
+        let req = Request::GetAsOf(GetAsOfRequest {
+            keys: vec![key.clone()],
+            times: vec![at],
+            features,
+        });
+        self.retrying(|c| match c.call_routed(&key, &req)? {
+            Response::GetAsOf(mut items) if items.len() == 1 => items
+                .pop()
+                .expect("one item")
+                .map_err(|(status, message)| ClientError::Server { status, message }),
+            other => Err(unexpected(Opcode::GetAsOf, &other)),
+        })
+    }
+
+    /// One page of an entity's history, from its master.
+    pub fn history_page(
+        &mut self,
+        request: HistoryRequest,
+    ) -> Result<(Vec<HistoryEntry>, Option<HistoryCursor>)> {
+        let key = request.key.clone();
+        let req = Request::History(request);
+        self.retrying(|c| match c.call_routed(&key, &req)? {
+            Response::History { entries, next } => Ok((entries, next)),
+            other => Err(unexpected(Opcode::History, &other)),
+        })
+    }
+
+    /// One result per key, in order: the keys are split by master and the parts sent in
+    /// parallel; a part refused as a whole (NOT_MASTER, UNAVAILABLE, lost connection) is
+    /// routed again after a map refresh.
+    pub fn get_many(
+        &mut self,
+        keys: Vec<EntityKey>,
+        features: Vec<FeatureRef>,
+    ) -> Result<Vec<Result<Vec<FeatureValue>>>> {
+        let mut out: Vec<Option<Result<Vec<FeatureValue>>>> = keys.iter().map(|_| None).collect();
+        self.retrying(|c| {
+            let todo: Vec<usize> = (0..keys.len()).filter(|i| out[*i].is_none()).collect();
+            let mut parts: BTreeMap<u32, Vec<usize>> = BTreeMap::new();
+            for i in todo {
+                parts.entry(c.master_of(&keys[i])?).or_default().push(i);
+            }
+            for node in parts.keys() {
+                c.conn(*node)?;
+            }
+            let results = c.send_parts(&parts, &keys, &features);
+            let mut failure = None;
+            for (node, result) in results {
+                match result {
+                    Ok(items) => {
+                        for (i, item) in parts[&node].iter().zip(items) {
+                            out[*i] = Some(item.map_err(|(status, message)| ClientError::Server {
+                                status,
+                                message,
+                            }));
+                        }
+                    }
+                    Err(e) => {
+                        if !matches!(e, ClientError::Server { .. }) {
+                            c.conns.remove(&node);
+                        }
+                        failure = Some(e);
+                    }
+                }
+            }
+            failure.map_or(Ok(()), Err)
+        })?;
+        Ok(out
+            .into_iter()
+            .map(|o| o.expect("every key answered"))
+            .collect())
+    }
+
+    /// Sends each node its part of a batch get, all at once, one thread per node.
+    #[allow(clippy::type_complexity)]
+    fn send_parts(
+        &mut self,
+        parts: &BTreeMap<u32, Vec<usize>>,
+        keys: &[EntityKey],
+        features: &[FeatureRef],
+    ) -> Vec<(u32, Result<Vec<crate::protocol::GetManyItem>>)> {
+        std::thread::scope(|s| {
+            let handles: Vec<_> = self
+                .conns
+                .iter_mut()
+                .filter(|(node, _)| parts.contains_key(node))
+                .map(|(node, conn)| {
+                    let req = Request::GetMany {
+                        keys: parts[node].iter().map(|i| keys[*i].clone()).collect(),
+                        features: features.to_vec(),
+                    };
+                    let node = *node;
+                    s.spawn(move || {
+                        let r = match conn.call(&req) {
+                            Ok(Response::GetMany(items)) => Ok(items),
+                            Ok(other) => Err(unexpected(Opcode::GetMany, &other)),
+                            Err(e) => Err(e),
+                        };
+                        (node, r)
+                    })
+                })
+                .collect();
+            handles
+                .into_iter()
+                .map(|h| h.join().expect("a batch get thread panicked"))
+                .collect()
+        })
+    }
+
+    /// Runs a group request on every node of the map (each keeps its own registry); the
+    /// first node's answer is returned. A node that already has the group (GROUP_EXISTS)
+    /// counts as done, so that a failed GROUP_CREATE can be repeated.
+    fn on_every_node(&mut self, request: &Request) -> Result<Response> {
+        let nodes: Vec<u32> = self
+            .map
+            .as_ref()
+            .map(|m| m.nodes.iter().map(|n| n.id).collect())
+            .unwrap_or_default();
+        let mut first = None;
+        for node in nodes {
+            match self.conn(node)?.call(request) {
+                Err(ClientError::Server {
+                    status: StatusCode::GroupExists,
+                    ..
+                }) if matches!(request, Request::GroupCreate(_)) => {}
+                Err(ClientError::Server { status, message }) => {
+                    return Err(ClientError::Server {
+                        status,
+                        message: format!("node {node}: {message}"),
+                    })
+                }
+                Err(e) => return Err(e),
+                Ok(r) => {
+                    first.get_or_insert(r);
+                }
+            }
+        }
+        first.ok_or_else(|| ClientError::Server {
+            status: StatusCode::GroupExists,
+            message: "the group already exists on every node".into(),
+        })
+    }
+
+    pub fn create_group(&mut self, spec: GroupSpec) -> Result<GroupSchema> {
+        match self.on_every_node(&Request::GroupCreate(spec))? {
+            Response::Group(g) => Ok(g),
+            other => Err(unexpected(Opcode::GroupCreate, &other)),
+        }
+    }
+
+    pub fn alter_group(&mut self, name: &str, alter: Alter) -> Result<GroupSchema> {
+        let req = Request::GroupAlter {
+            name: name.into(),
+            alter,
+        };
+        match self.on_every_node(&req)? {
+            Response::Group(g) => Ok(g),
+            other => Err(unexpected(Opcode::GroupAlter, &other)),
+        }
+    }
+
+    pub fn drop_group(&mut self, name: &str) -> Result<()> {
+        match self.on_every_node(&Request::GroupDrop { name: name.into() })? {
+            Response::GroupDropped => Ok(()),
+            other => Err(unexpected(Opcode::GroupDrop, &other)),
+        }
+    }
+}

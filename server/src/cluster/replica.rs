@@ -1,0 +1,268 @@
+//! The peer listener: replicas receive their masters' writes here, one thread per stream,
+//! and apply each stream's writes one at a time in arrival order. Writes that arrived
+//! together are applied in memory and then made durable with one flush when any asked for
+//! sync, before their answers go back (a group commit per stream).
+//!
+//! A write is applied only if, in this node's map (refreshed from etcd first when the sender
+//! names a newer version), the sender masters the partition and this node is one of its
+//! replicas: a master cut off by a map change gets NOT_MASTER and cannot acknowledge.
+
+use super::map::{partition_of, PartitionMap};
+use super::{member, Cluster, Refusal};
+use crate::protocol::{
+    decode_request, encode_error, encode_response, FrameHeader, Opcode, ReplicateRequest, Request,
+    Response, StatusCode, HEADER_LEN,
+};
+use quiver_engine::Durability;
+use std::io::{BufReader, BufWriter, Read, Write};
+use std::net::{TcpListener, TcpStream};
+use std::sync::Arc;
+
+/// Frames applied before their answers are sent and, for sync writes, flushed.
+const MAX_BATCH_FRAMES: usize = 1024;
+
+pub(super) fn listen(c: &Arc<Cluster>, listener: TcpListener) {
+    for stream in listener.incoming() {
+        if c.stopping() {
+            return;
+        }
+        let Ok(stream) = stream else { continue };
+        let c = c.clone();
+        let spawned = std::thread::Builder::new()
+            .name("quiver-replica".into())
+            .spawn(move || {
+                if let Err(e) = serve(&c, stream) {
+                    tracing::debug!(error = %e, "replication stream closed");
+                }
+            });
+        if let Err(e) = spawned {
+            tracing::error!(error = %e, "cannot start a replication stream thread");
+        }
+    }
+}
+
+/// One received frame.
+struct Frame {
+    header: FrameHeader,
+    body: Vec<u8>,
+}
+
+fn read_frame(r: &mut impl Read, max_body: u32) -> std::io::Result<Frame> {
+    let mut head = [0u8; HEADER_LEN];
+    r.read_exact(&mut head)?;
+    let header = FrameHeader::decode(&head, max_body)
+        .map_err(|e| std::io::Error::new(std::io::ErrorKind::InvalidData, e.to_string()))?;
+    let mut body = vec![0u8; header.body_len as usize];
+    r.read_exact(&mut body)?;
+    Ok(Frame { header, body })
+}
+
+/// Whether a whole frame already sits in the reader's buffer.
+fn frame_buffered(r: &BufReader<TcpStream>) -> bool {
+    let buf = r.buffer();
+    buf.len() >= HEADER_LEN
+        && buf.len() >= HEADER_LEN + u32::from_le_bytes([buf[8], buf[9], buf[10], buf[11]]) as usize
+}
+
+fn serve(c: &Cluster, stream: TcpStream) -> std::io::Result<()> {
+    let _ = stream.set_nodelay(true);
+    let max_body = c.max_frame_bytes;
+    let mut reader = BufReader::with_capacity(1 << 20, stream.try_clone()?);
+    let mut writer = BufWriter::with_capacity(64 << 10, stream);
+    let mut session: Option<(u32, u64)> = None;
+    loop {
+        let mut frames = vec![read_frame(&mut reader, max_body)?];
+        while frames.len() < MAX_BATCH_FRAMES && frame_buffered(&reader) {
+            frames.push(read_frame(&mut reader, max_body)?);
+        }
+        let mut out = Vec::new();
+        apply_batch(c, &mut session, frames, &mut out)?;
+        writer.write_all(&out)?;
+        writer.flush()?;
+        if c.stopping() {
+            return Ok(());
+        }
+    }
+}
+
+/// Applies a batch; answers go to `out` in order. A stream replaced by a newer one from the
+/// same master stops (its writes were already failed on the master's side).
+fn apply_batch(
+    c: &Cluster,
+    session: &mut Option<(u32, u64)>,
+    frames: Vec<Frame>,
+    out: &mut Vec<u8>,
+) -> std::io::Result<()> {
+    let mut answers: Vec<(u64, Result<bool, Refusal>)> = Vec::with_capacity(frames.len());
+    for f in frames {
+        let id = f.header.request_id;
+        let request = match f.header.check_request() {
+            Ok(Opcode::Replicate) => decode_request(Opcode::Replicate, &f.body),
+            Ok(op) => {
+                let msg = format!("the peer port accepts only REPLICATE, got {}", op.name());
+                answers.push((id, Err((StatusCode::InvalidArgument, msg))));
+                continue;
+            }
+            Err(e) => Err(e),
+        };
+        let r = match request {
+            Ok(Request::Replicate(r)) => r,
+            Ok(_) => unreachable!("decoded as REPLICATE"),
+            Err(e) => {
+                answers.push((id, Err((StatusCode::BadFrame, e.to_string()))));
+                continue;
+            }
+        };
+        let (from, epoch) = *session.get_or_insert_with(|| c.open_session(r.from_node));
+        let replaced =
+            || std::io::Error::other("a newer stream from the same master replaced this one");
+        let lock = c.session_lock(from, epoch).ok_or_else(replaced)?;
+        let _held = lock.lock();
+        // Checked again under the lock: a newer stream may have started while this waited.
+        c.session_lock(from, epoch).ok_or_else(replaced)?;
+        answers.push((id, apply(c, &r)));
+    }
+    let synced = if answers.iter().any(|(_, a)| matches!(a, Ok(true))) {
+        c.store().and_then(|store| {
+            store.flush().map_err(|e| {
+                (
+                    StatusCode::StoreFailed,
+                    format!("replica flush failed: {e}"),
+                )
+            })
+        })
+    } else {
+        Ok(())
+    };
+    for (id, answer) in answers {
+        match (answer, &synced) {
+            (Ok(true), Err((status, msg))) => {
+                encode_error(out, Opcode::Replicate as u8, id, *status, msg)
+            }
+            (Ok(_), _) => encode_response(out, Opcode::Replicate, id, &Response::Replicated),
+            (Err((status, msg)), _) => encode_error(out, Opcode::Replicate as u8, id, status, &msg),
+        }
+    }
+    Ok(())
+}
+
+/// Checks that the sender masters the partition and this node replicates it.
+fn admit(c: &Cluster, r: &ReplicateRequest) -> Result<(), Refusal> {
+    let mut view = c.view();
+    if view.map.as_ref().map_or(0, |m| m.version) < r.map_version {
+        if let Err(e) = member::refresh(c) {
+            tracing::warn!(error = %e, "cannot refresh the map for a replicated write");
+        }
+        view = c.view();
+    }
+    let Some(map): Option<&PartitionMap> = view.map.as_ref() else {
+        return Err((
+            StatusCode::Unavailable,
+            "this replica has no partition map".into(),
+        ));
+    };
+    let p = usize::from(r.partition);
+    let pl = &map.partitions[p];
+    let me = c.node_id();
+    if pl.master != r.from_node {
+        return Err((
+            StatusCode::NotMaster,
+            format!(
+                "map version {}: partition {p} is mastered by node {}, not by node {} (whose map \
+                 is version {})",
+                map.version, pl.master, r.from_node, r.map_version
+            ),
+        ));
+    }
+    if !pl.replicas.contains(&me) {
+        return Err((
+            StatusCode::NotMaster,
+            format!(
+                "map version {}: node {me} is not a replica of partition {p}",
+                map.version
+            ),
+        ));
+    }
+    Ok(())
+}
+
+/// Applies one replicated write; `Ok(true)` when it must be flushed before its answer.
+fn apply(c: &Cluster, r: &ReplicateRequest) -> Result<bool, Refusal> {
+    admit(c, r)?;
+    let sync = |d: Option<Durability>| d.unwrap_or(c.default_durability) == Durability::Sync;
+    let store = c.store()?;
+    let result = match &*r.write {
+        Request::Put {
+            group,
+            key,
+            event_time_ms,
+            options,
+            values,
+        } => {
+            check_partition(key, r)?;
+            let pairs: Vec<(&str, quiver_engine::feature::Value)> = values
+                .iter()
+                .map(|(n, v)| (n.as_str(), v.clone()))
+                .collect();
+            let mut opts = *options;
+            opts.durability = Some(Durability::Buffered);
+            store
+                .put(group, key, *event_time_ms, &pairs, &opts)
+                .map(|_| sync(options.durability))
+        }
+        Request::Delete {
+            group,
+            key,
+            durability,
+        } => {
+            check_partition(key, r)?;
+            store
+                .delete(group, key, Some(Durability::Buffered))
+                .map(|_| sync(*durability))
+        }
+        _ => unreachable!("REPLICATE carries PUT or DELETE"),
+    };
+    result.map_err(|e| crate::server::engine_error(&e))
+}
+
+fn check_partition(
+    key: &quiver_engine::feature::EntityKey,
+    r: &ReplicateRequest,
+) -> Result<(), Refusal> {
+    let p = partition_of(key);
+    if p == usize::from(r.partition) {
+        return Ok(());
+    }
+    Err((
+        StatusCode::InvalidArgument,
+        format!(
+            "replicated key belongs to partition {p}, not {}",
+            r.partition
+        ),
+    ))
+}
+
+impl Cluster {
+    /// A new stream from `master`: it replaces any older one.
+    fn open_session(&self, master: u32) -> (u32, u64) {
+        let epoch = self
+            .next_session
+            .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        let mut sessions = self.sessions.lock();
+        let lock = sessions
+            .get(&master)
+            .map(|(_, l)| l.clone())
+            .unwrap_or_default();
+        sessions.insert(master, (epoch, lock));
+        (master, epoch)
+    }
+
+    /// The apply lock of `master`'s streams, if `epoch` is still its current stream.
+    fn session_lock(&self, master: u32, epoch: u64) -> Option<Arc<parking_lot::Mutex<()>>> {
+        let sessions = self.sessions.lock();
+        sessions
+            .get(&master)
+            .filter(|(e, _)| *e == epoch)
+            .map(|(_, l)| l.clone())
+    }
+}

@@ -1,0 +1,137 @@
+//! A master's write: checked against the map, applied here, queued to every replica of the
+//! partition in the partition's order, and answered only once every replica confirmed it.
+
+use super::link::{Ack, Link};
+use super::map::partition_of;
+use super::{Cluster, View};
+use crate::protocol::{encode_request, ReplicateRequest, Request, Response, StatusCode};
+use crossbeam::channel::Receiver;
+use quiver_engine::feature::WriteMode;
+use std::sync::Arc;
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+
+fn refuse(status: StatusCode, message: String) -> Response {
+    Response::Error { status, message }
+}
+
+/// The form of a write a replica applies: the master already decided what a conditional write
+/// does, so the replica applies its effect unconditionally (CREATE_ONLY stores the values
+/// sent, like REPLACE_ROW; UPDATE_ONLY merges, like MERGE; no generation check), and the
+/// history's write time is the master's.
+fn for_replica(request: &Request, now_ms: u64) -> Request {
+    let mut r = request.clone();
+    if let Request::Put { options, .. } = &mut r {
+        options.expected_generation = None;
+        options.mode = match options.mode {
+            WriteMode::CreateOnly | WriteMode::ReplaceRow => WriteMode::ReplaceRow,
+            WriteMode::UpdateOnly | WriteMode::Merge => WriteMode::Merge,
+        };
+        options.write_time_ms.get_or_insert(now_ms);
+    }
+    r
+}
+
+impl Cluster {
+    /// The stream to replica `node`, opened on first use (again when its address changed).
+    fn link(&self, view: &View, node: u32, p: usize) -> Result<Arc<Link>, String> {
+        let Some(info) = view.nodes.get(&node) else {
+            return Err(format!(
+                "replica node {node} of partition {p} is down (not registered); the map takes \
+                 it out within the lease TTL of {} s",
+                self.config.lease_ttl_s
+            ));
+        };
+        let mut links = self.links.lock();
+        if let Some(l) = links.get(&node).filter(|l| l.addr == info.peer) {
+            return Ok(l.clone());
+        }
+        let link = Link::start(node, info.peer.clone()).map_err(|e| e.to_string())?;
+        links.insert(node, link.clone());
+        Ok(link)
+    }
+
+    /// Executes a PUT or DELETE of a cluster node; `apply` runs it on the local store.
+    pub fn write(&self, request: Request, apply: impl FnOnce(Request) -> Response) -> Response {
+        let key = match &request {
+            Request::Put { key, .. } | Request::Delete { key, .. } => key,
+            _ => unreachable!("Cluster::write is given PUT and DELETE only"),
+        };
+        let p = partition_of(key);
+        let view = self.view();
+        let version = match self.check_master(&view, p) {
+            Ok(v) => v,
+            Err((status, message)) => return refuse(status, message),
+        };
+        let replicas = view.map.as_ref().expect("checked").partitions[p]
+            .replicas
+            .clone();
+        let mut links = Vec::with_capacity(replicas.len());
+        for r in &replicas {
+            match self.link(&view, *r, p) {
+                Ok(l) => links.push(l),
+                Err(why) => return refuse(StatusCode::Unavailable, format!("{why}; retry")),
+            }
+        }
+        let now_ms = SystemTime::now()
+            .duration_since(UNIX_EPOCH)
+            .map_or(0, |d| d.as_millis() as u64);
+        let (acks, response) = {
+            let _order = self.order[p].lock();
+            // The map may have moved while this write waited for the partition.
+            let now = self.view();
+            match self.check_master(&now, p) {
+                Ok(v) if v == version => {}
+                Ok(v) => {
+                    let message = format!(
+                        "the partition map changed from version {version} to {v} while the \
+                         write waited; nothing was written: retry"
+                    );
+                    return refuse(StatusCode::Unavailable, message);
+                }
+                Err((status, message)) => return refuse(status, message),
+            }
+            let replicated = for_replica(&request, now_ms);
+            let response = apply(request);
+            if matches!(response, Response::Error { .. }) || links.is_empty() {
+                return response;
+            }
+            let mut frame = Vec::new();
+            let r = Request::Replicate(ReplicateRequest {
+                map_version: version,
+                from_node: self.node_id(),
+                partition: p as u16,
+                write: Box::new(replicated),
+            });
+            encode_request(0, &r, &mut frame);
+            let acks: Vec<(u32, Receiver<Ack>)> = links
+                .iter()
+                .map(|l| (l.node, l.send(frame.clone())))
+                .collect();
+            (acks, response)
+        };
+        // The partition is free again; the answer waits for the replicas.
+        self.confirm(p, acks, response)
+    }
+
+    /// Waits for every replica's answer, within the lease TTL.
+    fn confirm(&self, p: usize, acks: Vec<(u32, Receiver<Ack>)>, response: Response) -> Response {
+        let deadline = Instant::now() + Duration::from_secs(self.config.lease_ttl_s);
+        for (node, rx) in acks {
+            let outcome = rx.recv_deadline(deadline).unwrap_or_else(|_| {
+                Err(format!(
+                    "replica node {node} did not answer within {} s",
+                    self.config.lease_ttl_s
+                ))
+            });
+            if let Err(why) = outcome {
+                let message = format!(
+                    "write to partition {p} applied on master node {} but not confirmed by \
+                     every replica ({why}): it is not acknowledged; retry",
+                    self.node_id()
+                );
+                return refuse(StatusCode::Unavailable, message);
+            }
+        }
+        response
+    }
+}
