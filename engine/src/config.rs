@@ -94,8 +94,14 @@ pub struct Config {
     pub history_retention_batch: u32,
     /// Pause between two steps of a retention sweep (throttle).
     pub history_retention_pause_ms: u64,
+    /// Keep live statistics of every feature on the write path (`Store::feature_stats`).
+    pub feature_stats: bool,
+    /// Period at which the feature statistics are saved to the store (they are also saved by
+    /// `Store::close`); 0 = only on close and `Store::save_stats`. A crash loses at most the
+    /// statistics of this period.
+    pub stats_save_interval_s: u64,
     /// Start the background threads (flusher, defragmentation, expiry, checkpoint, history
-    /// retention).
+    /// retention, statistics saving).
     pub background: bool,
     /// Told of each step of writing the checkpoint file (for fault injection in tests).
     pub file_step_hook: Option<FileStepHook>,
@@ -128,6 +134,8 @@ impl Default for Config {
             expected_records: 0,
             history_retention_interval_s: 60,
             history_retention_batch: 1024,
+            feature_stats: true,
+            stats_save_interval_s: 10,
             history_retention_pause_ms: 10,
             background: true,
             file_step_hook: None,

@@ -16,6 +16,7 @@ pub mod file_step;
 pub mod history;
 pub mod inspect;
 pub mod pending_get;
+pub mod quality;
 pub mod store;
 pub mod training;
 

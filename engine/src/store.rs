@@ -25,11 +25,14 @@ use crate::feature::{
     ViolationMode, WriteMode,
 };
 use crate::history::retention::{RetentionState, RetentionTask};
+use crate::quality::saver::StatsSaver;
 
 /// A feature store. `Send + Sync`: share it behind an `Arc`.
 pub struct Store {
     /// The history retention thread, if any; first, so that it stops before the rest drops.
     retention_task: RetentionTask,
+    /// The statistics saving thread, if any; stops before the rest drops.
+    stats_saver: StatsSaver,
     pub(crate) engine: Engine,
     /// Puts hold the read side for their whole write, so a drop (which takes the write side)
     /// never races a put into the group it is dropping.
@@ -87,6 +90,7 @@ impl Store {
         let retention = Arc::new(RetentionState::default());
         let mut store = Store {
             retention_task: RetentionTask::none(Arc::clone(&retention)),
+            stats_saver: StatsSaver::none(),
             engine,
             registry_changes,
             registry: Arc::new(RwLock::new(registry)),
@@ -100,7 +104,9 @@ impl Store {
             store.finish_drop(id)?;
         }
         drop(_writer);
+        store.load_stats()?;
         store.retention_task = RetentionTask::start(&store);
+        store.stats_saver = StatsSaver::start(&store);
         Ok(store)
     }
 
@@ -109,6 +115,7 @@ impl Store {
     pub(crate) fn handle(&self) -> Store {
         Store {
             retention_task: RetentionTask::none(Arc::clone(&self.retention)),
+            stats_saver: StatsSaver::none(),
             engine: self.engine.handle(),
             registry: Arc::clone(&self.registry),
             registry_writer: Arc::clone(&self.registry_writer),
@@ -178,6 +185,8 @@ impl Store {
         self.engine.drop_group(crate::history::history_group(id))?;
         self.engine
             .delete(REGISTRY_GROUP, &schema_key(id), &sync())?;
+        self.engine
+            .delete(REGISTRY_GROUP, &crate::quality::stats_key(id), &sync())?;
         let index = self.registry.read().plan_dropped(id);
         self.engine
             .put(REGISTRY_GROUP, REGISTRY_KEY, &index.encode(), &sync())?;
@@ -216,7 +225,8 @@ impl Store {
         check_key_type(entry, key)?;
         let key_bytes = key.to_key_bytes()?;
         check_ttl(opts.ttl_s)?;
-        let (cells, dropped) = encode_values(entry, event_time_ms, values, self.now_ms())?;
+        let now_ms = self.now_ms();
+        let (cells, accepted, dropped) = encode_values(entry, event_time_ms, values, now_ms)?;
         if cells.is_empty() {
             // Every value broke a rule and was dropped: nothing to write, nothing else to check.
             let generation = self
@@ -278,6 +288,9 @@ impl Store {
                 write_time_ms,
                 opts.durability,
             )?;
+        }
+        if self.engine.inner.config.feature_stats {
+            entry.stats.record(&key_bytes, &accepted, now_ms);
         }
         Ok(PutResult {
             generation,
@@ -435,9 +448,13 @@ impl Store {
         self.engine.flush()
     }
 
+    /// Saves the feature statistics, stops the background threads and closes the engine.
     pub fn close(self) -> Result<()> {
+        let saved = self.save_stats();
+        drop(self.stats_saver);
         drop(self.retention_task);
-        self.engine.close()
+        self.engine.close()?;
+        saved
     }
 
     pub fn stats(&self) -> Stats {
@@ -471,12 +488,13 @@ fn check_generation(expected: Option<u16>, current: Option<&Record>) -> Result<(
 /// once, its value of the right type and within limits, and within the feature's rules. A
 /// value that breaks a rule refuses the put, or, in a group whose violation mode is `Drop`,
 /// is left out and counted (the second part of the answer).
-fn encode_values(
+#[allow(clippy::type_complexity)]
+fn encode_values<'v>(
     entry: &GroupEntry,
     event_time_ms: u64,
-    values: &[(&str, Value)],
+    values: &'v [(&str, Value)],
     now_ms: u64,
-) -> Result<(EncodedCells, u32), FeatureError> {
+) -> Result<(EncodedCells, Vec<(u32, &'v Value)>, u32), FeatureError> {
     let schema = &entry.schema;
     if values.is_empty() {
         return Err(FeatureError::NoValues {
@@ -527,7 +545,11 @@ fn encode_values(
         }
         resolved.push((feature.id, value));
     }
-    Ok((EncodedCells::new(event_time_ms, resolved), dropped))
+    Ok((
+        EncodedCells::new(event_time_ms, resolved.iter().copied()),
+        resolved,
+        dropped,
+    ))
 }
 
 /// Loads the registry index and every live group's schema, by key: no device scan.

@@ -79,6 +79,8 @@ pub struct Storage {
     pub flush_interval_ms: u64,
     /// Pause between background history retention sweeps, in seconds; 0 = none.
     pub history_retention_interval_s: u64,
+    /// Period of saving the feature statistics, in seconds; 0 = only on shutdown.
+    pub stats_save_interval_s: u64,
 }
 
 impl Default for Storage {
@@ -91,6 +93,7 @@ impl Default for Storage {
             min_free_pct: d.min_free_pct,
             flush_interval_ms: d.flush_interval_ms,
             history_retention_interval_s: d.history_retention_interval_s,
+            stats_save_interval_s: d.stats_save_interval_s,
         }
     }
 }
@@ -104,6 +107,7 @@ impl Storage {
         engine.min_free_pct = self.min_free_pct;
         engine.flush_interval_ms = self.flush_interval_ms;
         engine.history_retention_interval_s = self.history_retention_interval_s;
+        engine.stats_save_interval_s = self.stats_save_interval_s;
     }
 }
 
@@ -318,6 +322,10 @@ pub struct Args {
     /// versions of every group, in seconds, 0 = none [default: 60].
     #[arg(long)]
     pub history_retention_interval_s: Option<u64>,
+    /// Period of saving the live feature statistics to the store, in seconds, 0 = only on
+    /// shutdown [default: 10]. A crash loses at most this much of them.
+    #[arg(long)]
+    pub stats_save_interval_s: Option<u64>,
     /// Cluster mode (docs/CLUSTER.md); flags only, not read from the TOML file.
     #[command(flatten)]
     pub cluster: crate::cluster::config::ClusterArgs,
@@ -362,6 +370,7 @@ struct FileConfig {
     min_free_pct: Option<u8>,
     flush_interval_ms: Option<u64>,
     history_retention_interval_s: Option<u64>,
+    stats_save_interval_s: Option<u64>,
 }
 
 fn invalid(name: &'static str, message: impl Into<String>) -> ConfigError {
@@ -588,6 +597,14 @@ impl Args {
                     .unwrap_or(d.history_retention_interval_s),
                 0,
                 7 * 86_400,
+            )?,
+            stats_save_interval_s: in_range(
+                "stats-save-interval-s",
+                self.stats_save_interval_s
+                    .or(file.stats_save_interval_s)
+                    .unwrap_or(d.stats_save_interval_s),
+                0,
+                86_400,
             )?,
         })
     }

@@ -10,6 +10,7 @@ pub mod cluster;
 pub mod config;
 pub mod http;
 pub mod protocol;
+pub mod quality;
 pub mod security;
 pub mod server;
 pub mod size;

@@ -177,6 +177,17 @@ fn example_alter_rules_request() -> Vec<u8> {
     out
 }
 
+/// A FEATURE_STATS of feature "age" of group "user".
+fn example_feature_stats_request() -> Vec<u8> {
+    let req = Request::FeatureStats {
+        group: "user".into(),
+        feature: Some("age".into()),
+    };
+    let mut out = Vec::new();
+    encode_request(11, &req, &mut out);
+    out
+}
+
 /// Its answer in one frame: row 1 PRESENT 0.5, row 2 NOT_FOUND.
 fn example_training_set_response() -> Vec<u8> {
     let resp = Response::TrainingChunk {
@@ -224,6 +235,7 @@ fn history_examples_match_the_encoder() {
             example_alter_max_versions_request(),
         ),
         ("alter-rules-request", example_alter_rules_request()),
+        ("feature-stats-request", example_feature_stats_request()),
     ] {
         assert_eq!(
             hex_block(&doc, name),

@@ -2,6 +2,7 @@
 //! store's job: each change here is computed first (nothing mutated), written to the engine with
 //! `Durability::Sync`, and only then committed to memory.
 
+use crate::quality::GroupStats;
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
@@ -29,6 +30,8 @@ pub struct GroupEntry {
     by_name: HashMap<String, u32>,
     /// The compiled rules of each feature, by feature id; `None`: the feature has none.
     checkers: Vec<Option<RuleChecker>>,
+    /// Live statistics, shared by every schema version of the group.
+    pub stats: Arc<GroupStats>,
 }
 
 impl GroupEntry {
@@ -47,6 +50,7 @@ impl GroupEntry {
             schema: Arc::new(schema),
             by_name,
             checkers,
+            stats: Arc::default(),
         }
     }
 
@@ -123,6 +127,18 @@ impl Registry {
 
     pub fn index(&self) -> &RegistryIndex {
         &self.index
+    }
+
+    /// Every live group.
+    pub fn entries(&self) -> impl Iterator<Item = &GroupEntry> {
+        self.groups.values()
+    }
+
+    /// Replaces a group's statistics (with those loaded at open).
+    pub(crate) fn set_stats(&mut self, name: &str, stats: Arc<GroupStats>) {
+        if let Some(entry) = self.groups.get_mut(name) {
+            entry.stats = stats;
+        }
     }
 
     pub fn group(&self, name: &str) -> Result<&GroupEntry, FeatureError> {
@@ -202,7 +218,10 @@ impl Registry {
         if let Some(index) = index {
             self.index = index;
         }
-        let entry = GroupEntry::new(schema);
+        let mut entry = GroupEntry::new(schema);
+        if let Some(old) = self.groups.get(&entry.schema.name) {
+            entry.stats = Arc::clone(&old.stats);
+        }
         let out = entry.schema.clone();
         self.groups.insert(out.name.clone(), entry);
         self.changes.fetch_add(1, Ordering::Release);

@@ -523,6 +523,19 @@ impl Client {
     }
 
     /// The server's STATS document (JSON).
+    /// Live statistics of `group`'s features (of `feature` only when given), as the JSON
+    /// text documented in docs/PROTOCOL.md (FEATURE_STATS).
+    pub fn feature_stats(&mut self, group: &str, feature: Option<&str>) -> Result<String> {
+        let request = Request::FeatureStats {
+            group: group.to_string(),
+            feature: feature.map(str::to_string),
+        };
+        match self.call(&request)? {
+            Response::FeatureStats { json } => Ok(json),
+            other => Err(unexpected(Opcode::FeatureStats, &other)),
+        }
+    }
+
     pub fn stats(&mut self) -> Result<String> {
         match self.call(&Request::Stats)? {
             Response::Stats { json } => Ok(json),

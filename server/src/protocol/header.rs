@@ -38,6 +38,7 @@ pub enum Opcode {
     Scan = 0x30,
     HistoryKeys = 0x31,
     Stats = 0x40,
+    FeatureStats = 0x41,
     Security = 0x50,
     ClusterMap = 0x60,
     Replicate = 0x61,
@@ -45,7 +46,7 @@ pub enum Opcode {
 
 impl Opcode {
     /// Every opcode, in wire order (metrics iterate over it).
-    pub const ALL: [Opcode; 20] = [
+    pub const ALL: [Opcode; 21] = [
         Opcode::Handshake,
         Opcode::Ping,
         Opcode::Put,
@@ -63,6 +64,7 @@ impl Opcode {
         Opcode::Scan,
         Opcode::HistoryKeys,
         Opcode::Stats,
+        Opcode::FeatureStats,
         Opcode::Security,
         Opcode::ClusterMap,
         Opcode::Replicate,
@@ -95,6 +97,7 @@ impl Opcode {
             Opcode::Scan => "scan",
             Opcode::HistoryKeys => "history_keys",
             Opcode::Stats => "stats",
+            Opcode::FeatureStats => "feature_stats",
             Opcode::Security => "security",
             Opcode::ClusterMap => "cluster_map",
             Opcode::Replicate => "replicate",

@@ -84,6 +84,11 @@ pub enum Request {
     HistoryKeys(HistoryKeysRequest),
     TrainingSet(TrainingSetRequest),
     Stats,
+    /// Live statistics of a group's features (of one feature when `feature` is given).
+    FeatureStats {
+        group: String,
+        feature: Option<String>,
+    },
     Security(SecurityRequest),
     /// The partition map and the nodes (cluster mode).
     ClusterMap,
@@ -151,6 +156,9 @@ pub enum Response {
     Stats {
         json: String,
     },
+    FeatureStats {
+        json: String,
+    },
     Security(SecurityReply),
     ClusterMap(ClusterMapInfo),
     /// A replica applied a REPLICATE write (durably when it asked for sync).
@@ -181,6 +189,7 @@ impl Request {
             Request::HistoryKeys(_) => Opcode::HistoryKeys,
             Request::TrainingSet(_) => Opcode::TrainingSet,
             Request::Stats => Opcode::Stats,
+            Request::FeatureStats { .. } => Opcode::FeatureStats,
             Request::Security(_) => Opcode::Security,
             Request::ClusterMap => Opcode::ClusterMap,
             Request::Replicate(_) => Opcode::Replicate,
@@ -291,6 +300,11 @@ pub(super) fn encode_request_body(request: &Request, b: &mut Vec<u8>) {
         Request::HistoryKeys(r) => put_history_keys_request(b, r),
         Request::TrainingSet(r) => put_training_set_request(b, r),
         Request::Stats => {}
+        Request::FeatureStats { group, feature } => {
+            put_str(b, group);
+            b.push(feature.is_some() as u8);
+            put_str(b, feature.as_deref().unwrap_or(""));
+        }
         Request::Security(r) => put_security_request(b, r),
         Request::ClusterMap => {}
         Request::Replicate(r) => put_replicate(b, r),
@@ -372,6 +386,21 @@ pub fn decode_request(opcode: Opcode, body: &[u8]) -> Result<Request, DecodeErro
         Opcode::HistoryKeys => Request::HistoryKeys(get_history_keys_request(&mut r)?),
         Opcode::TrainingSet => Request::TrainingSet(get_training_set_request(&mut r)?),
         Opcode::Stats => Request::Stats,
+        Opcode::FeatureStats => {
+            let group = r.string("group name")?;
+            let has_feature = r.bool("feature present")?;
+            let feature = r.string("feature name")?;
+            zero_unless(
+                has_feature,
+                "feature name length",
+                "when no feature is given (has_feature 0)",
+                feature.len() as u64,
+            )?;
+            Request::FeatureStats {
+                group,
+                feature: has_feature.then_some(feature),
+            }
+        }
         Opcode::Security => Request::Security(get_security_request(&mut r)?),
         Opcode::ClusterMap => Request::ClusterMap,
         Opcode::Replicate => Request::Replicate(get_replicate(&mut r)?),
@@ -480,7 +509,9 @@ fn encode_response_body(response: &Response, b: &mut Vec<u8>) {
         }
         Response::GroupDropped => {}
         Response::ScanChunk { items, next, .. } => put_scan_chunk(b, items, *next),
-        Response::Stats { json } => b.extend_from_slice(json.as_bytes()),
+        Response::Stats { json } | Response::FeatureStats { json } => {
+            b.extend_from_slice(json.as_bytes())
+        }
         Response::Security(reply) => put_security_reply(b, reply),
         Response::ClusterMap(info) => put_cluster_map(b, info),
         Response::Replicated => {}
@@ -590,11 +621,16 @@ pub fn decode_response(header: &FrameHeader, body: &[u8]) -> Result<Response, De
             json: String::from_utf8(body.to_vec())
                 .map_err(|_| DecodeError::BadUtf8 { what: "stats" })?,
         },
+        Opcode::FeatureStats => Response::FeatureStats {
+            json: String::from_utf8(body.to_vec()).map_err(|_| DecodeError::BadUtf8 {
+                what: "feature stats",
+            })?,
+        },
         Opcode::Security => Response::Security(get_security_reply(&mut r)?),
         Opcode::ClusterMap => Response::ClusterMap(get_cluster_map(&mut r)?),
         Opcode::Replicate => Response::Replicated,
     };
-    if !matches!(opcode, Opcode::Ping | Opcode::Stats) {
+    if !matches!(opcode, Opcode::Ping | Opcode::Stats | Opcode::FeatureStats) {
         r.finish(opcode.name())?;
     }
     Ok(response)

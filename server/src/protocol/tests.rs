@@ -268,6 +268,8 @@ fn request() -> impl Strategy<Value = Request> {
             })
         }),
         Just(Request::Stats),
+        ("[a-z]{1,6}", proptest::option::of("[a-z]{1,6}"))
+            .prop_map(|(group, feature)| Request::FeatureStats { group, feature }),
         training_set_request(),
     ]
 }

@@ -72,6 +72,7 @@ pub fn authorize(sec: &Security, access: &mut Access, request: &Request) -> Verd
         Request::History(r) => groups(sec, access, read, [&r.group]),
         Request::HistoryKeys(r) => groups(sec, access, read, [&r.group]),
         Request::Scan(s) => groups(sec, access, read, [&s.group]),
+        Request::FeatureStats { group, .. } => groups(sec, access, read, [group]),
         Request::GroupDescribe { name } => {
             let sensitive = sec
                 .store()

@@ -500,6 +500,14 @@ fn execute_single(shared: &Shared, t: &Target, request: Request, replies: &mut R
         Request::Stats => Response::Stats {
             json: stats_json(shared),
         },
+        Request::FeatureStats { group, feature } => {
+            match store.feature_stats(&group, feature.as_deref()) {
+                Ok(report) => Response::FeatureStats {
+                    json: crate::quality::report_json(&report).to_string(),
+                },
+                Err(e) => error_response(&e),
+            }
+        }
         Request::Ping { payload } => Response::Pong { payload },
         Request::Security(r) => match shared.security.execute(r) {
             Ok(reply) => Response::Security(reply),

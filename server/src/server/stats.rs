@@ -185,5 +185,6 @@ pub fn prometheus_text(shared: &Shared) -> String {
         };
         let _ = writeln!(out, "# HELP quiver_engine_{name} {help}\n# TYPE quiver_engine_{name} {kind}\nquiver_engine_{name} {value}");
     }
+    crate::quality::render_prometheus(&shared.store, &mut out);
     out
 }

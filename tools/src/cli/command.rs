@@ -85,8 +85,8 @@ pub struct Cli {
 pub enum Command {
     /// Check that quiverd answers, and how fast
     Ping,
-    /// Store and server statistics
-    Stats,
+    /// Store and server statistics, or with --group the live statistics of a group's features
+    Stats(StatsArgs),
     /// Create, describe, list, alter and drop feature groups
     #[command(subcommand)]
     Group(GroupCommand),
@@ -451,6 +451,16 @@ pub struct HistoryArgs {
     /// Only versions the store had been written by this time
     #[arg(long, value_name = "TIME", value_parser = parse::parse_time_ms)]
     pub known_at: Option<u64>,
+}
+
+#[derive(Debug, Args)]
+pub struct StatsArgs {
+    /// Show the live statistics of this group's features
+    #[arg(long)]
+    pub group: Option<String>,
+    /// Only this feature of the group
+    #[arg(long, requires = "group")]
+    pub feature: Option<String>,
 }
 
 #[derive(Debug, Args)]

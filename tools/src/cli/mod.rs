@@ -19,6 +19,7 @@ pub mod load;
 pub mod output;
 pub mod parse;
 mod progress;
+mod quality;
 mod security;
 pub mod training;
 
@@ -80,7 +81,10 @@ fn dispatch(cli: &Cli, out: Out) -> CliResult<()> {
 fn run_command(command: &Command, backend: &mut dyn Backend, out: Out) -> CliResult<()> {
     match command {
         Command::Ping => data::ping(backend, out),
-        Command::Stats => data::stats(backend, out),
+        Command::Stats(args) => match &args.group {
+            Some(group) => quality::stats(group, args.feature.as_deref(), backend, out),
+            None => data::stats(backend, out),
+        },
         Command::Group(cmd) => group::run(cmd, backend, out),
         Command::Put(args) => data::put(args, backend, out),
         Command::Get(args) => data::get(args, backend, out),

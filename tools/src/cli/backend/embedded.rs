@@ -237,6 +237,15 @@ impl Backend for Embedded {
         self.training_cache = HistoryCache::new(bytes);
     }
 
+    fn feature_stats(
+        &mut self,
+        group: &str,
+        feature: Option<&str>,
+    ) -> CliResult<serde_json::Value> {
+        let report = self.store.feature_stats(group, feature)?;
+        Ok(quiver_server::quality::report_json(&report))
+    }
+
     fn stats(&mut self) -> CliResult<serde_json::Value> {
         Ok(super::stats_json::engine_stats_json(&self.store.stats()))
     }

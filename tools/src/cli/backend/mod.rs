@@ -134,6 +134,9 @@ pub trait Backend {
     fn training_cache_bytes(&mut self, _bytes: usize) {}
     /// Store or server statistics as a JSON object.
     fn stats(&mut self) -> CliResult<serde_json::Value>;
+    /// Live statistics of a group's features, in the JSON shape of a FEATURE_STATS response.
+    fn feature_stats(&mut self, group: &str, feature: Option<&str>)
+        -> CliResult<serde_json::Value>;
     /// Flushes and closes; for a local store this makes every write durable.
     fn close(self: Box<Self>) -> CliResult<()>;
 }

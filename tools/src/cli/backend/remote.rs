@@ -390,6 +390,23 @@ impl Backend for Remote {
         joined.map_err(|e| self.err(e))
     }
 
+    fn feature_stats(
+        &mut self,
+        group: &str,
+        feature: Option<&str>,
+    ) -> CliResult<serde_json::Value> {
+        let text = self
+            .client
+            .feature_stats(group, feature)
+            .map_err(|e| self.err(e))?;
+        serde_json::from_str(&text).map_err(|e| {
+            CliError::Store(format!(
+                "quiverd at {} sent feature statistics that are not JSON: {e}",
+                self.addr
+            ))
+        })
+    }
+
     fn stats(&mut self) -> CliResult<serde_json::Value> {
         let text = self.client.stats().map_err(|e| self.err(e))?;
         serde_json::from_str(&text).map_err(|e| {
