@@ -11,7 +11,7 @@
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
 
-use crate::engine::{DeviceRead, ReadStep};
+use crate::engine::{DeviceRead, ReadStep, Record};
 use crate::error::{Error, Result};
 use crate::feature::read::ReadPlan;
 use crate::feature::{EntityKey, FeatureRef, FeatureValue, KeyType};
@@ -19,8 +19,8 @@ use crate::store::Store;
 
 /// One group's read of a [`PendingGet`].
 enum Slot {
-    /// The row (`None`: the entity has none in this group).
-    Row(Option<Vec<u8>>),
+    /// The row, as the record holding it (`None`: the entity has none in this group).
+    Row(Option<Record>),
     /// The row is damaged on the device: its features answer CORRUPT.
     Damaged,
     /// Waiting for a device read.
@@ -29,9 +29,11 @@ enum Slot {
     Empty,
 }
 
-/// A get of one entity in progress (see the module doc).
+/// A get of one entity in progress (see the module doc). One may be reused for get after get
+/// ([`Store::begin_get_into`], [`PendingGet::finish_into`]): its buffers, and the records its
+/// rows were read into, are kept, so that a warm loop's gets allocate nothing.
 pub struct PendingGet {
-    plan: Arc<ReadPlan>,
+    plan: Option<Arc<ReadPlan>>,
     key: Vec<u8>,
     slots: Vec<Slot>,
     /// The first error of any group's read other than damage: the get fails as a whole, as
@@ -57,24 +59,63 @@ impl Store {
 
     /// Starts a get of `key` (see the module doc).
     pub fn begin_get(&self, plan: &Arc<ReadPlan>, key: &EntityKey) -> Result<PendingGet> {
-        let key = self.checked_key(plan, key)?.into_owned();
+        let mut get = PendingGet::new();
+        self.begin_get_into(&mut get, plan, key)?;
+        Ok(get)
+    }
+
+    /// Starts a get of `key` in `get`, whatever it held before (its buffers are reused).
+    pub fn begin_get_into(
+        &self,
+        get: &mut PendingGet,
+        plan: &Arc<ReadPlan>,
+        key: &EntityKey,
+    ) -> Result<()> {
+        get.clear(self);
+        self.checked_key_into(plan, key, &mut get.key)?;
         let engine = self.engine();
-        let mut error = None;
-        let slots = plan
-            .groups()
-            .iter()
-            .map(|g| slot_after(engine.begin_read(g.id, &key), &mut error))
-            .collect();
-        Ok(PendingGet {
-            plan: plan.clone(),
-            key,
-            slots,
-            error,
-        })
+        for g in plan.groups() {
+            let slot = slot_after(engine.begin_read(g.id, &get.key), &mut get.error);
+            get.slots.push(slot);
+        }
+        get.plan = Some(plan.clone());
+        Ok(())
+    }
+}
+
+impl Default for PendingGet {
+    fn default() -> Self {
+        PendingGet::new()
     }
 }
 
 impl PendingGet {
+    /// An empty get, to be started with [`Store::begin_get_into`].
+    pub fn new() -> PendingGet {
+        PendingGet {
+            plan: None,
+            key: Vec::new(),
+            slots: Vec::new(),
+            error: None,
+        }
+    }
+
+    /// Forgets the get it held, giving its records back to the engine for reuse.
+    fn clear(&mut self, store: &Store) {
+        for slot in self.slots.drain(..) {
+            if let Slot::Row(Some(record)) = slot {
+                store.engine().recycle(record);
+            }
+        }
+        self.key.clear();
+        self.error = None;
+        self.plan = None;
+    }
+
+    fn plan(&self) -> &ReadPlan {
+        self.plan.as_deref().expect("a pending get was started")
+    }
+
     /// The device reads this get waits for: (slot, device offset, bytes). Each goes to
     /// [`PendingGet::complete`] with its slot.
     pub fn device_reads(&self) -> impl Iterator<Item = (usize, u64, usize)> + '_ {
@@ -95,7 +136,7 @@ impl PendingGet {
         let Slot::Waiting(dr) = std::mem::replace(&mut self.slots[slot], Slot::Empty) else {
             panic!("slot {slot} of a pending get completed while not waiting for a read");
         };
-        let group = self.plan.groups()[slot].id;
+        let group = self.plan().groups()[slot].id;
         let step = store.engine().finish_read(group, &self.key, dr, bytes);
         self.slots[slot] = slot_after(step, &mut self.error);
         match &self.slots[slot] {
@@ -113,41 +154,45 @@ impl PendingGet {
 
     /// The answer, in the order of the plan's features, as [`Store::get`] gives it: the
     /// features of a damaged row answer CORRUPT.
-    pub fn finish(self, store: &Store) -> Result<Vec<FeatureValue>> {
+    pub fn finish(mut self, store: &Store) -> Result<Vec<FeatureValue>> {
+        let mut values = Vec::new();
+        self.finish_into(store, &mut values)?;
+        Ok(values)
+    }
+
+    /// [`PendingGet::finish`] into `values`, reusing its entries (and their vectors' buffers).
+    pub fn finish_into(&mut self, store: &Store, values: &mut Vec<FeatureValue>) -> Result<()> {
         assert!(
             self.is_ready(),
             "a pending get finished with reads outstanding"
         );
-        if let Some(e) = self.error {
+        if let Some(e) = self.error.take() {
             return Err(e);
         }
-        let rows: Vec<Option<&[u8]>> = self
-            .slots
-            .iter()
-            .map(|s| match s {
-                Slot::Row(r) => r.as_deref(),
-                _ => None,
-            })
-            .collect();
-        let mut values = self.plan.decode(&rows, store.now_ms())?;
-        for (i, _) in self
-            .slots
+        let slots = &self.slots;
+        let row = |i: usize| match &slots[i] {
+            Slot::Row(r) => r.as_ref().map(|r| &r.value[..]),
+            _ => None,
+        };
+        let plan = self.plan();
+        plan.decode_into(row, store.now_ms(), values)?;
+        for (i, _) in slots
             .iter()
             .enumerate()
             .filter(|(_, s)| matches!(s, Slot::Damaged))
         {
-            for (slot, _, _) in self.plan.wanted(i) {
+            for (slot, _, _) in plan.wanted(i) {
                 values[slot] = FeatureValue::corrupt();
             }
         }
-        Ok(values)
+        Ok(())
     }
 }
 
 /// A group's slot after a read step: damage reads CORRUPT, any other error fails the get.
 fn slot_after(step: ReadStep, error: &mut Option<Error>) -> Slot {
     match step {
-        ReadStep::Done(Ok(r)) => Slot::Row(r.map(|r| r.value)),
+        ReadStep::Done(Ok(r)) => Slot::Row(r),
         ReadStep::Done(Err(Error::Corrupt { .. })) => Slot::Damaged,
         ReadStep::Done(Err(e)) => {
             error.get_or_insert(e);

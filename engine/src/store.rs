@@ -378,6 +378,22 @@ impl Store {
         plan: &ReadPlan,
         key: &'k EntityKey,
     ) -> Result<Cow<'k, [u8]>> {
+        Self::check_plan_key_type(plan, key)?;
+        Ok(key.to_key_bytes()?)
+    }
+
+    /// [`Store::checked_key`] appended to `out`.
+    pub(crate) fn checked_key_into(
+        &self,
+        plan: &ReadPlan,
+        key: &EntityKey,
+        out: &mut Vec<u8>,
+    ) -> Result<()> {
+        Self::check_plan_key_type(plan, key)?;
+        Ok(key.put_key_bytes(out)?)
+    }
+
+    fn check_plan_key_type(plan: &ReadPlan, key: &EntityKey) -> Result<()> {
         if let Some(group) = plan.groups().iter().find(|g| g.key_type != key.key_type()) {
             return Err(FeatureError::KeyTypeMismatch {
                 group: group.name.clone(),
@@ -386,7 +402,7 @@ impl Store {
             }
             .into());
         }
-        Ok(key.to_key_bytes()?)
+        Ok(())
     }
 
     /// Deletes one entity's row of a group; returns whether it existed.

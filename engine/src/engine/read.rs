@@ -1,6 +1,7 @@
 //! The read path: one index probe, then the record from the writer's open block, the
 //! post-write cache, or one device read.
 
+use std::cell::RefCell;
 use std::sync::atomic::Ordering;
 
 use quiver_index::{digest, Digest, Entry, Location};
@@ -29,6 +30,17 @@ impl Frame {
             FrameBytes::Aligned(b) => &b[self.start..],
         }
     }
+}
+
+/// Records a thread keeps for reuse (see [`SPARE_RECORDS`]).
+const MAX_SPARE_RECORDS: usize = 1024;
+
+thread_local! {
+    /// Records given back with [`crate::Engine::recycle`]: the next reads of the same thread
+    /// refill their key and value buffers instead of allocating new ones, so that an event
+    /// loop's reads allocate nothing once warm. A thread that never gives records back keeps
+    /// this empty.
+    static SPARE_RECORDS: RefCell<Vec<Record>> = const { RefCell::new(Vec::new()) };
 }
 
 /// How many times a read retries when its record moved underneath it (defragmentation).
@@ -280,13 +292,33 @@ impl Inner {
         if view.header.group != group || view.key != key || view.header.is_tombstone() {
             return Ok(None);
         }
-        Ok(Some(Record {
-            key: view.key.to_vec(),
-            value: view.value.to_vec(),
-            generation: view.header.generation,
-            expiry_s: view.header.expiry_s,
-            last_update_s: view.header.last_update_s,
-        }))
+        let mut rec = SPARE_RECORDS
+            .with(|s| s.borrow_mut().pop())
+            .unwrap_or_else(|| Record {
+                key: Vec::new(),
+                value: Vec::new(),
+                generation: 0,
+                expiry_s: 0,
+                last_update_s: 0,
+            });
+        rec.key.clear();
+        rec.key.extend_from_slice(view.key);
+        rec.value.clear();
+        rec.value.extend_from_slice(view.value);
+        rec.generation = view.header.generation;
+        rec.expiry_s = view.header.expiry_s;
+        rec.last_update_s = view.header.last_update_s;
+        Ok(Some(rec))
+    }
+
+    /// Keeps `record`'s buffers for this thread's next reads (see [`SPARE_RECORDS`]).
+    pub fn recycle(record: Record) {
+        SPARE_RECORDS.with(|s| {
+            let mut spare = s.borrow_mut();
+            if spare.len() < MAX_SPARE_RECORDS {
+                spare.push(record);
+            }
+        });
     }
 
     /// Runs `f` on the frame at `loc` when it is in memory: in a writer's open or

@@ -105,23 +105,44 @@ impl ReadPlan {
         now_ms: u64,
     ) -> Result<Vec<FeatureValue>, FeatureError> {
         assert_eq!(rows.len(), self.groups.len(), "one row per planned group");
-        let mut out = vec![FeatureValue::not_found(); self.slots];
-        for ((group, wanted), row) in self.groups.iter().zip(&self.wanted).zip(rows) {
-            let Some(row) = row else { continue };
+        let mut out = Vec::new();
+        self.decode_into(|i| rows[i], now_ms, &mut out)?;
+        Ok(out)
+    }
+
+    /// [`ReadPlan::decode`] into `out`, with `row(i)` the row of group `i`: reuses `out`'s
+    /// entries (and the buffers of the vectors they hold), so that answering the same
+    /// features again allocates nothing.
+    pub fn decode_into<'r>(
+        &self,
+        row: impl Fn(usize) -> Option<&'r [u8]>,
+        now_ms: u64,
+        out: &mut Vec<FeatureValue>,
+    ) -> Result<(), FeatureError> {
+        out.truncate(self.slots);
+        for v in out.iter_mut() {
+            v.status = Status::NotFound;
+        }
+        out.resize(self.slots, FeatureValue::not_found());
+        for (i, (group, wanted)) in self.groups.iter().zip(&self.wanted).enumerate() {
+            let Some(row) = row(i) else { continue };
             let body = Row::body(row)?;
             let mut wanted = wanted.iter().peekable();
             for cell in Cells::new(&body)? {
                 let cell = cell?;
                 while wanted.next_if(|w| w.id < cell.id).is_some() {}
                 while let Some(w) = wanted.next_if(|w| w.id == cell.id) {
-                    out[w.slot] = feature_value(&cell, w.ty, group.ttl_s, now_ms)?;
+                    feature_value_into(&cell, w.ty, group.ttl_s, now_ms, &mut out[w.slot])?;
                 }
                 if wanted.peek().is_none() {
                     break;
                 }
             }
         }
-        Ok(out)
+        for v in out.iter_mut().filter(|v| v.status == Status::NotFound) {
+            *v = FeatureValue::not_found();
+        }
+        Ok(())
     }
 }
 
@@ -133,20 +154,33 @@ pub fn feature_value(
     ttl_s: Option<u32>,
     now_ms: u64,
 ) -> Result<FeatureValue, FeatureError> {
+    let mut out = FeatureValue::not_found();
+    feature_value_into(cell, ty, ttl_s, now_ms, &mut out)?;
+    Ok(out)
+}
+
+/// [`feature_value`] into `out`, reusing the vector buffer it holds.
+fn feature_value_into(
+    cell: &RawCell<'_>,
+    ty: FeatureType,
+    ttl_s: Option<u32>,
+    now_ms: u64,
+    out: &mut FeatureValue,
+) -> Result<(), FeatureError> {
     let expired =
         ttl_s.is_some_and(|ttl| now_ms.saturating_sub(cell.event_time_ms) > ttl as u64 * 1000);
-    let (status, value) = if expired {
-        (Status::Expired, super::types::Value::Null)
+    if expired {
+        out.status = Status::Expired;
+        out.value = super::types::Value::Null;
     } else if cell.kind == KIND_NULL {
-        (Status::Null, super::types::Value::Null)
+        out.status = Status::Null;
+        out.value = super::types::Value::Null;
     } else {
-        (Status::Present, cell.value(ty)?)
-    };
-    Ok(FeatureValue {
-        status,
-        value,
-        event_time_ms: cell.event_time_ms,
-    })
+        cell.value_into(ty, &mut out.value)?;
+        out.status = Status::Present;
+    }
+    out.event_time_ms = cell.event_time_ms;
+    Ok(())
 }
 
 /// Every value a row holds for features `schema` knows, by feature name, in id order.

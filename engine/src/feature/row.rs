@@ -59,6 +59,29 @@ impl RawCell<'_> {
         }
         Ok(value)
     }
+
+    /// [`RawCell::value`] into `out`, reusing the buffer of the vector `out` already holds
+    /// for a vector feature (a server loop decodes the same features over and over: no
+    /// allocation once its answers are warm).
+    pub fn value_into(&self, ty: FeatureType, out: &mut Value) -> Result<(), FeatureError> {
+        if let (FeatureType::Vector(dim), Value::Vector(v)) = (ty, &mut *out) {
+            if self.kind == ty.tag() {
+                let mut r = Reader::new(self.payload, ROW);
+                r.varint()?;
+                let rest = r.rest();
+                if rest.len() == dim as usize * 4 {
+                    v.clear();
+                    v.extend(
+                        rest.chunks_exact(4)
+                            .map(|c| f32::from_le_bytes(c.try_into().expect("4 bytes"))),
+                    );
+                    return Ok(());
+                }
+            }
+        }
+        *out = self.value(ty)?;
+        Ok(())
+    }
 }
 
 /// A row, the value of one (group, entity) engine record.

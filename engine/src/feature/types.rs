@@ -93,6 +93,26 @@ impl EntityKey {
         Ok(bytes)
     }
 
+    /// [`EntityKey::to_key_bytes`] appended to `out` (no allocation when `out` has room).
+    pub fn put_key_bytes(&self, out: &mut Vec<u8>) -> Result<(), FeatureError> {
+        let start = out.len();
+        match self {
+            EntityKey::String(s) => out.extend_from_slice(s.as_bytes()),
+            EntityKey::I64(v) => out.extend_from_slice(&v.to_le_bytes()),
+            EntityKey::Bytes(b) => out.extend_from_slice(b),
+        }
+        let len = out.len() - start;
+        if !(MIN_KEY_BYTES..=MAX_KEY_BYTES).contains(&len) {
+            out.truncate(start);
+            return Err(FeatureError::KeySize {
+                len,
+                min: MIN_KEY_BYTES,
+                max: MAX_KEY_BYTES,
+            });
+        }
+        Ok(())
+    }
+
     /// Decodes an engine key stored under a group of `key_type`.
     pub fn from_key_bytes(key_type: KeyType, bytes: &[u8]) -> Result<EntityKey, FeatureError> {
         match key_type {

@@ -26,6 +26,9 @@ use std::time::Instant;
 const MAX_CACHED_PLANS: usize = 256;
 /// Read buffers a loop keeps per size class for memory stores' in-place reads.
 const MEMORY_READ_BUFS: usize = 16;
+/// Finished [`PendingGet`]s a loop keeps for reuse (with the records their rows were read
+/// into): a GET in steady state allocates nothing.
+const IDLE_GETS_KEPT: usize = 1024;
 
 /// A device read a GET waits for.
 #[derive(Debug, Clone, Copy)]
@@ -57,10 +60,11 @@ struct LoopGet {
     outstanding: u32,
 }
 
-/// A GET whose reads are done, to be answered on its connection.
+/// A GET whose reads are done, to be answered on its connection: its values wait in
+/// [`LoopGets`] (answer it with [`LoopGets::respond`] before the next GET finishes).
 pub struct FinishedGet {
     pub target: GetTarget,
-    pub answer: quiver_engine::Result<Vec<FeatureValue>>,
+    pub answer: quiver_engine::Result<()>,
 }
 
 /// A resolved feature list.
@@ -81,6 +85,10 @@ pub struct LoopGets {
     plans: HashMap<Vec<u8>, CachedPlan>,
     gets: Vec<Option<LoopGet>>,
     free: Vec<u32>,
+    /// Finished gets, reused by the next ones.
+    idle: Vec<PendingGet>,
+    /// The values of the GET being answered (entries and vector buffers reused).
+    values: Vec<FeatureValue>,
     /// Device reads to submit this turn.
     pub outbox: Vec<ReadRequest>,
     /// Device reads are copies from memory (a memory store): made in place.
@@ -100,6 +108,8 @@ impl LoopGets {
             plans: HashMap::new(),
             gets: Vec::new(),
             free: Vec::new(),
+            idle: Vec::new(),
+            values: Vec::new(),
             outbox: Vec::new(),
             reads_in_place,
             bufs: BufPool::new(MEMORY_READ_BUFS),
@@ -139,16 +149,18 @@ impl LoopGets {
             features: plan.features,
         };
         let store = &self.shared.store;
-        let mut pending = match store.begin_get(&plan.read, &key) {
-            Ok(p) => p,
-            Err(e) => return self.respond(conn, &target, Err(e)),
-        };
+        let mut pending = self.idle.pop().unwrap_or_default();
+        if let Err(e) = store.begin_get_into(&mut pending, &plan.read, &key) {
+            self.keep_idle(pending);
+            return self.respond(conn, &target, Err(e));
+        }
         if self.reads_in_place {
             self.read_in_place(&mut pending);
         }
         if pending.is_ready() {
             let before = conn.wbuf.len();
-            let answer = pending.finish(&self.shared.store);
+            let answer = pending.finish_into(&self.shared.store, &mut self.values);
+            self.keep_idle(pending);
             self.note_damage();
             self.respond(conn, &target, answer);
             conn.batch_engine_bytes += conn.wbuf.len() - before;
@@ -174,6 +186,12 @@ impl LoopGets {
             outstanding,
         });
         conn.inflight += 1;
+    }
+
+    fn keep_idle(&mut self, pending: PendingGet) {
+        if self.idle.len() < IDLE_GETS_KEPT {
+            self.idle.push(pending);
+        }
     }
 
     /// A read that found damage leaves the damaged-key list to write (a durable write): the
@@ -256,9 +274,12 @@ impl LoopGets {
         if get.outstanding > 0 {
             return None;
         }
-        let done = self.gets[r.get as usize].take().expect("checked above");
+        let mut done = self.gets[r.get as usize].take().expect("checked above");
         self.free.push(r.get);
-        let answer = done.pending.finish(&self.shared.store);
+        let answer = done
+            .pending
+            .finish_into(&self.shared.store, &mut self.values);
+        self.keep_idle(done.pending);
         self.note_damage();
         Some(FinishedGet {
             target: done.target,
@@ -266,16 +287,11 @@ impl LoopGets {
         })
     }
 
-    /// Encodes a GET's answer on its connection: the values (a damaged row's features CORRUPT,
+    /// Encodes a GET's answer on its connection: the values in `self.values` (a damaged row's features CORRUPT,
     /// or STORE_FAILED for a client that did not ask for that status), the engine's error,
     /// LIMIT_EXCEEDED when the response would exceed the frame limit, or BUSY when the
     /// connection's unread responses already reach `max_output_bytes_per_connection`.
-    pub fn respond(
-        &mut self,
-        conn: &mut Conn,
-        t: &GetTarget,
-        answer: quiver_engine::Result<Vec<FeatureValue>>,
-    ) {
+    pub fn respond(&mut self, conn: &mut Conn, t: &GetTarget, answer: quiver_engine::Result<()>) {
         let limits = &self.shared.config.limits;
         let (id, start) = (t.request_id, t.start);
         let unsent = conn.queued_output() as u64;
@@ -288,13 +304,18 @@ impl LoopGets {
             );
             return self.fail(conn, id, start, StatusCode::Busy, &message);
         }
-        let response = match answer.map(|v| readable(t.corrupt_status, &t.features, v)) {
+        let values = std::mem::take(&mut self.values);
+        let response = match answer.map(|()| readable(t.corrupt_status, &t.features, values)) {
             Ok(Ok(values)) => Response::Get(values),
             Ok(Err((status, message))) => Response::Error { status, message },
             Err(e) => error_response(&e),
         };
         let max_body = limits.max_frame_bytes as usize;
         let failed = encode_checked(&mut conn.wbuf, Opcode::Get, id, &response, max_body);
+        if let Response::Get(values) = response {
+            // Kept for the next GET: its entries and vector buffers are refilled in place.
+            self.values = values;
+        }
         self.samples
             .push((start.elapsed().as_micros() as u64, failed));
     }
