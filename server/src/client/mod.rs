@@ -37,7 +37,7 @@ use quiver_engine::feature::{
 use quiver_engine::history::{AsOf, HistoryCursor, HistoryEntry, HistoryRange};
 use quiver_engine::{Durability, ScanCursor};
 use std::collections::{HashMap, VecDeque};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 /// Versions asked for per page by [`Client::history`].
 pub const HISTORY_PAGE_VERSIONS: u32 = 10_000;
@@ -84,7 +84,14 @@ pub struct Client {
     outstanding: HashMap<u64, Opcode>,
     /// Responses read while looking for another id.
     stash: HashMap<u64, VecDeque<Response>>,
+    /// When a response last arrived or a request was queued: only a connection quiet for
+    /// [`QUIET_CHECK_AFTER`] is checked for a close by the server before reuse.
+    last_used: Instant,
 }
+
+/// How long a connection must have been quiet before it is checked (one non-blocking peek)
+/// for a close by the server before a request is queued on it.
+const QUIET_CHECK_AFTER: Duration = Duration::from_millis(100);
 
 impl Client {
     /// Connects and performs the handshake (retrying the connection per the config).
@@ -98,6 +105,7 @@ impl Client {
             next_id: 1,
             outstanding: HashMap::new(),
             stash: HashMap::new(),
+            last_used: Instant::now(),
         })
     }
 
@@ -118,7 +126,11 @@ impl Client {
     }
 
     fn connection(&mut self) -> Result<&mut Connection> {
-        let quiet = self.outstanding.is_empty() && self.stash.is_empty();
+        let now = Instant::now();
+        let quiet = self.outstanding.is_empty()
+            && self.stash.is_empty()
+            && now.duration_since(self.last_used) >= QUIET_CHECK_AFTER;
+        self.last_used = now;
         if quiet && self.conn.as_ref().is_some_and(Connection::closed_by_peer) {
             self.conn = None;
         }
@@ -175,6 +187,14 @@ impl Client {
 
     /// Reads one frame and files it under its id.
     fn read_one(&mut self) -> Result<()> {
+        let (id, response) = self.read_frame()?;
+        self.stash.entry(id).or_default().push_back(response);
+        Ok(())
+    }
+
+    /// Reads one frame: its id and response (the id is no longer outstanding once its last
+    /// frame arrived).
+    fn read_frame(&mut self) -> Result<(u64, Response)> {
         let conn = self.conn.as_mut().ok_or(ClientError::Disconnected)?;
         conn.flush()?;
         let (id, response) = conn.read_response()?;
@@ -195,8 +215,8 @@ impl Client {
         if last {
             self.outstanding.remove(&id);
         }
-        self.stash.entry(id).or_default().push_back(response);
-        Ok(())
+        self.last_used = Instant::now();
+        Ok((id, response))
     }
 
     /// The next response frame for `id` (a scan has several), as sent by the server:
@@ -212,8 +232,13 @@ impl Client {
             if !self.outstanding.contains_key(&id) {
                 return Err(ClientError::Disconnected);
             }
-            let r = self.read_one();
-            self.check(r)?;
+            // The frame read is usually the one awaited: handed over without being stashed.
+            let r = self.read_frame();
+            let (got, response) = self.check(r)?;
+            if got == id {
+                return Ok(response);
+            }
+            self.stash.entry(got).or_default().push_back(response);
         }
     }
 

@@ -388,6 +388,8 @@ fn build_report(
         first_error: m.first_error.clone(),
         latency_us: Percentiles::of(&m.latency),
         service_time_us: Percentiles::of(&m.service),
+        generator_cpu_s: m.cpu_ns as f64 / 1e9,
+        generator_cpu_us_per_op: m.cpu_ns as f64 / 1e3 / m.ops.max(1) as f64,
         slo,
         measurement: m,
     }

@@ -88,6 +88,11 @@ pub struct Report {
     pub latency_us: Percentiles,
     /// From send to reply.
     pub service_time_us: Percentiles,
+    /// CPU time of the generator's worker threads over the measured window, seconds.
+    pub generator_cpu_s: f64,
+    /// The generator's own CPU per measured operation, microseconds (what the client side
+    /// costs; a run whose generator needs a whole core measures the generator).
+    pub generator_cpu_us_per_op: f64,
     pub slo: Option<SloReport>,
     #[serde(skip)]
     pub measurement: Measurement,
@@ -150,6 +155,11 @@ impl Report {
         if self.lost_connections > 0 {
             let _ = writeln!(out, "connections lost: {}", self.lost_connections);
         }
+        let _ = writeln!(
+            out,
+            "generator CPU {:.2} us per op ({:.2} s over {} threads)",
+            self.generator_cpu_us_per_op, self.generator_cpu_s, self.threads
+        );
     }
 
     fn write_latencies(&self, out: &mut String) {

@@ -50,6 +50,9 @@ pub struct Measurement {
     pub first_error: Option<String>,
     /// Connections lost and not reopened.
     pub lost_connections: u32,
+    /// CPU time the generator's worker threads used over the measured window (from the end of
+    /// the warm-up to the end of the run), nanoseconds.
+    pub cpu_ns: u64,
 }
 
 pub fn new_histogram() -> Histogram<u64> {
@@ -67,6 +70,7 @@ impl Measurement {
             not_issued: 0,
             first_error: None,
             lost_connections: 0,
+            cpu_ns: 0,
         }
     }
 
@@ -82,6 +86,7 @@ impl Measurement {
         self.not_found += other.not_found;
         self.not_issued += other.not_issued;
         self.lost_connections += other.lost_connections;
+        self.cpu_ns += other.cpu_ns;
         if self.first_error.is_none() {
             self.first_error = other.first_error;
         }
@@ -160,6 +165,7 @@ pub fn measure(
                         plan,
                         t0: Instant::now(),
                         stats: Measurement::empty(),
+                        cpu_from_ns: None,
                     };
                     worker.run(slots);
                     worker.stats
@@ -178,6 +184,22 @@ struct Worker<'a> {
     plan: &'a Plan,
     t0: Instant,
     stats: Measurement,
+    /// This thread's CPU time when the warm-up ended.
+    cpu_from_ns: Option<u64>,
+}
+
+/// CPU time the calling thread has used, nanoseconds.
+fn thread_cpu_ns() -> u64 {
+    let mut ts = libc::timespec {
+        tv_sec: 0,
+        tv_nsec: 0,
+    };
+    // SAFETY: clock_gettime writes only into the timespec we own.
+    let rc = unsafe { libc::clock_gettime(libc::CLOCK_THREAD_CPUTIME_ID, &mut ts) };
+    if rc != 0 {
+        return 0;
+    }
+    ts.tv_sec as u64 * 1_000_000_000 + ts.tv_nsec as u64
 }
 
 impl Worker<'_> {
@@ -194,6 +216,15 @@ impl Worker<'_> {
             Mode::Open { rate_ops } => self.run_open(&mut slots, rate_ops),
             Mode::Closed => self.run_closed(&mut slots),
         }
+        let from = self.cpu_from_ns.unwrap_or_else(thread_cpu_ns);
+        self.stats.cpu_ns = thread_cpu_ns().saturating_sub(from);
+    }
+
+    /// Starts counting this thread's CPU time once the warm-up is over.
+    fn note_warmup(&mut self, now_ns: u64) {
+        if self.cpu_from_ns.is_none() && now_ns >= self.plan.warmup_ns {
+            self.cpu_from_ns = Some(thread_cpu_ns());
+        }
     }
 
     fn run_open(&mut self, slots: &mut [Slot], rate: u64) {
@@ -207,6 +238,7 @@ impl Worker<'_> {
                 break;
             };
             let now = self.now_ns();
+            self.note_warmup(now);
             if now > end + self.plan.drain_ns {
                 self.give_up(slots, rate, now);
                 break;
@@ -233,7 +265,12 @@ impl Worker<'_> {
 
     fn run_closed(&mut self, slots: &mut [Slot]) {
         let end = self.end_ns();
-        while self.now_ns() < end && slots.iter().any(|s| s.conn.is_some()) {
+        loop {
+            let now = self.now_ns();
+            if now >= end || slots.iter().all(|s| s.conn.is_none()) {
+                break;
+            }
+            self.note_warmup(now);
             for slot in slots.iter_mut().filter(|s| s.conn.is_some()) {
                 for _ in 0..self.plan.pipeline {
                     slot.batch.push(slot.gen.next_op());

@@ -22,6 +22,7 @@ pub enum Workload {
     ReadOnly,
     ReadMostly,
     ReadUpdate,
+    UpdateOnly,
     BatchGet,
     YcsbA,
     YcsbB,
@@ -31,7 +32,7 @@ pub enum Workload {
 }
 
 const WORKLOAD_NAMES: &str =
-    "read-only, read-mostly (95/5), read-update (50/50), batch-get, ycsb-a, ycsb-b, ycsb-c, ycsb-d, ycsb-f";
+    "read-only, read-mostly (95/5), read-update (50/50), update-only, batch-get, ycsb-a, ycsb-b, ycsb-c, ycsb-d, ycsb-f";
 
 impl FromStr for Workload {
     type Err = String;
@@ -41,6 +42,7 @@ impl FromStr for Workload {
             "read-only" | "read" => Workload::ReadOnly,
             "read-mostly" | "95/5" => Workload::ReadMostly,
             "read-update" | "50/50" => Workload::ReadUpdate,
+            "update-only" | "update" | "write" => Workload::UpdateOnly,
             "batch-get" | "batch" => Workload::BatchGet,
             "ycsb-a" | "a" => Workload::YcsbA,
             "ycsb-b" | "b" => Workload::YcsbB,
@@ -70,6 +72,7 @@ impl fmt::Display for Workload {
             Workload::ReadOnly => "read-only",
             Workload::ReadMostly => "read-mostly",
             Workload::ReadUpdate => "read-update",
+            Workload::UpdateOnly => "update-only",
             Workload::BatchGet => "batch-get",
             Workload::YcsbA => "ycsb-a",
             Workload::YcsbB => "ycsb-b",
@@ -103,6 +106,7 @@ impl Workload {
             Workload::ReadOnly | Workload::YcsbC => m(100, 0, 0, 0, 0),
             Workload::ReadMostly | Workload::YcsbB => m(95, 5, 0, 0, 0),
             Workload::ReadUpdate | Workload::YcsbA => m(50, 50, 0, 0, 0),
+            Workload::UpdateOnly => m(0, 100, 0, 0, 0),
             Workload::BatchGet => m(0, 0, 0, 0, 100),
             Workload::YcsbD => m(95, 0, 5, 0, 0),
             Workload::YcsbF => m(50, 0, 0, 50, 0),

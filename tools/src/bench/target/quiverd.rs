@@ -125,6 +125,10 @@ impl Target for QuiverdTarget {
             client: self.client()?,
             pending: Vec::new(),
             version: 0,
+            get: Request::Get {
+                key: EntityKey::I64(0),
+                features: self.refs.clone(),
+            },
         }))
     }
 }
@@ -145,6 +149,9 @@ pub struct QuiverdConnection {
     /// The last batch: each operation and its request id.
     pending: Vec<(Op, u64)>,
     version: u64,
+    /// The GET request, its key changed per operation (its feature list is not copied per
+    /// request).
+    get: Request,
 }
 
 impl QuiverdConnection {
@@ -206,8 +213,19 @@ impl Connection for QuiverdConnection {
     fn send(&mut self, ops: &[Op]) -> Result<(), TargetError> {
         self.pending.clear();
         for op in ops {
-            let request = self.request(op);
-            let id = self.client.send(&request).map_err(|e| self.transport(e))?;
+            let sent = match op {
+                Op::Read(key) | Op::ReadModifyWrite(key) => {
+                    if let Request::Get { key: k, .. } = &mut self.get {
+                        *k = EntityKey::I64(*key as i64);
+                    }
+                    self.client.send(&self.get)
+                }
+                _ => {
+                    let request = self.request(op);
+                    self.client.send(&request)
+                }
+            };
+            let id = sent.map_err(|e| self.transport(e))?;
             self.pending.push((op.clone(), id));
         }
         self.client.flush().map_err(|e| self.transport(e))
@@ -227,6 +245,9 @@ impl Connection for QuiverdConnection {
                 (_, outcome) => done(index, outcome),
             }
         }
+        // Kept for the next batch (its capacity, not its operations).
+        self.pending = pending;
+        self.pending.clear();
         if !writes.is_empty() {
             self.client.flush().map_err(|e| self.transport(e))?;
             for (index, id) in writes {
