@@ -188,6 +188,22 @@ impl Engine {
         self.inner.begin_read(group, key)
     }
 
+    /// How far the log has been appended: every write that returned before this call lies
+    /// before the mark. With [`Engine::wait_durable`], a caller makes many buffered writes
+    /// durable with one flush, without a thread blocked per write.
+    pub fn write_mark(&self) -> quiver_wal::writer::Pos {
+        self.inner.fg.appended()
+    }
+
+    /// Blocks until the log is durable up to `mark` (leading a flush if none is running); a
+    /// failed flush fails the store, as a sync write's would.
+    pub fn wait_durable(&self, mark: quiver_wal::writer::Pos) -> Result<()> {
+        self.inner
+            .fg
+            .wait_durable(mark)
+            .map_err(|e| self.inner.failed(e))
+    }
+
     /// Gives a record read on this thread back for reuse: the thread's next reads refill its
     /// buffers instead of allocating (an event loop's GETs allocate nothing once warm).
     pub fn recycle(&self, record: Record) {

@@ -2,11 +2,12 @@
 //! read must not stall the other connections of a worker. Jobs go in through a bounded
 //! queue; results come back to the owning worker through its mailbox and `mio::Waker`.
 
+use super::commit::Pending;
 use super::conn::Conn;
 use super::job::{execute, Job};
 use super::wake::EventFd;
 use super::Shared;
-use crossbeam::channel::{bounded, Receiver, Sender, TrySendError};
+use crossbeam::channel::{bounded, unbounded, Receiver, Sender, TrySendError};
 use std::panic::{catch_unwind, AssertUnwindSafe};
 use std::sync::Arc;
 use std::thread::JoinHandle;
@@ -20,6 +21,9 @@ pub struct Completion {
     pub finished: Vec<(crate::protocol::Opcode, Instant, bool)>,
     /// The outcome of a password login checked on an engine thread.
     pub login: Option<Login>,
+    /// A write's answer that may leave only once the log is durable up to a mark: it goes
+    /// through the commit thread (`commit.rs`), not straight to the loop.
+    pub durable: Option<super::commit::DurableWait>,
 }
 
 /// A password login checked off the loop (its hash costs milliseconds).
@@ -87,23 +91,32 @@ pub struct Envelope {
 pub struct EnginePool {
     tx: Option<Sender<Envelope>>,
     threads: Vec<JoinHandle<()>>,
+    /// The commit thread: ends once every engine thread has ended.
+    commit: Option<JoinHandle<()>>,
 }
 
 impl EnginePool {
     pub fn start(shared: Arc<Shared>, mailboxes: Arc<Vec<Mailbox>>) -> std::io::Result<EnginePool> {
         let (tx, rx) = bounded::<Envelope>(shared.config.engine_queue);
+        let (commit_tx, commit_rx) = unbounded::<Pending>();
+        let (s, m) = (shared.clone(), mailboxes.clone());
+        let commit = std::thread::Builder::new()
+            .name("quiver-commit".into())
+            .spawn(move || super::commit::run(commit_rx, s, m))?;
         let mut threads = Vec::with_capacity(shared.config.engine_threads);
         for i in 0..shared.config.engine_threads {
             let (rx, shared, mailboxes) = (rx.clone(), shared.clone(), mailboxes.clone());
+            let commit = commit_tx.clone();
             threads.push(
                 std::thread::Builder::new()
                     .name(format!("quiver-engine-{i}"))
-                    .spawn(move || run(rx, &shared, &mailboxes))?,
+                    .spawn(move || run(rx, &shared, &mailboxes, &commit))?,
             );
         }
         Ok(EnginePool {
             tx: Some(tx),
             threads,
+            commit: Some(commit),
         })
     }
 
@@ -117,6 +130,9 @@ impl EnginePool {
         for t in self.threads.drain(..) {
             let _ = t.join();
         }
+        if let Some(commit) = self.commit.take() {
+            let _ = commit.join();
+        }
     }
 }
 
@@ -127,7 +143,7 @@ pub fn submit(tx: &Sender<Envelope>, env: Envelope) -> Result<(), Envelope> {
     })
 }
 
-fn run(rx: Receiver<Envelope>, shared: &Shared, mailboxes: &[Mailbox]) {
+fn run(rx: Receiver<Envelope>, shared: &Shared, mailboxes: &[Mailbox], commit: &Sender<Pending>) {
     while let Ok(Envelope { worker, job }) = rx.recv() {
         let targets = job.targets();
         let completions = match catch_unwind(AssertUnwindSafe(|| execute(shared, job))) {
@@ -143,11 +159,22 @@ fn run(rx: Receiver<Envelope>, shared: &Shared, mailboxes: &[Mailbox]) {
             }
         };
         let mailbox = &mailboxes[worker];
+        let mut deferred_all = !completions.is_empty();
         for c in completions {
+            if c.durable.is_some() {
+                // Answered by the commit thread once durable.
+                if commit.send((worker, c)).is_err() {
+                    return;
+                }
+                continue;
+            }
+            deferred_all = false;
             if mailbox.tx.send(c).is_err() {
                 return;
             }
         }
-        mailbox.waker.wake();
+        if !deferred_all {
+            mailbox.waker.wake();
+        }
     }
 }

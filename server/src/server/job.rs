@@ -1,5 +1,6 @@
 //! What engine threads execute: batched GETs and single requests, encoded into responses.
 
+use super::commit::DurableWait;
 use super::executor::Completion;
 use super::history;
 use super::output::OutputGauge;
@@ -12,7 +13,7 @@ use crate::protocol::{
     Opcode, Request, Response, ScanRequest, StatusCode, TrainingSetRequest, FLAG_MORE, HEADER_LEN,
 };
 use quiver_engine::feature::{EntityKey, FeatureRef, FeatureValue, Status, Value};
-use quiver_engine::{ScanCursor, Store};
+use quiver_engine::{Durability, ScanCursor, Store};
 use std::sync::atomic::Ordering::Relaxed;
 use std::sync::Arc;
 use std::time::Instant;
@@ -99,6 +100,7 @@ impl Replies {
                 out: Vec::new(),
                 finished: Vec::new(),
                 login: None,
+                durable: None,
             });
         }
         self.list.last_mut().expect("pushed above")
@@ -291,6 +293,7 @@ fn login(
         out,
         finished: vec![(Opcode::Handshake, t.start, failed)],
         login: Some(login),
+        durable: None,
     }
 }
 
@@ -454,13 +457,47 @@ fn write(store: &Store, request: Request) -> Response {
     }
 }
 
+/// A PUT or DELETE on a single node. One that must be durable runs buffered, and its answer
+/// waits in the commit thread for the flush that covers it (`commit.rs`): the engine thread
+/// is free at once, and one flush makes the writes of every connection durable together.
+fn write_local(shared: &Shared, t: &Target, mut request: Request, replies: &mut Replies) {
+    let default = shared.config.durability;
+    let sync = match &mut request {
+        Request::Put { options, .. } => buffered_if_sync(&mut options.durability, default),
+        Request::Delete { durability, .. } => buffered_if_sync(durability, default),
+        _ => false,
+    };
+    let store = &*shared.store;
+    let response = write(store, request);
+    let written = matches!(response, Response::Put(_) | Response::Delete { .. });
+    replies.respond(t, &response);
+    if sync && written {
+        // Taken after the write returned: the mark lies past its record.
+        let mark = store.engine().write_mark();
+        replies.slot(t.conn).durable = Some(DurableWait {
+            mark,
+            target: t.clone(),
+        });
+    }
+}
+
+/// Whether a write must be durable before it is answered; if so, it is made buffered here
+/// (the commit thread makes it durable).
+fn buffered_if_sync(durability: &mut Option<Durability>, default: Durability) -> bool {
+    if durability.unwrap_or(default) != Durability::Sync {
+        return false;
+    }
+    *durability = Some(Durability::Buffered);
+    true
+}
+
 fn execute_single(shared: &Shared, t: &Target, request: Request, replies: &mut Replies) {
     let store = &*shared.store;
     let response = match request {
         Request::Scan(scan) => return execute_scan(shared, t, &scan, replies),
         request @ (Request::Put { .. } | Request::Delete { .. }) => match &shared.cluster {
             Some(cluster) => cluster.write(request, |r| write(store, r)),
-            None => write(store, request),
+            None => return write_local(shared, t, request, replies),
         },
         Request::Get { key, features } => match store.get(&key, &features) {
             Ok(values) => get_response(t, &features, values),
