@@ -32,7 +32,7 @@ use super::wake::EventFd;
 use super::Shared;
 use crate::protocol::{encode_error, StatusCode};
 use crossbeam::channel::{Receiver, Sender};
-use io_uring::types::{CancelBuilder, Fd, SubmitArgs, Timespec};
+use io_uring::types::{CancelBuilder, Fd, Fixed, SubmitArgs, Timespec};
 use io_uring::{cqueue, opcode, squeue, IoUring};
 use quiver_wal::{AlignedBuf, BufPool};
 use recv_bufs::{RecvBufs, RECV_GROUP};
@@ -134,6 +134,9 @@ pub struct RingLoop {
     open: usize,
     dirty: Vec<u32>,
     read_fd: Option<RawFd>,
+    /// The data file is registered with the ring (index 0): its reads skip the kernel's
+    /// per-operation descriptor lookup.
+    read_fd_fixed: bool,
     reads: Vec<Option<InflightRead>>,
     free_reads: Vec<u32>,
     reads_in_flight: usize,
@@ -198,6 +201,18 @@ impl RingLoop {
         let recv_bufs = RecvBufs::register(&ring)?;
         let engine = shared.store.engine();
         let read_fd = engine.ring_read_fd();
+        let read_fd_fixed = match read_fd {
+            Some(fd) => match ring.submitter().register_files(&[fd]) {
+                Ok(()) => true,
+                Err(e) => {
+                    if setup.id == 0 {
+                        tracing::info!(error = %e, "cannot register the data file with the ring; reads name its descriptor");
+                    }
+                    false
+                }
+            },
+            None => false,
+        };
         let gets = if read_fd.is_some() || engine.reads_from_memory() {
             GetRoute::Loop(Box::new(LoopGets::new(shared.clone())))
         } else {
@@ -233,6 +248,7 @@ impl RingLoop {
             open: 0,
             dirty: Vec::new(),
             read_fd,
+            read_fd_fixed,
             reads: Vec::new(),
             free_reads: Vec::new(),
             reads_in_flight: 0,
@@ -722,7 +738,7 @@ impl RingLoop {
                 &mut self.ring,
                 &mut self.in_flight,
                 &mut self.reads,
-                fd,
+                (fd, self.read_fd_fixed),
                 index,
             );
         }
@@ -744,7 +760,7 @@ impl RingLoop {
                 &mut self.ring,
                 &mut self.in_flight,
                 &mut self.reads,
-                fd,
+                (fd, self.read_fd_fixed),
                 index,
             );
         }
@@ -935,12 +951,18 @@ fn submit_read(
     ring: &mut IoUring,
     in_flight: &mut usize,
     reads: &mut [Option<InflightRead>],
-    fd: RawFd,
+    (fd, fixed): (RawFd, bool),
     index: u32,
 ) {
     let read = reads[index as usize].as_mut().expect("a read to submit");
     let rest = &mut read.buf[read.done..read.req.len];
-    let entry = opcode::Read::new(Fd(fd), rest.as_mut_ptr(), rest.len() as u32)
+    let (ptr, len) = (rest.as_mut_ptr(), rest.len() as u32);
+    let entry = if fixed {
+        opcode::Read::new(Fixed(0), ptr, len)
+    } else {
+        opcode::Read::new(Fd(fd), ptr, len)
+    };
+    let entry = entry
         .offset(read.req.offset + read.done as u64)
         .build()
         .user_data(pack(Kind::Read, 0, index));
