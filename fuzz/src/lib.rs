@@ -874,12 +874,41 @@ fn protocol_seeds() -> Vec<Vec<u8>> {
             map_version: 3,
             from_node: 2,
             partition: 4095,
-            write: Box::new(Request::Delete {
+            write: quiver_server::protocol::Replicated::Write(Box::new(Request::Delete {
                 group: "g".into(),
                 key: EntityKey::String("u".into()),
                 durability: Some(quiver_engine::Durability::Sync),
-            }),
+            })),
         }),
+        Request::Replicate(quiver_server::protocol::ReplicateRequest {
+            map_version: 4,
+            from_node: 1,
+            partition: 7,
+            write: quiver_server::protocol::Replicated::Reset,
+        }),
+        Request::Replicate(quiver_server::protocol::ReplicateRequest {
+            map_version: 4,
+            from_node: 1,
+            partition: 7,
+            write: quiver_server::protocol::Replicated::Copy(
+                quiver_server::protocol::CopiedRecord {
+                    group: "g".into(),
+                    key: b"u".to_vec(),
+                    expiry_s: 0,
+                    row: vec![1, 2, 3, 4],
+                },
+            ),
+        }),
+        Request::Replicate(quiver_server::protocol::ReplicateRequest {
+            map_version: 4,
+            from_node: 1,
+            partition: 7,
+            write: quiver_server::protocol::Replicated::Group {
+                spec: spec.clone(),
+                deprecated: vec!["f0".into()],
+            },
+        }),
+        Request::ClusterLeave { node: 3 },
         Request::Security(quiver_server::protocol::SecurityRequest::Whoami),
         Request::Security(quiver_server::protocol::SecurityRequest::RoleGrant {
             role: "analysts".into(),
@@ -1085,15 +1114,21 @@ fn protocol_seeds() -> Vec<Vec<u8>> {
             Opcode::ClusterMap,
             Response::ClusterMap(quiver_server::protocol::ClusterMapInfo {
                 node_id: 1,
-                map: Some(
-                    quiver_server::cluster::map::PartitionMap::initial(&[1, 2].into(), 2)
-                        .expect("a two-node map"),
-                ),
+                map: quiver_server::cluster::map::PartitionMap::initial(&[1, 2].into(), 2)
+                    .expect("a two-node map")
+                    .plan(&[1, 2, 3].into()),
                 nodes: vec![quiver_server::protocol::ClusterNode {
                     id: 1,
                     address: "127.0.0.1:7878".into(),
                 }],
+                lag: vec![(2, 4)],
+                copies: 1,
+                copied_records: 10,
             }),
+        ),
+        (
+            Opcode::ClusterLeave,
+            Response::ClusterLeaving { version: 9 },
         ),
         (
             Opcode::Security,

@@ -17,10 +17,14 @@ use quiver_server::client::cluster::retryable;
 use quiver_server::client::{Client, ClusterClient};
 use quiver_server::cluster::etcd::Etcd;
 use quiver_server::cluster::map::partition_of;
-use quiver_server::protocol::{ClusterMapInfo, ReplicateRequest, Request, Response, StatusCode};
-use std::collections::HashMap;
+use quiver_server::protocol::{
+    ClusterMapInfo, ReplicateRequest, Replicated, Request, Response, StatusCode,
+};
+use std::collections::{BTreeMap, HashMap};
 use std::net::TcpListener;
 use std::process::{Child, Command, Stdio};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 /// Lease TTL of the test nodes, in seconds (the shortest accepted).
@@ -307,11 +311,11 @@ fn wrong_node_gets_not_master_with_the_map_version() {
         map_version: version,
         from_node: owner,
         partition: partition_of(&k) as u16,
-        write: Box::new(Request::Delete {
+        write: Replicated::Write(Box::new(Request::Delete {
             group: "g".into(),
             key: k,
             durability: None,
-        }),
+        })),
     });
     let e = direct.call(&forged).unwrap_err();
     assert_eq!(e.status(), Some(StatusCode::InvalidArgument), "{e}");
@@ -400,4 +404,303 @@ fn bad_etcd_and_conflicting_node_ids_are_clear_errors() {
         TTL_S,
     ]);
     assert!(e.contains("node id 4 is already registered"), "{e}");
+}
+
+/// What each node's own store holds of group "g" (SCAN is node-local): key -> value.
+fn holdings(nodes: &[&Quiverd]) -> BTreeMap<u32, BTreeMap<String, f32>> {
+    nodes
+        .iter()
+        .map(|n| {
+            let id = map_of(&n.addr).node_id;
+            let mut c = Client::connect(&n.addr, test_config()).expect("connect");
+            let items = c.scan_all("g", 1000).expect("scan");
+            let mut held = BTreeMap::new();
+            for item in items {
+                let EntityKey::String(k) = item.key else {
+                    panic!("string keys")
+                };
+                let Value::F32(v) = item.values[0].1.value else {
+                    panic!("key {k}: f0 is {:?}", item.values[0].1)
+                };
+                assert!(held.insert(k.clone(), v).is_none(), "node {id}: {k} twice");
+            }
+            (id, held)
+        })
+        .collect()
+}
+
+/// Checks that every record is exactly on the nodes the map names for its partition (master
+/// and replicas, with the expected value) and on no other node.
+fn placed_as_the_map_says(
+    map: &ClusterMapInfo,
+    held: &BTreeMap<u32, BTreeMap<String, f32>>,
+    want: &HashMap<usize, f32>,
+) -> Result<(), String> {
+    let m = map.map.as_ref().ok_or("no map")?;
+    for (i, v) in want {
+        let k = format!("user:{i}");
+        let pl = &m.partitions[partition_of(&key(*i))];
+        for n in pl.copies() {
+            match held.get(&n).and_then(|h| h.get(&k)) {
+                Some(got) if got == v => {}
+                other => {
+                    return Err(format!(
+                        "key {k} (partition {}): node {n} of the map holds {other:?}, want {v}",
+                        partition_of(&key(*i))
+                    ))
+                }
+            }
+        }
+    }
+    for (n, h) in held {
+        for k in h.keys() {
+            let i: usize = k["user:".len()..]
+                .parse()
+                .map_err(|_| format!("stray {k}"))?;
+            let p = partition_of(&key(i));
+            if !m.partitions[p].copies().any(|c| c == *n) {
+                return Err(format!(
+                    "node {n} holds {k} of partition {p}, which the map version {} does not \
+                     give it",
+                    m.version
+                ));
+            }
+            if !want.contains_key(&i) {
+                return Err(format!("node {n} holds {k}, never written"));
+            }
+        }
+    }
+    Ok(())
+}
+
+/// Waits until the map has no migration under way and every node holds exactly what the map
+/// says; returns that map.
+fn settled(nodes: &[&Quiverd], want: &HashMap<usize, f32>, what: &str) -> ClusterMapInfo {
+    let deadline = Instant::now() + Duration::from_secs(90);
+    loop {
+        let m = map_of(&nodes[0].addr);
+        let map = m.map.as_ref().expect("a map");
+        let versions: Vec<u64> = nodes
+            .iter()
+            .map(|n| map_of(&n.addr).map.map_or(0, |x| x.version))
+            .collect();
+        let why = if map.migrations() > 0 {
+            format!("{} partition copies under way", map.migrations())
+        } else if versions.iter().any(|v| *v != map.version) {
+            format!("nodes hold map versions {versions:?}")
+        } else {
+            match placed_as_the_map_says(&m, &holdings(nodes), want) {
+                Ok(()) => return m,
+                Err(e) => e,
+            }
+        };
+        assert!(
+            Instant::now() < deadline,
+            "{what}: not settled after 90 s: {why}"
+        );
+        std::thread::sleep(Duration::from_millis(200));
+    }
+}
+
+/// Sync puts of `keys` from a thread until `stop`, each retried until acknowledged; the last
+/// acknowledged value of each key.
+fn writer(
+    seeds: Vec<String>,
+    keys: std::ops::Range<usize>,
+    stop: Arc<AtomicBool>,
+) -> std::thread::JoinHandle<HashMap<usize, f32>> {
+    std::thread::spawn(move || {
+        let refs: Vec<&str> = seeds.iter().map(String::as_str).collect();
+        let mut c = ClusterClient::connect(&refs, test_config()).expect("connect");
+        c.retry.deadline = Duration::from_secs(60);
+        let mut acked = HashMap::new();
+        let mut round = 0u32;
+        while !stop.load(Ordering::Relaxed) {
+            round += 1;
+            for i in keys.clone() {
+                let v = (round * 100_000) as f32 + i as f32;
+                sync_put(&mut c, i, v).expect("a write retried until acknowledged");
+                acked.insert(i, v);
+                if stop.load(Ordering::Relaxed) {
+                    break;
+                }
+            }
+        }
+        acked
+    })
+}
+
+#[test]
+fn a_node_back_after_kill_9_catches_up_and_is_in_sync_only_then() {
+    let Some(etcd) = EtcdProcess::start() else {
+        return;
+    };
+    let mut nodes = three_nodes(&etcd);
+    let mut c = cluster_client(&nodes);
+    c.create_group(f32_group("g", 1)).expect("group");
+    let mut want: HashMap<usize, f32> = HashMap::new();
+    for i in 0..300 {
+        sync_put(&mut c, i, i as f32).unwrap();
+        want.insert(i, i as f32);
+    }
+    // kill -9 node 1; wait until the map no longer names it (its lease lapsed).
+    drop(nodes.remove(0));
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while map_of(&nodes[0].addr)
+        .map
+        .is_some_and(|m| m.partitions.iter().any(|p| p.holds(1)))
+    {
+        assert!(
+            Instant::now() < deadline,
+            "node 1 still in the map after 30 s"
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    // Writes go on while it is away and while it catches up.
+    for i in 0..300 {
+        sync_put(&mut c, i, 1_000.0 + i as f32).unwrap();
+        want.insert(i, 1_000.0 + i as f32);
+    }
+    let back = node(&etcd, 1, &[]);
+    let stop = Arc::new(AtomicBool::new(false));
+    let seeds = vec![nodes[0].addr.clone()];
+    let w = writer(seeds, 300..400, stop.clone());
+    // Node 1 is given copies as a learner first, and is a replica or master only after.
+    let deadline = Instant::now() + Duration::from_secs(60);
+    let mut seen_learning = false;
+    loop {
+        let m = map_of(&nodes[0].addr).map.expect("map");
+        seen_learning |= m.partitions.iter().any(|p| p.learner(1).is_some());
+        let copies = m
+            .partitions
+            .iter()
+            .filter(|p| p.copies().any(|n| n == 1))
+            .count();
+        if copies > 1000 {
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "node 1 holds {copies} copies after 60 s"
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    assert!(seen_learning, "node 1 received its copies as a learner");
+    std::thread::sleep(Duration::from_millis(500));
+    stop.store(true, Ordering::Relaxed);
+    want.extend(w.join().expect("writer"));
+    let all = [&back, &nodes[0], &nodes[1]];
+    let m = settled(&all, &want, "catch-up of node 1");
+    let map = m.map.as_ref().unwrap();
+    assert!(map.partitions.iter().all(|p| p.copies().count() == 2));
+    let on_1 = map
+        .partitions
+        .iter()
+        .filter(|p| p.copies().any(|n| n == 1))
+        .count();
+    assert!(
+        on_1 > 2000,
+        "node 1 holds its share again: {on_1} partitions"
+    );
+    c.refresh().unwrap();
+    for (i, v) in &want {
+        assert_eq!(read(&mut c, *i), Some(*v), "key {i}");
+    }
+}
+
+#[test]
+fn migration_under_load_a_fourth_node_joins_then_one_leaves() {
+    let Some(etcd) = EtcdProcess::start() else {
+        return;
+    };
+    let nodes = three_nodes(&etcd);
+    let mut c = cluster_client(&nodes);
+    c.create_group(f32_group("g", 1)).expect("group");
+    let version = c.map().unwrap().map.as_ref().unwrap().version;
+    let seeds: Vec<String> = nodes.iter().map(|n| n.addr.clone()).collect();
+    let stop = Arc::new(AtomicBool::new(false));
+    let writers: Vec<_> = (0..2)
+        .map(|w| writer(seeds.clone(), w * 300..(w + 1) * 300, stop.clone()))
+        .collect();
+    std::thread::sleep(Duration::from_millis(500));
+    let fourth = node(&etcd, 4, &[]);
+    let deadline = Instant::now() + Duration::from_secs(60);
+    loop {
+        let m = map_of(&nodes[0].addr).map.expect("map");
+        let on_4 = m
+            .partitions
+            .iter()
+            .filter(|p| p.copies().any(|n| n == 4))
+            .count();
+        if on_4 >= 2000 && m.migrations() == 0 {
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "node 4 holds {on_4} partitions after 60 s"
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    stop.store(true, Ordering::Relaxed);
+    let mut want = HashMap::new();
+    for w in writers {
+        want.extend(w.join().expect("writer"));
+    }
+    let all = [&nodes[0], &nodes[1], &nodes[2], &fourth];
+    let m = settled(&all, &want, "join of node 4");
+    let map = m.map.as_ref().unwrap();
+    assert!(map.version > version + 1, "the map changed in steps");
+    for id in 1..=4 {
+        let copies = map
+            .partitions
+            .iter()
+            .filter(|p| p.copies().any(|n| n == id))
+            .count();
+        let masters = map.partitions.iter().filter(|p| p.master == id).count();
+        assert!(
+            (2040..=2056).contains(&copies),
+            "node {id}: {copies} copies"
+        );
+        assert!(masters > 500, "node {id}: {masters} masters");
+    }
+    // Node 2 leaves: its partitions migrate away while writes go on.
+    let stop = Arc::new(AtomicBool::new(false));
+    let w = writer(seeds.clone(), 0..200, stop.clone());
+    let leaving = c.leave(2).expect("leave");
+    assert!(leaving > map.version);
+    let deadline = Instant::now() + Duration::from_secs(60);
+    loop {
+        let m = map_of(&nodes[0].addr).map.expect("map");
+        if !m.partitions.iter().any(|p| p.holds(2)) {
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "node 2 still holds partitions after 60 s"
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    stop.store(true, Ordering::Relaxed);
+    want.extend(w.join().expect("writer"));
+    let m = settled(&all, &want, "leave of node 2");
+    assert!(m.map.as_ref().unwrap().draining.contains(&2));
+    assert!(
+        holdings(&[&nodes[1]])[&2].is_empty(),
+        "node 2 dropped its records"
+    );
+    c.refresh().unwrap();
+    let keys: Vec<EntityKey> = (0..600).map(key).collect();
+    let items = c.get_many(keys, vec![FeatureRef::new("g", "f0")]).unwrap();
+    for (i, item) in items.into_iter().enumerate() {
+        assert_eq!(item.unwrap()[0].value, Value::F32(want[&i]), "key {i}");
+    }
+    // Leaving is refused for an unknown node, and when too few nodes would remain.
+    let e = c.leave(99).unwrap_err();
+    assert!(
+        e.to_string().contains("node 99 is neither registered"),
+        "{e}"
+    );
+    c.leave(3).expect("nodes 1 and 4 remain for 2 copies");
+    let e = c.leave(1).unwrap_err();
+    assert!(e.to_string().contains("cannot leave"), "{e}");
 }

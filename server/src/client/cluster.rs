@@ -403,6 +403,27 @@ impl ClusterClient {
         })
     }
 
+    /// Tells `node` to leave the cluster (CLUSTER_LEAVE, through any node): its partitions
+    /// migrate to the other nodes. Returns the map version that marks it as leaving.
+    pub fn leave(&mut self, node: u32) -> Result<u64> {
+        let req = Request::ClusterLeave { node };
+        self.retrying(|c| {
+            let any = c
+                .map
+                .as_ref()
+                .and_then(|m| m.nodes.first())
+                .map(|n| n.id)
+                .ok_or_else(|| ClientError::Server {
+                    status: StatusCode::Unavailable,
+                    message: "no live node in the client's map".into(),
+                })?;
+            match c.conn(any)?.call(&req)? {
+                Response::ClusterLeaving { version } => Ok(version),
+                other => Err(unexpected(Opcode::ClusterLeave, &other)),
+            }
+        })
+    }
+
     pub fn create_group(&mut self, spec: GroupSpec) -> Result<GroupSchema> {
         match self.on_every_node(&Request::GroupCreate(spec))? {
             Response::Group(g) => Ok(g),

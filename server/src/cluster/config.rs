@@ -5,6 +5,8 @@ use std::net::{SocketAddr, ToSocketAddrs};
 
 /// Shortest and longest lease TTL accepted, in seconds.
 pub const LEASE_TTL_RANGE_S: (u64, u64) = (2, 300);
+/// Slowest and fastest partition copy rate accepted, in MiB/s per sending node.
+pub const MIGRATION_RATE_RANGE_MIB: (u64, u64) = (1, 10_240);
 /// Longest cluster name (it prefixes every etcd key).
 pub const MAX_CLUSTER_NAME_BYTES: usize = 64;
 
@@ -40,6 +42,9 @@ pub struct ClusterArgs {
     /// Lease TTL in seconds: a node silent this long is taken out of the map [default: 5].
     #[arg(long)]
     pub lease_ttl_s: Option<u64>,
+    /// Partition copies (migrations, catch-up) a node sends, in MiB/s [default: 32].
+    #[arg(long)]
+    pub migration_rate_mib: Option<u64>,
 }
 
 /// Resolved cluster settings.
@@ -54,6 +59,7 @@ pub struct ClusterConfig {
     pub replication_factor: u8,
     pub initial_nodes: usize,
     pub lease_ttl_s: u64,
+    pub migration_rate_mib: u64,
 }
 
 impl ClusterArgs {
@@ -69,6 +75,7 @@ impl ClusterArgs {
                 ("--replication-factor", self.replication_factor.is_some()),
                 ("--initial-nodes", self.initial_nodes.is_some()),
                 ("--lease-ttl-s", self.lease_ttl_s.is_some()),
+                ("--migration-rate-mib", self.migration_rate_mib.is_some()),
             ];
             if let Some((flag, _)) = stray.iter().find(|(_, set)| *set) {
                 return Err(format!("{flag} needs --cluster-etcd"));
@@ -97,6 +104,7 @@ impl ClusterArgs {
                 .initial_nodes
                 .unwrap_or(usize::from(replication_factor)),
             lease_ttl_s: self.lease_ttl_s.unwrap_or(5),
+            migration_rate_mib: self.migration_rate_mib.unwrap_or(32),
         };
         config.check()?;
         Ok(Some(config))
@@ -141,6 +149,13 @@ impl ClusterConfig {
             return Err(format!(
                 "--lease-ttl-s {} is outside {lo}..={hi}",
                 self.lease_ttl_s
+            ));
+        }
+        let (lo, hi) = MIGRATION_RATE_RANGE_MIB;
+        if self.migration_rate_mib < lo || self.migration_rate_mib > hi {
+            return Err(format!(
+                "--migration-rate-mib {} is outside {lo}..={hi}",
+                self.migration_rate_mib
             ));
         }
         for (flag, addr) in [

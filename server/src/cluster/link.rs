@@ -9,6 +9,7 @@ use parking_lot::Mutex;
 use std::collections::VecDeque;
 use std::io::{BufWriter, Read, Write};
 use std::net::{Shutdown, TcpStream, ToSocketAddrs};
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -23,14 +24,26 @@ pub type Ack = Result<(), String>;
 
 struct Outgoing {
     frame: Vec<u8>,
-    ack: Sender<Ack>,
+    ack: AckTx,
+}
+
+/// Where a write's outcome goes; the link's lag goes down once it is sent (or dropped).
+struct AckTx {
+    tx: Sender<Ack>,
+    _answered: Answered,
+}
+
+impl AckTx {
+    fn send(self, outcome: Ack) -> Result<(), crossbeam::channel::SendError<Ack>> {
+        self.tx.send(outcome)
+    }
 }
 
 /// Answers still owed by one connection, oldest first.
 #[derive(Default)]
 struct Pending {
     dead: bool,
-    queue: VecDeque<(u64, Sender<Ack>)>,
+    queue: VecDeque<(u64, AckTx)>,
 }
 
 /// The stream to replica `node` at peer address `addr`.
@@ -38,6 +51,17 @@ pub struct Link {
     pub node: u32,
     pub addr: String,
     tx: Sender<Outgoing>,
+    /// Writes queued or sent and not answered yet: the replica's lag.
+    unanswered: Arc<AtomicU64>,
+}
+
+/// Counts an answer (or a failure) of a queued write off the link's lag.
+struct Answered(Arc<AtomicU64>);
+
+impl Drop for Answered {
+    fn drop(&mut self) {
+        self.0.fetch_sub(1, Ordering::Relaxed);
+    }
 }
 
 impl Link {
@@ -47,13 +71,28 @@ impl Link {
         std::thread::Builder::new()
             .name(format!("quiver-link-{node}"))
             .spawn(move || send_loop(node, &a, rx))?;
-        Ok(Arc::new(Link { node, addr, tx }))
+        Ok(Arc::new(Link {
+            node,
+            addr,
+            tx,
+            unanswered: Arc::default(),
+        }))
+    }
+
+    /// Writes queued or sent to the replica and not answered yet.
+    pub fn unanswered(&self) -> u64 {
+        self.unanswered.load(Ordering::Relaxed)
     }
 
     /// Queues one REPLICATE frame (request id patched in by the sender); the receiver yields
     /// its outcome.
     pub fn send(&self, frame: Vec<u8>) -> Receiver<Ack> {
-        let (ack, rx) = bounded(1);
+        let (tx, rx) = bounded(1);
+        self.unanswered.fetch_add(1, Ordering::Relaxed);
+        let ack = AckTx {
+            tx,
+            _answered: Answered(self.unanswered.clone()),
+        };
         match self.tx.try_send(Outgoing { frame, ack }) {
             Ok(()) => {}
             Err(TrySendError::Full(o)) => {

@@ -130,7 +130,7 @@ fn change_map(c: &Cluster) -> Result<(), EtcdError> {
             }
         }
         None => return Ok(()),
-        Some(map) => match map.without_dead(&live) {
+        Some(map) => match map.plan(&live) {
             Some(next) => (next, Compare::ModRevision(map_key(c), view.map_revision)),
             None => return Ok(()),
         },
@@ -146,9 +146,63 @@ fn change_map(c: &Cluster) -> Result<(), EtcdError> {
             .as_ref()
             .map(|m| m.nodes().difference(&next.nodes()).copied().collect())
             .unwrap_or_default();
-        tracing::info!(version = next.version, nodes = ?live, taken_out = ?gone, "partition map written");
+        tracing::info!(version = next.version, nodes = ?live, taken_out = ?gone,
+            migrations = next.migrations(), "partition map written");
     }
     refresh(c)
+}
+
+/// Writes `next` if the map is still the one `view` holds (compare-and-swap on its etcd
+/// revision); refreshes the view either way. `Ok(false)`: another change won.
+pub(super) fn write_map(c: &Cluster, view: &View, next: &PartitionMap) -> Result<bool, EtcdError> {
+    let put = PutOp {
+        key: map_key(c),
+        value: next.to_json(),
+        lease: 0,
+    };
+    let compare = Compare::ModRevision(map_key(c), view.map_revision);
+    let written = c.etcd.txn(&[compare], &[put])?;
+    refresh(c)?;
+    Ok(written)
+}
+
+/// Marks `node` as leaving: its partitions migrate to the other nodes. Returns the map
+/// version that says so.
+pub(super) fn leave(c: &Cluster, node: u32) -> Result<u64, String> {
+    for _ in 0..20 {
+        refresh(c).map_err(|e| e.to_string())?;
+        let view = c.view();
+        let Some(map) = &view.map else {
+            return Err("the cluster has no partition map yet".into());
+        };
+        if map.draining.contains(&node) {
+            return Ok(map.version);
+        }
+        if !view.nodes.contains_key(&node) && !map.nodes().contains(&node) {
+            return Err(format!(
+                "node {node} is neither registered nor in the partition map"
+            ));
+        }
+        let others = view
+            .nodes
+            .keys()
+            .filter(|n| **n != node && !map.draining.contains(n))
+            .count();
+        if others < usize::from(map.replication_factor) {
+            return Err(format!(
+                "node {node} cannot leave: {others} other nodes would remain, and the \
+                 replication factor is {}",
+                map.replication_factor
+            ));
+        }
+        let mut next = map.clone();
+        next.version += 1;
+        next.draining.insert(node);
+        if write_map(c, &view, &next).map_err(|e| e.to_string())? {
+            return Ok(next.version);
+        }
+    }
+    Err("the partition map kept changing; try again".into())
 }
 
 /// The membership thread: keepalive every third of the TTL, and the view refreshed (and the

@@ -6,13 +6,16 @@
 //! - [`member`]: registration under a lease, keepalive, and the map's compare-and-swap;
 //! - [`write`]: a master's write path (apply, forward to every replica, then acknowledge);
 //! - [`link`]: a master's ordered stream of writes to one replica;
-//! - [`replica`]: the peer listener where replicas apply those streams in order.
+//! - [`replica`]: the peer listener where replicas apply those streams in order;
+//! - [`mover`]: partition copies to learners (join, drain, lost copies), their promotion,
+//!   and dropping partitions a node no longer holds.
 
 pub mod config;
 pub mod etcd;
 pub(crate) mod link;
 pub mod map;
 mod member;
+mod mover;
 mod replica;
 mod write;
 
@@ -81,6 +84,13 @@ pub struct Cluster {
     /// Replica side: the current stream of each master and the lock its writes apply under.
     sessions: Mutex<HashMap<u32, Session>>,
     next_session: AtomicU64,
+    /// Master side: the partition copies under way, by (partition, learner).
+    copies: Mutex<HashMap<(usize, u32), Arc<mover::CopyState>>>,
+    /// Records copied to learners since start.
+    copied_records: AtomicU64,
+    /// Partitions this node may hold records of (written or copied here since their records
+    /// were last dropped; all of them at start): the mover drops those it no longer holds.
+    touched: Box<[AtomicBool]>,
     me: RwLock<Option<NodeInfo>>,
     stop: AtomicBool,
     threads: Mutex<Vec<JoinHandle<()>>>,
@@ -110,6 +120,9 @@ impl Cluster {
             links: Mutex::new(HashMap::new()),
             sessions: Mutex::new(HashMap::new()),
             next_session: AtomicU64::new(1),
+            copies: Mutex::new(HashMap::new()),
+            copied_records: AtomicU64::new(0),
+            touched: (0..PARTITIONS).map(|_| AtomicBool::new(true)).collect(),
             me: RwLock::new(None),
             stop: AtomicBool::new(false),
             threads: Mutex::new(Vec::new()),
@@ -139,10 +152,11 @@ impl Cluster {
         *self.me.write() = Some(me.clone());
         member::register(self, &me)?;
         member::refresh(self).map_err(|e| e.to_string())?;
-        let (a, b) = (self.clone(), self.clone());
+        let (a, b, m) = (self.clone(), self.clone(), self.clone());
         let mut threads = self.threads.lock();
         threads.push(spawn("quiver-cluster", move || member::run(&a))?);
         threads.push(spawn("quiver-peer", move || replica::listen(&b, peer))?);
+        threads.push(spawn("quiver-mover", move || mover::run(&m))?);
         tracing::info!(node = me.id, client = %me.client, peer = %me.peer,
             etcd = self.etcd.endpoint(), "joined the cluster");
         Ok(())
@@ -218,7 +232,25 @@ impl Cluster {
                     address: n.client.clone(),
                 })
                 .collect(),
+            lag: {
+                let mut lag: Vec<(u32, u64)> = self
+                    .links
+                    .lock()
+                    .values()
+                    .map(|l| (l.node, l.unanswered()))
+                    .collect();
+                lag.sort_unstable();
+                lag
+            },
+            copies: self.copies_in_progress(),
+            copied_records: self.copied_records.load(Ordering::Relaxed),
         }
+    }
+
+    /// CLUSTER_LEAVE: marks `node` as leaving, so that its partitions migrate away; returns
+    /// the map version that says so.
+    pub fn leave(&self, node: u32) -> Result<u64, Refusal> {
+        member::leave(self, node).map_err(|m| (StatusCode::InvalidArgument, m))
     }
 
     /// Whether this node may serve the partition `p` as its master now: `Ok` with the map

@@ -7,13 +7,13 @@
 //! names a newer version), the sender masters the partition and this node is one of its
 //! replicas: a master cut off by a map change gets NOT_MASTER and cannot acknowledge.
 
-use super::map::{partition_of, PartitionMap};
-use super::{member, Cluster, Refusal};
+use super::map::{partition_of, partition_of_bytes, PartitionMap};
+use super::{member, mover, Cluster, Refusal};
 use crate::protocol::{
-    decode_request, encode_error, encode_response, FrameHeader, Opcode, ReplicateRequest, Request,
-    Response, StatusCode, HEADER_LEN,
+    decode_request, encode_error, encode_response, CopiedRecord, FrameHeader, Opcode,
+    ReplicateRequest, Replicated, Request, Response, StatusCode, HEADER_LEN,
 };
-use quiver_engine::Durability;
+use quiver_engine::{Durability, WriteOptions};
 use std::io::{BufReader, BufWriter, Read, Write};
 use std::net::{TcpListener, TcpStream};
 use std::sync::Arc;
@@ -174,7 +174,8 @@ fn admit(c: &Cluster, r: &ReplicateRequest) -> Result<(), Refusal> {
             ),
         ));
     }
-    if !pl.replicas.contains(&me) {
+    let learner = pl.learner(me).is_some();
+    if !pl.replicas.contains(&me) && !learner {
         return Err((
             StatusCode::NotMaster,
             format!(
@@ -183,15 +184,43 @@ fn admit(c: &Cluster, r: &ReplicateRequest) -> Result<(), Refusal> {
             ),
         ));
     }
+    if !learner && !matches!(r.write, Replicated::Write(_)) {
+        return Err((
+            StatusCode::InvalidArgument,
+            format!(
+                "map version {}: node {me} is an in-sync replica of partition {p}, not a \
+                 learner: it takes no partition copy",
+                map.version
+            ),
+        ));
+    }
     Ok(())
 }
 
-/// Applies one replicated write; `Ok(true)` when it must be flushed before its answer.
+/// Applies one replicated frame under its partition's lock (which the dropping of
+/// partitions also takes); `Ok(true)` when it must be flushed before its answer.
 fn apply(c: &Cluster, r: &ReplicateRequest) -> Result<bool, Refusal> {
+    let p = usize::from(r.partition);
+    let _order = c.order[p].lock();
     admit(c, r)?;
+    c.touched[p].store(true, std::sync::atomic::Ordering::Release);
     let sync = |d: Option<Durability>| d.unwrap_or(c.default_durability) == Durability::Sync;
     let store = c.store()?;
-    let result = match &*r.write {
+    let write = match &r.write {
+        Replicated::Write(w) => w,
+        Replicated::Reset => {
+            drop(_order);
+            let parts = std::iter::once(p).collect();
+            return mover::drop_partitions(c, &parts, |_, _| true)
+                .map(|_| false)
+                .map_err(|m| (StatusCode::StoreFailed, m));
+        }
+        Replicated::Copy(copy) => return install(c, &store, p, copy),
+        Replicated::Group { spec, deprecated } => {
+            return ensure_group(&store, spec, deprecated).map(|_| false)
+        }
+    };
+    let result = match &**write {
         Request::Put {
             group,
             key,
@@ -223,6 +252,64 @@ fn apply(c: &Cluster, r: &ReplicateRequest) -> Result<bool, Refusal> {
         _ => unreachable!("REPLICATE carries PUT or DELETE"),
     };
     result.map_err(|e| crate::server::engine_error(&e))
+}
+
+/// Creates a group a copy needs, unless one of that name exists here.
+fn ensure_group(
+    store: &quiver_engine::Store,
+    spec: &quiver_engine::feature::GroupSpec,
+    deprecated: &[String],
+) -> Result<(), Refusal> {
+    if store.describe_group(&spec.name).is_ok() {
+        return Ok(());
+    }
+    let e = |e: quiver_engine::Error| crate::server::engine_error(&e);
+    store.create_group(spec.clone()).map_err(e)?;
+    for f in deprecated {
+        store
+            .alter_group(
+                &spec.name,
+                quiver_engine::feature::Alter::DeprecateFeature(f.clone()),
+            )
+            .map_err(e)?;
+    }
+    Ok(())
+}
+
+/// Stores a copied record as the master holds it (its row and expiry; the group by name).
+fn install(
+    c: &Cluster,
+    store: &quiver_engine::Store,
+    p: usize,
+    copy: &CopiedRecord,
+) -> Result<bool, Refusal> {
+    if partition_of_bytes(&copy.key) != p {
+        return Err((
+            StatusCode::InvalidArgument,
+            format!(
+                "copied key belongs to partition {}, not {p}",
+                partition_of_bytes(&copy.key)
+            ),
+        ));
+    }
+    let schema = store
+        .describe_group(&copy.group)
+        .map_err(|e| crate::server::engine_error(&e))?;
+    let now_s = store.now_ms() / 1000;
+    let ttl_s = match copy.expiry_s {
+        0 => None,
+        e if u64::from(e) <= now_s => return Ok(false),
+        e => Some((u64::from(e) - now_s) as u32),
+    };
+    let opts = WriteOptions {
+        durability: Some(Durability::Buffered),
+        ttl_s,
+    };
+    store
+        .engine()
+        .put(schema.id, &copy.key, &copy.row, &opts)
+        .map_err(|e| crate::server::engine_error(&e))?;
+    Ok(c.default_durability == Durability::Sync)
 }
 
 fn check_partition(

@@ -3,8 +3,11 @@
 
 use super::link::{Ack, Link};
 use super::map::partition_of;
+use super::mover::CopyState;
 use super::{Cluster, View};
-use crate::protocol::{encode_request, ReplicateRequest, Request, Response, StatusCode};
+use crate::protocol::{
+    encode_request, ReplicateRequest, Replicated, Request, Response, StatusCode,
+};
 use crossbeam::channel::Receiver;
 use quiver_engine::feature::WriteMode;
 use std::sync::Arc;
@@ -33,7 +36,7 @@ fn for_replica(request: &Request, now_ms: u64) -> Request {
 
 impl Cluster {
     /// The stream to replica `node`, opened on first use (again when its address changed).
-    fn link(&self, view: &View, node: u32, p: usize) -> Result<Arc<Link>, String> {
+    pub(super) fn link(&self, view: &View, node: u32, p: usize) -> Result<Arc<Link>, String> {
         let Some(info) = view.nodes.get(&node) else {
             return Err(format!(
                 "replica node {node} of partition {p} is down (not registered); the map takes \
@@ -90,9 +93,14 @@ impl Cluster {
                 }
                 Err((status, message)) => return refuse(status, message),
             }
+            // Learners whose copy has started get every write after its reset, in order.
+            let learners = self.learner_links(&now, p);
             let replicated = for_replica(&request, now_ms);
+            self.touched[p].store(true, std::sync::atomic::Ordering::Release);
             let response = apply(request);
-            if matches!(response, Response::Error { .. }) || links.is_empty() {
+            if matches!(response, Response::Error { .. })
+                || (links.is_empty() && learners.is_empty())
+            {
                 return response;
             }
             let mut frame = Vec::new();
@@ -100,29 +108,42 @@ impl Cluster {
                 map_version: version,
                 from_node: self.node_id(),
                 partition: p as u16,
-                write: Box::new(replicated),
+                write: Replicated::Write(Box::new(replicated)),
             });
             encode_request(0, &r, &mut frame);
-            let acks: Vec<(u32, Receiver<Ack>)> = links
+            let mut acks: Vec<(u32, Receiver<Ack>, Option<Arc<CopyState>>)> = links
                 .iter()
-                .map(|l| (l.node, l.send(frame.clone())))
+                .map(|l| (l.node, l.send(frame.clone()), None))
                 .collect();
+            for (link, copy) in learners {
+                acks.push((link.node, link.send(frame.clone()), Some(copy)));
+            }
             (acks, response)
         };
         // The partition is free again; the answer waits for the replicas.
         self.confirm(p, acks, response)
     }
 
-    /// Waits for every replica's answer, within the lease TTL.
-    fn confirm(&self, p: usize, acks: Vec<(u32, Receiver<Ack>)>, response: Response) -> Response {
+    /// Waits for every replica's (and learner's) answer, within the lease TTL. A learner that
+    /// failed a write has its copy started again; the write is not acknowledged either, since
+    /// a learner about to be promoted must hold every acknowledged write.
+    fn confirm(
+        &self,
+        p: usize,
+        acks: Vec<(u32, Receiver<Ack>, Option<Arc<CopyState>>)>,
+        response: Response,
+    ) -> Response {
         let deadline = Instant::now() + Duration::from_secs(self.config.lease_ttl_s);
-        for (node, rx) in acks {
+        for (node, rx, copy) in acks {
             let outcome = rx.recv_deadline(deadline).unwrap_or_else(|_| {
                 Err(format!(
                     "replica node {node} did not answer within {} s",
                     self.config.lease_ttl_s
                 ))
             });
+            if let (Err(_), Some(copy)) = (&outcome, copy) {
+                copy.break_off();
+            }
             if let Err(why) = outcome {
                 let message = format!(
                     "write to partition {p} applied on master node {} but not confirmed by \

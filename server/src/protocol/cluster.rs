@@ -1,9 +1,10 @@
 //! Cluster frames: CLUSTER_MAP (0x60) and REPLICATE (0x61). See `docs/PROTOCOL.md`,
 //! "CLUSTER_MAP" and "REPLICATE".
 
-use super::wire::{put_len, put_str, put_u16, put_u32, put_u64, WireReader};
+use super::wire::{put_bytes, put_len, put_str, put_u16, put_u32, put_u64, WireReader};
 use super::{DecodeError, Opcode};
-use crate::cluster::map::{PartitionMap, Placement, MAX_REPLICATION_FACTOR, PARTITIONS};
+use crate::cluster::map::{Learner, PartitionMap, Placement, MAX_REPLICATION_FACTOR, PARTITIONS};
+use std::collections::BTreeSet;
 
 /// Largest number of nodes a CLUSTER_MAP answer lists.
 pub const MAX_CLUSTER_NODES: usize = 4096;
@@ -25,12 +26,21 @@ pub struct ClusterNode {
 /// | version | `u64`: the map version (0: no map yet, and no partitions follow) |
 /// | replication_factor | `u8` |
 /// | nodes | `u32` n, n × (`u32` id, `string` address): the registered (live) nodes |
-/// | partitions | `u32` count (4096, or 0 with version 0), count × (`u32` master, `u8` r, r × `u32` replica) |
-#[derive(Debug, Clone, PartialEq, Eq)]
+/// | partitions | `u32` count (4096, or 0 with version 0), count × (`u32` master, `u8` r, r × `u32` replica, `u8` l, l × (`u32` learner, `u32` replaces, `u64` since)) |
+/// | draining | `u32` n, n × `u32` node |
+/// | lag | `u32` n, n × (`u32` node, `u64` writes sent to it and not yet confirmed) |
+/// | copies | `u32` partition copies this node is sending now, `u64` records it has copied since it started |
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
 pub struct ClusterMapInfo {
     pub node_id: u32,
     pub map: Option<PartitionMap>,
     pub nodes: Vec<ClusterNode>,
+    /// The answering node's replication streams: (node, writes not yet confirmed by it).
+    pub lag: Vec<(u32, u64)>,
+    /// Partition copies the answering node is sending now (as master).
+    pub copies: u32,
+    /// Records the answering node has copied to learners since it started.
+    pub copied_records: u64,
 }
 
 pub fn put_cluster_map(b: &mut Vec<u8>, info: &ClusterMapInfo) {
@@ -50,7 +60,41 @@ pub fn put_cluster_map(b: &mut Vec<u8>, info: &ClusterMapInfo) {
         for r in &p.replicas {
             put_u32(b, *r);
         }
+        b.push(p.learners.len() as u8);
+        for l in &p.learners {
+            put_u32(b, l.node);
+            put_u32(b, l.replaces);
+            put_u64(b, l.since);
+        }
     }
+    let draining = info.map.as_ref().map(|m| &m.draining);
+    put_len(b, draining.map_or(0, BTreeSet::len));
+    for n in draining.into_iter().flatten() {
+        put_u32(b, *n);
+    }
+    put_len(b, info.lag.len());
+    for (node, queued) in &info.lag {
+        put_u32(b, *node);
+        put_u64(b, *queued);
+    }
+    put_u32(b, info.copies);
+    put_u64(b, info.copied_records);
+}
+
+/// Reads the fields after the partitions: draining nodes, lag and copies.
+#[allow(clippy::type_complexity)]
+fn get_cluster_tail(
+    r: &mut WireReader<'_>,
+) -> Result<(BTreeSet<u32>, Vec<(u32, u64)>, u32, u64), DecodeError> {
+    let n = r.count("draining nodes", 4)?;
+    let draining = (0..n)
+        .map(|_| r.u32("draining node"))
+        .collect::<Result<_, _>>()?;
+    let n = r.count("lag entries", 12)?;
+    let lag = (0..n)
+        .map(|_| Ok((r.u32("lag node")?, r.u64("lag writes")?)))
+        .collect::<Result<_, DecodeError>>()?;
+    Ok((draining, lag, r.u32("copies")?, r.u64("copied records")?))
 }
 
 pub fn get_cluster_map(r: &mut WireReader<'_>) -> Result<ClusterMapInfo, DecodeError> {
@@ -81,10 +125,19 @@ pub fn get_cluster_map(r: &mut WireReader<'_>) -> Result<ClusterMapInfo, DecodeE
                 "version 0 (no map) must carry 0 partitions and replication factor 0".into(),
             ));
         }
+        let (draining, lag, copies, copied_records) = get_cluster_tail(r)?;
+        if !draining.is_empty() {
+            return Err(invalid(
+                "version 0 (no map) must name no draining node".into(),
+            ));
+        }
         return Ok(ClusterMapInfo {
             node_id,
             map: None,
             nodes,
+            lag,
+            copies,
+            copied_records,
         });
     }
     if count != PARTITIONS {
@@ -105,18 +158,37 @@ pub fn get_cluster_map(r: &mut WireReader<'_>) -> Result<ClusterMapInfo, DecodeE
         let replicas = (0..replicas)
             .map(|_| r.u32("replica"))
             .collect::<Result<_, _>>()?;
-        partitions.push(Placement { master, replicas });
+        let learners = r.u8("learner count")?;
+        let learners = (0..learners)
+            .map(|_| {
+                Ok(Learner {
+                    node: r.u32("learner")?,
+                    replaces: r.u32("replaced node")?,
+                    since: r.u64("learner since")?,
+                })
+            })
+            .collect::<Result<_, DecodeError>>()?;
+        partitions.push(Placement {
+            master,
+            replicas,
+            learners,
+        });
     }
+    let (draining, lag, copies, copied_records) = get_cluster_tail(r)?;
     let map = PartitionMap {
         version,
         replication_factor: factor,
         partitions,
+        draining,
     };
     map.check().map_err(invalid)?;
     Ok(ClusterMapInfo {
         node_id,
         map: Some(map),
         nodes,
+        lag,
+        copies,
+        copied_records,
     })
 }
 
@@ -128,23 +200,70 @@ pub fn get_cluster_map(r: &mut WireReader<'_>) -> Result<ClusterMapInfo, DecodeE
 /// | map_version | `u64`: the master's map version |
 /// | from_node | `u32`: the master's node id |
 /// | partition | `u16`: 0..4096 |
-/// | opcode | `u8`: 0x10 (PUT) or 0x13 (DELETE) |
-/// | write | the rest: that request's body, as a client sends it |
+/// | opcode | `u8`: 0x10 (PUT), 0x13 (DELETE), 0x01 (RESET), 0x02 (COPY) or 0x03 (GROUP) |
+/// | write | the rest: for PUT and DELETE that request's body, as a client sends it; for RESET nothing; for COPY `string` group, `bytes` key, `u32` expiry (Unix seconds, 0: never), `bytes` row; for GROUP a GROUP_CREATE body then `u32` n, n × `string` deprecated feature |
 #[derive(Debug, Clone)]
 pub struct ReplicateRequest {
     pub map_version: u64,
     pub from_node: u32,
     pub partition: u16,
-    /// A `Request::Put` or `Request::Delete`.
-    pub write: Box<super::Request>,
+    pub write: Replicated,
 }
+
+/// What a REPLICATE frame carries.
+#[derive(Debug, Clone)]
+pub enum Replicated {
+    /// A `Request::Put` or `Request::Delete` a client sent the master.
+    Write(Box<super::Request>),
+    /// A copy of the partition to a learner starts: drop every record of the partition.
+    Reset,
+    /// One record of a partition copy, as the master's store holds it.
+    Copy(CopiedRecord),
+    /// A group of the master, sent before a copy: the learner creates it if it has none of
+    /// that name (features in the master's order, so that stored rows mean the same).
+    Group {
+        spec: quiver_engine::feature::GroupSpec,
+        deprecated: Vec<String>,
+    },
+}
+
+/// A record copied to a learner: the group by name (ids are per node), the key's bytes, the
+/// stored row (the engine's encoding, per-feature event times included) and its expiry.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct CopiedRecord {
+    pub group: String,
+    pub key: Vec<u8>,
+    pub expiry_s: u32,
+    pub row: Vec<u8>,
+}
+
+const REPLICATED_RESET: u8 = 0x01;
+const REPLICATED_COPY: u8 = 0x02;
+const REPLICATED_GROUP: u8 = 0x03;
 
 pub fn put_replicate(b: &mut Vec<u8>, r: &ReplicateRequest) {
     put_u64(b, r.map_version);
     put_u32(b, r.from_node);
     put_u16(b, r.partition);
-    b.push(r.write.opcode() as u8);
-    super::message::encode_request_body(&r.write, b);
+    match &r.write {
+        Replicated::Write(w) => {
+            b.push(w.opcode() as u8);
+            super::message::encode_request_body(w, b);
+        }
+        Replicated::Reset => b.push(REPLICATED_RESET),
+        Replicated::Copy(c) => {
+            b.push(REPLICATED_COPY);
+            put_str(b, &c.group);
+            put_bytes(b, &c.key);
+            put_u32(b, c.expiry_s);
+            put_bytes(b, &c.row);
+        }
+        Replicated::Group { spec, deprecated } => {
+            b.push(REPLICATED_GROUP);
+            super::types::put_group_spec(b, spec);
+            super::wire::put_strs(b, deprecated);
+        }
+    }
 }
 
 pub fn get_replicate(r: &mut WireReader<'_>) -> Result<ReplicateRequest, DecodeError> {
@@ -158,22 +277,37 @@ pub fn get_replicate(r: &mut WireReader<'_>) -> Result<ReplicateRequest, DecodeE
         });
     }
     let opcode = r.u8("replicated opcode")?;
-    let op = match Opcode::from_u8(opcode) {
-        Ok(op @ (Opcode::Put | Opcode::Delete)) => op,
+    let write = match opcode {
+        REPLICATED_RESET => Replicated::Reset,
+        REPLICATED_COPY => Replicated::Copy(CopiedRecord {
+            group: r.string("copied group")?,
+            key: r.bytes("copied key")?.to_vec(),
+            expiry_s: r.u32("copied expiry")?,
+            row: r.bytes("copied row")?.to_vec(),
+        }),
+        REPLICATED_GROUP => Replicated::Group {
+            spec: super::types::get_group_spec(r)?,
+            deprecated: r.strings("deprecated features")?,
+        },
         _ => {
-            return Err(DecodeError::UnknownTag {
-                what: "replicated opcode (0x10 PUT or 0x13 DELETE)",
-                tag: opcode,
-            })
+            let op = match Opcode::from_u8(opcode) {
+                Ok(op @ (Opcode::Put | Opcode::Delete)) => op,
+                _ => {
+                    return Err(DecodeError::UnknownTag {
+                        what: "replicated opcode (0x10 PUT, 0x13 DELETE, 0x01 RESET, 0x02 COPY, 0x03 GROUP)",
+                        tag: opcode,
+                    })
+                }
+            };
+            let rest = r.take(r.remaining(), "replicated write")?;
+            Replicated::Write(Box::new(super::message::decode_request(op, rest)?))
         }
     };
-    let rest = r.take(r.remaining(), "replicated write")?;
-    let write = super::message::decode_request(op, rest)?;
     Ok(ReplicateRequest {
         map_version,
         from_node,
         partition,
-        write: Box::new(write),
+        write,
     })
 }
 
@@ -192,11 +326,11 @@ mod tests {
             map_version: 3,
             from_node: 2,
             partition: 4095,
-            write: Box::new(Request::Delete {
+            write: Replicated::Write(Box::new(Request::Delete {
                 group: "g".into(),
                 key: EntityKey::String("u".into()),
                 durability: Some(Durability::Sync),
-            }),
+            })),
         });
         let mut out = Vec::new();
         encode_request(9, &r, &mut out);
@@ -214,18 +348,53 @@ mod tests {
                     (back.map_version, back.from_node, back.partition),
                     (3, 2, 4095)
                 );
-                assert!(matches!(*back.write, Request::Delete { .. }));
+                assert!(matches!(
+                    back.write,
+                    Replicated::Write(w) if matches!(*w, Request::Delete { .. })
+                ));
             }
             other => panic!("{other:?}"),
         }
         let mut bad = out[HEADER_LEN..].to_vec();
         bad[14] = 0x11; // a GET is not a replicated write
         assert!(decode_request(Opcode::Replicate, &bad).is_err());
+        for write in [
+            Replicated::Reset,
+            Replicated::Copy(CopiedRecord {
+                group: "g".into(),
+                key: b"k1".to_vec(),
+                expiry_s: 7,
+                row: vec![1, 2, 3],
+            }),
+        ] {
+            let r = Request::Replicate(ReplicateRequest {
+                map_version: 4,
+                from_node: 1,
+                partition: 9,
+                write,
+            });
+            let mut out = Vec::new();
+            encode_request(1, &r, &mut out);
+            match decode_request(Opcode::Replicate, &out[HEADER_LEN..]).unwrap() {
+                Request::Replicate(back) => match (&back.write, r) {
+                    (Replicated::Reset, Request::Replicate(w)) => {
+                        assert!(matches!(w.write, Replicated::Reset))
+                    }
+                    (Replicated::Copy(a), Request::Replicate(w)) => {
+                        assert!(matches!(w.write, Replicated::Copy(b) if b == *a))
+                    }
+                    other => panic!("{other:?}"),
+                },
+                other => panic!("{other:?}"),
+            }
+        }
     }
 
     #[test]
     fn cluster_map_round_trips_and_bad_maps_are_refused() {
         let map = PartitionMap::initial(&[1, 2, 3].into(), 2).unwrap();
+        let mut map = map.plan(&[1, 2, 3, 4].into()).unwrap();
+        map.draining.insert(3);
         let info = ClusterMapInfo {
             node_id: 2,
             map: Some(map),
@@ -233,6 +402,9 @@ mod tests {
                 id: 1,
                 address: "127.0.0.1:7001".into(),
             }],
+            lag: vec![(1, 5), (3, 0)],
+            copies: 2,
+            copied_records: 99,
         };
         let mut out = Vec::new();
         encode_response(
@@ -248,14 +420,18 @@ mod tests {
         }
         // Node 1 twice in partition 0: the map check refuses it.
         let mut body = out[HEADER_LEN..].to_vec();
-        let first = body.len() - PARTITIONS * 9;
+        let first = 4 + 8 + 1 + 4 + 4 + 4 + "127.0.0.1:7001".len() + 4;
+        assert_eq!(
+            body[first..first + 4],
+            1u32.to_le_bytes(),
+            "partition 0's master"
+        );
         body[first + 5..first + 9].copy_from_slice(&1u32.to_le_bytes());
         let e = decode_response(&h, &body).unwrap_err().to_string();
         assert!(e.contains("partition 0"), "{e}");
         let empty = ClusterMapInfo {
             node_id: 1,
-            map: None,
-            nodes: vec![],
+            ..ClusterMapInfo::default()
         };
         let mut b = Vec::new();
         put_cluster_map(&mut b, &empty);

@@ -42,11 +42,12 @@ pub enum Opcode {
     Security = 0x50,
     ClusterMap = 0x60,
     Replicate = 0x61,
+    ClusterLeave = 0x62,
 }
 
 impl Opcode {
     /// Every opcode, in wire order (metrics iterate over it).
-    pub const ALL: [Opcode; 21] = [
+    pub const ALL: [Opcode; 22] = [
         Opcode::Handshake,
         Opcode::Ping,
         Opcode::Put,
@@ -68,6 +69,7 @@ impl Opcode {
         Opcode::Security,
         Opcode::ClusterMap,
         Opcode::Replicate,
+        Opcode::ClusterLeave,
     ];
 
     pub fn from_u8(opcode: u8) -> Result<Opcode, DecodeError> {
@@ -101,6 +103,7 @@ impl Opcode {
             Opcode::Security => "security",
             Opcode::ClusterMap => "cluster_map",
             Opcode::Replicate => "replicate",
+            Opcode::ClusterLeave => "cluster_leave",
         }
     }
 

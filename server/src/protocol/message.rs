@@ -92,6 +92,10 @@ pub enum Request {
     Security(SecurityRequest),
     /// The partition map and the nodes (cluster mode).
     ClusterMap,
+    /// Tell node `node` to leave the cluster: its partitions migrate to the other nodes.
+    ClusterLeave {
+        node: u32,
+    },
     /// A master's write forwarded to a replica (peer port only).
     Replicate(ReplicateRequest),
 }
@@ -161,6 +165,10 @@ pub enum Response {
     },
     Security(SecurityReply),
     ClusterMap(ClusterMapInfo),
+    /// The map version that marks the node as leaving.
+    ClusterLeaving {
+        version: u64,
+    },
     /// A replica applied a REPLICATE write (durably when it asked for sync).
     Replicated,
     Error {
@@ -192,6 +200,7 @@ impl Request {
             Request::FeatureStats { .. } => Opcode::FeatureStats,
             Request::Security(_) => Opcode::Security,
             Request::ClusterMap => Opcode::ClusterMap,
+            Request::ClusterLeave { .. } => Opcode::ClusterLeave,
             Request::Replicate(_) => Opcode::Replicate,
         }
     }
@@ -307,6 +316,7 @@ pub(super) fn encode_request_body(request: &Request, b: &mut Vec<u8>) {
         }
         Request::Security(r) => put_security_request(b, r),
         Request::ClusterMap => {}
+        Request::ClusterLeave { node } => put_u32(b, *node),
         Request::Replicate(r) => put_replicate(b, r),
     }
 }
@@ -403,6 +413,9 @@ pub fn decode_request(opcode: Opcode, body: &[u8]) -> Result<Request, DecodeErro
         }
         Opcode::Security => Request::Security(get_security_request(&mut r)?),
         Opcode::ClusterMap => Request::ClusterMap,
+        Opcode::ClusterLeave => Request::ClusterLeave {
+            node: r.u32("leaving node")?,
+        },
         Opcode::Replicate => Request::Replicate(get_replicate(&mut r)?),
     };
     r.finish(opcode.name())?;
@@ -514,6 +527,7 @@ fn encode_response_body(response: &Response, b: &mut Vec<u8>) {
         }
         Response::Security(reply) => put_security_reply(b, reply),
         Response::ClusterMap(info) => put_cluster_map(b, info),
+        Response::ClusterLeaving { version } => put_u64(b, *version),
         Response::Replicated => {}
         Response::Error { message, .. } => b.extend_from_slice(message.as_bytes()),
     }
@@ -628,6 +642,9 @@ pub fn decode_response(header: &FrameHeader, body: &[u8]) -> Result<Response, De
         },
         Opcode::Security => Response::Security(get_security_reply(&mut r)?),
         Opcode::ClusterMap => Response::ClusterMap(get_cluster_map(&mut r)?),
+        Opcode::ClusterLeave => Response::ClusterLeaving {
+            version: r.u64("map version")?,
+        },
         Opcode::Replicate => Response::Replicated,
     };
     if !matches!(opcode, Opcode::Ping | Opcode::Stats | Opcode::FeatureStats) {

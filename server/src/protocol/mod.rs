@@ -14,7 +14,9 @@ mod training;
 mod types;
 pub(crate) mod wire;
 
-pub use cluster::{ClusterMapInfo, ClusterNode, ReplicateRequest, MAX_CLUSTER_NODES};
+pub use cluster::{
+    ClusterMapInfo, ClusterNode, CopiedRecord, ReplicateRequest, Replicated, MAX_CLUSTER_NODES,
+};
 pub use error::DecodeError;
 pub use header::{
     FrameHeader, Opcode, FLAG_CORRUPT_STATUS, FLAG_MORE, HEADER_LEN, MAGIC, PROTOCOL_VERSION,

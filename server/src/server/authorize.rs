@@ -60,6 +60,20 @@ pub fn authorize(sec: &Security, access: &mut Access, request: &Request) -> Verd
         // The map is public to every logged-in client (it names nodes, no data); REPLICATE
         // is refused on the client port whoever sends it.
         Request::ClusterMap | Request::Replicate(_) => Verdict::Allow,
+        // Moving a node's partitions away is the superuser's (as user management is).
+        Request::ClusterLeave { node } => {
+            if access.is_super() {
+                Verdict::Audited(format!("node {node}"))
+            } else {
+                Verdict::Deny {
+                    target: format!("node {node}"),
+                    message: format!(
+                        "user '{}' may not run CLUSTER_LEAVE: only the superuser may",
+                        access.principal.name()
+                    ),
+                }
+            }
+        }
         Request::GroupList { .. } => Verdict::Allow,
         Request::Put { group, .. } | Request::Delete { group, .. } => {
             groups(sec, access, write, [group])

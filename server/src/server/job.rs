@@ -557,6 +557,16 @@ fn execute_single(shared: &Shared, t: &Target, request: Request, replies: &mut R
                 message: "this server is not in a cluster (started without --cluster-etcd)".into(),
             },
         },
+        Request::ClusterLeave { node } => match &shared.cluster {
+            Some(cluster) => match cluster.leave(node) {
+                Ok(version) => Response::ClusterLeaving { version },
+                Err((status, message)) => Response::Error { status, message },
+            },
+            None => Response::Error {
+                status: StatusCode::InvalidArgument,
+                message: "this server is not in a cluster (started without --cluster-etcd)".into(),
+            },
+        },
         Request::Handshake { .. } | Request::Replicate(_) => Response::Error {
             status: StatusCode::Internal,
             message: format!("{} is not executed by the engine pool", t.opcode.name()),

@@ -32,11 +32,23 @@ fn counts(info: &ClusterMapInfo) -> Vec<(u32, usize, usize)> {
 }
 
 pub fn run(cmd: &ClusterCommand, backend: &mut dyn Backend, out: Out) -> CliResult<()> {
+    if let ClusterCommand::Leave { node } = cmd {
+        let version = backend.cluster_leave(*node)?;
+        let doc = json!({"node": node, "leaving": true, "map_version": version});
+        out.emit(doc, || {
+            println!(
+                "node {node} is leaving (map version {version}): its partitions migrate to \
+                 the other nodes; `quiver cluster status` shows the migrations"
+            )
+        });
+        return Ok(());
+    }
     let info = backend.cluster_map()?;
     match cmd {
         ClusterCommand::Status => status(&info, out),
         ClusterCommand::Nodes => nodes(&info, out),
         ClusterCommand::Partitions { node } => partitions(&info, *node, out),
+        ClusterCommand::Leave { .. } => unreachable!("handled above"),
     }
 }
 
@@ -48,9 +60,22 @@ fn status(info: &ClusterMapInfo, out: Out) -> CliResult<()> {
         no_master += usize::from(p.master == 0);
         under += usize::from(p.master != 0 && p.replicas.len() + 1 < usize::from(factor));
     }
+    let migrations = info.map.as_ref().map_or(0, |m| m.migrations());
+    let draining: Vec<u32> = info
+        .map
+        .iter()
+        .flat_map(|m| m.draining.iter().copied())
+        .collect();
+    let lag: Vec<_> = info
+        .lag
+        .iter()
+        .map(|(n, q)| json!({"node": n, "unconfirmed_writes": q}))
+        .collect();
     let doc = json!({"answered_by": info.node_id, "map_version": version,
         "replication_factor": factor, "live_nodes": info.nodes.len(),
-        "partitions_without_master": no_master, "partitions_under_replicated": under});
+        "partitions_without_master": no_master, "partitions_under_replicated": under,
+        "migrations": migrations, "draining": draining, "lag": lag,
+        "copies_sending": info.copies, "records_copied": info.copied_records});
     out.emit(doc, || {
         println!("answered by:         node {}", info.node_id);
         if info.map.is_none() {
@@ -62,6 +87,18 @@ fn status(info: &ClusterMapInfo, out: Out) -> CliResult<()> {
         println!("live nodes:          {}", info.nodes.len());
         println!("without a master:    {no_master} partitions");
         println!("under-replicated:    {under} partitions");
+        println!("migrations:          {migrations} partition copies under way");
+        if !draining.is_empty() {
+            let list: Vec<String> = draining.iter().map(u32::to_string).collect();
+            println!("leaving:             node {}", list.join(", "));
+        }
+        println!(
+            "node {} sends:        {} copies now, {} records copied since start",
+            info.node_id, info.copies, info.copied_records
+        );
+        for (n, q) in &info.lag {
+            println!("lag to node {n}:       {q} writes not yet confirmed");
+        }
     });
     Ok(())
 }
@@ -106,23 +143,38 @@ fn partitions(info: &ClusterMapInfo, node: Option<u32>, out: Out) -> CliResult<(
         .ok_or_else(|| CliError::Store("the cluster has no partition map yet".into()))?;
     let wanted =
         |master: u32, replicas: &[u32]| node.map_or(true, |n| master == n || replicas.contains(&n));
-    let rows: Vec<(usize, u32, &[u32])> = map
+    let rows: Vec<(usize, u32, &[u32], Vec<u32>)> = map
         .partitions
         .iter()
         .enumerate()
-        .filter(|(_, p)| wanted(p.master, &p.replicas))
-        .map(|(i, p)| (i, p.master, p.replicas.as_slice()))
+        .filter(|(_, p)| {
+            wanted(p.master, &p.replicas) || node.is_some_and(|n| p.learner(n).is_some())
+        })
+        .map(|(i, p)| {
+            let learners = p.learners.iter().map(|l| l.node).collect();
+            (i, p.master, p.replicas.as_slice(), learners)
+        })
         .collect();
     let doc = json!(rows
         .iter()
-        .map(|(i, m, r)| json!({"partition": i, "master": m, "replicas": r}))
+        .map(
+            |(i, m, r, l)| json!({"partition": i, "master": m, "replicas": r, "receiving_copy": l})
+        )
         .collect::<Vec<_>>());
     out.emit(doc, || {
         println!("map version {}", map.version);
-        println!("{:>9} {:>7}  replicas", "partition", "master");
-        for (i, m, r) in &rows {
+        println!(
+            "{:>9} {:>7}  replicas  (receiving a copy)",
+            "partition", "master"
+        );
+        for (i, m, r, l) in &rows {
             let list: Vec<String> = r.iter().map(u32::to_string).collect();
-            println!("{i:>9} {m:>7}  {}", list.join(","));
+            let copying: Vec<String> = l.iter().map(u32::to_string).collect();
+            if copying.is_empty() {
+                println!("{i:>9} {m:>7}  {}", list.join(","));
+            } else {
+                println!("{i:>9} {m:>7}  {}  ({})", list.join(","), copying.join(","));
+            }
         }
     });
     Ok(())
@@ -141,6 +193,9 @@ mod tests {
         let info = ClusterMapInfo {
             node_id: 1,
             map: Some(next),
+            lag: vec![],
+            copies: 0,
+            copied_records: 0,
             nodes: vec![
                 ClusterNode {
                     id: 1,

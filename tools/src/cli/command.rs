@@ -207,7 +207,8 @@ pub enum RoleCommand {
 
 #[derive(Debug, Subcommand)]
 pub enum ClusterCommand {
-    /// Map version, replication factor, live nodes, partitions without a master or a replica
+    /// Map version, replication factor, live nodes, partitions without a master or a replica,
+    /// migrations under way, draining nodes, and the answering node's replication lag
     Status,
     /// Each node: address, whether it is live, partitions it masters and replicates
     Nodes,
@@ -216,6 +217,12 @@ pub enum ClusterCommand {
         /// Only the partitions this node masters or replicates
         #[arg(long)]
         node: Option<u32>,
+    },
+    /// Tell a node to leave (drain it): its partitions migrate to the other nodes in the
+    /// background; stop it once `cluster nodes` shows it holding nothing
+    Leave {
+        /// The node id
+        node: u32,
     },
 }
 

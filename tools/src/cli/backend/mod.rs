@@ -65,6 +65,12 @@ pub trait Backend {
             "the partition map lives in a cluster's quiverd nodes: use --addr",
         ))
     }
+    /// Marks a node of the cluster as leaving (CLUSTER_LEAVE); the map version that says so.
+    fn cluster_leave(&mut self, _node: u32) -> CliResult<u64> {
+        Err(super::error::CliError::usage(
+            "nodes leave a cluster through one of its quiverd nodes: use --addr",
+        ))
+    }
     fn target(&self) -> String;
     fn ping(&mut self) -> CliResult<Duration>;
     fn create_group(&mut self, spec: GroupSpec) -> CliResult<Arc<GroupSchema>>;

@@ -157,6 +157,16 @@ impl Backend for Remote {
         }
     }
 
+    fn cluster_leave(&mut self, node: u32) -> CliResult<u64> {
+        match self.client.call(&Request::ClusterLeave { node }) {
+            Ok(Response::ClusterLeaving { version }) => Ok(version),
+            Ok(other) => Err(CliError::Internal(format!(
+                "unexpected answer to CLUSTER_LEAVE: {other:?}"
+            ))),
+            Err(e) => Err(self.err(e)),
+        }
+    }
+
     fn security(
         &mut self,
         req: quiver_server::protocol::SecurityRequest,
