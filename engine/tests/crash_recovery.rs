@@ -69,7 +69,7 @@ const DEFRAG_POLL: Duration = Duration::from_millis(2);
 /// Where a cycle's kill is meant to land.
 #[derive(Clone, Copy, Debug, PartialEq)]
 enum Target {
-    /// This many ms after the first acknowledgement: from before the first periodic
+    /// This many ms after the first acknowledged put and delete: from before the first periodic
     /// checkpoint (1 s) to past it.
     AfterMs(u64),
     /// While a periodic checkpoint is being written.
@@ -103,12 +103,18 @@ fn crash_child() {
             std::thread::spawn(move || {
                 let w = WriteOptions::default();
                 for (i, op) in ops(cycle, t, OPS_PER_CYCLE).enumerate() {
-                    let done = match op {
-                        Op::Put(k, v) => engine.put(GROUP, &k.to_le_bytes(), &v, &w).map(|_| ()),
-                        Op::Delete(k) => engine.delete(GROUP, &k.to_le_bytes(), &w).map(|_| ()),
+                    let (done, kind) = match op {
+                        Op::Put(k, v) => (
+                            engine.put(GROUP, &k.to_le_bytes(), &v, &w).map(|_| ()),
+                            "put",
+                        ),
+                        Op::Delete(k) => (
+                            engine.delete(GROUP, &k.to_le_bytes(), &w).map(|_| ()),
+                            "delete",
+                        ),
                     };
                     match done {
-                        Ok(()) => println!("ack {t} {i}"),
+                        Ok(()) => println!("ack {t} {i} {kind}"),
                         Err(e) => {
                             // The parent fails the cycle: a write refused is no progress.
                             println!("refused {t} {i} {e}");
@@ -317,11 +323,14 @@ fn run_child_and_kill(path: &Path, cycle: u64, target: Target) -> ChildRun {
         .unwrap();
     let stdout = child.stdout.take().unwrap();
     let defrag_seen = Arc::new(AtomicBool::new(false));
-    let acking = Arc::new(AtomicBool::new(false));
-    let (seen, first_ack) = (defrag_seen.clone(), acking.clone());
+    // Set once a put and a delete have both been acknowledged: every kill waits for it, so
+    // that each cycle checks both kinds of write however slow a loaded machine makes them.
+    let progressed = Arc::new(AtomicBool::new(false));
+    let (seen, both_acked) = (defrag_seen.clone(), progressed.clone());
     let reader = std::thread::spawn(move || {
         let mut acked = vec![0usize; THREADS as usize];
         let mut refused = Vec::new();
+        let (mut put, mut delete) = (false, false);
         for line in BufReader::new(stdout).lines() {
             let Ok(line) = line else { break };
             let mut parts = line.split_whitespace();
@@ -329,10 +338,15 @@ fn run_child_and_kill(path: &Path, cycle: u64, target: Target) -> ChildRun {
                 Some("defrag") => seen.store(true, Ordering::SeqCst),
                 Some("refused") => refused.push(line.clone()),
                 Some("ack") => {
-                    first_ack.store(true, Ordering::SeqCst);
-                    let (Some(t), Some(i)) = (parts.next(), parts.next()) else {
+                    let (Some(t), Some(i), kind) = (parts.next(), parts.next(), parts.next())
+                    else {
                         continue;
                     };
+                    put |= kind == Some("put");
+                    delete |= kind == Some("delete");
+                    if put && delete {
+                        both_acked.store(true, Ordering::SeqCst);
+                    }
                     let (t, i): (usize, usize) = (t.parse().unwrap(), i.parse().unwrap());
                     acked[t] = acked[t].max(i + 1);
                 }
@@ -341,14 +355,16 @@ fn run_child_and_kill(path: &Path, cycle: u64, target: Target) -> ChildRun {
         }
         (acked, refused)
     });
+    wait_for(|| progressed.load(Ordering::SeqCst));
     let landed = match target {
         Target::AfterMs(ms) => {
-            wait_for(|| acking.load(Ordering::SeqCst));
             std::thread::sleep(Duration::from_millis(ms));
             kill(&mut child);
             true
         }
         Target::Checkpoint => {
+            // A checkpoint begun before the writes progressed is not the cue.
+            wait_for(|| !tmp.exists());
             wait_for(|| tmp.exists());
             kill(&mut child);
             child.wait().unwrap();

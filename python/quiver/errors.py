@@ -124,6 +124,16 @@ class PermissionDeniedError(QuiverError, PermissionError):
     (PERMISSION_DENIED)."""
 
 
+class NotMasterError(QuiverError):
+    """Cluster mode: the node is not the master of the key's partition; the message names the
+    map version and the master (NOT_MASTER). Nothing was written."""
+
+
+class UnavailableError(QuiverError):
+    """Cluster mode, retryable: the partition has no live master right now, or a replica did
+    not confirm the write, which is then not acknowledged (UNAVAILABLE)."""
+
+
 class QuiverConnectionError(QuiverError, ConnectionError):
     """The server could not be reached, or the connection broke."""
 
@@ -165,6 +175,8 @@ BY_STATUS: Dict[str, Type[QuiverError]] = {
     "BUSY": BusyError,
     "INTERNAL": InternalError,
     "PERMISSION_DENIED": PermissionDeniedError,
+    "NOT_MASTER": NotMasterError,
+    "UNAVAILABLE": UnavailableError,
     "CONNECTION": QuiverConnectionError,
     "TIMEOUT": QuiverTimeoutError,
     "PROTOCOL": ProtocolError,

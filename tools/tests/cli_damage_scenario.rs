@@ -1,7 +1,7 @@
 //! Issue 19's scenario, as a new user ran it through the CLI on its embedded default: a group
 //! with one i64 feature, 3,000 entities written twice with `quiver load` (version 1 at event
 //! time 1000, version 2 at 2000), every 37th entity deleted, then 120 bytes flipped at random
-//! in the second half of the written data (where the newer versions and the tombstones lie).
+//! in the newer half of the group's record frames (the newer versions and the tombstones).
 //! Opened from its checkpoint, and by a full scan with the checkpoint removed, every key must
 //! read as its newest acknowledged value, NOT_FOUND when deleted, or CORRUPT: never the older
 //! value, never a deleted key back, never NOT_FOUND for a key that exists.
@@ -26,42 +26,32 @@ fn value(version: u64, i: u64) -> i64 {
     (version * 100_000 + i) as i64
 }
 
-/// The written byte ranges of the data file, in the order they were written (blocks in use,
-/// from `quiver inspect`, each up to its fill).
-fn written_ranges(data: &Path) -> Vec<(u64, u64)> {
-    let out = std::process::Command::new(cli_support::quiver_bin())
-        .args(["--json", "inspect"])
-        .arg(data)
-        .output()
-        .unwrap();
-    assert!(out.status.success(), "{}", cli_support::describe(&out));
-    let report: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
-    let block_bytes = report["write_block_bytes"].as_u64().unwrap();
-    let mut blocks: Vec<(u64, u64, u64)> = report["blocks"]
-        .as_array()
-        .unwrap()
+/// The byte ranges of the newer half of the group's record frames, by LSN: the second load's
+/// versions and the tombstones. Frames of engine group 0 (the registry, and the feature
+/// statistics saved at every close) are left out, so that the damage lands on features.
+fn newer_frame_ranges(frames: &[cli_support::Frame]) -> Vec<(u64, u64)> {
+    let mut ours: Vec<&cli_support::Frame> = frames.iter().filter(|f| f.group != 0).collect();
+    assert!(
+        ours.len() as u64 >= ENTITIES * 2,
+        "{} feature frames in the data file",
+        ours.len()
+    );
+    ours.sort_unstable_by_key(|f| f.lsn);
+    ours[ours.len() / 2..]
         .iter()
-        .map(|b| {
-            (
-                b["seq"].as_u64().unwrap(),
-                b["block"].as_u64().unwrap() * block_bytes,
-                b["used_bytes"].as_u64().unwrap(),
-            )
-        })
-        .collect();
-    blocks.sort_unstable();
-    blocks.into_iter().map(|(_, at, len)| (at, len)).collect()
+        .map(|f| (f.abs, (64 + f.key.len() + f.value_len) as u64))
+        .collect()
 }
 
-/// Flips `FLIPPED_BYTES` distinct bytes chosen at random (from `seed`) in the second half of
-/// the written data; returns their file offsets.
-fn flip_second_half(data: &Path, seed: u64) -> Vec<u64> {
-    let ranges = written_ranges(data);
+/// Flips `FLIPPED_BYTES` distinct bytes chosen at random (from `seed`) in the newer half of the
+/// group's record frames; returns their file offsets.
+fn flip_newer_half(data: &Path, frames: &[cli_support::Frame], seed: u64) -> Vec<u64> {
+    let ranges = newer_frame_ranges(frames);
     let total: u64 = ranges.iter().map(|r| r.1).sum();
     let mut rng = rand::rngs::SmallRng::seed_from_u64(seed);
     let mut chosen = std::collections::BTreeSet::new();
     while chosen.len() < FLIPPED_BYTES {
-        let mut nth = total / 2 + rng.gen_range(0..total - total / 2);
+        let mut nth = rng.gen_range(0..total);
         let &(at, _) = ranges
             .iter()
             .find(|(_, len)| {
@@ -71,7 +61,7 @@ fn flip_second_half(data: &Path, seed: u64) -> Vec<u64> {
                 }
                 here
             })
-            .expect("inside the written data");
+            .expect("inside the chosen frames");
         chosen.insert(at + nth);
     }
     for &at in &chosen {
@@ -204,7 +194,7 @@ fn damaged_records_never_read_as_an_older_value_in_either_open_mode() {
     let keys = q.write("keys.txt", &keys);
 
     let frames = cli_support::frames(data);
-    let flipped = flip_second_half(data, seed);
+    let flipped = flip_newer_half(data, &frames, seed);
     println!(
         "flipped {} bytes from offset {} to {}",
         flipped.len(),
