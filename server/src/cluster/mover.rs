@@ -176,6 +176,10 @@ fn holds(c: &Cluster, p: usize) -> bool {
 }
 
 /// The keys of the partitions in `parts`, per partition: (group name, group id, key bytes).
+/// Listed with [`Engine::scan`], which holds defragmentation off between chunks, so that a
+/// record moved meanwhile is not missed: a copy listed as complete must hold every key.
+///
+/// [`Engine::scan`]: quiver_engine::Engine::scan
 #[allow(clippy::type_complexity)]
 fn list_keys(
     store: &Store,
@@ -188,7 +192,7 @@ fn list_keys(
         loop {
             let chunk = store
                 .engine()
-                .sweep(schema.id, cursor, SCAN_CHUNK)
+                .scan(schema.id, cursor, SCAN_CHUNK)
                 .map_err(|e| format!("cannot list group '{}': {e}", schema.name))?;
             for (_, rec) in chunk.records {
                 let p = partition_of_bytes(&rec.key);
