@@ -224,6 +224,7 @@ mod tests {
             tags: vec![],
             history: None,
             on_violation: Default::default(),
+            quality: Default::default(),
         }
     }
 

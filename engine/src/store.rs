@@ -105,6 +105,7 @@ impl Store {
         }
         drop(_writer);
         store.load_stats()?;
+        store.load_baselines();
         store.retention_task = RetentionTask::start(&store);
         store.stats_saver = StatsSaver::start(&store);
         Ok(store)
@@ -187,6 +188,11 @@ impl Store {
             .delete(REGISTRY_GROUP, &schema_key(id), &sync())?;
         self.engine
             .delete(REGISTRY_GROUP, &crate::quality::stats_key(id), &sync())?;
+        self.engine.delete(
+            REGISTRY_GROUP,
+            &crate::quality::baseline::baseline_key(id),
+            &sync(),
+        )?;
         let index = self.registry.read().plan_dropped(id);
         self.engine
             .put(REGISTRY_GROUP, REGISTRY_KEY, &index.encode(), &sync())?;

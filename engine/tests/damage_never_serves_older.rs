@@ -424,6 +424,7 @@ fn store_get_many_answers_damage_per_feature() {
         tags: vec![],
         history: None,
         on_violation: Default::default(),
+        quality: Default::default(),
     };
     let ek = |i: u32| EntityKey::String(format!("entity-{i}"));
     let dir = tempfile::tempdir().unwrap();

@@ -379,3 +379,114 @@ fn freshness_is_the_newest_write_and_the_share_of_entities_updated() {
     );
     assert!(day.updated_share > 0.95, "{}", day.updated_share);
 }
+
+#[test]
+fn a_group_is_stale_past_its_freshness_objective() {
+    use quiver_engine::feature::{Alter, FeatureError, QualitySlo};
+    let clock = Arc::new(ManualClock::new(NOW_S));
+    let dir = tempfile::tempdir().unwrap();
+    let store = Store::open(config(&clock, Some(dir.path()))).unwrap();
+    let mut s = spec("g");
+    s.quality = QualitySlo {
+        max_staleness_s: Some(900),
+        ..QualitySlo::default()
+    };
+    store.create_group(s).unwrap();
+    store.create_group(spec("free")).unwrap();
+    // Never written: stale (nothing proves the group fresh).
+    let r = store.feature_stats("g", None).unwrap();
+    assert_eq!((r.max_staleness_ms, r.stale), (Some(900_000), Some(true)));
+    // No objective: no verdict.
+    assert_eq!(store.feature_stats("free", None).unwrap().stale, None);
+    store
+        .put(
+            "g",
+            &EntityKey::I64(1),
+            1,
+            &[("n", Value::I64(1))],
+            &PutOptions::default(),
+        )
+        .unwrap();
+    clock.advance(900);
+    let r = store.feature_stats("g", None).unwrap();
+    assert_eq!((r.staleness_ms, r.stale), (Some(900_000), Some(false)));
+    clock.advance(1);
+    let r = store.feature_stats("g", None).unwrap();
+    assert_eq!((r.staleness_ms, r.stale), (Some(901_000), Some(true)));
+    // Loosened by alter (a new schema version), kept across a restart.
+    let altered = store
+        .alter_group("g", Alter::SetMaxStaleness(Some(3600)))
+        .unwrap();
+    assert_eq!(altered.version, 2);
+    store.close().unwrap();
+    let store = Store::open(config(&clock, Some(dir.path()))).unwrap();
+    assert_eq!(
+        store.describe_group("g").unwrap().quality.max_staleness_s,
+        Some(3600)
+    );
+    assert_eq!(store.feature_stats("g", None).unwrap().stale, Some(false));
+    store
+        .alter_group("g", Alter::SetMaxStaleness(None))
+        .unwrap();
+    assert_eq!(store.feature_stats("g", None).unwrap().stale, None);
+    // Bad objectives are refused with the limit.
+    let err = store
+        .alter_group("g", Alter::SetMaxStaleness(Some(0)))
+        .unwrap_err();
+    assert!(err.to_string().contains("1 s to"), "{err}");
+    let err = store
+        .alter_group("g", Alter::SetDriftPsi(Some(f64::INFINITY)))
+        .unwrap_err();
+    assert!(
+        matches!(
+            err,
+            quiver_engine::Error::Feature(FeatureError::InvalidSlo { .. })
+        ),
+        "{err}"
+    );
+}
+
+#[test]
+fn a_save_writes_only_the_groups_that_changed() {
+    let clock = Arc::new(ManualClock::new(NOW_S));
+    let dir = tempfile::tempdir().unwrap();
+    let store = Store::open(config(&clock, Some(dir.path()))).unwrap();
+    store.create_group(spec("a")).unwrap();
+    store.create_group(spec("b")).unwrap();
+    let put = |group: &str| {
+        store
+            .put(
+                group,
+                &EntityKey::I64(1),
+                1,
+                &[("n", Value::I64(1))],
+                &PutOptions::default(),
+            )
+            .unwrap();
+    };
+    // Engine puts made by one save: the stats records it writes.
+    let save = || {
+        let before = store.stats().puts;
+        store.save_stats().unwrap();
+        store.stats().puts - before
+    };
+    assert_eq!(save(), 0, "nothing recorded yet");
+    put("a");
+    assert_eq!(save(), 1, "only group a changed");
+    assert_eq!(save(), 0, "nothing changed since");
+    clock.advance(3600);
+    assert_eq!(save(), 0, "time alone changes nothing saved");
+    put("a");
+    put("b");
+    assert_eq!(save(), 2);
+    store.close().unwrap();
+    // Reopened, the loaded statistics count as saved: a close with no put writes nothing.
+    let store = Store::open(config(&clock, Some(dir.path()))).unwrap();
+    assert_eq!(store.feature_stats("a", None).unwrap().puts, 2);
+    let before = store.stats().puts;
+    store.save_stats().unwrap();
+    assert_eq!(store.stats().puts, before);
+    store.close().unwrap();
+    let store = Store::open(config(&clock, Some(dir.path()))).unwrap();
+    assert_eq!(store.feature_stats("b", None).unwrap().puts, 1);
+}

@@ -536,15 +536,33 @@ pub fn protocol_frame(data: &[u8]) {
     }
 }
 
-/// The feature model's codecs: schemas, the registry index, and rows (decoded against a
-/// schema with one feature of every type).
+/// The feature model's codecs: schemas, the registry index, rows (decoded against a schema
+/// with one feature of every type), saved statistics (`stats/N`) and baselines
+/// (`baseline/N`), all of group 7.
 pub fn feature_codec(data: &[u8]) {
     use quiver_engine::feature::read::decode_row;
     use quiver_engine::feature::{GroupSchema, RegistryIndex, Row};
     let Some((&which, bytes)) = data.split_first() else {
         return;
     };
-    match which % 3 {
+    match which % 5 {
+        3 => {
+            use quiver_engine::quality::codec;
+            if let Ok(w) = codec::decode(7, bytes) {
+                codec::decode(7, &codec::encode(7, &w)).expect("re-encoded statistics decode");
+            }
+        }
+        4 => {
+            use quiver_engine::quality::baseline;
+            if let Ok(b) = baseline::decode(7, bytes) {
+                let again = baseline::encode(7, &b);
+                assert_eq!(
+                    baseline::decode(7, &again).expect("re-encoded baselines decode"),
+                    b,
+                    "baselines change through their encoding"
+                );
+            }
+        }
         0 => {
             if let Ok(s) = GroupSchema::decode(bytes) {
                 let again = GroupSchema::decode(&s.encode()).expect("a re-encoded schema decodes");
@@ -707,7 +725,12 @@ pub fn seeds(target: &str) -> Vec<Vec<u8>> {
             schema.extend(every_type_schema().encode());
             let mut ruled = vec![0u8];
             ruled.extend(ruled_schema().encode());
-            vec![schema, ruled, vec![1, 0, 0, 0, 0], vec![2, 0, 0]]
+            let mut out = vec![schema, ruled, vec![1, 0, 0, 0, 0], vec![2, 0, 0]];
+            out.push([3].into_iter().chain(stats_seed()).collect());
+            for b in baseline_seeds_of(7) {
+                out.push([4].into_iter().chain(b).collect());
+            }
+            out
         }
         "config_size" => [
             "8GiB",
@@ -731,6 +754,68 @@ fn rules(texts: &[&str]) -> quiver_engine::feature::FeatureRules {
         rules.parse_rule(t).expect("a valid rule text");
     }
     rules
+}
+
+/// The saved statistics of group 7 after puts of every type of value in two windows.
+fn stats_seed() -> Vec<u8> {
+    use quiver_engine::feature::Value;
+    use quiver_engine::quality::{codec, GroupStats};
+    let stats = GroupStats::default();
+    let values = [
+        Value::F64(1.5),
+        Value::I64(-3),
+        Value::String("paris".into()),
+        Value::Bool(true),
+        Value::Vector(vec![0.6, 0.8]),
+        Value::Null,
+    ];
+    for (i, v) in values.iter().enumerate() {
+        let at = 1_700_000_000_000 + i as u64 * 3_600_000;
+        stats.record(&(i as u64).to_le_bytes(), &[(i as u32, v)], at);
+    }
+    codec::encode(7, &stats.snapshot())
+}
+
+/// Baseline records of group `group`: one numeric and one categorical baseline, together.
+fn baseline_seeds_of(group: u32) -> Vec<Vec<u8>> {
+    use quiver_engine::feature::{Feature, FeatureType, Value};
+    use quiver_engine::quality::baseline::{encode, Baseline, Builder};
+    let feature = |id: u32, ty| Feature {
+        id,
+        name: format!("f{id}"),
+        ty,
+        description: String::new(),
+        owner: String::new(),
+        tags: Vec::new(),
+        deprecated: false,
+        rules: Default::default(),
+    };
+    let mut numbers = Builder::default();
+    (0..500).for_each(|i| numbers.add(&Value::F64(f64::from(i % 37) * 1.5)));
+    let n = Baseline::from_bucket(
+        &feature(0, FeatureType::F64),
+        &numbers.finish(),
+        "window 24h".into(),
+        1_700_000_000_000,
+    )
+    .expect("a numeric baseline");
+    let mut cats = Builder::default();
+    for city in ["paris", "rome", "paris", "oslo"] {
+        cats.add(&Value::String(city.into()));
+    }
+    let c = Baseline::from_bucket(
+        &feature(4, FeatureType::String),
+        &cats.finish(),
+        "parquet train.parquet".into(),
+        1_700_000_000_000,
+    )
+    .expect("a categorical baseline");
+    vec![encode(group, &[n.clone()]), encode(group, &[n, c])]
+}
+
+/// Wire baselines (BASELINE put): group id 0, one baseline.
+fn baseline_seeds() -> Vec<Vec<u8>> {
+    baseline_seeds_of(0)
 }
 
 /// A schema in drop mode whose features carry every kind of validation rule.
@@ -767,6 +852,11 @@ fn ruled_schema() -> quiver_engine::feature::GroupSchema {
         ],
     );
     spec.on_violation = quiver_engine::feature::ViolationMode::Drop;
+    spec.quality = quiver_engine::feature::QualitySlo {
+        max_staleness_s: Some(900),
+        drift_psi: Some(0.2),
+        drift_distance: Some(0.5),
+    };
     GroupSchema::from_spec(3, spec).expect("a valid ruled schema")
 }
 
@@ -861,6 +951,11 @@ fn protocol_seeds() -> Vec<Vec<u8>> {
         tags: vec!["t".into()],
         history: Some(HistoryPolicy::retention(86_400).with_max_versions(5)),
         on_violation: quiver_engine::feature::ViolationMode::Drop,
+        quality: quiver_engine::feature::QualitySlo {
+            max_staleness_s: Some(900),
+            drift_psi: Some(0.2),
+            drift_distance: Some(0.1),
+        },
     };
     let mut spec = spec;
     spec.features[0].rules = rules(&["finite", "range=[0,1]"]);
@@ -869,6 +964,31 @@ fn protocol_seeds() -> Vec<Vec<u8>> {
             payload: b"hello".to_vec(),
         },
         Request::Stats,
+        Request::FeatureStats {
+            group: "g".into(),
+            feature: None,
+        },
+        Request::FeatureStats {
+            group: "user".into(),
+            feature: Some("age".into()),
+        },
+        Request::Baseline(quiver_server::protocol::BaselineRequest::SaveWindow {
+            group: "g".into(),
+            feature: Some("a".into()),
+            window: "24h".into(),
+        }),
+        Request::Baseline(quiver_server::protocol::BaselineRequest::Put {
+            group: "g".into(),
+            record: baseline_seeds()[0].clone(),
+        }),
+        Request::Baseline(quiver_server::protocol::BaselineRequest::Show {
+            group: "g".into(),
+            feature: None,
+        }),
+        Request::Baseline(quiver_server::protocol::BaselineRequest::Drop {
+            group: "g".into(),
+            feature: Some("a".into()),
+        }),
         Request::ClusterMap,
         Request::Replicate(quiver_server::protocol::ReplicateRequest {
             map_version: 3,
@@ -1026,6 +1146,18 @@ fn protocol_seeds() -> Vec<Vec<u8>> {
             name: "g".into(),
             alter: Alter::SetViolationMode(quiver_engine::feature::ViolationMode::Reject),
         },
+        Request::GroupAlter {
+            name: "g".into(),
+            alter: Alter::SetMaxStaleness(Some(900)),
+        },
+        Request::GroupAlter {
+            name: "g".into(),
+            alter: Alter::SetDriftPsi(Some(0.2)),
+        },
+        Request::GroupAlter {
+            name: "g".into(),
+            alter: Alter::SetDriftDistance(None),
+        },
         Request::GroupDrop { name: "g".into() },
         Request::Scan(ScanRequest {
             group: "g".into(),
@@ -1109,6 +1241,18 @@ fn protocol_seeds() -> Vec<Vec<u8>> {
             },
         ),
         (Opcode::Stats, Response::Stats { json: "{}".into() }),
+        (
+            Opcode::FeatureStats,
+            Response::FeatureStats {
+                json: r#"{"group":"g","puts":1,"stale":false,"features":[]}"#.into(),
+            },
+        ),
+        (
+            Opcode::Baseline,
+            Response::Baseline {
+                json: r#"{"group":"g","dropped":1}"#.into(),
+            },
+        ),
         (Opcode::Replicate, Response::Replicated),
         (
             Opcode::ClusterMap,

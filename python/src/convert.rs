@@ -91,6 +91,7 @@ pub fn group_spec(d: &Bound<'_, PyDict>) -> PyResult<GroupSpec> {
             }),
         },
         on_violation: Default::default(),
+        quality: Default::default(),
     })
 }
 

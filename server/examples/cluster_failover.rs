@@ -153,6 +153,7 @@ fn cycle(quiverd: &str, ttl: &str) -> Result<Cycle, String> {
         tags: vec![],
         history: None,
         on_violation: Default::default(),
+        quality: Default::default(),
     };
     c.create_group(spec).map_err(|e| e.to_string())?;
     let map = c.map().cloned().expect("map");

@@ -112,6 +112,7 @@ fn load_quiver(args: &Args) {
         tags: vec![],
         history: None,
         on_violation: Default::default(),
+        quality: Default::default(),
     };
     match c.create_group(spec) {
         Ok(_) => {}

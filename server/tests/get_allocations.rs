@@ -128,6 +128,7 @@ fn spec() -> GroupSpec {
         tags: vec![],
         history: None,
         on_violation: Default::default(),
+        quality: Default::default(),
     }
 }
 

@@ -73,6 +73,7 @@ fn user_group() -> GroupSpec {
         tags: vec![],
         history: None,
         on_violation: Default::default(),
+        quality: Default::default(),
     }
 }
 
@@ -229,6 +230,7 @@ fn feast_group() -> GroupSpec {
         tags: vec!["feast".into()],
         history: None,
         on_violation: Default::default(),
+        quality: Default::default(),
     }
 }
 

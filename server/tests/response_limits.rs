@@ -36,6 +36,7 @@ fn blob_group() -> GroupSpec {
         tags: vec![],
         history: None,
         on_violation: Default::default(),
+        quality: Default::default(),
     }
 }
 

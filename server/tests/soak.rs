@@ -244,6 +244,7 @@ fn group_spec() -> GroupSpec {
         tags: vec![],
         history: None,
         on_violation: Default::default(),
+        quality: Default::default(),
     }
 }
 

@@ -128,6 +128,10 @@ pub enum FeatureError {
     InvalidCompressionLevel { level: i32, min: i32, max: i32 },
     #[error("TTL of {ttl_s} s is outside 1..={max} s")]
     InvalidTtl { ttl_s: u32, max: u32 },
+    #[error("invalid baseline for group '{group}': {reason}")]
+    InvalidBaseline { group: String, reason: String },
+    #[error("invalid quality objective for group '{group}': {reason}")]
+    InvalidSlo { group: String, reason: String },
     #[error("invalid history setting for group '{group}': {reason}")]
     InvalidHistory { group: String, reason: String },
     #[error(

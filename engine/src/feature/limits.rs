@@ -46,3 +46,7 @@ pub const MAX_ALLOWED_VALUES: usize = 1024;
 pub const MAX_ALLOWED_VALUE_BYTES: usize = 1024;
 /// Longest regular expression of a rule, in bytes.
 pub const MAX_PATTERN_BYTES: usize = 1024;
+/// Longest freshness objective (`max staleness`) of a group, in seconds (10 years).
+pub const MAX_STALENESS_S: u32 = 10 * 365 * 24 * 3600;
+/// Largest drift threshold (PSI or quantile distance) a group may set.
+pub const MAX_DRIFT_THRESHOLD: f64 = 1000.0;

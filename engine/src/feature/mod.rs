@@ -21,6 +21,7 @@ pub mod row;
 pub mod rules;
 pub mod schema;
 pub mod schema_codec;
+pub mod slo;
 pub mod types;
 
 pub use check::check_value;
@@ -33,4 +34,5 @@ pub use row::{EncodedCells, RawCell, Row};
 pub use rules::{Bound, FeatureRules, Range, RuleChecker, ViolationMode};
 pub use schema::{Alter, Compression, Feature, FeatureSpec, GroupSchema, GroupSpec};
 pub use schema_codec::RegistryIndex;
+pub use slo::QualitySlo;
 pub use types::{EntityKey, FeatureRef, FeatureType, FeatureValue, KeyType, Status, Value};

@@ -4,6 +4,7 @@ use super::error::FeatureError;
 use super::limits::{MAX_FEATURES_PER_GROUP, MAX_TTL_S, MAX_ZSTD_LEVEL, MIN_ZSTD_LEVEL};
 use super::name::{check_description, check_name, check_owner, check_tags};
 use super::rules::{FeatureRules, ViolationMode};
+use super::slo::QualitySlo;
 use super::types::{FeatureType, KeyType};
 use crate::history::HistoryPolicy;
 
@@ -75,6 +76,8 @@ pub struct GroupSpec {
     pub history: Option<HistoryPolicy>,
     /// What a put that breaks a feature's rule does.
     pub on_violation: ViolationMode,
+    /// Freshness and drift objectives; `Default`: none.
+    pub quality: QualitySlo,
 }
 
 impl GroupSpec {
@@ -95,6 +98,7 @@ impl GroupSpec {
             tags: Vec::new(),
             history: None,
             on_violation: ViolationMode::Reject,
+            quality: QualitySlo::default(),
         }
     }
 }
@@ -115,7 +119,7 @@ impl GroupSpec {
 /// | 4 | schema version, u32 (1 at creation, +1 per change) |
 /// | str | group name (1..=63 bytes of `[a-z0-9_]`, starting with a letter) |
 /// | 1 | key type: 1 = string, 2 = i64, 3 = bytes |
-/// | 1 | flags: bit 0 = NaN/infinity allowed, bit 1 = a TTL is set, bit 2 = history is kept for a retention window, bit 3 = history is kept for a number of versions, bit 4 = a value that breaks a feature's rule is dropped from its put (clear: the put is refused); other bits 0 |
+/// | 1 | flags: bit 0 = NaN/infinity allowed, bit 1 = a TTL is set, bit 2 = history is kept for a retention window, bit 3 = history is kept for a number of versions, bit 4 = a value that breaks a feature's rule is dropped from its put (clear: the put is refused), bit 5 = quality objectives follow the history setting; other bits 0 |
 /// | 4 | TTL / max age in seconds, u32 (0 when flag bit 1 is clear) |
 /// | 1 | compression: 0 = none, 1 = zstd |
 /// | 4 | zstd level, i32 (0 when compression is none) |
@@ -125,6 +129,9 @@ impl GroupSpec {
 /// | varint | feature count F (at most 4096), then F features |
 /// | 4 | only when flag bit 2 is set: history retention in seconds, u32 (1..=315360000) |
 /// | 4 | only when flag bit 3 is set: history max versions, superseded versions kept per feature and entity, u32 (1..=100000) |
+/// | 4 | only when flag bit 5 is set: max staleness in seconds, u32 (0 = none, else 1..=315360000) |
+/// | 8 | only when flag bit 5 is set: drift PSI threshold, f64 (0 = none, else in (0, 1000]) |
+/// | 8 | only when flag bit 5 is set: drift quantile-distance threshold, f64 (0 = none, else in (0, 1000]) |
 ///
 /// A feature (its id is its position, 0-based: features are never removed, only deprecated,
 /// so ids are never reused):
@@ -140,7 +147,8 @@ impl GroupSpec {
 /// | varint | tag count T (at most 32), then T × str tag |
 /// | … | only when flag bit 1 is set: the feature's rules, as documented on [`FeatureRules`] |
 ///
-/// Nothing follows the last feature but the history setting (when flag bit 2 or 3 is set).
+/// Nothing follows the last feature but the history setting (when flag bit 2 or 3 is set) and
+/// the quality objectives (when flag bit 5 is set).
 #[derive(Debug, Clone, PartialEq)]
 pub struct GroupSchema {
     pub id: u32,
@@ -158,6 +166,8 @@ pub struct GroupSchema {
     pub history: Option<HistoryPolicy>,
     /// What a put that breaks a feature's rule does.
     pub on_violation: ViolationMode,
+    /// Freshness and drift objectives.
+    pub quality: QualitySlo,
 }
 
 /// One change to a group.
@@ -184,6 +194,12 @@ pub enum Alter {
     SetRules(String, FeatureRules),
     /// Sets what a put that breaks a rule does.
     SetViolationMode(ViolationMode),
+    /// Sets (or with `None` removes) the freshness objective, seconds.
+    SetMaxStaleness(Option<u32>),
+    /// Sets (or removes) the drift threshold on the population stability index.
+    SetDriftPsi(Option<f64>),
+    /// Sets (or removes) the drift threshold on the quantile distance.
+    SetDriftDistance(Option<f64>),
 }
 
 pub(crate) fn check_ttl(ttl_s: Option<u32>) -> Result<(), FeatureError> {
@@ -232,6 +248,7 @@ impl GroupSchema {
         if let Some(policy) = &spec.history {
             policy.check(&spec.name)?;
         }
+        spec.quality.check(&spec.name)?;
         let mut schema = GroupSchema {
             id,
             version: 1,
@@ -246,6 +263,7 @@ impl GroupSchema {
             tags: spec.tags,
             history: spec.history,
             on_violation: spec.on_violation,
+            quality: spec.quality,
         };
         for feature in spec.features {
             schema.push_feature(feature)?;
@@ -370,6 +388,9 @@ impl GroupSchema {
                 next.features[index].rules = rules;
             }
             Alter::SetViolationMode(mode) => next.on_violation = mode,
+            Alter::SetMaxStaleness(s) => next.quality.max_staleness_s = s,
+            Alter::SetDriftPsi(v) => next.quality.drift_psi = v,
+            Alter::SetDriftDistance(v) => next.quality.drift_distance = v,
             Alter::ChangeFeatureType(name, to) => {
                 let feature = self
                     .feature(&name)
@@ -385,6 +406,7 @@ impl GroupSchema {
         if let Some(policy) = &next.history {
             policy.check(&self.name)?;
         }
+        next.quality.check(&self.name)?;
         Ok(next)
     }
 }

@@ -12,6 +12,7 @@ use super::limits::{
 use super::name::{check_name, check_tags};
 use super::rules::{FeatureRules, ViolationMode};
 use super::schema::{Compression, Feature, GroupSchema};
+use super::slo::QualitySlo;
 use super::types::{FeatureType, KeyType};
 use crate::history::HistoryPolicy;
 
@@ -127,7 +128,8 @@ impl GroupSchema {
                 | (self.ttl_s.is_some() as u8) << 1
                 | (self.history.is_some_and(|h| h.retention_s.is_some()) as u8) << 2
                 | (self.history.is_some_and(|h| h.max_versions.is_some()) as u8) << 3
-                | ((self.on_violation == ViolationMode::Drop) as u8) << 4,
+                | ((self.on_violation == ViolationMode::Drop) as u8) << 4
+                | (!self.quality.is_empty() as u8) << 5,
         );
         out.extend_from_slice(&self.ttl_s.unwrap_or(0).to_le_bytes());
         let (codec, level) = match self.compression {
@@ -149,6 +151,12 @@ impl GroupSchema {
                 out.extend_from_slice(&bound.to_le_bytes());
             }
         }
+        if !self.quality.is_empty() {
+            let q = &self.quality;
+            out.extend_from_slice(&q.max_staleness_s.unwrap_or(0).to_le_bytes());
+            out.extend_from_slice(&q.drift_psi.unwrap_or(0.0).to_le_bytes());
+            out.extend_from_slice(&q.drift_distance.unwrap_or(0.0).to_le_bytes());
+        }
         out
     }
 
@@ -164,7 +172,7 @@ impl GroupSchema {
         let name = read_name(&mut r, "group")?;
         let key_type = KeyType::from_tag(r.u8()?).ok_or_else(|| r.err("unknown key type"))?;
         let flags = r.u8()?;
-        if flags & !0b1_1111 != 0 {
+        if flags & !0b11_1111 != 0 {
             return Err(r.err(format!("group flags {flags:#x} has unknown bits")));
         }
         let ttl_raw = r.u32()?;
@@ -193,6 +201,24 @@ impl GroupSchema {
         } else {
             None
         };
+        let quality = if flags & 0b10_0000 != 0 {
+            let staleness = r.u32()?;
+            let psi = f64::from_bits(r.u64()?);
+            let distance = f64::from_bits(r.u64()?);
+            let q = QualitySlo {
+                max_staleness_s: (staleness != 0).then_some(staleness),
+                drift_psi: (psi != 0.0).then_some(psi),
+                drift_distance: (distance != 0.0).then_some(distance),
+            };
+            if q.is_empty() {
+                return Err(r.err("quality flag set with no objective"));
+            }
+            q.check(&name)
+                .map_err(|e| r.err(format!("quality objectives: {e}")))?;
+            q
+        } else {
+            QualitySlo::default()
+        };
         if !r.is_empty() {
             return Err(r.err("trailing bytes"));
         }
@@ -214,6 +240,7 @@ impl GroupSchema {
             } else {
                 ViolationMode::Reject
             },
+            quality,
         };
         schema.check_unique_names()?;
         Ok(schema)

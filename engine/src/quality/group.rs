@@ -4,11 +4,15 @@
 //! A put locks only its thread's shard (uncontended unless more threads than shards write
 //! one group); the windows' lock is taken once per [`FOLD_VALUES`] values or bucket change.
 
-use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 
 use parking_lot::Mutex;
 
+use std::sync::Arc;
+
 use crate::feature::Value;
+
+use super::baseline::Baseline;
 
 use super::bucket::RawBucket;
 use super::window::{Ring, Totals, FINEST_BUCKET_MS, WINDOWS};
@@ -60,6 +64,14 @@ impl Windows {
 pub struct GroupStats {
     shards: Box<[Mutex<Pending>]>,
     windows: Mutex<Windows>,
+    /// Puts recorded since the statistics were made or loaded; [`GroupStats::unsaved`]
+    /// compares it with `saved`, so that a save writes only groups that changed.
+    recorded: AtomicU64,
+    /// `recorded` as of the last save (or load).
+    saved: AtomicU64,
+    /// The group's baselines, as stored in `baseline/<id>` (kept here so that reports, the
+    /// metrics among them, never read the device).
+    baselines: parking_lot::RwLock<Arc<Vec<Baseline>>>,
 }
 
 impl std::fmt::Debug for GroupStats {
@@ -75,6 +87,9 @@ impl Default for GroupStats {
                 .map(|_| Mutex::new(Pending::default()))
                 .collect(),
             windows: Mutex::new(Windows::default()),
+            recorded: AtomicU64::new(0),
+            saved: AtomicU64::new(0),
+            baselines: Default::default(),
         }
     }
 }
@@ -100,6 +115,7 @@ impl GroupStats {
         let index = now_ms / FINEST_BUCKET_MS;
         let shard = SHARD.with(|s| *s);
         let mut pending = self.shards[shard].lock();
+        self.recorded.fetch_add(1, Ordering::Relaxed);
         if pending.values > 0 && pending.index != index {
             self.fold(&mut pending);
         }
@@ -126,6 +142,30 @@ impl GroupStats {
             }
         }
         self.windows.lock().clone()
+    }
+
+    /// When something was recorded since the last save: the mark to pass to
+    /// [`GroupStats::mark_saved`] once the snapshot taken after this call is saved.
+    /// Windows rolling with the clock change nothing saved (buckets are kept by time).
+    pub fn unsaved(&self) -> Option<u64> {
+        let recorded = self.recorded.load(Ordering::Acquire);
+        (recorded != self.saved.load(Ordering::Acquire)).then_some(recorded)
+    }
+
+    /// Records that everything up to `mark` (from [`GroupStats::unsaved`]) is saved. A put
+    /// recorded after the mark was taken keeps the group unsaved.
+    pub fn mark_saved(&self, mark: u64) {
+        self.saved.store(mark, Ordering::Release);
+    }
+
+    /// The group's baselines.
+    pub fn baselines(&self) -> Arc<Vec<Baseline>> {
+        Arc::clone(&self.baselines.read())
+    }
+
+    /// Replaces the group's baselines (after they are stored, or when loaded).
+    pub fn set_baselines(&self, all: Vec<Baseline>) {
+        *self.baselines.write() = Arc::new(all);
     }
 
     /// Heap bytes of the windows and of the pending shards.

@@ -8,19 +8,27 @@
 //! - [`group`]: the sharded write path and the group's windows;
 //! - [`codec`]: the saved form (docs/FORMAT.md);
 //! - [`report`]: what `quiver stats` shows;
-//! - [`saver`]: the thread that saves them, and loading them back at open.
+//! - [`saver`]: the thread that saves them, and loading them back at open;
+//! - [`baseline`], [`drift`]: saved distributions of features and the live windows against
+//!   them.
 
+pub mod baseline;
+mod baselines;
 pub mod bucket;
 pub mod codec;
+pub mod drift;
 pub mod group;
 pub mod report;
 pub mod saver;
 pub mod sketch;
 pub mod window;
 
+pub use baseline::{Baseline, Shape};
+pub use drift::WindowDrift;
 pub use group::GroupStats;
 pub use report::{
-    FeatureStatsReport, FeatureWindowReport, GroupStatsReport, GroupWindowReport, NumberStats,
+    FeatureDrift, FeatureStatsReport, FeatureWindowReport, GroupStatsReport, GroupWindowReport,
+    NumberStats,
 };
 
 /// Engine key (in the registry's engine group) of group `id`'s saved statistics:

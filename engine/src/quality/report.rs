@@ -2,7 +2,9 @@
 
 use crate::feature::GroupSchema;
 
+use super::baseline::Baseline;
 use super::bucket::FeatureBucket;
+use super::drift::{compare, WindowDrift};
 use super::group::Windows;
 
 /// The quantiles every report gives.
@@ -23,6 +25,11 @@ pub struct GroupStatsReport {
     pub entities_total: f64,
     /// Freshness: the age of the newest write at `now_ms` (None before any write).
     pub staleness_ms: Option<u64>,
+    /// The group's freshness objective (max staleness), when it has one.
+    pub max_staleness_ms: Option<u64>,
+    /// Whether the group misses its freshness objective: its newest write is older than
+    /// `max_staleness_ms`, or nothing was ever written. `None` without an objective.
+    pub stale: Option<bool>,
     /// Heap bytes held by the group's statistics.
     pub memory_bytes: u64,
     pub windows: Vec<GroupWindowReport>,
@@ -51,6 +58,16 @@ pub struct FeatureStatsReport {
     /// Heap bytes held by this feature's statistics, all windows.
     pub memory_bytes: u64,
     pub windows: Vec<FeatureWindowReport>,
+    /// The live windows against the feature's baseline, when it has one.
+    pub drift: Option<FeatureDrift>,
+}
+
+#[derive(Clone, Debug, PartialEq)]
+pub struct FeatureDrift {
+    pub baseline: Baseline,
+    pub psi_threshold: Option<f64>,
+    pub distance_threshold: Option<f64>,
+    pub windows: Vec<WindowDrift>,
 }
 
 #[derive(Clone, Debug, PartialEq)]
@@ -79,12 +96,13 @@ pub struct NumberStats {
 }
 
 /// Reports the features of `schema` (only `feature` when given; deprecated ones are left out
-/// unless named) from `w` at `now_ms`.
+/// unless named) from `w` at `now_ms`, each against its baseline among `baselines`.
 pub fn report(
     schema: &GroupSchema,
     w: &Windows,
     feature: Option<&str>,
     now_ms: u64,
+    baselines: &[Baseline],
 ) -> GroupStatsReport {
     let merged: Vec<_> = w.rings.iter().map(|r| r.window(now_ms)).collect();
     let entities_total = if w.totals.puts == 0 {
@@ -151,17 +169,43 @@ pub fn report(
                     .zip(&merged)
                     .map(|(r, b)| window_report(r.spec.name, b.feature(f.id), is_vector(f)))
                     .collect(),
+                drift: baselines
+                    .iter()
+                    .find(|b| b.feature_id == f.id)
+                    .map(|base| FeatureDrift {
+                        baseline: base.clone(),
+                        psi_threshold: schema.quality.drift_psi,
+                        distance_threshold: schema.quality.drift_distance,
+                        windows: w
+                            .rings
+                            .iter()
+                            .zip(&merged)
+                            .map(|(r, b)| {
+                                compare(
+                                    r.spec.name,
+                                    base,
+                                    b.feature(f.id),
+                                    schema.quality.drift_psi,
+                                    schema.quality.drift_distance,
+                                )
+                            })
+                            .collect(),
+                    }),
             }
         })
         .collect();
+    let staleness_ms =
+        (w.totals.last_write_ms > 0).then(|| now_ms.saturating_sub(w.totals.last_write_ms));
+    let max_staleness_ms = schema.quality.max_staleness_s.map(|s| u64::from(s) * 1000);
     GroupStatsReport {
         group: schema.name.clone(),
         now_ms,
         puts: w.totals.puts,
         last_write_ms: (w.totals.last_write_ms > 0).then_some(w.totals.last_write_ms),
         entities_total,
-        staleness_ms: (w.totals.last_write_ms > 0)
-            .then(|| now_ms.saturating_sub(w.totals.last_write_ms)),
+        staleness_ms,
+        max_staleness_ms,
+        stale: max_staleness_ms.map(|max| !matches!(staleness_ms, Some(s) if s <= max)),
         memory_bytes: w.heap_bytes() as u64,
         windows,
         features,

@@ -102,16 +102,19 @@ impl Store {
             (entry.schema.clone(), Arc::clone(&entry.stats))
         };
         let windows = stats.snapshot();
+        let baselines = stats.baselines();
         Ok(super::report::report(
             &schema,
             &windows,
             feature,
             self.now_ms(),
+            baselines.as_slice(),
         ))
     }
 
-    /// Writes every group's statistics to the store (buffered: on the device within the
-    /// flush interval).
+    /// Writes the statistics of every group that recorded a put since its last save (buffered:
+    /// on the device within the flush interval). A group with nothing new is not written
+    /// again, so an idle store (or a short command that writes nothing) adds no record.
     pub fn save_stats(&self) -> Result<()> {
         if !self.engine.inner.config.feature_stats {
             return Ok(());
@@ -120,10 +123,16 @@ impl Store {
         // write side before it deletes `stats/<id>`) then never sees its record written back.
         let registry = self.registry.read();
         for entry in registry.entries() {
+            // The mark is taken before the snapshot: a put recorded in between is in the
+            // snapshot or keeps the group unsaved, never lost from the next save.
+            let Some(mark) = entry.stats.unsaved() else {
+                continue;
+            };
             let id = entry.schema.id;
             let bytes = codec::encode(id, &entry.stats.snapshot());
             self.engine
                 .put(REGISTRY_GROUP, &stats_key(id), &bytes, &buffered())?;
+            entry.stats.mark_saved(mark);
         }
         Ok(())
     }

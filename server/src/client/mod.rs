@@ -561,6 +561,14 @@ impl Client {
         }
     }
 
+    /// A BASELINE request (save from a window, put, show, drop); answers its JSON.
+    pub fn baseline(&mut self, request: crate::protocol::BaselineRequest) -> Result<String> {
+        match self.call(&Request::Baseline(request))? {
+            Response::Baseline { json } => Ok(json),
+            other => Err(unexpected(Opcode::Baseline, &other)),
+        }
+    }
+
     pub fn stats(&mut self) -> Result<String> {
         match self.call(&Request::Stats)? {
             Response::Stats { json } => Ok(json),

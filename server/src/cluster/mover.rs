@@ -294,6 +294,7 @@ fn copy_to(c: &Cluster, node: u32, parts: &[(usize, u64)]) -> Result<(), String>
             tags: schema.tags.clone(),
             history: schema.history,
             on_violation: schema.on_violation,
+            quality: schema.quality,
         };
         let deprecated = schema
             .features

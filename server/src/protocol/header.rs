@@ -39,6 +39,7 @@ pub enum Opcode {
     HistoryKeys = 0x31,
     Stats = 0x40,
     FeatureStats = 0x41,
+    Baseline = 0x42,
     Security = 0x50,
     ClusterMap = 0x60,
     Replicate = 0x61,
@@ -47,7 +48,7 @@ pub enum Opcode {
 
 impl Opcode {
     /// Every opcode, in wire order (metrics iterate over it).
-    pub const ALL: [Opcode; 22] = [
+    pub const ALL: [Opcode; 23] = [
         Opcode::Handshake,
         Opcode::Ping,
         Opcode::Put,
@@ -66,6 +67,7 @@ impl Opcode {
         Opcode::HistoryKeys,
         Opcode::Stats,
         Opcode::FeatureStats,
+        Opcode::Baseline,
         Opcode::Security,
         Opcode::ClusterMap,
         Opcode::Replicate,
@@ -100,6 +102,7 @@ impl Opcode {
             Opcode::HistoryKeys => "history_keys",
             Opcode::Stats => "stats",
             Opcode::FeatureStats => "feature_stats",
+            Opcode::Baseline => "baseline",
             Opcode::Security => "security",
             Opcode::ClusterMap => "cluster_map",
             Opcode::Replicate => "replicate",

@@ -1,5 +1,6 @@
 //! Typed requests and responses and their frame encodings.
 
+use super::baseline::{get_baseline_request, put_baseline_request, BaselineRequest};
 use super::cluster::{
     get_cluster_map, get_replicate, put_cluster_map, put_replicate, ClusterMapInfo,
     ReplicateRequest,
@@ -89,6 +90,8 @@ pub enum Request {
         group: String,
         feature: Option<String>,
     },
+    /// Save, show or drop the baselines drift is measured against.
+    Baseline(BaselineRequest),
     Security(SecurityRequest),
     /// The partition map and the nodes (cluster mode).
     ClusterMap,
@@ -163,6 +166,9 @@ pub enum Response {
     FeatureStats {
         json: String,
     },
+    Baseline {
+        json: String,
+    },
     Security(SecurityReply),
     ClusterMap(ClusterMapInfo),
     /// The map version that marks the node as leaving.
@@ -198,6 +204,7 @@ impl Request {
             Request::TrainingSet(_) => Opcode::TrainingSet,
             Request::Stats => Opcode::Stats,
             Request::FeatureStats { .. } => Opcode::FeatureStats,
+            Request::Baseline(_) => Opcode::Baseline,
             Request::Security(_) => Opcode::Security,
             Request::ClusterMap => Opcode::ClusterMap,
             Request::ClusterLeave { .. } => Opcode::ClusterLeave,
@@ -314,6 +321,7 @@ pub(super) fn encode_request_body(request: &Request, b: &mut Vec<u8>) {
             b.push(feature.is_some() as u8);
             put_str(b, feature.as_deref().unwrap_or(""));
         }
+        Request::Baseline(r) => put_baseline_request(b, r),
         Request::Security(r) => put_security_request(b, r),
         Request::ClusterMap => {}
         Request::ClusterLeave { node } => put_u32(b, *node),
@@ -411,6 +419,7 @@ pub fn decode_request(opcode: Opcode, body: &[u8]) -> Result<Request, DecodeErro
                 feature: has_feature.then_some(feature),
             }
         }
+        Opcode::Baseline => Request::Baseline(get_baseline_request(&mut r)?),
         Opcode::Security => Request::Security(get_security_request(&mut r)?),
         Opcode::ClusterMap => Request::ClusterMap,
         Opcode::ClusterLeave => Request::ClusterLeave {
@@ -522,9 +531,9 @@ fn encode_response_body(response: &Response, b: &mut Vec<u8>) {
         }
         Response::GroupDropped => {}
         Response::ScanChunk { items, next, .. } => put_scan_chunk(b, items, *next),
-        Response::Stats { json } | Response::FeatureStats { json } => {
-            b.extend_from_slice(json.as_bytes())
-        }
+        Response::Stats { json }
+        | Response::FeatureStats { json }
+        | Response::Baseline { json } => b.extend_from_slice(json.as_bytes()),
         Response::Security(reply) => put_security_reply(b, reply),
         Response::ClusterMap(info) => put_cluster_map(b, info),
         Response::ClusterLeaving { version } => put_u64(b, *version),
@@ -640,6 +649,10 @@ pub fn decode_response(header: &FrameHeader, body: &[u8]) -> Result<Response, De
                 what: "feature stats",
             })?,
         },
+        Opcode::Baseline => Response::Baseline {
+            json: String::from_utf8(body.to_vec())
+                .map_err(|_| DecodeError::BadUtf8 { what: "baseline" })?,
+        },
         Opcode::Security => Response::Security(get_security_reply(&mut r)?),
         Opcode::ClusterMap => Response::ClusterMap(get_cluster_map(&mut r)?),
         Opcode::ClusterLeave => Response::ClusterLeaving {
@@ -647,7 +660,10 @@ pub fn decode_response(header: &FrameHeader, body: &[u8]) -> Result<Response, De
         },
         Opcode::Replicate => Response::Replicated,
     };
-    if !matches!(opcode, Opcode::Ping | Opcode::Stats | Opcode::FeatureStats) {
+    if !matches!(
+        opcode,
+        Opcode::Ping | Opcode::Stats | Opcode::FeatureStats | Opcode::Baseline
+    ) {
         r.finish(opcode.name())?;
     }
     Ok(response)

@@ -3,6 +3,7 @@
 //! The byte-exact description lives in `docs/PROTOCOL.md`; this module is its implementation
 //! and a test keeps the document's worked example equal to what [`encode_request`] writes.
 
+mod baseline;
 pub(crate) mod cluster;
 mod error;
 mod header;
@@ -14,6 +15,7 @@ mod training;
 mod types;
 pub(crate) mod wire;
 
+pub use baseline::{BaselineRequest, MAX_BASELINE_BYTES};
 pub use cluster::{
     ClusterMapInfo, ClusterNode, CopiedRecord, ReplicateRequest, Replicated, MAX_CLUSTER_NODES,
 };

@@ -152,6 +152,11 @@ fn group_spec() -> impl Strategy<Value = GroupSpec> {
                 } else {
                     quiver_engine::feature::ViolationMode::Reject
                 },
+                quality: quiver_engine::feature::QualitySlo {
+                    max_staleness_s: ttl_s,
+                    drift_psi: (level % 2 == 0).then_some(0.25),
+                    drift_distance: (level % 3 == 0).then_some(f64::from(level) / 7.0),
+                },
             },
         )
 }
@@ -173,6 +178,9 @@ fn alter() -> impl Strategy<Value = Alter> {
         } else {
             quiver_engine::feature::ViolationMode::Reject
         })),
+        any::<Option<u32>>().prop_map(Alter::SetMaxStaleness),
+        any::<Option<u16>>().prop_map(|v| Alter::SetDriftPsi(v.map(|v| f64::from(v) / 64.0))),
+        any::<Option<u16>>().prop_map(|v| Alter::SetDriftDistance(v.map(|v| f64::from(v) / 8.0))),
     ]
 }
 
@@ -270,6 +278,26 @@ fn request() -> impl Strategy<Value = Request> {
         Just(Request::Stats),
         ("[a-z]{1,6}", proptest::option::of("[a-z]{1,6}"))
             .prop_map(|(group, feature)| Request::FeatureStats { group, feature }),
+        (
+            0u8..4,
+            "[a-z]{1,6}",
+            proptest::option::of("[a-z]{1,6}"),
+            "[0-9a-z]{0,4}",
+            proptest::collection::vec(any::<u8>(), 0..64)
+        )
+            .prop_map(|(action, group, feature, window, record)| {
+                use crate::protocol::BaselineRequest as B;
+                Request::Baseline(match action {
+                    0 => B::SaveWindow {
+                        group,
+                        feature,
+                        window,
+                    },
+                    1 => B::Put { group, record },
+                    2 => B::Show { group, feature },
+                    _ => B::Drop { group, feature },
+                })
+            }),
         training_set_request(),
     ]
 }
@@ -702,6 +730,7 @@ mod canonical {
             tags: Vec::new(),
             history: None,
             on_violation: Default::default(),
+            quality: Default::default(),
         };
         let canonical = body(&Request::GroupCreate(spec));
         decode_request(Opcode::GroupCreate, &canonical).expect("canonical spec");

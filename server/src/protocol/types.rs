@@ -8,8 +8,8 @@ use super::wire::{
 use super::DecodeError;
 use quiver_engine::feature::{
     Alter, Compression, EntityKey, Feature, FeatureRef, FeatureRules, FeatureSpec, FeatureType,
-    FeatureValue, GroupSchema, GroupSpec, KeyType, PutOptions, PutResult, ScanItem, Status, Value,
-    ViolationMode, WriteMode,
+    FeatureValue, GroupSchema, GroupSpec, KeyType, PutOptions, PutResult, QualitySlo, ScanItem,
+    Status, Value, ViolationMode, WriteMode,
 };
 use quiver_engine::history::HistoryPolicy;
 use quiver_engine::Durability;
@@ -376,6 +376,41 @@ pub fn put_group_spec(out: &mut Vec<u8>, g: &GroupSpec) {
     put_strs(out, &g.tags);
     put_history(out, g.history);
     put_violation_mode(out, g.on_violation);
+    put_quality(out, &g.quality);
+}
+
+/// Quality objectives: max staleness as `opt_u32` (seconds), then the PSI and the quantile
+/// distance thresholds as `opt_f64` each.
+fn put_quality(out: &mut Vec<u8>, q: &QualitySlo) {
+    put_opt_u32(out, q.max_staleness_s);
+    put_opt_f64(out, q.drift_psi);
+    put_opt_f64(out, q.drift_distance);
+}
+
+fn get_quality(r: &mut WireReader<'_>) -> Result<QualitySlo, DecodeError> {
+    Ok(QualitySlo {
+        max_staleness_s: r.opt_u32("max staleness")?,
+        drift_psi: get_opt_f64(r, "drift psi threshold")?,
+        drift_distance: get_opt_f64(r, "drift distance threshold")?,
+    })
+}
+
+/// `opt_f64`: a presence byte (0 or 1), then the f64 when present.
+pub fn put_opt_f64(out: &mut Vec<u8>, v: Option<f64>) {
+    match v {
+        None => out.push(0),
+        Some(v) => {
+            out.push(1);
+            out.extend_from_slice(&v.to_le_bytes());
+        }
+    }
+}
+
+pub fn get_opt_f64(r: &mut WireReader<'_>, what: &'static str) -> Result<Option<f64>, DecodeError> {
+    match r.bool(what)? {
+        false => Ok(None),
+        true => Ok(Some(r.f64(what)?)),
+    }
 }
 
 /// History bounds as two `opt_u32`s, retention seconds then max versions: both absent = the
@@ -415,6 +450,7 @@ pub fn get_group_spec(r: &mut WireReader<'_>) -> Result<GroupSpec, DecodeError> 
         tags: r.strings("group tags")?,
         history: get_history(r)?,
         on_violation: get_violation_mode(r)?,
+        quality: get_quality(r)?,
     })
 }
 
@@ -459,6 +495,7 @@ pub fn put_group_schema(out: &mut Vec<u8>, g: &GroupSchema) {
     put_strs(out, &g.tags);
     put_history(out, g.history);
     put_violation_mode(out, g.on_violation);
+    put_quality(out, &g.quality);
 }
 
 pub fn get_group_schema(r: &mut WireReader<'_>) -> Result<GroupSchema, DecodeError> {
@@ -482,6 +519,7 @@ pub fn get_group_schema(r: &mut WireReader<'_>) -> Result<GroupSchema, DecodeErr
         tags: r.strings("group tags")?,
         history: get_history(r)?,
         on_violation: get_violation_mode(r)?,
+        quality: get_quality(r)?,
     })
 }
 
@@ -533,6 +571,18 @@ pub fn put_alter(out: &mut Vec<u8>, alter: &Alter) {
             out.push(10);
             put_violation_mode(out, *mode);
         }
+        Alter::SetMaxStaleness(s) => {
+            out.push(11);
+            put_opt_u32(out, *s);
+        }
+        Alter::SetDriftPsi(v) => {
+            out.push(12);
+            put_opt_f64(out, *v);
+        }
+        Alter::SetDriftDistance(v) => {
+            out.push(13);
+            put_opt_f64(out, *v);
+        }
     }
 }
 
@@ -549,6 +599,9 @@ pub fn get_alter(r: &mut WireReader<'_>) -> Result<Alter, DecodeError> {
         8 => Alter::SetHistoryMaxVersions(r.opt_u32("history max versions")?),
         9 => Alter::SetRules(r.string("feature name")?, get_rules(r)?),
         10 => Alter::SetViolationMode(get_violation_mode(r)?),
+        11 => Alter::SetMaxStaleness(r.opt_u32("max staleness")?),
+        12 => Alter::SetDriftPsi(get_opt_f64(r, "drift psi threshold")?),
+        13 => Alter::SetDriftDistance(get_opt_f64(r, "drift distance threshold")?),
         tag => return Err(DecodeError::UnknownTag { what: "alter", tag }),
     })
 }

@@ -87,6 +87,10 @@ pub fn authorize(sec: &Security, access: &mut Access, request: &Request) -> Verd
         Request::HistoryKeys(r) => groups(sec, access, read, [&r.group]),
         Request::Scan(s) => groups(sec, access, read, [&s.group]),
         Request::FeatureStats { group, .. } => groups(sec, access, read, [group]),
+        Request::Baseline(b) => match b {
+            crate::protocol::BaselineRequest::Show { .. } => groups(sec, access, read, [b.group()]),
+            _ => groups(sec, access, write, [b.group()]),
+        },
         Request::GroupDescribe { name } => {
             let sensitive = sec
                 .store()

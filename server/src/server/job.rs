@@ -545,6 +545,10 @@ fn execute_single(shared: &Shared, t: &Target, request: Request, replies: &mut R
                 Err(e) => error_response(&e),
             }
         }
+        Request::Baseline(r) => match crate::quality::execute_baseline(store, r) {
+            Ok(json) => Response::Baseline { json },
+            Err(e) => error_response(&e),
+        },
         Request::Ping { payload } => Response::Pong { payload },
         Request::Security(r) => match shared.security.execute(r) {
             Ok(reply) => Response::Security(reply),

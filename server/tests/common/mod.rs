@@ -205,6 +205,7 @@ pub fn f32_group(name: &str, n: usize) -> GroupSpec {
         tags: vec![],
         history: None,
         on_violation: Default::default(),
+        quality: Default::default(),
     }
 }
 

@@ -87,6 +87,12 @@ pub enum Command {
     Ping,
     /// Store and server statistics, or with --group the live statistics of a group's features
     Stats(StatsArgs),
+    /// Check groups against their freshness and drift objectives; exits 12 when one fails
+    /// (for cron and CI)
+    Check(CheckArgs),
+    /// Save, show and drop the baselines of features that drift is measured against
+    #[command(subcommand)]
+    Baseline(BaselineCommand),
     /// Create, describe, list, alter and drop feature groups
     #[command(subcommand)]
     Group(GroupCommand),
@@ -298,6 +304,15 @@ pub struct GroupCreateArgs {
     /// What a put that breaks a rule does: reject refuses the whole put, drop leaves out the offending values and counts them
     #[arg(long, value_enum, default_value = "reject")]
     pub on_violation: ViolationArg,
+    /// Freshness objective: the newest write may be at most this old (15m, 2h, 1d); `quiver check` fails past it
+    #[arg(long, value_name = "DURATION", value_parser = parse::parse_duration_s)]
+    pub max_staleness: Option<u32>,
+    /// Drift threshold on the population stability index of a feature against its baseline (e.g. 0.2)
+    #[arg(long, value_name = "X", value_parser = parse::parse_threshold)]
+    pub drift_psi: Option<f64>,
+    /// Drift threshold on the quantile distance of a feature against its baseline (e.g. 0.1)
+    #[arg(long, value_name = "X", value_parser = parse::parse_threshold)]
+    pub drift_distance: Option<f64>,
 }
 
 /// One `--rule FEATURE:RULE`.
@@ -367,6 +382,33 @@ pub struct GroupAlterArgs {
     /// What a put that breaks a rule does from now on
     #[arg(long, value_enum, group = "change")]
     pub on_violation: Option<ViolationArg>,
+    /// Freshness objective (15m, 2h, ...), or none
+    #[arg(long, value_name = "DURATION|none", group = "change", value_parser = parse_staleness_arg)]
+    pub max_staleness: Option<TtlArg>,
+    /// Drift threshold on the population stability index, or none
+    #[arg(long, value_name = "X|none", group = "change", value_parser = parse_threshold_arg)]
+    pub drift_psi: Option<ThresholdArg>,
+    /// Drift threshold on the quantile distance, or none
+    #[arg(long, value_name = "X|none", group = "change", value_parser = parse_threshold_arg)]
+    pub drift_distance: Option<ThresholdArg>,
+}
+
+fn parse_staleness_arg(text: &str) -> Result<TtlArg, String> {
+    if text == "none" {
+        return Ok(TtlArg(None));
+    }
+    parse::parse_duration_s(text).map(|s| TtlArg(Some(s)))
+}
+
+/// A drift threshold, or `none` (a newtype for the same reason as [`TtlArg`]).
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct ThresholdArg(pub Option<f64>);
+
+fn parse_threshold_arg(text: &str) -> Result<ThresholdArg, String> {
+    if text == "none" {
+        return Ok(ThresholdArg(None));
+    }
+    parse::parse_threshold(text).map(|v| ThresholdArg(Some(v)))
 }
 
 /// A history version count, or `off` (a newtype for the same reason as [`TtlArg`]).
@@ -468,6 +510,53 @@ pub struct StatsArgs {
     /// Only this feature of the group
     #[arg(long, requires = "group")]
     pub feature: Option<String>,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum BaselineCommand {
+    /// Save the distribution of a live window (--window 1h|24h, or hour|day) or of a Parquet
+    /// file's columns (--parquet FILE) as the baseline of a group's features
+    Save(BaselineSaveArgs),
+    /// The saved baselines of a group (of one feature)
+    Show {
+        #[arg(long)]
+        group: String,
+        #[arg(long)]
+        feature: Option<String>,
+    },
+    /// Drop the baselines of a group (of one feature)
+    Drop {
+        #[arg(long)]
+        group: String,
+        #[arg(long)]
+        feature: Option<String>,
+    },
+}
+
+#[derive(Debug, Args)]
+#[command(group(clap::ArgGroup::new("source").required(true).args(["window", "parquet"])))]
+pub struct BaselineSaveArgs {
+    #[arg(long)]
+    pub group: String,
+    /// Only this feature [default: every feature with values and a distribution]
+    #[arg(long)]
+    pub feature: Option<String>,
+    /// A live window of the store's statistics: 1h (or hour), 24h (or day)
+    #[arg(long, value_name = "NAME")]
+    pub window: Option<String>,
+    /// A Parquet file (a training set): columns named after the group's features
+    #[arg(long, value_name = "FILE")]
+    pub parquet: Option<PathBuf>,
+    /// With --parquet and --feature: the column to read [default: the feature's name]
+    #[arg(long, value_name = "NAME", requires = "parquet")]
+    pub column: Option<String>,
+}
+
+#[derive(Debug, Args)]
+pub struct CheckArgs {
+    /// Check only this group (repeatable) [default: every group]
+    #[arg(long = "group", value_name = "NAME")]
+    pub groups: Vec<String>,
 }
 
 #[derive(Debug, Args)]

@@ -19,6 +19,7 @@ pub mod exit {
     pub const FILE: u8 = 9;
     pub const STORE: u8 = 10;
     pub const DENIED: u8 = 11;
+    pub const CHECK_FAILED: u8 = 12;
 }
 
 /// The exit-code table as `quiver --help` prints it.
@@ -35,7 +36,8 @@ Exit codes:
    8  load aborted: more rows were rejected than --max-errors allows
    9  file error: cannot read or write a file, or the file is not in the format it claims
   10  store or server failure: I/O error, device full, server shutting down
-  11  permission denied: the user lacks the permission the command needs";
+  11  permission denied: the user lacks the permission the command needs
+  12  check failed: `quiver check` found a stale group or a drifted feature";
 
 /// Everything the CLI can fail with. Messages name the thing and, where one applies, the limit.
 #[derive(Debug, thiserror::Error)]
@@ -69,6 +71,9 @@ pub enum CliError {
     Denied(String),
     #[error("internal error: {0}")]
     Internal(String),
+    /// `quiver check` found problems; its report (text or JSON) is already printed.
+    #[error("check failed: {0}")]
+    CheckFailed(String),
 }
 
 pub type CliResult<T> = Result<T, CliError>;
@@ -100,6 +105,7 @@ impl CliError {
             CliError::Store(_) => exit::STORE,
             CliError::Denied(_) => exit::DENIED,
             CliError::Internal(_) => exit::INTERNAL,
+            CliError::CheckFailed(_) => exit::CHECK_FAILED,
         }
     }
 
@@ -119,6 +125,7 @@ impl CliError {
             CliError::Store(_) => "store",
             CliError::Denied(_) => "permission_denied",
             CliError::Internal(_) => "internal",
+            CliError::CheckFailed(_) => "check_failed",
         }
     }
 }

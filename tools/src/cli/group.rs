@@ -1,6 +1,6 @@
 //! `quiver group create|describe|list|alter|drop`.
 
-use quiver_engine::feature::{Alter, Compression, FeatureRules, GroupSpec};
+use quiver_engine::feature::{Alter, Compression, FeatureRules, GroupSpec, QualitySlo};
 use quiver_engine::history::HistoryPolicy;
 use serde_json::json;
 
@@ -63,6 +63,11 @@ fn group_spec(args: &GroupCreateArgs) -> CliResult<GroupSpec> {
         }),
     };
     spec.on_violation = args.on_violation.into();
+    spec.quality = QualitySlo {
+        max_staleness_s: args.max_staleness,
+        drift_psi: args.drift_psi,
+        drift_distance: args.drift_distance,
+    };
     for (feature, rules) in rules_by_feature(&args.rules)? {
         let spec_feature = spec
             .features
@@ -145,6 +150,15 @@ fn alter(args: &GroupAlterArgs, backend: &mut dyn Backend, out: Out) -> CliResul
     }
     if let Some(mode) = args.on_violation {
         changes.push(Alter::SetViolationMode(mode.into()));
+    }
+    if let Some(s) = args.max_staleness {
+        changes.push(Alter::SetMaxStaleness(s.0));
+    }
+    if let Some(v) = args.drift_psi {
+        changes.push(Alter::SetDriftPsi(v.0));
+    }
+    if let Some(v) = args.drift_distance {
+        changes.push(Alter::SetDriftDistance(v.0));
     }
     let mut schema = None;
     for change in changes {

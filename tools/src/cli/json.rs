@@ -232,6 +232,15 @@ pub fn schema_to_json(schema: &GroupSchema) -> Json {
         "on_violation".into(),
         json!(super::output::violation_text(schema.on_violation)),
     );
+    map.insert(
+        "max_staleness_s".into(),
+        json!(schema.quality.max_staleness_s),
+    );
+    map.insert("drift_psi".into(), json!(schema.quality.drift_psi));
+    map.insert(
+        "drift_distance".into(),
+        json!(schema.quality.drift_distance),
+    );
     map.insert("description".into(), json!(schema.description));
     map.insert("owner".into(), json!(schema.owner));
     map.insert("tags".into(), json!(schema.tags));

@@ -5,6 +5,8 @@
 //! exit code.
 
 pub mod backend;
+mod baseline;
+mod check;
 mod cluster;
 pub mod command;
 mod data;
@@ -45,7 +47,8 @@ pub fn run(cli: Cli) -> u8 {
 }
 
 fn report_error(err: &CliError, out: Out) {
-    if out.json {
+    // A failed check has printed its own document, which says what failed.
+    if out.json && !matches!(err, CliError::CheckFailed(_)) {
         let doc = serde_json::json!({
             "error": { "kind": err.kind(), "message": err.to_string(), "exit_code": err.exit_code() }
         });
@@ -85,6 +88,8 @@ fn run_command(command: &Command, backend: &mut dyn Backend, out: Out) -> CliRes
             Some(group) => quality::stats(group, args.feature.as_deref(), backend, out),
             None => data::stats(backend, out),
         },
+        Command::Check(args) => check::run(args, backend, out),
+        Command::Baseline(cmd) => baseline::run(cmd, backend, out),
         Command::Group(cmd) => group::run(cmd, backend, out),
         Command::Put(args) => data::put(args, backend, out),
         Command::Get(args) => data::get(args, backend, out),

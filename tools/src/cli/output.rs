@@ -90,6 +90,21 @@ pub fn print_schema(schema: &GroupSchema) {
     if schema.features.iter().any(|f| !f.rules.is_empty()) {
         println!("  on violation {}", violation_text(schema.on_violation));
     }
+    let q = &schema.quality;
+    if let Some(s) = q.max_staleness_s {
+        println!(
+            "  freshness    newest write at most {} old",
+            ttl_text(Some(s))
+        );
+    }
+    if q.drift_psi.is_some() || q.drift_distance.is_some() {
+        let part = |name: &str, v: Option<f64>| v.map(|v| format!("{name} > {v}"));
+        let parts: Vec<String> = [part("PSI", q.drift_psi), part("distance", q.drift_distance)]
+            .into_iter()
+            .flatten()
+            .collect();
+        println!("  drift        {}", parts.join(" or "));
+    }
     for (label, text) in [
         ("description", &schema.description),
         ("owner", &schema.owner),

@@ -49,6 +49,18 @@ pub fn parse_ttl(text: &str) -> Result<Option<u32>, String> {
     Ok(Some(ttl))
 }
 
+/// Parses a drift threshold: a finite number above 0 and at most
+/// [`quiver_engine::feature::MAX_DRIFT_THRESHOLD`].
+pub fn parse_threshold(text: &str) -> Result<f64, String> {
+    let max = quiver_engine::feature::MAX_DRIFT_THRESHOLD;
+    match text.parse::<f64>() {
+        Ok(v) if v.is_finite() && v > 0.0 && v <= max => Ok(v),
+        _ => Err(format!(
+            "invalid threshold '{text}': expected a number above 0 and at most {max} (e.g. 0.2)"
+        )),
+    }
+}
+
 /// Parses a point in time (`what` names it in errors): ms since the epoch, or RFC 3339
 /// (`2026-01-02T03:04:05Z`, `2026-01-02T04:04:05+01:00`).
 pub fn parse_time(what: &str, text: &str) -> Result<u64, String> {

@@ -246,6 +246,14 @@ impl Backend for Embedded {
         Ok(quiver_server::quality::report_json(&report))
     }
 
+    fn baseline(
+        &mut self,
+        req: quiver_server::protocol::BaselineRequest,
+    ) -> CliResult<serde_json::Value> {
+        let text = quiver_server::quality::execute_baseline(&self.store, req)?;
+        serde_json::from_str(&text).map_err(|e| CliError::Internal(format!("baseline JSON: {e}")))
+    }
+
     fn stats(&mut self) -> CliResult<serde_json::Value> {
         Ok(super::stats_json::engine_stats_json(&self.store.stats()))
     }

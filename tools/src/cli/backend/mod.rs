@@ -143,6 +143,11 @@ pub trait Backend {
     /// Live statistics of a group's features, in the JSON shape of a FEATURE_STATS response.
     fn feature_stats(&mut self, group: &str, feature: Option<&str>)
         -> CliResult<serde_json::Value>;
+    /// A BASELINE request (save, put, show, drop); answers its JSON document.
+    fn baseline(
+        &mut self,
+        req: quiver_server::protocol::BaselineRequest,
+    ) -> CliResult<serde_json::Value>;
     /// Flushes and closes; for a local store this makes every write durable.
     fn close(self: Box<Self>) -> CliResult<()>;
 }

@@ -417,6 +417,19 @@ impl Backend for Remote {
         })
     }
 
+    fn baseline(
+        &mut self,
+        req: quiver_server::protocol::BaselineRequest,
+    ) -> CliResult<serde_json::Value> {
+        let text = self.client.baseline(req).map_err(|e| self.err(e))?;
+        serde_json::from_str(&text).map_err(|e| {
+            CliError::Store(format!(
+                "quiverd at {} sent a baseline answer that is not JSON: {e}",
+                self.addr
+            ))
+        })
+    }
+
     fn stats(&mut self) -> CliResult<serde_json::Value> {
         let text = self.client.stats().map_err(|e| self.err(e))?;
         serde_json::from_str(&text).map_err(|e| {
