@@ -205,27 +205,18 @@ fn slot_after(step: ReadStep, error: &mut Option<Error>) -> Slot {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::feature::{Compression, FeatureSpec, FeatureType, GroupSpec, PutOptions, Value};
+    use crate::feature::{FeatureSpec, FeatureType, GroupSpec, PutOptions, Value};
     use crate::Config;
 
     fn spec(name: &str) -> GroupSpec {
-        GroupSpec {
-            name: name.into(),
-            key_type: KeyType::String,
-            features: vec![
+        GroupSpec::new(
+            name,
+            KeyType::String,
+            vec![
                 FeatureSpec::new("a", FeatureType::I64),
                 FeatureSpec::new("b", FeatureType::F32),
             ],
-            ttl_s: None,
-            compression: Compression::None,
-            allow_non_finite: false,
-            description: String::new(),
-            owner: String::new(),
-            tags: vec![],
-            history: None,
-            on_violation: Default::default(),
-            quality: Default::default(),
-        }
+        )
     }
 
     fn refs(text: &[&str]) -> Vec<FeatureRef> {

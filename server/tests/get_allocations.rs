@@ -11,8 +11,7 @@
 //! `QUIVER_ALLOC_TRACE=1` prints a backtrace of each counted allocation (to find its site).
 
 use quiver_engine::feature::{
-    Compression, EntityKey, FeatureRef, FeatureSpec, FeatureType, GroupSpec, KeyType, PutOptions,
-    Status, Value,
+    EntityKey, FeatureRef, FeatureSpec, FeatureType, GroupSpec, KeyType, PutOptions, Status, Value,
 };
 use quiver_engine::{Config, Store};
 use quiver_server::client::{Client, ClientConfig};
@@ -116,20 +115,7 @@ fn spec() -> GroupSpec {
         .map(|i| FeatureSpec::new(format!("f{i}"), FeatureType::F32))
         .collect();
     features.push(FeatureSpec::new("v", FeatureType::Vector(DIM as u32)));
-    GroupSpec {
-        name: "g".into(),
-        key_type: KeyType::I64,
-        features,
-        ttl_s: None,
-        compression: Compression::None,
-        allow_non_finite: false,
-        description: String::new(),
-        owner: String::new(),
-        tags: vec![],
-        history: None,
-        on_violation: Default::default(),
-        quality: Default::default(),
-    }
+    GroupSpec::new("g", KeyType::I64, features)
 }
 
 fn refs() -> Vec<FeatureRef> {
