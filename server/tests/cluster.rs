@@ -484,13 +484,25 @@ fn settled(nodes: &[&Quiverd], want: &HashMap<usize, f32>, what: &str) -> Cluste
             .iter()
             .map(|n| map_of(&n.addr).map.map_or(0, |x| x.version))
             .collect();
+        let short = map
+            .partitions
+            .iter()
+            .filter(|p| p.copies().count() < usize::from(map.replication_factor))
+            .count();
         let why = if map.migrations() > 0 {
             format!("{} partition copies under way", map.migrations())
+        } else if short > 0 {
+            // Between two waves of copies no copy is under way for a moment, yet the
+            // planner has more to do.
+            format!("{short} partitions have fewer copies than the replication factor")
         } else if versions.iter().any(|v| *v != map.version) {
             format!("nodes hold map versions {versions:?}")
         } else {
             match placed_as_the_map_says(&m, &holdings(nodes), want) {
-                Ok(()) => return m,
+                // The planner has had a few of its polls to start another wave (a move
+                // towards balance) and did not: the map is at rest.
+                Ok(()) if at_rest(&nodes[0].addr, map.version) => return m,
+                Ok(()) => "the planner started another wave of copies".to_string(),
                 Err(e) => e,
             }
         };
@@ -500,6 +512,13 @@ fn settled(nodes: &[&Quiverd], want: &HashMap<usize, f32>, what: &str) -> Cluste
         );
         std::thread::sleep(Duration::from_millis(200));
     }
+}
+
+/// Whether the map stays at `version` for a second, several of the planner's polls (every
+/// tenth of the lease TTL).
+fn at_rest(addr: &str, version: u64) -> bool {
+    std::thread::sleep(Duration::from_secs(1));
+    map_of(addr).map.is_some_and(|m| m.version == version)
 }
 
 /// Sync puts of `keys` from a thread until `stop`, each retried until acknowledged; the last
