@@ -82,6 +82,34 @@ fn rules_end_to_end(q: &Quiver) {
     assert_eq!(report["rows_written"], 4, "{report}");
     assert_eq!(report["rows_rejected"], 0, "{report}");
     assert_eq!(report["values_dropped"], 2, "{report}");
+    assert_eq!(report["rows_with_drops"], 2, "{report}");
+    // Row by row, like rejections: the line, the feature, and the rule with the value.
+    let dropped = report["dropped"].as_array().unwrap();
+    assert_eq!(dropped.len(), 2, "{report}");
+    assert_eq!(
+        (dropped[0]["line"].clone(), dropped[0]["column"].clone()),
+        (json!(3), json!("age")),
+        "{report}"
+    );
+    assert!(dropped[0]["reason"]
+        .as_str()
+        .unwrap()
+        .contains("rule range=[0,150]: got -1"));
+    assert_eq!(
+        (dropped[1]["line"].clone(), dropped[1]["column"].clone()),
+        (json!(4), json!("city")),
+        "{report}"
+    );
+    assert!(dropped[1]["reason"]
+        .as_str()
+        .unwrap()
+        .contains("in=paris,rome: got 'london'"));
+    let text = q.ok(&["load", "users", file.to_str().unwrap()]);
+    assert!(
+        text.contains("2 values dropped for breaking a rule of their feature, in 2 rows:")
+            && text.contains("line 3, column 'age': dropped:"),
+        "{text}"
+    );
     let put = q.json(&["put", "users", "u9", "age=-5", "city=rome"]);
     assert_eq!(
         (put["written"].clone(), put["dropped"].clone()),

@@ -14,7 +14,7 @@ use std::path::Path;
 use std::sync::mpsc::{sync_channel, Receiver, SyncSender};
 use std::time::Instant;
 
-use quiver_engine::feature::PutOptions;
+use quiver_engine::feature::{check_value, GroupSchema, PutOptions, RuleChecker, ViolationMode};
 use serde_json::json;
 
 pub use format::{resolve_format, sniff, FileFormat};
@@ -46,6 +46,10 @@ pub struct Tally {
     pub skipped_stale: u64,
     /// Values left out for breaking a rule (groups whose violation mode is drop).
     pub values_dropped: u64,
+    /// Rows that had values dropped, and why (the first [`MAX_REPORTED_REJECTIONS`]).
+    pub drops: Vec<Rejection>,
+    /// Rows that had values dropped.
+    pub rows_with_drops: u64,
     pub rejected: u64,
     pub rejections: Vec<Rejection>,
     pub aborted: bool,
@@ -57,6 +61,68 @@ impl Tally {
         if self.rejections.len() < MAX_REPORTED_REJECTIONS {
             self.rejections.push(rejection);
         }
+    }
+
+    /// Notes the values a written row had dropped, one entry per broken rule as `rules` finds
+    /// them (a rule that depends on the clock may have fired at the store and not here: then
+    /// the entry gives the count alone).
+    fn dropped(&mut self, line: u64, count: u32, mut why: Vec<Rejection>) {
+        self.values_dropped += u64::from(count);
+        self.rows_with_drops += 1;
+        if why.is_empty() {
+            why.push(Rejection::new(
+                line,
+                "",
+                format!("{count} values dropped for breaking a rule"),
+            ));
+        }
+        let room = MAX_REPORTED_REJECTIONS.saturating_sub(self.drops.len());
+        self.drops.extend(why.into_iter().take(room));
+    }
+}
+
+/// The rules of a group whose violation mode is drop, checked again by the loader so that the
+/// report can say which value of which row was dropped, and why (the store only counts them).
+struct DropRules {
+    schema: std::sync::Arc<GroupSchema>,
+    checkers: Vec<Option<RuleChecker>>,
+}
+
+impl DropRules {
+    fn of(schema: &std::sync::Arc<GroupSchema>) -> Option<DropRules> {
+        (schema.on_violation == ViolationMode::Drop).then(|| DropRules {
+            schema: schema.clone(),
+            checkers: schema
+                .features
+                .iter()
+                .map(|f| (!f.rules.is_empty()).then(|| RuleChecker::new(&f.rules)))
+                .collect(),
+        })
+    }
+
+    /// Why each value of `put` would be dropped, as row-by-row report entries.
+    fn broken(&self, line: u64, put: &super::backend::PutRow) -> Vec<Rejection> {
+        let now_ms = super::now_ms();
+        let mut why = Vec::new();
+        for (name, value) in &put.values {
+            let Some(feature) = self.schema.feature(name) else {
+                continue;
+            };
+            let checked = check_value(&self.schema, feature, value).and_then(|()| {
+                match self
+                    .checkers
+                    .get(feature.id as usize)
+                    .and_then(Option::as_ref)
+                {
+                    Some(c) => c.check(&self.schema.name, name, value, put.event_time_ms, now_ms),
+                    None => Ok(()),
+                }
+            });
+            if let Err(e) = checked {
+                why.push(Rejection::new(line, name.as_str(), format!("dropped: {e}")));
+            }
+        }
+        why
     }
 }
 
@@ -70,6 +136,7 @@ pub fn run(args: &LoadArgs, backend: &mut dyn Backend, out: Out) -> CliResult<()
             args.group, args.group
         )));
     }
+    let drop_rules = DropRules::of(&schema);
     let spec = LoadSpec {
         schema,
         key_column: args.key_column.clone(),
@@ -87,7 +154,15 @@ pub fn run(args: &LoadArgs, backend: &mut dyn Backend, out: Out) -> CliResult<()
     let file = args.file.clone();
     let tally = std::thread::scope(|scope| {
         scope.spawn(move || read_loop(&file, format, spec, batch_rows, tx));
-        write_loop(rx, backend, &args.group, &opts, args.max_errors, out)
+        write_loop(
+            rx,
+            backend,
+            &args.group,
+            &opts,
+            args.max_errors,
+            drop_rules.as_ref(),
+            out,
+        )
         // Returning drops `rx`: a reader still sending sees the hang-up and stops.
     })?;
     let seconds = start.elapsed().as_secs_f64();
@@ -151,6 +226,7 @@ fn write_loop(
     group: &str,
     opts: &PutOptions,
     max_errors: u64,
+    drop_rules: Option<&DropRules>,
     out: Out,
 ) -> CliResult<Tally> {
     let mut tally = Tally::default();
@@ -168,7 +244,7 @@ fn write_loop(
             Msg::Failed(err) => return Err(err),
             Msg::Batch(batch) => batch,
         };
-        write_batch(batch.rows, backend, group, opts, &mut tally)?;
+        write_batch(batch.rows, backend, group, opts, drop_rules, &mut tally)?;
         if let Some(bar) = &progress {
             bar.set_position(batch.position);
             let rate = tally.rows_read as f64 / start.elapsed().as_secs_f64().max(1e-9);
@@ -195,14 +271,19 @@ fn write_batch(
     backend: &mut dyn Backend,
     group: &str,
     opts: &PutOptions,
+    drop_rules: Option<&DropRules>,
     tally: &mut Tally,
 ) -> CliResult<()> {
     let mut lines = Vec::with_capacity(rows.len());
+    let mut broken = Vec::new();
     let mut puts = Vec::with_capacity(rows.len());
     for row in rows {
         tally.rows_read += 1;
         match row {
             Ok((line, put)) => {
+                if let Some(rules) = drop_rules {
+                    broken.push(rules.broken(line, &put));
+                }
                 lines.push(line);
                 puts.push(put);
             }
@@ -213,13 +294,17 @@ fn write_batch(
         return Ok(());
     }
     let outcomes = backend.put_batch(group, puts, opts)?;
+    let mut broken = broken.into_iter();
     for (line, outcome) in lines.into_iter().zip(outcomes) {
+        let why = broken.next().unwrap_or_default();
         match outcome {
             Ok(result) => {
                 tally.rows_written += 1;
                 tally.values_written += u64::from(result.written);
                 tally.skipped_stale += u64::from(result.skipped_stale);
-                tally.values_dropped += u64::from(result.dropped);
+                if result.dropped > 0 {
+                    tally.dropped(line, result.dropped, why);
+                }
             }
             Err(err) if is_fatal(&err) => return Err(err),
             Err(err) => tally.reject(Rejection::new(line, "", err.to_string())),
@@ -236,9 +321,11 @@ fn report(args: &LoadArgs, format: FileFormat, tally: &Tally, seconds: f64, out:
         "group": args.group, "file": args.file.display().to_string(), "format": format.name(),
         "rows_read": tally.rows_read, "rows_written": tally.rows_written,
         "values_written": tally.values_written, "skipped_stale": tally.skipped_stale,
-        "values_dropped": tally.values_dropped, "rows_rejected": tally.rejected, "aborted": tally.aborted,
+        "values_dropped": tally.values_dropped, "rows_with_drops": tally.rows_with_drops,
+        "rows_rejected": tally.rejected, "aborted": tally.aborted,
         "seconds": seconds, "rows_per_s": rate.round(),
         "rejected": rejections.iter().map(|r| json!({"line": r.line, "column": r.column, "reason": r.reason})).collect::<Vec<_>>(),
+        "dropped": tally.drops.iter().map(|r| json!({"line": r.line, "column": r.column, "reason": r.reason})).collect::<Vec<_>>(),
     });
     out.emit(doc, || {
         println!(
@@ -248,9 +335,11 @@ fn report(args: &LoadArgs, format: FileFormat, tally: &Tally, seconds: f64, out:
         );
         if tally.values_dropped > 0 {
             println!(
-                "{} values dropped for breaking a rule of their feature",
-                thousands(tally.values_dropped)
+                "{} values dropped for breaking a rule of their feature, in {} rows:",
+                thousands(tally.values_dropped),
+                thousands(tally.rows_with_drops)
             );
+            print_entries(&tally.drops, tally.rows_with_drops, format);
         }
         print_rejections(tally, &rejections, format);
     });
@@ -260,22 +349,28 @@ fn print_rejections(tally: &Tally, rejections: &[Rejection], format: FileFormat)
     if tally.rejected == 0 {
         return;
     }
+    println!("{} rows rejected:", thousands(tally.rejected));
+    print_entries(rejections, tally.rejected, format);
+}
+
+/// The first [`MAX_PRINTED_REJECTIONS`] entries of a row-by-row report about `rows` rows.
+fn print_entries(entries: &[Rejection], rows: u64, format: FileFormat) {
     let unit = if format == FileFormat::Parquet {
         "row"
     } else {
         "line"
     };
-    println!("{} rows rejected:", thousands(tally.rejected));
-    for r in rejections.iter().take(MAX_PRINTED_REJECTIONS) {
+    for r in entries.iter().take(MAX_PRINTED_REJECTIONS) {
         match r.column.as_str() {
             "" => println!("  {unit} {}: {}", r.line, r.reason),
             column => println!("  {unit} {}, column '{column}': {}", r.line, r.reason),
         }
     }
-    if tally.rejected > MAX_PRINTED_REJECTIONS as u64 {
+    let shown = entries.len().min(MAX_PRINTED_REJECTIONS) as u64;
+    if rows > shown || entries.len() as u64 > shown {
         println!(
-            "  ... and {} more (use --json for the first {MAX_REPORTED_REJECTIONS})",
-            tally.rejected - MAX_PRINTED_REJECTIONS as u64
+            "  ... and more (use --json for the first {MAX_REPORTED_REJECTIONS}; {} rows in all)",
+            thousands(rows)
         );
     }
 }
