@@ -4,6 +4,10 @@
 //! - acknowledged sync writes survive kill -9 of their master and are read from the new
 //!   master; writes during the failover are refused with a retryable status, never
 //!   acknowledged and lost; every node that holds a map version holds the same map;
+//! - under sync puts, deletes and gets from four clients, nodes are killed with kill -9 in
+//!   turn and started again (3 cycles; `QUIVER_CLUSTER_KILL_CYCLES=N` for more), and each
+//!   key's history of calls and answers is checked for linearizability against a register
+//!   by stateright's `LinearizabilityTester`;
 //! - a node paused past its lease accepts no write when it resumes;
 //! - a request sent to the wrong node is answered NOT_MASTER with the map version;
 //! - bad etcd URLs, unreachable etcd and a node id already in use are clear errors.
@@ -722,4 +726,371 @@ fn migration_under_load_a_fourth_node_joins_then_one_leaves() {
     c.leave(3).expect("nodes 1 and 4 remain for 2 copies");
     let e = c.leave(1).unwrap_err();
     assert!(e.to_string().contains("cannot leave"), "{e}");
+}
+
+/// Kill cycles of the linearizability test: `QUIVER_CLUSTER_KILL_CYCLES` (3 by default; the
+/// long run in docs/CLUSTER.md uses 20).
+fn kill_cycles() -> usize {
+    match std::env::var("QUIVER_CLUSTER_KILL_CYCLES") {
+        Ok(v) => v
+            .parse()
+            .unwrap_or_else(|_| panic!("QUIVER_CLUSTER_KILL_CYCLES={v:?} is not a number")),
+        Err(_) => 3,
+    }
+}
+
+/// Client threads of the linearizability test.
+const CLIENTS: u64 = 4;
+/// Each block of this many operations (counted over all clients) goes to a fresh set of
+/// `KEYS_PER_BLOCK` keys: a key's history stays a few hundred operations long, small enough
+/// for the checker's search, however long the test runs.
+const OPS_PER_BLOCK: u64 = 4_000;
+const KEYS_PER_BLOCK: u64 = 32;
+/// The reader of every key after the clients stopped, as a process of the history.
+const FINAL_READER: u64 = u64::MAX;
+
+/// One client operation on one key of group "g": a sync put of a value used by no other
+/// write, a sync delete, or a get.
+#[derive(Clone, Copy, Debug)]
+enum Call {
+    Put(u32),
+    Delete,
+    Get,
+}
+
+/// What a completed operation answered: done (put, delete) or the value read (`None`: not
+/// found).
+#[derive(Clone, Copy, Debug)]
+enum Answer {
+    Done,
+    Read(Option<u32>),
+}
+
+/// An operation as recorded by its client. `invoked` and `returned` are positions in one
+/// sequence shared by all clients, taken before the request is sent and after its answer
+/// arrived, so their order is the real-time order of the events. A write that failed (its
+/// retries ran out, or the error lost the answer) has no return: it may or may not have
+/// taken effect, and the checker must allow both.
+#[derive(Clone, Copy, Debug)]
+struct Recorded {
+    /// The client, and how many of its writes were left without an answer before this one:
+    /// a process has at most one operation in flight, so after an unanswered write the
+    /// client goes on as a new process.
+    process: u64,
+    key: u64,
+    call: Call,
+    invoked: u64,
+    returned: Option<(u64, Answer)>,
+}
+
+/// What the clients share: the event sequence, the next unique value, the operation count
+/// (which picks the block of keys) and the stop flag.
+#[derive(Default)]
+struct Shared {
+    clock: std::sync::atomic::AtomicU64,
+    next_value: std::sync::atomic::AtomicU32,
+    ops: std::sync::atomic::AtomicU64,
+    stop: AtomicBool,
+}
+
+/// A client of the linearizability test: random puts (40%), deletes (10%) and gets (50%) of
+/// keys of the current block, until `stop`. Each put carries a new unique value and an event
+/// time that grows with it, as a stream of fresh feature values does.
+fn lin_client(
+    id: u64,
+    seeds: Vec<String>,
+    shared: Arc<Shared>,
+) -> std::thread::JoinHandle<Vec<Recorded>> {
+    std::thread::spawn(move || {
+        let refs: Vec<&str> = seeds.iter().map(String::as_str).collect();
+        let mut c = ClusterClient::connect(&refs, test_config()).expect("connect");
+        // Shorter than a failover (the lease TTL, 2 s): writes to a dead master's partitions
+        // end without an answer, some of them applied, some not.
+        c.retry.deadline = Duration::from_secs(1);
+        let mut rng = 0x9E37_79B9_7F4A_7C15u64 ^ (id + 1).wrapping_mul(0xBF58_476D_1CE4_E5B9);
+        let mut epoch = 0u64;
+        let mut out = Vec::new();
+        while !shared.stop.load(Ordering::Relaxed) {
+            rng ^= rng << 13;
+            rng ^= rng >> 7;
+            rng ^= rng << 17;
+            let block = shared.ops.fetch_add(1, Ordering::Relaxed) / OPS_PER_BLOCK;
+            let k = block * KEYS_PER_BLOCK + (rng >> 32) % KEYS_PER_BLOCK;
+            let call = match rng % 10 {
+                0 => Call::Delete,
+                1..=4 => Call::Put(shared.next_value.fetch_add(1, Ordering::SeqCst) + 1),
+                _ => Call::Get,
+            };
+            let invoked = shared.clock.fetch_add(1, Ordering::SeqCst);
+            let result = match call {
+                Call::Put(v) => {
+                    let opts = PutOptions {
+                        durability: Some(Durability::Sync),
+                        ..PutOptions::default()
+                    };
+                    let values = vec![("f0".into(), Value::F32(v as f32))];
+                    c.put("g", key(k as usize), u64::from(v), values, opts)
+                        .map(|_| Answer::Done)
+                }
+                Call::Delete => c
+                    .delete("g", key(k as usize), Some(Durability::Sync))
+                    .map(|_| Answer::Done),
+                Call::Get => c
+                    .get(key(k as usize), vec![FeatureRef::new("g", "f0")])
+                    .map(|got| match (&got[0].status, &got[0].value) {
+                        (Status::Present, Value::F32(v)) => Answer::Read(Some(*v as u32)),
+                        (Status::NotFound, _) => Answer::Read(None),
+                        other => panic!("key {k}: unexpected {other:?}"),
+                    }),
+            };
+            let returned = shared.clock.fetch_add(1, Ordering::SeqCst);
+            let process = id << 32 | epoch;
+            match result {
+                Ok(answer) => out.push(Recorded {
+                    process,
+                    key: k,
+                    call,
+                    invoked,
+                    returned: Some((returned, answer)),
+                }),
+                Err(e) => {
+                    assert!(retryable(&e), "{call:?} of key {k} failed for good: {e}");
+                    // A failed get changed nothing and is left out; a failed write stays in
+                    // flight for ever.
+                    if !matches!(call, Call::Get) {
+                        out.push(Recorded {
+                            process,
+                            key: k,
+                            call,
+                            invoked,
+                            returned: None,
+                        });
+                        epoch += 1;
+                    }
+                }
+            }
+        }
+        out
+    })
+}
+
+/// Checks one key's history against a register (initially absent) with stateright's
+/// linearizability tester. When no order of it is legal, says where: the operations up to
+/// the first event after which no order is legal any more.
+fn linearizable(ops: &[Recorded]) -> Result<(), String> {
+    use stateright::semantics::register::{Register, RegisterOp, RegisterRet};
+    use stateright::semantics::{ConsistencyTester, LinearizabilityTester};
+    let mut events = Vec::with_capacity(ops.len() * 2);
+    for (i, op) in ops.iter().enumerate() {
+        events.push((op.invoked, i, false));
+        if let Some((at, _)) = op.returned {
+            events.push((at, i, true));
+        }
+    }
+    events.sort_by_key(|e| e.0);
+    // Whether the first `n` events are linearizable (an operation whose return is not among
+    // them is in flight).
+    let check = |n: usize| -> Result<bool, String> {
+        let mut tester = LinearizabilityTester::new(Register(None::<u32>));
+        for (_, i, is_return) in &events[..n] {
+            let op = &ops[*i];
+            if *is_return {
+                let ret = match op.returned.expect("a return event").1 {
+                    Answer::Done => RegisterRet::WriteOk,
+                    Answer::Read(v) => RegisterRet::ReadOk(v),
+                };
+                tester.on_return(op.process, ret)
+            } else {
+                let call = match op.call {
+                    Call::Put(v) => RegisterOp::Write(Some(v)),
+                    Call::Delete => RegisterOp::Write(None),
+                    Call::Get => RegisterOp::Read,
+                };
+                tester.on_invoke(op.process, call)
+            }
+            .map_err(|e| format!("malformed history: {e}"))?;
+        }
+        Ok(tester.serialized_history().is_some())
+    };
+    if check(events.len())? {
+        return Ok(());
+    }
+    // Prefixes of a linearizable history are linearizable: find the shortest that is not.
+    let (mut good, mut bad) = (0, events.len());
+    while bad - good > 1 {
+        let mid = (good + bad) / 2;
+        if check(mid)? {
+            good = mid;
+        } else {
+            bad = mid;
+        }
+    }
+    let (at, last, _) = events[bad - 1];
+    let mut shown: Vec<&Recorded> = ops.iter().filter(|o| o.invoked <= at).collect();
+    shown.sort_by_key(|o| o.invoked);
+    let skipped = shown.len().saturating_sub(16);
+    let lines: Vec<String> = shown[skipped..]
+        .iter()
+        .map(|o| {
+            let client = if o.process == FINAL_READER {
+                "final reader".to_string()
+            } else {
+                format!("client {}.{}", o.process >> 32, o.process & 0xFFFF_FFFF)
+            };
+            match o.returned {
+                Some((r, a)) if r <= at => {
+                    format!("  [{}..{r}] {client} {:?} -> {a:?}", o.invoked, o.call)
+                }
+                _ => format!("  [{}..] {client} {:?} (no answer yet)", o.invoked, o.call),
+            }
+        })
+        .collect();
+    Err(format!(
+        "no linearization of its {} operations; none of the first {} events either, ending \
+         with {:?} of the operation invoked at {} ({skipped} earlier operations not shown):\n{}",
+        ops.len(),
+        bad,
+        ops[last].returned.map(|r| r.1),
+        ops[last].invoked,
+        lines.join("\n")
+    ))
+}
+
+/// Whether every node holds the same map, every partition has the replication factor's
+/// copies in sync and no copy is under way, for a second (the planner had its chance to
+/// start another wave): then any one node may die without losing a write.
+fn fully_replicated(nodes: &[&Quiverd]) -> bool {
+    let first = map_of(&nodes[0].addr);
+    let Some(map) = first.map.as_ref() else {
+        return false;
+    };
+    let rf = usize::from(map.replication_factor);
+    map.migrations() == 0
+        && map.partitions.iter().all(|p| p.copies().count() == rf)
+        && nodes[1..].iter().all(|n| {
+            map_of(&n.addr)
+                .map
+                .is_some_and(|m| m.version == map.version)
+        })
+        && at_rest(&nodes[0].addr, map.version)
+}
+
+#[test]
+fn kill_9_cycles_under_concurrent_clients_keep_every_key_linearizable() {
+    let Some(etcd) = EtcdProcess::start() else {
+        return;
+    };
+    let first = three_nodes(&etcd);
+    cluster_client(&first)
+        .create_group(f32_group("g", 1))
+        .expect("group");
+    let mut nodes: Vec<Option<Quiverd>> = first.into_iter().map(Some).collect();
+    let live = |nodes: &[Option<Quiverd>]| -> Vec<String> {
+        nodes.iter().flatten().map(|n| n.addr.clone()).collect()
+    };
+    let shared = Arc::new(Shared::default());
+    let clients: Vec<_> = (0..CLIENTS)
+        .map(|id| lin_client(id, live(&nodes), shared.clone()))
+        .collect();
+    let cycles = kill_cycles();
+    let mut failovers = Vec::new();
+    let started = Instant::now();
+    for cycle in 0..cycles {
+        let deadline = Instant::now() + Duration::from_secs(120);
+        while !fully_replicated(&nodes.iter().flatten().collect::<Vec<_>>()) {
+            assert!(
+                Instant::now() < deadline,
+                "cycle {cycle}: not fully replicated after 120 s"
+            );
+            std::thread::sleep(Duration::from_millis(200));
+        }
+        // kill -9 a node (in turn), wait until the map no longer names it, start it again
+        // with the same id and an empty store: it gets its copies back by full copies.
+        let victim = (cycle % 3) as u32 + 1;
+        drop(nodes[victim as usize - 1].take());
+        let killed = Instant::now();
+        let survivor = live(&nodes)[0].clone();
+        while map_of(&survivor)
+            .map
+            .is_some_and(|m| m.partitions.iter().any(|p| p.holds(victim)))
+        {
+            assert!(
+                killed.elapsed() < Duration::from_secs(60),
+                "cycle {cycle}: node {victim} still in the map 60 s after kill -9"
+            );
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        failovers.push(killed.elapsed());
+        nodes[victim as usize - 1] = Some(node(&etcd, victim, &[]));
+    }
+    let deadline = Instant::now() + Duration::from_secs(120);
+    while !fully_replicated(&nodes.iter().flatten().collect::<Vec<_>>()) {
+        assert!(
+            Instant::now() < deadline,
+            "not fully replicated after 120 s"
+        );
+        std::thread::sleep(Duration::from_millis(200));
+    }
+    shared.stop.store(true, Ordering::Relaxed);
+    let mut history: Vec<Recorded> = clients
+        .into_iter()
+        .flat_map(|c| c.join().expect("a client panicked"))
+        .collect();
+    let ran = started.elapsed();
+    // Every key ever used is read once more, after the clients stopped (through the nodes
+    // of now: the first ones were all replaced).
+    let seeds = live(&nodes);
+    let refs: Vec<&str> = seeds.iter().map(String::as_str).collect();
+    let mut c = ClusterClient::connect(&refs, test_config()).expect("connect");
+    let keys: std::collections::BTreeSet<u64> = history.iter().map(|o| o.key).collect();
+    for k in &keys {
+        let invoked = shared.clock.fetch_add(1, Ordering::SeqCst);
+        let v = read(&mut c, *k as usize).map(|v| v as u32);
+        history.push(Recorded {
+            process: FINAL_READER,
+            key: *k,
+            call: Call::Get,
+            invoked,
+            returned: Some((invoked + 1, Answer::Read(v))),
+        });
+        shared.clock.fetch_add(1, Ordering::SeqCst);
+    }
+    let mut by_key: BTreeMap<u64, Vec<Recorded>> = BTreeMap::new();
+    for op in &history {
+        by_key.entry(op.key).or_default().push(*op);
+    }
+    let longest = by_key.values().map(Vec::len).max().unwrap_or(0);
+    let checking = Instant::now();
+    // The tester searches recursively, one stack frame per operation of a key.
+    let failures: Vec<String> = std::thread::Builder::new()
+        .stack_size(256 << 20)
+        .spawn(move || {
+            by_key
+                .iter()
+                .filter_map(|(k, ops)| linearizable(ops).err().map(|e| format!("key {k}: {e}")))
+                .collect()
+        })
+        .expect("checker thread")
+        .join()
+        .expect("the checker panicked");
+    let unanswered = history.iter().filter(|o| o.returned.is_none()).count();
+    failovers.sort();
+    eprintln!(
+        "{cycles} kill -9 cycles in {:.1} s: {} operations ({} writes without an answer) on {} \
+         keys (longest history {longest}); failover p50 {:.2} s max {:.2} s; checked in {:.2} s",
+        ran.as_secs_f64(),
+        history.len(),
+        unanswered,
+        keys.len(),
+        failovers[failovers.len() / 2].as_secs_f64(),
+        failovers[failovers.len() - 1].as_secs_f64(),
+        checking.elapsed().as_secs_f64()
+    );
+    assert!(
+        failures.is_empty(),
+        "{} of {} keys have a history that is not linearizable; the first:\n{}",
+        failures.len(),
+        keys.len(),
+        failures[0]
+    );
 }
