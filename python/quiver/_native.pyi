@@ -35,7 +35,8 @@ class Handle:
         ttl_s: Optional[int] = None,
         expected_generation: Optional[int] = None,
         write_time_ms: Optional[int] = None,
-    ) -> Tuple[int, int, int]: ...
+    ) -> Tuple[int, int, int, int]:
+        """(written, skipped_stale, generation, dropped)"""
     def put_columns(
         self,
         group: str,
@@ -47,7 +48,8 @@ class Handle:
         ttl_s: Optional[int] = None,
         skip_nulls: bool = False,
         write_times_ms: Optional[np.ndarray] = None,
-    ) -> Tuple[int, int, int]: ...
+    ) -> Tuple[int, int, int, int]:
+        """(rows, written, skipped_stale, dropped)"""
     def get(self, refs: Sequence[str], keys: Any) -> List[RawColumn]: ...
     def get_as_of(
         self, refs: Sequence[str], keys: Any, times_ms: Sequence[int], known_at_ms: Optional[Sequence[int]] = None
@@ -68,6 +70,7 @@ class Handle:
         """Point-in-time join of a spine (mode: event, as-served, known-at); one column per
         reference, one value per spine row. Runs without the GIL."""
     def delete(self, group: str, key: Any, durability: Optional[str] = None) -> bool: ...
+    def feature_stats_json(self, group: str, feature: Optional[str] = None) -> str: ...
     def stats_json(self) -> str: ...
     def flush(self) -> None: ...
     def close(self) -> None: ...

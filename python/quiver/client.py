@@ -43,12 +43,14 @@ def _size(size: Union[int, str]) -> int:
 
 @dataclass(frozen=True)
 class PutResult:
-    """What one put did: values written, values skipped because the stored one is newer, and
-    the row's generation after it."""
+    """What one put did: values written, values skipped because the stored one is newer, the
+    row's generation after it, and values left out for breaking a rule of their feature (groups
+    whose ``on_violation`` is ``"drop"``; a group that rejects raises InvalidArgumentError)."""
 
     written: int
     skipped_stale: int
     generation: int
+    dropped: int = 0
 
 
 @dataclass(frozen=True)
@@ -58,6 +60,7 @@ class WriteSummary:
     rows: int
     written: int
     skipped_stale: int
+    dropped: int = 0
 
 
 @dataclass(frozen=True)
@@ -92,6 +95,13 @@ class Client:
     def server_info(self) -> Optional[Dict[str, Any]]:
         """The server's handshake (version and limits); None for an embedded store."""
         return self._h.server_info()
+
+    def feature_stats(self, group: str, feature: Optional[str] = None) -> Dict[str, Any]:
+        """Live statistics of a group's features (only ``feature``'s when given), per window:
+        count, nulls, last write, min/max/mean/stddev and quantiles for numbers, distinct
+        count, top values, vector norms; with the group's freshness and drift. The document of
+        FEATURE_STATS (docs/PROTOCOL.md), as ``quiver stats --group G --json`` prints it."""
+        return json.loads(self._h.feature_stats_json(group, feature))
 
     def stats(self) -> Dict[str, Any]:
         """The server's STATS document (docs/PROTOCOL.md), or an embedded store's engine figures."""
@@ -136,12 +146,21 @@ class Client:
         tags: Optional[Sequence[str]] = None,
         history: Union[Seconds, str] = "unchanged",
         history_max_versions: Union[int, None, str] = "unchanged",
+        rules: Optional[Mapping[str, Sequence[str]]] = None,
+        on_violation: Optional[str] = None,
+        max_staleness: Union[Seconds, str] = "unchanged",
+        drift_psi: Union[float, None, str] = "unchanged",
+        drift_distance: Union[float, None, str] = "unchanged",
     ) -> GroupSchema:
         """Applies each given change in turn (each is one new schema version); returns the
         last schema. ``ttl=None`` / ``history=None`` turn them off (``history=None`` turns all
         of history off). ``history_max_versions=N`` keeps at most N superseded versions per
         feature and entity (turning history on if it is off); ``None`` removes that bound
-        (refused when no ``history`` window is set)."""
+        (refused when no ``history`` window is set). ``rules`` maps features to their new
+        rules, written as in the CLI (``{"age": ["range=[0,150]"]}``; an empty list removes
+        them); ``on_violation`` is ``"reject"`` or ``"drop"``; ``max_staleness``,
+        ``drift_psi`` and ``drift_distance`` set the group's freshness and drift thresholds
+        (``None`` removes one)."""
         changes: List[tuple] = []
         if add_feature is not None:
             changes.append(("add_feature", add_feature.to_dict()))
@@ -159,6 +178,16 @@ class Client:
             changes.append(("set_history", _seconds(history, "history")))  # type: ignore[arg-type]
         if history_max_versions != "unchanged":
             changes.append(("set_history_max_versions", history_max_versions))
+        for feature, texts in (rules or {}).items():
+            changes.append(("set_rules", (feature, list(texts))))
+        if on_violation is not None:
+            changes.append(("set_on_violation", on_violation))
+        if max_staleness != "unchanged":
+            changes.append(("set_max_staleness", _seconds(max_staleness, "max_staleness")))  # type: ignore[arg-type]
+        if drift_psi != "unchanged":
+            changes.append(("set_drift_psi", drift_psi))
+        if drift_distance != "unchanged":
+            changes.append(("set_drift_distance", drift_distance))
         if not changes:
             return self.describe_group(name)
         schema: Dict[str, Any] = {}
@@ -192,7 +221,7 @@ class Client:
         ``write_time`` (groups with history): when the store learned these values, recorded
         with each version instead of the store's clock (importing history whose arrival times
         are known; what ``known_at`` and the "as-served" training sets read)."""
-        written, skipped, generation = self._h.put(
+        written, skipped, generation, dropped = self._h.put(
             group,
             key,
             _columns.to_ms(event_time),
@@ -203,7 +232,7 @@ class Client:
             expected_generation,
             None if write_time is None else _columns.to_ms(write_time),
         )
-        return PutResult(written, skipped, generation)
+        return PutResult(written, skipped, generation, dropped)
 
     def put_many(
         self,
@@ -237,10 +266,10 @@ class Client:
         keys, times, columns, write_times = _columns.table_columns(
             data, schema, key, event_time, None if event_time else _columns.to_ms(event_time_ms), features, write_time
         )
-        rows, written, skipped = self._h.put_columns(
+        rows, written, skipped, dropped = self._h.put_columns(
             group, keys, times, columns, mode, _sync(sync), _seconds(ttl, "ttl"), skip_nulls, write_times
         )
-        return WriteSummary(rows, written, skipped)
+        return WriteSummary(rows, written, skipped, dropped)
 
     def delete(self, group: str, key: Union[str, int, bytes], *, sync: Optional[bool] = None) -> bool:
         """Deletes one entity's row of a group; returns whether it existed."""

@@ -55,13 +55,17 @@ def _seconds(value: Seconds, what: str) -> Optional[int]:
 
 @dataclass(frozen=True)
 class Feature:
-    """A feature to create (or add to a group): its name and type."""
+    """A feature to create (or add to a group): its name and type, and its validation rules
+    written as in the CLI (docs/CLI.md): ``"not-null"``, ``"finite"``, ``"range=[0,150]"``
+    (``(`` / ``)`` for open ends), ``"in=a,b,c"``, ``"regex=[a-z]+"``, ``"len=[1,10]"``,
+    ``"norm=[0.9,1.1]"``, ``"lag=1h"``, ``"future=5m"``."""
 
     name: str
     type: str
     description: str = ""
     owner: str = ""
     tags: Tuple[str, ...] = ()
+    rules: Tuple[str, ...] = ()
 
     def to_dict(self) -> Dict[str, Any]:
         return {
@@ -70,6 +74,7 @@ class Feature:
             "description": self.description,
             "owner": self.owner,
             "tags": list(self.tags),
+            "rules": list(self.rules),
         }
 
 
@@ -82,7 +87,11 @@ class GroupSpec:
     long (as-of reads). Both take seconds or a ``timedelta``. ``history_max_versions`` keeps at
     most that many superseded versions per feature and entity (1 to 100000), alone or with
     ``history`` (a version either bound removes is removed; trimmed in the background).
-    ``compression_level`` turns on zstd at that level.
+    ``compression_level`` turns on zstd at that level. ``on_violation`` says what a put that
+    breaks a feature's rule does: ``"reject"`` refuses it whole (InvalidArgumentError naming the
+    feature, the rule and the value), ``"drop"`` leaves the offending values out and counts
+    them. ``max_staleness`` is the group's freshness objective (seconds or a ``timedelta``);
+    ``drift_psi`` and ``drift_distance`` are its drift thresholds (docs/CLI.md, ``quiver check``).
     """
 
     name: str
@@ -96,6 +105,10 @@ class GroupSpec:
     tags: Tuple[str, ...] = ()
     history: Seconds = None
     history_max_versions: Optional[int] = None
+    on_violation: str = "reject"
+    max_staleness: Seconds = None
+    drift_psi: Optional[float] = None
+    drift_distance: Optional[float] = None
 
     def to_dict(self) -> Dict[str, Any]:
         return {
@@ -110,6 +123,10 @@ class GroupSpec:
             "tags": list(self.tags),
             "history_retention_s": _seconds(self.history, "history"),
             "history_max_versions": self.history_max_versions,
+            "on_violation": self.on_violation,
+            "max_staleness_s": _seconds(self.max_staleness, "max_staleness"),
+            "drift_psi": self.drift_psi,
+            "drift_distance": self.drift_distance,
         }
 
 
@@ -124,6 +141,7 @@ class FeatureInfo:
     owner: str
     tags: Tuple[str, ...]
     deprecated: bool
+    rules: Tuple[str, ...] = ()
 
 
 @dataclass(frozen=True)
@@ -143,6 +161,10 @@ class GroupSchema:
     tags: Tuple[str, ...]
     history_retention_s: Optional[int]
     history_max_versions: Optional[int]
+    on_violation: str = "reject"
+    max_staleness_s: Optional[int] = None
+    drift_psi: Optional[float] = None
+    drift_distance: Optional[float] = None
     _by_name: Dict[str, FeatureInfo] = field(default_factory=dict, repr=False, compare=False)
 
     @staticmethod
@@ -156,6 +178,7 @@ class GroupSchema:
                 owner=f["owner"],
                 tags=tuple(f["tags"]),
                 deprecated=f["deprecated"],
+                rules=tuple(f.get("rules", ())),
             )
             for f in d["features"]
         )
@@ -173,6 +196,10 @@ class GroupSchema:
             tags=tuple(d["tags"]),
             history_retention_s=d["history_retention_s"],
             history_max_versions=d.get("history_max_versions"),
+            on_violation=d.get("on_violation", "reject"),
+            max_staleness_s=d.get("max_staleness_s"),
+            drift_psi=d.get("drift_psi"),
+            drift_distance=d.get("drift_distance"),
             _by_name={f.name: f for f in features},
         )
 

@@ -95,6 +95,8 @@ pub struct PutTotals {
     pub rows: u64,
     pub written: u64,
     pub skipped_stale: u64,
+    /// Values left out for breaking a rule (groups whose violation mode is drop).
+    pub dropped: u64,
 }
 
 impl PutTotals {
@@ -102,6 +104,15 @@ impl PutTotals {
         self.rows += 1;
         self.written += r.written as u64;
         self.skipped_stale += r.skipped_stale as u64;
+        self.dropped += r.dropped as u64;
+    }
+
+    /// Adds the totals of another part of the same write.
+    pub fn merge(&mut self, other: &PutTotals) {
+        self.rows += other.rows;
+        self.written += other.written;
+        self.skipped_stale += other.skipped_stale;
+        self.dropped += other.dropped;
     }
 }
 
@@ -424,6 +435,18 @@ impl Backend {
     }
 
     /// The server's STATS document, or an embedded store's engine figures, as JSON.
+    /// Live statistics of `group`'s features (of `feature` only when given), as the JSON of
+    /// FEATURE_STATS (docs/PROTOCOL.md).
+    pub fn feature_stats_json(&self, group: &str, feature: Option<&str>) -> Result<String> {
+        match self {
+            Backend::Remote(p) => p.with(|c| Ok(c.feature_stats(group, feature)?)),
+            Backend::Embedded(_) => {
+                let report = self.store()?.feature_stats(group, feature)?;
+                Ok(quiver_server::quality::report_json(&report).to_string())
+            }
+        }
+    }
+
     pub fn stats_json(&self) -> Result<String> {
         match self {
             Backend::Remote(p) => p.with(|c| Ok(c.stats()?)),

@@ -5,8 +5,8 @@
 use pyo3::prelude::*;
 use pyo3::types::{PyBytes, PyDict, PyList, PyString, PyTuple};
 use quiver_engine::feature::{
-    Alter, Compression, EntityKey, Feature, FeatureRef, FeatureSpec, FeatureType, GroupSchema,
-    GroupSpec, KeyType, Value,
+    Alter, Compression, EntityKey, Feature, FeatureRef, FeatureRules, FeatureSpec, FeatureType,
+    GroupSchema, GroupSpec, KeyType, QualitySlo, Value, ViolationMode,
 };
 use quiver_engine::history::HistoryPolicy;
 
@@ -49,14 +49,45 @@ fn parse_key_type(text: &str) -> Result<KeyType> {
 
 fn feature_spec(d: &Bound<'_, PyDict>) -> PyResult<FeatureSpec> {
     let ty = required!(d, "type", String);
+    let name = required!(d, "name", String);
+    let rules = rules(&name, &field!(d, "rules", Vec<String>).unwrap_or_default())?;
     Ok(FeatureSpec {
-        name: required!(d, "name", String),
+        name,
         ty: parse_type(&ty)?,
         description: field!(d, "description", String).unwrap_or_default(),
         owner: field!(d, "owner", String).unwrap_or_default(),
         tags: field!(d, "tags", Vec<String>).unwrap_or_default(),
-        rules: Default::default(),
+        rules,
     })
+}
+
+/// A feature's rules from their texts, written as in the CLI (`range=[0,150]`, `not-null`,
+/// `in=a,b`; docs/CLI.md). Whether they fit the feature's type is checked by the store.
+fn rules(feature: &str, texts: &[String]) -> Result<FeatureRules> {
+    let mut rules = FeatureRules::default();
+    for text in texts {
+        rules
+            .parse_rule(text)
+            .map_err(|e| Failure::invalid(format!("feature '{feature}': {e}")))?;
+    }
+    Ok(rules)
+}
+
+fn violation_mode(text: &str) -> Result<ViolationMode> {
+    match text {
+        "reject" => Ok(ViolationMode::Reject),
+        "drop" => Ok(ViolationMode::Drop),
+        other => Err(Failure::invalid(format!(
+            "invalid on_violation '{other}': expected reject or drop"
+        ))),
+    }
+}
+
+fn violation_name(mode: ViolationMode) -> &'static str {
+    match mode {
+        ViolationMode::Reject => "reject",
+        ViolationMode::Drop => "drop",
+    }
 }
 
 fn compression(level: Option<i32>) -> Compression {
@@ -90,8 +121,15 @@ pub fn group_spec(d: &Bound<'_, PyDict>) -> PyResult<GroupSpec> {
                 max_versions,
             }),
         },
-        on_violation: Default::default(),
-        quality: Default::default(),
+        on_violation: match field!(d, "on_violation", String) {
+            Some(text) => violation_mode(&text)?,
+            None => ViolationMode::default(),
+        },
+        quality: QualitySlo {
+            max_staleness_s: field!(d, "max_staleness_s", u32),
+            drift_psi: field!(d, "drift_psi", f64),
+            drift_distance: field!(d, "drift_distance", f64),
+        },
     })
 }
 
@@ -104,6 +142,7 @@ fn feature_dict<'py>(py: Python<'py>, f: &Feature) -> PyResult<Bound<'py, PyDict
     d.set_item("owner", &f.owner)?;
     d.set_item("tags", &f.tags)?;
     d.set_item("deprecated", f.deprecated)?;
+    d.set_item("rules", f.rules.texts())?;
     Ok(d)
 }
 
@@ -137,6 +176,10 @@ pub fn schema_dict<'py>(py: Python<'py>, g: &GroupSchema) -> PyResult<Bound<'py,
         "history_max_versions",
         g.history.and_then(|h| h.max_versions),
     )?;
+    d.set_item("on_violation", violation_name(g.on_violation))?;
+    d.set_item("max_staleness_s", g.quality.max_staleness_s)?;
+    d.set_item("drift_psi", g.quality.drift_psi)?;
+    d.set_item("drift_distance", g.quality.drift_distance)?;
     Ok(d)
 }
 
@@ -155,11 +198,21 @@ pub fn alter(kind: &str, arg: &Bound<'_, PyAny>) -> PyResult<Alter> {
             let (name, ty): (String, String) = arg.extract()?;
             Alter::ChangeFeatureType(name, parse_type(&ty)?)
         }
+        "set_rules" => {
+            let (name, texts): (String, Vec<String>) = arg.extract()?;
+            let rules = rules(&name, &texts)?;
+            Alter::SetRules(name, rules)
+        }
+        "set_on_violation" => Alter::SetViolationMode(violation_mode(&arg.extract::<String>()?)?),
+        "set_max_staleness" => Alter::SetMaxStaleness(arg.extract()?),
+        "set_drift_psi" => Alter::SetDriftPsi(arg.extract()?),
+        "set_drift_distance" => Alter::SetDriftDistance(arg.extract()?),
         other => {
             return Err(Failure::invalid(format!(
                 "unknown alteration '{other}' (add_feature, deprecate_feature, set_ttl, \
                  set_description, set_owner, set_tags, set_history, set_history_max_versions, \
-                 change_feature_type)"
+                 change_feature_type, set_rules, set_on_violation, set_max_staleness, \
+                 set_drift_psi, set_drift_distance)"
             ))
             .into())
         }

@@ -295,7 +295,7 @@ impl Handle {
         Ok(py.detach(|| self.backend.drop_group(name))?)
     }
 
-    /// Writes one entity; returns `(written, skipped_stale, generation)`.
+    /// Writes one entity; returns `(written, skipped_stale, generation, dropped)`.
     #[pyo3(signature = (group, key, event_time_ms, values, mode="merge", durability=None, ttl_s=None, expected_generation=None, write_time_ms=None))]
     #[allow(clippy::too_many_arguments)]
     fn put(
@@ -310,7 +310,7 @@ impl Handle {
         ttl_s: Option<u32>,
         expected_generation: Option<u16>,
         write_time_ms: Option<u64>,
-    ) -> PyResult<(u32, u32, u16)> {
+    ) -> PyResult<(u32, u32, u16, u32)> {
         let options = put_options(mode, durability, ttl_s, expected_generation, write_time_ms)?;
         let key = convert::entity_key(&key)?;
         let schema = py.detach(|| self.schema(group, false))?;
@@ -329,11 +329,11 @@ impl Handle {
             write_time_ms: None,
         };
         let r = py.detach(|| self.backend.put(group, row, options))?;
-        Ok((r.written, r.skipped_stale, r.generation))
+        Ok((r.written, r.skipped_stale, r.generation, r.dropped))
     }
 
     /// Writes many entities from column buffers (see `quiver._columns`); returns
-    /// `(rows, written, skipped_stale)`.
+    /// `(rows, written, skipped_stale, dropped)`.
     #[pyo3(signature = (group, keys, times_ms, columns, mode="merge", durability=None, ttl_s=None, skip_nulls=false, write_times_ms=None))]
     #[allow(clippy::too_many_arguments)]
     fn put_columns(
@@ -348,7 +348,7 @@ impl Handle {
         ttl_s: Option<u32>,
         skip_nulls: bool,
         write_times_ms: Option<PyReadonlyArray1<'_, i64>>,
-    ) -> PyResult<(u64, u64, u64)> {
+    ) -> PyResult<(u64, u64, u64, u64)> {
         let options = put_options(mode, durability, ttl_s, None, None)?;
         let times_ms: Vec<i64> = times_ms.as_array().iter().copied().collect();
         let rows = times_ms.len();
@@ -382,13 +382,16 @@ impl Handle {
                     .backend
                     .put_rows(group, rows, options)
                     .map_err(|(i, e)| at_row(from + i, e))?;
-                sum.rows += t.rows;
-                sum.written += t.written;
-                sum.skipped_stale += t.skipped_stale;
+                sum.merge(&t);
             }
             Ok(sum)
         })?;
-        Ok((totals.rows, totals.written, totals.skipped_stale))
+        Ok((
+            totals.rows,
+            totals.written,
+            totals.skipped_stale,
+            totals.dropped,
+        ))
     }
 
     /// Reads `refs` ("group:feature") for every key: one tuple per reference,
@@ -562,6 +565,16 @@ impl Handle {
         let key = convert::entity_key(&key)?;
         let d = crate::durability(durability)?;
         Ok(py.detach(|| self.backend.delete(group, key, d))?)
+    }
+
+    #[pyo3(signature = (group, feature=None))]
+    fn feature_stats_json(
+        &self,
+        py: Python<'_>,
+        group: &str,
+        feature: Option<&str>,
+    ) -> PyResult<String> {
+        Ok(py.detach(|| self.backend.feature_stats_json(group, feature))?)
     }
 
     fn stats_json(&self, py: Python<'_>) -> PyResult<String> {

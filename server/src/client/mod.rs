@@ -547,7 +547,6 @@ impl Client {
         }
     }
 
-    /// The server's STATS document (JSON).
     /// Live statistics of `group`'s features (of `feature` only when given), as the JSON
     /// text documented in docs/PROTOCOL.md (FEATURE_STATS).
     pub fn feature_stats(&mut self, group: &str, feature: Option<&str>) -> Result<String> {
@@ -569,6 +568,7 @@ impl Client {
         }
     }
 
+    /// The server's STATS document (JSON).
     pub fn stats(&mut self) -> Result<String> {
         match self.call(&Request::Stats)? {
             Response::Stats { json } => Ok(json),
