@@ -124,6 +124,15 @@ impl BufPool {
         }
     }
 
+    /// A pool that keeps at most `keep` buffers of each size class, its lists reserved now
+    /// (giving a buffer back never grows them).
+    pub fn reserved(keep: usize) -> BufPool {
+        BufPool {
+            classes: std::array::from_fn(|_| Vec::with_capacity(keep)),
+            keep,
+        }
+    }
+
     fn class(len: usize) -> Option<usize> {
         let pages = len.max(1).div_ceil(IO_ALIGN).next_power_of_two();
         let class = pages.trailing_zeros() as usize;

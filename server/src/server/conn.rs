@@ -2,6 +2,7 @@
 
 use super::output::OutputGauge;
 use crate::protocol::{encode_error, DecodeError, FrameHeader, StatusCode, HEADER_LEN};
+use std::collections::VecDeque;
 use std::io::{ErrorKind, Read, Write};
 use std::net::TcpStream;
 use std::sync::Arc;
@@ -51,6 +52,11 @@ pub struct Conn {
     pub rbuf: Vec<u8>,
     /// Response bytes; `wbuf[wpos..]` is still to be written.
     pub wbuf: Vec<u8>,
+    /// The io_uring loop's filled send buffers waiting for the send in flight to end, oldest
+    /// first (their bytes come before `wbuf`'s); `full_bytes` bytes in all. Its capacity is
+    /// reserved when the loop adopts the connection and never grows.
+    pub full: VecDeque<Vec<u8>>,
+    pub full_bytes: usize,
     pub wpos: usize,
     /// Response bytes already handed to the kernel and not yet confirmed sent (the io_uring
     /// loop's send in flight; always 0 under the epoll loop).
@@ -102,6 +108,8 @@ impl Conn {
             stream,
             rbuf: Vec::new(),
             wbuf: Vec::new(),
+            full: VecDeque::new(),
+            full_bytes: 0,
             wpos: 0,
             sending: 0,
             inflight: 0,
@@ -122,7 +130,7 @@ impl Conn {
 
     pub fn queued_output(&self) -> usize {
         let tls_pending = self.tls.as_ref().is_some_and(|t| t.wants_write());
-        self.wbuf.len() - self.wpos + self.sending + usize::from(tls_pending)
+        self.wbuf.len() - self.wpos + self.full_bytes + self.sending + usize::from(tls_pending)
     }
 
     /// Restarts or stops the slow-client clock after frames were parsed: it runs only while a

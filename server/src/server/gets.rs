@@ -7,6 +7,7 @@
 //! back through [`LoopGets::complete_read`], and the answer is encoded into the connection's
 //! write buffer by [`LoopGets::respond`].
 
+use super::byte_pool::BytePool;
 use super::conn::Conn;
 use super::job::{encode_checked, error_response, readable};
 use super::Shared;
@@ -29,6 +30,23 @@ const MEMORY_READ_BUFS: usize = 16;
 /// Finished [`PendingGet`]s a loop keeps for reuse (with the records their rows were read
 /// into): a GET in steady state allocates nothing.
 const IDLE_GETS_KEPT: usize = 1024;
+/// GETs waiting for the device whose table entries a loop reserves up front (more grow it).
+const DEVICE_GETS_RESERVED: usize = 1024;
+/// Latencies a loop collects before it records them (at the end of a turn, or when full).
+const SAMPLES_KEPT: usize = 1024;
+/// Send buffers a loop lends its connections, and their size (128 x 32 KiB: 4 MiB per loop,
+/// allocated when it starts). A connection's answers go into one until the next answer would
+/// not fit, then into the next; up to [`MAX_FULL_SEND_BUFS`] wait behind the send in flight.
+/// A connection holds none once its answers are sent.
+pub const SEND_BUFS: usize = 128;
+pub const SEND_BUF_BYTES: usize = 32 << 10;
+/// Filled send buffers a connection may have waiting behind its send in flight (reserved
+/// when the loop adopts it: 8 x 24 bytes); past it, the buffer being filled grows.
+pub const MAX_FULL_SEND_BUFS: usize = 8;
+/// Buffers a loop lends its connections to carry a frame split between receives (or bytes
+/// received while paused), and their size.
+pub const CARRY_BUFS: usize = 32;
+pub const CARRY_BUF_BYTES: usize = 64 << 10;
 
 /// A device read a GET waits for.
 #[derive(Debug, Clone, Copy)]
@@ -98,6 +116,13 @@ pub struct LoopGets {
     samples: Vec<(u64, bool)>,
     /// A read found damage: the loop has the damaged-key list written off the loop.
     pub damage_found: bool,
+    /// The connections' send buffers (see [`SEND_BUFS`]).
+    pub sends: BytePool,
+    /// The connections' carry buffers (see [`CARRY_BUFS`]).
+    pub carries: BytePool,
+    /// The largest GET answer encoded so far (capped at a send buffer): a send buffer with
+    /// less room than this is set aside for the next.
+    answer_bytes_max: usize,
 }
 
 impl LoopGets {
@@ -105,16 +130,31 @@ impl LoopGets {
         let reads_in_place = shared.store.engine().reads_from_memory();
         LoopGets {
             shared,
-            plans: HashMap::new(),
-            gets: Vec::new(),
-            free: Vec::new(),
-            idle: Vec::new(),
+            plans: HashMap::with_capacity(MAX_CACHED_PLANS),
+            gets: Vec::with_capacity(if reads_in_place {
+                0
+            } else {
+                DEVICE_GETS_RESERVED
+            }),
+            free: Vec::with_capacity(if reads_in_place {
+                0
+            } else {
+                DEVICE_GETS_RESERVED
+            }),
+            idle: Vec::with_capacity(IDLE_GETS_KEPT),
             values: Vec::new(),
-            outbox: Vec::new(),
+            outbox: Vec::with_capacity(if reads_in_place {
+                0
+            } else {
+                DEVICE_GETS_RESERVED
+            }),
             reads_in_place,
             bufs: BufPool::new(MEMORY_READ_BUFS),
-            samples: Vec::new(),
+            samples: Vec::with_capacity(SAMPLES_KEPT),
             damage_found: false,
+            sends: BytePool::new(SEND_BUFS, SEND_BUF_BYTES),
+            carries: BytePool::new(CARRY_BUFS, CARRY_BUF_BYTES),
+            answer_bytes_max: 0,
         }
     }
 
@@ -158,12 +198,12 @@ impl LoopGets {
             self.read_in_place(&mut pending);
         }
         if pending.is_ready() {
-            let before = conn.wbuf.len();
+            let before = conn.queued_output();
             let answer = pending.finish_into(&self.shared.store, &mut self.values);
             self.keep_idle(pending);
             self.note_damage();
             self.respond(conn, &target, answer);
-            conn.batch_engine_bytes += conn.wbuf.len() - before;
+            conn.batch_engine_bytes += conn.queued_output().saturating_sub(before);
             return;
         }
         let index = self.free.pop().unwrap_or_else(|| {
@@ -304,26 +344,54 @@ impl LoopGets {
             );
             return self.fail(conn, id, start, StatusCode::Busy, &message);
         }
+        self.make_room(conn);
+        let before = conn.wbuf.len();
         let values = std::mem::take(&mut self.values);
         let response = match answer.map(|()| readable(t.corrupt_status, &t.features, values)) {
             Ok(Ok(values)) => Response::Get(values),
             Ok(Err((status, message))) => Response::Error { status, message },
             Err(e) => error_response(&e),
         };
-        let max_body = limits.max_frame_bytes as usize;
+        let max_body = self.shared.config.limits.max_frame_bytes as usize;
         let failed = encode_checked(&mut conn.wbuf, Opcode::Get, id, &response, max_body);
         if let Response::Get(values) = response {
             // Kept for the next GET: its entries and vector buffers are refilled in place.
             self.values = values;
         }
-        self.samples
-            .push((start.elapsed().as_micros() as u64, failed));
+        let answer_bytes = conn.wbuf.len().saturating_sub(before).min(SEND_BUF_BYTES);
+        self.answer_bytes_max = self.answer_bytes_max.max(answer_bytes);
+        self.sample(start, failed);
     }
 
     fn fail(&mut self, conn: &mut Conn, id: u64, start: Instant, status: StatusCode, msg: &str) {
+        self.make_room(conn);
         conn.push_error(Opcode::Get as u8, id, status, msg);
+        self.sample(start, true);
+    }
+
+    /// Gives the connection a send buffer with room for an answer: a pooled one when it has
+    /// none; a fresh one when the next answer would not fit in its own, which waits for the
+    /// send in flight (TLS connections keep one plaintext buffer, sealed turn by turn).
+    fn make_room(&mut self, conn: &mut Conn) {
+        if conn.wbuf.capacity() == 0 {
+            conn.wbuf = self.sends.take();
+            return;
+        }
+        let fits = conn.wbuf.len() + self.answer_bytes_max <= conn.wbuf.capacity();
+        if fits || conn.tls.is_some() || conn.wpos > 0 || conn.full.len() >= MAX_FULL_SEND_BUFS {
+            return;
+        }
+        let filled = std::mem::replace(&mut conn.wbuf, self.sends.take());
+        conn.full_bytes += filled.len();
+        conn.full.push_back(filled);
+    }
+
+    fn sample(&mut self, start: Instant, failed: bool) {
+        if self.samples.len() == SAMPLES_KEPT {
+            self.flush_samples();
+        }
         self.samples
-            .push((start.elapsed().as_micros() as u64, true));
+            .push((start.elapsed().as_micros() as u64, failed));
     }
 
     fn malformed(&mut self, conn: &mut Conn, id: u64, start: Instant, msg: &str) {

@@ -5,6 +5,7 @@
 mod acceptor;
 mod auth;
 pub(crate) mod authorize;
+mod byte_pool;
 mod commit;
 mod conn;
 mod dispatch;

@@ -22,11 +22,12 @@ mod token;
 
 pub use probe::check;
 
+use super::byte_pool::BytePool;
 use super::conn::Conn;
 use super::dispatch::{answer_busy, Dispatch, GetRoute};
 use super::executor::{record_completion, submit, Completion, Envelope};
 use super::frames::{handle_frames, idle_trimmed};
-use super::gets::{FinishedGet, LoopGets, ReadRequest};
+use super::gets::{FinishedGet, LoopGets, ReadRequest, MAX_FULL_SEND_BUFS};
 use super::job::Job;
 use super::wake::EventFd;
 use super::Shared;
@@ -57,13 +58,14 @@ const RING_ENTRIES: u32 = 1024;
 const MAX_DEVICE_READS: usize = 512;
 /// Rounds a device read is continued when it transfers fewer bytes than asked.
 const MAX_READ_ROUNDS: u8 = 8;
-/// Capacity a connection's send buffer may keep after its bytes went out.
+/// Capacity a connection's send buffer may keep after its bytes went out (GETs served by the
+/// pool; a loop that serves them lends pooled send buffers instead).
 const SEND_BUF_KEEP_BYTES: usize = 64 << 10;
 /// Sealed TLS records one send carries at most (rustls seals at most 16 KiB of plaintext per
 /// record; a larger queue goes out over several sends).
 const TLS_SEND_BYTES: usize = 256 << 10;
-/// Aligned read buffers kept per size class.
-const READ_BUFS_KEPT: usize = 256;
+/// Aligned read buffers kept per size class: as many as reads in flight.
+const READ_BUFS_KEPT: usize = MAX_DEVICE_READS;
 
 /// Where a loop receives connections dealt out by the accepting loop.
 pub struct Inbox {
@@ -132,7 +134,10 @@ pub struct RingLoop {
     generations: Vec<u32>,
     free_slots: Vec<u32>,
     open: usize,
+    /// Connections to bring up to date this turn, and the list the next turn's go into while
+    /// this one's are driven (both reserved for every slot, so marking one never allocates).
     dirty: Vec<u32>,
+    dirty_spare: Vec<u32>,
     read_fd: Option<RawFd>,
     /// The data file is registered with the ring (index 0): its reads skip the kernel's
     /// per-operation descriptor lookup.
@@ -222,10 +227,16 @@ impl RingLoop {
             tracing::info!(
                 gets_on_loop = matches!(gets, GetRoute::Loop(_)),
                 recv_buffer_bytes = recv_bufs.mapped_bytes(),
+                pooled_buffer_bytes = gets_pooled_bytes(&gets),
                 "io_uring event loops: one ring per loop for sockets and device reads"
             );
         }
         let dispatch = Dispatch::new(setup.id, shared.clone(), pool, gets);
+        let reads_reserved = if read_fd.is_some() {
+            MAX_DEVICE_READS
+        } else {
+            0
+        };
         Ok(RingLoop {
             ring,
             recv_bufs,
@@ -247,14 +258,20 @@ impl RingLoop {
             free_slots: Vec::new(),
             open: 0,
             dirty: Vec::new(),
+            dirty_spare: Vec::new(),
             read_fd,
             read_fd_fixed,
-            reads: Vec::new(),
-            free_reads: Vec::new(),
+            reads: Vec::with_capacity(reads_reserved),
+            free_reads: Vec::with_capacity(reads_reserved),
             reads_in_flight: 0,
-            read_bufs: BufPool::new(READ_BUFS_KEPT),
+            read_bufs: BufPool::reserved(if reads_reserved > 0 {
+                READ_BUFS_KEPT
+            } else {
+                0
+            }),
             in_flight: 0,
-            cqes: Vec::with_capacity(RING_ENTRIES as usize),
+            // The completion queue's size: one turn reaps at most that many.
+            cqes: Vec::with_capacity(RING_ENTRIES as usize * 4),
         })
     }
 
@@ -456,6 +473,7 @@ impl RingLoop {
 
     fn adopt(&mut self, stream: TcpStream) {
         let mut conn = Conn::new(stream, Instant::now());
+        conn.full.reserve_exact(MAX_FULL_SEND_BUFS);
         if let Some(tls) = &self.shared.tls {
             // The configuration of the moment: a reload (SIGHUP) reaches new connections,
             // open ones keep the session they started with.
@@ -473,6 +491,10 @@ impl RingLoop {
             self.generations.push(0);
             (self.slots.len() - 1) as u32
         });
+        // Every slot may be dirty at once: reserved here, at connection set-up.
+        for list in [&mut self.dirty, &mut self.dirty_spare] {
+            list.reserve(self.slots.len().saturating_sub(list.len()));
+        }
         self.slots[index as usize] = Some(Slot {
             conn,
             generation: self.generations[index as usize],
@@ -555,8 +577,11 @@ impl RingLoop {
         if slot.out_pos == slot.out.len() {
             slot.out.clear();
             slot.out_pos = 0;
-            if slot.out.capacity() > SEND_BUF_KEEP_BYTES {
-                slot.out = Vec::new();
+            match send_pool(&mut self.dispatch) {
+                // A plaintext connection holds no send buffer once its bytes are sent.
+                Some(pool) if slot.conn.tls.is_none() => pool.give(std::mem::take(&mut slot.out)),
+                _ if slot.out.capacity() > SEND_BUF_KEEP_BYTES => slot.out = Vec::new(),
+                _ => {}
             }
         }
         slot.conn.sending = slot.out.len() - slot.out_pos;
@@ -564,18 +589,16 @@ impl RingLoop {
     }
 
     fn process_dirty(&mut self) {
-        let dirty = std::mem::take(&mut self.dirty);
+        let spare = std::mem::take(&mut self.dirty_spare);
+        let mut dirty = std::mem::replace(&mut self.dirty, spare);
         for &index in &dirty {
             if let Some(Some(slot)) = self.slots.get_mut(index as usize) {
                 slot.dirty = false;
                 self.drive(index);
             }
         }
-        if self.dirty.is_empty() {
-            // Keep the allocation for the next turn.
-            self.dirty = dirty;
-            self.dirty.clear();
-        }
+        dirty.clear();
+        self.dirty_spare = dirty;
     }
 
     /// Brings one connection up to date: resumes it when under its limits again, sends its
@@ -600,13 +623,14 @@ impl RingLoop {
                 conn.closing = true;
             }
             if conn.closing {
-                conn.rbuf = Vec::new();
+                give_carry(&mut self.dispatch, std::mem::take(&mut conn.rbuf));
             }
             if conn.finished() && !slot.send_in_flight {
                 slot.abort = true;
             }
         }
         if !slot.send_in_flight && !slot.abort && slot.out_pos == slot.out.len() {
+            let pool = send_pool(&mut self.dispatch);
             if slot.conn.tls.is_some() {
                 // TLS: the plaintext queue is sealed into records in the send buffer (no
                 // send is in flight, so the kernel holds none of its bytes).
@@ -615,10 +639,20 @@ impl RingLoop {
                 if slot.conn.seal_into(&mut slot.out, TLS_SEND_BYTES).is_err() {
                     slot.abort = true;
                 }
-            } else if !slot.conn.wbuf.is_empty() {
-                std::mem::swap(&mut slot.out, &mut slot.conn.wbuf);
-                slot.conn.wbuf.clear();
+                if let Some(pool) = pool {
+                    pool.give_if_empty(&mut slot.conn.wbuf);
+                }
+            } else if let Some(next) = next_output(&mut slot.conn) {
+                let sent = std::mem::replace(&mut slot.out, next);
                 slot.out_pos = 0;
+                match pool {
+                    Some(pool) => pool.give(sent),
+                    None => {
+                        // Without a pool, the sent buffer is the next one filled.
+                        slot.conn.wbuf = sent;
+                        slot.conn.wbuf.clear();
+                    }
+                }
             }
         }
         if !slot.send_in_flight && !slot.abort {
@@ -674,7 +708,14 @@ impl RingLoop {
             .take()
             .expect("freeing a live slot");
         debug_assert!(!slot.recv_armed && !slot.send_in_flight);
-        drop(slot);
+        let Slot { mut conn, out, .. } = slot;
+        if let Some(pool) = send_pool(&mut self.dispatch) {
+            pool.give(out);
+            pool.give(std::mem::take(&mut conn.wbuf));
+            conn.full.drain(..).for_each(|b| pool.give(b));
+        }
+        give_carry(&mut self.dispatch, std::mem::take(&mut conn.rbuf));
+        drop(conn);
         let g = &mut self.generations[index as usize];
         *g = next_generation(*g);
         self.free_slots.push(index);
@@ -828,12 +869,11 @@ impl RingLoop {
         let limits = self.shared.config.limits.clone();
         let deadline = Duration::from_millis(limits.frame_deadline_ms);
         let idle = Duration::from_millis(limits.idle_timeout_ms);
-        let mut touched = Vec::new();
         for (index, slot) in self.slots.iter_mut().enumerate() {
             let Some(slot) = slot else { continue };
             let conn = &mut slot.conn;
             if slot.abort || conn.closing {
-                touched.push(index as u32);
+                touch(&mut self.dirty, &mut slot.dirty, index as u32);
                 continue;
             }
             if conn
@@ -851,7 +891,7 @@ impl RingLoop {
                 conn.push_error(0, 0, StatusCode::LimitExceeded, &msg);
                 conn.closing = true;
                 conn.rbuf.clear();
-                touched.push(index as u32);
+                touch(&mut self.dirty, &mut slot.dirty, index as u32);
             } else if conn.inflight == 0
                 && conn.queued_output() == 0
                 && now.duration_since(conn.last_activity) > idle
@@ -861,10 +901,9 @@ impl RingLoop {
                     .connections_timed_out
                     .fetch_add(1, Relaxed);
                 slot.abort = true;
-                touched.push(index as u32);
+                touch(&mut self.dirty, &mut slot.dirty, index as u32);
             }
         }
-        touched.into_iter().for_each(|i| self.mark_dirty(i));
     }
 
     fn begin_shutdown(&mut self) {
@@ -931,6 +970,14 @@ impl RingLoop {
     }
 }
 
+/// Marks a slot dirty (the list is reserved for every slot).
+fn touch(dirty: &mut Vec<u32>, slot_dirty: &mut bool, index: u32) {
+    if !*slot_dirty {
+        *slot_dirty = true;
+        dirty.push(index);
+    }
+}
+
 fn slot_in(slots: &mut [Option<Slot>], index: u32, generation: u32) -> Option<&mut Slot> {
     slots
         .get_mut(index as usize)?
@@ -981,15 +1028,15 @@ fn feed(dispatch: &mut Dispatch, id: u64, slot: &mut Slot, data: &[u8]) {
     let now = Instant::now();
     conn.last_activity = now;
     if conn.paused || !conn.rbuf.is_empty() {
-        conn.rbuf.extend_from_slice(data);
+        carry(dispatch, conn, data);
         if !conn.paused {
             parse_buffered(dispatch, id, conn);
         }
         return;
     }
     let parsed = handle_frames(dispatch, id, conn, data);
-    if !conn.closing {
-        conn.rbuf.extend_from_slice(&data[parsed.consumed..]);
+    if !conn.closing && parsed.consumed < data.len() {
+        carry(dispatch, conn, &data[parsed.consumed..]);
     }
     conn.paused |= parsed.paused;
     conn.after_parse(parsed.paused, parsed.completed, now);
@@ -1003,6 +1050,9 @@ fn feed_sealed(dispatch: &mut Dispatch, id: u64, slot: &mut Slot, data: &[u8]) {
         return;
     }
     conn.last_activity = Instant::now();
+    if conn.rbuf.capacity() == 0 {
+        conn.rbuf = take_carry(dispatch);
+    }
     match conn.take_tls_bytes(data) {
         Err(e) => {
             tracing::debug!(error = %e, "TLS records unreadable; closing");
@@ -1019,9 +1069,66 @@ fn parse_buffered(dispatch: &mut Dispatch, id: u64, conn: &mut Conn) {
     let mut buf = std::mem::take(&mut conn.rbuf);
     let parsed = handle_frames(dispatch, id, conn, &buf);
     buf.drain(..parsed.consumed);
-    conn.rbuf = idle_trimmed(buf);
+    match carry_pool(dispatch) {
+        // An emptied carry buffer goes back to the loop's pool.
+        Some(pool) if buf.is_empty() => pool.give(buf),
+        _ => conn.rbuf = idle_trimmed(buf),
+    }
     conn.paused |= parsed.paused;
     conn.after_parse(parsed.paused, parsed.completed, Instant::now());
+}
+
+/// Bytes of send and carry buffers a loop reserves when it starts.
+fn gets_pooled_bytes(gets: &GetRoute) -> usize {
+    match gets {
+        GetRoute::Loop(g) => g.sends.reserved_bytes() + g.carries.reserved_bytes(),
+        GetRoute::Pool => 0,
+    }
+}
+
+/// The loop's send buffers, when it serves GETs itself.
+fn send_pool(dispatch: &mut Dispatch) -> Option<&mut BytePool> {
+    match &mut dispatch.gets {
+        GetRoute::Loop(gets) => Some(&mut gets.sends),
+        GetRoute::Pool => None,
+    }
+}
+
+/// The loop's carry buffers, when it serves GETs itself.
+fn carry_pool(dispatch: &mut Dispatch) -> Option<&mut BytePool> {
+    match &mut dispatch.gets {
+        GetRoute::Loop(gets) => Some(&mut gets.carries),
+        GetRoute::Pool => None,
+    }
+}
+
+fn take_carry(dispatch: &mut Dispatch) -> Vec<u8> {
+    carry_pool(dispatch).map_or_else(Vec::new, BytePool::take)
+}
+
+fn give_carry(dispatch: &mut Dispatch, buf: Vec<u8>) {
+    if let Some(pool) = carry_pool(dispatch) {
+        pool.give(buf);
+    }
+}
+
+/// Appends received bytes that cannot be parsed yet to the connection's read buffer (a
+/// pooled carry buffer when it has none).
+fn carry(dispatch: &mut Dispatch, conn: &mut Conn, data: &[u8]) {
+    if conn.rbuf.capacity() == 0 {
+        conn.rbuf = take_carry(dispatch);
+    }
+    conn.rbuf.extend_from_slice(data);
+}
+
+/// The connection's next bytes to send: its oldest filled send buffer, else the one being
+/// filled.
+fn next_output(conn: &mut Conn) -> Option<Vec<u8>> {
+    if let Some(buf) = conn.full.pop_front() {
+        conn.full_bytes -= buf.len();
+        return Some(buf);
+    }
+    (!conn.wbuf.is_empty()).then(|| std::mem::take(&mut conn.wbuf))
 }
 
 /// Best effort: a fresh socket's send buffer takes this small frame without blocking.
