@@ -399,10 +399,13 @@ def test_entity_keys_are_feasts_own_bytes():
         entity_keys({"x": [Value(double_val=1.0)]}, 3)
 
 
-def test_response_bytes_equal_feasts_own_conversion():
+@pytest.mark.parametrize("few_rows, vector_min_rows", [(10**9, 0), (0, 10**9), (0, 0)])
+def test_response_bytes_equal_feasts_own_conversion(monkeypatch, few_rows, vector_min_rows):
     """Every codec's values, stored nulls, missing and expired values, entities repeated and
     in any order: the bytes written by quiver.feast.response parse to the same response as
-    Feast's _populate_response_from_feature_data over online_read's rows."""
+    Feast's _populate_response_from_feature_data over online_read's rows; numeric values and
+    timestamps encoded for all rows at once (numpy) and row by row, statuses looked at with
+    numpy and with Python lists (the ways taken for many and for few entity rows)."""
     import numpy as np
     from feast import Entity, FeatureView, Field, FileSource
     from feast.protos.feast.serving.ServingService_pb2 import GetOnlineFeaturesResponse
@@ -413,6 +416,9 @@ def test_response_bytes_equal_feasts_own_conversion():
     from quiver.feast import response
     from quiver.feast.online_store import _ViewPlan
     from quiver.results import OnlineFeatures
+
+    monkeypatch.setattr(response, "VECTOR_MIN_ROWS", vector_min_rows)
+    monkeypatch.setattr(response, "FEW_ROWS", few_rows)
 
     fields = [
         Field(name="f32", dtype=Float32), Field(name="f64", dtype=Float64), Field(name="i64", dtype=Int64),

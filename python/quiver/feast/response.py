@@ -61,6 +61,44 @@ def _field(number: int, wire: int) -> bytes:
 
 _VALUE_FIELDS = {f.name: f.number for f in ValueProto.DESCRIPTOR.fields}
 
+_SHIFTS = np.arange(10, dtype=np.uint64) * np.uint64(7)
+_COLS = np.arange(10)
+#: A varint of ``v`` is ``1 + searchsorted(_LIMITS, v, "right")`` bytes long.
+_LIMITS = np.array([1 << (7 * k) for k in range(1, 10)], dtype=np.uint64)
+
+
+def varints(values: np.ndarray) -> tuple:
+    """Varints of many integers at once: ``(bytes, lengths)``, the bytes a ``(n, w)`` uint8
+    array whose row ``i`` starts with the ``lengths[i]`` bytes of ``varint(values[i])``
+    (negative numbers as their 64-bit two's complement, as :func:`varint` writes them)."""
+    v = np.asarray(values).astype(np.int64, copy=False).view(np.uint64)
+    lengths = np.searchsorted(_LIMITS, v, side="right") + 1
+    w = int(lengths.max()) if len(v) else 1
+    shifted = v[:, None] >> _SHIFTS[None, :w]
+    out = (shifted & np.uint64(0x7F)).astype(np.uint8)
+    out |= (shifted > 0x7F).view(np.uint8) << 7
+    return out, lengths
+
+
+def _byte(value: int, n: int, keep=True) -> tuple:
+    """A piece for :func:`_rows`: the byte ``value`` in every row (kept where ``keep``)."""
+    return np.full((n, 1), value, dtype=np.uint8), np.broadcast_to(np.reshape(keep, (-1, 1)), (n, 1))
+
+
+def _varint_piece(values: np.ndarray, keep=True) -> tuple:
+    """A piece for :func:`_rows`: each row's varint (kept where ``keep``), and its lengths."""
+    b, lengths = varints(values)
+    mask = (_COLS[None, : b.shape[1]] < lengths[:, None]) & np.reshape(keep, (-1, 1))
+    return (b, mask), lengths
+
+
+def _rows(pieces: Sequence[tuple]) -> bytes:
+    """The rows' bytes end to end: row ``i`` is, piece after piece, the bytes of the piece's
+    row ``i`` where its mask is True. Each piece is ``(uint8 (n, w), bool (n, w))``."""
+    data = np.hstack([d for d, _ in pieces])
+    keep = np.hstack([k for _, k in pieces])
+    return data[keep].tobytes()
+
 
 # -- entity keys ---------------------------------------------------------------------------
 
@@ -208,6 +246,56 @@ def _tag(name: str, wire: int) -> bytes:
     return _field(_VALUE_FIELDS[name], wire)
 
 
+# Many rows at once: a column's whole ``values`` entries (a Value for a present row, an empty
+# one otherwise) as one bytes, built by numpy without a Python object per row.
+
+
+def _entries(tag: bytes, payload: tuple, payload_len, present: np.ndarray) -> bytes:
+    """``values`` entries: field 1, length, then (where ``present``) ``tag`` and the row's
+    piece of ``payload``; an empty Value where not present. Entries stay under 128 bytes."""
+    n = len(present)
+    t = np.frombuffer(tag, dtype=np.uint8)
+    lengths = np.where(present, len(tag) + np.asarray(payload_len), 0).astype(np.uint8)
+    keep = present.reshape(-1, 1)
+    return _rows([_byte(0x0A, n), (lengths.reshape(-1, 1), np.ones((n, 1), dtype=bool)),
+                  (np.broadcast_to(t, (n, len(t))), np.broadcast_to(keep, (n, len(t)))), payload])
+
+
+def _varint_rows(tag: bytes):
+    def encode(col, rows: np.ndarray, present: np.ndarray) -> bytes:
+        piece, lengths = _varint_piece(col.values[rows], present)
+        return _entries(tag, piece, lengths, present)
+
+    return encode
+
+
+_ROW_ENCODERS: Dict[str, Callable[[str], Callable[[Any, np.ndarray, np.ndarray], bytes]]] = {
+    "int64_val": lambda f: _varint_rows(_tag(f, 0)),
+    "int32_val": lambda f: _varint_rows(_tag(f, 0)),
+    "unix_timestamp_val": lambda f: _varint_rows(_tag(f, 0)),
+}
+
+#: From this many entity rows on, a view's timestamps and integer values are encoded by numpy
+#: for all rows at once; below it, row by row (numpy's fixed cost per call is then the larger).
+VECTOR_MIN_ROWS = 64
+#: Below this many entity rows, a view's statuses are looked at with Python lists, not numpy.
+FEW_ROWS = 8
+
+
+def _timestamps(ts_us: np.ndarray, row_has: np.ndarray) -> bytes:
+    """``event_timestamps`` entries (:func:`_timestamp`, or an empty one where the row has
+    nothing) for every row at once."""
+    n = len(ts_us)
+    sec, us = np.divmod(np.asarray(ts_us, dtype=np.int64), 1_000_000)
+    nanos = us * 1000
+    has_sec, has_nanos = row_has & (sec != 0), row_has & (nanos != 0)
+    sec_piece, sec_len = _varint_piece(sec, has_sec)
+    nanos_piece, nanos_len = _varint_piece(nanos, has_nanos)
+    lengths = (has_sec * (1 + sec_len) + has_nanos * (1 + nanos_len)).astype(np.uint8)
+    return _rows([_byte(0x1A, n), (lengths.reshape(-1, 1), np.ones((n, 1), dtype=bool)),
+                  _byte(0x08, n, has_sec), sec_piece, _byte(0x10, n, has_nanos), nanos_piece])
+
+
 _ENCODERS: Dict[Optional[str], Callable[[str], Callable[[Any, np.ndarray], List[bytes]]]] = {
     "double_val": lambda f: _fixed(_tag(f, 1), "<f8", 8),
     "float_val": lambda f: _fixed(_tag(f, 5), "<f4", 4),
@@ -252,6 +340,7 @@ class ViewEncoding:
     def __init__(self, names: Sequence[str], codecs: Sequence[Any]):
         self.names = list(names)
         self.encoders = [encoder(c.field) for c in codecs]
+        self.row_encoders = [_ROW_ENCODERS[c.field](c.field) if c.field in _ROW_ENCODERS else None for c in codecs]
 
     def vectors(self, columns: Sequence[Any], ts_column: Any, positions: np.ndarray) -> tuple:
         """``(results bytes, present count)``: one ``results`` entry per feature, in order.
@@ -260,24 +349,32 @@ class ViewEncoding:
         n = len(positions)
         if not self.names:
             return b"", 0
+        if n < FEW_ROWS:
+            return self._few(columns, ts_column, positions)
         statuses = np.stack([c.statuses for c in columns])[:, positions]
         present = statuses == _PRESENT
         has = present | (statuses == _NULL)
-        row_has = has.any(axis=0).tolist()
+        row_has = has.any(axis=0)
         ts_present = ts_column.statuses[positions] == _PRESENT
         if ts_present.all():
-            ts_us = ts_column.values[positions].tolist()
+            ts_us = ts_column.values[positions]
         else:
             times = np.stack([c.event_times_ms for c in columns])[:, positions]
             newest_us = np.where(has, times, 0).max(axis=0) * 1000
-            ts_us = np.where(ts_present, ts_column.values[positions], newest_us).tolist()
-        stamps = b"".join([_timestamp(t) if h else _EMPTY_TS for t, h in zip(ts_us, row_has)])
+            ts_us = np.where(ts_present, ts_column.values[positions], newest_us)
+        many = n >= VECTOR_MIN_ROWS
+        if many:
+            stamps = _timestamps(ts_us, row_has)
+        else:
+            stamps = b"".join([_timestamp(t) if h else _EMPTY_TS for t, h in zip(ts_us.tolist(), row_has.tolist())])
         codes = np.where(has, _FS_PRESENT, _FS_NOT_FOUND).astype(np.uint8)
         status_head = b"\x12" + varint(n) if n else b""
         all_present = present.all(axis=1).tolist()
         out = []
         for j, col in enumerate(columns):
-            if all_present[j]:
+            if many and self.row_encoders[j] is not None:
+                values = self.row_encoders[j](col, positions, present[j])
+            elif all_present[j]:
                 values = b"".join(self.encoders[j](col, positions))
             else:
                 at = np.flatnonzero(present[j])
@@ -289,6 +386,48 @@ class ViewEncoding:
             fv = values + (status_head + codes[j].tobytes() if n else b"") + stamps
             out.append(b"\x12" + _len(fv) + fv)
         return b"".join(out), int(has.sum())
+
+
+    def _few(self, columns: Sequence[Any], ts_column: Any, positions: np.ndarray) -> tuple:
+        """:meth:`vectors` for a few entity rows, with Python lists instead of numpy arrays
+        (a numpy call's fixed cost is more than a few rows' work)."""
+        pos = positions.tolist()
+        n = len(pos)
+        statuses = [[s[p] for p in pos] for s in (c.statuses.tolist() for c in columns)]
+        present = [[x == _PRESENT for x in st] for st in statuses]
+        has = [[x == _PRESENT or x == _NULL for x in st] for st in statuses]
+        row_has = [any(h[i] for h in has) for i in range(n)]
+        ts_status, ts_values = ts_column.statuses.tolist(), ts_column.values.tolist()
+        stamps = []
+        for i, p in enumerate(pos):
+            if not row_has[i]:
+                stamps.append(_EMPTY_TS)
+            elif ts_status[p] == _PRESENT:
+                stamps.append(_timestamp(ts_values[p]))
+            else:
+                newest = max(int(c.event_times_ms[p]) for c, h in zip(columns, has) if h[i])
+                stamps.append(_timestamp(newest * 1000))
+        stamp_bytes = b"".join(stamps)
+        status_head = b"\x12" + _SMALL[n] if n else b""
+        out = []
+        count = 0
+        for j, col in enumerate(columns):
+            pj = present[j]
+            if all(pj):
+                values = b"".join(self.encoders[j](col, positions))
+            else:
+                at = [i for i in range(n) if pj[i]]
+                slots = [_EMPTY_VALUE] * n
+                if at:
+                    for i, e in zip(at, self.encoders[j](col, positions[at])):
+                        slots[i] = e
+                values = b"".join(slots)
+            hj = has[j]
+            count += sum(hj)
+            codes = bytes([_FS_PRESENT if h else _FS_NOT_FOUND for h in hj])
+            fv = values + status_head + codes + stamp_bytes
+            out.append(b"\x12" + _len(fv) + fv)
+        return b"".join(out), count
 
 
 def feature_names(names: Sequence[str]) -> bytes:
