@@ -262,7 +262,8 @@ pub struct Args {
     /// Network worker threads [default: one per core].
     #[arg(long)]
     pub workers: Option<usize>,
-    /// Threads executing engine calls [default: 2 per core, at least 4].
+    /// Threads executing engine calls [default: 2 per core, at least 4; with --cluster-etcd
+    /// 8 per core, at least 16].
     #[arg(long)]
     pub engine_threads: Option<usize>,
     /// Engine jobs queued before requests get BUSY [default: 4096].
@@ -524,6 +525,12 @@ impl Args {
         }
         if let Some(t) = self.engine_threads.or(file.engine_threads) {
             config.engine_threads = in_range("engine-threads", t, 1, 1024)?;
+        } else if config.cluster.is_some() {
+            // A replicated write holds its engine thread until every replica answered
+            // (cluster::write): with the plain default, 4 writes per node waiting on their
+            // replicas stopped every other request (docs/BENCHMARKS.md, "Cluster: replication
+            // factor 2 against 1"). 8 per core, at least 16.
+            config.engine_threads *= 4;
         }
         if let Some(q) = self.engine_queue.or(file.engine_queue) {
             config.engine_queue = in_range("engine-queue", q, 1, 1 << 20)?;
