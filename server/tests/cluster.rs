@@ -18,6 +18,7 @@ use common::{f32_group, test_config, Quiverd};
 use quiver_engine::feature::{EntityKey, FeatureRef, PutOptions, Status, Value};
 use quiver_engine::Durability;
 use quiver_server::client::cluster::retryable;
+use quiver_server::client::cluster::PutItem;
 use quiver_server::client::{Client, ClusterClient};
 use quiver_server::cluster::etcd::Etcd;
 use quiver_server::cluster::map::partition_of;
@@ -301,10 +302,34 @@ fn wrong_node_gets_not_master_with_the_map_version() {
         .get(k.clone(), vec![FeatureRef::new("g", "f0")])
         .unwrap_err();
     assert_eq!(get.status(), Some(StatusCode::NotMaster), "{get}");
-    // The routed client splits a batch over the nodes and answers every key in order.
-    for i in 0..40 {
-        sync_put(&mut c, i, i as f32 * 2.0).unwrap();
+    // The routed client splits a batch of puts and one of gets over the nodes (each part
+    // pipelined, the parts in parallel) and answers every item in order.
+    let opts = PutOptions {
+        durability: Some(Durability::Sync),
+        ..PutOptions::default()
+    };
+    let items: Vec<PutItem> = (0..40)
+        .map(|i| PutItem {
+            key: key(i),
+            event_time_ms: 1_000,
+            values: vec![("f0".into(), Value::F32(i as f32 * 2.0))],
+            options: opts,
+        })
+        .collect();
+    let masters: std::collections::BTreeSet<u32> =
+        items.iter().map(|i| c.master_of(&i.key).unwrap()).collect();
+    assert_eq!(masters.len(), 3, "40 keys have a master on every node");
+    let mut bad = items[0].clone();
+    bad.values = vec![("nope".into(), Value::F32(0.0))];
+    let mut all = items;
+    all.push(bad);
+    let written = c.put_many("g", all).unwrap();
+    assert_eq!(written.len(), 41);
+    for r in &written[..40] {
+        assert_eq!(r.as_ref().unwrap().written, 1);
     }
+    let e = written[40].as_ref().unwrap_err();
+    assert_eq!(e.status(), Some(StatusCode::UnknownFeature), "{e}");
     let keys: Vec<EntityKey> = (0..40).map(key).collect();
     let items = c.get_many(keys, vec![FeatureRef::new("g", "f0")]).unwrap();
     for (i, item) in items.into_iter().enumerate() {

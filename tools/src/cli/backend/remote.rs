@@ -393,10 +393,14 @@ impl Backend for Remote {
         mode: TimeMode,
         batch: &SpineBatch,
     ) -> CliResult<Joined> {
-        let joined = self
-            .client
-            .training_set(features.to_vec(), mode)
-            .and_then(|mut set| set.join(batch));
+        // On a cluster each node joins the rows whose keys it masters.
+        let joined = match &mut self.routed {
+            Some(r) => r.training_join(features, mode, batch),
+            None => self
+                .client
+                .training_set(features.to_vec(), mode)
+                .and_then(|mut set| set.join(batch)),
+        };
         joined.map_err(|e| self.err(e))
     }
 

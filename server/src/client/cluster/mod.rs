@@ -7,10 +7,16 @@
 //! answer was lost (harmless for MERGE and REPLACE_ROW puts of the same values; the row's
 //! generation counts both; a CREATE_ONLY retry then answers ALREADY_EXISTS).
 
+mod batch;
+mod training;
+
+pub use batch::{PutItem, PIPELINE_DEPTH};
+
 use super::{unexpected, Client, ClientConfig, ClientError, Result};
 use crate::cluster::map::{partition_of, NO_NODE};
 use crate::protocol::{
-    ClusterMapInfo, GetAsOfRequest, HistoryRequest, Opcode, Request, Response, StatusCode,
+    ClusterMapInfo, GetAsOfRequest, HandshakeInfo, HistoryRequest, Opcode, Request, Response,
+    StatusCode,
 };
 use quiver_engine::feature::{
     Alter, EntityKey, FeatureRef, FeatureValue, GroupSchema, GroupSpec, PutOptions, PutResult,
@@ -18,7 +24,7 @@ use quiver_engine::feature::{
 };
 use quiver_engine::history::{AsOf, HistoryCursor, HistoryEntry};
 use quiver_engine::Durability;
-use std::collections::{BTreeMap, HashMap};
+use std::collections::HashMap;
 use std::time::{Duration, Instant};
 
 /// How long and how often a routed request is tried again.
@@ -287,88 +293,6 @@ impl ClusterClient {
         })
     }
 
-    /// One result per key, in order: the keys are split by master and the parts sent in
-    /// parallel; a part refused as a whole (NOT_MASTER, UNAVAILABLE, lost connection) is
-    /// routed again after a map refresh.
-    pub fn get_many(
-        &mut self,
-        keys: Vec<EntityKey>,
-        features: Vec<FeatureRef>,
-    ) -> Result<Vec<Result<Vec<FeatureValue>>>> {
-        let mut out: Vec<Option<Result<Vec<FeatureValue>>>> = keys.iter().map(|_| None).collect();
-        self.retrying(|c| {
-            let todo: Vec<usize> = (0..keys.len()).filter(|i| out[*i].is_none()).collect();
-            let mut parts: BTreeMap<u32, Vec<usize>> = BTreeMap::new();
-            for i in todo {
-                parts.entry(c.master_of(&keys[i])?).or_default().push(i);
-            }
-            for node in parts.keys() {
-                c.conn(*node)?;
-            }
-            let results = c.send_parts(&parts, &keys, &features);
-            let mut failure = None;
-            for (node, result) in results {
-                match result {
-                    Ok(items) => {
-                        for (i, item) in parts[&node].iter().zip(items) {
-                            out[*i] = Some(item.map_err(|(status, message)| ClientError::Server {
-                                status,
-                                message,
-                            }));
-                        }
-                    }
-                    Err(e) => {
-                        if !matches!(e, ClientError::Server { .. }) {
-                            c.conns.remove(&node);
-                        }
-                        failure = Some(e);
-                    }
-                }
-            }
-            failure.map_or(Ok(()), Err)
-        })?;
-        Ok(out
-            .into_iter()
-            .map(|o| o.expect("every key answered"))
-            .collect())
-    }
-
-    /// Sends each node its part of a batch get, all at once, one thread per node.
-    #[allow(clippy::type_complexity)]
-    fn send_parts(
-        &mut self,
-        parts: &BTreeMap<u32, Vec<usize>>,
-        keys: &[EntityKey],
-        features: &[FeatureRef],
-    ) -> Vec<(u32, Result<Vec<crate::protocol::GetManyItem>>)> {
-        std::thread::scope(|s| {
-            let handles: Vec<_> = self
-                .conns
-                .iter_mut()
-                .filter(|(node, _)| parts.contains_key(node))
-                .map(|(node, conn)| {
-                    let req = Request::GetMany {
-                        keys: parts[node].iter().map(|i| keys[*i].clone()).collect(),
-                        features: features.to_vec(),
-                    };
-                    let node = *node;
-                    s.spawn(move || {
-                        let r = match conn.call(&req) {
-                            Ok(Response::GetMany(items)) => Ok(items),
-                            Ok(other) => Err(unexpected(Opcode::GetMany, &other)),
-                            Err(e) => Err(e),
-                        };
-                        (node, r)
-                    })
-                })
-                .collect();
-            handles
-                .into_iter()
-                .map(|h| h.join().expect("a batch get thread panicked"))
-                .collect()
-        })
-    }
-
     /// Runs a group request on every node of the map (each keeps its own registry); the
     /// first node's answer is returned. A node that already has the group (GROUP_EXISTS)
     /// counts as done, so that a failed GROUP_CREATE can be repeated.
@@ -422,6 +346,85 @@ impl ClusterClient {
                 other => Err(unexpected(Opcode::ClusterLeave, &other)),
             }
         })
+    }
+
+    /// The ids of the nodes in the map, in the map's order.
+    pub fn node_ids(&self) -> Vec<u32> {
+        self.map
+            .as_ref()
+            .map(|m| m.nodes.iter().map(|n| n.id).collect())
+            .unwrap_or_default()
+    }
+
+    /// Sends `request` to one live node (the first of the map that answers), with retries:
+    /// for the requests every node answers alike (GROUP_DESCRIBE, GROUP_LIST).
+    pub fn call_any(&mut self, request: &Request) -> Result<Response> {
+        self.retrying(|c| {
+            let mut last = None;
+            for node in c.node_ids() {
+                let answer = c.conn(node).and_then(|conn| conn.call(request));
+                match answer {
+                    Err(e) if retryable(&e) => {
+                        if !matches!(e, ClientError::Server { .. }) {
+                            c.conns.remove(&node);
+                        }
+                        last = Some(e);
+                    }
+                    other => return other,
+                }
+            }
+            Err(last.unwrap_or_else(|| ClientError::Server {
+                status: StatusCode::Unavailable,
+                message: "no live node in the client's map".into(),
+            }))
+        })
+    }
+
+    /// Sends `request` to `node` once (no routing, no retry): node-local requests (STATS,
+    /// SCAN) asked of a chosen node.
+    pub fn call_node(&mut self, node: u32, request: &Request) -> Result<Response> {
+        let r = self.conn(node).and_then(|conn| conn.call(request));
+        if r.as_ref()
+            .is_err_and(|e| !matches!(e, ClientError::Server { .. }))
+        {
+            self.conns.remove(&node);
+        }
+        r
+    }
+
+    /// The handshake of one live node (its limits; the nodes of a cluster are expected to
+    /// run with the same ones).
+    pub fn server_info(&mut self) -> Result<HandshakeInfo> {
+        self.retrying(|c| {
+            let mut last = None;
+            for node in c.node_ids() {
+                match c.conn(node) {
+                    Ok(conn) => return Ok(conn.server_info().clone()),
+                    Err(e) => last = Some(e),
+                }
+            }
+            Err(last.unwrap_or_else(|| ClientError::Server {
+                status: StatusCode::Unavailable,
+                message: "no live node in the client's map".into(),
+            }))
+        })
+    }
+
+    pub fn describe_group(&mut self, name: &str) -> Result<GroupSchema> {
+        match self.call_any(&Request::GroupDescribe { name: name.into() })? {
+            Response::Group(g) => Ok(g),
+            other => Err(unexpected(Opcode::GroupDescribe, &other)),
+        }
+    }
+
+    pub fn list_groups(&mut self, tag: Option<&str>) -> Result<Vec<GroupSchema>> {
+        let req = Request::GroupList {
+            tag: tag.map(str::to_owned),
+        };
+        match self.call_any(&req)? {
+            Response::GroupList(g) => Ok(g),
+            other => Err(unexpected(Opcode::GroupList, &other)),
+        }
     }
 
     pub fn create_group(&mut self, spec: GroupSpec) -> Result<GroupSchema> {
