@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Builds the Python package (python/) into a virtualenv and runs its tests (python/tests):
-# the client against a quiverd they start, the embedded store, and the Feast online store
-# against quiverd and against redis-server (started by the tests on free ports).
+# the client against a quiverd they start, the embedded store, the cluster client against etcd
+# and three quiverd nodes, and the Feast online store against quiverd and against redis-server
+# (all started by the tests on free ports).
 #
 #   bash python/test.sh [pytest args...]
 #
@@ -23,6 +24,12 @@ if ! command -v redis-server >/dev/null && [ "$(id -u)" = 0 ] && command -v apt-
     apt-get update -qq && apt-get install -y -qq redis-server >/dev/null
 fi
 command -v redis-server >/dev/null || { echo "python/test.sh: redis-server is not installed (apt-get install redis-server)" >&2; exit 1; }
+# The cluster tests start etcd (Debian's etcd-server).
+if ! command -v etcd >/dev/null && [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null; then
+    echo "python/test.sh: installing etcd-server (apt-get)" >&2
+    apt-get update -qq && apt-get install -y -qq etcd-server >/dev/null
+fi
+command -v etcd >/dev/null || { echo "python/test.sh: etcd is not installed (apt-get install etcd-server)" >&2; exit 1; }
 # quiverd for the tests to start; the quiver CLI, whose training sets the SDK's must equal.
 cargo build -q -p quiver-server --bin quiverd -p quiver-tools --bin quiver
 rm -rf target/wheels

@@ -1,7 +1,8 @@
 """quiver: the Python client of the Quiver feature store.
 
-``quiver.connect(addr)`` talks to a ``quiverd`` server; ``quiver.open(path)`` embeds a store in
-this process. Both return a :class:`Client` with the same methods: groups (create, describe,
+``quiver.connect(addr)`` talks to a ``quiverd`` server; ``quiver.connect_cluster([addr, ...])``
+to the nodes of a cluster (each key routed to its master); ``quiver.open(path)`` embeds a store
+in this process. All return a :class:`Client` with the same methods: groups (create, describe,
 list, alter, drop), writes of one entity from a dict or of many from a ``pandas.DataFrame`` /
 ``pyarrow.Table`` (pipelined), and ``get_online_features`` across groups, answered as a dict,
 an Arrow table or a DataFrame. The wire protocol is the Rust client's, compiled into the
@@ -9,7 +10,7 @@ extension module ``quiver._native``. ``quiver.feast`` is a Feast online store.
 """
 
 from . import errors
-from .client import Client, HistoryEntry, PutResult, WriteSummary, connect, open
+from .client import Client, HistoryEntry, PutResult, WriteSummary, connect, connect_cluster, open
 from .errors import QuiverError
 from .results import Column, OnlineFeatures, Status
 from .schema import (
@@ -59,6 +60,7 @@ __all__ = [
     "Status",
     "WriteSummary",
     "connect",
+    "connect_cluster",
     "errors",
     "open",
     "vector",

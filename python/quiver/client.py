@@ -75,8 +75,9 @@ class HistoryEntry:
 
 
 class Client:
-    """A connection pool to ``quiverd`` (:func:`connect`) or a store embedded in this process
-    (:func:`open`); both have the same methods.
+    """A connection pool to ``quiverd`` (:func:`connect`), to the nodes of a cluster
+    (:func:`connect_cluster`), or a store embedded in this process (:func:`open`); all have
+    the same methods.
 
     Safe to share between threads: each call takes a connection of its own (over the network)
     and releases the GIL while it waits for the server or the device. Writes are pipelined.
@@ -89,8 +90,26 @@ class Client:
 
     @property
     def is_remote(self) -> bool:
-        """True for a quiverd connection, False for an embedded store."""
+        """True for a quiverd connection or a cluster, False for an embedded store."""
         return self._h.is_remote()
+
+    @property
+    def is_cluster(self) -> bool:
+        """True for a cluster client (:func:`connect_cluster`)."""
+        return self._h.is_cluster()
+
+    def cluster_map(self) -> Optional[Dict[str, Any]]:
+        """A cluster's partition map, fetched again from its nodes: ``version``,
+        ``replication_factor``, ``node_id`` (of the node that answered), ``nodes`` (a list of
+        ``(id, address)``), ``masters`` (the master's node id per partition, 4096 of them) and
+        ``replicas`` (the replicas' ids per partition). None for a single server or an
+        embedded store."""
+        return self._h.cluster_map()
+
+    def master_of(self, key: Union[str, int, bytes]) -> int:
+        """The id of the node that masters ``key`` in the client's map (cluster only;
+        :class:`~quiver.errors.NotSupportedError` otherwise)."""
+        return self._h.master_of(key)
 
     def server_info(self) -> Optional[Dict[str, Any]]:
         """The server's handshake (version and limits); None for an embedded store."""
@@ -100,11 +119,26 @@ class Client:
         """Live statistics of a group's features (only ``feature``'s when given), per window:
         count, nulls, last write, min/max/mean/stddev and quantiles for numbers, distinct
         count, top values, vector norms; with the group's freshness and drift. The document of
-        FEATURE_STATS (docs/PROTOCOL.md), as ``quiver stats --group G --json`` prints it."""
+        FEATURE_STATS (docs/PROTOCOL.md), as ``quiver stats --group G --json`` prints it. A
+        cluster client raises :class:`~quiver.errors.NotSupportedError`: each node keeps the
+        statistics of the writes it applied, which do not add up to the group's (ask one node
+        with :func:`connect`)."""
         return json.loads(self._h.feature_stats_json(group, feature))
 
     def stats(self) -> Dict[str, Any]:
-        """The server's STATS document (docs/PROTOCOL.md), or an embedded store's engine figures."""
+        """The server's STATS document (docs/PROTOCOL.md), or an embedded store's engine figures.
+        On a cluster each node has its own: ``{"nodes": {id: {"address": ..., "stats": {...}}}}``,
+        with ``"error"`` instead of ``"stats"`` for a node that did not answer."""
+        if self._h.is_cluster():
+            nodes: Dict[int, Dict[str, Any]] = {}
+            for node, address, doc, error in self._h.node_stats():
+                entry: Dict[str, Any] = {"address": address}
+                if doc is not None:
+                    entry["stats"] = json.loads(doc)
+                else:
+                    entry["error"] = error
+                nodes[node] = entry
+            return {"nodes": nodes}
         return json.loads(self._h.stats_json())
 
     def flush(self) -> None:
@@ -374,6 +408,10 @@ class Client:
         joins it in this process. The GIL is released while the store works; the result is
         held in memory (for spines larger than memory, ``quiver training-set`` streams files).
 
+        On a cluster each step of the spine is split by master: every node joins the rows whose
+        keys it masters, in parallel, and each feature is taken from its key's master; a join
+        during which the partition map moved is made again.
+
         A bad spine raises before anything is read: :class:`~quiver.errors.MissingColumnError`
         for a column that is not there, :class:`~quiver.errors.TypeMismatchError` for a key
         or time column of the wrong type (both carry ``.column``),
@@ -429,6 +467,26 @@ def connect(
     """Connects to ``quiverd`` at ``addr`` ("host:port"). ``token`` is the server's auth token;
     ``timeout`` the longest wait for an answer, in seconds (None waits forever)."""
     return Client(Handle.connect(addr, token, timeout, connect_timeout))
+
+
+def connect_cluster(
+    seeds: Union[str, Sequence[str]],
+    token: Optional[str] = None,
+    timeout: Optional[float] = 30.0,
+    connect_timeout: float = 5.0,
+    retry_deadline: float = 20.0,
+) -> Client:
+    """Connects to a Quiver cluster through any of its nodes (``seeds``: one "host:port" or a
+    list; the first that answers gives the partition map). Each keyed request goes straight to
+    its key's master; batch reads and bulk writes are split by node and the parts sent in
+    parallel. A request refused with NOT_MASTER or UNAVAILABLE, or whose connection broke, is
+    retried after a map refresh for up to ``retry_deadline`` seconds (0: one attempt), then
+    raises :class:`~quiver.errors.NotMasterError`, :class:`~quiver.errors.UnavailableError`
+    or :class:`~quiver.errors.QuiverConnectionError`. Group changes go to every node.
+    ``token`` and ``timeout`` as for :func:`connect`."""
+    if isinstance(seeds, str):
+        seeds = [seeds]
+    return Client(Handle.connect_cluster(list(seeds), token, timeout, connect_timeout, retry_deadline))
 
 
 def open(  # noqa: A001 - the package's verb, like builtins.open for files

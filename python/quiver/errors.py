@@ -16,7 +16,8 @@ from typing import Dict, Optional, Type
 class QuiverError(Exception):
     """Base class of every quiver error."""
 
-    #: The protocol status name ("UNKNOWN_GROUP"), or "CONNECTION", "TIMEOUT", "PROTOCOL".
+    #: The protocol status name ("UNKNOWN_GROUP"), or "CONNECTION", "TIMEOUT", "PROTOCOL",
+    #: "NOT_SUPPORTED".
     status: str = "INTERNAL"
     #: The protocol status number, or None for transport errors.
     code: Optional[int] = None
@@ -134,6 +135,13 @@ class UnavailableError(QuiverError):
     not confirm the write, which is then not acknowledged (UNAVAILABLE)."""
 
 
+class NotSupportedError(QuiverError, NotImplementedError):
+    """The operation has no form for this kind of client; the message names it and says why
+    (a node-local request, such as a training set, on a cluster client)."""
+
+    status = "NOT_SUPPORTED"
+
+
 class QuiverConnectionError(QuiverError, ConnectionError):
     """The server could not be reached, or the connection broke."""
 
@@ -177,6 +185,7 @@ BY_STATUS: Dict[str, Type[QuiverError]] = {
     "PERMISSION_DENIED": PermissionDeniedError,
     "NOT_MASTER": NotMasterError,
     "UNAVAILABLE": UnavailableError,
+    "NOT_SUPPORTED": NotSupportedError,
     "CONNECTION": QuiverConnectionError,
     "TIMEOUT": QuiverTimeoutError,
     "PROTOCOL": ProtocolError,

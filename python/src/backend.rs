@@ -15,6 +15,7 @@ use quiver_engine::{Durability, Store};
 use quiver_server::client::{Client, ClientConfig};
 use quiver_server::protocol::{HandshakeInfo, Request, Response, StatusCode};
 
+use crate::cluster::ClusterPool;
 use crate::error::{Failure, Result};
 
 /// Idle connections a pool keeps; more are opened while more threads are busy at once, and
@@ -35,7 +36,7 @@ pub struct PutRow {
 
 impl PutRow {
     /// The write's options with this row's write time, if it has one.
-    fn options(&self, options: PutOptions) -> PutOptions {
+    pub fn options(&self, options: PutOptions) -> PutOptions {
         PutOptions {
             write_time_ms: self.write_time_ms.or(options.write_time_ms),
             ..options
@@ -57,12 +58,12 @@ pub struct Spine {
 }
 
 impl Spine {
-    fn rows(&self) -> usize {
+    pub fn rows(&self) -> usize {
         self.timestamps_ms.len()
     }
 
     /// Rows `range` as one batch, the key columns in the order of `groups` (the training set's).
-    fn batch(&self, groups: &[String], range: std::ops::Range<usize>) -> Result<SpineBatch> {
+    pub fn batch(&self, groups: &[String], range: std::ops::Range<usize>) -> Result<SpineBatch> {
         let keys = groups
             .iter()
             .map(|g| {
@@ -82,7 +83,7 @@ impl Spine {
     }
 
     /// The row ranges of the steps.
-    fn steps(&self) -> impl Iterator<Item = std::ops::Range<usize>> + '_ {
+    pub fn steps(&self) -> impl Iterator<Item = std::ops::Range<usize>> + '_ {
         (0..self.rows())
             .step_by(TRAINING_STEP_ROWS)
             .map(|from| from..(from + TRAINING_STEP_ROWS).min(self.rows()))
@@ -100,7 +101,7 @@ pub struct PutTotals {
 }
 
 impl PutTotals {
-    fn add(&mut self, r: &PutResult) {
+    pub fn add(&mut self, r: &PutResult) {
         self.rows += 1;
         self.written += r.written as u64;
         self.skipped_stale += r.skipped_stale as u64;
@@ -163,6 +164,8 @@ impl Pool {
 
 pub enum Backend {
     Remote(Pool),
+    /// The nodes of a cluster, each key routed to its master.
+    Cluster(ClusterPool),
     /// `None` once closed.
     Embedded(RwLock<Option<Arc<Store>>>),
 }
@@ -183,7 +186,9 @@ impl Backend {
                 status: StatusCode::ShuttingDown,
                 message: "the store is closed".into(),
             }),
-            Backend::Remote(_) => unreachable!("store() is only called on an embedded backend"),
+            Backend::Remote(_) | Backend::Cluster(_) => {
+                unreachable!("store() is only called on an embedded backend")
+            }
         }
     }
 
@@ -191,6 +196,7 @@ impl Backend {
     pub fn max_batch_keys(&self) -> usize {
         match self {
             Backend::Remote(p) => p.info().max_batch_keys.max(1) as usize,
+            Backend::Cluster(p) => p.info().max_batch_keys.max(1) as usize,
             Backend::Embedded(_) => quiver_engine::feature::MAX_ENTITIES_PER_GET,
         }
     }
@@ -198,6 +204,7 @@ impl Backend {
     pub fn create_group(&self, spec: GroupSpec) -> Result<GroupSchema> {
         match self {
             Backend::Remote(p) => p.with(|c| Ok(c.create_group(spec)?)),
+            Backend::Cluster(p) => p.client(|c| c.create_group(spec)),
             Backend::Embedded(_) => Ok((*self.store()?.create_group(spec)?).clone()),
         }
     }
@@ -205,6 +212,7 @@ impl Backend {
     pub fn describe_group(&self, name: &str) -> Result<GroupSchema> {
         match self {
             Backend::Remote(p) => p.with(|c| Ok(c.describe_group(name)?)),
+            Backend::Cluster(p) => p.client(|c| c.describe_group(name)),
             Backend::Embedded(_) => Ok((*self.store()?.describe_group(name)?).clone()),
         }
     }
@@ -212,6 +220,7 @@ impl Backend {
     pub fn list_groups(&self, tag: Option<&str>) -> Result<Vec<GroupSchema>> {
         match self {
             Backend::Remote(p) => p.with(|c| Ok(c.list_groups(tag)?)),
+            Backend::Cluster(p) => p.client(|c| c.list_groups(tag)),
             Backend::Embedded(_) => Ok(self
                 .store()?
                 .list_groups(tag)
@@ -224,6 +233,7 @@ impl Backend {
     pub fn alter_group(&self, name: &str, alter: Alter) -> Result<GroupSchema> {
         match self {
             Backend::Remote(p) => p.with(|c| Ok(c.alter_group(name, alter)?)),
+            Backend::Cluster(p) => p.client(|c| c.alter_group(name, alter)),
             Backend::Embedded(_) => Ok((*self.store()?.alter_group(name, alter)?).clone()),
         }
     }
@@ -231,6 +241,7 @@ impl Backend {
     pub fn drop_group(&self, name: &str) -> Result<()> {
         match self {
             Backend::Remote(p) => p.with(|c| Ok(c.drop_group(name)?)),
+            Backend::Cluster(p) => p.client(|c| c.drop_group(name)),
             Backend::Embedded(_) => Ok(self.store()?.drop_group(name)?),
         }
     }
@@ -243,6 +254,7 @@ impl Backend {
     ) -> Result<bool> {
         match self {
             Backend::Remote(p) => p.with(|c| Ok(c.delete(group, key, durability)?)),
+            Backend::Cluster(p) => p.client(|c| c.delete(group, key, durability)),
             Backend::Embedded(_) => Ok(self.store()?.delete(group, &key, durability)?),
         }
     }
@@ -252,6 +264,10 @@ impl Backend {
             Backend::Remote(p) => {
                 let options = row.options(options);
                 p.with(|c| Ok(c.put(group, row.key, row.event_time_ms, row.values, options)?))
+            }
+            Backend::Cluster(p) => {
+                let options = row.options(options);
+                p.client(|c| c.put(group, row.key, row.event_time_ms, row.values, options))
             }
             Backend::Embedded(_) => {
                 let values: Vec<(&str, Value)> = row
@@ -289,6 +305,7 @@ impl Backend {
                     Err(e) => Err((0, e)),
                 }
             }
+            Backend::Cluster(p) => p.put_rows(group, rows, options),
             Backend::Embedded(_) => {
                 let store = self.store().map_err(|e| (0, e))?;
                 for (i, row) in rows.iter().enumerate() {
@@ -325,6 +342,7 @@ impl Backend {
                 let chunk = self.max_batch_keys();
                 p.with(|c| pipelined_gets(c, keys, features, chunk))
             }
+            Backend::Cluster(p) => p.get_many(keys, features),
             Backend::Embedded(_) => {
                 let store = self.store()?;
                 let mut out = Vec::with_capacity(keys.len());
@@ -355,6 +373,7 @@ impl Backend {
                     Ok(out)
                 })
             }
+            Backend::Cluster(p) => p.get_as_of(rows, features),
             Backend::Embedded(_) => {
                 let store = self.store()?;
                 let mut out = Vec::with_capacity(rows.len());
@@ -369,7 +388,7 @@ impl Backend {
     /// The point-in-time join of a whole spine: one column of answers per feature, in spine
     /// order. The spine is joined [`TRAINING_STEP_ROWS`] rows at a time through one engine
     /// training set (so an entity's history is read once while the set's cache holds it), or
-    /// one remote training set on one connection.
+    /// one remote training set on one connection, or on a cluster each step split by master.
     pub fn training_set(
         &self,
         features: Vec<FeatureRef>,
@@ -385,6 +404,7 @@ impl Backend {
             }
         };
         match self {
+            Backend::Cluster(p) => p.training_set(&features, mode, spine, &mut append)?,
             Backend::Remote(p) => p.with(|c| {
                 let mut set = c.training_set(features, mode)?;
                 let groups: Vec<String> = set.groups().map(|(g, _)| g.to_owned()).collect();
@@ -423,6 +443,15 @@ impl Backend {
                 };
                 Ok(c.history(group, key.clone(), names, range)?)
             }),
+            Backend::Cluster(p) => {
+                let names = features.iter().map(|f| f.to_string()).collect();
+                let range = quiver_engine::history::HistoryRange {
+                    from_ms: range_ms.0,
+                    to_ms: range_ms.1,
+                    known_at_ms,
+                };
+                p.history(group, key, names, range)
+            }
             Backend::Embedded(_) => Ok(self.store()?.history(
                 group,
                 key,
@@ -434,12 +463,16 @@ impl Backend {
         }
     }
 
-    /// The server's STATS document, or an embedded store's engine figures, as JSON.
     /// Live statistics of `group`'s features (of `feature` only when given), as the JSON of
     /// FEATURE_STATS (docs/PROTOCOL.md).
     pub fn feature_stats_json(&self, group: &str, feature: Option<&str>) -> Result<String> {
         match self {
             Backend::Remote(p) => p.with(|c| Ok(c.feature_stats(group, feature)?)),
+            Backend::Cluster(_) => Err(Failure::Unsupported(format!(
+                "feature_stats('{group}'): each node of a cluster keeps the statistics of the \
+                 writes it applied (as master and as replica), and they do not add up to the \
+                 group's; ask one node with quiver.connect(ADDR).feature_stats"
+            ))),
             Backend::Embedded(_) => {
                 let report = self.store()?.feature_stats(group, feature)?;
                 Ok(quiver_server::quality::report_json(&report).to_string())
@@ -447,9 +480,15 @@ impl Backend {
         }
     }
 
+    /// The server's STATS document, or an embedded store's engine figures, as JSON.
     pub fn stats_json(&self) -> Result<String> {
         match self {
             Backend::Remote(p) => p.with(|c| Ok(c.stats()?)),
+            Backend::Cluster(_) => Err(Failure::Unsupported(
+                "stats: each node of a cluster has its own STATS; read them per node \
+                 (Client.stats() on a cluster client does)"
+                    .into(),
+            )),
             Backend::Embedded(_) => {
                 let s = self.store()?.stats();
                 let figures = [
@@ -477,7 +516,7 @@ impl Backend {
 
     pub fn flush(&self) -> Result<()> {
         match self {
-            Backend::Remote(_) => Ok(()),
+            Backend::Remote(_) | Backend::Cluster(_) => Ok(()),
             Backend::Embedded(_) => Ok(self.store()?.flush()?),
         }
     }
@@ -487,6 +526,10 @@ impl Backend {
         match self {
             Backend::Remote(p) => {
                 p.idle.lock().clear();
+                Ok(())
+            }
+            Backend::Cluster(p) => {
+                p.close();
                 Ok(())
             }
             Backend::Embedded(slot) => {

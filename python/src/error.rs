@@ -22,6 +22,8 @@ pub enum Failure {
     Timeout(String),
     /// The server sent something this client cannot read.
     Protocol(String),
+    /// The operation has no form for this kind of client (a node-local request on a cluster).
+    Unsupported(String),
 }
 
 pub type Result<T> = std::result::Result<T, Failure>;
@@ -56,6 +58,7 @@ impl Failure {
             Failure::Connection(m) => ("CONNECTION", None, m),
             Failure::Timeout(m) => ("TIMEOUT", None, m),
             Failure::Protocol(m) => ("PROTOCOL", None, m),
+            Failure::Unsupported(m) => ("NOT_SUPPORTED", None, m),
         }
     }
 }

@@ -8,6 +8,7 @@
 //! never hold the GIL during I/O, and never panic on what Python hands it.
 
 mod backend;
+mod cluster;
 mod columns;
 mod convert;
 mod error;
@@ -29,6 +30,7 @@ use quiver_engine::{Config, Durability, Store};
 use quiver_server::client::ClientConfig;
 
 use backend::{Backend, Pool, PutTotals, SchemaCache};
+use cluster::ClusterPool;
 use columns::{Batch, Column, Keys};
 use error::Failure;
 
@@ -106,6 +108,29 @@ fn spine_times(times: &PyReadonlyArray1<'_, i64>, column: &str) -> Result<Vec<u6
         .collect()
 }
 
+/// The Rust client's settings from the Python arguments (seconds).
+fn client_config(
+    token: Option<String>,
+    timeout_s: Option<f64>,
+    connect_timeout_s: f64,
+) -> Result<ClientConfig, Failure> {
+    let secs = |s: f64, what: &str| {
+        if s.is_finite() && s > 0.0 {
+            Ok(Duration::from_secs_f64(s))
+        } else {
+            Err(Failure::invalid(format!(
+                "{what} must be a positive number of seconds, got {s}"
+            )))
+        }
+    };
+    Ok(ClientConfig {
+        auth_token: token.map(String::into_bytes),
+        connect_timeout: secs(connect_timeout_s, "connect_timeout")?,
+        io_timeout: timeout_s.map(|t| secs(t, "timeout")).transpose()?,
+        ..ClientConfig::default()
+    })
+}
+
 fn keys_from(obj: &Bound<'_, PyAny>) -> PyResult<Vec<EntityKey>> {
     if let Ok(a) = obj.extract::<PyReadonlyArray1<'_, i64>>() {
         return Ok(a.as_array().iter().map(|&k| EntityKey::I64(k)).collect());
@@ -113,8 +138,15 @@ fn keys_from(obj: &Bound<'_, PyAny>) -> PyResult<Vec<EntityKey>> {
     obj.try_iter()?.map(|k| convert::entity_key(&k?)).collect()
 }
 
-fn at_row(row: usize, f: Failure) -> Failure {
-    let prefix = |m: String| format!("row {row}: {m} (rows before it were written)");
+/// Names the failing row of a bulk write. On a cluster the nodes are written in parallel, so
+/// rows after it that other nodes master may be written too.
+fn at_row(row: usize, f: Failure, cluster: bool) -> Failure {
+    let written = if cluster {
+        "rows before it were written; on a cluster, rows after it mastered by other nodes may be too"
+    } else {
+        "rows before it were written"
+    };
+    let prefix = |m: String| format!("row {row}: {m} ({written})");
     match f {
         Failure::Status { status, message } => Failure::Status {
             status,
@@ -123,6 +155,7 @@ fn at_row(row: usize, f: Failure) -> Failure {
         Failure::Connection(m) => Failure::Connection(prefix(m)),
         Failure::Timeout(m) => Failure::Timeout(prefix(m)),
         Failure::Protocol(m) => Failure::Protocol(prefix(m)),
+        Failure::Unsupported(m) => Failure::Unsupported(prefix(m)),
     }
 }
 
@@ -180,24 +213,38 @@ impl Handle {
         timeout_s: Option<f64>,
         connect_timeout_s: f64,
     ) -> PyResult<Handle> {
-        let secs = |s: f64, what: &str| {
-            if s.is_finite() && s > 0.0 {
-                Ok(Duration::from_secs_f64(s))
-            } else {
-                Err(Failure::invalid(format!(
-                    "{what} must be a positive number of seconds, got {s}"
-                )))
-            }
-        };
-        let config = ClientConfig {
-            auth_token: token.map(String::into_bytes),
-            connect_timeout: secs(connect_timeout_s, "connect_timeout")?,
-            io_timeout: timeout_s.map(|t| secs(t, "timeout")).transpose()?,
-            ..ClientConfig::default()
-        };
+        let config = client_config(token, timeout_s, connect_timeout_s)?;
         let pool = py.detach(|| Pool::connect(&addr, config))?;
         Ok(Handle {
             backend: Backend::Remote(pool),
+            schemas: SchemaCache::default(),
+        })
+    }
+
+    /// Connects to a cluster through any of `seeds` ("host:port" of its nodes): learns the
+    /// partition map; every keyed request then goes to its key's master, retried after a map
+    /// refresh (NOT_MASTER, UNAVAILABLE, a lost connection) for up to `retry_deadline_s`.
+    #[staticmethod]
+    #[pyo3(signature = (seeds, token=None, timeout_s=Some(30.0), connect_timeout_s=5.0, retry_deadline_s=20.0))]
+    fn connect_cluster(
+        py: Python<'_>,
+        seeds: Vec<String>,
+        token: Option<String>,
+        timeout_s: Option<f64>,
+        connect_timeout_s: f64,
+        retry_deadline_s: f64,
+    ) -> PyResult<Handle> {
+        let config = client_config(token, timeout_s, connect_timeout_s)?;
+        if !(retry_deadline_s.is_finite() && retry_deadline_s >= 0.0) {
+            return Err(Failure::invalid(format!(
+                "retry_deadline must be 0 or more seconds, got {retry_deadline_s}"
+            ))
+            .into());
+        }
+        let deadline = Duration::from_secs_f64(retry_deadline_s);
+        let pool = py.detach(|| ClusterPool::connect(seeds, config, deadline))?;
+        Ok(Handle {
+            backend: Backend::Cluster(pool),
             schemas: SchemaCache::default(),
         })
     }
@@ -237,15 +284,85 @@ impl Handle {
     }
 
     fn is_remote(&self) -> bool {
-        matches!(self.backend, Backend::Remote(_))
+        matches!(self.backend, Backend::Remote(_) | Backend::Cluster(_))
+    }
+
+    fn is_cluster(&self) -> bool {
+        matches!(self.backend, Backend::Cluster(_))
+    }
+
+    /// A cluster's partition map, fetched again: `{version, replication_factor, node_id
+    /// (the answering node), nodes: [(id, address)], masters: [node per partition],
+    /// replicas: [[nodes] per partition]}`; `version` 0 and no partitions before the first
+    /// map. None for a single server or an embedded store.
+    fn cluster_map<'py>(&self, py: Python<'py>) -> PyResult<Option<Bound<'py, PyDict>>> {
+        let Backend::Cluster(pool) = &self.backend else {
+            return Ok(None);
+        };
+        let info = py.detach(|| pool.map())?;
+        let d = PyDict::new(py);
+        let map = info.map.as_ref();
+        d.set_item("version", map.map_or(0, |m| m.version))?;
+        d.set_item(
+            "replication_factor",
+            map.map_or(0, |m| m.replication_factor),
+        )?;
+        d.set_item("node_id", info.node_id)?;
+        let nodes: Vec<(u32, String)> = info
+            .nodes
+            .iter()
+            .map(|n| (n.id, n.address.clone()))
+            .collect();
+        d.set_item("nodes", nodes)?;
+        let partitions = map.map_or(&[][..], |m| &m.partitions[..]);
+        let masters: Vec<u32> = partitions.iter().map(|p| p.master).collect();
+        let replicas: Vec<Vec<u32>> = partitions.iter().map(|p| p.replicas.clone()).collect();
+        d.set_item("masters", masters)?;
+        d.set_item("replicas", replicas)?;
+        Ok(Some(d))
+    }
+
+    /// The node that masters `key` in the client's map (cluster only).
+    fn master_of(&self, py: Python<'_>, key: Bound<'_, PyAny>) -> PyResult<u32> {
+        let Backend::Cluster(pool) = &self.backend else {
+            return Err(Failure::Unsupported(
+                "master_of: only a cluster client (quiver.connect_cluster) has masters".into(),
+            )
+            .into());
+        };
+        let key = convert::entity_key(&key)?;
+        Ok(py.detach(|| pool.master_of(&key))?)
+    }
+
+    /// Each node's STATS document: `(node, address, json or None, error or None)`.
+    #[allow(clippy::type_complexity)]
+    fn node_stats(
+        &self,
+        py: Python<'_>,
+    ) -> PyResult<Vec<(u32, String, Option<String>, Option<String>)>> {
+        let Backend::Cluster(pool) = &self.backend else {
+            return Err(Failure::Unsupported(
+                "node_stats: only a cluster client (quiver.connect_cluster) has nodes".into(),
+            )
+            .into());
+        };
+        let stats = py.detach(|| pool.node_stats())?;
+        Ok(stats
+            .into_iter()
+            .map(|(id, addr, doc)| match doc {
+                Ok(json) => (id, addr, Some(json), None),
+                Err(e) => (id, addr, None, Some(e)),
+            })
+            .collect())
     }
 
     /// The server's handshake (its limits), or None for an embedded store.
     fn server_info<'py>(&self, py: Python<'py>) -> PyResult<Option<Bound<'py, PyDict>>> {
-        let Backend::Remote(pool) = &self.backend else {
-            return Ok(None);
+        let i = match &self.backend {
+            Backend::Remote(pool) => pool.info(),
+            Backend::Cluster(pool) => pool.info(),
+            Backend::Embedded(_) => return Ok(None),
         };
-        let i = pool.info();
         let d = PyDict::new(py);
         d.set_item("version", i.version)?;
         d.set_item("max_frame_bytes", i.max_frame_bytes)?;
@@ -373,15 +490,18 @@ impl Handle {
             write_times_ms,
             skip_nulls,
         };
+        let cluster = self.is_cluster();
         let totals = py.detach(|| -> Result<PutTotals, Failure> {
             let mut sum = PutTotals::default();
             for from in (0..batch.rows()).step_by(BULK_STEP_ROWS) {
                 let to = (from + BULK_STEP_ROWS).min(batch.rows());
-                let rows = batch.build(from, to).map_err(|(i, e)| at_row(i, e))?;
+                let rows = batch
+                    .build(from, to)
+                    .map_err(|(i, e)| at_row(i, e, cluster))?;
                 let t = self
                     .backend
                     .put_rows(group, rows, options)
-                    .map_err(|(i, e)| at_row(from + i, e))?;
+                    .map_err(|(i, e)| at_row(from + i, e, cluster))?;
                 sum.merge(&t);
             }
             Ok(sum)

@@ -1,5 +1,5 @@
-"""Shared fixtures: a real quiverd (and redis-server) on free 127.0.0.1 ports, started by the
-tests themselves and stopped after them.
+"""Shared fixtures: a real quiverd (and redis-server, and etcd for the cluster tests) on free
+127.0.0.1 ports, started by the tests themselves and stopped after them.
 
 The quiverd binary is $QUIVERD_BIN, else the workspace's target/debug/quiverd (built by
 ``cargo build -p quiver-server --bin quiverd``; python/test.sh builds it). A missing program
@@ -12,7 +12,9 @@ import os
 import shutil
 import socket
 import subprocess
+import tempfile
 import time
+import urllib.request
 from pathlib import Path
 from typing import Iterator, List, Optional
 
@@ -43,6 +45,12 @@ class Quiverd:
             self.proc.kill()
             raise RuntimeError(f"quiverd printed {line!r} instead of its address")
         self.addr = line[len("listening on ") :]
+
+    def kill(self) -> None:
+        """SIGKILL: no goodbye (a crash)."""
+        if self.proc.poll() is None:
+            self.proc.kill()
+            self.proc.wait()
 
     def stop(self) -> None:
         if self.proc.poll() is None:
@@ -86,6 +94,44 @@ class RedisServer:
         if self.proc.poll() is None:
             self.proc.terminate()
             self.proc.wait(10)
+
+
+class EtcdServer:
+    """Debian's etcd (etcd-server) on two free ports, its data in a temporary directory."""
+
+    def __init__(self):
+        exe = shutil.which("etcd")
+        if exe is None:
+            pytest.fail("etcd is not installed (apt-get install etcd-server; .ci/run does it)")
+        self.dir = tempfile.TemporaryDirectory(prefix="quiver-etcd-")
+        client, peer = free_port(), free_port()
+        self.url = f"http://127.0.0.1:{client}"
+        peer_url = f"http://127.0.0.1:{peer}"
+        self.proc = subprocess.Popen(
+            [exe, "--name", "test", "--data-dir", self.dir.name,
+             "--listen-client-urls", self.url, "--advertise-client-urls", self.url,
+             "--listen-peer-urls", peer_url, "--initial-advertise-peer-urls", peer_url,
+             "--initial-cluster", f"test={peer_url}"],
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+        )
+        deadline = time.time() + 20
+        while time.time() < deadline:
+            try:
+                with urllib.request.urlopen(f"{self.url}/health", timeout=1) as r:
+                    if b"true" in r.read():
+                        return
+            except OSError:
+                pass
+            time.sleep(0.05)
+        self.stop()
+        raise RuntimeError("etcd did not become healthy within 20 s")
+
+    def stop(self) -> None:
+        if self.proc.poll() is None:
+            self.proc.kill()
+            self.proc.wait(10)
+        self.dir.cleanup()
 
 
 @pytest.fixture(scope="session")
