@@ -16,8 +16,7 @@
 use clap::Parser;
 use hdrhistogram::Histogram;
 use quiver_engine::feature::{
-    Compression, EntityKey, FeatureRef, FeatureSpec, FeatureType, GroupSpec, KeyType, PutOptions,
-    Value,
+    EntityKey, FeatureRef, FeatureSpec, FeatureType, GroupSpec, KeyType, PutOptions, Value,
 };
 use quiver_engine::Durability;
 use quiver_server::client::{Client, ClientConfig, ClusterClient};
@@ -133,22 +132,10 @@ fn wait_for_map(args: &Args) -> u8 {
 }
 
 fn create_group(args: &Args) {
-    let spec = GroupSpec {
-        name: GROUP.into(),
-        key_type: KeyType::String,
-        features: (0..FEATURES)
-            .map(|i| FeatureSpec::new(format!("f{i}"), FeatureType::F32))
-            .collect(),
-        ttl_s: None,
-        compression: Compression::None,
-        allow_non_finite: false,
-        description: String::new(),
-        owner: String::new(),
-        tags: vec![],
-        history: None,
-        on_violation: Default::default(),
-        quality: Default::default(),
-    };
+    let features = (0..FEATURES)
+        .map(|i| FeatureSpec::new(format!("f{i}"), FeatureType::F32))
+        .collect();
+    let spec = GroupSpec::new(GROUP, KeyType::String, features);
     match client(args).create_group(spec) {
         Ok(_) => {}
         Err(e) if e.status() == Some(StatusCode::GroupExists) => {}
