@@ -101,8 +101,7 @@ impl DropRules {
     }
 
     /// Why each value of `put` would be dropped, as row-by-row report entries.
-    fn broken(&self, line: u64, put: &super::backend::PutRow) -> Vec<Rejection> {
-        let now_ms = super::now_ms();
+    fn broken(&self, line: u64, put: &super::backend::PutRow, now_ms: u64) -> Vec<Rejection> {
         let mut why = Vec::new();
         for (name, value) in &put.values {
             let Some(feature) = self.schema.feature(name) else {
@@ -276,13 +275,14 @@ fn write_batch(
 ) -> CliResult<()> {
     let mut lines = Vec::with_capacity(rows.len());
     let mut broken = Vec::new();
+    let now_ms = super::now_ms();
     let mut puts = Vec::with_capacity(rows.len());
     for row in rows {
         tally.rows_read += 1;
         match row {
             Ok((line, put)) => {
                 if let Some(rules) = drop_rules {
-                    broken.push(rules.broken(line, &put));
+                    broken.push(rules.broken(line, &put, now_ms));
                 }
                 lines.push(line);
                 puts.push(put);
