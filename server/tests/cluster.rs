@@ -9,6 +9,8 @@
 //!   key's history of calls and answers is checked for linearizability against a register
 //!   by stateright's `LinearizabilityTester`;
 //! - a node paused past its lease accepts no write when it resumes;
+//! - a get on a master never answers with a write that no replica has confirmed yet (the
+//!   master could die before any replica receives it);
 //! - a request sent to the wrong node is answered NOT_MASTER with the map version;
 //! - bad etcd URLs, unreachable etcd and a node id already in use are clear errors.
 
@@ -399,6 +401,176 @@ fn a_paused_node_accepts_no_write_after_its_lease_lapsed() {
     );
     c.refresh().unwrap();
     assert_eq!(read(&mut c, i), Some(1.0), "the refused write is nowhere");
+}
+
+/// A TCP relay in front of a node's peer port, which the test can cut: while held it moves no
+/// byte in either direction, and `sever` closes every connection through it, dropping what it
+/// held (the bytes a network partition loses), while new connections pass again.
+struct PeerRelay {
+    addr: String,
+    held: Arc<AtomicBool>,
+    epoch: Arc<std::sync::atomic::AtomicU64>,
+}
+
+impl PeerRelay {
+    fn start(target: String) -> PeerRelay {
+        let listener = TcpListener::bind("127.0.0.1:0").expect("relay port");
+        let addr = listener.local_addr().unwrap().to_string();
+        let held = Arc::new(AtomicBool::new(false));
+        let epoch = Arc::new(std::sync::atomic::AtomicU64::new(0));
+        let (h, e) = (held.clone(), epoch.clone());
+        std::thread::spawn(move || {
+            for inbound in listener.incoming() {
+                let Ok(inbound) = inbound else { return };
+                let Ok(outbound) = std::net::TcpStream::connect(&target) else {
+                    continue;
+                };
+                let born = e.load(Ordering::SeqCst);
+                for (from, to) in [
+                    (inbound.try_clone().unwrap(), outbound.try_clone().unwrap()),
+                    (outbound, inbound),
+                ] {
+                    let (h, e) = (h.clone(), e.clone());
+                    std::thread::spawn(move || Self::pump(from, to, &h, &e, born));
+                }
+            }
+        });
+        PeerRelay { addr, held, epoch }
+    }
+
+    fn pump(
+        mut from: std::net::TcpStream,
+        mut to: std::net::TcpStream,
+        held: &AtomicBool,
+        epoch: &std::sync::atomic::AtomicU64,
+        born: u64,
+    ) {
+        use std::io::{Read, Write};
+        from.set_read_timeout(Some(Duration::from_millis(20)))
+            .unwrap();
+        let mut buf = vec![0u8; 64 * 1024];
+        let severed = || epoch.load(Ordering::SeqCst) != born;
+        loop {
+            if severed() {
+                break;
+            }
+            if held.load(Ordering::SeqCst) {
+                std::thread::sleep(Duration::from_millis(5));
+                continue;
+            }
+            let n = match from.read(&mut buf) {
+                Ok(0) => break,
+                Ok(n) => n,
+                Err(e)
+                    if matches!(
+                        e.kind(),
+                        std::io::ErrorKind::WouldBlock | std::io::ErrorKind::TimedOut
+                    ) =>
+                {
+                    continue
+                }
+                Err(_) => break,
+            };
+            // Bytes read just as the relay was held wait for the release, or are lost to a
+            // sever.
+            while held.load(Ordering::SeqCst) && !severed() {
+                std::thread::sleep(Duration::from_millis(5));
+            }
+            if severed() || to.write_all(&buf[..n]).is_err() {
+                break;
+            }
+        }
+        let _ = from.shutdown(std::net::Shutdown::Both);
+        let _ = to.shutdown(std::net::Shutdown::Both);
+    }
+
+    fn hold(&self) {
+        self.held.store(true, Ordering::SeqCst);
+    }
+
+    /// Closes every connection made so far, losing what they held, and passes bytes again.
+    fn sever_and_release(&self) {
+        self.epoch.fetch_add(1, Ordering::SeqCst);
+        self.held.store(false, Ordering::SeqCst);
+    }
+}
+
+/// The window between a master's apply and its replica's receipt: a read on the master must
+/// not answer with a write its replica has not received, since the master may die first.
+/// Every node's peer port is reached through a [`PeerRelay`]; the relay of the key's replica
+/// is held, so the master's write stays unconfirmed; a get of the key is sent to the master;
+/// the master is killed and the held bytes are lost; then the replica, master now, serves the
+/// key. A get that had answered with the lost write would be followed by gets of the older
+/// value: not linearizable.
+#[test]
+fn a_read_never_answers_with_a_write_no_replica_confirmed() {
+    let Some(etcd) = EtcdProcess::start() else {
+        return;
+    };
+    let mut relays = Vec::new();
+    let mut nodes: Vec<Quiverd> = (1..=3)
+        .map(|id| {
+            let peer = format!("127.0.0.1:{}", free_port());
+            let relay = PeerRelay::start(peer.clone());
+            let args = ["--peer-listen", &peer, "--peer-advertise", &relay.addr];
+            let n = node(&etcd, id, &args);
+            relays.push(relay);
+            n
+        })
+        .collect();
+    let mut c = cluster_client(&nodes);
+    c.create_group(f32_group("g", 1)).expect("group");
+    let m = c.map().cloned().unwrap();
+    let i = 7;
+    let part = &m.map.as_ref().unwrap().partitions[partition_of(&key(i))];
+    let (master_id, replica_id) = (part.master, part.replicas[0]);
+    sync_put(&mut c, i, 1.0).expect("acknowledged put");
+    let relay = &relays[replica_id as usize - 1];
+    relay.hold();
+    let master_addr = nodes[master_id as usize - 1].addr.clone();
+    // The write: applied on the master, held on its way to the replica.
+    let writer = {
+        let addr = master_addr.clone();
+        std::thread::spawn(move || {
+            let mut direct = Client::connect(&addr, test_config()).unwrap();
+            let opts = PutOptions {
+                durability: Some(Durability::Sync),
+                ..PutOptions::default()
+            };
+            let values = vec![("f0".into(), Value::F32(2.0))];
+            direct.put("g", key(i), 5_000, values, opts).map(drop)
+        })
+    };
+    std::thread::sleep(Duration::from_millis(300));
+    let reader = std::thread::spawn(move || {
+        let mut direct = Client::connect(&master_addr, test_config()).unwrap();
+        let got = direct.get(key(i), vec![FeatureRef::new("g", "f0")]);
+        got.map(|v| match (&v[0].status, &v[0].value) {
+            (Status::Present, Value::F32(x)) => Some(*x),
+            _ => None,
+        })
+    });
+    std::thread::sleep(Duration::from_millis(300));
+    // The master dies with the write held; the replica takes over without it.
+    drop(nodes.remove(master_id as usize - 1));
+    relay.sever_and_release();
+    let written = writer.join().unwrap();
+    let seen = reader.join().unwrap();
+    c.retry.deadline = Duration::from_secs(30);
+    c.refresh().unwrap();
+    let after = read(&mut c, i);
+    assert!(
+        written.is_err(),
+        "the write was never confirmed, so never acknowledged"
+    );
+    assert_eq!(after, Some(1.0), "the new master never received the write");
+    if let Ok(v) = seen {
+        assert_eq!(
+            v, after,
+            "a get on the old master answered {v:?}, and gets after the failover answer \
+             {after:?}: the get saw a write that no replica had received"
+        );
+    }
 }
 
 #[test]

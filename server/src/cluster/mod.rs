@@ -5,6 +5,7 @@
 //! - [`etcd`]: a blocking client of etcd's v3 JSON gateway;
 //! - [`member`]: registration under a lease, keepalive, and the map's compare-and-swap;
 //! - [`write`]: a master's write path (apply, forward to every replica, then acknowledge);
+//! - [`settle`]: the writes a master applied and has not answered yet, which reads wait for;
 //! - [`link`]: a master's ordered stream of writes to one replica;
 //! - [`replica`]: the peer listener where replicas apply those streams in order;
 //! - [`mover`]: partition copies to learners (join, drain, lost copies), their promotion,
@@ -17,11 +18,12 @@ pub mod map;
 mod member;
 mod mover;
 mod replica;
+mod settle;
 mod write;
 
 pub use config::ClusterConfig;
 
-use crate::protocol::{ClusterMapInfo, ClusterNode, StatusCode};
+use crate::protocol::{ClusterMapInfo, ClusterNode, Request, StatusCode};
 use etcd::Etcd;
 use map::{PartitionMap, NO_NODE, PARTITIONS};
 use parking_lot::{Mutex, RwLock};
@@ -80,6 +82,8 @@ pub struct Cluster {
     /// One lock per partition: a master applies a write and queues it to the replicas under
     /// it, so every replica receives a partition's writes in the master's order.
     order: Box<[Mutex<()>]>,
+    /// Per partition, the writes applied here whose replicas have not all answered.
+    settling: settle::Settling,
     links: Mutex<HashMap<u32, Arc<link::Link>>>,
     /// Replica side: the current stream of each master and the lock its writes apply under.
     sessions: Mutex<HashMap<u32, Session>>,
@@ -117,6 +121,7 @@ impl Cluster {
             lease_until_ns: AtomicU64::new(0),
             lease_id: AtomicI64::new(0),
             order: (0..PARTITIONS).map(|_| Mutex::new(())).collect(),
+            settling: settle::Settling::new(PARTITIONS),
             links: Mutex::new(HashMap::new()),
             sessions: Mutex::new(HashMap::new()),
             next_session: AtomicU64::new(1),
@@ -304,6 +309,30 @@ impl Cluster {
     }
 
     /// Refuses a read of keys this node does not master.
+    /// Whether `key`'s partition has a write applied here and not yet answered: a read of it
+    /// must not be answered before [`Cluster::settle_reads`].
+    pub fn read_must_wait(&self, key: &EntityKey) -> bool {
+        self.settling.any_open(map::partition_of(key))
+    }
+
+    /// Called after a read of `partitions` and before its answer: waits until every write of
+    /// them that was open has been answered, so that a read never answers with a write that a
+    /// failover could still take back. The wait is bounded by twice the lease TTL (a write is
+    /// answered within one); past it the read is answered anyway, as a write refused for want
+    /// of its replicas' confirmation stays readable here (docs/CLUSTER.md).
+    pub fn settle_reads(&self, partitions: &[usize]) {
+        let deadline = Instant::now() + Duration::from_secs(2 * self.config.lease_ttl_s);
+        for &p in partitions {
+            if !self.settling.wait(p, deadline) {
+                eprintln!(
+                    "quiverd: a read of partition {p} waited {} s for writes applied here to be                      answered, and is answered without them",
+                    2 * self.config.lease_ttl_s
+                );
+                return;
+            }
+        }
+    }
+
     pub fn check_keys<'a>(
         &self,
         keys: impl IntoIterator<Item = &'a EntityKey>,
@@ -314,6 +343,27 @@ impl Cluster {
         }
         Ok(())
     }
+}
+
+/// The partitions a read request reads from, when it is one whose answer must wait for the
+/// open writes of its partitions (see [`settle`]).
+pub fn read_partitions(request: &Request) -> Option<Vec<usize>> {
+    let keys: Vec<&EntityKey> = match request {
+        Request::Get { key, .. } => vec![key],
+        Request::GetMany { keys, .. } => keys.iter().collect(),
+        Request::GetAsOf(r) => r.keys.iter().collect(),
+        Request::History(r) => vec![&r.key],
+        _ => return None,
+    };
+    Some(partitions_of(keys))
+}
+
+/// The partitions of `keys`, each once.
+pub fn partitions_of<'a>(keys: impl IntoIterator<Item = &'a EntityKey>) -> Vec<usize> {
+    let mut parts: Vec<usize> = keys.into_iter().map(map::partition_of).collect();
+    parts.sort_unstable();
+    parts.dedup();
+    parts
 }
 
 fn spawn(name: &str, f: impl FnOnce() + Send + 'static) -> Result<JoinHandle<()>, String> {

@@ -78,7 +78,7 @@ impl Cluster {
         let now_ms = SystemTime::now()
             .duration_since(UNIX_EPOCH)
             .map_or(0, |d| d.as_millis() as u64);
-        let (acks, response) = {
+        let (acks, response, _open) = {
             let _order = self.order[p].lock();
             // The map may have moved while this write waited for the partition.
             let now = self.view();
@@ -97,6 +97,8 @@ impl Cluster {
             let learners = self.learner_links(&now, p);
             let replicated = for_replica(&request, now_ms);
             self.touched[p].store(true, std::sync::atomic::Ordering::Release);
+            // Open before the apply: a read that sees this write waits for its answer.
+            let open = self.settling.open(p);
             let response = apply(request);
             if matches!(response, Response::Error { .. })
                 || (links.is_empty() && learners.is_empty())
@@ -118,9 +120,10 @@ impl Cluster {
             for (link, copy) in learners {
                 acks.push((link.node, link.send(frame.clone()), Some(copy)));
             }
-            (acks, response)
+            (acks, response, open)
         };
-        // The partition is free again; the answer waits for the replicas.
+        // The partition is free again; the answer waits for the replicas, and reads that may
+        // have seen the write wait for the answer (`_open` is dropped after it).
         self.confirm(p, acks, response)
     }
 

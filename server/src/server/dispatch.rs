@@ -3,7 +3,7 @@
 use super::authorize::{audit, authorize, listed, login_refused, Verdict, DENIED};
 use super::conn::Conn;
 use super::executor::{submit, Envelope};
-use super::gets::LoopGets;
+use super::gets::{DivertedGet, LoopGets};
 use super::job::{handshake_info, GetItem, Job, Target};
 use super::training;
 use super::Shared;
@@ -313,10 +313,15 @@ impl Dispatch {
             ),
             Opcode::Get if !self.get_allowed(conn, h.request_id, body, start) => {}
             Opcode::Get if !self.get_routed(conn, h.request_id, body, start) => {}
-            Opcode::Get => match &mut self.gets {
-                GetRoute::Loop(gets) => gets.start(conn_id, conn, &h, body, start),
-                GetRoute::Pool => self.queue_get(conn_id, conn, &h, body, start),
-            },
+            Opcode::Get => {
+                if let GetRoute::Loop(gets) = &mut self.gets {
+                    if let Some(d) = gets.start(conn_id, conn, &h, body, start) {
+                        self.divert_get(conn, d);
+                    }
+                } else {
+                    self.queue_get(conn_id, conn, &h, body, start);
+                }
+            }
             _ => self.submit_single(conn_id, conn, opcode, &h, body, start),
         }
     }
@@ -433,6 +438,49 @@ impl Dispatch {
                 audit(security, access, Opcode::Get.name(), &group, Some(&message));
                 self.reply_error(conn, Opcode::Get, id, start, DENIED, &message);
                 false
+            }
+        }
+    }
+
+    /// Submits a loop's GET to the engine pool, where it is read again and answered after
+    /// the writes it may have seen (see [`super::gets::LoopGets::diverted`]).
+    pub fn divert_get(&mut self, conn: &mut Conn, d: DivertedGet) {
+        let t = d.target;
+        let target = Target {
+            conn: t.conn,
+            request_id: t.request_id,
+            opcode: Opcode::Get,
+            start: t.start,
+            output: conn.output.clone(),
+            corrupt_status: t.corrupt_status,
+        };
+        let request = Request::Get {
+            key: d.key,
+            features: t.features.as_ref().clone(),
+        };
+        let env = Envelope {
+            worker: self.worker,
+            job: Job::Single {
+                target,
+                request: Box::new(request),
+            },
+        };
+        match submit(&self.pool, env) {
+            Ok(()) => conn.inflight += 1,
+            Err(_) => {
+                self.shared.metrics.busy_rejections.fetch_add(1, Relaxed);
+                let msg = format!(
+                    "engine queue full ({} jobs); retry later",
+                    self.shared.config.engine_queue
+                );
+                self.reply_error(
+                    conn,
+                    Opcode::Get,
+                    t.request_id,
+                    t.start,
+                    StatusCode::Busy,
+                    &msg,
+                );
             }
         }
     }

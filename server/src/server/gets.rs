@@ -15,7 +15,7 @@ use crate::protocol::{
     decode_refs, split_get_body, FrameHeader, Opcode, Response, StatusCode, FLAG_CORRUPT_STATUS,
 };
 use quiver_engine::feature::read::ReadPlan;
-use quiver_engine::feature::{FeatureRef, FeatureValue, KeyType};
+use quiver_engine::feature::{EntityKey, FeatureRef, FeatureValue, KeyType};
 use quiver_engine::PendingGet;
 use quiver_wal::BufPool;
 use std::collections::HashMap;
@@ -69,6 +69,16 @@ pub struct GetTarget {
     pub corrupt_status: bool,
     /// The features asked for (named in the message a damaged row gets without the flag).
     pub features: Arc<Vec<FeatureRef>>,
+    /// Cluster mode: the key, for a GET that must be answered off the loop
+    /// ([`LoopGets::diverted`]).
+    pub cluster_key: Option<EntityKey>,
+}
+
+/// A finished GET that a write not yet answered may have reached: it is read again and
+/// answered on an engine thread, after that write's answer (`cluster::settle`).
+pub struct DivertedGet {
+    pub target: GetTarget,
+    pub key: EntityKey,
 }
 
 /// A GET whose device reads are outstanding.
@@ -158,7 +168,8 @@ impl LoopGets {
         }
     }
 
-    /// Handles one GET frame of connection `conn_id`.
+    /// Handles one GET frame of connection `conn_id`. A GET answered at once may come back
+    /// diverted (see [`LoopGets::diverted`]).
     pub fn start(
         &mut self,
         conn_id: u64,
@@ -166,33 +177,41 @@ impl LoopGets {
         h: &FrameHeader,
         body: &[u8],
         start: Instant,
-    ) {
+    ) -> Option<DivertedGet> {
         let id = h.request_id;
         let (key, raw_refs) = match split_get_body(body) {
             Ok(parts) => parts,
-            Err(e) => return self.malformed(conn, id, start, &e.to_string()),
+            Err(e) => {
+                self.malformed(conn, id, start, &e.to_string());
+                return None;
+            }
         };
         let plan = match self.plan(raw_refs, key.key_type()) {
             Ok(plan) => plan,
+            Err((StatusCode::BadFrame, message)) => {
+                self.malformed(conn, id, start, &message);
+                return None;
+            }
             Err((status, message)) => {
-                if status == StatusCode::BadFrame {
-                    return self.malformed(conn, id, start, &message);
-                }
-                return self.fail(conn, id, start, status, &message);
+                self.fail(conn, id, start, status, &message);
+                return None;
             }
         };
-        let target = GetTarget {
+        let store = &self.shared.store;
+        let mut pending = self.idle.pop().unwrap_or_default();
+        let begun = store.begin_get_into(&mut pending, &plan.read, &key);
+        let mut target = GetTarget {
             conn: conn_id,
             request_id: id,
             start,
             corrupt_status: h.flags & FLAG_CORRUPT_STATUS != 0,
             features: plan.features,
+            cluster_key: self.shared.cluster.as_ref().map(|_| key),
         };
-        let store = &self.shared.store;
-        let mut pending = self.idle.pop().unwrap_or_default();
-        if let Err(e) = store.begin_get_into(&mut pending, &plan.read, &key) {
+        if let Err(e) = begun {
             self.keep_idle(pending);
-            return self.respond(conn, &target, Err(e));
+            self.respond(conn, &target, Err(e));
+            return None;
         }
         if self.reads_in_place {
             self.read_in_place(&mut pending);
@@ -202,9 +221,12 @@ impl LoopGets {
             let answer = pending.finish_into(&self.shared.store, &mut self.values);
             self.keep_idle(pending);
             self.note_damage();
+            if let Some(key) = self.diverted(&mut target) {
+                return Some(DivertedGet { target, key });
+            }
             self.respond(conn, &target, answer);
             conn.batch_engine_bytes += conn.queued_output().saturating_sub(before);
-            return;
+            return None;
         }
         let index = self.free.pop().unwrap_or_else(|| {
             self.gets.push(None);
@@ -226,6 +248,19 @@ impl LoopGets {
             outstanding,
         });
         conn.inflight += 1;
+        None
+    }
+
+    /// Cluster mode: the key of a finished GET whose partition has a write applied here and
+    /// not yet confirmed by its replicas, taken from the target; its answer must wait for that
+    /// write's, which a loop never does. The caller has it read again on an engine thread.
+    /// `None` (the common case, one atomic load) when the GET may be answered now.
+    pub fn diverted(&self, target: &mut GetTarget) -> Option<EntityKey> {
+        let cluster = self.shared.cluster.as_ref()?;
+        if cluster.read_must_wait(target.cluster_key.as_ref()?) {
+            return target.cluster_key.take();
+        }
+        None
     }
 
     fn keep_idle(&mut self, pending: PendingGet) {

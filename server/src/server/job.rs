@@ -228,10 +228,27 @@ pub fn internal_error_completions(
 pub fn execute(shared: &Shared, job: Job) -> Vec<Completion> {
     let mut replies = Replies::new(shared);
     match job {
-        Job::Gets { features, items } => execute_gets(shared, &features, items, &mut replies),
+        // Cluster mode: the replies leave when this returns, after the writes the reads may
+        // have seen are answered.
+        Job::Gets { features, items } => {
+            let settle = shared.cluster.as_ref().map(|c| {
+                let keys = items.iter().map(|i| &i.key);
+                (c, crate::cluster::partitions_of(keys))
+            });
+            execute_gets(shared, &features, items, &mut replies);
+            if let Some((cluster, parts)) = settle {
+                cluster.settle_reads(&parts);
+            }
+        }
         Job::Single { target, request } => {
             if !replies.refuse_if_over_output(shared, &target) {
-                execute_single(shared, &target, *request, &mut replies)
+                let settle = shared.cluster.as_ref().and_then(|c| {
+                    crate::cluster::read_partitions(&request).map(|parts| (c, parts))
+                });
+                execute_single(shared, &target, *request, &mut replies);
+                if let Some((cluster, parts)) = settle {
+                    cluster.settle_reads(&parts);
+                }
             }
         }
         Job::Login {

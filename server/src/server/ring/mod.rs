@@ -27,7 +27,7 @@ use super::conn::Conn;
 use super::dispatch::{answer_busy, Dispatch, GetRoute};
 use super::executor::{record_completion, submit, Completion, Envelope};
 use super::frames::{handle_frames, idle_trimmed};
-use super::gets::{FinishedGet, LoopGets, ReadRequest, MAX_FULL_SEND_BUFS};
+use super::gets::{DivertedGet, FinishedGet, LoopGets, ReadRequest, MAX_FULL_SEND_BUFS};
 use super::job::Job;
 use super::wake::EventFd;
 use super::Shared;
@@ -834,7 +834,7 @@ impl RingLoop {
         }
     }
 
-    fn answer(&mut self, f: FinishedGet) {
+    fn answer(&mut self, mut f: FinishedGet) {
         let GetRoute::Loop(gets) = &mut self.dispatch.gets else {
             return;
         };
@@ -844,7 +844,15 @@ impl RingLoop {
             return;
         };
         slot.conn.inflight = slot.conn.inflight.saturating_sub(1);
-        gets.respond(&mut slot.conn, &f.target, f.answer);
+        if let Some(key) = gets.diverted(&mut f.target) {
+            let d = DivertedGet {
+                target: f.target,
+                key,
+            };
+            self.dispatch.divert_get(&mut slot.conn, d);
+        } else {
+            gets.respond(&mut slot.conn, &f.target, f.answer);
+        }
         self.mark_dirty(index);
     }
 
