@@ -9,6 +9,7 @@
 //!   key's history of calls and answers is checked for linearizability against a register
 //!   by stateright's `LinearizabilityTester`;
 //! - a node paused past its lease accepts no write when it resumes;
+//! - a node started again while the map still names it steps out of its partitions first;
 //! - a get on a master never answers with a write that no replica has confirmed yet (the
 //!   master could die before any replica receives it);
 //! - a request sent to the wrong node is answered NOT_MASTER with the map version;
@@ -401,6 +402,62 @@ fn a_paused_node_accepts_no_write_after_its_lease_lapsed() {
     );
     c.refresh().unwrap();
     assert_eq!(read(&mut c, i), Some(1.0), "the refused write is nowhere");
+}
+
+/// A node killed and started again before the survivors took it out of the map (its old
+/// registration removed at once, as when a restart loop re-registers the moment the old lease
+/// lapses; the survivors are held with SIGSTOP meanwhile so that they cannot take it out
+/// first) finds the map naming it with an empty store. It must step out of its partitions
+/// before serving, so that every acknowledged write is still read.
+#[test]
+fn a_node_restarted_while_still_in_the_map_steps_out_before_serving() {
+    let Some(etcd) = EtcdProcess::start() else {
+        return;
+    };
+    let mut nodes = three_nodes(&etcd);
+    let mut c = cluster_client(&nodes);
+    c.create_group(f32_group("g", 1)).expect("group");
+    for i in 0..300 {
+        sync_put(&mut c, i, i as f32).expect("acknowledged put");
+    }
+    let before = c.map().cloned().unwrap();
+    assert!((0..300).any(|i| master(&before, partition_of(&key(i))) == 1));
+    drop(nodes.remove(0));
+    let survivors: Vec<i32> = nodes.iter().map(|n| n.child.id() as i32).collect();
+    for pid in &survivors {
+        // SAFETY: kill(2) on a child process we spawned and have not reaped.
+        unsafe { libc::kill(*pid, libc::SIGSTOP) };
+    }
+    Etcd::new(&etcd.url)
+        .unwrap()
+        .delete("/quiver/main/nodes/1")
+        .expect("the dead node's registration removed");
+    let back = node(&etcd, 1, &[]);
+    for pid in &survivors {
+        // SAFETY: as above.
+        unsafe { libc::kill(*pid, libc::SIGCONT) };
+    }
+    let m = map_of(&back.addr).map.expect("a map");
+    assert!(
+        m.version > before.map.as_ref().unwrap().version,
+        "the returning node changed the map before serving"
+    );
+    for (p, pl) in m.partitions.iter().enumerate() {
+        assert!(
+            pl.master != 1 && !pl.replicas.contains(&1),
+            "partition {p}: the node back with an empty store is still a copy: {pl:?}"
+        );
+    }
+    nodes.push(back);
+    let mut c = cluster_client(&nodes);
+    c.retry.deadline = Duration::from_secs(30);
+    for i in 0..300 {
+        assert_eq!(
+            read(&mut c, i),
+            Some(i as f32),
+            "acknowledged write of key {i}"
+        );
+    }
 }
 
 /// A TCP relay in front of a node's peer port, which the test can cut: while held it moves no

@@ -152,6 +152,43 @@ fn change_map(c: &Cluster) -> Result<(), EtcdError> {
     refresh(c)
 }
 
+/// Called once at start, after registering and before serving: takes this node out of
+/// every partition of the map that has another live copy. The map names a starting node only
+/// when it died and came back before the survivors took it out (they do within about a tenth
+/// of the lease TTL of its lease lapsing, but a restart loop can re-register the moment the
+/// old lease lapses and win that race). Its store cannot be trusted to hold what its copies
+/// acknowledged: a memory store is empty, a file store has lost its buffered writes. So the
+/// live replicas take over its partitions first, and it gets copies again as any returning
+/// node does. A partition with no other live copy keeps it: its store is all there is.
+pub(super) fn step_out(c: &Cluster) -> Result<(), String> {
+    let me = c.node_id();
+    for _ in 0..20 {
+        refresh(c).map_err(|e| e.to_string())?;
+        let view = c.view();
+        let Some(map) = &view.map else {
+            return Ok(());
+        };
+        let others: BTreeSet<u32> = view.nodes.keys().copied().filter(|n| *n != me).collect();
+        let Some(next) = map.without_dead(&others) else {
+            return Ok(());
+        };
+        if write_map(c, &view, &next).map_err(|e| e.to_string())? {
+            let kept = next.partitions.iter().filter(|p| p.holds(me)).count();
+            tracing::warn!(
+                version = next.version,
+                kept_alone = kept,
+                "the partition map still named this node from before its restart: it \
+                 stepped out of every partition with another live copy"
+            );
+            return Ok(());
+        }
+    }
+    Err(format!(
+        "cannot take node {me} out of the partition map it is still named in from before its \
+         restart: the map kept changing (20 attempts)"
+    ))
+}
+
 /// Writes `next` if the map is still the one `view` holds (compare-and-swap on its etcd
 /// revision); refreshes the view either way. `Ok(false)`: another change won.
 pub(super) fn write_map(c: &Cluster, view: &View, next: &PartitionMap) -> Result<bool, EtcdError> {

@@ -156,7 +156,7 @@ impl Cluster {
         };
         *self.me.write() = Some(me.clone());
         member::register(self, &me)?;
-        member::refresh(self).map_err(|e| e.to_string())?;
+        member::step_out(self)?;
         let (a, b, m) = (self.clone(), self.clone(), self.clone());
         let mut threads = self.threads.lock();
         threads.push(spawn("quiver-cluster", move || member::run(&a))?);
