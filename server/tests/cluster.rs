@@ -10,6 +10,7 @@
 //!   by stateright's `LinearizabilityTester`;
 //! - a node paused past its lease accepts no write when it resumes;
 //! - a node started again while the map still names it steps out of its partitions first;
+//! - a replica whose stream broke catches up from the master's unanswered writes;
 //! - a get on a master never answers with a write that no replica has confirmed yet (the
 //!   master could die before any replica receives it);
 //! - a request sent to the wrong node is answered NOT_MASTER with the map version;
@@ -552,6 +553,89 @@ impl PeerRelay {
     }
 }
 
+/// Three nodes whose peer ports are reached through a [`PeerRelay`] each (node `id` is at
+/// index `id - 1` of both).
+fn relayed_nodes(etcd: &EtcdProcess) -> (Vec<Quiverd>, Vec<PeerRelay>) {
+    let mut relays = Vec::new();
+    let nodes = (1..=3)
+        .map(|id| {
+            let peer = format!("127.0.0.1:{}", free_port());
+            let relay = PeerRelay::start(peer.clone());
+            let args = ["--peer-listen", &peer, "--peer-advertise", &relay.addr];
+            let n = node(etcd, id, &args);
+            relays.push(relay);
+            n
+        })
+        .collect();
+    (nodes, relays)
+}
+
+/// A replica whose stream breaks while it stays in the map catches up from where it stopped:
+/// the master sends every unanswered write again on a new connection, so the writes waiting
+/// for the replica are confirmed rather than refused, and the replica holds them (read after
+/// the master is killed).
+#[test]
+fn a_replica_cut_off_for_a_moment_catches_up_and_the_writes_are_confirmed() {
+    let Some(etcd) = EtcdProcess::start() else {
+        return;
+    };
+    let (mut nodes, relays) = relayed_nodes(&etcd);
+    let mut c = cluster_client(&nodes);
+    c.create_group(f32_group("g", 1)).expect("group");
+    let m = c.map().cloned().unwrap();
+    let placement = |i: usize| {
+        let pl = &m.map.as_ref().unwrap().partitions[partition_of(&key(i))];
+        (pl.master, pl.replicas[0])
+    };
+    let (master_id, replica_id) = placement(0);
+    let keys: Vec<usize> = (0..2000)
+        .filter(|i| placement(*i) == (master_id, replica_id))
+        .take(4)
+        .collect();
+    for i in &keys {
+        sync_put(&mut c, *i, 1.0).expect("acknowledged put");
+    }
+    let relay = &relays[replica_id as usize - 1];
+    relay.hold();
+    let master_addr = nodes[master_id as usize - 1].addr.clone();
+    let writers: Vec<_> = keys
+        .iter()
+        .map(|&i| {
+            let addr = master_addr.clone();
+            std::thread::spawn(move || {
+                let mut direct = Client::connect(&addr, test_config()).unwrap();
+                let opts = PutOptions {
+                    durability: Some(Durability::Sync),
+                    ..PutOptions::default()
+                };
+                let values = vec![("f0".into(), Value::F32(2.0))];
+                direct.put("g", key(i), 5_000, values, opts).map(drop)
+            })
+        })
+        .collect();
+    std::thread::sleep(Duration::from_millis(300));
+    // The connection breaks and what it held is lost; the replica stays in the map.
+    relay.sever_and_release();
+    for (w, i) in writers.into_iter().zip(&keys) {
+        let outcome = w.join().unwrap();
+        assert!(
+            outcome.is_ok(),
+            "key {i}: the write waiting for the cut-off replica was confirmed once the master \
+             sent it again: {outcome:?}"
+        );
+    }
+    drop(nodes.remove(master_id as usize - 1));
+    c.retry.deadline = Duration::from_secs(30);
+    c.refresh().unwrap();
+    for i in &keys {
+        assert_eq!(
+            read(&mut c, *i),
+            Some(2.0),
+            "key {i} on the replica, master now"
+        );
+    }
+}
+
 /// The window between a master's apply and its replica's receipt: a read on the master must
 /// not answer with a write its replica has not received, since the master may die first.
 /// Every node's peer port is reached through a [`PeerRelay`]; the relay of the key's replica
@@ -564,17 +648,7 @@ fn a_read_never_answers_with_a_write_no_replica_confirmed() {
     let Some(etcd) = EtcdProcess::start() else {
         return;
     };
-    let mut relays = Vec::new();
-    let mut nodes: Vec<Quiverd> = (1..=3)
-        .map(|id| {
-            let peer = format!("127.0.0.1:{}", free_port());
-            let relay = PeerRelay::start(peer.clone());
-            let args = ["--peer-listen", &peer, "--peer-advertise", &relay.addr];
-            let n = node(&etcd, id, &args);
-            relays.push(relay);
-            n
-        })
-        .collect();
+    let (mut nodes, relays) = relayed_nodes(&etcd);
     let mut c = cluster_client(&nodes);
     c.create_group(f32_group("g", 1)).expect("group");
     let m = c.map().cloned().unwrap();

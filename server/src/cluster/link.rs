@@ -1,23 +1,43 @@
-//! A master's stream of writes to one replica: one TCP connection, frames sent in the order
-//! they were queued, answers matched in that order. A writer thread sends; a reader thread per
-//! connection receives. When the connection fails, every write awaiting its answer fails and
-//! the next write opens a new connection.
+//! A master's stream of writes to one replica: one TCP connection at a time, frames sent in
+//! the order they were queued, answers matched in that order. A writer thread sends; a reader
+//! thread per connection receives.
+//!
+//! Every frame is kept until the replica answers it. When a connection fails, nothing is
+//! failed: the writer connects again and sends every frame still unanswered, in order, before
+//! any newer one, so a replica that was away for a moment (a broken connection, a stall
+//! shorter than its lease) catches up from where it stopped, and the writes waiting for it
+//! are confirmed, not refused. A replica applies a resent frame it had already applied (its
+//! answer was lost) a second time, with the same effect: the resent frames are a suffix of
+//! the stream, applied again in order, and a replicated write replaces only older event times,
+//! deletes, copies and resets of a partition are repeatable. What waits for the replica is
+//! bounded ([`MAX_UNANSWERED_WRITES`], [`MAX_UNANSWERED_BYTES`]): past either, every frame
+//! waiting is given up (its write refused), as when the replica is gone for good.
 
 use crate::protocol::{FrameHeader, StatusCode, HEADER_LEN};
-use crossbeam::channel::{bounded, Receiver, Sender, TrySendError};
+use crossbeam::channel::{bounded, Receiver, RecvTimeoutError, Sender, TrySendError};
 use parking_lot::Mutex;
 use std::collections::VecDeque;
 use std::io::{BufWriter, Read, Write};
 use std::net::{Shutdown, TcpStream, ToSocketAddrs};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
-/// Writes queued to one replica before further writes are refused.
+/// Writes queued to one replica and not yet taken by its writer thread.
 pub const MAX_QUEUED_WRITES: usize = 65_536;
+/// Writes sent (or waiting for a connection) and not answered, per replica: past it, all are
+/// given up.
+pub const MAX_UNANSWERED_WRITES: usize = 65_536;
+/// Bytes of those writes, per replica.
+pub const MAX_UNANSWERED_BYTES: usize = 64 << 20;
 /// Largest answer frame accepted from a replica.
 const MAX_ANSWER_BYTES: u32 = 1 << 20;
 const CONNECT_TIMEOUT: Duration = Duration::from_secs(1);
+/// How often the writer looks for a broken connection when no write arrives.
+const TICK: Duration = Duration::from_millis(20);
+/// Pause after a failed connection attempt, doubled up to [`MAX_RETRY`].
+const FIRST_RETRY: Duration = Duration::from_millis(50);
+const MAX_RETRY: Duration = Duration::from_secs(1);
 
 /// The outcome of one replicated write: `Err` carries why it is not confirmed.
 pub type Ack = Result<(), String>;
@@ -39,11 +59,34 @@ impl AckTx {
     }
 }
 
-/// Answers still owed by one connection, oldest first.
+/// A frame sent (or waiting for a connection) and not answered yet.
+struct Unanswered {
+    id: u64,
+    frame: Arc<[u8]>,
+    ack: AckTx,
+}
+
+/// The frames a replica owes answers for, oldest first, and the connection they are awaited
+/// on.
 #[derive(Default)]
-struct Pending {
-    dead: bool,
-    queue: VecDeque<(u64, AckTx)>,
+struct Owed {
+    frames: VecDeque<Unanswered>,
+    bytes: usize,
+    /// The connection whose answers are awaited: answers read from an older one are not
+    /// matched.
+    conn: u64,
+    /// That connection failed: the writer connects again and sends every frame again.
+    broken: bool,
+}
+
+impl Owed {
+    /// Fails every frame owed (they are not sent again) with `why`.
+    fn give_up(&mut self, why: &str) {
+        for u in self.frames.drain(..) {
+            let _ = u.ack.send(Err(why.to_string()));
+        }
+        self.bytes = 0;
+    }
 }
 
 /// The stream to replica `node` at peer address `addr`.
@@ -112,12 +155,13 @@ impl Link {
     }
 }
 
+/// The writer's side of one connection.
 struct Connection {
+    id: u64,
     out: BufWriter<TcpStream>,
-    pending: Arc<Mutex<Pending>>,
 }
 
-fn connect(node: u32, addr: &str) -> Result<Connection, String> {
+fn connect(node: u32, addr: &str, id: u64, owed: &Arc<Mutex<Owed>>) -> Result<Connection, String> {
     let sock = addr
         .to_socket_addrs()
         .ok()
@@ -127,73 +171,143 @@ fn connect(node: u32, addr: &str) -> Result<Connection, String> {
         .map_err(|e| format!("cannot connect to replica node {node} at {addr}: {e}"))?;
     let _ = stream.set_nodelay(true);
     let reader = stream.try_clone().map_err(|e| e.to_string())?;
-    let pending = Arc::new(Mutex::new(Pending::default()));
-    let p = pending.clone();
+    {
+        let mut o = owed.lock();
+        o.conn = id;
+        o.broken = false;
+    }
+    let o = owed.clone();
     let what = format!("replica node {node} at {addr}");
     std::thread::Builder::new()
         .name(format!("quiver-link-{node}-rx"))
-        .spawn(move || receive_loop(reader, &p, &what))
+        .spawn(move || receive_loop(reader, &o, id, &what))
         .map_err(|e| e.to_string())?;
     Ok(Connection {
+        id,
         out: BufWriter::with_capacity(256 << 10, stream),
-        pending,
     })
 }
 
+/// Writes `frames` on `c`, then flushes; on failure the connection is marked broken (its
+/// frames stay owed) and closed.
+fn write_frames<'a>(
+    c: &mut Connection,
+    frames: impl IntoIterator<Item = &'a [u8]>,
+    owed: &Mutex<Owed>,
+    node: u32,
+) -> bool {
+    let mut failed = None;
+    for f in frames {
+        if let Err(e) = c.out.write_all(f) {
+            failed = Some(e);
+            break;
+        }
+    }
+    let failed = failed.or_else(|| c.out.flush().err());
+    let Some(e) = failed else {
+        return true;
+    };
+    tracing::warn!(node, error = %e, "replication stream failed; unanswered writes go again on the next connection");
+    // The reader sees the shutdown and stops; the frames stay owed.
+    let _ = c.out.get_ref().shutdown(Shutdown::Both);
+    let mut o = owed.lock();
+    if o.conn == c.id {
+        o.broken = true;
+    }
+    false
+}
+
 fn send_loop(node: u32, addr: &str, rx: Receiver<Outgoing>) {
+    let owed: Arc<Mutex<Owed>> = Arc::default();
     let mut conn: Option<Connection> = None;
     let mut next_id: u64 = 1;
-    while let Ok(first) = rx.recv() {
-        let mut batch = vec![first];
+    let mut next_conn: u64 = 1;
+    let mut retry = FIRST_RETRY;
+    let mut next_attempt = Instant::now();
+    loop {
+        let mut batch: Vec<Outgoing> = match rx.recv_timeout(TICK) {
+            Ok(first) => vec![first],
+            Err(RecvTimeoutError::Timeout) => Vec::new(),
+            Err(RecvTimeoutError::Disconnected) => {
+                owed.lock()
+                    .give_up(&format!("the stream to replica node {node} stopped"));
+                return;
+            }
+        };
         batch.extend(rx.try_iter().take(1023));
-        if conn.as_ref().is_some_and(|c| c.pending.lock().dead) {
-            conn = None;
+        // Owed first, in order: each new frame joins the end of the owed list.
+        let mut fresh: Vec<Arc<[u8]>> = Vec::with_capacity(batch.len());
+        {
+            let mut o = owed.lock();
+            for mut out in batch {
+                let id = next_id;
+                next_id += 1;
+                out.frame[12..20].copy_from_slice(&id.to_le_bytes());
+                if o.frames.len() >= MAX_UNANSWERED_WRITES
+                    || o.bytes + out.frame.len() > MAX_UNANSWERED_BYTES
+                {
+                    let why = format!(
+                        "replica node {node} at {addr} has not answered {} writes ({} bytes; \
+                         the limits are {MAX_UNANSWERED_WRITES} writes and \
+                         {MAX_UNANSWERED_BYTES} bytes): they are given up",
+                        o.frames.len(),
+                        o.bytes
+                    );
+                    tracing::warn!(node, addr, "{why}");
+                    o.give_up(&why);
+                    let _ = out.ack.send(Err(why));
+                    fresh.clear();
+                    continue;
+                }
+                let frame: Arc<[u8]> = out.frame.into();
+                o.bytes += frame.len();
+                fresh.push(frame.clone());
+                o.frames.push_back(Unanswered {
+                    id,
+                    frame,
+                    ack: out.ack,
+                });
+            }
+            if o.broken {
+                conn = None;
+            }
         }
         if conn.is_none() {
-            match connect(node, addr) {
-                Ok(c) => conn = Some(c),
-                Err(e) => {
-                    for o in batch {
-                        let _ = o.ack.send(Err(e.clone()));
+            // Frames wait for the next connection, which sends every owed one.
+            fresh.clear();
+            let owes = !owed.lock().frames.is_empty();
+            if !owes || Instant::now() < next_attempt {
+                continue;
+            }
+            let id = next_conn;
+            next_conn += 1;
+            match connect(node, addr, id, &owed) {
+                Ok(mut c) => {
+                    retry = FIRST_RETRY;
+                    let all: Vec<Arc<[u8]>> =
+                        owed.lock().frames.iter().map(|u| u.frame.clone()).collect();
+                    if write_frames(&mut c, all.iter().map(|f| &f[..]), &owed, node) {
+                        conn = Some(c);
                     }
-                    continue;
+                }
+                Err(e) => {
+                    tracing::debug!(node, error = %e, "replica unreachable; writes wait for it");
+                    next_attempt = Instant::now() + retry;
+                    retry = (retry * 2).min(MAX_RETRY);
                 }
             }
+            continue;
         }
-        let c = conn.as_mut().expect("connected above");
-        let mut failed = None;
-        for mut o in batch {
-            let id = next_id;
-            next_id += 1;
-            o.frame[12..20].copy_from_slice(&id.to_le_bytes());
-            {
-                let mut p = c.pending.lock();
-                if p.dead {
-                    let _ = o
-                        .ack
-                        .send(Err(format!("connection to replica node {node} lost")));
-                    continue;
-                }
-                p.queue.push_back((id, o.ack));
-            }
-            if let Err(e) = c.out.write_all(&o.frame) {
-                failed = Some(e);
-                break;
-            }
-        }
-        if failed.is_none() {
-            failed = c.out.flush().err();
-        }
-        if let Some(e) = failed {
-            tracing::warn!(node, addr, error = %e, "replication stream failed");
-            // The reader sees the shutdown and fails every write still owed an answer.
-            let _ = c.out.get_ref().shutdown(Shutdown::Both);
+        let c = conn.as_mut().expect("checked above");
+        if !fresh.is_empty() && !write_frames(c, fresh.iter().map(|f| &f[..]), &owed, node) {
             conn = None;
         }
     }
 }
 
-fn receive_loop(mut stream: TcpStream, pending: &Mutex<Pending>, what: &str) {
+/// Matches connection `conn`'s answers with the owed frames, oldest first. When it fails, the
+/// connection is marked broken (if still the current one) and the frames stay owed.
+fn receive_loop(mut stream: TcpStream, owed: &Mutex<Owed>, conn: u64, what: &str) {
     let why = loop {
         let mut head = [0u8; HEADER_LEN];
         if let Err(e) = stream.read_exact(&mut head) {
@@ -207,12 +321,22 @@ fn receive_loop(mut stream: TcpStream, pending: &Mutex<Pending>, what: &str) {
         if let Err(e) = stream.read_exact(&mut body) {
             break format!("connection to {what} lost: {e}");
         }
-        let Some((id, ack)) = pending.lock().queue.pop_front() else {
+        let mut o = owed.lock();
+        if o.conn != conn {
+            break "a newer connection replaced this one".to_string();
+        }
+        let Some(front) = o.frames.front() else {
             break format!("{what} answered a write that was not sent");
         };
-        if id != h.request_id {
-            break format!("{what} answered write {} before write {id}", h.request_id);
+        if front.id != h.request_id {
+            break format!(
+                "{what} answered write {} before write {}",
+                h.request_id, front.id
+            );
         }
+        let u = o.frames.pop_front().expect("checked above");
+        o.bytes -= u.frame.len();
+        drop(o);
         let outcome = if h.status == StatusCode::Ok as u16 {
             Ok(())
         } else {
@@ -222,12 +346,12 @@ fn receive_loop(mut stream: TcpStream, pending: &Mutex<Pending>, what: &str) {
                 String::from_utf8_lossy(&body)
             ))
         };
-        let _ = ack.send(outcome);
+        let _ = u.ack.send(outcome);
     };
+    tracing::debug!(reason = %why, "replication connection closed");
     let _ = stream.shutdown(Shutdown::Both);
-    let mut p = pending.lock();
-    p.dead = true;
-    for (_, ack) in p.queue.drain(..) {
-        let _ = ack.send(Err(why.clone()));
+    let mut o = owed.lock();
+    if o.conn == conn {
+        o.broken = true;
     }
 }

@@ -269,7 +269,8 @@ fn keepalive(c: &Cluster) {
         Ok(_) => {
             tracing::warn!(
                 node = c.node_id(),
-                "the etcd lease lapsed: this node was taken out of the partition map; registering again"
+                "the etcd lease lapsed: registering again (the survivors take this node out of \
+                 the partition map if they saw the lapse first; its store is intact either way)"
             );
             let me = c.me.read().clone();
             if let Some(me) = me {
