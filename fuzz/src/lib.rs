@@ -1023,6 +1023,19 @@ fn protocol_seeds() -> Vec<Vec<u8>> {
             map_version: 4,
             from_node: 1,
             partition: 7,
+            write: quiver_server::protocol::Replicated::CopyHistory(
+                quiver_server::protocol::CopiedRecord {
+                    group: "g".into(),
+                    key: b"u\xff\xff\xff\xff".to_vec(),
+                    expiry_s: 0,
+                    row: vec![5, 6],
+                },
+            ),
+        }),
+        Request::Replicate(quiver_server::protocol::ReplicateRequest {
+            map_version: 4,
+            from_node: 1,
+            partition: 7,
             write: quiver_server::protocol::Replicated::Group {
                 spec: spec.clone(),
                 deprecated: vec!["f0".into()],

@@ -18,8 +18,9 @@
 
 mod common;
 
-use common::{f32_group, test_config, Quiverd};
+use common::{f32_group, test_config, with_history, Quiverd};
 use quiver_engine::feature::{EntityKey, FeatureRef, PutOptions, Status, Value};
+use quiver_engine::history::AsOf;
 use quiver_engine::Durability;
 use quiver_server::client::cluster::retryable;
 use quiver_server::client::cluster::PutItem;
@@ -166,6 +167,20 @@ fn sync_put(c: &mut ClusterClient, i: usize, v: f32) -> quiver_server::client::R
         opts,
     )
     .map(drop)
+}
+
+fn sync_put_at(
+    c: &mut ClusterClient,
+    i: usize,
+    v: f32,
+    event_time_ms: u64,
+) -> quiver_server::client::Result<()> {
+    let opts = PutOptions {
+        durability: Some(Durability::Sync),
+        ..PutOptions::default()
+    };
+    let values = vec![("f0".into(), Value::F32(v))];
+    c.put("g", key(i), event_time_ms, values, opts).map(drop)
 }
 
 fn read(c: &mut ClusterClient, i: usize) -> Option<f32> {
@@ -888,10 +903,16 @@ fn a_node_back_after_kill_9_catches_up_and_is_in_sync_only_then() {
     };
     let mut nodes = three_nodes(&etcd);
     let mut c = cluster_client(&nodes);
-    c.create_group(f32_group("g", 1)).expect("group");
+    c.create_group(with_history(f32_group("g", 1), 86_400))
+        .expect("group");
     let mut want: HashMap<usize, f32> = HashMap::new();
+    let hour_ms = 3_600_000;
+    let now_ms = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_millis() as u64;
     for i in 0..300 {
-        sync_put(&mut c, i, i as f32).unwrap();
+        sync_put_at(&mut c, i, i as f32, now_ms - 2 * hour_ms + i as u64).unwrap();
         want.insert(i, i as f32);
     }
     // kill -9 node 1; wait until the map no longer names it (its lease lapsed).
@@ -907,9 +928,9 @@ fn a_node_back_after_kill_9_catches_up_and_is_in_sync_only_then() {
         );
         std::thread::sleep(Duration::from_millis(100));
     }
-    // Writes go on while it is away and while it catches up.
+    // Writes go on while it is away and while it catches up; the first values go to history.
     for i in 0..300 {
-        sync_put(&mut c, i, 1_000.0 + i as f32).unwrap();
+        sync_put_at(&mut c, i, 1_000.0 + i as f32, now_ms - hour_ms + i as u64).unwrap();
         want.insert(i, 1_000.0 + i as f32);
     }
     let back = node(&etcd, 1, &[]);
@@ -956,6 +977,27 @@ fn a_node_back_after_kill_9_catches_up_and_is_in_sync_only_then() {
     c.refresh().unwrap();
     for (i, v) in &want {
         assert_eq!(read(&mut c, *i), Some(*v), "key {i}");
+    }
+    // Copies carry history: as of an event time before the second writes, every key reads
+    // its first value, on node 1 (which holds only what it was copied and sent) as elsewhere.
+    let mastered_by_1 = (0..300)
+        .filter(|i| master(&m, partition_of(&key(*i))) == 1)
+        .count();
+    assert!(mastered_by_1 > 0, "node 1 masters some of the keys again");
+    for i in 0..300usize {
+        let got = c
+            .get_as_of(
+                key(i),
+                AsOf::event_time(now_ms - hour_ms - hour_ms / 2),
+                vec![FeatureRef::new("g", "f0")],
+            )
+            .expect("get as of");
+        assert_eq!(
+            (got[0].status, &got[0].value),
+            (Status::Present, &Value::F32(i as f32)),
+            "key {i} as of before its second write (master node {})",
+            master(&m, partition_of(&key(i)))
+        );
     }
 }
 

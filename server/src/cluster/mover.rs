@@ -8,8 +8,10 @@
 //!    every write to `p` is also sent to `L` (and must be confirmed by it);
 //! 2. the master lists the keys of `p` (a scan of its store, without the lock);
 //! 3. in chunks of [`CHUNK`] keys, under `p`'s lock, it reads each key's current record and
-//!    sends it as COPY. A write to a key after its COPY follows it on the stream, a write
-//!    before it is in the record, a key deleted meanwhile is not sent;
+//!    sends it as COPY, and each history record (head, directory, segment) of the groups
+//!    that keep history as COPY_HISTORY, so that as-of reads on the copy see every version.
+//!    A write to a key after its COPY follows it on the stream, a write before it is in the
+//!    record, a key deleted meanwhile is not sent;
 //! 4. once every frame is confirmed, the learner holds exactly the master's `p`: the master
 //!    promotes it with a compare-and-swap of the map.
 //!
@@ -23,6 +25,8 @@ use crate::protocol::{encode_request, CopiedRecord, ReplicateRequest, Replicated
 use crossbeam::channel::Receiver;
 use quiver_engine::engine::ScanCursor;
 use quiver_engine::feature::{EntityKey, FeatureSpec, GroupSpec};
+use quiver_engine::history::history_group;
+use quiver_engine::history::keys::SUFFIX_BYTES;
 use quiver_engine::{Durability, Store};
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -175,36 +179,62 @@ fn holds(c: &Cluster, p: usize) -> bool {
         .is_some_and(|m| m.partitions[p].holds(c.node_id()))
 }
 
-/// The keys of the partitions in `parts`, per partition: (group name, group id, key bytes).
-/// Listed with [`Engine::scan`], which holds defragmentation off between chunks, so that a
-/// record moved meanwhile is not missed: a copy listed as complete must hold every key.
+/// One record of a partition, as listed for a copy or a drop.
+struct Listed {
+    /// The feature group's name (ids are per node).
+    group: Arc<str>,
+    /// The engine group holding the record: the feature group's, or its history group's.
+    engine_group: u32,
+    key: Vec<u8>,
+    /// A history record (head, directory or segment of an entity's history).
+    history: bool,
+}
+
+/// The records of the partitions in `parts`, per partition: every feature group's rows, then
+/// every history record of the groups that keep history (a history record belongs to the
+/// partition of its entity, the key without its 4-byte suffix). Listed with
+/// [`Engine::scan`], which holds defragmentation off between chunks, so that a record moved
+/// meanwhile is not missed: a copy listed as complete must hold every key.
 ///
 /// [`Engine::scan`]: quiver_engine::Engine::scan
-#[allow(clippy::type_complexity)]
 fn list_keys(
     store: &Store,
     parts: &BTreeSet<usize>,
-) -> Result<HashMap<usize, Vec<(Arc<str>, u32, Vec<u8>)>>, String> {
-    let mut keys: HashMap<usize, Vec<(Arc<str>, u32, Vec<u8>)>> = HashMap::new();
+) -> Result<HashMap<usize, Vec<Listed>>, String> {
+    let mut keys: HashMap<usize, Vec<Listed>> = HashMap::new();
     for schema in store.list_groups(None) {
         let name: Arc<str> = schema.name.as_str().into();
-        let mut cursor = ScanCursor::START;
-        loop {
-            let chunk = store
-                .engine()
-                .scan(schema.id, cursor, SCAN_CHUNK)
-                .map_err(|e| format!("cannot list group '{}': {e}", schema.name))?;
-            for (_, rec) in chunk.records {
-                let p = partition_of_bytes(&rec.key);
-                if parts.contains(&p) {
-                    keys.entry(p)
-                        .or_default()
-                        .push((name.clone(), schema.id, rec.key));
+        let mut groups = vec![(schema.id, false)];
+        if schema.history.is_some() {
+            groups.push((history_group(schema.id), true));
+        }
+        for (engine_group, history) in groups {
+            let mut cursor = ScanCursor::START;
+            loop {
+                let chunk = store
+                    .engine()
+                    .scan(engine_group, cursor, SCAN_CHUNK)
+                    .map_err(|e| format!("cannot list group '{}': {e}", schema.name))?;
+                for (_, rec) in chunk.records {
+                    let entity = if history {
+                        &rec.key[..rec.key.len().saturating_sub(SUFFIX_BYTES)]
+                    } else {
+                        &rec.key[..]
+                    };
+                    let p = partition_of_bytes(entity);
+                    if parts.contains(&p) {
+                        keys.entry(p).or_default().push(Listed {
+                            group: name.clone(),
+                            engine_group,
+                            key: rec.key,
+                            history,
+                        });
+                    }
                 }
-            }
-            match chunk.next {
-                Some(next) => cursor = next,
-                None => break,
+                match chunk.next {
+                    Some(next) => cursor = next,
+                    None => break,
+                }
             }
         }
     }
@@ -212,7 +242,8 @@ fn list_keys(
 }
 
 /// Deletes every local record of the partitions in `parts` for which `still(c, p)` holds
-/// when the record's turn comes (checked under the partition's lock). Returns the count.
+/// when the record's turn comes (checked under the partition's lock): rows with their
+/// entity's history, then history records left without a row. Returns the count of rows.
 pub(super) fn drop_partitions(
     c: &Cluster,
     parts: &BTreeSet<usize>,
@@ -221,21 +252,36 @@ pub(super) fn drop_partitions(
     let store = c.store().map_err(|(_, m)| m)?;
     let keys = list_keys(&store, parts)?;
     let mut dropped = 0;
+    let buffered = quiver_engine::WriteOptions {
+        durability: Some(Durability::Buffered),
+        ttl_s: None,
+    };
     for (p, list) in keys {
         let _order = c.order[p].lock();
         if !still(c, p) {
             continue;
         }
-        for (group, _, key) in list {
-            let Ok(schema) = store.describe_group(&group) else {
+        for l in list {
+            let failed =
+                |e: quiver_engine::Error| format!("cannot drop a record of partition {p}: {e}");
+            if l.history {
+                // Already gone if its entity's row was deleted above (a delete takes the
+                // history with it); else an entity's history without a row.
+                store
+                    .engine()
+                    .delete(l.engine_group, &l.key, &buffered)
+                    .map_err(failed)?;
+                continue;
+            }
+            let Ok(schema) = store.describe_group(&l.group) else {
                 continue;
             };
-            let Ok(key) = EntityKey::from_key_bytes(schema.key_type, &key) else {
+            let Ok(key) = EntityKey::from_key_bytes(schema.key_type, &l.key) else {
                 continue;
             };
             if store
-                .delete(&group, &key, Some(Durability::Buffered))
-                .map_err(|e| format!("cannot drop a record of partition {p}: {e}"))?
+                .delete(&l.group, &key, Some(Durability::Buffered))
+                .map_err(failed)?
             {
                 dropped += 1;
             }
@@ -348,8 +394,8 @@ fn copy_to(c: &Cluster, node: u32, parts: &[(usize, u64)]) -> Result<(), String>
             {
                 let _order = c.order[p].lock();
                 let version = c.view().map.as_ref().map_or(0, |m| m.version);
-                for (group, id, key) in chunk {
-                    let record = match store.engine().get(*id, key) {
+                for l in chunk {
+                    let record = match store.engine().get(l.engine_group, &l.key) {
                         Ok(Some(r)) => r,
                         Ok(None) => continue,
                         Err(e) => {
@@ -358,17 +404,18 @@ fn copy_to(c: &Cluster, node: u32, parts: &[(usize, u64)]) -> Result<(), String>
                             break;
                         }
                     };
-                    let f = frame(
-                        version,
-                        me,
-                        p,
-                        Replicated::Copy(CopiedRecord {
-                            group: group.to_string(),
-                            key: record.key,
-                            expiry_s: record.expiry_s,
-                            row: record.value,
-                        }),
-                    );
+                    let copied = CopiedRecord {
+                        group: l.group.to_string(),
+                        key: record.key,
+                        expiry_s: record.expiry_s,
+                        row: record.value,
+                    };
+                    let write = if l.history {
+                        Replicated::CopyHistory(copied)
+                    } else {
+                        Replicated::Copy(copied)
+                    };
+                    let f = frame(version, me, p, write);
                     sent += f.len() as u64;
                     acks.push(link.send(f));
                 }

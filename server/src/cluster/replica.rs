@@ -13,6 +13,8 @@ use crate::protocol::{
     decode_request, encode_error, encode_response, CopiedRecord, FrameHeader, Opcode,
     ReplicateRequest, Replicated, Request, Response, StatusCode, HEADER_LEN,
 };
+use quiver_engine::history::history_group;
+use quiver_engine::history::keys::SUFFIX_BYTES;
 use quiver_engine::{Durability, WriteOptions};
 use std::io::{BufReader, BufWriter, Read, Write};
 use std::net::{TcpListener, TcpStream};
@@ -86,7 +88,7 @@ fn serve(c: &Cluster, stream: TcpStream) -> std::io::Result<()> {
 }
 
 /// Applies a batch; answers go to `out` in order. A stream replaced by a newer one from the
-/// same master stops (its writes were already failed on the master's side).
+/// same master stops (the master sends its unanswered writes again on the newer one).
 fn apply_batch(
     c: &Cluster,
     session: &mut Option<(u32, u64)>,
@@ -215,7 +217,8 @@ fn apply(c: &Cluster, r: &ReplicateRequest) -> Result<bool, Refusal> {
                 .map(|_| false)
                 .map_err(|m| (StatusCode::StoreFailed, m));
         }
-        Replicated::Copy(copy) => return install(c, &store, p, copy),
+        Replicated::Copy(copy) => return install(c, &store, p, copy, false),
+        Replicated::CopyHistory(copy) => return install(c, &store, p, copy, true),
         Replicated::Group { spec, deprecated } => {
             return ensure_group(&store, spec, deprecated).map(|_| false)
         }
@@ -276,25 +279,52 @@ fn ensure_group(
     Ok(())
 }
 
-/// Stores a copied record as the master holds it (its row and expiry; the group by name).
+/// Stores a copied record as the master holds it (its row and expiry; the group by name): a
+/// row, or with `history` a record of the group's history (whose key is the entity key and a
+/// 4-byte suffix).
 fn install(
     c: &Cluster,
     store: &quiver_engine::Store,
     p: usize,
     copy: &CopiedRecord,
+    history: bool,
 ) -> Result<bool, Refusal> {
-    if partition_of_bytes(&copy.key) != p {
+    let entity = if history {
+        let Some(len) = copy.key.len().checked_sub(SUFFIX_BYTES) else {
+            let msg = format!(
+                "copied history key of {} bytes is shorter than its {SUFFIX_BYTES}-byte suffix",
+                copy.key.len()
+            );
+            return Err((StatusCode::InvalidArgument, msg));
+        };
+        &copy.key[..len]
+    } else {
+        &copy.key[..]
+    };
+    if partition_of_bytes(entity) != p {
         return Err((
             StatusCode::InvalidArgument,
             format!(
                 "copied key belongs to partition {}, not {p}",
-                partition_of_bytes(&copy.key)
+                partition_of_bytes(entity)
             ),
         ));
     }
     let schema = store
         .describe_group(&copy.group)
         .map_err(|e| crate::server::engine_error(&e))?;
+    let engine_group = if history {
+        if schema.history.is_none() {
+            let msg = format!(
+                "copied history of group '{}', which keeps no history here",
+                copy.group
+            );
+            return Err((StatusCode::InvalidArgument, msg));
+        }
+        history_group(schema.id)
+    } else {
+        schema.id
+    };
     let now_s = store.now_ms() / 1000;
     let ttl_s = match copy.expiry_s {
         0 => None,
@@ -307,7 +337,7 @@ fn install(
     };
     store
         .engine()
-        .put(schema.id, &copy.key, &copy.row, &opts)
+        .put(engine_group, &copy.key, &copy.row, &opts)
         .map_err(|e| crate::server::engine_error(&e))?;
     Ok(c.default_durability == Durability::Sync)
 }

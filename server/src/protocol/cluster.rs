@@ -219,6 +219,10 @@ pub enum Replicated {
     Reset,
     /// One record of a partition copy, as the master's store holds it.
     Copy(CopiedRecord),
+    /// One history record of a partition copy (an entity's history head, directory or
+    /// segment; `key` is the record's key: the entity key and a 4-byte suffix), stored in the
+    /// learner's history of the group named.
+    CopyHistory(CopiedRecord),
     /// A group of the master, sent before a copy: the learner creates it if it has none of
     /// that name (features in the master's order, so that stored rows mean the same).
     Group {
@@ -240,6 +244,7 @@ pub struct CopiedRecord {
 const REPLICATED_RESET: u8 = 0x01;
 const REPLICATED_COPY: u8 = 0x02;
 const REPLICATED_GROUP: u8 = 0x03;
+const REPLICATED_COPY_HISTORY: u8 = 0x04;
 
 pub fn put_replicate(b: &mut Vec<u8>, r: &ReplicateRequest) {
     put_u64(b, r.map_version);
@@ -251,8 +256,11 @@ pub fn put_replicate(b: &mut Vec<u8>, r: &ReplicateRequest) {
             super::message::encode_request_body(w, b);
         }
         Replicated::Reset => b.push(REPLICATED_RESET),
-        Replicated::Copy(c) => {
-            b.push(REPLICATED_COPY);
+        Replicated::Copy(c) | Replicated::CopyHistory(c) => {
+            b.push(match &r.write {
+                Replicated::Copy(_) => REPLICATED_COPY,
+                _ => REPLICATED_COPY_HISTORY,
+            });
             put_str(b, &c.group);
             put_bytes(b, &c.key);
             put_u32(b, c.expiry_s);
@@ -264,6 +272,15 @@ pub fn put_replicate(b: &mut Vec<u8>, r: &ReplicateRequest) {
             super::wire::put_strs(b, deprecated);
         }
     }
+}
+
+fn get_copied(r: &mut WireReader<'_>) -> Result<CopiedRecord, DecodeError> {
+    Ok(CopiedRecord {
+        group: r.string("copied group")?,
+        key: r.bytes("copied key")?.to_vec(),
+        expiry_s: r.u32("copied expiry")?,
+        row: r.bytes("copied row")?.to_vec(),
+    })
 }
 
 pub fn get_replicate(r: &mut WireReader<'_>) -> Result<ReplicateRequest, DecodeError> {
@@ -279,12 +296,8 @@ pub fn get_replicate(r: &mut WireReader<'_>) -> Result<ReplicateRequest, DecodeE
     let opcode = r.u8("replicated opcode")?;
     let write = match opcode {
         REPLICATED_RESET => Replicated::Reset,
-        REPLICATED_COPY => Replicated::Copy(CopiedRecord {
-            group: r.string("copied group")?,
-            key: r.bytes("copied key")?.to_vec(),
-            expiry_s: r.u32("copied expiry")?,
-            row: r.bytes("copied row")?.to_vec(),
-        }),
+        REPLICATED_COPY => Replicated::Copy(get_copied(r)?),
+        REPLICATED_COPY_HISTORY => Replicated::CopyHistory(get_copied(r)?),
         REPLICATED_GROUP => Replicated::Group {
             spec: super::types::get_group_spec(r)?,
             deprecated: r.strings("deprecated features")?,
@@ -294,7 +307,8 @@ pub fn get_replicate(r: &mut WireReader<'_>) -> Result<ReplicateRequest, DecodeE
                 Ok(op @ (Opcode::Put | Opcode::Delete)) => op,
                 _ => {
                     return Err(DecodeError::UnknownTag {
-                        what: "replicated opcode (0x10 PUT, 0x13 DELETE, 0x01 RESET, 0x02 COPY, 0x03 GROUP)",
+                        what: "replicated opcode (0x10 PUT, 0x13 DELETE, 0x01 RESET, 0x02 COPY, 0x03 GROUP, \
+                               0x04 COPY_HISTORY)",
                         tag: opcode,
                     })
                 }
@@ -366,6 +380,12 @@ mod tests {
                 expiry_s: 7,
                 row: vec![1, 2, 3],
             }),
+            Replicated::CopyHistory(CopiedRecord {
+                group: "g".into(),
+                key: b"k1\xff\xff\xff\xff".to_vec(),
+                expiry_s: 0,
+                row: vec![4, 5],
+            }),
         ] {
             let r = Request::Replicate(ReplicateRequest {
                 map_version: 4,
@@ -382,6 +402,9 @@ mod tests {
                     }
                     (Replicated::Copy(a), Request::Replicate(w)) => {
                         assert!(matches!(w.write, Replicated::Copy(b) if b == *a))
+                    }
+                    (Replicated::CopyHistory(a), Request::Replicate(w)) => {
+                        assert!(matches!(w.write, Replicated::CopyHistory(b) if b == *a))
                     }
                     other => panic!("{other:?}"),
                 },
