@@ -10,6 +10,7 @@ use crate::protocol::{
 };
 use crossbeam::channel::Receiver;
 use quiver_engine::feature::WriteMode;
+use quiver_engine::Durability;
 use std::sync::Arc;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
@@ -32,6 +33,21 @@ fn for_replica(request: &Request, now_ms: u64) -> Request {
         options.write_time_ms.get_or_insert(now_ms);
     }
     r
+}
+
+/// Whether `request` must be durable before it is answered; if so it is made buffered (the
+/// caller waits for the flush that covers it).
+fn buffered_if_sync(request: &mut Request, default: Durability) -> bool {
+    let durability = match request {
+        Request::Put { options, .. } => &mut options.durability,
+        Request::Delete { durability, .. } => durability,
+        _ => return false,
+    };
+    if durability.unwrap_or(default) != Durability::Sync {
+        return false;
+    }
+    *durability = Some(Durability::Buffered);
+    true
 }
 
 impl Cluster {
@@ -75,10 +91,14 @@ impl Cluster {
                 Err(why) => return refuse(StatusCode::Unavailable, format!("{why}; retry")),
             }
         }
+        let store = match self.store() {
+            Ok(s) => s,
+            Err((status, message)) => return refuse(status, message),
+        };
         let now_ms = SystemTime::now()
             .duration_since(UNIX_EPOCH)
             .map_or(0, |d| d.as_millis() as u64);
-        let (acks, response, _open) = {
+        let (acks, response, durable_at, _open) = {
             let _order = self.order[p].lock();
             // The map may have moved while this write waited for the partition.
             let now = self.view();
@@ -99,31 +119,50 @@ impl Cluster {
             self.touched[p].store(true, std::sync::atomic::Ordering::Release);
             // Open before the apply: a read that sees this write waits for its answer.
             let open = self.settling.open(p);
+            // A sync write is applied buffered here and made durable after the partition is
+            // free, while the replicas apply it (one flush for every write waiting).
+            let mut request = request;
+            let sync = buffered_if_sync(&mut request, self.default_durability);
             let response = apply(request);
-            if matches!(response, Response::Error { .. })
-                || (links.is_empty() && learners.is_empty())
-            {
+            if matches!(response, Response::Error { .. }) {
                 return response;
             }
-            let mut frame = Vec::new();
-            let r = Request::Replicate(ReplicateRequest {
-                map_version: version,
-                from_node: self.node_id(),
-                partition: p as u16,
-                write: Replicated::Write(Box::new(replicated)),
-            });
-            encode_request(0, &r, &mut frame);
-            let mut acks: Vec<(u32, Receiver<Ack>, Option<Arc<CopyState>>)> = links
-                .iter()
-                .map(|l| (l.node, l.send(frame.clone()), None))
-                .collect();
-            for (link, copy) in learners {
-                acks.push((link.node, link.send(frame.clone()), Some(copy)));
+            // Taken after the apply returned: the mark lies past its record.
+            let durable_at = sync.then(|| store.engine().write_mark());
+            if links.is_empty() && learners.is_empty() {
+                (Vec::new(), response, durable_at, open)
+            } else {
+                let mut frame = Vec::new();
+                let r = Request::Replicate(ReplicateRequest {
+                    map_version: version,
+                    from_node: self.node_id(),
+                    partition: p as u16,
+                    write: Replicated::Write(Box::new(replicated)),
+                });
+                encode_request(0, &r, &mut frame);
+                let mut acks: Vec<(u32, Receiver<Ack>, Option<Arc<CopyState>>)> = links
+                    .iter()
+                    .map(|l| (l.node, l.send(frame.clone()), None))
+                    .collect();
+                for (link, copy) in learners {
+                    acks.push((link.node, link.send(frame.clone()), Some(copy)));
+                }
+                (acks, response, durable_at, open)
             }
-            (acks, response, open)
         };
-        // The partition is free again; the answer waits for the replicas, and reads that may
-        // have seen the write wait for the answer (`_open` is dropped after it).
+        // The partition is free again; the answer waits for the local flush and the replicas,
+        // and reads that may have seen the write wait for the answer (`_open` is dropped
+        // after it).
+        if let Some(mark) = durable_at {
+            if let Err(e) = store.engine().wait_durable(mark) {
+                let message = format!(
+                    "write to partition {p} applied on master node {} but not made durable \
+                     here: {e}",
+                    self.node_id()
+                );
+                return refuse(StatusCode::StoreFailed, message);
+            }
+        }
         self.confirm(p, acks, response)
     }
 
