@@ -115,11 +115,15 @@ impl Drop for EtcdProcess {
 }
 
 fn node(etcd: &EtcdProcess, id: u32, extra: &[&str]) -> Quiverd {
+    node_with_ttl(etcd, id, TTL_S, extra)
+}
+
+fn node_with_ttl(etcd: &EtcdProcess, id: u32, ttl_s: &str, extra: &[&str]) -> Quiverd {
     let id = id.to_string();
     let mut args = vec!["--memory", "--size", "128MiB", "--workers", "1"];
     args.extend_from_slice(&["--engine-threads", "4", "--commit", "sync"]);
     args.extend_from_slice(&["--cluster-etcd", &etcd.url, "--node-id", &id]);
-    args.extend_from_slice(&["--lease-ttl-s", TTL_S, "--initial-nodes", "3"]);
+    args.extend_from_slice(&["--lease-ttl-s", ttl_s, "--initial-nodes", "3"]);
     args.extend_from_slice(extra);
     Quiverd::start(&args)
 }
@@ -430,7 +434,12 @@ fn a_node_restarted_while_still_in_the_map_steps_out_before_serving() {
     let Some(etcd) = EtcdProcess::start() else {
         return;
     };
-    let mut nodes = three_nodes(&etcd);
+    // A longer lease than the other tests': the survivors stay stopped while node 1 starts,
+    // and must not lose theirs meanwhile, even on a loaded machine.
+    let ttl = "8";
+    let mut nodes: Vec<Quiverd> = (1..=3)
+        .map(|id| node_with_ttl(&etcd, id, ttl, &[]))
+        .collect();
     let mut c = cluster_client(&nodes);
     c.create_group(f32_group("g", 1)).expect("group");
     for i in 0..300 {
@@ -448,7 +457,7 @@ fn a_node_restarted_while_still_in_the_map_steps_out_before_serving() {
         .unwrap()
         .delete("/quiver/main/nodes/1")
         .expect("the dead node's registration removed");
-    let back = node(&etcd, 1, &[]);
+    let back = node_with_ttl(&etcd, 1, ttl, &[]);
     for pid in &survivors {
         // SAFETY: as above.
         unsafe { libc::kill(*pid, libc::SIGCONT) };
@@ -678,7 +687,7 @@ fn a_read_never_answers_with_a_write_no_replica_confirmed() {
     let writer = {
         let addr = master_addr.clone();
         std::thread::spawn(move || {
-            let mut direct = Client::connect(&addr, test_config()).unwrap();
+            let mut direct = Client::connect(&addr, test_config())?;
             let opts = PutOptions {
                 durability: Some(Durability::Sync),
                 ..PutOptions::default()
@@ -689,7 +698,7 @@ fn a_read_never_answers_with_a_write_no_replica_confirmed() {
     };
     std::thread::sleep(Duration::from_millis(300));
     let reader = std::thread::spawn(move || {
-        let mut direct = Client::connect(&master_addr, test_config()).unwrap();
+        let mut direct = Client::connect(&master_addr, test_config())?;
         let got = direct.get(key(i), vec![FeatureRef::new("g", "f0")]);
         got.map(|v| match (&v[0].status, &v[0].value) {
             (Status::Present, Value::F32(x)) => Some(*x),
