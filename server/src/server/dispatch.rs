@@ -445,6 +445,7 @@ impl Dispatch {
     /// Submits a loop's GET to the engine pool, where it is read again and answered after
     /// the writes it may have seen (see [`super::gets::LoopGets::diverted`]).
     pub fn divert_get(&mut self, conn: &mut Conn, d: DivertedGet) {
+        self.shared.metrics.loop_gets_diverted.fetch_add(1, Relaxed);
         let t = d.target;
         let target = Target {
             conn: t.conn,

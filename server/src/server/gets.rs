@@ -133,6 +133,8 @@ pub struct LoopGets {
     /// The largest GET answer encoded so far (capped at a send buffer): a send buffer with
     /// less room than this is set aside for the next.
     answer_bytes_max: usize,
+    /// Pool misses already added to the server's metrics.
+    misses_published: u64,
 }
 
 impl LoopGets {
@@ -165,6 +167,7 @@ impl LoopGets {
             sends: BytePool::new(SEND_BUFS, SEND_BUF_BYTES),
             carries: BytePool::new(CARRY_BUFS, CARRY_BUF_BYTES),
             answer_bytes_max: 0,
+            misses_published: 0,
         }
     }
 
@@ -434,11 +437,20 @@ impl LoopGets {
         self.fail(conn, id, start, StatusCode::BadFrame, msg);
     }
 
-    /// Records this turn's latencies (one histogram lock per turn, not per GET).
+    /// Records this turn's latencies (one histogram lock per turn, not per GET), and the
+    /// buffers its pools had to allocate since the last turn.
     pub fn flush_samples(&mut self) {
         if !self.samples.is_empty() {
             self.shared.metrics.record(Opcode::Get, &self.samples);
             self.samples.clear();
+        }
+        let misses = self.sends.misses + self.carries.misses;
+        if misses > self.misses_published {
+            self.shared
+                .metrics
+                .loop_buffer_allocations
+                .fetch_add(misses - self.misses_published, Relaxed);
+            self.misses_published = misses;
         }
     }
 }

@@ -27,6 +27,11 @@ pub struct Metrics {
     pub busy_rejections: AtomicU64,
     /// Device reads of GETs submitted by the io_uring loops to their own rings.
     pub loop_device_reads: AtomicU64,
+    /// Send and carry buffers the io_uring loops allocated because their pools were empty.
+    pub loop_buffer_allocations: AtomicU64,
+    /// Cluster mode: GETs of the io_uring loops answered on an engine thread instead, because
+    /// their partition had a write applied and not yet confirmed by its replicas.
+    pub loop_gets_diverted: AtomicU64,
     /// The HTTP/JSON API's requests and latency, per endpoint.
     pub http: HttpMetrics,
 }
@@ -51,6 +56,8 @@ impl Default for Metrics {
             engine_batched_gets: AtomicU64::new(0),
             busy_rejections: AtomicU64::new(0),
             loop_device_reads: AtomicU64::new(0),
+            loop_buffer_allocations: AtomicU64::new(0),
+            loop_gets_diverted: AtomicU64::new(0),
             http: HttpMetrics::default(),
         }
     }
@@ -191,6 +198,18 @@ impl Metrics {
                 "counter",
                 "Device reads of GETs submitted by the io_uring event loops to their own rings.",
                 &self.loop_device_reads,
+            ),
+            (
+                "quiver_loop_buffer_allocations_total",
+                "counter",
+                "Send and carry buffers the io_uring event loops allocated because their pools were empty.",
+                &self.loop_buffer_allocations,
+            ),
+            (
+                "quiver_loop_gets_diverted_total",
+                "counter",
+                "Cluster mode: GETs of the io_uring loops answered on an engine thread, after a write of their partition not yet confirmed by its replicas.",
+                &self.loop_gets_diverted,
             ),
         ];
         for (name, kind, help, v) in gauges {

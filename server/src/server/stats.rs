@@ -165,6 +165,8 @@ pub fn stats_json(shared: &Shared) -> String {
             "busy_rejections": m.busy_rejections.load(Relaxed),
             "event_loop": shared.event_loop.name(),
             "loop_device_reads": m.loop_device_reads.load(Relaxed),
+            "loop_buffer_allocations": m.loop_buffer_allocations.load(Relaxed),
+            "loop_gets_diverted": m.loop_gets_diverted.load(Relaxed),
         },
         "ops": ops,
         "engine": engine,
