@@ -12,6 +12,7 @@ mod cluster;
 mod columns;
 mod convert;
 mod error;
+mod feast;
 mod read;
 
 use std::sync::Arc;
@@ -530,6 +531,46 @@ impl Handle {
             read::columns(&refs, &types, rows)
         })?;
         read::columns_into_py(py, cols)
+    }
+
+    /// Reads `refs` for every key (one request) and writes Feast's
+    /// `GetOnlineFeaturesResponse.results` for `views` (see `feast.rs`): each view is
+    /// `(encodings, positions)`, `encodings` one `(Value field number, kind)` per feature of
+    /// the view (whose references come first in `refs`, in that order, then the view's
+    /// timestamp feature), `positions` the index in `keys` of each entity row. Returns the
+    /// bytes and, per view, the number of values served.
+    fn get_feast<'py>(
+        &self,
+        py: Python<'py>,
+        refs: Vec<String>,
+        keys: Bound<'py, PyAny>,
+        views: Vec<(Vec<(u32, String)>, Vec<usize>)>,
+    ) -> PyResult<(Bound<'py, pyo3::types::PyBytes>, Vec<u64>)> {
+        let keys = keys_from(&keys)?;
+        let parsed = convert::feature_refs(&refs)?;
+        let views = views
+            .into_iter()
+            .map(|(encodings, positions)| {
+                let encodings = encodings
+                    .iter()
+                    .map(|(field, kind)| feast::Encoding::parse(*field, kind))
+                    .collect::<Result<Vec<_>, Failure>>()?;
+                Ok(feast::View {
+                    encodings,
+                    positions,
+                })
+            })
+            .collect::<Result<Vec<_>, Failure>>()?;
+        feast::check(&views, refs.len(), keys.len())?;
+        let (bytes, counts) = py.detach(|| {
+            let rows = if keys.is_empty() {
+                Vec::new()
+            } else {
+                self.backend.get_many(keys, parsed)?
+            };
+            feast::results(&refs, &rows, &views)
+        })?;
+        Ok((pyo3::types::PyBytes::new(py, &bytes), counts))
     }
 
     /// As-of reads: row `i` is `keys[i]` as of event time `times_ms[i]` (and, when given,

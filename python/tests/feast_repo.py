@@ -73,6 +73,7 @@ everything = FeatureService(
     name="everything",
     features=[driver_stats, driver_profile, driver_extra, customer_stats, customer_prefs, conv_plus_spend],
 )
+plain = FeatureService(name="plain", features=[driver_stats, customer_prefs[["segment"]]])
 '''
 
 VIEWS = ["driver_stats", "driver_profile", "driver_extra", "customer_stats", "customer_prefs"]

@@ -321,6 +321,92 @@ def test_async_path_answers_the_same(edge_store):
     responses_equal(got, sync)
 
 
+# -- the compiled request (quiver.feast.request): no on-demand view in the request ---------
+
+PLAIN = [f for f in FEATURES if not f.startswith("conv_plus_spend")]
+
+
+def _compiled(store, features, rows, full):
+    """Both paths, and how many compiled plans the one request made (0: Feast's path)."""
+    from quiver.feast import request
+
+    request._plans.clear()
+    one, per_view = _both_paths(store, features, rows, full)
+    return one, per_view, len(request._plans)
+
+
+@pytest.mark.parametrize("full_names", [False, True])
+def test_compiled_request_answers_exactly_as_the_per_view_path(edge_store, full_names):
+    shapes = [
+        EDGE_ROWS,
+        EDGE_ROWS[:1],
+        EDGE_ROWS[-1:],
+        {k: [r[k] for r in EDGE_ROWS] for k in ("customer_id", "driver_id")},
+        {k: tuple(r[k] for r in EDGE_ROWS) for k in ("driver_id", "customer_id")},
+    ]
+    for rows in shapes:
+        for features in (PLAIN, ["customer_prefs:segment", "driver_stats:trips"], ["driver_profile:embedding"]):
+            one, per_view, plans = _compiled(edge_store, features, rows, full_names)
+            responses_equal(one, per_view)
+            assert plans == 1, (features, rows)
+    # Only the entity a view needs; a feature service without an on-demand view.
+    drivers = [{"driver_id": 5000}, {"driver_id": 1001}, {"driver_id": 424242}]
+    one, per_view, plans = _compiled(edge_store, ["driver_stats:trips", "driver_extra:photo"], drivers, full_names)
+    responses_equal(one, per_view)
+    assert plans == 1 and one.to_dict()["driver_stats__trips" if full_names else "trips"][0] == 7
+    service = edge_store.get_feature_service("plain")
+    one, per_view, plans = _compiled(edge_store, service, EDGE_ROWS, full_names)
+    responses_equal(one, per_view)
+    assert plans == 1
+    # Values the plan does not convert itself (numpy integers) take Feast's path: same answer.
+    rows = [{"driver_id": np.int64(1001), "customer_id": "c0"}]
+    responses_equal(*_compiled(edge_store, PLAIN, rows, full_names)[:2])
+    # Errors stay Feast's: a missing join key, ragged columns.
+    for bad in ([{"driver_id": 1001}], {"driver_id": [1001, 1002], "customer_id": ["c0"]}):
+        with pytest.raises(Exception) as fast:
+            edge_store.get_online_features(features=PLAIN, entity_rows=bad)
+        edge_store.config.online_store.one_round_trip = False
+        try:
+            with pytest.raises(type(fast.value)):
+                edge_store.get_online_features(features=PLAIN, entity_rows=bad)
+        finally:
+            edge_store.config.online_store.one_round_trip = True
+
+
+def test_a_compiled_request_follows_feast_apply(tmp_path, quiverd, data):
+    """A plan belongs to the registry it was compiled from: after `feast apply` removes a view
+    and the store refreshes its registry, a request for that view fails as Feast's own path
+    does (no stale plan answers), and the views left are read by a new plan."""
+    online = {"type": "quiver.feast.QuiverOnlineStore", "address": quiverd.addr}
+    repo = write_repo(tmp_path / "replan", online, data, VECTOR_DIM)
+    (repo / "feature_store.yaml").write_text((repo / "feature_store.yaml").read_text().replace("quiver_test", "replan"))
+    feast_cli(repo, "apply")
+    store = FeatureStore(repo_path=str(repo))
+    for view in ("driver_stats", "driver_extra"):
+        store.write_to_online_store(view, data[view].sort_values("event_timestamp").drop_duplicates(data[view].columns[0], keep="last"))
+    feats = ["driver_stats:trips", "driver_extra:photo"]
+    one, per_view, plans = _compiled(store, feats, ROWS, False)
+    responses_equal(one, per_view)
+    assert plans == 1
+    write_repo(tmp_path / "replan", online, data, VECTOR_DIM, drop_views=["driver_extra"])
+    (repo / "feature_store.yaml").write_text((repo / "feature_store.yaml").read_text().replace("quiver_test", "replan"))
+    feast_cli(repo, "apply")
+    store.refresh_registry()
+    with pytest.raises(Exception) as fast:
+        store.get_online_features(features=feats, entity_rows=ROWS)
+    store.config.online_store.one_round_trip = False
+    try:
+        with pytest.raises(type(fast.value)):
+            store.get_online_features(features=feats, entity_rows=ROWS)
+    finally:
+        store.config.online_store.one_round_trip = True
+    from quiver.feast import request
+
+    before = set(request._plans)
+    responses_equal(*_both_paths(store, ["driver_stats:trips"], ROWS, False))
+    assert len(set(request._plans) - before) == 1
+
+
 def _requests(c: quiver.Client):
     ops = c.stats()["ops"]
     return {name: v["count"] for name, v in ops.items() if name != "stats"}
@@ -333,6 +419,13 @@ def test_one_quiver_request_per_get_online_features(edge_store, quiverd):
     edge_store.get_online_features(features=FEATURES, entity_rows=EDGE_ROWS)
     after = _requests(c)
     delta = {k: after[k] - before[k] for k in after if after[k] != before[k]}
+    assert delta == {"get_many": 1}
+    # The compiled request (no on-demand view) too.
+    edge_store.get_online_features(features=PLAIN, entity_rows=EDGE_ROWS)
+    mid = _requests(c)
+    edge_store.get_online_features(features=PLAIN, entity_rows=EDGE_ROWS)
+    after = _requests(c)
+    delta = {k: after[k] - mid[k] for k in after if after[k] != mid[k]}
     assert delta == {"get_many": 1}
     asyncio.run(edge_store.get_online_features_async(features=FEATURES, entity_rows=EDGE_ROWS))
     delta = {k: v - after[k] for k, v in _requests(c).items() if v != after[k]}
@@ -399,26 +492,24 @@ def test_entity_keys_are_feasts_own_bytes():
         entity_keys({"x": [Value(double_val=1.0)]}, 3)
 
 
-@pytest.mark.parametrize("few_rows, vector_min_rows", [(10**9, 0), (0, 10**9), (0, 0)])
-def test_response_bytes_equal_feasts_own_conversion(monkeypatch, few_rows, vector_min_rows):
-    """Every codec's values, stored nulls, missing and expired values, entities repeated and
-    in any order: the bytes written by quiver.feast.response parse to the same response as
-    Feast's _populate_response_from_feature_data over online_read's rows; numeric values and
-    timestamps encoded for all rows at once (numpy) and row by row, statuses looked at with
-    numpy and with Python lists (the ways taken for many and for few entity rows)."""
-    import numpy as np
+def test_response_bytes_equal_feasts_own_conversion(tmp_path):
+    """Every type the store maps, stored nulls, missing and expired values, entities repeated
+    and in any order: the response bytes the native get writes (``Handle.get_feast``, through
+    ``_read_features_per_fv``) parse to the same response as Feast's
+    _populate_response_from_feature_data over online_read's rows, over an embedded store."""
+    from types import SimpleNamespace
+
     from feast import Entity, FeatureView, Field, FileSource
-    from feast.protos.feast.serving.ServingService_pb2 import GetOnlineFeaturesResponse
-    from feast.types import Array, Bool, Bytes, Float32, Float64, Int32, Int64, String, UnixTimestamp
     from feast import utils
+    from feast.protos.feast.serving.ServingService_pb2 import GetOnlineFeaturesResponse
+    from feast.protos.feast.types.EntityKey_pb2 import EntityKey
+    from feast.protos.feast.types.Value_pb2 import (
+        DoubleList, FloatList, Int32List, Int64List, StringList, Value,
+    )
+    from feast.types import Array, Bool, Bytes, Float32, Float64, Int32, Int64, String, UnixTimestamp
     from feast.value_type import ValueType
 
-    from quiver.feast import response
-    from quiver.feast.online_store import _ViewPlan
-    from quiver.results import OnlineFeatures
-
-    monkeypatch.setattr(response, "VECTOR_MIN_ROWS", vector_min_rows)
-    monkeypatch.setattr(response, "FEW_ROWS", few_rows)
+    from quiver.feast import QuiverOnlineStore, QuiverOnlineStoreConfig
 
     fields = [
         Field(name="f32", dtype=Float32), Field(name="f64", dtype=Float64), Field(name="i64", dtype=Int64),
@@ -427,58 +518,48 @@ def test_response_bytes_equal_feasts_own_conversion(monkeypatch, few_rows, vecto
         Field(name="fl", dtype=Array(Float32)), Field(name="il", dtype=Array(Int64)), Field(name="i32l", dtype=Array(Int32)),
         Field(name="sl", dtype=Array(String)), Field(name="dl", dtype=Array(Float64)), Field(name="Odd Name", dtype=Int64),
     ]
+    entity = Entity(name="e", join_keys=["e"], value_type=ValueType.INT64)
     view = FeatureView(
-        name="v", entities=[Entity(name="e", join_keys=["e"], value_type=ValueType.INT64)], schema=fields,
+        name="v", entities=[entity], schema=fields + [Field(name="e", dtype=Int64)], ttl=dt.timedelta(days=1),
         source=FileSource(path="x.parquet", timestamp_field="t"),
     )
-    from feast.protos.feast.types.Value_pb2 import DoubleList, Value
-
-    # 4 stored entities; statuses per entity: 0 present, 1 stored null, 2 not found, 3 expired.
-    n = 4
-    P, NULL, NF, EXP = 0, 1, 2, 3
-    st = {
-        "f32": [P, NULL, NF, P], "f64": [P, P, EXP, P], "i64": [P, P, NF, P], "i32": [P, NULL, NF, P],
-        "ts": [P, P, NF, NF], "s": [P, P, NF, NULL], "b": [P, NULL, NF, P], "ok": [P, P, NF, P],
-        "vec": [P, NULL, NF, P], "fl": [P, P, NF, P], "il": [P, P, NF, P], "i32l": [P, P, NF, P],
-        "sl": [P, P, NF, P], "dl": [P, NULL, NF, P], "Odd Name": [NF, NF, NF, NF],
+    config = SimpleNamespace(
+        project="p", entity_key_serialization_version=3,
+        online_store=QuiverOnlineStoreConfig(path=str(tmp_path / "online.db"), size="64MiB"),
+    )
+    store = QuiverOnlineStore()
+    store.update(config, [], [view], [], [entity], False)
+    full_row = {
+        "f32": Value(float_val=-2.25), "f64": Value(double_val=1e300), "i64": Value(int64_val=-(2**63)),
+        "i32": Value(int32_val=-(2**31)), "ts": Value(unix_timestamp_val=1_700_000_000), "s": Value(string_val="ü" * 70),
+        "b": Value(bytes_val=b"y" * 130), "ok": Value(bool_val=False), "vec": Value(float_list_val=FloatList(val=[1, -0.5, 9])),
+        "fl": Value(float_list_val=FloatList(val=[1, 2, 3])), "il": Value(int64_list_val=Int64List(val=[-1, 0, 2**40])),
+        "i32l": Value(int32_list_val=Int32List(val=[-7])), "sl": Value(string_list_val=StringList(val=["a", "ü", ""])),
+        "dl": Value(double_list_val=DoubleList(val=[1.0, 2.5])),
     }
-    times = np.array([1_700_000_000_123, 5, 0, 1_600_000_000_001], dtype=np.int64)
-
-    def col(kind, *values, name):
-        return (np.array(st[name], dtype=np.uint8), times.copy(), kind, *values)
-
-    raw = {
-        "f32": col("f32", np.array([1.5, 0, 0, -2.25], dtype=np.float32), name="f32"),
-        "f64": col("f64", np.array([1e300, -0.0, 0, 3.0]), name="f64"),
-        "i64": col("i64", np.array([0, -(2**63), 0, 2**63 - 1], dtype=np.int64), name="i64"),
-        "i32": col("i64", np.array([-(2**31), 0, 0, 300], dtype=np.int64), name="i32"),
-        "ts": col("i64", np.array([1_700_000_000, 0, 0, 0], dtype=np.int64), name="ts"),
-        "s": col("str", ["", "ü" * 70, None, None], name="s"),
-        "b": col("bytes", [b"\x00", None, None, b"y" * 130], name="b"),
-        "ok": col("bool", np.array([True, False, False, True]), name="ok"),
-        "vec": col("vec", np.array([[1, 2, 3], [0, 0, 0], [0, 0, 0], [-1, 0.5, 9]], dtype=np.float32), name="vec"),
-        "fl": col("list_f32", np.array([0, 2, 2, 2, 5], dtype=np.int64), np.array([1, 2, 3, 4, 5], dtype=np.float32), name="fl"),
-        "il": col("list_i64", np.array([0, 3, 3, 3, 4], dtype=np.int64), np.array([-1, 0, 2**40, 5], dtype=np.int64), name="il"),
-        "i32l": col("list_i64", np.array([0, 1, 1, 1, 1], dtype=np.int64), np.array([-7], dtype=np.int64), name="i32l"),
-        "sl": col("list_str", [["a", "ü"], [], None, [""]], name="sl"),
-        "dl": col("bytes", [Value(double_list_val=DoubleList(val=[1.0, 2.5])).SerializeToString(), None, None, Value().SerializeToString()], name="dl"),
-        "Odd Name": col("i64", np.zeros(4, dtype=np.int64), name="Odd Name"),
+    empty_lists = {
+        "f64": Value(double_val=-0.0), "i64": Value(int64_val=0), "s": Value(string_val=""), "b": Value(bytes_val=b""),
+        "ok": Value(bool_val=True), "fl": Value(float_list_val=FloatList(val=[])), "il": Value(int64_list_val=Int64List(val=[])),
+        "sl": Value(string_list_val=StringList(val=[])), "dl": Value(),
     }
-    for requested in (None, ["s", "vec", "f64"], ["Odd Name"]):
-        plan = _ViewPlan("p", view, requested)
-        ts_col = (np.array([P, P, NF, NF], dtype=np.uint8), times.copy(), "i64", np.array([1_700_000_000_123_456, -1_500_000, 0, 0], dtype=np.int64))
-        by_ref = {r: raw[n_] for r, n_ in zip(plan.refs, plan.names)}
-        by_ref[plan.refs[-1]] = ts_col
-        got = OnlineFeatures(list(range(n)), plan.refs, [by_ref[r] for r in plan.refs])
-        positions = np.array([3, 0, 1, 1, 2, 0], dtype=np.intp)
+    nulls = {name: Value() for name in full_row}
+    now = dt.datetime.now(dt.timezone.utc)
+    key = lambda e: EntityKey(join_keys=["e"], entity_values=[Value(int64_val=e)])  # noqa: E731
+    store.online_write_batch(config, view, [
+        (key(1), full_row, now.replace(microsecond=123456), None),
+        (key(2), empty_lists, now - dt.timedelta(seconds=1, microseconds=1), None),
+        (key(3), nulls, now, None),
+        (key(4), full_row, now - dt.timedelta(days=2), None),  # older than the view's TTL
+    ], None)
+    ids = [2, 1, 99, 3, 4, 1, 2]
+    join_key_values = {"e": [Value(int64_val=e) for e in ids]}
+    for requested in (None, ["s", "vec", "f64"], ["Odd Name"], ["dl", "i32l"]):
+        names = requested or [f.name for f in fields]
         for full in (False, True):
             want = GetOnlineFeaturesResponse()
-            utils._populate_response_from_feature_data(
-                plan.names, plan.rows(got, positions), [[i] for i in range(len(positions))], want, full, view, len(positions)
-            )
+            rows = store.online_read(config, view, [key(e) for e in ids], names)
+            utils._populate_response_from_feature_data(names, rows, [[i] for i in range(len(ids))], want, full, view, len(ids))
             mine = GetOnlineFeaturesResponse()
-            names = [f"v__{x}" if full else x for x in plan.names]
-            body, present = plan.encoding.vectors([got.columns[r] for r in plan.refs[:-1]], got.columns[plan.refs[-1]], positions)
-            mine.MergeFromString(response.feature_names(names) + body)
+            store._read_features_per_fv(config, [(view, names)], join_key_values, {"e": "e"}, mine, full, False)
             assert mine == want, (requested, full)
-            assert present == sum(s == 1 for fv in want.results for s in fv.statuses)
+            assert len(mine.results) == len(names)

@@ -8,7 +8,9 @@ In ``feature_store.yaml``::
 
 ``feast apply`` creates (or alters) one group per feature view, ``feast materialize`` and
 ``write_to_online_store`` write rows pipelined, and ``get_online_features`` reads every feature
-view of a request in one Quiver request (see :meth:`QuiverOnlineStore._read_features_per_fv`).
+view of a request in one Quiver request, by a plan compiled once per request shape
+(:mod:`quiver.feast.request`) or, for what a plan cannot express, inside Feast's own path
+(:meth:`QuiverOnlineStore._read_features_per_fv`).
 The mapping of names, keys, timestamps and values is described in :mod:`quiver.feast.mapping`.
 """
 
@@ -36,7 +38,7 @@ from quiver import errors
 from quiver.results import Status
 from quiver.schema import Feature, GroupSpec
 
-from . import response
+from . import request, response
 from .mapping import (
     PROTO_TAG,
     TS_FEATURE,
@@ -246,6 +248,38 @@ class QuiverOnlineStore(OnlineStore):
 
     # -- reads -----------------------------------------------------------------------------
 
+    def get_online_features(
+        self,
+        config: RepoConfig,
+        features,
+        entity_rows,
+        registry,
+        project: str,
+        full_feature_names: bool = False,
+        include_feature_view_version_metadata: bool = False,
+    ):
+        """Feast's ``get_online_features`` with the request's shape compiled once
+        (:mod:`quiver.feast.request`): per call, the entity values become keys, one Quiver
+        request reads every view and writes the response's bytes, and one parse makes the
+        response. Requests the plan cannot express take Feast's own path (which still reads
+        every view in one request, :meth:`_read_features_per_fv`)."""
+        cfg = config.online_store
+        if cfg.one_round_trip and not include_feature_view_version_metadata:
+            got = request.get_online_features(
+                self, config, features, entity_rows, registry, project, full_feature_names, _plan, client_for(cfg)._h
+            )
+            if got is not None:
+                return got
+        return super().get_online_features(
+            config=config,
+            features=features,
+            entity_rows=entity_rows,
+            registry=registry,
+            project=project,
+            full_feature_names=full_feature_names,
+            include_feature_view_version_metadata=include_feature_view_version_metadata,
+        )
+
     def online_read(
         self,
         config: RepoConfig,
@@ -281,11 +315,11 @@ class QuiverOnlineStore(OnlineStore):
         prepares the entity rows, runs on-demand views and shapes the response. Each view's
         entity keys are joined on its own join keys; the request carries the union of those
         keys and every view's features (a key of one view read in another's group is simply
-        absent there). Each view's answers are then written into the response as protobuf
-        bytes built from the answer's columns (:mod:`quiver.feast.response`): the messages
-        Feast's ``_populate_response_from_feature_data`` builds from :meth:`online_read`'s
-        rows, without a Python object per value, so the response is exactly what the per-view
-        path returns. Requests beyond the server's per-request feature limit fall back to the
+        absent there). The native get writes each view's part of the response as protobuf
+        bytes (``Handle.get_feast``, ``python/src/feast.rs``): the messages Feast's
+        ``_populate_response_from_feature_data`` builds from :meth:`online_read`'s rows,
+        without a Python object per value, so the response is exactly what the per-view path
+        returns. Requests beyond the server's per-request feature limit fall back to the
         per-view path (logged once)."""
         cfg = config.online_store
         if not cfg.one_round_trip:
@@ -330,9 +364,9 @@ class QuiverOnlineStore(OnlineStore):
                 full_feature_names,
                 include_feature_view_version_metadata,
             )
-        got = c.get_online_features(refs, list(key_index)) if refs else None
-        if include_feature_view_version_metadata or got is None:
+        if include_feature_view_version_metadata or not refs:
             # Feast's own conversion, which also writes the views' version metadata.
+            got = c.get_online_features(refs, list(key_index)) if refs else None
             for table, requested, plan, positions in views:
                 idxs = [[i] for i in range(len(positions))]
                 utils._populate_response_from_feature_data(
@@ -346,16 +380,14 @@ class QuiverOnlineStore(OnlineStore):
                     include_feature_view_version_metadata,
                 )
             return
+        layout = [(request.native_encodings(plan.codecs), positions.tolist()) for _, _, plan, positions in views]
+        body, counts = c._h.get_feast(refs, list(key_index), layout)
         names: List[str] = []
-        results: List[bytes] = []
-        for table, requested, plan, positions in views:
+        for (table, requested, plan, positions), present in zip(views, counts):
             table_name = table.projection.name_to_use()
             names.extend(f"{table_name}__{n}" if full_feature_names else n for n in plan.names)
-            cols = [got.columns[r] for r in plan.refs]
-            encoded, present = plan.encoding.vectors(cols[:-1], cols[-1], positions)
-            results.append(encoded)
             _track_statuses(table.name, present, len(plan.names) * len(positions) - present)
-        online_features_response.MergeFromString(response.feature_names(names) + b"".join(results))
+        online_features_response.MergeFromString(response.feature_names(names) + body)
 
     async def _read_features_per_fv_async(self, config, *args) -> None:
         """The async path: the same single request, run off the event loop (the client
@@ -398,7 +430,6 @@ class _ViewPlan:
             raise errors.UnknownFeatureError(f"feature view {table.name} has no features {missing}")
         self.codecs = [by_name[n][1] for n in self.names]
         self.refs = [f"{group}:{by_name[n][0]}" for n in self.names] + [f"{group}:{TS_FEATURE}"]
-        self.encoding = response.ViewEncoding(self.names, self.codecs)
 
     def rows(self, got: Optional["quiver.OnlineFeatures"], positions) -> List[Row]:
         """Feast rows for the entities at ``positions`` of the answer: a PRESENT value as its
