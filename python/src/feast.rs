@@ -76,6 +76,9 @@ impl Encoding {
     }
 }
 
+/// A view as Python hands it: `([(Value field number, kind), ...], positions)`.
+pub type ViewArg = (Vec<(u32, String)>, Vec<usize>);
+
 /// One view of the request: its features' encodings (their references come first in the
 /// get, in this order, then the view's timestamp feature) and, per entity row of the
 /// response, the index of its key in the get.

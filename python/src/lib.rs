@@ -544,7 +544,7 @@ impl Handle {
         py: Python<'py>,
         refs: Vec<String>,
         keys: Bound<'py, PyAny>,
-        views: Vec<(Vec<(u32, String)>, Vec<usize>)>,
+        views: Vec<feast::ViewArg>,
     ) -> PyResult<(Bound<'py, pyo3::types::PyBytes>, Vec<u64>)> {
         let keys = keys_from(&keys)?;
         let parsed = convert::feature_refs(&refs)?;
