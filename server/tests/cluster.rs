@@ -14,6 +14,7 @@
 //! - a get on a master never answers with a write that no replica has confirmed yet (the
 //!   master could die before any replica receives it);
 //! - a request sent to the wrong node is answered NOT_MASTER with the map version;
+//! - reads flagged FLAG_REPLICA_READ are served by in-sync replicas too;
 //! - bad etcd URLs, unreachable etcd and a node id already in use are clear errors.
 
 mod common;
@@ -482,6 +483,68 @@ fn a_node_restarted_while_still_in_the_map_steps_out_before_serving() {
             Some(i as f32),
             "acknowledged write of key {i}"
         );
+    }
+}
+
+/// GET count in a node's STATS.
+fn gets_served(addr: &str) -> u64 {
+    let json = Client::connect(addr, test_config())
+        .unwrap()
+        .stats()
+        .unwrap();
+    let v: serde_json::Value = serde_json::from_str(&json).unwrap();
+    v["ops"]["get"]["count"].as_u64().expect("ops.get.count")
+}
+
+/// FLAG_REPLICA_READ: an in-sync replica answers a read that allows it, and refuses one that
+/// does not (NOT_MASTER), as does a node holding no copy; a cluster client with replica reads
+/// spreads a key's reads over its master and replica and reads the acknowledged values.
+#[test]
+fn replica_reads_are_served_by_in_sync_replicas_only_when_asked() {
+    let Some(etcd) = EtcdProcess::start() else {
+        return;
+    };
+    let nodes = three_nodes(&etcd);
+    let mut c = cluster_client(&nodes);
+    c.create_group(f32_group("g", 1)).expect("group");
+    for i in 0..50 {
+        sync_put(&mut c, i, i as f32).expect("acknowledged put");
+    }
+    let m = c.map().cloned().unwrap();
+    let pl = m.map.as_ref().unwrap().partitions[partition_of(&key(3))].clone();
+    let replica = pl.replicas[0];
+    let outsider = (1..=3).find(|n| *n != pl.master && *n != replica).unwrap();
+    let f0 = || vec![FeatureRef::new("g", "f0")];
+    let mut direct = Client::connect(&nodes[replica as usize - 1].addr, test_config()).unwrap();
+    let refused = direct.get(key(3), f0()).unwrap_err();
+    assert_eq!(refused.status(), Some(StatusCode::NotMaster), "{refused}");
+    direct.set_replica_reads(true);
+    let got = direct.get(key(3), f0()).expect("a replica read");
+    assert_eq!(
+        (got[0].status, &got[0].value),
+        (Status::Present, &Value::F32(3.0))
+    );
+    let mut other = Client::connect(&nodes[outsider as usize - 1].addr, test_config()).unwrap();
+    other.set_replica_reads(true);
+    let refused = other.get(key(3), f0()).unwrap_err();
+    assert_eq!(
+        refused.status(),
+        Some(StatusCode::NotMaster),
+        "a node without a copy: {refused}"
+    );
+    let before = gets_served(&nodes[replica as usize - 1].addr);
+    c.set_replica_reads(true);
+    for _ in 0..10 {
+        assert_eq!(read(&mut c, 3), Some(3.0));
+    }
+    let spread = gets_served(&nodes[replica as usize - 1].addr) - before;
+    assert!(spread >= 4, "the replica served {spread} of 10 reads");
+    let all = c
+        .get_many((0..50).map(key).collect(), f0())
+        .expect("batch get");
+    for (i, row) in all.into_iter().enumerate() {
+        let row = row.expect("row");
+        assert_eq!(row[0].value, Value::F32(i as f32), "key {i}");
     }
 }
 

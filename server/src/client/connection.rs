@@ -169,6 +169,7 @@ impl Connection {
                 token,
             },
             HANDSHAKE_MAX_BODY,
+            0,
         )?;
         conn.flush()?;
         let info = match conn.read_response()? {
@@ -188,11 +189,20 @@ impl Connection {
         Ok((conn, info))
     }
 
-    pub fn queue(&mut self, id: u64, request: &Request, max_body: u32) -> Result<()> {
+    /// Queues one request; `read_flags` are added to the header of a GET, GET_MANY,
+    /// GET_AS_OF or HISTORY.
+    pub fn queue(
+        &mut self,
+        id: u64,
+        request: &Request,
+        max_body: u32,
+        read_flags: u16,
+    ) -> Result<()> {
         let start = self.wbuf.len();
         // This client decodes the feature status CORRUPT, so it asks for it.
         let flags = match request {
-            Request::Get { .. } | Request::GetMany { .. } => FLAG_CORRUPT_STATUS,
+            Request::Get { .. } | Request::GetMany { .. } => FLAG_CORRUPT_STATUS | read_flags,
+            Request::GetAsOf(_) | Request::History(_) => read_flags,
             _ => 0,
         };
         encode_request_flags(id, request, flags, &mut self.wbuf);

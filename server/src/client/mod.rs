@@ -27,7 +27,7 @@ pub use training::{RemoteTrainingSet, TRAINING_PIPELINE_DEPTH, TRAINING_REQUEST_
 
 use crate::protocol::{
     GetAsOfRequest, HandshakeInfo, HistoryKeysRequest, HistoryRequest, Opcode, Request, Response,
-    ScanRequest, SecurityReply, SecurityRequest, StatusCode,
+    ScanRequest, SecurityReply, SecurityRequest, StatusCode, FLAG_REPLICA_READ,
 };
 use connection::Connection;
 use quiver_engine::feature::{
@@ -87,6 +87,8 @@ pub struct Client {
     /// When a response last arrived or a request was queued: only a connection quiet for
     /// [`QUIET_CHECK_AFTER`] is checked for a close by the server before reuse.
     last_used: Instant,
+    /// Reads carry `FLAG_REPLICA_READ` ([`Client::set_replica_reads`]).
+    replica_reads: bool,
 }
 
 /// How long a connection must have been quiet before it is checked (one non-blocking peek)
@@ -106,7 +108,16 @@ impl Client {
             outstanding: HashMap::new(),
             stash: HashMap::new(),
             last_used: Instant::now(),
+            replica_reads: false,
         })
+    }
+
+    /// Cluster mode: whether this client's reads (GET, GET_MANY, GET_AS_OF, HISTORY) may be
+    /// answered by an in-sync replica of their keys' partitions as well as by the master
+    /// (`FLAG_REPLICA_READ`): such an answer may miss writes the replica has not received
+    /// yet. Off by default.
+    pub fn set_replica_reads(&mut self, on: bool) {
+        self.replica_reads = on;
     }
 
     /// What the server said in the handshake (its limits).
@@ -173,7 +184,14 @@ impl Client {
         let id = self.next_id;
         self.next_id += 1;
         let max = self.info.max_frame_bytes;
-        let r = self.connection().and_then(|c| c.queue(id, request, max));
+        let read_flags = if self.replica_reads {
+            FLAG_REPLICA_READ
+        } else {
+            0
+        };
+        let r = self
+            .connection()
+            .and_then(|c| c.queue(id, request, max, read_flags));
         self.check(r)?;
         self.outstanding.insert(id, request.opcode());
         Ok(id)

@@ -333,6 +333,31 @@ impl Cluster {
         }
     }
 
+    /// [`Cluster::check_keys`] for reads: with `replica_ok` (`FLAG_REPLICA_READ`), a key
+    /// whose partition this node holds as an in-sync replica (not a learner) is served here
+    /// too, while its lease is alive; its answer may miss writes not received yet.
+    pub fn check_reads<'a>(
+        &self,
+        keys: impl IntoIterator<Item = &'a EntityKey>,
+        replica_ok: bool,
+    ) -> Result<(), Refusal> {
+        let view = self.view();
+        let me = self.config.node_id;
+        for key in keys {
+            let p = map::partition_of(key);
+            let replica = replica_ok
+                && view
+                    .map
+                    .as_ref()
+                    .is_some_and(|m| m.partitions[p].replicas.contains(&me));
+            if replica && self.lease_alive() {
+                continue;
+            }
+            self.check_master(&view, p)?;
+        }
+        Ok(())
+    }
+
     pub fn check_keys<'a>(
         &self,
         keys: impl IntoIterator<Item = &'a EntityKey>,

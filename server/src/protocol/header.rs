@@ -15,7 +15,11 @@ const KNOWN_RESPONSE_FLAGS: u16 = FLAG_MORE;
 /// Request flag: the client reads the feature status CORRUPT (4) in GET and GET_MANY answers.
 /// Without it, a damaged row is answered with a status older clients know (STORE_FAILED).
 pub const FLAG_CORRUPT_STATUS: u16 = 0x0002;
-const KNOWN_REQUEST_FLAGS: u16 = FLAG_CORRUPT_STATUS;
+/// Request flag, cluster mode: a GET, GET_MANY, GET_AS_OF or HISTORY that an in-sync replica
+/// of each key's partition may answer as well as its master; the answer may miss the writes
+/// the replica has not received yet. Ignored on other requests and outside cluster mode.
+pub const FLAG_REPLICA_READ: u16 = 0x0004;
+const KNOWN_REQUEST_FLAGS: u16 = FLAG_CORRUPT_STATUS | FLAG_REPLICA_READ;
 
 /// Operation codes; a response carries the opcode of its request.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]

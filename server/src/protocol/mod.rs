@@ -21,7 +21,8 @@ pub use cluster::{
 };
 pub use error::DecodeError;
 pub use header::{
-    FrameHeader, Opcode, FLAG_CORRUPT_STATUS, FLAG_MORE, HEADER_LEN, MAGIC, PROTOCOL_VERSION,
+    FrameHeader, Opcode, FLAG_CORRUPT_STATUS, FLAG_MORE, FLAG_REPLICA_READ, HEADER_LEN, MAGIC,
+    PROTOCOL_VERSION,
 };
 pub use history::{
     put_history_entry, put_history_keys, put_history_next, GetAsOfRequest, HistoryKeysRequest,

@@ -609,7 +609,7 @@ fn bad_magic_and_version_are_framing_errors() {
 }
 
 #[test]
-fn corrupt_status_is_the_only_request_flag() {
+fn corrupt_status_and_replica_read_are_the_only_request_flags() {
     let header = |flags| FrameHeader {
         opcode: Opcode::GetMany as u8,
         flags,
@@ -617,13 +617,16 @@ fn corrupt_status_is_the_only_request_flag() {
         body_len: 0,
         request_id: 1,
     };
-    assert_eq!(
-        header(FLAG_CORRUPT_STATUS).check_request(),
-        Ok(Opcode::GetMany)
-    );
+    for flags in [
+        FLAG_CORRUPT_STATUS,
+        FLAG_REPLICA_READ,
+        FLAG_CORRUPT_STATUS | FLAG_REPLICA_READ,
+    ] {
+        assert_eq!(header(flags).check_request(), Ok(Opcode::GetMany));
+    }
     for bit in (0..16)
         .map(|b| 1u16 << b)
-        .filter(|&b| b != FLAG_CORRUPT_STATUS)
+        .filter(|&b| b != FLAG_CORRUPT_STATUS && b != FLAG_REPLICA_READ)
     {
         assert_eq!(
             header(bit | FLAG_CORRUPT_STATUS).check_request(),

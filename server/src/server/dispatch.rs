@@ -11,7 +11,7 @@ use crate::config::Limits;
 use crate::protocol::{
     decode_refs, decode_request, encode_response, split_get_body, DecodeError, FrameHeader, Opcode,
     Permission, Request, Response, SecurityRequest, StatusCode, FLAG_CORRUPT_STATUS,
-    PROTOCOL_VERSION,
+    FLAG_REPLICA_READ, PROTOCOL_VERSION,
 };
 use crate::security::Access;
 use crossbeam::channel::Sender;
@@ -94,12 +94,14 @@ fn check_arguments(request: &Request, limits: &Limits) -> Option<String> {
 fn check_route(
     cluster: &crate::cluster::Cluster,
     request: &Request,
+    flags: u16,
 ) -> Result<(), (StatusCode, String)> {
+    let replica = flags & FLAG_REPLICA_READ != 0;
     match request {
-        Request::Get { key, .. } => cluster.check_keys([key]),
-        Request::GetMany { keys, .. } => cluster.check_keys(keys),
-        Request::GetAsOf(r) => cluster.check_keys(&r.keys),
-        Request::History(r) => cluster.check_keys([&r.key]),
+        Request::Get { key, .. } => cluster.check_reads([key], replica),
+        Request::GetMany { keys, .. } => cluster.check_reads(keys, replica),
+        Request::GetAsOf(r) => cluster.check_reads(&r.keys, replica),
+        Request::History(r) => cluster.check_reads([&r.key], replica),
         Request::Put { key, .. } | Request::Delete { key, .. } => cluster.check_keys([key]),
         _ => Ok(()),
     }
@@ -312,7 +314,7 @@ impl Dispatch {
                 },
             ),
             Opcode::Get if !self.get_allowed(conn, h.request_id, body, start) => {}
-            Opcode::Get if !self.get_routed(conn, h.request_id, body, start) => {}
+            Opcode::Get if !self.get_routed(conn, &h, body, start) => {}
             Opcode::Get => {
                 if let GetRoute::Loop(gets) = &mut self.gets {
                     if let Some(d) = gets.start(conn_id, conn, &h, body, start) {
@@ -486,16 +488,24 @@ impl Dispatch {
         }
     }
 
-    /// Cluster mode: whether this node masters a GET's key (else the GET is answered here).
+    /// Cluster mode: whether this node masters a GET's key, or is a replica of it and the GET
+    /// allows a replica's answer (else the GET is answered here with the refusal).
     /// A malformed body passes: decoding refuses it next.
-    fn get_routed(&mut self, conn: &mut Conn, id: u64, body: &[u8], start: Instant) -> bool {
+    fn get_routed(
+        &mut self,
+        conn: &mut Conn,
+        h: &FrameHeader,
+        body: &[u8],
+        start: Instant,
+    ) -> bool {
         let Some(cluster) = &self.shared.cluster else {
             return true;
         };
         let Ok((key, _)) = split_get_body(body) else {
             return true;
         };
-        match cluster.check_keys([&key]) {
+        let id = h.request_id;
+        match cluster.check_reads([&key], h.flags & FLAG_REPLICA_READ != 0) {
             Ok(()) => true,
             Err((status, msg)) => {
                 self.reply_error(conn, Opcode::Get, id, start, status, &msg);
@@ -638,7 +648,7 @@ impl Dispatch {
             return self.reply_error(conn, op, id, start, status, &msg);
         }
         if let Some(cluster) = &self.shared.cluster {
-            if let Err((status, msg)) = check_route(cluster, &request) {
+            if let Err((status, msg)) = check_route(cluster, &request, h.flags) {
                 return self.reply_error(conn, op, id, start, status, &msg);
             }
         }

@@ -31,6 +31,8 @@ pub struct PutItem {
 /// the request for a run of items (indices into the call's items), and the answers in its
 /// response, one per item.
 struct Plan<'a, T> {
+    /// Reads may go to replicas ([`ClusterClient::set_replica_reads`]); writes go to masters.
+    read: bool,
     items_per_request: Option<usize>,
     request: &'a (dyn Fn(&[usize]) -> Request + Sync),
     answers: &'a (dyn Fn(Response, usize) -> Result<Vec<Result<T>>> + Sync),
@@ -61,6 +63,7 @@ impl ClusterClient {
             other => Err(unexpected(Opcode::GetMany, &other)),
         };
         let plan = Plan {
+            read: true,
             items_per_request: None,
             request: &request,
             answers: &answers,
@@ -96,6 +99,7 @@ impl ClusterClient {
             other => Err(unexpected(Opcode::GetAsOf, &other)),
         };
         let plan = Plan {
+            read: true,
             items_per_request: None,
             request: &request,
             answers: &answers,
@@ -126,6 +130,7 @@ impl ClusterClient {
             other => Err(unexpected(Opcode::Put, &other)),
         };
         let plan = Plan {
+            read: false,
             items_per_request: Some(1),
             request: &request,
             answers: &answers,
@@ -158,7 +163,12 @@ impl ClusterClient {
     ) -> Result<()> {
         let mut parts: BTreeMap<u32, Vec<usize>> = BTreeMap::new();
         for i in (0..keys.len()).filter(|i| out[*i].is_none()) {
-            parts.entry(self.master_of(keys[i])?).or_default().push(i);
+            let node = if plan.read {
+                self.read_node(keys[i])?
+            } else {
+                self.master_of(keys[i])?
+            };
+            parts.entry(node).or_default().push(i);
         }
         // A node that cannot be reached fails its own part only.
         let mut failure = None;

@@ -72,6 +72,9 @@ pub struct ClusterClient {
     pub retry: RetryPolicy,
     map: Option<ClusterMapInfo>,
     conns: HashMap<u32, Client>,
+    /// Reads go to any in-sync copy, in turn ([`ClusterClient::set_replica_reads`]).
+    replica_reads: bool,
+    read_turn: usize,
 }
 
 impl ClusterClient {
@@ -83,9 +86,40 @@ impl ClusterClient {
             retry: RetryPolicy::default(),
             map: None,
             conns: HashMap::new(),
+            replica_reads: false,
+            read_turn: 0,
         };
         c.refresh()?;
         Ok(c)
+    }
+
+    /// Whether reads (get, get_many, get_as_of, get_many_as_of, history_page) go to any
+    /// in-sync copy of each key's partition, master or replica, in turn, instead of its master
+    /// only: more nodes share the reads, and an answer from a replica may miss the writes it
+    /// has not received yet (it holds every acknowledged write, but not the ones acknowledged
+    /// after the read was sent, nor a write still waiting for it). Off by default; writes
+    /// always go to the master.
+    pub fn set_replica_reads(&mut self, on: bool) {
+        self.replica_reads = on;
+    }
+
+    /// The node a read of `key` goes to: its master, or with replica reads each copy in turn.
+    pub(super) fn read_node(&mut self, key: &EntityKey) -> Result<u32> {
+        let master = self.master_of(key)?;
+        if !self.replica_reads {
+            return Ok(master);
+        }
+        let replicas: &[u32] = self
+            .map
+            .as_ref()
+            .and_then(|m| m.map.as_ref())
+            .map_or(&[], |m| &m.partitions[partition_of(key)].replicas);
+        let copies = 1 + replicas.len();
+        self.read_turn = self.read_turn.wrapping_add(1);
+        Ok(match self.read_turn % copies {
+            0 => master,
+            i => replicas[i - 1],
+        })
     }
 
     /// The map as last fetched.
@@ -172,7 +206,9 @@ impl ClusterClient {
             let client = Client::connect(&addr, config)?;
             self.conns.insert(node, client);
         }
-        Ok(self.conns.get_mut(&node).expect("inserted above"))
+        let client = self.conns.get_mut(&node).expect("inserted above");
+        client.set_replica_reads(self.replica_reads);
+        Ok(client)
     }
 
     /// Runs `attempt` until it succeeds, fails for good, or the retry deadline passes;
@@ -200,6 +236,16 @@ impl ClusterClient {
     /// Sends `request` to the master of `key` (once; no retry).
     pub fn call_routed(&mut self, key: &EntityKey, request: &Request) -> Result<Response> {
         let node = self.master_of(key)?;
+        self.call_on(node, request)
+    }
+
+    /// A read of `key`, sent where [`ClusterClient::read_node`] says.
+    fn call_read(&mut self, key: &EntityKey, request: &Request) -> Result<Response> {
+        let node = self.read_node(key)?;
+        self.call_on(node, request)
+    }
+
+    fn call_on(&mut self, node: u32, request: &Request) -> Result<Response> {
         let conn = self.conn(node)?;
         let r = conn.call(request);
         if r.as_ref()
@@ -253,13 +299,14 @@ impl ClusterClient {
             key: key.clone(),
             features,
         };
-        self.retrying(|c| match c.call_routed(&key, &req)? {
+        self.retrying(|c| match c.call_read(&key, &req)? {
             Response::Get(v) => Ok(v),
             other => Err(unexpected(Opcode::Get, &other)),
         })
     }
 
-    /// The features of one entity as of `at`, from its master.
+    /// The features of one entity as of `at`, from its master (or a replica, see
+    /// [`ClusterClient::set_replica_reads`]).
     pub fn get_as_of(
         &mut self,
         key: EntityKey,
@@ -271,7 +318,7 @@ impl ClusterClient {
             times: vec![at],
             features,
         });
-        self.retrying(|c| match c.call_routed(&key, &req)? {
+        self.retrying(|c| match c.call_read(&key, &req)? {
             Response::GetAsOf(mut items) if items.len() == 1 => items
                 .pop()
                 .expect("one item")
@@ -280,14 +327,15 @@ impl ClusterClient {
         })
     }
 
-    /// One page of an entity's history, from its master.
+    /// One page of an entity's history, from its master (or a replica, see
+    /// [`ClusterClient::set_replica_reads`]).
     pub fn history_page(
         &mut self,
         request: HistoryRequest,
     ) -> Result<(Vec<HistoryEntry>, Option<HistoryCursor>)> {
         let key = request.key.clone();
         let req = Request::History(request);
-        self.retrying(|c| match c.call_routed(&key, &req)? {
+        self.retrying(|c| match c.call_read(&key, &req)? {
             Response::History { entries, next } => Ok((entries, next)),
             other => Err(unexpected(Opcode::History, &other)),
         })
