@@ -231,6 +231,10 @@ fn send_loop(node: u32, addr: &str, rx: Receiver<Outgoing>) {
             Err(RecvTimeoutError::Disconnected) => {
                 owed.lock()
                     .give_up(&format!("the stream to replica node {node} stopped"));
+                // Ends the reader thread, which holds the socket's other handle.
+                if let Some(c) = &conn {
+                    let _ = c.out.get_ref().shutdown(Shutdown::Both);
+                }
                 return;
             }
         };
