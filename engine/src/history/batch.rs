@@ -458,7 +458,7 @@ fn answer_entity(
     };
     match sweep::Axis::of(rows.iter().map(|&r| &reads[r])) {
         Some(axis) if rows.len() >= sweep::MIN_ROWS => {
-            let bests = sweep::sweep(axis, &group.ids, &mut versions, rows, reads);
+            let bests = sweep::sweep(axis, &group.ids, &versions, rows, reads);
             for (row, found) in bests.chunks_exact(group.ids.len()).enumerate() {
                 fill(row, found)?;
             }

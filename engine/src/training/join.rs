@@ -228,13 +228,14 @@ impl<'s> TrainingSet<'s> {
                 .collect()
         });
         let jobs = jobs(&entities);
+        let out = Placed::new(&mut columns, batch.len());
         self.run(&plans, &entities, &reads, &jobs, |job, values| {
             let part = &self.groups[job.group];
             let mut values = values.into_iter();
             for e in job.entities.clone() {
                 for &row in entities[job.group].get(e).1 {
                     for &column in &part.columns {
-                        columns[column][row] = values.next().expect("one value per feature");
+                        out.put(column, row, values.next().expect("one value per feature"));
                     }
                 }
             }
@@ -318,18 +319,19 @@ impl<'s> TrainingSet<'s> {
         Ok(())
     }
 
-    /// Runs the jobs on up to `self.threads` threads, handing each job's answers to `place`
-    /// on the calling thread as soon as it is done (so that they are not all held at once).
-    /// The first failed job's error is returned once every thread has stopped.
+    /// Runs the jobs on up to `self.threads` threads; each thread hands each of its jobs'
+    /// answers to `place` itself (the jobs' rows are disjoint), so that placing them is spread
+    /// over the threads and no answer waits for the calling thread. The first failed job's
+    /// error is returned once every thread has stopped.
     fn run(
         &self,
         plans: &[GroupRead],
         entities: &[Entities<'_>],
         reads: &[AsOf],
         jobs: &[Job],
-        mut place: impl FnMut(&Job, Vec<FeatureValue>),
+        place: impl Fn(&Job, Vec<FeatureValue>) + Sync,
     ) -> Result<()> {
-        let one = |job: &Job| -> Result<Vec<FeatureValue>> {
+        let one = |job: &Job| -> Result<()> {
             let rows: Vec<EntityRows<'_>> = job
                 .entities
                 .clone()
@@ -338,50 +340,81 @@ impl<'s> TrainingSet<'s> {
                     EntityRows { entity, rows }
                 })
                 .collect();
-            self.store
-                .as_of_entities(&plans[job.group], &rows, reads, &self.cache)
+            let values = self
+                .store
+                .as_of_entities(&plans[job.group], &rows, reads, &self.cache)?;
+            place(job, values);
+            Ok(())
         };
         let threads = self.threads.min(jobs.len());
         if threads <= 1 {
-            for job in jobs {
-                place(job, one(job)?);
-            }
-            return Ok(());
+            return jobs.iter().try_for_each(one);
         }
         let next = AtomicUsize::new(0);
         let failed = AtomicBool::new(false);
-        let (done, answers) =
-            std::sync::mpsc::sync_channel::<(usize, Result<Vec<FeatureValue>>)>(threads);
         std::thread::scope(|scope| {
-            for _ in 0..threads {
-                let done = done.clone();
-                let (next, failed, one) = (&next, &failed, &one);
-                scope.spawn(move || loop {
-                    let j = next.fetch_add(1, Ordering::Relaxed);
-                    let Some(job) = jobs.get(j) else { break };
-                    if failed.load(Ordering::Relaxed) {
-                        break;
-                    }
-                    let answer = one(job);
-                    failed.fetch_or(answer.is_err(), Ordering::Relaxed);
-                    if done.send((j, answer)).is_err() {
-                        break;
-                    }
-                });
-            }
-            drop(done);
+            let workers: Vec<_> = (0..threads)
+                .map(|_| {
+                    let (next, failed, one) = (&next, &failed, &one);
+                    scope.spawn(move || -> Result<()> {
+                        loop {
+                            let j = next.fetch_add(1, Ordering::Relaxed);
+                            let Some(job) = jobs.get(j) else {
+                                return Ok(());
+                            };
+                            if failed.load(Ordering::Relaxed) {
+                                return Ok(());
+                            }
+                            one(job).inspect_err(|_| failed.store(true, Ordering::Relaxed))?;
+                        }
+                    })
+                })
+                .collect();
             let mut first_error = None;
-            for (j, answer) in answers {
-                match answer {
-                    Ok(values) if first_error.is_none() => place(&jobs[j], values),
-                    Ok(_) => {}
-                    Err(e) => {
-                        first_error.get_or_insert(e);
-                    }
+            for w in workers {
+                if let Err(e) = w.join().expect("a training-set join thread panicked") {
+                    first_error.get_or_insert(e);
                 }
             }
             first_error.map_or(Ok(()), Err)
         })
+    }
+}
+
+/// The answer columns of one batch, written by the join's threads in place: each (column,
+/// row) by exactly one job, so that no thread waits for another to place its answers.
+struct Placed<'c> {
+    columns: Vec<*mut FeatureValue>,
+    rows: usize,
+    _columns: std::marker::PhantomData<&'c mut [Vec<FeatureValue>]>,
+}
+
+// SAFETY: `Placed` hands out no references; `put` writes through the pointers, and its
+// callers write each (column, row) from one thread only (see `put`), so sharing it between
+// the join's threads makes no data race. The columns are borrowed mutably for `'c`, so
+// nothing else reads or resizes them meanwhile.
+unsafe impl Sync for Placed<'_> {}
+
+impl<'c> Placed<'c> {
+    /// `columns`, each `rows` long and holding only [`FeatureValue::not_found`] values.
+    fn new(columns: &'c mut [Vec<FeatureValue>], rows: usize) -> Placed<'c> {
+        assert!(columns.iter().all(|c| c.len() == rows));
+        Placed {
+            columns: columns.iter_mut().map(|c| c.as_mut_ptr()).collect(),
+            rows,
+            _columns: std::marker::PhantomData,
+        }
+    }
+
+    /// Puts `value` at `row` of `column`. Each (column, row) is put at most once, from one
+    /// thread: a column is one group's feature, a row belongs to at most one entity of that
+    /// group ([`Entities::of`]), and an entity to one job, run by one thread.
+    fn put(&self, column: usize, row: usize, value: FeatureValue) {
+        assert!(row < self.rows, "row {row} of a batch of {}", self.rows);
+        // SAFETY: `row` is in bounds (asserted) of a live column of `rows` values that only
+        // this call writes (see above). The value replaced is a `not_found` answer, whose
+        // `Value::Null` owns no memory, so overwriting it without dropping it leaks nothing.
+        unsafe { self.columns[column].add(row).write(value) }
     }
 }
 
@@ -419,8 +452,9 @@ impl std::hash::Hash for KeyBytes<'_> {
 impl<'b> Entities<'b> {
     /// Groups the rows of `keys` by entity (rows without a key belong to none).
     fn of(keys: &'b [Option<EntityKey>]) -> Entities<'b> {
+        // Sized for a few rows per entity, so that it seldom grows while filled.
         let mut index: HashMap<KeyBytes<'b>, u32, Xxh3Builder> =
-            HashMap::with_hasher(Xxh3Builder::default());
+            HashMap::with_capacity_and_hasher(keys.len() / 4, Xxh3Builder::default());
         let mut list: Vec<KeyBytes<'b>> = Vec::new();
         let mut entity_of: Vec<u32> = Vec::with_capacity(keys.len());
         let mut counts: Vec<usize> = Vec::new();

@@ -18,7 +18,7 @@ use std::path::Path;
 use std::time::Instant;
 
 use quiver_engine::feature::{FeatureRef, FeatureType, Status};
-use quiver_engine::training::{Joined, SpineBatch, TimeMode};
+use quiver_engine::training::{SpineBatch, TimeMode};
 use serde_json::json;
 
 use super::backend::Backend;
@@ -134,6 +134,7 @@ fn write(
     let mut sink = TrainingSink::create(
         partial,
         source.fields(),
+        &source.plain_leaves(),
         request.columns.clone(),
         args.status_columns,
     )?;
@@ -181,25 +182,15 @@ fn write(
                 len
             }))
             .collect();
-        let mut joined = backend.training_join(&request.features, args.mode.mode, &batch)?;
+        let joined = backend.training_join(&request.features, args.mode.mode, &batch)?;
         for v in joined.columns.iter().flatten() {
             counts.statuses[status_slot(v.status)] += 1;
         }
-        // Cut from the end, so that each value is moved once.
-        let mut parts: Vec<Joined> = lens
-            .iter()
-            .rev()
-            .map(|&len| Joined {
-                columns: joined
-                    .columns
-                    .iter_mut()
-                    .map(|column| column.split_off(column.len() - len))
-                    .collect(),
-            })
-            .collect();
-        parts.reverse();
-        for ((chunk, part), len) in chunks.iter().zip(&parts).zip(lens) {
-            sink.write(chunk, part)?;
+        // Each chunk is written from its rows of the batch's answers, in place.
+        let mut first = 0;
+        for (chunk, len) in chunks.iter().zip(lens) {
+            sink.write(chunk, &joined, first..first + len)?;
+            first += len;
             counts.rows += len as u64;
             progress.set_position(counts.rows);
         }

@@ -8,6 +8,7 @@
 
 use std::fs::File;
 use std::io::BufWriter;
+use std::ops::Range;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
@@ -21,8 +22,8 @@ use parquet::file::writer::{
     SerializedColumnWriter, SerializedFileWriter, SerializedPageWriter, TrackedWrite,
 };
 use parquet::schema::parser::parse_message_type;
-use parquet::schema::types::{Type, TypePtr};
-use quiver_engine::feature::{FeatureType, Status, Value};
+use parquet::schema::types::{ColumnPath, Type, TypePtr};
+use quiver_engine::feature::{FeatureType, FeatureValue, Status, Value};
 use quiver_engine::training::Joined;
 
 use super::spine::SpineChunk;
@@ -88,6 +89,7 @@ impl TrainingSink {
     pub fn create(
         path: &Path,
         spine_fields: Vec<TypePtr>,
+        plain_leaves: &[ColumnPath],
         features: Vec<OutColumn>,
         status_columns: bool,
     ) -> CliResult<TrainingSink> {
@@ -99,11 +101,11 @@ impl TrainingSink {
             .map_err(|e| CliError::Internal(format!("output schema does not build: {e}")))?;
         let file =
             File::create(path).map_err(|e| CliError::file(path, format!("cannot create: {e}")))?;
-        let props = Arc::new(
-            WriterProperties::builder()
-                .set_compression(ParquetCompression::SNAPPY)
-                .build(),
-        );
+        let mut props = WriterProperties::builder().set_compression(ParquetCompression::SNAPPY);
+        for path in plain_leaves {
+            props = props.set_column_dictionary_enabled(path.clone(), false);
+        }
+        let props = Arc::new(props.build());
         let writer =
             SerializedFileWriter::new(BufWriter::new(file), Arc::new(schema), props.clone())
                 .map_err(|e| CliError::file(path, format!("cannot start the Parquet file: {e}")))?;
@@ -121,9 +123,14 @@ impl TrainingSink {
         CliError::file(&self.path, format!("Parquet write failed: {e}"))
     }
 
-    /// Writes one chunk's rows as one row group: its columns encoded on up to one thread
-    /// per core, then appended in order.
-    pub fn write(&mut self, chunk: &SpineChunk, joined: &Joined) -> CliResult<()> {
+    /// Writes one chunk's rows as one row group, with their answers at `rows` of `joined`:
+    /// its columns encoded on up to one thread per core, then appended in order.
+    pub fn write(
+        &mut self,
+        chunk: &SpineChunk,
+        joined: &Joined,
+        rows: Range<usize>,
+    ) -> CliResult<()> {
         let schema = self.writer.schema_descr();
         let columns = schema.num_columns();
         let descrs: Vec<_> = (0..columns).map(|i| schema.column(i)).collect();
@@ -136,7 +143,7 @@ impl TrainingSink {
                     return done;
                 }
                 let encoded = encode(descrs[i].clone(), self.props.clone(), |column| {
-                    self.write_column(i, column, chunk, joined)
+                    self.write_column(i, column, chunk, &joined.columns, &rows)
                 });
                 done.push((i, encoded));
             }
@@ -177,7 +184,8 @@ impl TrainingSink {
         index: usize,
         column: &mut SerializedColumnWriter<'_>,
         chunk: &SpineChunk,
-        joined: &Joined,
+        answers: &[Vec<FeatureValue>],
+        rows: &Range<usize>,
     ) -> Result<(), ParquetError> {
         let passed = chunk.leaves.len();
         let features = self.features.len();
@@ -185,7 +193,7 @@ impl TrainingSink {
             chunk.leaves[index].write(column)
         } else if index < passed + features {
             let f = index - passed;
-            let cells: Vec<Option<&Value>> = joined.columns[f]
+            let cells: Vec<Option<&Value>> = answers[f][rows.clone()]
                 .iter()
                 .map(|v| (v.status == Status::Present).then_some(&v.value))
                 .collect();
@@ -193,7 +201,7 @@ impl TrainingSink {
         } else {
             debug_assert!(self.status_columns);
             let f = index - passed - features;
-            let names: Vec<ByteArray> = joined.columns[f]
+            let names: Vec<ByteArray> = answers[f][rows.clone()]
                 .iter()
                 .map(|v| ByteArray::from(status_name(v.status)))
                 .collect();

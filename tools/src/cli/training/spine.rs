@@ -7,7 +7,7 @@ use std::fs::File;
 use std::path::{Path, PathBuf};
 
 use parquet::file::reader::{FileReader, SerializedFileReader};
-use parquet::schema::types::{SchemaDescPtr, TypePtr};
+use parquet::schema::types::{ColumnPath, SchemaDescPtr, TypePtr};
 use quiver_engine::feature::{EntityKey, KeyType};
 use quiver_engine::training::SpineBatch;
 
@@ -38,6 +38,12 @@ pub trait SpineSource {
     fn total_rows(&self) -> u64;
     /// The next chunk of at most `max_rows` rows; `None` at the end.
     fn next_chunk(&mut self, max_rows: usize) -> CliResult<Option<SpineChunk>>;
+    /// The leaf columns (by path) that the spine stores without a dictionary: the output
+    /// writes them so too, rather than build a dictionary of each row group's values that
+    /// the spine's writer already found not worth one (unique ids, times).
+    fn plain_leaves(&self) -> Vec<ColumnPath> {
+        Vec::new()
+    }
 }
 
 /// An error about one cell of the spine, by 1-based row number and column name.
@@ -211,5 +217,18 @@ impl SpineSource for ParquetSpine {
         };
         self.rows_done += rows as u64;
         Ok(Some(SpineChunk { leaves, batch }))
+    }
+
+    fn plain_leaves(&self) -> Vec<ColumnPath> {
+        // The first row group's choices stand for the file's.
+        let Some(group) = self.reader.metadata().row_groups().first() else {
+            return Vec::new();
+        };
+        group
+            .columns()
+            .iter()
+            .filter(|c| c.dictionary_page_offset().is_none())
+            .map(|c| c.column_path().clone())
+            .collect()
     }
 }
