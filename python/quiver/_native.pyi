@@ -22,6 +22,7 @@ class Handle:
         timeout_s: Optional[float] = 30.0,
         connect_timeout_s: float = 5.0,
         retry_deadline_s: float = 20.0,
+        replica_reads: bool = False,
     ) -> "Handle": ...
     @staticmethod
     def open(path: Optional[str], size_bytes: int, durability: Optional[str] = None) -> "Handle": ...

@@ -475,6 +475,7 @@ def connect_cluster(
     timeout: Optional[float] = 30.0,
     connect_timeout: float = 5.0,
     retry_deadline: float = 20.0,
+    replica_reads: bool = False,
 ) -> Client:
     """Connects to a Quiver cluster through any of its nodes (``seeds``: one "host:port" or a
     list; the first that answers gives the partition map). Each keyed request goes straight to
@@ -483,10 +484,16 @@ def connect_cluster(
     retried after a map refresh for up to ``retry_deadline`` seconds (0: one attempt), then
     raises :class:`~quiver.errors.NotMasterError`, :class:`~quiver.errors.UnavailableError`
     or :class:`~quiver.errors.QuiverConnectionError`. Group changes go to every node.
-    ``token`` and ``timeout`` as for :func:`connect`."""
+    ``token`` and ``timeout`` as for :func:`connect`.
+
+    ``replica_reads=True`` sends reads (online features, as-of reads, history) to each copy
+    of a key's partition in turn, master or in-sync replica, so that replicas share the reads:
+    an answer from a replica may miss writes it has not received yet (possibly stale; see
+    docs/CLUSTER.md). Writes always go to the master."""
     if isinstance(seeds, str):
         seeds = [seeds]
-    return Client(Handle.connect_cluster(list(seeds), token, timeout, connect_timeout, retry_deadline))
+    handle = Handle.connect_cluster(list(seeds), token, timeout, connect_timeout, retry_deadline, replica_reads)
+    return Client(handle)
 
 
 def open(  # noqa: A001 - the package's verb, like builtins.open for files

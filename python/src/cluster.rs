@@ -24,6 +24,8 @@ pub struct ClusterPool {
     seeds: Vec<String>,
     config: ClientConfig,
     retry_deadline: std::time::Duration,
+    /// Reads may be answered by in-sync replicas (`ClusterClient::set_replica_reads`).
+    replica_reads: bool,
     idle: Mutex<Vec<ClusterClient>>,
     info: HandshakeInfo,
 }
@@ -49,18 +51,20 @@ impl ClusterPool {
         seeds: Vec<String>,
         config: ClientConfig,
         retry_deadline: std::time::Duration,
+        replica_reads: bool,
     ) -> Result<ClusterPool> {
         if seeds.is_empty() {
             return Err(Failure::invalid(
                 "a cluster needs 1 or more seed addresses (host:port of any node)",
             ));
         }
-        let mut client = Self::open(&seeds, &config, retry_deadline)?;
+        let mut client = Self::open(&seeds, &config, retry_deadline, replica_reads)?;
         let info = client.server_info()?;
         Ok(ClusterPool {
             seeds,
             config,
             retry_deadline,
+            replica_reads,
             idle: Mutex::new(vec![client]),
             info,
         })
@@ -70,11 +74,13 @@ impl ClusterPool {
         seeds: &[String],
         config: &ClientConfig,
         retry_deadline: std::time::Duration,
+        replica_reads: bool,
     ) -> Result<ClusterClient> {
         let addrs: Vec<&str> = seeds.iter().map(String::as_str).collect();
         let mut client = ClusterClient::connect(&addrs, config.clone())
             .map_err(|e| connect_failure(seeds, e))?;
         client.retry.deadline = retry_deadline;
+        client.set_replica_reads(replica_reads);
         Ok(client)
     }
 
@@ -93,7 +99,12 @@ impl ClusterPool {
                 if let Some(map) = self.idle.lock().first().and_then(ClusterClient::map) {
                     seeds.extend(map.nodes.iter().map(|n| n.address.clone()));
                 }
-                Self::open(&seeds, &self.config, self.retry_deadline)?
+                Self::open(
+                    &seeds,
+                    &self.config,
+                    self.retry_deadline,
+                    self.replica_reads,
+                )?
             }
         };
         let out = f(&mut client);

@@ -226,7 +226,7 @@ impl Handle {
     /// partition map; every keyed request then goes to its key's master, retried after a map
     /// refresh (NOT_MASTER, UNAVAILABLE, a lost connection) for up to `retry_deadline_s`.
     #[staticmethod]
-    #[pyo3(signature = (seeds, token=None, timeout_s=Some(30.0), connect_timeout_s=5.0, retry_deadline_s=20.0))]
+    #[pyo3(signature = (seeds, token=None, timeout_s=Some(30.0), connect_timeout_s=5.0, retry_deadline_s=20.0, replica_reads=false))]
     fn connect_cluster(
         py: Python<'_>,
         seeds: Vec<String>,
@@ -234,6 +234,7 @@ impl Handle {
         timeout_s: Option<f64>,
         connect_timeout_s: f64,
         retry_deadline_s: f64,
+        replica_reads: bool,
     ) -> PyResult<Handle> {
         let config = client_config(token, timeout_s, connect_timeout_s)?;
         if !(retry_deadline_s.is_finite() && retry_deadline_s >= 0.0) {
@@ -243,7 +244,7 @@ impl Handle {
             .into());
         }
         let deadline = Duration::from_secs_f64(retry_deadline_s);
-        let pool = py.detach(|| ClusterPool::connect(seeds, config, deadline))?;
+        let pool = py.detach(|| ClusterPool::connect(seeds, config, deadline, replica_reads))?;
         Ok(Handle {
             backend: Backend::Cluster(pool),
             schemas: SchemaCache::default(),

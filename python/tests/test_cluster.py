@@ -126,6 +126,23 @@ def test_cluster_routes_reads_and_writes_and_survives_a_master_kill(cluster):
     assert got.statuses("activity:score")[1] == Status.NOT_FOUND  # a feature never written
     assert got.statuses("profile:ctr")[ENTITIES] == Status.NOT_FOUND
 
+    # With replica reads, a key's replica shares its reads and answers the acknowledged value.
+    def reads_served(client):
+        ops = {n: e["stats"]["ops"] for n, e in client.stats()["nodes"].items()}
+        return {n: o["get"]["count"] + o["get_many"]["count"] for n, o in ops.items()}
+
+    spread = quiver.connect_cluster(seeds, timeout=10, retry_deadline=30, replica_reads=True)
+    before_reads = reads_served(spread)
+    for _ in range(6):
+        assert spread.get_online_features(["profile:ctr"], [keys[0]]).values("profile:ctr").tolist() == [ctr[0]]
+    after_reads = reads_served(spread)
+    helped = [n for n in after_reads if n != masters[0] and after_reads[n] > before_reads[n]]
+    assert len(helped) == 1, (masters[0], before_reads, after_reads)
+    again = spread.get_online_features(["profile:ctr", "activity:clicks"], keys)
+    assert again.values("profile:ctr").tolist() == ctr.tolist()
+    assert again.values("activity:clicks").tolist() == list(range(ENTITIES))
+    spread.close()
+
     # A node asked directly for a key it does not master says so (the typed error).
     other = next(n for n in cluster if n.addr != dict(before["nodes"])[masters[0]])
     with quiver.connect(other.addr) as direct, pytest.raises(errors.NotMasterError) as e:
