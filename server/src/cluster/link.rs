@@ -12,6 +12,12 @@
 //! deletes, copies and resets of a partition are repeatable. What waits for the replica is
 //! bounded ([`MAX_UNANSWERED_WRITES`], [`MAX_UNANSWERED_BYTES`]): past either, every frame
 //! waiting is given up (its write refused), as when the replica is gone for good.
+//!
+//! A write's outcome goes where its sender asked: to a channel, or to a callback run on the
+//! thread that learns it (the reader, on an answer), so a master's engine thread need not wait
+//! for its replicas. A frame not answered within the link's answer timeout (the lease TTL) has
+//! its outcome given as a failure then, by a watchdog thread, whatever the writer and reader
+//! are blocked on; the frame itself stays owed and is sent again on the next connection.
 
 use crate::protocol::{FrameHeader, StatusCode, HEADER_LEN};
 use crossbeam::channel::{bounded, Receiver, RecvTimeoutError, Sender, TrySendError};
@@ -20,7 +26,7 @@ use std::collections::VecDeque;
 use std::io::{BufWriter, Read, Write};
 use std::net::{Shutdown, TcpStream, ToSocketAddrs};
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::Arc;
+use std::sync::{Arc, Weak};
 use std::time::{Duration, Instant};
 
 /// Writes queued to one replica and not yet taken by its writer thread.
@@ -42,20 +48,33 @@ const MAX_RETRY: Duration = Duration::from_secs(1);
 /// The outcome of one replicated write: `Err` carries why it is not confirmed.
 pub type Ack = Result<(), String>;
 
+/// A callback given a write's outcome, on whichever thread learns it.
+pub type OnAck = Box<dyn FnOnce(Ack) + Send>;
+
 struct Outgoing {
     frame: Vec<u8>,
     ack: AckTx,
 }
 
-/// Where a write's outcome goes; the link's lag goes down once it is sent (or dropped).
+enum Sink {
+    Channel(Sender<Ack>),
+    Call(OnAck),
+}
+
+/// Where a write's outcome goes; the link's lag goes down once it is given (or dropped).
 struct AckTx {
-    tx: Sender<Ack>,
+    sink: Sink,
     _answered: Answered,
 }
 
 impl AckTx {
-    fn send(self, outcome: Ack) -> Result<(), crossbeam::channel::SendError<Ack>> {
-        self.tx.send(outcome)
+    fn send(self, outcome: Ack) {
+        match self.sink {
+            Sink::Channel(tx) => {
+                let _ = tx.send(outcome);
+            }
+            Sink::Call(f) => f(outcome),
+        }
     }
 }
 
@@ -63,7 +82,10 @@ impl AckTx {
 struct Unanswered {
     id: u64,
     frame: Arc<[u8]>,
-    ack: AckTx,
+    /// `None` once its outcome was given as a timeout: the frame stays owed.
+    ack: Option<AckTx>,
+    /// When the writer took it.
+    queued: Instant,
 }
 
 /// The frames a replica owes answers for, oldest first, and the connection they are awaited
@@ -77,15 +99,43 @@ struct Owed {
     conn: u64,
     /// That connection failed: the writer connects again and sends every frame again.
     broken: bool,
+    /// How many frames at the front had their outcome given as a timeout.
+    timed_out: usize,
 }
 
 impl Owed {
     /// Fails every frame owed (they are not sent again) with `why`.
-    fn give_up(&mut self, why: &str) {
-        for u in self.frames.drain(..) {
-            let _ = u.ack.send(Err(why.to_string()));
-        }
+    fn give_up(&mut self, why: &str) -> Vec<(AckTx, Ack)> {
         self.bytes = 0;
+        self.timed_out = 0;
+        self.frames
+            .drain(..)
+            .filter_map(|u| u.ack)
+            .map(|a| (a, Err(why.to_string())))
+            .collect()
+    }
+
+    /// Takes the outcomes of frames queued before `before` that are still unanswered.
+    fn time_out(&mut self, before: Instant, why: &str) -> Vec<(AckTx, Ack)> {
+        let mut out = Vec::new();
+        while let Some(u) = self.frames.get_mut(self.timed_out) {
+            if u.queued >= before {
+                break;
+            }
+            if let Some(a) = u.ack.take() {
+                out.push((a, Err(why.to_string())));
+            }
+            self.timed_out += 1;
+        }
+        out
+    }
+}
+
+/// Gives outcomes taken under the owed list's lock, after it was released (a callback may
+/// take other locks).
+fn deliver(outcomes: Vec<(AckTx, Ack)>) {
+    for (ack, outcome) in outcomes {
+        ack.send(outcome);
     }
 }
 
@@ -98,6 +148,9 @@ pub struct Link {
     unanswered: Arc<AtomicU64>,
 }
 
+/// How often the watchdog looks for frames unanswered past the timeout.
+const WATCH: Duration = Duration::from_millis(50);
+
 /// Counts an answer (or a failure) of a queued write off the link's lag.
 struct Answered(Arc<AtomicU64>);
 
@@ -108,12 +161,23 @@ impl Drop for Answered {
 }
 
 impl Link {
-    pub fn start(node: u32, addr: String) -> std::io::Result<Arc<Link>> {
+    /// Starts the stream; a frame unanswered for `answer_timeout` has its outcome given as a
+    /// failure (it stays owed).
+    pub fn start(node: u32, addr: String, answer_timeout: Duration) -> std::io::Result<Arc<Link>> {
         let (tx, rx) = bounded(MAX_QUEUED_WRITES);
         let a = addr.clone();
+        let owed: Arc<Mutex<Owed>> = Arc::default();
+        let watched = Arc::downgrade(&owed);
         std::thread::Builder::new()
             .name(format!("quiver-link-{node}"))
-            .spawn(move || send_loop(node, &a, rx))?;
+            .spawn(move || send_loop(node, &a, rx, owed, answer_timeout))?;
+        let why = format!(
+            "replica node {node} at {addr} did not answer within {} s",
+            answer_timeout.as_secs_f64()
+        );
+        std::thread::Builder::new()
+            .name(format!("quiver-link-{node}-wd"))
+            .spawn(move || watch(&watched, answer_timeout, &why))?;
         Ok(Arc::new(Link {
             node,
             addr,
@@ -131,27 +195,53 @@ impl Link {
     /// its outcome.
     pub fn send(&self, frame: Vec<u8>) -> Receiver<Ack> {
         let (tx, rx) = bounded(1);
+        self.queue(frame, Sink::Channel(tx));
+        rx
+    }
+
+    /// Queues one REPLICATE frame; `on_ack` is given its outcome, on the thread that learns it
+    /// (this one when the queue refuses the frame).
+    pub fn send_then(&self, frame: Vec<u8>, on_ack: OnAck) {
+        self.queue(frame, Sink::Call(on_ack));
+    }
+
+    fn queue(&self, frame: Vec<u8>, sink: Sink) {
         self.unanswered.fetch_add(1, Ordering::Relaxed);
         let ack = AckTx {
-            tx,
+            sink,
             _answered: Answered(self.unanswered.clone()),
         };
         match self.tx.try_send(Outgoing { frame, ack }) {
             Ok(()) => {}
-            Err(TrySendError::Full(o)) => {
-                let _ = o.ack.send(Err(format!(
-                    "{MAX_QUEUED_WRITES} writes already queued to replica node {}",
-                    self.node
-                )));
-            }
-            Err(TrySendError::Disconnected(o)) => {
-                let _ = o.ack.send(Err(format!(
-                    "the stream to replica node {} stopped",
-                    self.node
-                )));
-            }
+            Err(TrySendError::Full(o)) => o.ack.send(Err(format!(
+                "{MAX_QUEUED_WRITES} writes already queued to replica node {}",
+                self.node
+            ))),
+            Err(TrySendError::Disconnected(o)) => o.ack.send(Err(format!(
+                "the stream to replica node {} stopped",
+                self.node
+            ))),
         }
-        rx
+    }
+}
+
+/// Gives the outcome of frames unanswered for `timeout` as `why`, until the stream is gone.
+fn watch(owed: &Weak<Mutex<Owed>>, timeout: Duration, why: &str) {
+    loop {
+        std::thread::sleep(WATCH);
+        let Some(owed) = owed.upgrade() else { return };
+        let Some(before) = Instant::now().checked_sub(timeout) else {
+            continue;
+        };
+        let outcomes = owed.lock().time_out(before, why);
+        drop(owed);
+        if !outcomes.is_empty() {
+            tracing::warn!(
+                count = outcomes.len(),
+                "{why}: those writes are not acknowledged"
+            );
+        }
+        deliver(outcomes);
     }
 }
 
@@ -161,7 +251,13 @@ struct Connection {
     out: BufWriter<TcpStream>,
 }
 
-fn connect(node: u32, addr: &str, id: u64, owed: &Arc<Mutex<Owed>>) -> Result<Connection, String> {
+fn connect(
+    node: u32,
+    addr: &str,
+    id: u64,
+    owed: &Arc<Mutex<Owed>>,
+    write_timeout: Duration,
+) -> Result<Connection, String> {
     let sock = addr
         .to_socket_addrs()
         .ok()
@@ -170,6 +266,9 @@ fn connect(node: u32, addr: &str, id: u64, owed: &Arc<Mutex<Owed>>) -> Result<Co
     let stream = TcpStream::connect_timeout(&sock, CONNECT_TIMEOUT)
         .map_err(|e| format!("cannot connect to replica node {node} at {addr}: {e}"))?;
     let _ = stream.set_nodelay(true);
+    // A replica that reads nothing for that long is treated as a broken connection: the
+    // writer never blocks past it (the frames stay owed and go again on the next one).
+    let _ = stream.set_write_timeout(Some(write_timeout));
     let reader = stream.try_clone().map_err(|e| e.to_string())?;
     {
         let mut o = owed.lock();
@@ -217,8 +316,13 @@ fn write_frames<'a>(
     false
 }
 
-fn send_loop(node: u32, addr: &str, rx: Receiver<Outgoing>) {
-    let owed: Arc<Mutex<Owed>> = Arc::default();
+fn send_loop(
+    node: u32,
+    addr: &str,
+    rx: Receiver<Outgoing>,
+    owed: Arc<Mutex<Owed>>,
+    write_timeout: Duration,
+) {
     let mut conn: Option<Connection> = None;
     let mut next_id: u64 = 1;
     let mut next_conn: u64 = 1;
@@ -229,8 +333,10 @@ fn send_loop(node: u32, addr: &str, rx: Receiver<Outgoing>) {
             Ok(first) => vec![first],
             Err(RecvTimeoutError::Timeout) => Vec::new(),
             Err(RecvTimeoutError::Disconnected) => {
-                owed.lock()
+                let outcomes = owed
+                    .lock()
                     .give_up(&format!("the stream to replica node {node} stopped"));
+                deliver(outcomes);
                 // Ends the reader thread, which holds the socket's other handle.
                 if let Some(c) = &conn {
                     let _ = c.out.get_ref().shutdown(Shutdown::Both);
@@ -241,7 +347,9 @@ fn send_loop(node: u32, addr: &str, rx: Receiver<Outgoing>) {
         batch.extend(rx.try_iter().take(1023));
         // Owed first, in order: each new frame joins the end of the owed list.
         let mut fresh: Vec<Arc<[u8]>> = Vec::with_capacity(batch.len());
+        let mut refused = Vec::new();
         {
+            let now = Instant::now();
             let mut o = owed.lock();
             for mut out in batch {
                 let id = next_id;
@@ -258,8 +366,8 @@ fn send_loop(node: u32, addr: &str, rx: Receiver<Outgoing>) {
                         o.bytes
                     );
                     tracing::warn!(node, addr, "{why}");
-                    o.give_up(&why);
-                    let _ = out.ack.send(Err(why));
+                    refused.extend(o.give_up(&why));
+                    refused.push((out.ack, Err(why)));
                     fresh.clear();
                     continue;
                 }
@@ -269,13 +377,15 @@ fn send_loop(node: u32, addr: &str, rx: Receiver<Outgoing>) {
                 o.frames.push_back(Unanswered {
                     id,
                     frame,
-                    ack: out.ack,
+                    ack: Some(out.ack),
+                    queued: now,
                 });
             }
             if o.broken {
                 conn = None;
             }
         }
+        deliver(refused);
         if conn.is_none() {
             // Frames wait for the next connection, which sends every owed one.
             fresh.clear();
@@ -285,7 +395,7 @@ fn send_loop(node: u32, addr: &str, rx: Receiver<Outgoing>) {
             }
             let id = next_conn;
             next_conn += 1;
-            match connect(node, addr, id, &owed) {
+            match connect(node, addr, id, &owed, write_timeout) {
                 Ok(mut c) => {
                     retry = FIRST_RETRY;
                     let all: Vec<Arc<[u8]>> =
@@ -311,7 +421,9 @@ fn send_loop(node: u32, addr: &str, rx: Receiver<Outgoing>) {
 
 /// Matches connection `conn`'s answers with the owed frames, oldest first. When it fails, the
 /// connection is marked broken (if still the current one) and the frames stay owed.
-fn receive_loop(mut stream: TcpStream, owed: &Mutex<Owed>, conn: u64, what: &str) {
+fn receive_loop(stream: TcpStream, owed: &Mutex<Owed>, conn: u64, what: &str) {
+    // Buffered: the answers to a batch of frames arrive together and are read with one call.
+    let mut stream = std::io::BufReader::with_capacity(64 << 10, stream);
     let why = loop {
         let mut head = [0u8; HEADER_LEN];
         if let Err(e) = stream.read_exact(&mut head) {
@@ -340,6 +452,7 @@ fn receive_loop(mut stream: TcpStream, owed: &Mutex<Owed>, conn: u64, what: &str
         }
         let u = o.frames.pop_front().expect("checked above");
         o.bytes -= u.frame.len();
+        o.timed_out = o.timed_out.saturating_sub(1);
         drop(o);
         let outcome = if h.status == StatusCode::Ok as u16 {
             Ok(())
@@ -350,10 +463,12 @@ fn receive_loop(mut stream: TcpStream, owed: &Mutex<Owed>, conn: u64, what: &str
                 String::from_utf8_lossy(&body)
             ))
         };
-        let _ = u.ack.send(outcome);
+        if let Some(ack) = u.ack {
+            ack.send(outcome);
+        }
     };
     tracing::debug!(reason = %why, "replication connection closed");
-    let _ = stream.shutdown(Shutdown::Both);
+    let _ = stream.get_ref().shutdown(Shutdown::Both);
     let mut o = owed.lock();
     if o.conn == conn {
         o.broken = true;

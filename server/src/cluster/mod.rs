@@ -178,6 +178,8 @@ impl Cluster {
         for t in self.threads.lock().drain(..) {
             let _ = t.join();
         }
+        // Ends the replication streams: writes still waiting for a replica are refused.
+        self.links.lock().clear();
         let lease = self.lease_id.swap(0, Ordering::AcqRel);
         if lease != 0 {
             if let Err(e) = self.etcd.lease_revoke(lease) {
@@ -200,8 +202,15 @@ impl Cluster {
         self.view.read().clone()
     }
 
+    /// Installs a view read from etcd, unless a newer map is already installed: refreshes run
+    /// on several threads (the membership loop, a replica that was sent a newer version), and
+    /// a slow one must not take the map back to a version the node has already acted on.
     fn set_view(&self, view: View) {
-        *self.view.write() = Arc::new(view);
+        let mut current = self.view.write();
+        if view.map_revision < current.map_revision {
+            return;
+        }
+        *current = Arc::new(view);
     }
 
     fn stopping(&self) -> bool {
@@ -324,8 +333,9 @@ impl Cluster {
         let deadline = Instant::now() + Duration::from_secs(2 * self.config.lease_ttl_s);
         for &p in partitions {
             if !self.settling.wait(p, deadline) {
-                eprintln!(
-                    "quiverd: a read of partition {p} waited {} s for writes applied here to be                      answered, and is answered without them",
+                tracing::warn!(
+                    "a read of partition {p} waited {} s for writes applied here to be \
+                     answered, and is answered without them",
                     2 * self.config.lease_ttl_s
                 );
                 return;
@@ -396,4 +406,44 @@ fn spawn(name: &str, f: impl FnOnce() + Send + 'static) -> Result<JoinHandle<()>
         .name(name.into())
         .spawn(f)
         .map_err(|e| format!("cannot start thread {name}: {e}"))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn view_at(version: u64, revision: i64) -> View {
+        let nodes: std::collections::BTreeSet<u32> = [1, 2].into_iter().collect();
+        let mut map = PartitionMap::initial(&nodes, 2).expect("map");
+        map.version = version;
+        View {
+            map: Some(map),
+            map_revision: revision,
+            nodes: BTreeMap::new(),
+        }
+    }
+
+    #[test]
+    fn a_slow_refresh_never_takes_the_map_back() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = Store::open(quiver_engine::Config::file(
+            dir.path().join("s.db"),
+            64 << 20,
+        ))
+        .expect("store");
+        let args = config::ClusterArgs {
+            cluster_etcd: Some("http://127.0.0.1:1".into()),
+            node_id: Some(1),
+            ..config::ClusterArgs::default()
+        };
+        let config = args.resolve().unwrap().unwrap();
+        let c = Cluster::new(config, Arc::new(store), Durability::Buffered, 1 << 20).unwrap();
+        c.set_view(view_at(9, 90));
+        // A refresh that read etcd before the one above, and installs after it.
+        c.set_view(view_at(8, 80));
+        let version = |c: &Cluster| c.view().map.as_ref().map(|m| m.version);
+        assert_eq!(version(&c), Some(9), "the older map was not installed");
+        c.set_view(view_at(10, 100));
+        assert_eq!(version(&c), Some(10));
+    }
 }

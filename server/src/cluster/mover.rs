@@ -259,6 +259,8 @@ pub(super) fn drop_partitions(
     for (p, list) in keys {
         let _order = c.order[p].lock();
         if !still(c, p) {
+            // Held again: its records stay, and are dropped when it is next given up.
+            c.touched[p].store(true, Ordering::Release);
             continue;
         }
         for l in list {

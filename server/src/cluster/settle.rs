@@ -14,6 +14,7 @@
 use parking_lot::{Condvar, Mutex};
 use std::collections::BTreeSet;
 use std::sync::atomic::{AtomicU32, Ordering};
+use std::sync::Arc;
 use std::time::Instant;
 
 #[derive(Default)]
@@ -33,22 +34,25 @@ struct Part {
 
 /// The open writes of every partition.
 pub(super) struct Settling {
-    parts: Box<[Part]>,
+    parts: Arc<[Part]>,
 }
 
-/// One open write: answered (and no longer waited for) when dropped.
-pub(super) struct OpenWrite<'a> {
-    part: &'a Part,
+/// One open write: answered (and no longer waited for) when dropped. It owns its place, so
+/// it can travel with a write whose replicas answer on another thread.
+pub(super) struct OpenWrite {
+    parts: Arc<[Part]>,
+    p: usize,
     seq: u64,
 }
 
-impl Drop for OpenWrite<'_> {
+impl Drop for OpenWrite {
     fn drop(&mut self) {
-        let mut open = self.part.open.lock();
+        let part = &self.parts[self.p];
+        let mut open = part.open.lock();
         open.seqs.remove(&self.seq);
-        self.part.count.fetch_sub(1, Ordering::SeqCst);
+        part.count.fetch_sub(1, Ordering::SeqCst);
         drop(open);
-        self.part.answered.notify_all();
+        part.answered.notify_all();
     }
 }
 
@@ -61,14 +65,18 @@ impl Settling {
 
     /// Opens a write of partition `p`; called before the write is applied, so that a read
     /// that sees its effect also sees it open.
-    pub(super) fn open(&self, p: usize) -> OpenWrite<'_> {
+    pub(super) fn open(&self, p: usize) -> OpenWrite {
         let part = &self.parts[p];
         let mut open = part.open.lock();
         let seq = open.next;
         open.next += 1;
         open.seqs.insert(seq);
         part.count.fetch_add(1, Ordering::SeqCst);
-        OpenWrite { part, seq }
+        OpenWrite {
+            parts: self.parts.clone(),
+            p,
+            seq,
+        }
     }
 
     /// Whether partition `p` has a write that is applied and not yet answered.
@@ -99,7 +107,6 @@ impl Settling {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use std::sync::Arc;
     use std::time::Duration;
 
     #[test]

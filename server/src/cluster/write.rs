@@ -1,18 +1,20 @@
 //! A master's write: checked against the map, applied here, queued to every replica of the
 //! partition in the partition's order, and answered only once every replica confirmed it.
+//! Nothing waits for the replicas: the answer is given by the thread that receives the last
+//! confirmation (or the refusal, or the timeout), while the engine thread moves on.
 
-use super::link::{Ack, Link};
+use super::link::Link;
 use super::map::partition_of;
-use super::mover::CopyState;
 use super::{Cluster, View};
 use crate::protocol::{
     encode_request, ReplicateRequest, Replicated, Request, Response, StatusCode,
 };
-use crossbeam::channel::Receiver;
+use parking_lot::Mutex;
 use quiver_engine::feature::WriteMode;
 use quiver_engine::Durability;
+use quiver_wal::writer::Pos;
 use std::sync::Arc;
-use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 fn refuse(status: StatusCode, message: String) -> Response {
     Response::Error { status, message }
@@ -53,6 +55,9 @@ fn buffered_if_sync(request: &mut Request, default: Durability) -> bool {
 impl Cluster {
     /// The stream to replica `node`, opened on first use (again when its address changed).
     pub(super) fn link(&self, view: &View, node: u32, p: usize) -> Result<Arc<Link>, String> {
+        if self.stopping() {
+            return Err("this node is shutting down".to_string());
+        }
         let Some(info) = view.nodes.get(&node) else {
             return Err(format!(
                 "replica node {node} of partition {p} is down (not registered); the map takes \
@@ -64,13 +69,24 @@ impl Cluster {
         if let Some(l) = links.get(&node).filter(|l| l.addr == info.peer) {
             return Ok(l.clone());
         }
-        let link = Link::start(node, info.peer.clone()).map_err(|e| e.to_string())?;
+        let timeout = Duration::from_secs(self.config.lease_ttl_s);
+        let link = Link::start(node, info.peer.clone(), timeout).map_err(|e| e.to_string())?;
         links.insert(node, link.clone());
         Ok(link)
     }
 
     /// Executes a PUT or DELETE of a cluster node; `apply` runs it on the local store.
-    pub fn write(&self, request: Request, apply: impl FnOnce(Request) -> Response) -> Response {
+    /// `answer` is given the write's response exactly once: here when it is refused or has
+    /// no replica to wait for, else on the thread that receives the last replica's answer (or
+    /// gives up on it), so the calling thread never waits for the replicas. With it comes the
+    /// log mark the response must wait for when the write was asked to be durable (`None`
+    /// otherwise): the local flush is the caller's, and happens after the replicas answered.
+    pub fn write(
+        &self,
+        request: Request,
+        apply: impl FnOnce(Request) -> Response,
+        answer: impl FnOnce(Response, Option<Pos>) + Send + 'static,
+    ) {
         let key = match &request {
             Request::Put { key, .. } | Request::Delete { key, .. } => key,
             _ => unreachable!("Cluster::write is given PUT and DELETE only"),
@@ -79,7 +95,7 @@ impl Cluster {
         let view = self.view();
         let version = match self.check_master(&view, p) {
             Ok(v) => v,
-            Err((status, message)) => return refuse(status, message),
+            Err((status, message)) => return answer(refuse(status, message), None),
         };
         let replicas = view.map.as_ref().expect("checked").partitions[p]
             .replicas
@@ -88,113 +104,149 @@ impl Cluster {
         for r in &replicas {
             match self.link(&view, *r, p) {
                 Ok(l) => links.push(l),
-                Err(why) => return refuse(StatusCode::Unavailable, format!("{why}; retry")),
+                Err(why) => {
+                    return answer(
+                        refuse(StatusCode::Unavailable, format!("{why}; retry")),
+                        None,
+                    )
+                }
             }
         }
         let store = match self.store() {
             Ok(s) => s,
-            Err((status, message)) => return refuse(status, message),
+            Err((status, message)) => return answer(refuse(status, message), None),
         };
         let now_ms = SystemTime::now()
             .duration_since(UNIX_EPOCH)
             .map_or(0, |d| d.as_millis() as u64);
-        let (acks, response, durable_at, _open) = {
-            let _order = self.order[p].lock();
-            // The map may have moved while this write waited for the partition.
-            let now = self.view();
-            match self.check_master(&now, p) {
-                Ok(v) if v == version => {}
-                Ok(v) => {
-                    let message = format!(
-                        "the partition map changed from version {version} to {v} while the \
-                         write waited; nothing was written: retry"
-                    );
-                    return refuse(StatusCode::Unavailable, message);
-                }
-                Err((status, message)) => return refuse(status, message),
+        let order = self.order[p].lock();
+        // The map may have moved while this write waited for the partition.
+        let now = self.view();
+        match self.check_master(&now, p) {
+            Ok(v) if v == version => {}
+            Ok(v) => {
+                let message = format!(
+                    "the partition map changed from version {version} to {v} while the write \
+                     waited; nothing was written: retry"
+                );
+                return answer(refuse(StatusCode::Unavailable, message), None);
             }
-            // Learners whose copy has started get every write after its reset, in order.
-            let learners = self.learner_links(&now, p);
-            let replicated = for_replica(&request, now_ms);
-            self.touched[p].store(true, std::sync::atomic::Ordering::Release);
-            // Open before the apply: a read that sees this write waits for its answer.
-            let open = self.settling.open(p);
-            // A sync write is applied buffered here and made durable after the partition is
-            // free, while the replicas apply it (one flush for every write waiting).
-            let mut request = request;
-            let sync = buffered_if_sync(&mut request, self.default_durability);
-            let response = apply(request);
-            if matches!(response, Response::Error { .. }) {
-                return response;
-            }
-            // Taken after the apply returned: the mark lies past its record.
-            let durable_at = sync.then(|| store.engine().write_mark());
-            if links.is_empty() && learners.is_empty() {
-                (Vec::new(), response, durable_at, open)
+            Err((status, message)) => return answer(refuse(status, message), None),
+        }
+        // Learners whose copy has started get every write after its reset, in order.
+        let learners = self.learner_links(&now, p);
+        let replicated = for_replica(&request, now_ms);
+        self.touched[p].store(true, std::sync::atomic::Ordering::Release);
+        // Open before the apply: a read that sees this write waits for its answer.
+        let open = self.settling.open(p);
+        // A sync write is applied buffered here and made durable once the replicas answered
+        // (by the caller's group flush, for every write waiting).
+        let mut request = request;
+        let sync = buffered_if_sync(&mut request, self.default_durability);
+        let response = apply(request);
+        if matches!(response, Response::Error { .. }) {
+            return answer(response, None);
+        }
+        // Taken after the apply returned: the mark lies past its record.
+        let durable_at = sync.then(|| store.engine().write_mark());
+        if links.is_empty() && learners.is_empty() {
+            drop(order);
+            answer(response, durable_at);
+            drop(open);
+            return;
+        }
+        let mut frame = Vec::new();
+        let r = Request::Replicate(ReplicateRequest {
+            map_version: version,
+            from_node: self.node_id(),
+            partition: p as u16,
+            write: Replicated::Write(Box::new(replicated)),
+        });
+        encode_request(0, &r, &mut frame);
+        let me = self.node_id();
+        let waiting = Arc::new(Confirming {
+            // One per copy, and one held until `finish` is in place.
+            state: Mutex::new(Confirm {
+                remaining: links.len() + learners.len() + 1,
+                failure: None,
+                finish: None,
+            }),
+        });
+        let last = links.len() + learners.len();
+        let copies = links
+            .into_iter()
+            .map(|l| (l, None))
+            .chain(learners.into_iter().map(|(l, c)| (l, Some(c))));
+        for (i, (link, copy)) in copies.enumerate() {
+            let w = waiting.clone();
+            let node = link.node;
+            let f = if i + 1 == last {
+                std::mem::take(&mut frame)
             } else {
-                let mut frame = Vec::new();
-                let r = Request::Replicate(ReplicateRequest {
-                    map_version: version,
-                    from_node: self.node_id(),
-                    partition: p as u16,
-                    write: Replicated::Write(Box::new(replicated)),
-                });
-                encode_request(0, &r, &mut frame);
-                let mut acks: Vec<(u32, Receiver<Ack>, Option<Arc<CopyState>>)> = links
-                    .iter()
-                    .map(|l| (l.node, l.send(frame.clone()), None))
-                    .collect();
-                for (link, copy) in learners {
-                    acks.push((link.node, link.send(frame.clone()), Some(copy)));
-                }
-                (acks, response, durable_at, open)
+                frame.clone()
+            };
+            link.send_then(
+                f,
+                Box::new(move |outcome| {
+                    if let (Err(_), Some(copy)) = (&outcome, copy) {
+                        // A learner about to be promoted must hold every acknowledged write.
+                        copy.break_off();
+                    }
+                    w.arrive(outcome.err().map(|why| (node, why)));
+                }),
+            );
+        }
+        drop(order);
+        // The partition is free again; the answer waits for the replicas,
+        // and reads that may have seen the write wait for the answer (`open` is dropped after
+        // it).
+        let finish = move |failure: Option<(u32, String)>| match failure {
+            None => {
+                answer(response, durable_at);
+                drop(open);
+            }
+            Some((node, why)) => {
+                let message = format!(
+                    "write to partition {p} applied on master node {me} but not confirmed by \
+                     replica node {node} ({why}): it is not acknowledged; retry"
+                );
+                answer(refuse(StatusCode::Unavailable, message), None);
+                drop(open);
             }
         };
-        // The partition is free again; the answer waits for the local flush and the replicas,
-        // and reads that may have seen the write wait for the answer (`_open` is dropped
-        // after it).
-        if let Some(mark) = durable_at {
-            if let Err(e) = store.engine().wait_durable(mark) {
-                let message = format!(
-                    "write to partition {p} applied on master node {} but not made durable \
-                     here: {e}",
-                    self.node_id()
-                );
-                return refuse(StatusCode::StoreFailed, message);
-            }
-        }
-        self.confirm(p, acks, response)
+        waiting.state.lock().finish = Some(Box::new(finish));
+        waiting.arrive(None);
     }
+}
 
-    /// Waits for every replica's (and learner's) answer, within the lease TTL. A learner that
-    /// failed a write has its copy started again; the write is not acknowledged either, since
-    /// a learner about to be promoted must hold every acknowledged write.
-    fn confirm(
-        &self,
-        p: usize,
-        acks: Vec<(u32, Receiver<Ack>, Option<Arc<CopyState>>)>,
-        response: Response,
-    ) -> Response {
-        let deadline = Instant::now() + Duration::from_secs(self.config.lease_ttl_s);
-        for (node, rx, copy) in acks {
-            let outcome = rx.recv_deadline(deadline).unwrap_or_else(|_| {
-                Err(format!(
-                    "replica node {node} did not answer within {} s",
-                    self.config.lease_ttl_s
-                ))
-            });
-            if let (Err(_), Some(copy)) = (&outcome, copy) {
-                copy.break_off();
-            }
-            if let Err(why) = outcome {
-                let message = format!(
-                    "write to partition {p} applied on master node {} but not confirmed by \
-                     every replica ({why}): it is not acknowledged; retry",
-                    self.node_id()
-                );
-                return refuse(StatusCode::Unavailable, message);
-            }
+type Finish = Box<dyn FnOnce(Option<(u32, String)>) + Send>;
+
+/// A write waiting for its copies' answers; the last one to arrive runs `finish`.
+struct Confirming {
+    state: Mutex<Confirm>,
+}
+
+struct Confirm {
+    remaining: usize,
+    /// The first copy that failed: its node and why.
+    failure: Option<(u32, String)>,
+    finish: Option<Finish>,
+}
+
+impl Confirming {
+    fn arrive(&self, failure: Option<(u32, String)>) {
+        let mut s = self.state.lock();
+        if s.failure.is_none() {
+            s.failure = failure;
         }
-        response
+        s.remaining -= 1;
+        if s.remaining > 0 {
+            return;
+        }
+        let (finish, failure) = (s.finish.take(), s.failure.take());
+        drop(s);
+        if let Some(finish) = finish {
+            finish(failure);
+        }
     }
 }

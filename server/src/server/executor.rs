@@ -4,7 +4,7 @@
 
 use super::commit::Pending;
 use super::conn::Conn;
-use super::job::{execute, Job};
+use super::job::{execute, Job, Route};
 use super::wake::EventFd;
 use super::Shared;
 use crossbeam::channel::{bounded, unbounded, Receiver, Sender, TrySendError};
@@ -143,10 +143,21 @@ pub fn submit(tx: &Sender<Envelope>, env: Envelope) -> Result<(), Envelope> {
     })
 }
 
-fn run(rx: Receiver<Envelope>, shared: &Shared, mailboxes: &[Mailbox], commit: &Sender<Pending>) {
+fn run(
+    rx: Receiver<Envelope>,
+    shared: &Shared,
+    mailboxes: &Arc<Vec<Mailbox>>,
+    commit: &Sender<Pending>,
+) {
+    let mut route = Route {
+        worker: 0,
+        mailboxes: mailboxes.clone(),
+        commit: commit.clone(),
+    };
     while let Ok(Envelope { worker, job }) = rx.recv() {
         let targets = job.targets();
-        let completions = match catch_unwind(AssertUnwindSafe(|| execute(shared, job))) {
+        route.worker = worker;
+        let completions = match catch_unwind(AssertUnwindSafe(|| execute(shared, job, &route))) {
             Ok(c) => c,
             Err(panic) => {
                 let what = panic
@@ -159,7 +170,9 @@ fn run(rx: Receiver<Envelope>, shared: &Shared, mailboxes: &[Mailbox], commit: &
             }
         };
         let mailbox = &mailboxes[worker];
-        let mut deferred_all = !completions.is_empty();
+        // A replicated write's answer is not among them: it is given later, by the thread
+        // that receives its replicas' last confirmation.
+        let mut to_loop = false;
         for c in completions {
             if c.durable.is_some() {
                 // Answered by the commit thread once durable.
@@ -168,12 +181,12 @@ fn run(rx: Receiver<Envelope>, shared: &Shared, mailboxes: &[Mailbox], commit: &
                 }
                 continue;
             }
-            deferred_all = false;
+            to_loop = true;
             if mailbox.tx.send(c).is_err() {
                 return;
             }
         }
-        if !deferred_all {
+        if to_loop {
             mailbox.waker.wake();
         }
     }

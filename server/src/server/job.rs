@@ -1,7 +1,7 @@
 //! What engine threads execute: batched GETs and single requests, encoded into responses.
 
-use super::commit::DurableWait;
-use super::executor::Completion;
+use super::commit::{DurableWait, Pending};
+use super::executor::{Completion, Mailbox};
 use super::history;
 use super::output::OutputGauge;
 use super::stats::stats_json;
@@ -12,8 +12,10 @@ use crate::protocol::{
     encode_error, encode_response, frame_bytes, put_get_many_count, put_get_many_item, GetManyItem,
     Opcode, Request, Response, ScanRequest, StatusCode, TrainingSetRequest, FLAG_MORE, HEADER_LEN,
 };
+use crossbeam::channel::Sender;
 use quiver_engine::feature::{EntityKey, FeatureRef, FeatureValue, Status, Value};
 use quiver_engine::{Durability, ScanCursor, Store};
+use quiver_wal::writer::Pos;
 use std::sync::atomic::Ordering::Relaxed;
 use std::sync::Arc;
 use std::time::Instant;
@@ -34,6 +36,56 @@ pub struct Target {
     pub output: Arc<OutputGauge>,
     /// The request set `FLAG_CORRUPT_STATUS`: its client reads the feature status CORRUPT.
     pub corrupt_status: bool,
+}
+
+/// Where an answer given later, on another thread, goes: the worker's mailbox, or the commit
+/// thread when it must wait for a flush first.
+#[derive(Clone)]
+pub struct Route {
+    pub worker: usize,
+    pub mailboxes: Arc<Vec<Mailbox>>,
+    pub commit: Sender<Pending>,
+}
+
+impl Route {
+    fn deliver(&self, c: Completion) {
+        if c.durable.is_some() {
+            let _ = self.commit.send((self.worker, c));
+            return;
+        }
+        let mailbox = &self.mailboxes[self.worker];
+        if mailbox.tx.send(c).is_ok() {
+            mailbox.waker.wake();
+        }
+    }
+
+    /// The answer of one request, encoded and delivered when called (a replicated write's:
+    /// called by the thread that receives its replicas' last answer); with a mark, it leaves
+    /// once the log is durable up to it.
+    fn answer_later(
+        &self,
+        t: &Target,
+        max_body: usize,
+    ) -> impl FnOnce(Response, Option<Pos>) + Send + 'static {
+        let (route, t) = (self.clone(), t.clone());
+        move |response, mark| {
+            let mut out = Vec::new();
+            let failed = encode_checked(&mut out, t.opcode, t.request_id, &response, max_body);
+            t.output.add_built(out.len());
+            let finished = vec![(t.opcode, t.start, failed)];
+            let durable = mark.filter(|_| !failed).map(|mark| DurableWait {
+                mark,
+                target: t.clone(),
+            });
+            route.deliver(Completion {
+                conn: t.conn,
+                out,
+                finished,
+                login: None,
+                durable,
+            });
+        }
+    }
 }
 
 pub struct GetItem {
@@ -225,7 +277,7 @@ pub fn internal_error_completions(
     replies.list
 }
 
-pub fn execute(shared: &Shared, job: Job) -> Vec<Completion> {
+pub fn execute(shared: &Shared, job: Job, route: &Route) -> Vec<Completion> {
     let mut replies = Replies::new(shared);
     match job {
         // Cluster mode: the replies leave when this returns, after the writes the reads may
@@ -245,7 +297,7 @@ pub fn execute(shared: &Shared, job: Job) -> Vec<Completion> {
                 let settle = shared.cluster.as_ref().and_then(|c| {
                     crate::cluster::read_partitions(&request).map(|parts| (c, parts))
                 });
-                execute_single(shared, &target, *request, &mut replies);
+                execute_single(shared, &target, *request, &mut replies, route);
                 if let Some((cluster, parts)) = settle {
                     cluster.settle_reads(&parts);
                 }
@@ -508,12 +560,22 @@ fn buffered_if_sync(durability: &mut Option<Durability>, default: Durability) ->
     true
 }
 
-fn execute_single(shared: &Shared, t: &Target, request: Request, replies: &mut Replies) {
+fn execute_single(
+    shared: &Shared,
+    t: &Target,
+    request: Request,
+    replies: &mut Replies,
+    route: &Route,
+) {
     let store = &*shared.store;
     let response = match request {
         Request::Scan(scan) => return execute_scan(shared, t, &scan, replies),
         request @ (Request::Put { .. } | Request::Delete { .. }) => match &shared.cluster {
-            Some(cluster) => cluster.write(request, |r| write(store, r)),
+            Some(cluster) => {
+                // Answered when the replicas have confirmed, by the thread that learns it.
+                let answer = route.answer_later(t, replies.max_body);
+                return cluster.write(request, |r| write(store, r), answer);
+            }
             None => return write_local(shared, t, request, replies),
         },
         Request::Get { key, features } => match store.get(&key, &features) {
