@@ -791,6 +791,65 @@ fn a_read_never_answers_with_a_write_no_replica_confirmed() {
     }
 }
 
+/// A replica that receives a write and never answers: the write is refused (UNAVAILABLE,
+/// naming the replica and the lease TTL) by the stream's watchdog, not left unanswered, and
+/// the master answers reads of its other partitions meanwhile.
+#[test]
+fn a_write_a_replica_never_answers_is_refused_and_the_master_serves_meanwhile() {
+    let Some(etcd) = EtcdProcess::start() else {
+        return;
+    };
+    let (nodes, relays) = relayed_nodes(&etcd);
+    let mut c = cluster_client(&nodes);
+    c.create_group(f32_group("g", 1)).expect("group");
+    let m = c.map().cloned().unwrap();
+    let map = m.map.as_ref().unwrap();
+    let i = 11;
+    let part = &map.partitions[partition_of(&key(i))];
+    let (master_id, replica_id) = (part.master, part.replicas[0]);
+    // Another partition of the same master.
+    let other = (0..10_000)
+        .find(|&j| {
+            let p = partition_of(&key(j));
+            p != partition_of(&key(i)) && map.partitions[p].master == master_id
+        })
+        .expect("another key of the master");
+    sync_put(&mut c, other, 1.0).expect("acknowledged put");
+    relays[replica_id as usize - 1].hold();
+    let master_addr = nodes[master_id as usize - 1].addr.clone();
+    let writer = {
+        let addr = master_addr.clone();
+        std::thread::spawn(move || {
+            let mut direct = Client::connect(&addr, test_config()).expect("connect");
+            let opts = PutOptions {
+                durability: Some(Durability::Sync),
+                ..PutOptions::default()
+            };
+            let values = vec![("f0".into(), Value::F32(2.0))];
+            direct.put("g", key(i), 5_000, values, opts).map(drop)
+        })
+    };
+    let mut direct = Client::connect(&master_addr, test_config()).expect("connect");
+    for _ in 0..20 {
+        let got = direct
+            .get(key(other), vec![FeatureRef::new("g", "f0")])
+            .expect("a read while the write waits");
+        assert_eq!(got[0].value, Value::F32(1.0));
+    }
+    let e = writer
+        .join()
+        .unwrap()
+        .expect_err("never confirmed, so refused");
+    let text = e.to_string();
+    assert!(text.to_lowercase().contains("unavailable"), "{text}");
+    assert!(
+        text.contains(&format!("replica node {replica_id}"))
+            && text.contains("did not answer within"),
+        "{text}"
+    );
+    relays[replica_id as usize - 1].sever_and_release();
+}
+
 #[test]
 fn bad_etcd_and_conflicting_node_ids_are_clear_errors() {
     let run = |args: &[&str]| {

@@ -61,20 +61,39 @@ enum Sink {
     Call(OnAck),
 }
 
-/// Where a write's outcome goes; the link's lag goes down once it is given (or dropped).
+/// Where a write's outcome goes; the link's lag goes down once it is given. One dropped
+/// without an outcome (a stream thread that panicked) gives a failure, so a write waiting
+/// for it is refused rather than never answered.
 struct AckTx {
-    sink: Sink,
+    sink: Option<Sink>,
     _answered: Answered,
 }
 
 impl AckTx {
-    fn send(self, outcome: Ack) {
-        match self.sink {
-            Sink::Channel(tx) => {
-                let _ = tx.send(outcome);
-            }
-            Sink::Call(f) => f(outcome),
+    fn send(mut self, outcome: Ack) {
+        if let Some(sink) = self.sink.take() {
+            give(sink, outcome);
         }
+    }
+}
+
+impl Drop for AckTx {
+    fn drop(&mut self) {
+        if let Some(sink) = self.sink.take() {
+            give(
+                sink,
+                Err("the replication stream dropped the write".to_string()),
+            );
+        }
+    }
+}
+
+fn give(sink: Sink, outcome: Ack) {
+    match sink {
+        Sink::Channel(tx) => {
+            let _ = tx.send(outcome);
+        }
+        Sink::Call(f) => f(outcome),
     }
 }
 
@@ -208,7 +227,7 @@ impl Link {
     fn queue(&self, frame: Vec<u8>, sink: Sink) {
         self.unanswered.fetch_add(1, Ordering::Relaxed);
         let ack = AckTx {
-            sink,
+            sink: Some(sink),
             _answered: Answered(self.unanswered.clone()),
         };
         match self.tx.try_send(Outgoing { frame, ack }) {
