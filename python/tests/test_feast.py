@@ -316,9 +316,23 @@ def test_one_request_answers_exactly_as_the_per_view_path(edge_store, full_names
 
 
 def test_async_path_answers_the_same(edge_store):
+    from quiver.feast import request
+
     sync = edge_store.get_online_features(features=FEATURES, entity_rows=EDGE_ROWS)
     got = asyncio.run(edge_store.get_online_features_async(features=FEATURES, entity_rows=EDGE_ROWS))
     responses_equal(got, sync)
+    # Without an on-demand view, the async call takes the compiled request too.
+    request._plans.clear()
+    plain = [f for f in FEATURES if not f.startswith("conv_plus_spend")]
+    got = asyncio.run(edge_store.get_online_features_async(features=plain, entity_rows=EDGE_ROWS))
+    assert len(request._plans) == 1, "the async call compiled the request's plan"
+    cfg = edge_store.config.online_store
+    cfg.one_round_trip = False
+    try:
+        per_view = edge_store.get_online_features(features=plain, entity_rows=EDGE_ROWS)
+    finally:
+        cfg.one_round_trip = True
+    responses_equal(got, per_view)
 
 
 # -- the compiled request (quiver.feast.request): no on-demand view in the request ---------

@@ -280,6 +280,48 @@ class QuiverOnlineStore(OnlineStore):
             include_feature_view_version_metadata=include_feature_view_version_metadata,
         )
 
+    async def get_online_features_async(
+        self,
+        config: RepoConfig,
+        features,
+        entity_rows,
+        registry,
+        project: str,
+        full_feature_names: bool = False,
+        include_feature_view_version_metadata: bool = False,
+    ):
+        """The async twin of :meth:`get_online_features`: the compiled request runs off the
+        event loop (the client releases the GIL while it waits); what it cannot express takes
+        Feast's async path, which still reads every view in one request."""
+        cfg = config.online_store
+        if cfg.one_round_trip and not include_feature_view_version_metadata:
+            handle = client_for(cfg)._h
+            loop = asyncio.get_running_loop()
+            got = await loop.run_in_executor(
+                None,
+                request.get_online_features,
+                self,
+                config,
+                features,
+                entity_rows,
+                registry,
+                project,
+                full_feature_names,
+                _plan,
+                handle,
+            )
+            if got is not None:
+                return got
+        return await super().get_online_features_async(
+            config=config,
+            features=features,
+            entity_rows=entity_rows,
+            registry=registry,
+            project=project,
+            full_feature_names=full_feature_names,
+            include_feature_view_version_metadata=include_feature_view_version_metadata,
+        )
+
     def online_read(
         self,
         config: RepoConfig,
