@@ -155,7 +155,7 @@ fn write_identity(h: &mut [u8; 64], block_seq: u64, group: u32, key_len: usize, 
 
 /// The key of a version 2 frame at the start of `region` (the bytes from the frame to the
 /// next valid frame of its block, sequence `block_seq`) whose header is damaged beyond one
-/// byte: a group (the header's own, else one of `groups`) and a key length (the header's own,
+/// byte (a valid header of another sequence is not: it is an earlier use's frame): a group (the header's own, else one of `groups`) and a key length (the header's own,
 /// else any that fits) such that the tag of (group, key bytes) equals the header's tag in at
 /// least 5 of its 7 bytes (and 2 of the 4 magic bytes still hold). The key bytes must be
 /// intact (they are the body's first bytes). With
@@ -165,6 +165,12 @@ fn write_identity(h: &mut [u8; 64], block_seq: u64, group: u32, key_len: usize, 
 pub fn find_identity(region: &[u8], block_seq: u64, groups: &[u32]) -> Option<Identity> {
     let raw: [u8; 64] = region.get(..RECORD_HEADER_BYTES)?.try_into().ok()?;
     if magic_bytes_held(&raw) < 2 {
+        return None;
+    }
+    // A whole, valid header of another sequence is a frame of an earlier use of the block,
+    // showing where this use's write never reached the device (a crash lost its sectors):
+    // not damage, and not this use's frame.
+    if RecordHeader::decode(&raw).is_some_and(|h| h.block_seq != block_seq) {
         return None;
     }
     let room = region.len() - RECORD_HEADER_BYTES;
@@ -352,5 +358,27 @@ mod tests {
         d[46] ^= 0x01;
         d[RECORD_HEADER_BYTES] ^= 0x01;
         assert_eq!(find_identity(&d, 1, &[3]), None);
+    }
+
+    #[test]
+    fn an_earlier_use_of_the_block_is_not_damage() {
+        // A whole frame written in sequence 1, read where the block is now in sequence 2 (a
+        // crash lost this use's sectors over it): no key is named, so no damage is made up.
+        let b = frame(b"user:42", &[5u8; 300]);
+        assert_eq!(RecordHeader::decode(&b).map(|h| h.block_seq), Some(1));
+        assert_eq!(repair_record_header(&b, 2), None);
+        assert_eq!(find_identity(&b, 2, &[3]), None);
+        // The same frame in its own sequence is intact, and damaged in two bytes it is named.
+        assert_eq!(
+            find_identity(&b, 1, &[3]).unwrap().tag,
+            key_tag(3, b"user:42")
+        );
+        let mut d = b.clone();
+        d[25] ^= 0x10;
+        d[28] ^= 0x03;
+        assert!(
+            find_identity(&d, 2, &[3]).is_some(),
+            "damage in this use is still found"
+        );
     }
 }
