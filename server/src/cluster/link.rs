@@ -165,7 +165,24 @@ pub struct Link {
     tx: Sender<Outgoing>,
     /// Writes queued or sent and not answered yet: the replica's lag.
     unanswered: Arc<AtomicU64>,
+    /// The current connection, shut down when the link is dropped, so that a writer blocked
+    /// on a replica that reads nothing lets go (and with it the writes it holds).
+    socket: Socket,
 }
+
+type Socket = Arc<Mutex<Option<TcpStream>>>;
+
+impl Drop for Link {
+    fn drop(&mut self) {
+        if let Some(s) = self.socket.lock().take() {
+            let _ = s.shutdown(Shutdown::Both);
+        }
+    }
+}
+
+/// A replica that reads nothing for this long (or the answer timeout, if longer) is taken
+/// for a broken connection: its frames go again on the next one.
+const MIN_WRITE_TIMEOUT: Duration = Duration::from_secs(30);
 
 /// How often the watchdog looks for frames unanswered past the timeout.
 const WATCH: Duration = Duration::from_millis(50);
@@ -187,9 +204,12 @@ impl Link {
         let a = addr.clone();
         let owed: Arc<Mutex<Owed>> = Arc::default();
         let watched = Arc::downgrade(&owed);
+        let socket: Socket = Arc::default();
+        let current = socket.clone();
+        let write_timeout = answer_timeout.max(MIN_WRITE_TIMEOUT);
         std::thread::Builder::new()
             .name(format!("quiver-link-{node}"))
-            .spawn(move || send_loop(node, &a, rx, owed, answer_timeout))?;
+            .spawn(move || send_loop(node, &a, rx, owed, write_timeout, &current))?;
         let why = format!(
             "replica node {node} at {addr} did not answer within {} s",
             answer_timeout.as_secs_f64()
@@ -202,6 +222,7 @@ impl Link {
             addr,
             tx,
             unanswered: Arc::default(),
+            socket,
         }))
     }
 
@@ -276,6 +297,7 @@ fn connect(
     id: u64,
     owed: &Arc<Mutex<Owed>>,
     write_timeout: Duration,
+    current: &Socket,
 ) -> Result<Connection, String> {
     let sock = addr
         .to_socket_addrs()
@@ -289,6 +311,7 @@ fn connect(
     // writer never blocks past it (the frames stay owed and go again on the next one).
     let _ = stream.set_write_timeout(Some(write_timeout));
     let reader = stream.try_clone().map_err(|e| e.to_string())?;
+    *current.lock() = stream.try_clone().ok();
     {
         let mut o = owed.lock();
         o.conn = id;
@@ -341,6 +364,7 @@ fn send_loop(
     rx: Receiver<Outgoing>,
     owed: Arc<Mutex<Owed>>,
     write_timeout: Duration,
+    current: &Socket,
 ) {
     let mut conn: Option<Connection> = None;
     let mut next_id: u64 = 1;
@@ -414,7 +438,7 @@ fn send_loop(
             }
             let id = next_conn;
             next_conn += 1;
-            match connect(node, addr, id, &owed, write_timeout) {
+            match connect(node, addr, id, &owed, write_timeout, current) {
                 Ok(mut c) => {
                     retry = FIRST_RETRY;
                     let all: Vec<Arc<[u8]>> =
