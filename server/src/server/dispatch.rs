@@ -461,6 +461,12 @@ impl Dispatch {
             key: d.key,
             features: t.features.as_ref().clone(),
         };
+        self.submit_or_busy(conn, target, request);
+    }
+
+    /// Queues one request on the engine pool, or answers BUSY when its queue is full.
+    fn submit_or_busy(&mut self, conn: &mut Conn, target: Target, request: Request) {
+        let (op, id, start) = (target.opcode, target.request_id, target.start);
         let env = Envelope {
             worker: self.worker,
             job: Job::Single {
@@ -476,14 +482,7 @@ impl Dispatch {
                     "engine queue full ({} jobs); retry later",
                     self.shared.config.engine_queue
                 );
-                self.reply_error(
-                    conn,
-                    Opcode::Get,
-                    t.request_id,
-                    t.start,
-                    StatusCode::Busy,
-                    &msg,
-                );
+                self.reply_error(conn, op, id, start, StatusCode::Busy, &msg);
             }
         }
     }
@@ -660,23 +659,6 @@ impl Dispatch {
             output: conn.output.clone(),
             corrupt_status: h.flags & FLAG_CORRUPT_STATUS != 0,
         };
-        let env = Envelope {
-            worker: self.worker,
-            job: Job::Single {
-                target,
-                request: Box::new(request),
-            },
-        };
-        match submit(&self.pool, env) {
-            Ok(()) => conn.inflight += 1,
-            Err(_) => {
-                self.shared.metrics.busy_rejections.fetch_add(1, Relaxed);
-                let msg = format!(
-                    "engine queue full ({} jobs); retry later",
-                    self.shared.config.engine_queue
-                );
-                self.reply_error(conn, op, id, start, StatusCode::Busy, &msg);
-            }
-        }
+        self.submit_or_busy(conn, target, request);
     }
 }
