@@ -112,6 +112,13 @@ impl PendingGet {
         self.plan = None;
     }
 
+    /// Makes this get answer `error` (one whose [`Store::begin_get_into`] failed: a key of
+    /// another type or size), so that a batch of gets answers it in its place.
+    pub fn fail(&mut self, error: Error) {
+        self.slots.clear();
+        self.error = Some(error);
+    }
+
     fn plan(&self) -> &ReadPlan {
         self.plan.as_deref().expect("a pending get was started")
     }

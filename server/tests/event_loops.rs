@@ -158,6 +158,32 @@ fn both_event_loops_answer_alike() {
                     .collect(),
                 features: refs("g", 2),
             },
+            // Small batches, which an io_uring loop serves itself: present and absent
+            // entities, keys of another type among them, unknown features and groups.
+            Request::GetMany {
+                keys: vec![
+                    EntityKey::String("e3".into()),
+                    EntityKey::String("absent".into()),
+                    EntityKey::I64(3),
+                    EntityKey::String("e49".into()),
+                ],
+                features: refs("g", 4),
+            },
+            Request::GetMany {
+                keys: vec![EntityKey::I64(3), EntityKey::String("e3".into())],
+                features: refs("g", 1),
+            },
+            Request::GetMany {
+                keys: vec![
+                    EntityKey::String("e3".into()),
+                    EntityKey::String("e4".into()),
+                ],
+                features: vec![FeatureRef::new("g", "f0"), FeatureRef::new("g", "nope")],
+            },
+            Request::GetMany {
+                keys: vec![EntityKey::String("e3".into())],
+                features: vec![FeatureRef::new("nope", "f0")],
+            },
         ];
         let got: Vec<String> = requests
             .iter()
@@ -165,6 +191,8 @@ fn both_event_loops_answer_alike() {
             .collect();
         let s = stats(&mut c);
         let event_loop = s["server"]["event_loop"].as_str().unwrap().to_string();
+        let get_many = &s["ops"]["get_many"];
+        assert_eq!(get_many["count"].as_u64(), Some(5), "{s}");
         match io {
             "epoll" => assert_eq!(event_loop, "epoll"),
             _ if in_ci() => assert_eq!(event_loop, "io_uring", "CI=true"),

@@ -93,6 +93,11 @@ fn reads_whose_response_would_exceed_the_frame_limit_are_refused() {
     let all: Vec<EntityKey> = (0..ENTITIES).map(key).collect();
     let err = c.get_many(all, vec![blob()]).unwrap_err();
     expect_limit(err, "GET_MANY");
+    // A batch small enough for the io_uring loop to serve itself: 7 values, about 70 KB.
+    let err = c
+        .get_many((0..7).map(key).collect(), vec![blob()])
+        .unwrap_err();
+    expect_limit(err, "GET_MANY of 7 keys");
     // One key, the same feature named 10 times: about 100 KB.
     let err = c.get(key(0), vec![blob(); 10]).unwrap_err();
     expect_limit(err, "GET");

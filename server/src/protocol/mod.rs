@@ -40,6 +40,7 @@ pub use training::{
     feature_value_len, mode_code, opt_key_len, put_training_chunk, TrainingSetRequest,
     TRAINING_CHUNK_HEAD_BYTES,
 };
+pub(crate) use types::put_refs;
 pub use wire::WireReader;
 
 #[cfg(test)]

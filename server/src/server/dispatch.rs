@@ -3,7 +3,7 @@
 use super::authorize::{audit, authorize, listed, login_refused, Verdict, DENIED};
 use super::conn::Conn;
 use super::executor::{submit, Envelope};
-use super::gets::{DivertedGet, LoopGets};
+use super::gets::{DivertedGet, LoopGets, LOOP_GET_MANY_KEYS};
 use super::job::{handshake_info, GetItem, Job, Target};
 use super::training;
 use super::Shared;
@@ -33,7 +33,8 @@ pub enum GetRoute {
     /// By the engine pool, batched per pass into one `get_many` per feature list (the epoll
     /// loop, and devices whose reads must block a thread).
     Pool,
-    /// By the io_uring loop itself, its device reads on the loop's ring.
+    /// By the io_uring loop itself, its device reads on the loop's ring (small GET_MANYs
+    /// too).
     Loop(Box<LoopGets>),
 }
 
@@ -649,6 +650,14 @@ impl Dispatch {
         if let Some(cluster) = &self.shared.cluster {
             if let Err((status, msg)) = check_route(cluster, &request, h.flags) {
                 return self.reply_error(conn, op, id, start, status, &msg);
+            }
+        }
+        if let (Request::GetMany { keys, features }, GetRoute::Loop(gets)) =
+            (&request, &mut self.gets)
+        {
+            // A cluster's reads may have to wait for a write's replicas (engine threads do).
+            if keys.len() <= LOOP_GET_MANY_KEYS && self.shared.cluster.is_none() {
+                return gets.start_many(conn_id, conn, h, keys, features, start);
             }
         }
         let target = Target {

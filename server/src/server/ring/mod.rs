@@ -851,7 +851,7 @@ impl RingLoop {
             };
             self.dispatch.divert_get(&mut slot.conn, d);
         } else {
-            gets.respond(&mut slot.conn, &f.target, f.answer);
+            gets.answer(&mut slot.conn, f);
         }
         self.mark_dirty(index);
     }
